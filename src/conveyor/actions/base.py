@@ -1,0 +1,123 @@
+"""The contract between the engine and an action type.
+
+An action type is a class registered under the entry-point group `conveyor.actions`
+(built-ins included). The engine builds an `ActionContext`, calls `run(ctx)` in a worker
+thread, and records the returned `ActionResult`. Actions never touch the store: what they
+want recorded (output variables, reports, a deployment, a promotion) goes in the result.
+
+Raise `conveyor.errors.ActionFailed` for "the check said no" and `ActionError` (or any
+`ConveyorError`) for "the tool broke"; the engine turns them into reasons `ActionFailed`
+and `ToolError`. Any other exception is recorded as `ToolError` with its message.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from conveyor.model.pipeline import Action, Environment, Pipeline
+
+
+class ActionConfig(BaseModel):
+    """Base of every action type's config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class LogSink(Protocol):
+    def write(self, text: str) -> None: ...
+
+    def mask(self, secret: str) -> None: ...
+
+
+@dataclass
+class ActionContext:
+    execution_id: str
+    pipeline: Pipeline
+    stage: str
+    action: Action
+    attempt: int
+    config: Mapping[str, Any]  # `#{ns.var}` already resolved
+    inputs: Mapping[str, Path]  # artifact name -> directory (a private copy)
+    outputs: Mapping[str, Path]  # artifact name -> empty directory to fill
+    workdir: Path  # scratch directory of this attempt, kept for inspection
+    log: LogSink
+    cancel: threading.Event
+    deadline: float | None  # time.monotonic() value, or None
+    state_dir: Path
+    services: Any  # conveyor.engine.services.Services (the composition root's adapters)
+    variables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # resolved scope
+    revisions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # source -> vars
+    on_pid: Any = None  # callable(pgid) the engine uses to record a child process group
+
+    @property
+    def environment(self) -> Environment | None:
+        name = self.action.environment
+        return self.pipeline.environments.get(name) if name else None
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+
+@dataclass
+class Report:
+    """A test report group's summary, as CodeBuild shows it."""
+
+    name: str
+    format: str
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: int = 0
+    duration_seconds: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)  # {suite,name,message}
+    files: list[str] = field(default_factory=list)  # paths relative to the attempt's workdir
+
+
+@dataclass
+class ActionResult:
+    succeeded: bool = True
+    reason: str = ""
+    message: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+    reports: list[Report] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # JSON-able: digest, provenance...
+
+
+class ActionType(Protocol):
+    """What the engine expects of an action type class."""
+
+    type_name: ClassVar[str]
+    Config: ClassVar[type[ActionConfig]]
+    output_variables: ClassVar[frozenset[str] | None]
+    needs_environment: ClassVar[bool]
+    resumable: ClassVar[bool]  # survives an engine crash (an approval waiting)
+
+    def run(self, ctx: ActionContext) -> ActionResult: ...
+
+
+class BaseAction(abc.ABC):
+    """Defaults for action types."""
+
+    type_name: ClassVar[str] = ""
+    Config: ClassVar[type[ActionConfig]] = ActionConfig
+    output_variables: ClassVar[frozenset[str] | None] = None
+    needs_environment: ClassVar[bool] = False
+    resumable: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def run(self, ctx: ActionContext) -> ActionResult:
+        """Do the action's work; see the module docstring for errors."""
+
+    @classmethod
+    def extra_checks(cls, action: Action, config: ActionConfig) -> Sequence[tuple[tuple[str | int, ...], str]]:
+        """Checks beyond the config model (paths relative to the action)."""
+        return ()

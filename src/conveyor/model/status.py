@@ -1,0 +1,149 @@
+"""Statuses (CodePipeline's API values), the allowed action transitions, and derivation.
+
+Only actions carry a stored status. A stage's and an execution's status are computed
+from their actions' latest attempts (plus the execution's requests: stop, supersede)
+by the pure functions below; nothing else sets them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ActionStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ABANDONED = "Abandoned"
+
+
+class StageStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class ExecutionStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    SUCCEEDED = "Succeeded"
+    SUPERSEDED = "Superseded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+TERMINAL_EXECUTION = frozenset(
+    {
+        ExecutionStatus.STOPPED,
+        ExecutionStatus.SUCCEEDED,
+        ExecutionStatus.SUPERSEDED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.CANCELLED,
+    }
+)
+
+
+class Reason(StrEnum):
+    """Why an action ended as it did. `ActionFailed` and `ToolError` are kept apart on purpose."""
+
+    STARTED = "Started"
+    SUCCEEDED = "Succeeded"
+    ACTION_FAILED = "ActionFailed"  # the check said no: tests failed, probe failed
+    TOOL_ERROR = "ToolError"  # the tool broke: registry down, podman missing
+    INVALID_CONFIG = "InvalidConfig"
+    TIMEOUT = "Timeout"
+    ENGINE_CRASHED = "EngineCrashed"
+    ABANDONED = "Abandoned"
+    REJECTED = "Rejected"
+    APPROVED = "Approved"
+    APPROVAL_EXPIRED = "ApprovalExpired"
+    SUPERSEDED = "Superseded"
+    RESUMED = "Resumed"
+
+
+# The one table of allowed moves. `None` is "no attempt yet".
+ALLOWED: Mapping[ActionStatus | None, frozenset[ActionStatus]] = {
+    None: frozenset({ActionStatus.IN_PROGRESS}),
+    ActionStatus.IN_PROGRESS: frozenset(
+        {ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.ABANDONED}
+    ),
+    ActionStatus.SUCCEEDED: frozenset(),
+    ActionStatus.FAILED: frozenset(),
+    ActionStatus.ABANDONED: frozenset(),
+}
+
+
+class TransitionRefused(Exception):
+    """A move not in ALLOWED (e.g. a second approver after the first)."""
+
+
+def check_transition(current: ActionStatus | None, new: ActionStatus) -> None:
+    if new not in ALLOWED[current]:
+        raise TransitionRefused(f"an action cannot go from {current or 'not started'} to {new}")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Status is three fields: status, reason, message."""
+
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+def derive_stage(
+    action_names: Iterable[str],
+    latest: Mapping[str, ActionStatus],
+    *,
+    stopping: bool = False,
+) -> StageStatus | None:
+    """The status of one stage from the latest attempt of each of its actions.
+
+    `latest` holds only actions that have an attempt in the stage's current epoch.
+    Returns None when the stage has not started.
+    """
+    names = list(action_names)
+    statuses = [latest[n] for n in names if n in latest]
+    if not statuses:
+        return None
+    if ActionStatus.IN_PROGRESS in statuses:
+        return StageStatus.STOPPING if stopping else StageStatus.IN_PROGRESS
+    if ActionStatus.FAILED in statuses:
+        return StageStatus.FAILED
+    if ActionStatus.ABANDONED in statuses:
+        return StageStatus.STOPPED
+    if len(statuses) == len(names):
+        return StageStatus.SUCCEEDED
+    return StageStatus.STOPPED if stopping else StageStatus.IN_PROGRESS
+
+
+def derive_execution(
+    stage_statuses: Iterable[StageStatus | None],
+    *,
+    stop_requested: bool = False,
+    superseded: bool = False,
+    cancelled: bool = False,
+) -> ExecutionStatus:
+    """The status of an execution from its stages' statuses (in pipeline order) and its flags."""
+    stages = list(stage_statuses)
+    if any(s == StageStatus.STOPPING for s in stages):
+        return ExecutionStatus.STOPPING
+    if any(s == StageStatus.IN_PROGRESS for s in stages):
+        return ExecutionStatus.IN_PROGRESS
+    if any(s == StageStatus.FAILED for s in stages):
+        return ExecutionStatus.FAILED
+    if stages and all(s == StageStatus.SUCCEEDED for s in stages):
+        return ExecutionStatus.SUCCEEDED
+    if cancelled:
+        return ExecutionStatus.CANCELLED
+    if superseded:
+        return ExecutionStatus.SUPERSEDED
+    if stop_requested or any(s == StageStatus.STOPPED for s in stages):
+        return ExecutionStatus.STOPPED
+    return ExecutionStatus.IN_PROGRESS

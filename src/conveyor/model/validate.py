@@ -1,0 +1,163 @@
+"""Semantic validation of a pipeline: every problem, collected, each with the path it is at.
+
+The spec layer turns paths into `file:line`. Action-type knowledge (known types, their
+config, their declared output variables) is passed in, so this module stays pure.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from conveyor.model.pipeline import Action, Path, Pipeline
+from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, SYSTEM_VARS, find_refs
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: Path
+    message: str
+
+
+@dataclass(frozen=True)
+class ActionTypeInfo:
+    """What validation needs to know of an action type."""
+
+    check_config: Callable[[Action], Sequence[tuple[Path, str]]] = lambda a: ()
+    output_variables: frozenset[str] | None = None  # None: not declared, anything goes
+    needs_environment: bool = False
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    types: Mapping[str, ActionTypeInfo] = field(default_factory=dict)
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
+    out: list[Finding] = []
+
+    def add(path: Path, msg: str) -> None:
+        out.append(Finding(path, msg))
+
+    if not p.stages:
+        add((*p.path, "stages"), "a pipeline needs at least one stage")
+
+    # names
+    seen_stage: dict[str, Path] = {}
+    for s in p.stages:
+        if s.name in seen_stage:
+            add((*s.path, "name"), f"duplicate stage name '{s.name}'")
+        seen_stage[s.name] = s.path
+        if not s.actions:
+            add((*s.path, "actions"), f"stage '{s.name}' has no actions")
+        names: set[str] = set()
+        for a in s.actions:
+            if a.name in names:
+                add((*a.path, "name"), f"duplicate action name '{a.name}' in stage '{s.name}'")
+            names.add(a.name)
+            if not (1 <= a.run_order <= 999):
+                add((*a.path, "runOrder"), f"action '{a.name}': runOrder must be 1..999, got {a.run_order}")
+            if a.timeout_seconds is not None and a.timeout_seconds <= 0:
+                add((*a.path, "timeout"), f"action '{a.name}': timeout must be positive")
+
+    # artifacts: who produces what, in which order
+    order: dict[tuple[str, str], tuple[int, int]] = {}
+    for si, s in enumerate(p.stages):
+        for a in s.actions:
+            order[(s.name, a.name)] = (si, a.run_order)
+    producers: dict[str, tuple[str, str, Path]] = {}
+    for s, a in p.all_actions():
+        for i, art in enumerate(a.outputs):
+            if art in producers:
+                other = producers[art]
+                add((*a.path, "outputs", i), f"artifact '{art}' is already produced by action '{other[1]}'")
+            else:
+                producers[art] = (s.name, a.name, (*a.path, "outputs", i))
+    for s, a in p.all_actions():
+        mine = order[(s.name, a.name)]
+        for i, art in enumerate(a.inputs):
+            if art not in producers:
+                known = sorted(producers)
+                add(
+                    (*a.path, "inputs", i),
+                    f"action '{a.name}' reads artifact '{art}' that no action produces"
+                    f"{did_you_mean(art, known)} (known: {', '.join(known) or 'none'})",
+                )
+                continue
+            ps, pa, _ = producers[art]
+            if (ps, pa) == (s.name, a.name):
+                add((*a.path, "inputs", i), f"action '{a.name}' reads its own output '{art}': a cycle")
+            elif order[(ps, pa)] >= mine:
+                add(
+                    (*a.path, "inputs", i),
+                    f"action '{a.name}' reads artifact '{art}' from action '{pa}', which does not run "
+                    "before it (a later stage or the same or a later runOrder): a cycle",
+                )
+
+    # namespaces and variable references
+    namespaces: dict[str, tuple[str, str]] = {}
+    for s, a in p.all_actions():
+        if a.namespace:
+            if a.namespace in (PIPELINE_NS, SYSTEM_NS):
+                add((*a.path, "namespace"), f"namespace '{a.namespace}' is reserved")
+            elif a.namespace in namespaces:
+                add((*a.path, "namespace"), f"duplicate namespace '{a.namespace}'")
+            else:
+                namespaces[a.namespace] = (s.name, a.name)
+    pipeline_vars = {v.name for v in p.variables}
+    for s, a in p.all_actions():
+        mine = order[(s.name, a.name)]
+        for path, ns, var in find_refs(dict(a.config), (*a.path, "config")):
+            ref = f"#{{{ns}.{var}}}"
+            if ns == PIPELINE_NS:
+                if var not in pipeline_vars:
+                    add(path, f"{ref}: no pipeline variable '{var}'{did_you_mean(var, sorted(pipeline_vars))}")
+            elif ns == SYSTEM_NS:
+                if var not in SYSTEM_VARS:
+                    add(path, f"{ref}: unknown system variable (known: {', '.join(sorted(SYSTEM_VARS))})")
+            elif ns not in namespaces:
+                add(path, f"{ref}: unknown namespace '{ns}'{did_you_mean(ns, sorted(namespaces))}"
+                    f" (known: {', '.join(sorted(namespaces)) or 'none'})")
+            else:
+                ps, pa = namespaces[ns]
+                if order[(ps, pa)] >= mine:
+                    add(path, f"{ref}: namespace '{ns}' belongs to action '{pa}', which does not run before '{a.name}'")
+                else:
+                    _, producer = p.stage(ps), p.stage(ps).action(pa)
+                    info = catalogue.types.get(producer.type)
+                    if info and info.output_variables is not None and var not in info.output_variables:
+                        add(path, f"{ref}: action '{pa}' ({producer.type}) has no output variable '{var}'"
+                            f"{did_you_mean(var, sorted(info.output_variables))}"
+                            f" (known: {', '.join(sorted(info.output_variables))})")
+
+    # action types and their config
+    known_types = sorted(catalogue.types)
+    for _, a in p.all_actions():
+        info = catalogue.types.get(a.type)
+        if info is None:
+            add((*a.path, "type"), f"action '{a.name}': unknown action type '{a.type}'"
+                f"{did_you_mean(a.type, known_types)} (known: {', '.join(known_types)})")
+            continue
+        for path, msg in info.check_config(a):
+            add((*a.path, *path), f"action '{a.name}': {msg}")
+        if a.environment is not None and a.environment not in p.environments:
+            envs = sorted(p.environments)
+            add((*a.path, "environment"), f"action '{a.name}': unknown environment '{a.environment}'"
+                f"{did_you_mean(a.environment, envs)} (known: {', '.join(envs) or 'none'})")
+        elif info.needs_environment and a.environment is None:
+            add((*a.path,), f"action '{a.name}': a {a.type} action needs `environment:`"
+                f" (one of: {', '.join(sorted(p.environments)) or 'define environments first'})")
+
+    # triggers
+    sources = {a.name for a in p.source_actions()}
+    for t in p.triggers:
+        if t.source_action not in sources:
+            add((*t.path, "source"), f"trigger names source action '{t.source_action}', which is not a "
+                f"source action{did_you_mean(t.source_action, sorted(sources))} (known: {', '.join(sorted(sources)) or 'none'})")
+    return out
