@@ -56,6 +56,7 @@ class ActionContext:
     variables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # resolved scope
     revisions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # source -> vars
     on_pid: Any = None  # callable(pgid) the engine uses to record a child process group
+    gate: Any = None  # conveyor.engine.gate.ApprovalGate for actions that wait for people
 
     @property
     def environment(self) -> Environment | None:

@@ -1,0 +1,649 @@
+"""The engine: claims executions, plans, dispatches actions, records what happened.
+
+Promises (DESIGN §4):
+1. Persist before acting: an attempt row is committed InProgress before its code runs.
+2. Requests are data: stop/abandon/retry rows (and approval rows) are acted on here.
+3. Crash-safe: a lease per execution, renewed by a heartbeat. An engine that finds an
+   expired lease takes the execution over: resumable waits (approvals) resume, other
+   in-flight attempts fail with reason EngineCrashed (retryable), their processes killed.
+4. Failed (ActionFailed) and errored (ToolError) are different reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conveyor.actions.base import ActionContext, ActionResult, BaseAction
+from conveyor.actions.registry import ActionRegistry
+from conveyor.adapters.process import kill_group
+from conveyor.engine.gate import ApprovalGate
+from conveyor.engine.logs import FileLog, log_path
+from conveyor.engine.services import Services
+from conveyor.errors import ActionError, ActionFailed, ConfigError, Conflict, ConveyorError
+from conveyor.model import planner as pl
+from conveyor.model.pipeline import Pipeline
+from conveyor.model.status import TERMINAL_EXECUTION, ActionStatus, ExecutionStatus, Reason
+from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, UnresolvedVariable, resolve
+from conveyor.settings import Settings
+from conveyor.spec.pipeline_file import parse
+from conveyor.spec.yamlfile import Lines
+from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.db import Row, Store
+
+log = logging.getLogger("conveyor.engine")
+DEFAULT_TIMEOUT = 3600
+GRACE = 10.0
+
+
+@dataclass
+class _InFlight:
+    attempt_id: str
+    execution_id: str
+    cancel: threading.Event
+    deadline: float | None
+    abandon: bool = False
+    timed_out_at: float | None = None
+
+
+@dataclass
+class Hooks:
+    """Extension points for other parts (rollback, notifications)."""
+
+    on_stage_failed: list[Callable[[Engine, Row, Pipeline, str], None]] = field(default_factory=list)
+    on_execution_done: list[Callable[[Engine, Row, Pipeline], None]] = field(default_factory=list)
+    on_approval_needed: list[Callable[[Engine, Row, Pipeline, Row], None]] = field(default_factory=list)
+
+
+def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") -> Pipeline:
+    return parse(dict(definition), Lines(name))
+
+
+def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
+    return pl.ExecutionState(
+        attempts=tuple(
+            pl.AttemptView(a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"]))
+            for a in attempts
+        ),
+        stage_epochs={k: pl.StageEpoch(v["epoch"], v["failed_only"]) for k, v in (ex["stage_epochs"] or {}).items()},
+        stop_requested=bool(ex["stop_mode"]),
+        superseded=bool(ex["superseded_by"]),
+    )
+
+
+class Engine:
+    def __init__(self, store: Store, settings: Settings, registry: ActionRegistry, services: Services,
+                 *, artifacts: ArtifactStore | None = None, max_workers: int = 32,
+                 hooks: Hooks | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.registry = registry
+        self.services = services
+        self.artifacts = artifacts or ArtifactStore(settings.state_dir / "artifacts")
+        self.hooks = hooks or Hooks()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="action")
+        self.inflight: dict[str, _InFlight] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pipelines: dict[str, Pipeline] = {}
+        self._auto_retried: set[tuple[str, str, int]] = set()
+
+    # ---- starting executions ----------------------------------------------------------------
+    def start(self, pipeline_name: str, *, variables: Mapping[str, str] | None = None,
+              trigger: Mapping[str, Any] | None = None, revisions: Mapping[str, Any] | None = None,
+              actor: str | None = None, kind: str = "standard") -> str:
+        row = self.store.get_pipeline(pipeline_name)
+        pipeline = pipeline_of(row["definition"], pipeline_name)
+        given = dict(variables or {})
+        known = {v.name for v in pipeline.variables}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(f"pipeline '{pipeline_name}' has no variable(s) {', '.join(unknown)}"
+                              f" (declared: {', '.join(sorted(known)) or 'none'})")
+        resolved: dict[str, str] = {}
+        for v in pipeline.variables:
+            if v.name in given:
+                resolved[v.name] = str(given[v.name])
+            elif v.default is not None:
+                resolved[v.name] = v.default
+            else:
+                raise ConfigError(f"pipeline variable '{v.name}' has no default: pass --var {v.name}=VALUE")
+        ex_id = self.store.create_execution(
+            pipeline_name, row["definition"], variables=resolved,
+            trigger=dict(trigger or {"type": "StartPipelineExecution", "by": actor or "cli"}),
+            revisions=dict(revisions or {}), kind=kind, actor=actor)
+        self._wake.set()
+        return ex_id
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, until: Callable[[], bool] | None = None) -> None:
+        """Drive executions until `stop` is set or `until()` is true."""
+        self.store.register_engine(self.worker)
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(beat_stop,), daemon=True)
+        beat.start()
+        try:
+            while not stop.is_set():
+                self.step()
+                if until is not None and until():
+                    break
+                self._wake.wait(self.settings.poll_seconds)
+                self._wake.clear()
+        finally:
+            beat_stop.set()
+            self.store.unregister_engine(self.worker)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=True)
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.heartbeat_seconds):
+            try:
+                self.store.renew(self.worker, self.settings.lease_seconds)
+            except ConveyorError as e:
+                log.warning("heartbeat failed: %s", e)
+
+    def step(self) -> None:
+        """One pass over every execution that may need work."""
+        self.store.renew(self.worker, self.settings.lease_seconds)
+        rows = self.store.active_executions()
+        seen = {r["id"] for r in rows}
+        for ex_id in self._executions_with_requests():
+            if ex_id not in seen:
+                rows.append(self.store.get_execution(ex_id))
+        for ex in rows:
+            try:
+                self._tick(ex)
+            except ConveyorError as e:
+                log.error("execution %s: %s", ex["id"], e.message)
+            except Exception:  # noqa: BLE001 - one bad execution must not stop the others
+                log.error("execution %s: %s", ex["id"], traceback.format_exc())
+
+    def _executions_with_requests(self) -> list[str]:
+        from sqlalchemy import select
+
+        from conveyor.store import tables as t
+
+        with self.store.tx() as c:
+            return [r[0] for r in c.execute(select(t.requests.c.execution_id).where(
+                t.requests.c.handled_at.is_(None)).distinct())]
+
+    def pipeline(self, ex: Row) -> Pipeline:
+        p = self._pipelines.get(ex["id"])
+        if p is None:
+            p = pipeline_of(ex["definition"], ex["pipeline"])
+            self._pipelines[ex["id"]] = p
+        return p
+
+    # ---- one execution -------------------------------------------------------------------------
+    def _tick(self, ex: Row) -> None:
+        owner, expires = ex.get("lease_owner"), ex.get("lease_expires")
+        if not self.store.claim(ex["id"], self.worker, self.settings.lease_seconds):
+            return
+        ex = self.store.get_execution(ex["id"])
+        pipeline = self.pipeline(ex)
+        if owner and owner != self.worker and expires is not None:
+            self._recover(ex, pipeline, owner)
+        self._handle_requests(ex, pipeline)
+        ex = self.store.get_execution(ex["id"])
+        self._watch_deadlines(ex)
+        attempts = self.store.attempts_for(ex["id"])
+        self._resume_orphans(ex, pipeline, attempts)
+        state = state_of(ex, attempts)
+        status = pl.execution_status(pipeline, state)
+
+        if status == ExecutionStatus.IN_PROGRESS:
+            around, others = self._neighbourhood(ex, pipeline)
+            if pl.should_supersede(pipeline.execution_mode, pipeline, state,
+                                   [pl.progress(pipeline, s) for e, s in others if e["seq"] > ex["seq"]]):
+                newer = max((e for e, _ in others if e["seq"] > ex["seq"]), key=lambda e: e["seq"])
+                self.store.update_execution(ex["id"], superseded_by=newer["id"])
+                ex = self.store.get_execution(ex["id"])
+                state = state_of(ex, attempts)
+                status = pl.execution_status(pipeline, state)
+            else:
+                plan = pl.plan(pipeline, state, around)
+                if plan.waiting and pipeline.execution_mode.value == "SUPERSEDED":
+                    self._supersede_stale_approval(ex, pipeline, plan, around)
+                for stage, action in plan.start:
+                    self._dispatch(ex, pipeline, stage, action)
+                if plan.start:
+                    attempts = self.store.attempts_for(ex["id"])
+                    state = state_of(ex, attempts)
+                    status = pl.execution_status(pipeline, state)
+                if (plan.waiting or None) != ex["waiting"]:
+                    self.store.update_execution(ex["id"], waiting=plan.waiting)
+
+        if status == ExecutionStatus.FAILED and self._auto_retry(ex, pipeline, state):
+            return
+        self._save_status(ex, pipeline, status, attempts)
+
+    def _save_status(self, ex: Row, pipeline: Pipeline, status: ExecutionStatus, attempts: list[Row]) -> None:
+        values: dict[str, Any] = {}
+        if status.value != ex["status"]:
+            values["status"] = status.value
+            values["message"] = _execution_message(status, attempts, ex)
+        if status in TERMINAL_EXECUTION:
+            if not ex["ended_at"]:
+                values["ended_at"] = time.time()
+            values["waiting"] = None
+        elif ex["ended_at"]:
+            values["ended_at"] = None
+        if values:
+            self.store.update_execution(ex["id"], **values)
+        if status in TERMINAL_EXECUTION and not self._has_inflight(ex["id"]):
+            self.store.release(ex["id"], self.worker)
+            self._pipelines.pop(ex["id"], None)
+            if "status" in values:
+                done = self.store.get_execution(ex["id"])
+                for hook in self.hooks.on_execution_done:
+                    _safe_hook(hook, self, done, pipeline)
+                if status == ExecutionStatus.FAILED:
+                    failed = next((a["stage"] for a in reversed(attempts) if a["status"] == "Failed"), None)
+                    if failed:
+                        for h in self.hooks.on_stage_failed:
+                            _safe_hook(h, self, done, pipeline, failed)
+
+    def _has_inflight(self, ex_id: str) -> bool:
+        with self._lock:
+            return any(f.execution_id == ex_id for f in self.inflight.values())
+
+    def _neighbourhood(self, ex: Row, pipeline: Pipeline) -> tuple[pl.Neighbourhood, list[tuple[Row, pl.ExecutionState]]]:
+        disabled = self.store.disabled_transitions(ex["pipeline"])
+        if pipeline.execution_mode.value == "PARALLEL" and not disabled:
+            return pl.Neighbourhood(), []
+        others_rows = [o for o in self.store.active_executions(ex["pipeline"]) if o["id"] != ex["id"]]
+        atts = self.store.attempts_for_many([o["id"] for o in others_rows])
+        others = [(o, state_of(o, atts[o["id"]])) for o in others_rows]
+        occupied: dict[str, str] = {}
+        older_waiting: set[str] = set()
+        for o, st in others:
+            try:
+                op = self.pipeline(o)
+            except ConveyorError:
+                continue
+            stage = pl.active_stage(op, st)
+            if stage:
+                occupied[stage] = o["id"]
+            elif o["seq"] < ex["seq"]:
+                p = pl.progress(op, st)
+                if p < len(op.stages):
+                    older_waiting.add(op.stages[p].name)
+        return pl.Neighbourhood(disabled, occupied, frozenset(older_waiting)), others
+
+    def _supersede_stale_approval(self, ex: Row, pipeline: Pipeline, plan: pl.Plan,
+                                  around: pl.Neighbourhood) -> None:
+        """A newer execution at the gate supersedes the older execution's pending approval."""
+        holder = around.occupied.get(plan.next_stage or "")
+        if not holder:
+            return
+        h = self.store.get_execution(holder)
+        if h["seq"] > ex["seq"]:
+            return
+        running = [a for a in self.store.attempts_for(holder) if a["status"] == "InProgress"]
+        if not running or any(a["type"] != "approval" for a in running):
+            return
+        for a in running:
+            try:
+                self.store.decide_approval(a["id"], "Superseded", by="engine",
+                                           comment=f"superseded by newer execution {ex['id']}")
+            except ConveyorError:
+                continue
+            try:
+                self.store.transition(a["id"], ActionStatus.ABANDONED, reason=Reason.SUPERSEDED,
+                                      message=f"a newer execution ({ex['id']}) reached this approval")
+            except Conflict:
+                pass
+        self.store.update_execution(holder, superseded_by=ex["id"])
+        self._wake.set()
+
+    # ---- requests --------------------------------------------------------------------------------
+    def _handle_requests(self, ex: Row, pipeline: Pipeline) -> None:
+        for req in self.store.pending_requests(ex["id"]):
+            kind = req["kind"]
+            outcome = "done"
+            try:
+                if kind in ("stop", "abandon"):
+                    outcome = self._stop(ex, kind == "abandon", req)
+                elif kind == "retry":
+                    outcome = self._retry(ex, pipeline, req)
+                else:
+                    outcome = f"unknown request kind '{kind}'"
+            except ConveyorError as e:
+                outcome = f"refused: {e.message}"
+            self.store.handle_request(req["id"], outcome)
+            ex = self.store.get_execution(ex["id"])
+
+    def _stop(self, ex: Row, abandon: bool, req: Row) -> str:
+        if ex["status"] not in ("InProgress", "Stopping"):
+            raise Conflict(f"execution {ex['id']} is {ex['status']}: nothing to stop")
+        mode = "abandon" if abandon else "finish"
+        self.store.update_execution(ex["id"], stop_mode=mode,
+                                    message=f"stop requested by {req['actor'] or 'someone'}: {req['payload'].get('reason', '')}".strip())
+        if abandon:
+            with self._lock:
+                mine = [f for f in self.inflight.values() if f.execution_id == ex["id"]]
+            for f in mine:
+                f.abandon = True
+                f.cancel.set()
+            held = {f.attempt_id for f in mine}
+            for a in self.store.attempts_for(ex["id"]):
+                if a["status"] == "InProgress" and a["id"] not in held:
+                    self._kill(a)
+                    self._try_transition(a["id"], ActionStatus.ABANDONED, Reason.ABANDONED,
+                                         f"abandoned by {req['actor'] or 'a stop request'}")
+                    if a["type"] == "approval":
+                        try:
+                            self.store.decide_approval(a["id"], "Rejected", by=req["actor"] or "engine",
+                                                       comment="execution stopped")
+                        except ConveyorError:
+                            pass
+        return f"stopping ({mode})"
+
+    def _retry(self, ex: Row, pipeline: Pipeline, req: Row) -> str:
+        if ex["status"] not in ("Failed", "Stopped"):
+            raise Conflict(f"execution {ex['id']} is {ex['status']}: only a Failed or Stopped execution "
+                           "can be retried")
+        attempts = self.store.attempts_for(ex["id"])
+        state = state_of(ex, attempts)
+        statuses = pl.stage_statuses(pipeline, state)
+        stage_name = req["payload"].get("stage")
+        if not stage_name:
+            for s, st in zip(pipeline.stages, statuses, strict=True):
+                if st is not None and st.value in ("Failed", "Stopped"):
+                    stage_name = s.name
+                    break
+            else:
+                for s, st in zip(pipeline.stages, statuses, strict=True):
+                    if st is None or st.value != "Succeeded":
+                        stage_name = s.name
+                        break
+        if not stage_name:
+            raise Conflict("nothing to retry: every stage succeeded")
+        failed_only = bool(req["payload"].get("failed_only", False))
+        epochs = dict(ex["stage_epochs"] or {})
+        cur = epochs.get(stage_name, {"epoch": 0, "failed_only": False})
+        epochs[stage_name] = {"epoch": cur["epoch"] + 1, "failed_only": failed_only}
+        self.store.update_execution(ex["id"], stage_epochs=epochs, stop_mode=None, superseded_by=None,
+                                    status="InProgress", ended_at=None,
+                                    message=f"retrying stage {stage_name} ({'failed actions' if failed_only else 'all actions'})")
+        return f"retrying {stage_name}"
+
+    def _auto_retry(self, ex: Row, pipeline: Pipeline, state: pl.ExecutionState) -> bool:
+        """Stage `onFailure: {result: RETRY}`: one automatic retry of the failed stage."""
+        for s, st in zip(pipeline.stages, pl.stage_statuses(pipeline, state), strict=True):
+            if st is not None and st.value == "Failed" and s.on_failure and s.on_failure.result == "RETRY":
+                epoch = (ex["stage_epochs"] or {}).get(s.name, {}).get("epoch", 0)
+                key = (ex["id"], s.name, epoch)
+                if epoch >= s.on_failure.max_retries or key in self._auto_retried:
+                    return False
+                self._auto_retried.add(key)
+                self.store.add_request(ex["id"], "retry", {
+                    "stage": s.name, "failed_only": s.on_failure.retry_mode == "FAILED_ACTIONS"},
+                    actor="engine (onFailure: RETRY)")
+                self.store.update_execution(ex["id"], status="Failed")
+                self._wake.set()
+                return True
+        return False
+
+    # ---- crash recovery ------------------------------------------------------------------------
+    def _recover(self, ex: Row, pipeline: Pipeline, dead: str) -> None:
+        for a in self.store.attempts_for(ex["id"]):
+            if a["status"] != "InProgress":
+                continue
+            cls = self._type(a["type"])
+            if cls is not None and cls.resumable and not ex["stop_mode"]:
+                self.store.note_attempt(a["id"], worker=self.worker)
+                continue  # resumed by _resume_orphans
+            self._kill(a)
+            self._try_transition(a["id"], ActionStatus.FAILED, Reason.ENGINE_CRASHED,
+                                 f"the engine running this action ({dead}) stopped before it finished; "
+                                 f"retry with `conveyor retry {ex['id']}`")
+
+    def _resume_orphans(self, ex: Row, pipeline: Pipeline, attempts: list[Row]) -> None:
+        """Resumable attempts (approvals) in progress with no thread here: resume their wait."""
+        for a in attempts:
+            if a["status"] != "InProgress":
+                continue
+            with self._lock:
+                if a["id"] in self.inflight:
+                    continue
+            cls = self._type(a["type"])
+            if cls is None or not cls.resumable:
+                continue
+            owner = a.get("worker")
+            if owner != self.worker and self._worker_alive(owner):
+                continue
+            self.store.note_attempt(a["id"], worker=self.worker)
+            action = pipeline.stage(a["stage"]).action(a["action"])
+            self._launch(ex, pipeline, a["stage"], action, a, resumed=True)
+
+    def _worker_alive(self, worker: str | None) -> bool:
+        if not worker:
+            return False
+        return any(e["worker"] == worker for e in self.store.live_engines(self.settings.lease_seconds))
+
+    def _kill(self, attempt: Row) -> None:
+        if attempt.get("pgid"):
+            kill_group(int(attempt["pgid"]))
+
+    def _type(self, name: str) -> type[BaseAction] | None:
+        try:
+            return self.registry.get(name)
+        except ConveyorError:
+            return None
+
+    # ---- deadlines -------------------------------------------------------------------------------
+    def _watch_deadlines(self, ex: Row) -> None:
+        now = time.monotonic()
+        with self._lock:
+            mine = [f for f in self.inflight.values() if f.execution_id == ex["id"]]
+        for f in mine:
+            if f.deadline is not None and now > f.deadline and not f.cancel.is_set():
+                f.timed_out_at = now
+                f.cancel.set()
+            elif f.timed_out_at is not None and now - f.timed_out_at > GRACE:
+                # the action ignores cancellation: record the timeout anyway
+                self._try_transition(f.attempt_id, ActionStatus.FAILED, Reason.TIMEOUT,
+                                     "the action did not stop within 10 s of its timeout")
+
+    # ---- dispatching -------------------------------------------------------------------------------
+    def _dispatch(self, ex: Row, pipeline: Pipeline, stage_name: str, action_name: str) -> None:
+        stage = pipeline.stage(stage_name)
+        action = stage.action(action_name)
+        epoch = (ex["stage_epochs"] or {}).get(stage_name, {}).get("epoch", 0)
+        timeout = action.timeout_seconds
+        if timeout is None:
+            cls = self._type(action.type)
+            timeout = getattr(cls, "default_timeout", DEFAULT_TIMEOUT) if cls else DEFAULT_TIMEOUT
+        deadline_wall = time.time() + timeout
+        # the log file name needs the attempt number, which start_attempt allocates: use a
+        # placeholder and fix it up (the id is deterministic, so this is safe)
+        row = self.store.start_attempt(ex["id"], stage_name, action_name, action.type, epoch=epoch,
+                                       worker=self.worker, deadline=deadline_wall, log_path="")
+        path = log_path(self.settings.state_dir, ex["id"], stage_name, action_name, row["attempt"])
+        self.store.note_attempt(row["id"], log_path=str(path))
+        row["log_path"] = str(path)
+        self._launch(ex, pipeline, stage_name, action, row, resumed=False)
+
+    def _launch(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row, *,
+                resumed: bool) -> None:
+        remaining = (row["deadline"] - time.time()) if row.get("deadline") else None
+        deadline = time.monotonic() + remaining if remaining is not None else None
+        fl = _InFlight(row["id"], ex["id"], threading.Event(), deadline)
+        with self._lock:
+            self.inflight[row["id"]] = fl
+        self.pool.submit(self._execute, ex, pipeline, stage_name, action, row, fl, resumed)
+
+    def _execute(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row,
+                 fl: _InFlight, resumed: bool) -> None:
+        logf = FileLog(Path(row["log_path"]) if row.get("log_path") else
+                       log_path(self.settings.state_dir, ex["id"], stage_name, action.name, row["attempt"]))
+        workdir = self.settings.state_dir / "work" / ex["id"] / f"{stage_name}.{action.name}.{row['attempt']}"
+        result: ActionResult
+        artifacts: dict[str, str] = {}
+        try:
+            if resumed:
+                logf.write(f"[conveyor] resumed by engine {self.worker}\n")
+            cls = self.registry.get(action.type)
+            ctx = self._context(ex, pipeline, stage_name, action, row, fl, logf, workdir, resumed)
+            result = cls().run(ctx)
+            if result.succeeded:
+                for name, d in ctx.outputs.items():
+                    stored = self.artifacts.put(d)
+                    self.store.record_artifact(stored.digest, stored.files, stored.size)
+                    artifacts[name] = stored.digest
+        except ActionFailed as e:
+            result = ActionResult(False, Reason.ACTION_FAILED, e.message)
+        except UnresolvedVariable as e:
+            result = ActionResult(False, Reason.INVALID_CONFIG, f"unresolved variable {e.args[0]}")
+        except ActionError as e:
+            result = ActionResult(False, Reason.TOOL_ERROR, e.message)
+        except ConveyorError as e:
+            result = ActionResult(False, Reason.TOOL_ERROR, e.message)
+        except Exception as e:  # noqa: BLE001 - an action's bug is recorded, not raised
+            logf.write(traceback.format_exc())
+            result = ActionResult(False, Reason.TOOL_ERROR, f"{type(e).__name__}: {e}")
+        if fl.timed_out_at is not None:
+            result = ActionResult(False, Reason.TIMEOUT, f"timed out after {action.timeout_seconds or DEFAULT_TIMEOUT} s"
+                                  + (f": {result.message}" if result.message else ""))
+            status = ActionStatus.FAILED
+        elif fl.abandon:
+            status = ActionStatus.ABANDONED
+            result = ActionResult(False, Reason.ABANDONED, "abandoned by a stop request")
+        else:
+            status = ActionStatus.SUCCEEDED if result.succeeded else ActionStatus.FAILED
+        reason = result.reason or (Reason.SUCCEEDED if result.succeeded else Reason.ACTION_FAILED)
+        logf.write(f"[conveyor] {status.value}: {reason}{': ' + result.message if result.message else ''}\n")
+        logf.close()
+        try:
+            self.store.transition(
+                row["id"], status, reason=str(reason), message=result.message or "",
+                variables=dict(result.variables), artifacts=artifacts, details=_jsonable(result.details),
+                reports=[_jsonable(r.__dict__) for r in result.reports])
+            if status == ActionStatus.SUCCEEDED:
+                self._after_success(ex, pipeline, stage_name, action, result)
+        except Conflict:
+            pass  # someone else (a stop, a timeout, a recovery) recorded the end first
+        except ConveyorError as e:
+            log.error("could not record %s: %s", row["id"], e.message)
+        finally:
+            with self._lock:
+                self.inflight.pop(row["id"], None)
+            self._wake.set()
+
+    def _after_success(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any,
+                       result: ActionResult) -> None:
+        if action.type.startswith("source."):
+            ex2 = self.store.get_execution(ex["id"])
+            revs = dict(ex2["revisions"] or {})
+            revs[action.name] = dict(result.variables)
+            self.store.update_execution(ex["id"], revisions=revs)
+        dep = result.details.get("deployment")
+        if isinstance(dep, dict) and dep.get("environment"):
+            commit = None
+            for r in (self.store.get_execution(ex["id"])["revisions"] or {}).values():
+                commit = commit or r.get("CommitId")
+            self.store.record_deployment(
+                environment=dep["environment"], pipeline=ex["pipeline"], execution_id=ex["id"],
+                kind=dep.get("kind", "rollback" if ex["kind"] == "rollback" else "deploy"),
+                image=dep.get("image"), digest=dep.get("digest"), commit=dep.get("commit") or commit,
+                url=dep.get("url"), actor=ex["actor"] or "engine", details=_jsonable(dep))
+
+    def _context(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row,
+                 fl: _InFlight, logf: FileLog, workdir: Path, resumed: bool) -> ActionContext:
+        attempts = self.store.attempts_for(ex["id"])
+        state = state_of(ex, attempts)
+        current = pl.current_attempts(pipeline, state)
+        by_name = {a.name: a for _, a in pipeline.all_actions()}
+        scope: dict[str, dict[str, str]] = {
+            PIPELINE_NS: dict(ex["variables"] or {}),
+            SYSTEM_NS: {"PipelineExecutionId": ex["id"], "PipelineName": ex["pipeline"]},
+        }
+        produced: dict[str, str] = {}
+        rows = {a["id"]: a for a in attempts}
+        for st in pipeline.stages:
+            for name, view in current[st.name].items():
+                if view.status != ActionStatus.SUCCEEDED:
+                    continue
+                a_row = rows[f"{ex['id']}/{st.name}/{name}/{view.attempt}"]
+                ns = by_name[name].namespace
+                if ns:
+                    scope[ns] = {k: str(v) for k, v in (a_row["variables"] or {}).items()}
+                produced.update(a_row["artifacts"] or {})
+        config = resolve(dict(action.config), scope)
+        if workdir.exists() and not resumed:
+            shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        inputs: dict[str, Path] = {}
+        for name in action.inputs:
+            if name not in produced:
+                raise ActionError(f"input artifact '{name}' was not produced (its action did not succeed)")
+            inputs[name] = self.artifacts.get(produced[name], workdir / "in" / name)
+        outputs: dict[str, Path] = {}
+        for name in action.outputs:
+            d = workdir / "out" / name
+            d.mkdir(parents=True, exist_ok=True)
+            outputs[name] = d
+        return ActionContext(
+            execution_id=ex["id"], pipeline=pipeline, stage=stage_name, action=action,
+            attempt=row["attempt"], config=config, inputs=inputs, outputs=outputs, workdir=workdir,
+            log=logf, cancel=fl.cancel, deadline=fl.deadline, state_dir=self.settings.state_dir,
+            services=self.services, variables=scope, revisions=dict(ex["revisions"] or {}),
+            on_pid=lambda pid: self.store.note_attempt(row["id"], pgid=pid),
+            gate=ApprovalGate(self.store, row["id"], ex["id"]),
+        )
+
+    def _try_transition(self, att_id: str, to: ActionStatus, reason: str, message: str) -> None:
+        try:
+            self.store.transition(att_id, to, reason=str(reason), message=message)
+        except Conflict:
+            pass
+        self._wake.set()
+
+    # ---- queries used by the CLI and the server -----------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+
+def _execution_message(status: ExecutionStatus, attempts: list[Row], ex: Row) -> str:
+    if status == ExecutionStatus.SUCCEEDED:
+        return ""
+    if status == ExecutionStatus.SUPERSEDED:
+        return f"superseded by execution {ex['superseded_by']}"
+    bad = [a for a in attempts if a["status"] in ("Failed", "Abandoned")]
+    if bad:
+        a = bad[-1]
+        return f"{a['stage']}/{a['action']}: {a['reason']}: {a['message']}"
+    return str(ex.get("message") or "")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | set):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, str | int | float | bool) or v is None:
+        return v
+    if isinstance(v, Path):
+        return str(v)
+    return str(v)
+
+
+def _safe_hook(hook: Callable[..., None], *args: Any) -> None:
+    try:
+        hook(*args)
+    except Exception:  # noqa: BLE001 - a hook must not break the engine
+        log.error("hook %s failed: %s", getattr(hook, "__name__", hook), traceback.format_exc())

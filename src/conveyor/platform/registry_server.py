@@ -1,0 +1,94 @@
+"""A local OCI registry: Debian's `docker-registry` (CNCF distribution 2.8) with its own config.
+
+The packaged config (htpasswd, :5000) is not used. Each registry gets
+`state_dir/registry/<name>.yml`: storage under `state_dir/registry/<name>/`, deletes
+enabled, plain HTTP on a loopback address. Its access log (one line per request, with
+the response size) goes to `state_dir/logs/platform/registry-<name>.log`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.adapters.registry import RegistryClient
+from conveyor.errors import Unavailable, missing_tool
+from conveyor.platform.daemon import Daemon, port_free, port_owner
+
+BINARY = "docker-registry"
+
+
+@dataclass(frozen=True)
+class RegistryServer:
+    name: str
+    host: str
+    port: int
+    state_dir: Path
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def storage(self) -> Path:
+        return self.state_dir / "registry" / self.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.state_dir / "registry" / f"{self.name}.yml"
+
+    @property
+    def daemon(self) -> Daemon:
+        return Daemon(name=f"registry-{self.name}", run_dir=self.state_dir / "run",
+                      log_dir=self.state_dir / "logs" / "platform",
+                      marker=str(self.config_file))
+
+    def config(self) -> str:
+        return (
+            "# Written by Conveyor (conveyor up).\n"
+            "version: 0.1\n"
+            "log:\n  level: warn\n  fields: {service: registry, registry: " + self.name + "}\n"
+            "storage:\n"
+            f"  filesystem: {{rootdirectory: {self.storage}}}\n"
+            "  delete: {enabled: true}\n"
+            "  cache: {blobdescriptor: inmemory}\n"
+            f"http:\n  addr: {self.address}\n"
+        )
+
+    def health(self) -> tuple[bool, str]:
+        with RegistryClient(timeout=2) as client:
+            return client.ping(self.address)
+
+    def start(self, wait: float = 10.0) -> bool:
+        """Start it unless it runs; True if it was started. Raises Unavailable with the cause."""
+        if self.daemon.pid() is not None:
+            return False
+        binary = shutil.which(BINARY)
+        if not binary:
+            raise missing_tool(BINARY, "docker-registry")
+        if not port_free(self.host, self.port):
+            owner = port_owner(self.port)
+            raise Unavailable(
+                f"cannot start registry '{self.name}': port {self.address} is already taken"
+                f"{' by ' + owner if owner else ' by another process'}; stop that process, "
+                f"or give Conveyor another port (CONVEYOR_REGISTRY_{self.name.upper()}_PORT)")
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.config())
+        daemon = self.daemon
+        daemon.start([binary, "serve", str(self.config_file)])
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            if daemon.pid() is None or daemon.exited() is not None:
+                raise Unavailable(f"registry '{self.name}' exited right after starting; "
+                                  f"its log ({daemon.log_file}) ends with:\n{daemon.log_tail()}")
+            ok, _ = self.health()
+            if ok:
+                return True
+            time.sleep(0.05)
+        raise Unavailable(f"registry '{self.name}' did not answer GET http://{self.address}/v2/ "
+                          f"within {wait:.0f}s; see {daemon.log_file}")
+
+    def stop(self) -> bool:
+        return self.daemon.stop()

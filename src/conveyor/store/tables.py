@@ -1,0 +1,195 @@
+"""The store's tables (SQLAlchemy Core). Changes go through an Alembic migration."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+pipelines = Table(
+    "pipelines", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("definition", JSON, nullable=False),  # the pipeline file, as data
+    Column("source_path", Text),
+    Column("updated_at", Float, nullable=False),
+)
+
+executions = Table(
+    "executions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("pipeline", String(100), nullable=False),
+    Column("seq", Integer, nullable=False),  # order within the pipeline
+    Column("kind", String(20), nullable=False, default="standard"),  # standard | rollback
+    Column("status", String(20), nullable=False),  # derived from the actions, cached for queries
+    Column("message", Text, default=""),
+    Column("waiting", Text),  # why it waits (a disabled transition, a busy stage)
+    Column("definition", JSON, nullable=False),  # snapshot of the pipeline file at start
+    Column("variables", JSON, nullable=False),
+    Column("trigger", JSON, nullable=False),
+    Column("revisions", JSON, nullable=False),  # source action -> {CommitId, BranchName, ...}
+    Column("stage_epochs", JSON, nullable=False),
+    Column("stop_mode", String(20)),  # None | finish | abandon
+    Column("superseded_by", String(64)),
+    Column("actor", String(100)),
+    Column("created_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("lease_owner", String(200)),
+    Column("lease_expires", Float),
+)
+Index("ix_executions_pipeline_seq", executions.c.pipeline, executions.c.seq, unique=True)
+Index("ix_executions_status", executions.c.status)
+
+attempts = Table(
+    "attempts", metadata,
+    Column("id", String(300), primary_key=True),  # exec/stage/action/attempt: deterministic
+    Column("execution_id", String(64), ForeignKey("executions.id"), nullable=False),
+    Column("stage", String(100), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("epoch", Integer, nullable=False, default=0),
+    Column("type", String(100), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reason", String(40), default=""),
+    Column("message", Text, default=""),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("deadline", Float),
+    Column("variables", JSON, nullable=False, default=dict),
+    Column("artifacts", JSON, nullable=False, default=dict),  # output name -> digest
+    Column("details", JSON, nullable=False, default=dict),
+    Column("reports", JSON, nullable=False, default=list),
+    Column("pgid", Integer),
+    Column("worker", String(200)),
+    Column("log_path", Text),
+)
+Index("ix_attempts_execution", attempts.c.execution_id)
+Index("ix_attempts_status", attempts.c.status)
+
+history = Table(
+    "history", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("attempt_id", String(300), nullable=False),
+    Column("execution_id", String(64), nullable=False),
+    Column("from_status", String(20)),
+    Column("to_status", String(20), nullable=False),
+    Column("reason", String(40), default=""),
+    Column("message", Text, default=""),
+    Column("actor", String(200)),
+    Column("at", Float, nullable=False),
+)
+Index("ix_history_execution", history.c.execution_id)
+
+requests = Table(
+    "requests", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("execution_id", String(64), nullable=False),
+    Column("kind", String(20), nullable=False),  # stop | abandon | retry | approve | reject
+    Column("payload", JSON, nullable=False, default=dict),
+    Column("actor", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("handled_at", Float),
+    Column("outcome", Text),
+)
+Index("ix_requests_pending", requests.c.execution_id, requests.c.handled_at)
+
+transitions = Table(
+    "transitions", metadata,
+    Column("pipeline", String(100), primary_key=True),
+    Column("stage", String(100), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("reason", Text, default=""),
+    Column("actor", String(200)),
+    Column("at", Float, nullable=False),
+)
+
+artifacts = Table(
+    "artifacts", metadata,
+    Column("digest", String(80), primary_key=True),
+    Column("files", Integer, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+approvals = Table(
+    "approvals", metadata,
+    Column("attempt_id", String(300), primary_key=True),
+    Column("execution_id", String(64), nullable=False),
+    Column("token", String(64), nullable=False, unique=True),
+    Column("status", String(20), nullable=False),  # Pending | Approved | Rejected | Expired | Superseded
+    Column("summary", Text, default=""),
+    Column("external_link", Text),
+    Column("digest", String(100)),  # the image digest the decision is bound to
+    Column("expires_at", Float, nullable=False),
+    Column("decided_by", String(200)),
+    Column("comment", Text),
+    Column("decided_at", Float),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_approvals_execution", approvals.c.execution_id)
+
+deployments = Table(
+    "deployments", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("environment", String(100), nullable=False),
+    Column("pipeline", String(100), nullable=False),
+    Column("execution_id", String(64)),
+    Column("kind", String(20), nullable=False, default="deploy"),  # deploy | rollback
+    Column("image", Text),
+    Column("digest", String(100)),
+    Column("commit", String(64)),
+    Column("url", Text),
+    Column("actor", String(200)),
+    Column("details", JSON, nullable=False, default=dict),
+    Column("at", Float, nullable=False),
+)
+Index("ix_deployments_env", deployments.c.environment, deployments.c.at)
+
+health = Table(
+    "health", metadata,
+    Column("environment", String(100), primary_key=True),
+    Column("healthy", Boolean, nullable=False),
+    Column("detail", Text, default=""),
+    Column("since", Float, nullable=False),
+    Column("checked_at", Float, nullable=False),
+)
+
+engines = Table(
+    "engines", metadata,
+    Column("worker", String(200), primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat", Float, nullable=False),
+)
+
+users = Table(
+    "users", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("role", String(20), nullable=False),  # viewer | operator | approver | admin
+    Column("token_hash", String(128), nullable=False, unique=True),
+    Column("email", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", Text),
+    Column("detail", JSON, nullable=False, default=dict),
+    Column("at", Float, nullable=False),
+)
