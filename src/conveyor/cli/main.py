@@ -1,0 +1,651 @@
+"""`conveyor VERB NOUN`: the core commands (pipelines, executions, repos) and the wiring of the
+other areas' commands. Exit codes: 0 ok, 1 the pipeline failed, 2 usage or configuration
+error, 3 a component is unavailable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from conveyor.errors import ConfigError, ConveyorError, ValidationFailed
+
+AREAS = ("buildspec", "platform", "aws", "server", "monitor", "demo")
+
+
+def _app() -> Any:
+    from conveyor.bootstrap import build
+
+    return build()
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    plain = bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
+    return Console(no_color=plain, highlight=False, force_terminal=None if not plain else False)
+
+
+class ConveyorGroup(click.Group):
+    """Turns ConveyorError into one clear line (or one per problem) and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ValidationFailed as e:
+            for p in e.problems:
+                click.echo(str(p), err=True)
+            click.echo(f"{len(e.problems)} problem(s) found", err=True)
+            ctx.exit(e.exit_code)
+        except ConveyorError as e:
+            click.echo(f"error: {e.message}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=ConveyorGroup)
+@click.version_option(package_name="conveyor")
+def cli() -> None:
+    """Conveyor: one pipeline definition, run on this machine with real components or on AWS."""
+
+
+# ---- pipeline files -----------------------------------------------------------------------------
+def load_file(path: str, registry: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Load and validate a pipeline file; returns (model, file document)."""
+    from conveyor.actions.registry import ActionRegistry
+    from conveyor.spec.pipeline_file import load_pipeline
+    from conveyor.spec.yamlfile import load
+
+    registry = registry or ActionRegistry()
+    pipeline = load_pipeline(path, registry.catalogue())
+    doc, _ = load(path)
+    return pipeline, doc
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="overwrite an existing pipeline.yaml")
+def init(directory: str, force: bool) -> None:
+    """Write pipeline.yaml with the seed's six stages into DIRECTORY."""
+    target = Path(directory) / "pipeline.yaml"
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists (use --force to overwrite)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = resources.files("conveyor").joinpath("templates/pipeline.yaml").read_text()
+    target.write_text(text)
+    click.echo(f"wrote {target}: 6 stages (Source, Build, DeployToEKS, RunSeleniumTest, "
+               "DeployToEKSProdApproval, DeployToEKSProd); check it with `conveyor validate "
+               f"{target}`")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def validate(file: str, as_json: bool) -> None:
+    """Check a pipeline file; print every problem as FILE:LINE: message."""
+    try:
+        pipeline, _ = load_file(file)
+    except ValidationFailed as e:
+        if as_json:
+            emit_json({"valid": False, "problems": [p.__dict__ for p in e.problems]})
+            sys.exit(2)
+        raise
+    n = sum(len(s.actions) for s in pipeline.stages)
+    if as_json:
+        emit_json({"valid": True, "name": pipeline.name, "stages": len(pipeline.stages), "actions": n})
+    else:
+        click.echo(f"{file}: valid ({pipeline.name}: {len(pipeline.stages)} stages, {n} actions)")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the pipeline file (for editor completion)."""
+    from conveyor.spec.pipeline_file import schema as s
+
+    emit_json(s())
+
+
+# ---- running ------------------------------------------------------------------------------------
+def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"--var '{p}': expected NAME=VALUE")
+        k, v = p.split("=", 1)
+        out[k] = v
+    return out
+
+
+def follow(app: Any, ex_id: str, *, as_json: bool, quiet: bool = False,
+           on_approval: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Drive (or watch) an execution to its end; returns the exit code."""
+    from conveyor.engine.views import describe_execution
+    from conveyor.model.status import TERMINAL_EXECUTION
+
+    terminal = {s.value for s in TERMINAL_EXECUTION}
+    stop = threading.Event()
+    engine = None
+    thread = None
+    if not app.store.live_engines(app.settings.lease_seconds):
+        engine = app.engine()
+        thread = threading.Thread(target=engine.run, args=(stop,), daemon=True, name="engine")
+        thread.start()
+    view = LiveView(app, ex_id, as_json or quiet)
+    announced: set[str] = set()
+    try:
+        while True:
+            desc = describe_execution(app.store, ex_id)
+            view.update(desc)
+            for a in app.store.approvals_for(ex_id):
+                if a["status"] == "Pending" and a["attempt_id"] not in announced:
+                    announced.add(a["attempt_id"])
+                    if not as_json:
+                        view.note(approval_hint(app, ex_id))
+                    if on_approval:
+                        on_approval(a)
+            if desc["status"] in terminal:
+                break
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        view.note(f"interrupted: abandoning execution {ex_id} (Ctrl-C again to leave it to recovery)")
+        app.store.add_request(ex_id, "abandon", {"reason": "Ctrl-C in `conveyor run`"}, actor=_user())
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if app.store.get_execution(ex_id)["status"] in terminal:
+                break
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        if thread:
+            thread.join(10)
+        if engine:
+            engine.shutdown(wait=False)
+        view.close()
+    desc = describe_execution(app.store, ex_id)
+    if as_json:
+        emit_json(desc)
+    else:
+        view.summary(desc)
+    return 0 if desc["status"] == "Succeeded" else 1
+
+
+def approval_hint(app: Any, ex_id: str) -> str:
+    return (f"waiting for approval: open {app.settings.server_url}/executions/{ex_id}/approval "
+            f"(with `conveyor server` running) or run `conveyor approve {ex_id} --comment \"...\"` "
+            f"/ `conveyor reject {ex_id} --comment \"...\"`")
+
+
+def _user() -> str:
+    try:
+        import getpass
+
+        return f"local:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "local"
+
+
+STATUS_STYLE = {"Succeeded": "green", "Failed": "red", "InProgress": "cyan", "Stopping": "yellow",
+                "Stopped": "yellow", "Abandoned": "yellow", "Superseded": "magenta", None: "dim"}
+
+
+class LiveView:
+    """Stages and actions as they run: a rich live table on a TTY, plain lines otherwise."""
+
+    def __init__(self, app: Any, ex_id: str, silent: bool) -> None:
+        self.silent = silent
+        self.console = console()
+        self.tty = self.console.is_terminal and not os.environ.get("NO_COLOR")
+        self.live: Any = None
+        self.seen: dict[str, tuple[Any, ...]] = {}
+        self.ex_id = ex_id
+        if not silent:
+            self.console.print(f"execution {ex_id}")
+        if not silent and self.tty:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, refresh_per_second=4, transient=False)
+            self.live.start()
+
+    def table(self, desc: dict[str, Any]) -> Any:
+        from rich.table import Table
+
+        t = Table(title=f"{desc['pipeline']} #{desc['number']} {desc['id']}: {desc['status']}",
+                  show_lines=False)
+        for col in ("stage", "action", "status", "time", "message"):
+            t.add_column(col)
+        for s in desc["stages"]:
+            for i, a in enumerate(s["actions"]):
+                st = a["status"] or "—"
+                dur = a["durationSeconds"]
+                if dur is None and a["startedAt"]:
+                    dur = time.time() - a["startedAt"]
+                t.add_row(s["name"] if i == 0 else "", a["name"],
+                          f"[{STATUS_STYLE.get(a['status'], 'white')}]{st}[/]",
+                          f"{dur:.1f}s" if dur is not None else "",
+                          (a["message"] or "")[:80])
+        if desc.get("waiting"):
+            t.caption = f"waiting: {desc['waiting']}"
+        return t
+
+    def update(self, desc: dict[str, Any]) -> None:
+        if self.silent:
+            return
+        if self.live:
+            self.live.update(self.table(desc))
+            return
+        for s in desc["stages"]:
+            for a in s["actions"]:
+                key = f"{s['name']}/{a['name']}"
+                sig = (a["status"], a["attempt"])
+                if a["status"] and self.seen.get(key) != sig:
+                    self.seen[key] = sig
+                    extra = f" ({a['durationSeconds']:.1f}s)" if a["durationSeconds"] is not None else ""
+                    msg = f": {a['reason']}: {a['message']}" if a["status"] in ("Failed", "Abandoned") else ""
+                    click.echo(f"{key}: {a['status']}{extra}{msg}")
+        w = desc.get("waiting")
+        if w and self.seen.get("__waiting") != (w,):
+            self.seen["__waiting"] = (w,)
+            click.echo(f"waiting: {w}")
+
+    def note(self, text: str) -> None:
+        if self.silent:
+            return
+        if self.live:
+            self.live.console.print(text)
+        else:
+            click.echo(text)
+
+    def close(self) -> None:
+        if self.live:
+            self.live.stop()
+            self.live = None
+
+    def summary(self, desc: dict[str, Any]) -> None:
+        if self.silent:
+            return
+        dur = desc["durationSeconds"]
+        line = f"execution {desc['id']} {desc['status']}" + (f" in {dur:.1f}s" if dur else "")
+        if desc["message"]:
+            line += f": {desc['message']}"
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--var", "variables", multiple=True, help="NAME=VALUE, overrides a pipeline variable")
+@click.option("--json", "as_json", is_flag=True, help="print the final execution as JSON")
+@click.option("--detach", is_flag=True, help="start it and return (a running engine drives it)")
+def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> None:
+    """Start an execution of the pipeline in FILE and follow it to its end."""
+    app = _app()
+    pipeline, doc = load_file(file, app.registry)
+    app.store.save_pipeline(pipeline.name, doc, str(Path(file).resolve()))
+    eng = app.engine()
+    ex_id = eng.start(pipeline.name, variables=parse_vars(variables), actor=_user(),
+                      trigger={"type": "StartPipelineExecution", "by": _user(), "file": str(file)})
+    eng.shutdown(wait=False)
+    if detach:
+        emit_json({"executionId": ex_id}) if as_json else click.echo(ex_id)
+        return
+    sys.exit(follow(app, ex_id, as_json=as_json))
+
+
+@cli.command()
+@click.argument("execution", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def status(execution: str | None, as_json: bool) -> None:
+    """Show an execution, or every pipeline's latest execution and the platform's parts."""
+    from conveyor.engine.views import describe_execution
+
+    app = _app()
+    if execution:
+        desc = describe_execution(app.store, app.store.get_execution(execution)["id"])
+        if as_json:
+            emit_json(desc)
+        else:
+            console().print(LiveView(app, desc["id"], True).table(desc))
+            if desc["waiting"]:
+                click.echo(f"waiting: {desc['waiting']}")
+        return
+    latest = []
+    for p in app.store.list_pipelines():
+        rows = app.store.list_executions(pipeline=p["name"], limit=1, light=True)
+        latest.append({"pipeline": p["name"], "latest": rows[0] if rows else None})
+    parts = []
+    if app.services.platform is not None and hasattr(app.services.platform, "status"):
+        try:
+            parts = [p if isinstance(p, dict) else p.__dict__ for p in app.services.platform.status()]
+        except ConveyorError as e:
+            parts = [{"name": "platform", "healthy": False, "detail": e.message}]
+    engines = app.store.live_engines(app.settings.lease_seconds)
+    if as_json:
+        emit_json({"pipelines": latest, "parts": parts, "engines": engines,
+                   "stateDir": str(app.settings.state_dir)})
+        return
+    from rich.table import Table
+
+    c = console()
+    t = Table(title="pipelines")
+    for col in ("pipeline", "latest", "status", "started", "message"):
+        t.add_column(col)
+    for row in latest:
+        ex = row["latest"]
+        t.add_row(row["pipeline"], ex["id"] if ex else "—", ex["status"] if ex else "never run",
+                  time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ex["created_at"])) if ex else "",
+                  (ex["message"] or ex.get("waiting") or "")[:60] if ex else "")
+    c.print(t)
+    if parts:
+        pt = Table(title="local platform")
+        for col in ("part", "address", "health", "detail"):
+            pt.add_column(col)
+        for p in parts:
+            pt.add_row(str(p.get("name")), str(p.get("address") or ""),
+                       "[green]up[/]" if p.get("healthy") else "[red]down[/]", str(p.get("detail") or ""))
+        c.print(pt)
+    c.print(f"engines running: {len(engines)}; state dir: {app.settings.state_dir}")
+
+
+@cli.command()
+@click.option("--pipeline", help="only this pipeline")
+@click.option("--status", "status_", help="only executions with this status")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool) -> None:
+    """List executions, newest first."""
+    app = _app()
+    rows = app.store.list_executions(pipeline=pipeline, status=status_, limit=limit, light=True)
+    out = [{"id": r["id"], "pipeline": r["pipeline"], "number": r["seq"], "kind": r["kind"],
+            "status": r["status"], "message": r["message"], "createdAt": r["created_at"],
+            "endedAt": r["ended_at"],
+            "durationSeconds": round(r["ended_at"] - r["created_at"], 3) if r["ended_at"] else None,
+            "revisions": {k: v.get("CommitId", "")[:12] for k, v in (r["revisions"] or {}).items()}}
+           for r in rows]
+    if as_json:
+        emit_json(out)
+        return
+    from rich.table import Table
+
+    t = Table()
+    for col in ("execution", "pipeline", "#", "status", "started", "duration", "message"):
+        t.add_column(col)
+    for r in out:
+        t.add_row(r["id"], r["pipeline"], str(r["number"]),
+                  f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]",
+                  time.strftime("%m-%d %H:%M:%S", time.localtime(r["createdAt"])),
+                  f"{r['durationSeconds']:.1f}s" if r["durationSeconds"] else "", (r["message"] or "")[:70])
+    console().print(t)
+
+
+@cli.command()
+@click.argument("execution")
+@click.argument("action", required=False)
+@click.option("--follow", "-f", "follow_", is_flag=True, help="keep printing as the action writes")
+@click.option("--json", "as_json", is_flag=True)
+def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> None:
+    """Print the logs of an execution's actions (ACTION: a name or Stage/Action)."""
+    from conveyor.engine.logs import follow as tail
+
+    app = _app()
+    ex = app.store.get_execution(execution)
+    attempts = app.store.attempts_for(ex["id"])
+    if action:
+        chosen = [a for a in attempts if action in (a["action"], f"{a['stage']}/{a['action']}")]
+        if not chosen:
+            names = sorted({a["action"] for a in attempts})
+            raise ConfigError(f"execution {ex['id']} has no action '{action}' that ran (ran: {', '.join(names) or 'none'})")
+        chosen = [chosen[-1]]
+    else:
+        chosen = attempts
+    if as_json:
+        emit_json([{"stage": a["stage"], "action": a["action"], "attempt": a["attempt"], "status": a["status"],
+                    "log": Path(a["log_path"]).read_text(errors="replace") if a["log_path"] and Path(a["log_path"]).exists() else ""}
+                   for a in chosen])
+        return
+    for a in chosen:
+        if len(chosen) > 1:
+            click.echo(f"==> {a['stage']}/{a['action']} (attempt {a['attempt']}, {a['status']}) <==")
+        if not a["log_path"]:
+            continue
+        path = Path(a["log_path"])
+        if follow_:
+            def done(att_id: str = a["id"]) -> bool:
+                return all(x["status"] != "InProgress" for x in app.store.attempts_for(ex["id"]) if x["id"] == att_id)
+
+            for line in tail(path, done):
+                click.echo(line, nl=False)
+        elif path.exists():
+            click.echo(path.read_text(errors="replace"), nl=False)
+
+
+def _request(kind: str, execution: str, payload: dict[str, Any], as_json: bool, wait: bool = True) -> None:
+    app = _app()
+    ex = app.store.get_execution(execution)
+    req = app.store.add_request(ex["id"], kind, payload, actor=_user())
+    app.store.audit(_user(), kind, ex["id"], payload)
+    if not app.store.live_engines(app.settings.lease_seconds):
+        eng = app.engine()
+        eng.step()
+        eng.shutdown(wait=False)
+    outcome = None
+    for _ in range(100 if wait else 0):
+        r = app.store.get_request(req)
+        if r["handled_at"]:
+            outcome = r["outcome"]
+            break
+        time.sleep(0.1)
+    if as_json:
+        emit_json({"request": req, "execution": ex["id"], "kind": kind, "outcome": outcome})
+    else:
+        click.echo(f"{kind} {ex['id']}: {outcome or 'requested'}")
+    if outcome and outcome.startswith("refused"):
+        sys.exit(2)
+
+
+@cli.command()
+@click.argument("execution")
+@click.option("--abandon", is_flag=True, help="stop in-flight actions too (else they finish)")
+@click.option("--reason", default="", help="why (recorded)")
+@click.option("--json", "as_json", is_flag=True)
+def stop(execution: str, abandon: bool, reason: str, as_json: bool) -> None:
+    """Stop an execution: in-flight actions finish (or are abandoned), nothing new starts."""
+    _request("abandon" if abandon else "stop", execution, {"reason": reason}, as_json)
+
+
+@cli.command()
+@click.argument("execution")
+@click.option("--failed-only", is_flag=True, help="re-run only the failed actions of the stage")
+@click.option("--stage", help="the stage to retry (default: the failed one)")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--detach", is_flag=True, help="do not follow the execution")
+def retry(execution: str, failed_only: bool, stage: str | None, as_json: bool, detach: bool) -> None:
+    """Retry the failed stage of an execution and follow it."""
+    payload: dict[str, Any] = {"failed_only": failed_only}
+    if stage:
+        payload["stage"] = stage
+    _request("retry", execution, payload, as_json and detach)
+    if not detach:
+        app = _app()
+        sys.exit(follow(app, app.store.get_execution(execution)["id"], as_json=as_json))
+
+
+@cli.group()
+def transitions() -> None:
+    """Disable or enable the transition into a stage (a release freeze)."""
+
+
+@transitions.command("disable")
+@click.argument("stage")
+@click.option("--pipeline", help="the pipeline (default: the only one)")
+@click.option("--reason", required=True, help="shown to everyone while it is disabled")
+@click.option("--json", "as_json", is_flag=True)
+def disable(stage: str, pipeline: str | None, reason: str, as_json: bool) -> None:
+    _set_transition(stage, pipeline, False, reason, as_json)
+
+
+@transitions.command("enable")
+@click.argument("stage")
+@click.option("--pipeline")
+@click.option("--reason", default="")
+@click.option("--json", "as_json", is_flag=True)
+def enable(stage: str, pipeline: str | None, reason: str, as_json: bool) -> None:
+    _set_transition(stage, pipeline, True, reason, as_json)
+
+
+@transitions.command("list")
+@click.option("--pipeline")
+@click.option("--json", "as_json", is_flag=True)
+def list_transitions(pipeline: str | None, as_json: bool) -> None:
+    app = _app()
+    name = _one_pipeline(app, pipeline)
+    rows = app.store.transitions_for(name)
+    if as_json:
+        emit_json(rows)
+    else:
+        for r in rows:
+            click.echo(f"{r['stage']}: {'enabled' if r['enabled'] else 'DISABLED'} {r['reason'] or ''}")
+
+
+def _one_pipeline(app: Any, pipeline: str | None) -> str:
+    if pipeline:
+        app.store.get_pipeline(pipeline)
+        return pipeline
+    names = app.store.pipeline_names()
+    if len(names) != 1:
+        raise ConfigError(f"say which pipeline with --pipeline (known: {', '.join(names) or 'none'})")
+    return str(names[0])
+
+
+def _set_transition(stage: str, pipeline: str | None, enabled: bool, reason: str, as_json: bool) -> None:
+    from conveyor.engine.engine import pipeline_of
+
+    app = _app()
+    name = _one_pipeline(app, pipeline)
+    p = pipeline_of(app.store.get_pipeline(name)["definition"], name)
+    if stage not in [s.name for s in p.stages]:
+        from conveyor.model.validate import did_you_mean
+
+        raise ConfigError(f"pipeline '{name}' has no stage '{stage}'{did_you_mean(stage, [s.name for s in p.stages])}")
+    app.store.set_transition(name, stage, enabled, reason, _user())
+    app.store.audit(_user(), "transition." + ("enable" if enabled else "disable"), f"{name}/{stage}", {"reason": reason})
+    if as_json:
+        emit_json({"pipeline": name, "stage": stage, "enabled": enabled, "reason": reason})
+    else:
+        click.echo(f"transition into {name}/{stage}: {'enabled' if enabled else 'disabled'}"
+                   + (f" ({reason})" if reason else ""))
+
+
+# ---- repositories and triggers --------------------------------------------------------------------
+@cli.group()
+def repo() -> None:
+    """Git repositories in the state dir whose pushes start pipelines."""
+
+
+@repo.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def repo_create(name: str, as_json: bool) -> None:
+    """Create a bare repo NAME whose post-receive hook starts matching pipelines."""
+    from conveyor.adapters import git
+
+    app = _app()
+    path = git.create_bare(app.settings.state_dir, name, git.post_receive_hook(app.settings.state_dir, name))
+    if as_json:
+        emit_json({"name": name, "path": str(path), "url": f"file://{path}"})
+    else:
+        click.echo(f"{path}\n  git remote add conveyor {path} && git push conveyor main")
+
+
+@repo.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def repo_list(as_json: bool) -> None:
+    from conveyor.adapters import git
+
+    app = _app()
+    d = git.repos_dir(app.settings.state_dir)
+    names = sorted(p.name[:-4] for p in d.glob("*.git")) if d.exists() else []
+    emit_json(names) if as_json else click.echo("\n".join(names) or "no repositories")
+
+
+@cli.command(hidden=True)
+@click.option("--repository", required=True)
+@click.option("--ref", required=True)
+@click.option("--old", default="")
+@click.option("--new", required=True)
+@click.option("--no-engine", is_flag=True, help="only create the executions")
+def trigger(repository: str, ref: str, old: str, new: str, no_engine: bool) -> None:
+    """Called by a repo's post-receive hook: start the pipelines whose triggers match the push."""
+    from conveyor.engine.triggers import start_matching
+
+    app = _app()
+    started = start_matching(app, repository=repository, ref=ref, old=old, new=new)
+    for ex_id, pipeline in started:
+        click.echo(f"conveyor: started {pipeline} execution {ex_id}")
+    if started and not no_engine and not app.store.live_engines(app.settings.lease_seconds):
+        import subprocess
+
+        log = app.settings.state_dir / "logs" / "engine.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.Popen([sys.executable, "-m", "conveyor", "engine", "--until-idle"],
+                         stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True,
+                         env={**os.environ, "CONVEYOR_HOME": str(app.settings.state_dir)})
+        click.echo(f"conveyor: engine started in the background (log: {log})")
+
+
+@cli.command()
+@click.option("--until-idle", is_flag=True, help="exit when no execution is in progress")
+@click.option("--poll", type=float, default=None, help="seconds between polls of remote sources")
+def engine(until_idle: bool, poll: float | None) -> None:
+    """Run the engine: drive executions, resume after crashes, poll remote sources."""
+    app = _app()
+    eng = app.engine()
+    stop = threading.Event()
+    poller = None
+    if poll:
+        from conveyor.engine.triggers import Poller
+
+        poller = Poller(app, interval=poll)
+        threading.Thread(target=poller.run, args=(stop,), daemon=True).start()
+
+    def idle() -> bool:
+        return until_idle and not app.store.active_executions() and not eng.inflight
+
+    try:
+        eng.run(stop, until=idle)
+    finally:
+        stop.set()
+        eng.shutdown(wait=False)
+
+
+def register_areas() -> None:
+    for area in AREAS:
+        try:
+            mod = importlib.import_module(f"conveyor.cli.{area}")
+        except ModuleNotFoundError as e:
+            if e.name == f"conveyor.cli.{area}":
+                continue
+            raise
+        mod.register(cli)
+
+
+register_areas()
+
+
+def main() -> None:
+    cli(prog_name="conveyor")
+
