@@ -36,7 +36,9 @@ class _Counts:
     duration: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
 
-    def add(self, status: str, suite: str, name: str, message: str = "", seconds: float = 0.0) -> None:
+    def add(
+        self, status: str, suite: str, name: str, message: str = "", seconds: float = 0.0
+    ) -> None:
         self.total += 1
         self.duration += seconds
         if status == "passed":
@@ -48,8 +50,9 @@ class _Counts:
                 self.errors += 1
             else:
                 self.failed += 1
-            self.failures.append({"suite": suite, "name": name, "message": _first_lines(message),
-                                  "status": status})
+            self.failures.append(
+                {"suite": suite, "name": name, "message": _first_lines(message), "status": status}
+            )
 
 
 def _first_lines(text: str, limit: int = 500) -> str:
@@ -69,8 +72,9 @@ def _xml(path: Path) -> ET.Element:
         return ET.parse(path).getroot()
     except ET.ParseError as e:
         line, col = e.position
-        raise ReportFileError(f"{path}: not valid XML at line {line}, column {col + 1}: "
-                              f"{str(e).split(':')[0]}") from None
+        raise ReportFileError(
+            f"{path}: not valid XML at line {line}, column {col + 1}: {str(e).split(':')[0]}"
+        ) from None
     except OSError as e:
         raise ReportFileError(f"{path}: cannot read: {e.strerror}") from None
 
@@ -82,8 +86,10 @@ def _local(tag: str) -> str:
 def _junit(path: Path, c: _Counts) -> None:
     root = _xml(path)
     if _local(root.tag) not in ("testsuites", "testsuite"):
-        raise ReportFileError(f"{path}: not a JUnit XML report (root element <{_local(root.tag)}>, "
-                              "expected <testsuites> or <testsuite>)")
+        raise ReportFileError(
+            f"{path}: not a JUnit XML report (root element <{_local(root.tag)}>, "
+            "expected <testsuites> or <testsuite>)"
+        )
     for suite in root.iter():
         if _local(suite.tag) != "testsuite":
             continue
@@ -110,14 +116,18 @@ def _cucumber(path: Path, c: _Counts) -> None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ReportFileError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise ReportFileError(
+            f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ReportFileError(f"{path}: cannot read: {e}") from None
     if not isinstance(data, list):
         raise ReportFileError(f"{path}: not a Cucumber JSON report (expected a list of features)")
     for feature in data:
         if not isinstance(feature, dict):
-            raise ReportFileError(f"{path}: not a Cucumber JSON report (a feature is not an object)")
+            raise ReportFileError(
+                f"{path}: not a Cucumber JSON report (a feature is not an object)"
+            )
         fname = str(feature.get("name") or feature.get("uri") or "")
         for el in feature.get("elements") or []:
             if not isinstance(el, dict) or el.get("type") == "background":
@@ -125,13 +135,19 @@ def _cucumber(path: Path, c: _Counts) -> None:
             statuses: list[str] = []
             message = ""
             nanos = 0
-            for step in [*(el.get("before") or []), *(el.get("steps") or []), *(el.get("after") or [])]:
+            for step in [
+                *(el.get("before") or []),
+                *(el.get("steps") or []),
+                *(el.get("after") or []),
+            ]:
                 result = step.get("result") or {} if isinstance(step, dict) else {}
                 st = str(result.get("status", "undefined"))
                 statuses.append(st)
                 nanos += int(result.get("duration") or 0)
                 if st == "failed" and not message:
-                    message = str(result.get("error_message") or f"step failed: {step.get('name', '')}")
+                    message = str(
+                        result.get("error_message") or f"step failed: {step.get('name', '')}"
+                    )
             if "failed" in statuses:
                 status = "failed"
             elif any(s in ("skipped", "pending", "undefined", "ambiguous") for s in statuses):
@@ -172,9 +188,18 @@ def _testng(path: Path, c: _Counts) -> None:
             st = (m.get("status") or "").upper()
             status = {"PASS": "passed", "FAIL": "failed", "SKIP": "skipped"}.get(st, "error")
             msg_el = m.find("./exception/message")
-            message = (msg_el.text or "") if msg_el is not None else m.findtext("./exception/full-stacktrace", "")
-            c.add(status, cls.get("name", ""), m.get("name", ""), message,
-                  _seconds(m.get("duration-ms")) / 1000)
+            message = (
+                (msg_el.text or "")
+                if msg_el is not None
+                else m.findtext("./exception/full-stacktrace", "")
+            )
+            c.add(
+                status,
+                cls.get("name", ""),
+                m.get("name", ""),
+                message,
+                _seconds(m.get("duration-ms")) / 1000,
+            )
 
 
 def _trx(path: Path, c: _Counts) -> None:
@@ -183,8 +208,12 @@ def _trx(path: Path, c: _Counts) -> None:
         if _local(r.tag) != "UnitTestResult":
             continue
         outcome = (r.get("outcome") or "").lower()
-        status = {"passed": "passed", "failed": "failed", "notexecuted": "skipped",
-                  "inconclusive": "skipped"}.get(outcome, "error")
+        status = {
+            "passed": "passed",
+            "failed": "failed",
+            "notexecuted": "skipped",
+            "inconclusive": "skipped",
+        }.get(outcome, "error")
         message = ""
         for el in r.iter():
             if _local(el.tag) == "Message" and el.text:
@@ -210,8 +239,9 @@ PARSERS: dict[str, Callable[[Path, _Counts], None]] = {
 COVERAGE = ("CLOVERXML", "COBERTURAXML", "JACOCOXML", "SIMPLECOV")
 
 
-def parse_report(group: str, file_format: str, files: Sequence[Path],
-                 display: Callable[[Path], str] = str) -> tuple[Report, list[str]]:
+def parse_report(
+    group: str, file_format: str, files: Sequence[Path], display: Callable[[Path], str] = str
+) -> tuple[Report, list[str]]:
     """Parse every file of one report group; returns the Report and per-file problems.
 
     A file that cannot be parsed does not stop the others: its problem is returned (the
@@ -221,7 +251,8 @@ def parse_report(group: str, file_format: str, files: Sequence[Path],
     if fmt in COVERAGE:
         raise UnsupportedReportFormat(
             f"report group {group}: code-coverage format {fmt} is not summarised by Conveyor "
-            f"(test formats are: {', '.join(PARSERS)}); the files are kept with the build")
+            f"(test formats are: {', '.join(PARSERS)}); the files are kept with the build"
+        )
     parser = PARSERS.get(fmt)
     if parser is None:
         raise UnsupportedReportFormat(f"report group {group}: unknown report format {fmt!r}")
@@ -232,8 +263,16 @@ def parse_report(group: str, file_format: str, files: Sequence[Path],
             parser(f, counts)
         except ReportFileError as e:
             problems.append(f"report group {group}: {str(e).replace(str(f), display(f), 1)}")
-    report = Report(name=group, format=fmt, total=counts.total, passed=counts.passed,
-                    failed=counts.failed, skipped=counts.skipped, errors=counts.errors,
-                    duration_seconds=round(counts.duration, 3), failures=counts.failures,
-                    files=[display(f) for f in files])
+    report = Report(
+        name=group,
+        format=fmt,
+        total=counts.total,
+        passed=counts.passed,
+        failed=counts.failed,
+        skipped=counts.skipped,
+        errors=counts.errors,
+        duration_seconds=round(counts.duration, 3),
+        failures=counts.failures,
+        files=[display(f) for f in files],
+    )
     return report, problems

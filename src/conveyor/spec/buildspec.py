@@ -36,22 +36,48 @@ from conveyor.errors import ConfigError, Problem, ValidationFailed
 
 PHASE_NAMES = ("install", "pre_build", "build", "post_build")
 TOP_KEYS = ("version", "run-as", "env", "proxy", "batch", "phases", "reports", "artifacts", "cache")
-ENV_KEYS = ("shell", "variables", "parameter-store", "exported-variables", "secrets-manager",
-            "git-credential-helper")
+ENV_KEYS = (
+    "shell",
+    "variables",
+    "parameter-store",
+    "exported-variables",
+    "secrets-manager",
+    "git-credential-helper",
+)
 PHASE_KEYS = ("run-as", "on-failure", "runtime-versions", "commands", "finally")
-ARTIFACT_KEYS = ("files", "name", "discard-paths", "base-directory", "exclude-paths",
-                 "enable-symlinks", "s3-prefix", "secondary-artifacts")
+ARTIFACT_KEYS = (
+    "files",
+    "name",
+    "discard-paths",
+    "base-directory",
+    "exclude-paths",
+    "enable-symlinks",
+    "s3-prefix",
+    "secondary-artifacts",
+)
 REPORT_KEYS = ("files", "base-directory", "discard-paths", "file-format")
 CACHE_KEYS = ("paths", "key", "fallback-keys", "action")
 PROXY_KEYS = ("upload-artifacts", "logs")
 BATCH_KEYS = ("fast-fail", "build-list", "build-graph", "build-matrix", "build-fanout")
-BATCH_BUILD_KEYS = ("identifier", "buildspec", "env", "depend-on", "ignore-failure",
-                    "debug-session")
+BATCH_BUILD_KEYS = (
+    "identifier",
+    "buildspec",
+    "env",
+    "depend-on",
+    "ignore-failure",
+    "debug-session",
+)
 BATCH_ENV_KEYS = ("compute-type", "image", "privileged-mode", "type", "variables", "fleet")
 LINUX_SHELLS = {"bash": "bash", "/bin/bash": "bash", "sh": "sh", "/bin/sh": "sh"}
 WINDOWS_SHELLS = ("powershell", "powershell.exe", "pwsh", "pwsh.exe", "cmd", "cmd.exe")
-TEST_REPORT_FORMATS = ("JUNITXML", "CUCUMBERJSON", "NUNITXML", "NUNIT3XML", "TESTNGXML",
-                       "VISUALSTUDIOTRX")
+TEST_REPORT_FORMATS = (
+    "JUNITXML",
+    "CUCUMBERJSON",
+    "NUNITXML",
+    "NUNIT3XML",
+    "TESTNGXML",
+    "VISUALSTUDIOTRX",
+)
 COVERAGE_REPORT_FORMATS = ("CLOVERXML", "COBERTURAXML", "JACOCOXML", "SIMPLECOV")
 MAX_REPORT_GROUPS = 5
 
@@ -187,8 +213,9 @@ class Buildspec:
 # ---------------------------------------------------------------- reading YAML
 
 
-def _yaml_error(label: str, e: MarkedYAMLError, offset: int = 0,
-                source: str | None = None) -> Problem:
+def _yaml_error(
+    label: str, e: MarkedYAMLError, offset: int = 0, source: str | None = None
+) -> Problem:
     mark = e.problem_mark or e.context_mark
     line = mark.line + 1 + offset if mark else None
     col = f", column {mark.column + 1}" if mark else ""
@@ -210,10 +237,14 @@ def _quoted_hint(source: str, line: int, column: int) -> str:
         return ""
     before = text[:column].rstrip()
     if before.endswith('\\\\"'):
-        return (f"; the double-quoted string ends early at column {len(before)}: `\\\\\"` is an "
-                "escaped backslash followed by a closing quote (write `\\\"` for a quote)")
+        return (
+            f'; the double-quoted string ends early at column {len(before)}: `\\\\"` is an '
+            'escaped backslash followed by a closing quote (write `\\"` for a quote)'
+        )
     if before.endswith('"'):
-        return f"; the double-quoted string ends at column {len(before)}, before the end of the line"
+        return (
+            f"; the double-quoted string ends at column {len(before)}, before the end of the line"
+        )
     return ""
 
 
@@ -225,7 +256,9 @@ def _read_yaml(text: str, label: str, offset: int = 0) -> Any:
     except DuplicateKeyError as e:
         mark = e.problem_mark
         line = mark.line + 1 + offset if mark else None
-        raise ValidationFailed([Problem(label, line, f"duplicate key: {e.problem}".strip())]) from None
+        raise ValidationFailed(
+            [Problem(label, line, f"duplicate key: {e.problem}".strip())]
+        ) from None
     except MarkedYAMLError as e:
         raise ValidationFailed([_yaml_error(label, e, offset, text)]) from None
 
@@ -237,11 +270,15 @@ def load_buildspec(path: str | Path, *, name: str | None = None) -> Buildspec:
     if not p.exists():
         raise ValidationFailed([Problem(label, None, f"buildspec file not found{_near(p)}")])
     if p.is_dir():
-        raise ValidationFailed([Problem(label, None, "is a directory, expected a buildspec YAML file")])
+        raise ValidationFailed(
+            [Problem(label, None, "is a directory, expected a buildspec YAML file")]
+        )
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValidationFailed([Problem(label, None, f"not UTF-8 text ({e.reason} at byte {e.start})")]) from None
+        raise ValidationFailed(
+            [Problem(label, None, f"not UTF-8 text ({e.reason} at byte {e.start})")]
+        ) from None
     return parse_buildspec(text, label)
 
 
@@ -250,8 +287,10 @@ def find_buildspec(source_dir: Path, name: str = "buildspec.yml") -> Path:
     candidate = source_dir / name
     if candidate.is_file():
         return candidate
-    raise ConfigError(f"{candidate}: buildspec file not found{_near(candidate)}; set the action's "
-                      "`buildspec` to its path inside the source, or give the buildspec inline")
+    raise ConfigError(
+        f"{candidate}: buildspec file not found{_near(candidate)}; set the action's "
+        "`buildspec` to its path inside the source, or give the buildspec inline"
+    )
 
 
 def _near(p: Path) -> str:
@@ -266,7 +305,9 @@ def _near(p: Path) -> str:
     return f" (YAML files there: {', '.join(ymls[:8])})" if ymls else ""
 
 
-def parse_buildspec(text: str, name: str = "<inline buildspec>", *, line_offset: int = 0) -> Buildspec:
+def parse_buildspec(
+    text: str, name: str = "<inline buildspec>", *, line_offset: int = 0
+) -> Buildspec:
     """Parse a buildspec given as text (a file's contents or the inline form in an action).
 
     `line_offset` shifts reported lines (for a buildspec embedded in a larger YAML file).
@@ -321,7 +362,9 @@ class _Parser:
             if str(k) in allowed:
                 continue
             close = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
+            hint = (
+                f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
+            )
             self.add(self.key_line(node, k), f"unknown key '{k}' in {where}{hint}")
 
     def mapping(self, node: Any, line: int | None, where: str) -> CommentedMap | None:
@@ -341,7 +384,9 @@ class _Parser:
         if value is None:
             return ""
         try:
-            ln, col = parent.lc.value(key) if isinstance(parent, CommentedMap) else parent.lc.item(key)
+            ln, col = (
+                parent.lc.value(key) if isinstance(parent, CommentedMap) else parent.lc.item(key)
+            )
             raw = self.source_lines[ln][col:]
             m = re.match(r"[^\s#,\]\}]+", raw)
             if m and isinstance(value, int | float):
@@ -360,7 +405,9 @@ class _Parser:
             return True
         if isinstance(v, str) and v.strip().lower() in ("no", "false", "off", "n"):
             return False
-        self.add(self.key_line(node, key), f"{where}.{key} must be yes/no (or true/false), got {v!r}")
+        self.add(
+            self.key_line(node, key), f"{where}.{key} must be yes/no (or true/false), got {v!r}"
+        )
         return False
 
     def string(self, node: CommentedMap, key: str, where: str) -> str | None:
@@ -372,7 +419,9 @@ class _Parser:
             return None
         return self.scalar_text(node, key, v)
 
-    def strings(self, node: CommentedMap, key: str, where: str, *, one_ok: bool = True) -> tuple[str, ...]:
+    def strings(
+        self, node: CommentedMap, key: str, where: str, *, one_ok: bool = True
+    ) -> tuple[str, ...]:
         v = node.get(key)
         line = self.key_line(node, key)
         if v is None:
@@ -385,7 +434,9 @@ class _Parser:
         out: list[str] = []
         for i, item in enumerate(v):
             if isinstance(item, CommentedMap | CommentedSeq) or item is None:
-                self.add(self.item_line(v, i), f"{where}.{key}[{i}] must be a string, got {_kind(item)}")
+                self.add(
+                    self.item_line(v, i), f"{where}.{key}[{i}] must be a string, got {_kind(item)}"
+                )
                 continue
             out.append(self.scalar_text(v, i, item))
         return tuple(out)
@@ -397,7 +448,9 @@ class _Parser:
             return out
         for k, v in m.items():
             if isinstance(v, CommentedMap | CommentedSeq):
-                self.add(self.key_line(m, k), f"{where}.{key}.{k} must be a scalar value, got {_kind(v)}")
+                self.add(
+                    self.key_line(m, k), f"{where}.{key}.{k} must be a scalar value, got {_kind(v)}"
+                )
                 continue
             out[str(k)] = self.scalar_text(m, k, v)
         return out
@@ -409,8 +462,11 @@ class _Parser:
             self.add(None, "the buildspec is empty: it needs at least `version: 0.2` and `phases`")
             raise ValidationFailed(self.problems)
         if isinstance(doc, str):
-            self.add(1 + self.offset, "the document is a single YAML string, not a buildspec mapping "
-                     "(if it is the AWS CLI single-string form, its escaped contents are broken)")
+            self.add(
+                1 + self.offset,
+                "the document is a single YAML string, not a buildspec mapping "
+                "(if it is the AWS CLI single-string form, its escaped contents are broken)",
+            )
             raise ValidationFailed(self.problems)
         if not isinstance(doc, CommentedMap):
             self.add(self.node_line(doc), f"a buildspec must be a mapping, got {_kind(doc)}")
@@ -422,11 +478,17 @@ class _Parser:
         phases = self.phases(doc, version)
         batch = self.batch(doc)
         if not phases and batch is None and "phases" not in doc:
-            self.add(self.node_line(doc), "missing required key 'phases' (install, pre_build, build, post_build)")
+            self.add(
+                self.node_line(doc),
+                "missing required key 'phases' (install, pre_build, build, post_build)",
+            )
         if batch is not None and not phases and any(b.buildspec is None for b in batch.builds):
             missing = [b.identifier for b in batch.builds if b.buildspec is None]
-            self.add(self.key_line(doc, "batch"), "batch builds " + ", ".join(missing) + " name no "
-                     "`buildspec` of their own, and this buildspec has no phases for them to run")
+            self.add(
+                self.key_line(doc, "batch"),
+                "batch builds " + ", ".join(missing) + " name no "
+                "`buildspec` of their own, and this buildspec has no phases for them to run",
+            )
         artifacts = self.artifacts(doc)
         reports = self.reports(doc)
         cache = self.cache(doc)
@@ -437,13 +499,25 @@ class _Parser:
         if self.windows:
             line, what = self.windows[0]
             more = f" (and {len(self.windows) - 1} more place(s))" if len(self.windows) > 1 else ""
-            self.add(line, f"this buildspec needs a Windows build environment: {what}{more}; "
-                     "Conveyor runs Linux builds (sh/bash) only: run it on a Windows CodeBuild "
-                     "image, or port its commands to sh/bash")
+            self.add(
+                line,
+                f"this buildspec needs a Windows build environment: {what}{more}; "
+                "Conveyor runs Linux builds (sh/bash) only: run it on a Windows CodeBuild "
+                "image, or port its commands to sh/bash",
+            )
         if self.problems:
             raise ValidationFailed(sorted(self.problems, key=lambda p: p.line or 0))
-        return Buildspec(file=self.label, version=version, phases=phases, env=env, run_as=run_as,
-                         artifacts=artifacts, reports=reports, cache=cache, batch=batch)
+        return Buildspec(
+            file=self.label,
+            version=version,
+            phases=phases,
+            env=env,
+            run_as=run_as,
+            artifacts=artifacts,
+            reports=reports,
+            cache=cache,
+            batch=batch,
+        )
 
     def version(self, doc: CommentedMap) -> str:
         if "version" not in doc:
@@ -452,7 +526,10 @@ class _Parser:
         raw = doc["version"]
         v = self.scalar_text(doc, "version", raw).strip()
         if v not in ("0.1", "0.2"):
-            self.add(self.key_line(doc, "version"), f"unsupported buildspec version {v!r}: use 0.2 (or 0.1)")
+            self.add(
+                self.key_line(doc, "version"),
+                f"unsupported buildspec version {v!r}: use 0.2 (or 0.1)",
+            )
             return "0.2"
         return v
 
@@ -470,35 +547,56 @@ class _Parser:
             elif s in LINUX_SHELLS:
                 shell = LINUX_SHELLS[s]
             else:
-                self.add(self.key_line(node, "shell"),
-                         f"env.shell {s!r} is not a supported shell (Linux: bash, /bin/sh)")
+                self.add(
+                    self.key_line(node, "shell"),
+                    f"env.shell {s!r} is not a supported shell (Linux: bash, /bin/sh)",
+                )
         variables = self.str_map(node, "variables", "env")
         for k in variables:
             if k.startswith("CODEBUILD_"):
                 vm = node["variables"]
-                self.add(self.key_line(vm, k), f"env.variables.{k}: names starting with CODEBUILD_ "
-                         "are reserved for CodeBuild; rename the variable")
+                self.add(
+                    self.key_line(vm, k),
+                    f"env.variables.{k}: names starting with CODEBUILD_ "
+                    "are reserved for CodeBuild; rename the variable",
+                )
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
-                self.add(self.key_line(node["variables"], k), f"env.variables: {k!r} is not a valid "
-                         "environment variable name")
+                self.add(
+                    self.key_line(node["variables"], k),
+                    f"env.variables: {k!r} is not a valid environment variable name",
+                )
         params = self.str_map(node, "parameter-store", "env")
         secrets = self.str_map(node, "secrets-manager", "env")
         for key, ref in secrets.items():
             if not ref.strip():
-                self.add(self.key_line(node["secrets-manager"], key),
-                         f"env.secrets-manager.{key}: empty reference (secret-id:json-key:version-stage:version-id)")
+                self.add(
+                    self.key_line(node["secrets-manager"], key),
+                    f"env.secrets-manager.{key}: empty reference (secret-id:json-key:version-stage:version-id)",
+                )
         exported = self.strings(node, "exported-variables", "env", one_ok=False)
         for i, name in enumerate(exported):
             line = self.item_line(node["exported-variables"], i)
             if name.startswith("AWS_"):
-                self.add(line, f"env.exported-variables: {name} cannot be exported (names starting "
-                         "with AWS_ are not exportable)")
+                self.add(
+                    line,
+                    f"env.exported-variables: {name} cannot be exported (names starting "
+                    "with AWS_ are not exportable)",
+                )
             if name in params or name in secrets:
-                self.add(line, f"env.exported-variables: {name} is a secret (parameter-store / "
-                         "secrets-manager) and cannot be exported")
+                self.add(
+                    line,
+                    f"env.exported-variables: {name} is a secret (parameter-store / "
+                    "secrets-manager) and cannot be exported",
+                )
         gch = self.boolean(node, "git-credential-helper", "env")
-        return Env(shell=shell, variables=variables, parameter_store=params, secrets_manager=secrets,
-                   exported_variables=exported, git_credential_helper=gch)
+        return Env(
+            shell=shell,
+            variables=variables,
+            parameter_store=params,
+            secrets_manager=secrets,
+            exported_variables=exported,
+            git_credential_helper=gch,
+        )
 
     def phases(self, doc: CommentedMap, version: str) -> tuple[Phase, ...]:
         if "phases" not in doc:
@@ -506,8 +604,10 @@ class _Parser:
         node = self.mapping(doc["phases"], self.key_line(doc, "phases"), "phases")
         if node is None:
             if doc["phases"] is None:
-                self.add(self.key_line(doc, "phases"), "phases is empty: give at least one of "
-                         + ", ".join(PHASE_NAMES))
+                self.add(
+                    self.key_line(doc, "phases"),
+                    "phases is empty: give at least one of " + ", ".join(PHASE_NAMES),
+                )
             return ()
         out: list[Phase] = []
         for k in node:
@@ -531,8 +631,10 @@ class _Parser:
             return Phase(name=name, line=line)
         self.unknown_keys(node, PHASE_KEYS, where)
         if "runtime-versions" in node and name != "install":
-            self.add(self.key_line(node, "runtime-versions"),
-                     f"{where}.runtime-versions: runtime-versions is only allowed in the install phase")
+            self.add(
+                self.key_line(node, "runtime-versions"),
+                f"{where}.runtime-versions: runtime-versions is only allowed in the install phase",
+            )
         commands = self.commands(node, "commands", where)
         finally_ = self.commands(node, "finally", where)
         if "commands" not in node and name != "install":
@@ -547,10 +649,19 @@ class _Parser:
         if "runtime-versions" in node:
             runtimes = self.str_map(node, "runtime-versions", where)
             if not runtimes and isinstance(node["runtime-versions"], CommentedMap):
-                self.add(self.key_line(node, "runtime-versions"),
-                         f"{where}.runtime-versions: give at least one runtime")
-        return Phase(name=name, commands=commands, finally_=finally_, on_failure=on_failure,
-                     run_as=self.string(node, "run-as", where), runtime_versions=runtimes, line=line)
+                self.add(
+                    self.key_line(node, "runtime-versions"),
+                    f"{where}.runtime-versions: give at least one runtime",
+                )
+        return Phase(
+            name=name,
+            commands=commands,
+            finally_=finally_,
+            on_failure=on_failure,
+            run_as=self.string(node, "run-as", where),
+            runtime_versions=runtimes,
+            line=line,
+        )
 
     def commands(self, node: CommentedMap, key: str, where: str) -> tuple[Command, ...]:
         if key not in node:
@@ -561,7 +672,9 @@ class _Parser:
             self.add(line, f"{where}.{key} is empty: list at least one command")
             return ()
         if isinstance(v, str):
-            self.add(line, f"{where}.{key} must be a list of commands (`- command`), got a single string")
+            self.add(
+                line, f"{where}.{key} must be a list of commands (`- command`), got a single string"
+            )
             return ()
         if not isinstance(v, CommentedSeq):
             self.add(line, f"{where}.{key} must be a list of commands, got {_kind(v)}")
@@ -571,8 +684,11 @@ class _Parser:
             il = self.item_line(v, i)
             if isinstance(item, CommentedMap):
                 k0 = next(iter(item), "")
-                self.add(il, f"{where}.{key}[{i}] is a mapping, not a command: the command contains "
-                         f"': ' (after {str(k0)!r}); put the whole command in quotes")
+                self.add(
+                    il,
+                    f"{where}.{key}[{i}] is a mapping, not a command: the command contains "
+                    f"': ' (after {str(k0)!r}); put the whole command in quotes",
+                )
                 continue
             if isinstance(item, CommentedSeq) or item is None:
                 self.add(il, f"{where}.{key}[{i}] must be a command string, got {_kind(item)}")
@@ -587,8 +703,11 @@ class _Parser:
     def on_failure(self, raw: str, line: int | None, where: str) -> OnFailure | None:
         m = _ON_FAILURE.match(raw)
         if not m:
-            self.add(line, f"{where}.on-failure {raw!r} is not one of ABORT, CONTINUE, RETRY, "
-                     "RETRY-count, RETRY-regex, RETRY-count-regex")
+            self.add(
+                line,
+                f"{where}.on-failure {raw!r} is not one of ABORT, CONTINUE, RETRY, "
+                "RETRY-count, RETRY-regex, RETRY-count-regex",
+            )
             return None
         mode, count, pattern = m.group(1), m.group(2), m.group(3)
         if mode != "RETRY":
@@ -605,8 +724,14 @@ class _Parser:
                 self.add(line, f"{where}.on-failure {raw!r}: invalid regex: {e}")
         return OnFailure("RETRY", retries, pattern)
 
-    def artifact(self, node: CommentedMap, identifier: str | None, where: str, line: int | None) -> ArtifactSpec:
-        allowed = ARTIFACT_KEYS if identifier is None else tuple(k for k in ARTIFACT_KEYS if k != "secondary-artifacts")
+    def artifact(
+        self, node: CommentedMap, identifier: str | None, where: str, line: int | None
+    ) -> ArtifactSpec:
+        allowed = (
+            ARTIFACT_KEYS
+            if identifier is None
+            else tuple(k for k in ARTIFACT_KEYS if k != "secondary-artifacts")
+        )
         self.unknown_keys(node, allowed, where)
         if "files" not in node:
             self.add(line, f"{where}: missing required key 'files'")
@@ -615,14 +740,22 @@ class _Parser:
             self.add(self.key_line(node, "files"), f"{where}.files is empty")
         base = self.string(node, "base-directory", where)
         if base and _POWERSHELL.search(base):
-            self.windows.append((self.key_line(node, "base-directory"),
-                                 f"PowerShell variable in {where}.base-directory {base!r}"))
+            self.windows.append(
+                (
+                    self.key_line(node, "base-directory"),
+                    f"PowerShell variable in {where}.base-directory {base!r}",
+                )
+            )
         return ArtifactSpec(
-            identifier=identifier, files=files, name=self.string(node, "name", where),
-            base_directory=base, discard_paths=self.boolean(node, "discard-paths", where),
+            identifier=identifier,
+            files=files,
+            name=self.string(node, "name", where),
+            base_directory=base,
+            discard_paths=self.boolean(node, "discard-paths", where),
             exclude_paths=self.strings(node, "exclude-paths", where),
             enable_symlinks=self.boolean(node, "enable-symlinks", where),
-            s3_prefix=self.string(node, "s3-prefix", where), line=line,
+            s3_prefix=self.string(node, "s3-prefix", where),
+            line=line,
         )
 
     def artifacts(self, doc: CommentedMap) -> Artifacts | None:
@@ -651,8 +784,10 @@ class _Parser:
             return ()
         out: list[ReportSpec] = []
         if len(node) > MAX_REPORT_GROUPS:
-            self.add(self.key_line(doc, "reports"), f"reports: {len(node)} report groups, "
-                     f"CodeBuild allows at most {MAX_REPORT_GROUPS}")
+            self.add(
+                self.key_line(doc, "reports"),
+                f"reports: {len(node)} report groups, CodeBuild allows at most {MAX_REPORT_GROUPS}",
+            )
         for group in node:
             gl = self.key_line(node, group)
             where = f"reports.{group}"
@@ -667,15 +802,31 @@ class _Parser:
             known = TEST_REPORT_FORMATS + COVERAGE_REPORT_FORMATS
             if fmt not in known:
                 close = difflib.get_close_matches(fmt, known, n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
-                self.add(self.key_line(entry, "file-format"), f"{where}.file-format {fmt!r} is not a report format{hint}")
+                hint = (
+                    f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
+                )
+                self.add(
+                    self.key_line(entry, "file-format"),
+                    f"{where}.file-format {fmt!r} is not a report format{hint}",
+                )
             base = self.string(entry, "base-directory", where)
             if base and _POWERSHELL.search(base):
-                self.windows.append((self.key_line(entry, "base-directory"),
-                                     f"PowerShell variable in {where}.base-directory {base!r}"))
-            out.append(ReportSpec(group=str(group), files=self.strings(entry, "files", where),
-                                  base_directory=base, discard_paths=self.boolean(entry, "discard-paths", where),
-                                  file_format=fmt, line=gl))
+                self.windows.append(
+                    (
+                        self.key_line(entry, "base-directory"),
+                        f"PowerShell variable in {where}.base-directory {base!r}",
+                    )
+                )
+            out.append(
+                ReportSpec(
+                    group=str(group),
+                    files=self.strings(entry, "files", where),
+                    base_directory=base,
+                    discard_paths=self.boolean(entry, "discard-paths", where),
+                    file_format=fmt,
+                    line=gl,
+                )
+            )
         return tuple(out)
 
     def cache(self, doc: CommentedMap) -> CacheSpec | None:
@@ -688,9 +839,15 @@ class _Parser:
             self.add(line, "cache: missing required key 'paths'")
         action = self.string(node, "action", "cache")
         if action is not None and action not in ("restore", "save"):
-            self.add(self.key_line(node, "action"), f"cache.action {action!r} must be restore or save")
-        return CacheSpec(paths=self.strings(node, "paths", "cache"), key=self.string(node, "key", "cache"),
-                         fallback_keys=self.strings(node, "fallback-keys", "cache"), action=action)
+            self.add(
+                self.key_line(node, "action"), f"cache.action {action!r} must be restore or save"
+            )
+        return CacheSpec(
+            paths=self.strings(node, "paths", "cache"),
+            key=self.string(node, "key", "cache"),
+            fallback_keys=self.strings(node, "fallback-keys", "cache"),
+            action=action,
+        )
 
     def batch(self, doc: CommentedMap) -> Batch | None:
         line = self.key_line(doc, "batch")
@@ -698,18 +855,26 @@ class _Parser:
         if node is None:
             return None
         self.unknown_keys(node, BATCH_KEYS, "batch")
-        kinds = [k for k in ("build-list", "build-graph", "build-matrix", "build-fanout") if k in node]
+        kinds = [
+            k for k in ("build-list", "build-graph", "build-matrix", "build-fanout") if k in node
+        ]
         if not kinds:
-            self.add(line, "batch: give one of build-list, build-graph (build-matrix and build-fanout "
-                     "are not supported locally)")
+            self.add(
+                line,
+                "batch: give one of build-list, build-graph (build-matrix and build-fanout "
+                "are not supported locally)",
+            )
             return None
         if len(kinds) > 1:
             self.add(line, f"batch: give only one batch type, found {', '.join(kinds)}")
         kind = kinds[0]
         kl = self.key_line(node, kind)
         if kind in ("build-matrix", "build-fanout"):
-            self.add(kl, f"batch.{kind} is not supported by Conveyor's local runner: list each "
-                     "combination as an entry of batch.build-list (identifier, env.variables)")
+            self.add(
+                kl,
+                f"batch.{kind} is not supported by Conveyor's local runner: list each "
+                "combination as an entry of batch.build-list (identifier, env.variables)",
+            )
             return None
         seq = node[kind]
         if not isinstance(seq, CommentedSeq) or not seq:
@@ -730,10 +895,14 @@ class _Parser:
                     self.add(il, f"{where}: missing required key 'identifier'")
                 ident = f"build{i + 1}"
             elif not re.fullmatch(r"[A-Za-z0-9_]+", ident):
-                self.add(self.key_line(entry, "identifier"), f"{where}.identifier {ident!r}: use "
-                         "letters, digits and underscores only")
+                self.add(
+                    self.key_line(entry, "identifier"),
+                    f"{where}.identifier {ident!r}: use letters, digits and underscores only",
+                )
             if ident in seen:
-                self.add(self.key_line(entry, "identifier"), f"{where}: duplicate identifier {ident!r}")
+                self.add(
+                    self.key_line(entry, "identifier"), f"{where}: duplicate identifier {ident!r}"
+                )
             seen.add(ident)
             env = self.mapping(entry.get("env"), self.key_line(entry, "env"), f"{where}.env")
             variables: dict[str, str] = {}
@@ -744,25 +913,42 @@ class _Parser:
                 image = self.string(env, "image", f"{where}.env")
                 env_type = self.string(env, "type", f"{where}.env")
                 if env_type and env_type.upper().startswith("WINDOWS"):
-                    self.windows.append((self.key_line(env, "type"), f"{where}.env.type is {env_type}"))
+                    self.windows.append(
+                        (self.key_line(env, "type"), f"{where}.env.type is {env_type}")
+                    )
             depend = self.strings(entry, "depend-on", where)
             if depend and kind != "build-graph":
-                self.add(self.key_line(entry, "depend-on"), f"{where}.depend-on is only allowed in build-graph")
-            builds.append(BatchBuild(identifier=ident, buildspec=self.string(entry, "buildspec", where),
-                                     variables=variables, image=image, env_type=env_type,
-                                     depend_on=depend, ignore_failure=self.boolean(entry, "ignore-failure", where),
-                                     line=il))
+                self.add(
+                    self.key_line(entry, "depend-on"),
+                    f"{where}.depend-on is only allowed in build-graph",
+                )
+            builds.append(
+                BatchBuild(
+                    identifier=ident,
+                    buildspec=self.string(entry, "buildspec", where),
+                    variables=variables,
+                    image=image,
+                    env_type=env_type,
+                    depend_on=depend,
+                    ignore_failure=self.boolean(entry, "ignore-failure", where),
+                    line=il,
+                )
+            )
         known = {b.identifier for b in builds}
         for b in builds:
             for d in b.depend_on:
                 if d not in known:
                     close = difflib.get_close_matches(d, sorted(known), n=1, cutoff=0.6)
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    self.add(b.line, f"batch.{kind}: {b.identifier} depends on unknown build {d!r}{hint}")
+                    self.add(
+                        b.line, f"batch.{kind}: {b.identifier} depends on unknown build {d!r}{hint}"
+                    )
         cycle = _find_cycle(builds)
         if cycle:
             self.add(kl, "batch.build-graph: depend-on forms a cycle: " + " -> ".join(cycle))
-        return Batch(kind=kind, builds=tuple(builds), fast_fail=self.boolean(node, "fast-fail", "batch"))
+        return Batch(
+            kind=kind, builds=tuple(builds), fast_fail=self.boolean(node, "fast-fail", "batch")
+        )
 
 
 def batch_order(batch: Batch) -> list[BatchBuild]:
@@ -793,7 +979,7 @@ def _find_cycle(builds: Sequence[BatchBuild]) -> list[str] | None:
         stack.append(n)
         for d in deps.get(n, ()):
             if state.get(d) == 1:
-                return [*stack[stack.index(d):], d]
+                return [*stack[stack.index(d) :], d]
             if d in deps and d not in state:
                 found = visit(d)
                 if found:

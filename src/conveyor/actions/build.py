@@ -1,0 +1,245 @@
+"""The `build` action type: a CodeBuild project, run locally from a buildspec.
+
+Config (all optional):
+
+    buildspec: buildspec.yml        # a path inside the primary input, or the buildspec inline
+    primarySource: app_src          # which input is CODEBUILD_SRC_DIR (default: the first)
+    env: {NAME: value}              # project-level variables (override the buildspec's)
+    image: 127.0.0.1:5001/builder   # run the commands in this image with podman
+    publishes: {environment: test, repository: webapp, tag: latest}
+
+Inputs: the primary input is CODEBUILD_SRC_DIR, the others CODEBUILD_SRC_DIR_<name>.
+Outputs: the first output artifact receives the buildspec's primary artifact, the others
+the secondary artifacts of the same identifier. Exported variables become the action's
+output variables; reports are parsed and copied under `<workdir>/reports/`.
+With `publishes`, after a successful build the pushed image's digest is resolved and the
+action outputs ImageURI (repository@sha256:...), ImageDigest and ImageTag, and writes
+`imageDetail.json` into the primary output, like CodePipeline's ECR source action.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
+from conveyor.actions.buildspec_runner import PRIMARY, BuildResult, resolve_secrets, run_buildspec
+from conveyor.errors import ActionError, ActionFailed, ConfigError, ValidationFailed
+from conveyor.spec.buildspec import Buildspec, find_buildspec, load_buildspec, parse_buildspec
+
+
+class Publishes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    environment: str | None = None
+    repository: str
+    tag: str = "latest"
+
+
+class BuildEnvironment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = None
+
+
+class BuildConfig(ActionConfig):
+    buildspec: str | None = None
+    primary_source: str | None = Field(default=None, alias="primarySource")
+    env: dict[str, str] = Field(default_factory=dict)
+    image: str | None = None
+    environment: BuildEnvironment | None = None
+    publishes: Publishes | None = None
+
+
+def _is_inline(text: str) -> bool:
+    return "\n" in text.strip() or text.lstrip().startswith(("version:", "{", '"version'))
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:100]
+
+
+class Build(BaseAction):
+    """Runs a CodeBuild buildspec from the primary input artifact."""
+
+    type_name = "build"
+    Config = BuildConfig
+
+    def run(self, ctx: ActionContext) -> ActionResult:
+        cfg = BuildConfig.model_validate(dict(ctx.config))
+        sources = self._sources(ctx, cfg)
+        primary = next(iter(sources))
+        spec = self._buildspec(ctx, cfg, sources[primary], primary)
+        platform = getattr(ctx.services, "platform", None)
+        env: dict[str, str] = {}
+        if platform is not None:
+            env.update(_call(platform, "container_env") or {})
+            env.update(_call(platform, "image_env", ctx.pipeline) or {})
+        env.update(cfg.env)
+        settings = getattr(ctx.services, "settings", None)
+        secrets_file = getattr(settings, "secrets_file", None)
+        store = getattr(ctx.services, "secrets", None) or {}
+        try:
+            for value in resolve_secrets(spec, secrets_file, store).values():
+                ctx.log.mask(value)
+        except ConfigError as e:
+            raise ActionFailed(str(e)) from None
+        key = _safe(f"{ctx.pipeline.name}.{ctx.stage}.{ctx.action.name}")
+        outputs = list(ctx.outputs)
+        artifact_dirs: dict[str, Path] = {}
+        if outputs:
+            artifact_dirs[PRIMARY] = ctx.outputs[outputs[0]]
+            for name in outputs[1:]:
+                artifact_dirs[name] = ctx.outputs[name]
+        if outputs and spec.artifacts is None and spec.batch is None:
+            raise ActionFailed(
+                f"action {ctx.action.name} declares output artifacts "
+                f"({', '.join(outputs)}) but buildspec {spec.file} has no `artifacts` section"
+            )
+        if spec.artifacts is not None and len(outputs) > 1:
+            known = {a.identifier for a in spec.artifacts.secondary}
+            unknown = [o for o in outputs[1:] if o not in known]
+            if unknown:
+                raise ActionFailed(
+                    f"output artifact(s) {', '.join(unknown)} match no secondary artifact of {spec.file} "
+                    f"(secondary-artifacts: {', '.join(sorted(k for k in known if k)) or 'none'}); "
+                    "the first output is the primary artifact, the others need a secondary artifact of the same name"
+                )
+        image = cfg.image or (cfg.environment.image if cfg.environment else None)
+        container_env = (_call(platform, "container_env") or {}) if platform is not None else None
+        result = run_buildspec(
+            spec,
+            sources,
+            env,
+            ctx.workdir / "build",
+            ctx.log.write,
+            ctx.cancel,
+            ctx.deadline,
+            artifact_dirs=artifact_dirs,
+            cache_dir=ctx.state_dir / "cache" / key,
+            secrets_file=secrets_file,
+            secrets=store,
+            image=image,
+            container_env=container_env,
+            state_dir=ctx.state_dir,
+            copy_sources=False,
+            project=_safe(ctx.action.name),
+            build_number=_next_build_number(ctx.state_dir, key),
+            initiator=f"codepipeline/{ctx.pipeline.name}",
+            resolved_source_version=_revision(ctx, primary),
+            on_pid=ctx.on_pid,
+            report_dir=ctx.workdir / "reports",
+        )
+        variables = dict(result.exported)
+        details: dict[str, Any] = result.summary()
+        if result.succeeded and cfg.publishes is not None:
+            variables.update(
+                self._publish(ctx, cfg.publishes, platform, artifact_dirs.get(PRIMARY))
+            )
+            details["image"] = {k: variables[k] for k in ("ImageURI", "ImageDigest", "ImageTag")}
+        return ActionResult(
+            succeeded=result.succeeded,
+            reason="" if result.succeeded else "ActionFailed",
+            message=_message(result),
+            variables=variables,
+            reports=result.reports,
+            details=details,
+        )
+
+    # -- helpers
+
+    def _sources(self, ctx: ActionContext, cfg: BuildConfig) -> dict[str, Path]:
+        inputs = dict(ctx.inputs)
+        if not inputs:
+            empty = ctx.workdir / "nosource"
+            empty.mkdir(parents=True, exist_ok=True)
+            return {"nosource": empty}
+        primary = cfg.primary_source or next(iter(inputs))
+        if primary not in inputs:
+            raise ActionFailed(
+                f"primarySource {primary!r} is not an input of action {ctx.action.name} "
+                f"(inputs: {', '.join(inputs)})"
+            )
+        return {primary: inputs[primary], **{k: v for k, v in inputs.items() if k != primary}}
+
+    def _buildspec(
+        self, ctx: ActionContext, cfg: BuildConfig, src: Path, primary: str
+    ) -> Buildspec:
+        try:
+            if cfg.buildspec and _is_inline(cfg.buildspec):
+                return parse_buildspec(
+                    cfg.buildspec, f"{ctx.stage}/{ctx.action.name}: config.buildspec"
+                )
+            rel = cfg.buildspec or "buildspec.yml"
+            path = find_buildspec(src, rel)
+            return load_buildspec(path, name=f"{primary}/{rel}")
+        except ValidationFailed as e:
+            raise ActionFailed(f"buildspec is not valid:\n{e}") from None
+        except ConfigError as e:
+            raise ActionFailed(str(e).replace(str(src), primary)) from None
+
+    def _publish(
+        self, ctx: ActionContext, pub: Publishes, platform: Any, out: Path | None
+    ) -> dict[str, str]:
+        if platform is None or not hasattr(platform, "resolve_digest"):
+            raise ActionError(
+                "publishes: needs the local platform (registries) to resolve the image "
+                "digest; start it with `conveyor up`"
+            )
+        repo = pub.repository
+        first = repo.split("/", 1)[0]
+        if not ("." in first or ":" in first or first == "localhost") and pub.environment:
+            host = platform.registry_host(pub.environment)
+            repo = f"{host}/{repo}"
+        ref = f"{repo}:{pub.tag}"
+        try:
+            digest = str(platform.resolve_digest(ref))
+        except Exception as e:  # noqa: BLE001 - the platform's errors are many; report them as tool errors
+            raise ActionError(f"publishes: cannot resolve the digest of {ref}: {e}") from None
+        uri = f"{repo}@{digest}"
+        if out is not None:
+            (out / "imageDetail.json").write_text(
+                json.dumps({"ImageURI": uri}) + "\n", encoding="utf-8"
+            )
+        ctx.log.write(f"[Container] Published {ref} -> {uri}\n")
+        return {"ImageURI": uri, "ImageDigest": digest, "ImageTag": pub.tag}
+
+
+def _call(obj: Any, name: str, *args: Any) -> Any:
+    fn = getattr(obj, name, None)
+    return fn(*args) if callable(fn) else None
+
+
+def _message(result: BuildResult) -> str:
+    if result.succeeded:
+        n = sum(len(a.files) for a in result.artifacts)
+        return f"build succeeded ({n} artifact file(s), {len(result.reports)} report(s))"
+    return result.message or "build failed"
+
+
+def _revision(ctx: ActionContext, primary: str) -> str:
+    for stage in ctx.pipeline.stages:
+        for action in stage.actions:
+            if primary in action.outputs:
+                rev = ctx.revisions.get(action.name) or ctx.variables.get(
+                    action.namespace or "", {}
+                )
+                for k in ("CommitId", "commitId", "revision", "Revision"):
+                    if rev and k in rev:
+                        return str(rev[k])
+    return ""
+
+
+def _next_build_number(state_dir: Path, key: str) -> int:
+    path = state_dir / "builds" / f"{key}.number"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        n = int(path.read_text().strip()) + 1
+    except (OSError, ValueError):
+        n = 1
+    path.write_text(str(n))
+    return n
