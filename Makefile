@@ -1,0 +1,30 @@
+# Conveyor: `make demo` runs the seed pipeline end to end; `make test` runs the tests.
+# Both install what is missing first (apt packages, .venv, npm packages) and are fast when it is there.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-unit lint bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/conveyor demo $(DEMO_FLAGS)
+
+test: setup
+	@export CONVEYOR_TEST_PG_URL=$$(bash scripts/postgres.sh start) && \
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS); rc=$$?; bash scripts/postgres.sh stop; exit $$rc
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/engine_overhead.py
+
+clean:
+	rm -rf .conveyor test-artifacts bench/results

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what Conveyor needs on a fresh Debian 12 machine, and nothing when it is already there.
+#   apt packages (as root), the Python venv (.venv), the example app's npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(git podman buildah skopeo docker-registry busybox-static runc uidmap
+              chromium chromium-driver postgresql)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+  .venv/bin/pip install -q -U pip
+fi
+stamp=.venv/.conveyor-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c "import conveyor" 2>/dev/null; then
+  echo "setup: installing Python packages into .venv"
+  .venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import conveyor, fastapi, sqlalchemy, selenium" 
+  echo "$want" > "$stamp"
+fi
+
+if [ -f examples/webapp/package-lock.json ] && command -v npm >/dev/null; then
+  lock=examples/webapp/package-lock.json
+  mark=examples/webapp/node_modules/.conveyor-lock
+  if [ ! -f "$mark" ] || [ "$(sha256sum "$lock" | cut -d' ' -f1)" != "$(cat "$mark")" ]; then
+    echo "setup: npm ci in examples/webapp"
+    (cd examples/webapp && NG_CLI_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error)
+    sha256sum "$lock" | cut -d' ' -f1 > "$mark"
+  fi
+fi
+echo "setup: ready"
