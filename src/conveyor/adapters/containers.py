@@ -106,7 +106,8 @@ class ContainerRuntime:
             res = subprocess.run(argv, env=self.env, capture_output=True, text=True,
                                  timeout=timeout, check=False, cwd=str(cwd) if cwd else None)
         except subprocess.TimeoutExpired as exc:
-            raise ActionError(f"`{' '.join(argv[:4])}` did not finish within {timeout:.0f}s") from exc
+            raise ActionError(
+                f"`{' '.join(argv[:4])}` did not finish within {timeout:.0f}s") from exc
         if check and res.returncode != 0:
             raise ContainerError(argv, res.returncode, (res.stdout or "") + (res.stderr or ""))
         return res

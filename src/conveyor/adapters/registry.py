@@ -32,7 +32,8 @@ INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 
 _DIGEST = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPO = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,8 @@ class RegistryClient:
                 "registries with `conveyor up`, or check the environment's registry address"
             ) from exc
         except httpx.TimeoutException as exc:
-            raise Unavailable(f"registry {host} did not answer in time ({method} /v2/{path})") from exc
+            raise Unavailable(
+                f"registry {host} did not answer in time ({method} /v2/{path})") from exc
         except httpx.HTTPError as exc:
             raise Unavailable(f"registry {host}: {method} /v2/{path} failed: {exc}") from exc
 
@@ -198,7 +200,7 @@ class RegistryClient:
             raise NotFound(_not_found(r, resp))
         digest = resp.headers.get("Docker-Content-Digest")
         if resp.status_code == 200 and digest:
-            return digest
+            return str(digest)
         return self.manifest(r).digest
 
     def tag_digest(self, ref: ImageRef) -> str | None:

@@ -107,7 +107,7 @@ class Proxy:
                 try:
                     conn = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 3)
                     break
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     await asyncio.sleep(0.05 * (attempt + 1))
                     self.reload()
                     if self.upstream and self.upstream != upstream:  # switched meanwhile
@@ -271,7 +271,7 @@ class FrontDoor:
                       "--state", str(self.state_file)])
         end = time.monotonic() + wait
         while time.monotonic() < end:
-            if daemon.pid() is None:
+            if daemon.exited() is not None:
                 raise Unavailable(f"the front door of '{self.environment}' exited at start; "
                                   f"{daemon.log_file} ends with:\n{daemon.log_tail()}")
             if self.state_file.exists() and self.health()[0]:

@@ -80,7 +80,7 @@ class RegistryServer:
         daemon.start([binary, "serve", str(self.config_file)])
         end = time.monotonic() + wait
         while time.monotonic() < end:
-            if daemon.pid() is None or daemon.exited() is not None:
+            if daemon.exited() is not None:
                 raise Unavailable(f"registry '{self.name}' exited right after starting; "
                                   f"its log ({daemon.log_file}) ends with:\n{daemon.log_tail()}")
             ok, _ = self.health()

@@ -1,0 +1,185 @@
+"""`deploy`: apply the application's Kubernetes manifests to an environment, image pinned by digest.
+
+    - name: DeployToTest
+      type: deploy
+      environment: test
+      inputs: [app_src]
+      namespace: DeployTest
+      config:
+        manifests: k8s/                    # a directory or file in the input artifact
+        image: "#{Build.ImageURI}"         # host/repo@sha256:... (a tag is resolved to a digest);
+                                           # default: imageDetail.json in an input artifact
+        container: web                     # default: containers whose image repo name matches
+        timeout: 180                       # seconds to wait for readiness / the rollout
+
+The environment (pipeline file) chooses the driver:
+
+- `podman` (local default): see conveyor.platform.environment — the new release starts
+  beside the old one, is probed, then the environment's front door switches to it.
+- `kubernetes` / `eks`: see conveyor.adapters.kubernetes — server-side apply into the
+  environment's `namespace` with its kubeconfig `context`, wait for the rollout, undo on
+  failure.
+
+Whatever fails (registry down, digest not found, manifest invalid, port taken, podman
+missing, timeout), the environment keeps serving its last good version. The result's
+`details["deployment"]` is what the engine records in the environment's history; output
+variables: `URL`, `ImageDigest`, `ImageURI`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
+from conveyor.adapters.manifests import ManifestSet, load_manifests, pin_image
+from conveyor.adapters.registry import ImageRef, RegistryClient
+from conveyor.errors import ActionError, ActionFailed, ConfigError, NotFound, ValidationFailed
+from conveyor.model.pipeline import Environment
+
+DEFAULT_TIMEOUT = 120
+
+
+class DeployConfig(ActionConfig):
+    manifests: str = "k8s/"
+    image: str | None = None
+    container: str | None = None
+    timeout: int | None = Field(default=None, gt=0)
+
+
+class Deploy(BaseAction):
+    type_name: ClassVar[str] = "deploy"
+    Config: ClassVar[type[ActionConfig]] = DeployConfig
+    output_variables: ClassVar[frozenset[str] | None] = frozenset(
+        {"URL", "ImageDigest", "ImageURI"})
+    needs_environment: ClassVar[bool] = True
+
+    def run(self, ctx: ActionContext) -> ActionResult:
+        cfg = DeployConfig.model_validate(dict(ctx.config))
+        env = ctx.environment
+        if env is None:
+            raise ConfigError(f"action '{ctx.action.name}' deploys to no environment: set "
+                              "`environment:` on the action")
+        log = ctx.log.write
+        root, image_text = _locate(ctx, cfg)
+        image = _pin(image_text, log)
+        try:
+            mset = load_manifests(root, cfg.manifests)
+            pinned = pin_image(mset, str(image), cfg.container)
+        except ValidationFailed as exc:
+            raise ActionFailed(f"manifests in '{cfg.manifests}' are invalid:\n{exc.message}"
+                               ) from exc
+        for p in pinned:
+            log(f"{p.where}: container '{p.container}': {p.old_image} -> {p.new_image}\n")
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        (ctx.workdir / f"manifests-{env.name}.yaml").write_text(mset.dump())
+        timeout = float(cfg.timeout or env.settings.get("deployTimeout") or DEFAULT_TIMEOUT)
+        remaining = ctx.remaining()
+        if remaining is not None:
+            timeout = max(1.0, min(timeout, remaining - 5))
+        if env.driver == "podman":
+            platform = _platform(ctx)
+            details = platform.podman_environment(env).deploy(
+                mset, image, workdir=ctx.workdir, timeout=timeout,
+                log=lambda m: log(m.rstrip("\n") + "\n"), cancel=ctx.cancel,
+                primary=pinned[0].container)
+        elif env.driver in ("kubernetes", "eks"):
+            details = _deploy_kubernetes(ctx, env, mset, image, timeout)
+        else:
+            raise ConfigError(f"environment '{env.name}': unknown driver '{env.driver}' "
+                              "(known: podman, kubernetes, eks)")
+        details.update({
+            "environment": env.name, "image": str(image), "digest": image.digest,
+            "execution_id": ctx.execution_id, "stage": ctx.stage, "action": ctx.action.name,
+            "attempt": ctx.attempt, "revisions": {k: dict(v) for k, v in ctx.revisions.items()},
+            "pinned": [{"container": p.container, "where": p.where, "old_image": p.old_image}
+                       for p in pinned],
+        })
+        details.setdefault("url", env.url or "")
+        commit = next((v.get("CommitId") for v in ctx.revisions.values() if v.get("CommitId")),
+                      None)
+        if commit:
+            details["commit"] = commit
+        assert image.digest is not None
+        variables = {"URL": str(details.get("url") or ""), "ImageDigest": image.digest,
+                     "ImageURI": str(image)}
+        return ActionResult(message=f"{env.name} serves {image.digest[:19]} at "
+                                    f"{details.get('url') or env.name}",
+                            variables=variables, details={"deployment": details})
+
+
+def _platform(ctx: ActionContext) -> Any:
+    platform = getattr(ctx.services, "platform", None)
+    if platform is None:
+        from conveyor.platform.local import LocalPlatform
+
+        platform = LocalPlatform(ctx.services.settings)
+    return platform
+
+
+def _locate(ctx: ActionContext, cfg: DeployConfig) -> tuple[Path, str]:
+    """The input artifact holding the manifests, and the image reference to deploy."""
+    roots = list(ctx.inputs.values())
+    if not roots:
+        raise ConfigError(f"action '{ctx.action.name}' has no input artifact: list the artifact "
+                          "holding the manifests under `inputs`")
+    root = next((r for r in roots if (r / cfg.manifests).exists()), roots[0])
+    image = cfg.image
+    if not image:
+        for r in roots:
+            detail = r / "imageDetail.json"
+            if detail.is_file():
+                try:
+                    image = str(json.loads(detail.read_text())["ImageURI"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ActionFailed(f"{detail.name} in the input artifact has no ImageURI: "
+                                       f"{exc}") from exc
+                break
+    if not image:
+        raise ConfigError(f"action '{ctx.action.name}': no image to deploy: set `image` "
+                          "(e.g. \"#{Build.ImageURI}\") or give an input artifact with "
+                          "imageDetail.json")
+    return root, image
+
+
+def _pin(text: str, log: Any) -> ImageRef:
+    """The image as a digest reference the registry has (a tag is resolved)."""
+    ref = ImageRef.parse(text)
+    with RegistryClient() as client:
+        try:
+            digest = client.resolve(ref)
+        except NotFound as exc:
+            raise ActionFailed(exc.message) from exc
+    if ref.digest is None:
+        log(f"{ref} resolved to {digest}\n")
+    return ref.with_digest(digest)
+
+
+def _deploy_kubernetes(ctx: ActionContext, env: Environment, mset: ManifestSet, image: ImageRef,
+                       timeout: float) -> dict[str, Any]:
+    from conveyor.adapters.kubernetes import (
+        ClientKubernetesApi,
+        KubernetesDeployer,
+        ManifestObject,
+    )
+
+    namespace = env.namespace or env.name
+    kubeconfig = env.settings.get("kubeconfig")
+    api = ClientKubernetesApi(context=env.context, kubeconfig=str(kubeconfig) if kubeconfig
+                              else None)
+    deployer = KubernetesDeployer(api, log=lambda m: ctx.log.write(m + "\n"))
+    objects = [ManifestObject(body, f"{d.file}:{d.line}")
+               for d, body in zip(mset.documents, mset.plain(), strict=True)]
+    started = time.time()
+    try:
+        details = deployer.deploy(objects, namespace=namespace, timeout=timeout,
+                                  cancel=ctx.cancel)
+    except ActionError:
+        raise
+    details.update({"context": env.context, "started_at": started, "finished_at": time.time(),
+                    "url": env.url or ""})
+    return details

@@ -1,0 +1,196 @@
+"""`conveyor up | down | platform status` and `conveyor env list | history ENV`.
+
+    conveyor up                  start the registries (and restart dead parts); idempotent
+    conveyor down                stop the registries, the front doors and the release pods
+    conveyor platform status     each part with its address and health (exit 3 if one is down)
+    conveyor env list            each environment: what it serves, since when, from which run
+    conveyor env history ENV     the environment's deployments, newest first
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.errors import ConveyorError, Unavailable
+from conveyor.settings import Settings
+
+
+def _settings() -> Settings:
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    if isinstance(obj, Settings):
+        return obj
+    settings = getattr(obj, "settings", None)
+    if isinstance(settings, Settings):
+        return settings
+    return Settings.from_env()
+
+
+def _platform() -> Any:
+    from conveyor.platform.local import LocalPlatform
+
+    return LocalPlatform(_settings())
+
+
+def _fail(exc: ConveyorError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+    raise SystemExit(exc.exit_code)
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _parts_table(parts: list[Any]) -> Table:
+    table = Table(show_edge=False)
+    for col in ("part", "address", "health", "detail"):
+        table.add_column(col)
+    for p in parts:
+        table.add_row(p.name, p.address, "ok" if p.healthy else "DOWN", p.detail)
+    return table
+
+
+@click.command("up")
+@click.option("--json", "as_json", is_flag=True, help="print the parts as JSON")
+def up(as_json: bool) -> None:
+    """Start the local platform (registries test/prod; restart dead parts). Idempotent."""
+    platform = _platform()
+    try:
+        started = platform.up()
+    except ConveyorError as exc:
+        _fail(exc)
+    parts = platform.status()
+    if as_json:
+        click.echo(json.dumps({"started": started, "parts": [p.as_dict() for p in parts]},
+                              indent=2))
+        return
+    console = Console()
+    for s in started:
+        console.print(f"started {s}")
+    if not started:
+        console.print("the local platform is already up")
+    console.print(_parts_table(parts))
+
+
+@click.command("down")
+@click.option("--json", "as_json", is_flag=True, help="print what was stopped as JSON")
+def down(as_json: bool) -> None:
+    """Stop the local platform: registries, front doors and release pods (data is kept)."""
+    try:
+        stopped = _platform().down()
+    except ConveyorError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps({"stopped": stopped}, indent=2))
+        return
+    for s in stopped:
+        click.echo(f"stopped {s}")
+    if not stopped:
+        click.echo("nothing was running")
+
+
+@click.group("platform")
+def platform_group() -> None:
+    """The local platform's parts."""
+
+
+@platform_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="print the parts as JSON")
+def platform_status(as_json: bool) -> None:
+    """Each part of the local platform with its address and health (exit 3 if one is down)."""
+    parts = _platform().status()
+    if as_json:
+        click.echo(json.dumps([p.as_dict() for p in parts], indent=2))
+    else:
+        Console().print(_parts_table(parts))
+    if any(not p.healthy for p in parts):
+        raise SystemExit(Unavailable.exit_code)
+
+
+def _store() -> Any:
+    from conveyor.store.db import Store
+
+    return Store(_settings().database_url)
+
+
+@click.group("env")
+def env_group() -> None:
+    """Deployment environments and their history."""
+
+
+@env_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print as JSON")
+def env_list(as_json: bool) -> None:
+    """Each environment: the digest it serves, its URL, when and from which execution."""
+    try:
+        current = _store().current_deployments()
+    except ConveyorError as exc:
+        _fail(exc)
+    rows = [_deployment_row(d) for _, d in sorted(current.items())]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no deployment yet")
+        return
+    table = Table(show_edge=False)
+    for col in ("environment", "digest", "url", "deployed", "execution", "commit", "by"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["environment"], (r["digest"] or "-")[:19], r["url"] or "-",
+                      _when(r["at"]), r["execution_id"] or "-", (r["commit"] or "-")[:10],
+                      r["actor"] or "-")
+    Console().print(table)
+
+
+@env_group.command("history")
+@click.argument("environment")
+@click.option("--limit", default=50, show_default=True, help="how many deployments")
+@click.option("--json", "as_json", is_flag=True, help="print as JSON")
+def env_history(environment: str, limit: int, as_json: bool) -> None:
+    """The deployments of ENVIRONMENT, newest first."""
+    try:
+        rows = [_deployment_row(d) for d in _store().deployments(environment, limit=limit)]
+    except ConveyorError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo(f"no deployment to '{environment}' yet")
+        return
+    table = Table(show_edge=False)
+    for col in ("when", "kind", "digest", "previous", "execution", "commit", "by"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(_when(r["at"]), r["kind"], (r["digest"] or "-")[:19],
+                      (r["previous_digest"] or "-")[:19], r["execution_id"] or "-",
+                      (r["commit"] or "-")[:10], r["actor"] or "-")
+    Console().print(table)
+
+
+def _deployment_row(d: dict[str, Any]) -> dict[str, Any]:
+    details = d.get("details") or {}
+    return {
+        "environment": d.get("environment"), "kind": d.get("kind") or "deploy",
+        "image": d.get("image"), "digest": d.get("digest"), "url": d.get("url"),
+        "previous_digest": details.get("previous_digest"), "execution_id": d.get("execution_id"),
+        "pipeline": d.get("pipeline"), "commit": d.get("commit"), "actor": d.get("actor"),
+        "at": d.get("at"),
+    }
+
+
+def register(cli: click.Group) -> None:
+    """Add `up`, `down`, `platform status` and `env list|history` to the `conveyor` group."""
+    cli.add_command(up)
+    cli.add_command(down)
+    cli.add_command(platform_group)
+    cli.add_command(env_group)
