@@ -436,6 +436,8 @@ class ShellSession:
             self.process_env = {**self.process_env, name: value}
         if self.alive():
             self._write(f"export {name}={_sq(value)}\n")
+        elif self.state is not None:
+            self.state.append(f"export {name}={_sq(value)}")
 
     def run(self, text: str, *, quiet: bool = False) -> _Outcome:
         if not self.alive():
