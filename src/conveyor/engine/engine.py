@@ -206,15 +206,16 @@ class Engine:
 
         if status == ExecutionStatus.IN_PROGRESS:
             around, others = self._neighbourhood(ex, pipeline)
-            if pl.should_supersede(pipeline.execution_mode, pipeline, state,
-                                   [pl.progress(pipeline, s) for e, s in others if e["seq"] > ex["seq"]]):
-                newer = max((e for e, _ in others if e["seq"] > ex["seq"]), key=lambda e: e["seq"])
-                self.store.update_execution(ex["id"], superseded_by=newer["id"])
+            plan = pl.plan(pipeline, state, around)
+            newer = [(e, s) for e, s in others if e["seq"] > ex["seq"]]
+            if plan.waiting and pl.should_supersede(pipeline.execution_mode, pipeline, state,
+                                                    [pl.progress(pipeline, s) for _, s in newer]):
+                winner = max((e for e, _ in newer), key=lambda e: e["seq"])
+                self.store.update_execution(ex["id"], superseded_by=winner["id"])
                 ex = self.store.get_execution(ex["id"])
                 state = state_of(ex, attempts)
                 status = pl.execution_status(pipeline, state)
             else:
-                plan = pl.plan(pipeline, state, around)
                 if plan.waiting and pipeline.execution_mode.value == "SUPERSEDED":
                     self._supersede_stale_approval(ex, pipeline, plan, around)
                 for stage, action in plan.start:
@@ -516,7 +517,9 @@ class Engine:
         except Exception as e:  # noqa: BLE001 - an action's bug is recorded, not raised
             logf.write(traceback.format_exc())
             result = ActionResult(False, Reason.TOOL_ERROR, f"{type(e).__name__}: {e}")
-        if fl.timed_out_at is not None:
+        timed_out = fl.timed_out_at is not None or (
+            not result.succeeded and fl.deadline is not None and time.monotonic() >= fl.deadline - 0.05)
+        if timed_out and not fl.abandon:
             result = ActionResult(False, Reason.TIMEOUT, f"timed out after {action.timeout_seconds or DEFAULT_TIMEOUT} s"
                                   + (f": {result.message}" if result.message else ""))
             status = ActionStatus.FAILED
