@@ -1,0 +1,885 @@
+"""CodePipeline JSON <-> the pipeline model: `conveyor import codepipeline` / `export codepipeline`.
+
+Import reads `aws codepipeline get-pipeline` output (or a CloudFormation template holding an
+`AWS::CodePipeline::Pipeline`) and maps it onto our action types:
+
+    Source  CodeCommit                -> source.git  {repository: RepositoryName, branch: BranchName}
+    Source  CodeStarSourceConnection  -> source.git  {repository: https://github.com/FullRepositoryId.git}
+    Source  GitHub (ThirdParty, v1)   -> source.git  (OAuthToken dropped: a secret, and v1 is deprecated)
+    Source  S3                        -> source.s3   {bucket, key}
+    Build/Test CodeBuild              -> build       {codebuildProject: ProjectName, primarySource, env}
+    Compute Commands                  -> shell       {commands}
+    Approval Manual                   -> approval    {customData, externalEntityLink}
+    anything else                     -> aws.<Provider> {actionTypeId, configuration}: kept, reported
+
+What our action types have no key for (PollForSourceChanges, NotificationArn, ConnectionArn,
+the role and artifact store, stage conditions...) is kept verbatim under the pipeline's
+`settings.codepipeline`, so an import -> export round trip gives back the same JSON (less
+`metadata`, which describes one deployed copy, not the pipeline).
+
+Every problem is located (`file:line: what`); warnings are problems that do not stop the import.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from json.decoder import scanstring
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ConfigError, Problem, ValidationFailed
+from conveyor.model import pipeline as m
+from conveyor.spec.yamlfile import Lines
+
+NAME = re.compile(r"^[A-Za-z0-9.@\-_]+$")
+GIT_HOSTS = {"github.com": "GitHub", "gitlab.com": "GitLab", "bitbucket.org": "Bitbucket"}
+SETTINGS_KEY = "codepipeline"
+PLACEHOLDER_ROLE = "arn:aws:iam::111111111111:role/REPLACE-WITH-PIPELINE-ROLE"
+PLACEHOLDER_BUCKET = "replace-with-artifact-bucket"
+PLACEHOLDER_CONNECTION = "arn:aws:codeconnections:us-east-1:111111111111:connection/REPLACE-ME"
+
+
+@dataclass
+class Imported:
+    pipeline: m.Pipeline
+    warnings: list[Problem] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- JSON with lines
+
+
+def _index_json(text: str, lines: Lines) -> None:
+    """Record the line of every object key and array item of a (valid) JSON text."""
+    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    ws = re.compile(r"[ \t\n\r]*")
+    scalar = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null")
+
+    def line_of(pos: int) -> int:
+        return bisect.bisect_right(starts, pos)
+
+    def value(pos: int, path: tuple[str | int, ...]) -> int:
+        pos = ws.match(text, pos).end()  # type: ignore[union-attr]  # the pattern always matches
+        ch = text[pos]
+        if ch == "{":
+            lines.index.setdefault(path, line_of(pos))
+            pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]
+            if text[pos] == "}":
+                return pos + 1
+            while True:
+                key_line = line_of(pos)
+                key, pos = scanstring(text, pos + 1)
+                lines.index[(*path, key)] = key_line
+                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
+                pos = value(pos + 1, (*path, key))  # skip ':'
+                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
+                if text[pos] == "}":
+                    return pos + 1
+                pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]  # skip ','
+        if ch == "[":
+            lines.index.setdefault(path, line_of(pos))
+            pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]
+            if text[pos] == "]":
+                return pos + 1
+            i = 0
+            while True:
+                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
+                lines.index[(*path, i)] = line_of(pos)
+                pos = value(pos, (*path, i))
+                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
+                if text[pos] == "]":
+                    return pos + 1
+                pos += 1
+                i += 1
+        if ch == '"':
+            return scanstring(text, pos + 1)[1]
+        mt = scalar.match(text, pos)
+        if not mt:  # pragma: no cover - json.loads accepted the text
+            raise ValueError(f"unexpected character at offset {pos}")
+        return mt.end()
+
+    value(0, ())
+
+
+def load_json(text: str, label: str) -> tuple[Any, Lines]:
+    """Parse JSON; a syntax error becomes `file:line: invalid JSON, column C: what`."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValidationFailed([Problem(label, e.lineno, f"invalid JSON, column {e.colno}: {e.msg}")]) from None
+    lines = Lines(label)
+    _index_json(text, lines)
+    return data, lines
+
+
+# --------------------------------------------------------------------------- import
+
+
+class _Importer:
+    def __init__(self, lines: Lines) -> None:
+        self.lines = lines
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.extra_actions: dict[str, dict[str, Any]] = {}
+        self.extra_stages: dict[str, dict[str, Any]] = {}
+
+    def err(self, path: tuple[str | int, ...], msg: str) -> None:
+        self.errors.append(self.lines.problem(path, msg))
+
+    def warn(self, path: tuple[str | int, ...], msg: str) -> None:
+        self.warnings.append(self.lines.problem(path, f"warning: {msg}"))
+
+    def run(self, doc: Mapping[str, Any], root: tuple[str | int, ...]) -> m.Pipeline:
+        p = doc
+        name = p.get("name")
+        if not isinstance(name, str) or not name:
+            self.err((*root, "name"), "the pipeline has no 'name'")
+            name = "imported"
+        elif not NAME.match(name) or len(name) > 100:
+            self.err((*root, "name"), f"pipeline name '{name}' must be 1-100 characters of A-Za-z0-9.@-_")
+        settings: dict[str, Any] = {}
+        for key in ("roleArn", "artifactStore", "artifactStores", "version", "disableInboundStageTransitions"):
+            if key in p:
+                settings[key] = p[key]
+        mode = p.get("executionMode", "SUPERSEDED")
+        if mode not in m.ExecutionMode.__members__:
+            self.err((*root, "executionMode"), f"executionMode '{mode}' is not one of SUPERSEDED, QUEUED, PARALLEL")
+            mode = "SUPERSEDED"
+        variables = []
+        for i, v in enumerate(p.get("variables") or []):
+            if not isinstance(v, Mapping) or not isinstance(v.get("name"), str):
+                self.err((*root, "variables", i), "a variable needs a 'name'")
+                continue
+            variables.append(m.Variable(v["name"], v.get("defaultValue"), v.get("description", "")))
+        stages_raw = p.get("stages")
+        stages: list[m.Stage] = []
+        if not isinstance(stages_raw, list) or not stages_raw:
+            self.err((*root, "stages"), "the pipeline needs a non-empty 'stages' list")
+        else:
+            for si, s in enumerate(stages_raw):
+                st = self.stage(s, (*root, "stages", si))
+                if st:
+                    stages.append(st)
+        triggers = self.triggers(p.get("triggers") or [], (*root, "triggers"))
+        if self.extra_actions:
+            settings["actions"] = self.extra_actions
+        if self.extra_stages:
+            settings["stages"] = self.extra_stages
+        return m.Pipeline(
+            name=name,
+            stages=tuple(stages),
+            execution_mode=m.ExecutionMode(mode),
+            variables=tuple(variables),
+            triggers=tuple(triggers),
+            settings={SETTINGS_KEY: settings} if settings else {},
+        )
+
+    def stage(self, s: Any, path: tuple[str | int, ...]) -> m.Stage | None:
+        if not isinstance(s, Mapping):
+            self.err(path, "a stage must be an object with 'name' and 'actions'")
+            return None
+        name = s.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            self.err((*path, "name"), f"stage name {name!r} must be 1-100 characters of A-Za-z0-9.@-_")
+            return None
+        actions_raw = s.get("actions")
+        if not isinstance(actions_raw, list) or not actions_raw:
+            self.err((*path, "actions"), f"stage '{name}' needs a non-empty 'actions' list")
+            return None
+        actions = [a for ai, raw in enumerate(actions_raw)
+                   if (a := self.action(name, raw, (*path, "actions", ai))) is not None]
+        extra: dict[str, Any] = {}
+        on_failure = None
+        of = s.get("onFailure")
+        if isinstance(of, Mapping):
+            result = of.get("result", "FAIL")
+            if result not in ("FAIL", "RETRY", "ROLLBACK"):
+                self.err((*path, "onFailure", "result"), f"onFailure result '{result}' is not FAIL, RETRY or ROLLBACK")
+                result = "FAIL"
+            mode = (of.get("retryConfiguration") or {}).get("retryMode", "FAILED_ACTIONS")
+            on_failure = m.OnFailure(result=result, retry_mode=mode)
+            if of.get("conditions"):
+                extra["onFailureConditions"] = of["conditions"]
+        for key in ("onSuccess", "beforeEntry", "blockers"):
+            if s.get(key):
+                extra[key] = s[key]
+                self.warn((*path, key), f"stage '{name}': {key} is kept for export only; "
+                          "the local engine does not evaluate CodePipeline stage conditions")
+        if extra:
+            self.extra_stages[name] = extra
+        return m.Stage(name, tuple(actions), on_failure)
+
+    def action(self, stage: str, a: Any, path: tuple[str | int, ...]) -> m.Action | None:
+        if not isinstance(a, Mapping):
+            self.err(path, "an action must be an object")
+            return None
+        name = a.get("name")
+        if not isinstance(name, str) or not NAME.match(name) or len(name) > 100:
+            self.err((*path, "name"), f"action name {name!r} must be 1-100 characters of A-Za-z0-9.@-_")
+            return None
+        tid = a.get("actionTypeId")
+        if not isinstance(tid, Mapping) or not all(isinstance(tid.get(k), str) for k in ("category", "provider")):
+            self.err((*path, "actionTypeId"), f"action '{name}': actionTypeId needs 'category', 'owner', "
+                     "'provider' and 'version'")
+            return None
+        run_order = a.get("runOrder", 1)
+        if isinstance(run_order, str) and run_order.isdigit():
+            run_order = int(run_order)
+        if not isinstance(run_order, int) or isinstance(run_order, bool):
+            self.err((*path, "runOrder"), f"action '{name}': runOrder must be an integer, got {run_order!r}")
+            run_order = 1
+        inputs = self.artifacts(a.get("inputArtifacts"), (*path, "inputArtifacts"), name)
+        outputs = self.artifacts(a.get("outputArtifacts"), (*path, "outputArtifacts"), name)
+        cfg_raw = a.get("configuration") or {}
+        if not isinstance(cfg_raw, Mapping):
+            self.err((*path, "configuration"), f"action '{name}': configuration must be an object")
+            cfg_raw = {}
+        ns = a.get("namespace")
+        timeout = a.get("timeoutInMinutes")
+        tid = dict(tid)
+        type_, config, leftover = self.map_type(name, tid, dict(cfg_raw), path)
+        extra: dict[str, Any] = {}
+        if leftover:
+            extra["configuration"] = leftover
+        for key in ("roleArn", "commands", "outputVariables", "environmentVariables"):
+            if key in a and not (key == "commands" and type_ == "shell"):
+                extra[key] = a[key]
+        if not type_.startswith("aws.") and dict(tid) != _type_id_for(type_, tid):
+            extra["actionTypeId"] = dict(tid)
+        if extra:
+            self.extra_actions[f"{stage}/{name}"] = extra
+        return m.Action(
+            name=name,
+            type=type_,
+            run_order=run_order,
+            inputs=tuple(inputs),
+            outputs=tuple(outputs),
+            namespace=ns if isinstance(ns, str) else None,
+            timeout_seconds=int(timeout) * 60 if isinstance(timeout, int) else None,
+            config=config,
+            region=a.get("region") if isinstance(a.get("region"), str) else None,
+        )
+
+    def artifacts(self, raw: Any, path: tuple[str | int, ...], action: str) -> list[str]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            self.err(path, f"action '{action}': expected a list of {{\"name\": ...}} objects")
+            return []
+        out = []
+        for i, x in enumerate(raw):
+            if isinstance(x, Mapping) and isinstance(x.get("name"), str):
+                out.append(x["name"])
+            else:
+                self.err((*path, i), f"action '{action}': an artifact must be {{\"name\": ...}}, got {x!r}")
+        return out
+
+    def map_type(self, name: str, tid: dict[str, Any], cfg: dict[str, Any],
+                 path: tuple[str | int, ...]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(our type, our config, CodePipeline configuration keys we have no place for)."""
+        provider, category, owner = tid["provider"], tid["category"], tid.get("owner", "AWS")
+        if provider == "AWS CodeBuild":
+            self.warn((*path, "actionTypeId", "provider"), f"action '{name}': provider 'AWS CodeBuild' is not "
+                      "a CodePipeline provider id; did you mean 'CodeBuild'? (imported as CodeBuild)")
+            provider = tid["provider"] = "CodeBuild"
+        if category == "Source" and provider == "CodeCommit" and owner == "AWS":
+            config = {"repository": cfg.pop("RepositoryName", ""), "branch": cfg.pop("BranchName", "main")}
+            if not config["repository"]:
+                self.err((*path, "configuration"), f"action '{name}': a CodeCommit source needs RepositoryName")
+            return "source.git", config, cfg
+        if category == "Source" and provider == "CodeStarSourceConnection":
+            repo = cfg.pop("FullRepositoryId", "")
+            if not repo:
+                self.err((*path, "configuration"), f"action '{name}': a CodeStarSourceConnection source needs "
+                         "FullRepositoryId")
+            host = cfg.pop("ConveyorGitHost", "github.com")
+            config = {"repository": f"https://{host}/{repo}.git", "branch": cfg.pop("BranchName", "main")}
+            if "ConnectionArn" in cfg:
+                self.warn((*path, "configuration", "ConnectionArn"), f"action '{name}': the connection does not "
+                          "say which host it is for; assumed github.com (edit `repository` for GitLab/Bitbucket)")
+            return "source.git", config, cfg
+        if category == "Source" and provider == "GitHub" and owner == "ThirdParty":
+            if cfg.pop("OAuthToken", None) is not None:
+                self.warn((*path, "configuration", "OAuthToken"), f"action '{name}': OAuthToken dropped (a secret); "
+                          "GitHub version 1 actions are deprecated: export writes a CodeStarSourceConnection")
+            config = {"repository": f"https://github.com/{cfg.pop('Owner', '')}/{cfg.pop('Repo', '')}.git",
+                      "branch": cfg.pop("Branch", "main")}
+            return "source.git", config, cfg
+        if category == "Source" and provider == "S3" and owner == "AWS":
+            self.warn((*path, "actionTypeId"), f"action '{name}': S3 sources map to type 'source.s3', which the "
+                      "local engine does not run yet")
+            return "source.s3", {"bucket": cfg.pop("S3Bucket", ""), "key": cfg.pop("S3ObjectKey", "")}, cfg
+        if category in ("Build", "Test") and provider == "CodeBuild" and owner == "AWS":
+            config: dict[str, Any] = {"codebuildProject": cfg.pop("ProjectName", "")}
+            if "PrimarySource" in cfg:
+                config["primarySource"] = cfg.pop("PrimarySource")
+            env_json = cfg.get("EnvironmentVariables")
+            if isinstance(env_json, str):
+                try:
+                    env = json.loads(env_json)
+                except json.JSONDecodeError as e:
+                    self.err((*path, "configuration", "EnvironmentVariables"),
+                             f"action '{name}': EnvironmentVariables is not a JSON list: {e.msg}")
+                    env = None
+                if isinstance(env, list) and all(isinstance(x, Mapping) and x.get("type", "PLAINTEXT") == "PLAINTEXT"
+                                                 for x in env):
+                    config["env"] = {str(x["name"]): str(x.get("value", "")) for x in env}
+                    del cfg["EnvironmentVariables"]
+            return "build", config, cfg
+        if category == "Compute" and provider == "Commands":
+            return "shell", {"commands": []}, cfg  # commands are on the action, filled by the caller
+        if category == "Approval" and provider == "Manual":
+            config = {}
+            if "CustomData" in cfg:
+                config["customData"] = cfg.pop("CustomData")
+            if "ExternalEntityLink" in cfg:
+                config["externalEntityLink"] = cfg.pop("ExternalEntityLink")
+            return "approval", config, cfg
+        type_ = "aws." + provider.replace(" ", "")
+        self.warn((*path, "actionTypeId"), f"action '{name}': no Conveyor action type for {owner}/{category}/"
+                  f"{provider}; kept as '{type_}' (exported unchanged, reported as unknown by `conveyor validate`)")
+        return type_, {"actionTypeId": dict(tid), "configuration": cfg}, {}
+
+    def triggers(self, raw: Any, path: tuple[str | int, ...]) -> list[m.Trigger]:
+        out: list[m.Trigger] = []
+        if not isinstance(raw, list):
+            self.err(path, "triggers must be a list")
+            return out
+        for i, t in enumerate(raw):
+            git = (t or {}).get("gitConfiguration") or {}
+            source = git.get("sourceActionName")
+            if not isinstance(source, str):
+                self.err((*path, i), "a trigger needs gitConfiguration.sourceActionName")
+                continue
+            if git.get("pullRequest"):
+                self.warn((*path, i, "gitConfiguration", "pullRequest"), "pull-request triggers are not modelled; "
+                          "dropped (push triggers are kept)")
+            for push in git.get("push") or [{}]:
+                out.append(m.Trigger(source, _gf(push.get("branches")), _gf(push.get("tags")),
+                                     _gf(push.get("filePaths"))))
+        return out
+
+
+def _gf(raw: Any) -> m.GitFilter:
+    if not isinstance(raw, Mapping):
+        return m.GitFilter()
+    return m.GitFilter(tuple(raw.get("includes") or ()), tuple(raw.get("excludes") or ()))
+
+
+def _type_id_for(type_: str, original: Mapping[str, Any]) -> dict[str, Any]:
+    """The actionTypeId export writes for one of our types (original kept when it was one)."""
+    table = {
+        "source.s3": ("Source", "AWS", "S3"),
+        "build": ("Build", "AWS", "CodeBuild"),
+        "approval": ("Approval", "AWS", "Manual"),
+        "shell": ("Compute", "AWS", "Commands"),
+    }
+    if type_ == "source.git":
+        if original.get("provider") == "CodeCommit":
+            return {"category": "Source", "owner": "AWS", "provider": "CodeCommit", "version": "1"}
+        return {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"}
+    cat, owner, prov = table.get(type_, ("Build", "AWS", "CodeBuild"))
+    return {"category": cat, "owner": owner, "provider": prov, "version": "1"}
+
+
+def import_document(data: Any, lines: Lines) -> Imported:
+    """Import a parsed get-pipeline document (or CloudFormation template)."""
+    if isinstance(data, Mapping) and "Resources" in data:
+        return _import_cfn(data, lines)
+    if not isinstance(data, Mapping) or not isinstance(data.get("pipeline"), Mapping):
+        keys = ", ".join(sorted(map(str, data))) if isinstance(data, Mapping) else type(data).__name__
+        raise ValidationFailed([Problem(lines.file, 1, "not an `aws codepipeline get-pipeline` document: expected "
+                                        f"a top-level \"pipeline\" object (found: {keys or 'nothing'})")])
+    imp = _Importer(lines)
+    pipeline = imp.run(data["pipeline"], ("pipeline",))
+    pipeline = _fill_commands(pipeline, data["pipeline"])
+    if "metadata" in data:
+        imp.warnings.append(lines.problem(("metadata",), "note: 'metadata' (pipelineArn, created, updated) "
+                                          "describes a deployed copy; stripped"))
+    if "tags" in data:
+        settings = dict(pipeline.settings.get(SETTINGS_KEY, {}))
+        settings["tags"] = data["tags"]
+        pipeline = _with_settings(pipeline, settings)
+    if imp.errors:
+        raise ValidationFailed(imp.errors)
+    return Imported(pipeline, imp.warnings)
+
+
+def _with_settings(p: m.Pipeline, cp: Mapping[str, Any]) -> m.Pipeline:
+    from dataclasses import replace
+
+    settings = dict(p.settings)
+    settings[SETTINGS_KEY] = dict(cp)
+    return replace(p, settings=settings)
+
+
+def _fill_commands(p: m.Pipeline, raw: Mapping[str, Any]) -> m.Pipeline:
+    """`Commands` actions carry their commands on the action, not in configuration."""
+    from dataclasses import replace
+
+    stages = []
+    for s, rs in zip(p.stages, raw.get("stages") or [], strict=False):
+        acts = []
+        by_name = {a.get("name"): a for a in rs.get("actions") or [] if isinstance(a, Mapping)}
+        for a in s.actions:
+            if a.type == "shell":
+                a = replace(a, config={"commands": list(by_name.get(a.name, {}).get("commands") or [])})
+            acts.append(a)
+        stages.append(replace(s, actions=tuple(acts)))
+    return replace(p, stages=tuple(stages))
+
+
+def load_codepipeline(path: str | Path, *, text: str | None = None) -> Imported:
+    """Import a get-pipeline JSON file, or a CloudFormation template (YAML or JSON)."""
+    label = str(path)
+    if text is None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{label}: no such file")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    stripped = text.lstrip()
+    if stripped.startswith("{") or stripped.startswith("["):
+        data, lines = load_json(text, label)
+    else:
+        data, lines = _load_cfn_yaml(text, label)
+    return import_document(data, lines)
+
+
+# --------------------------------------------------------------------------- CloudFormation templates
+
+_INTRINSIC = {"Ref", "Condition"} | {f"Fn::{x}" for x in (
+    "Sub", "GetAtt", "Join", "ImportValue", "Select", "Split", "If", "FindInMap", "Base64", "GetAZs",
+    "Cidr", "Equals", "Not", "And", "Or", "ToJsonString", "Length")}
+
+
+def _load_cfn_yaml(text: str, label: str) -> tuple[Any, Lines]:
+    """YAML with CloudFormation's short tags (!Ref, !Sub...) turned into their long form."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+    from ruamel.yaml.error import MarkedYAMLError
+
+    from ruamel.yaml.constructor import DuplicateKeyError
+
+    yaml = YAML(typ="rt")
+    try:
+        doc = yaml.load(text)
+    except DuplicateKeyError as e:
+        first = e.context_mark.line + 1 if e.context_mark else None
+        key = re.search(r'duplicate key "([^"]+)"', str(e.problem))
+        raise ValidationFailed([Problem(label, e.problem_mark.line + 1 if e.problem_mark else None,
+                                        f"duplicate key '{key.group(1) if key else '?'}' in the mapping that "
+                                        f"starts at line {first} (YAML keys must be unique; cfn-lint reports it as E0000: "
+                                        "remove one of them)")]) from None
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise ValidationFailed([Problem(label, mark.line + 1 if mark else None,
+                                        f"invalid YAML: {(e.problem or e.context or '').strip()}")]) from None
+    lines = Lines(label)
+
+    def tag_of(node: Any) -> str | None:
+        t = getattr(node, "tag", None)
+        value = getattr(t, "value", t) if t is not None else None
+        return value if isinstance(value, str) and value.startswith("!") else None
+
+    def conv(node: Any, path: tuple[str | int, ...]) -> Any:
+        tag = tag_of(node)
+        if isinstance(node, CommentedMap):
+            lines.index.setdefault(path, node.lc.line + 1)
+            out: dict[str, Any] = {}
+            for k in node:
+                try:
+                    lines.index[(*path, str(k))] = node.lc.key(k)[0] + 1
+                except (KeyError, TypeError):
+                    pass
+                out[str(k)] = conv(node[k], (*path, str(k)))
+            value: Any = out
+        elif isinstance(node, CommentedSeq):
+            lines.index.setdefault(path, node.lc.line + 1)
+            value = [conv(v, (*path, i)) for i, v in enumerate(node)]
+        elif isinstance(node, TaggedScalar):
+            value = node.value
+        else:
+            value = node if not isinstance(node, str) else str(node)
+        if tag:
+            fn = tag[1:]
+            key = "Ref" if fn == "Ref" else ("Condition" if fn == "Condition" else f"Fn::{fn}")
+            if key == "Fn::GetAtt" and isinstance(value, str):
+                value = value.split(".", 1)
+            return {key: value}
+        return value
+
+    return conv(doc, ()), lines
+
+
+class _CfnRenderer:
+    """Intrinsic functions -> text: parameters become `#{variables.P}`, resources their name."""
+
+    def __init__(self, template: Mapping[str, Any]) -> None:
+        self.params = template.get("Parameters") or {}
+        self.resources = template.get("Resources") or {}
+        self.used_params: set[str] = set()
+        self.unresolved: set[str] = set()
+
+    def ref(self, name: str) -> str:
+        if name in self.params:
+            if (self.params[name] or {}).get("NoEcho") in (True, "true", "True"):
+                self.unresolved.add(f"a NoEcho parameter ({name})")
+                return f"${{{name}}}"
+            self.used_params.add(name)
+            return f"#{{variables.{name}}}"
+        if name in self.resources:
+            res_name = ((self.resources[name] or {}).get("Properties") or {}).get("Name")
+            return res_name if isinstance(res_name, str) else name
+        return f"${{{name}}}"
+
+    def render(self, v: Any) -> Any:
+        if isinstance(v, Mapping) and len(v) == 1:
+            (k, arg), = v.items()
+            if k == "Ref" and isinstance(arg, str):
+                return self.ref(arg)
+            if k == "Fn::Sub":
+                tmpl, mapping = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1] if len(arg) > 1 else {})
+
+                def sub(mt: re.Match[str]) -> str:
+                    inner = mt.group(1)
+                    if inner in mapping:
+                        r = self.render(mapping[inner])
+                        return r if isinstance(r, str) else mt.group(0)
+                    if "." in inner or inner.startswith("AWS::"):
+                        return mt.group(0)
+                    return self.ref(inner)
+
+                return re.sub(r"\$\{([^}!]+)\}", sub, str(tmpl))
+            if k == "Fn::GetAtt":
+                return "${" + ".".join(map(str, arg)) + "}"
+            if k == "Fn::Join" and isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], list):
+                parts = [self.render(x) for x in arg[1]]
+                if all(isinstance(x, str) for x in parts):
+                    return str(arg[0]).join(parts)
+            if k in _INTRINSIC:
+                self.unresolved.add(k)
+                return "${" + k + ": " + json.dumps(arg, sort_keys=True, default=str) + "}"
+        if isinstance(v, Mapping):
+            return {str(k): self.render(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [self.render(x) for x in v]
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return str(v)
+        return v
+
+
+_STRUCTURAL = {"Name", "Stages", "Actions", "ActionTypeId", "Category", "Owner", "Provider", "Version",
+               "InputArtifacts", "OutputArtifacts", "RunOrder", "Namespace", "Region", "RoleArn",
+               "Configuration", "ArtifactStore", "ArtifactStores", "Location", "Type", "EncryptionKey",
+               "Id", "PipelineType", "ExecutionMode", "Variables", "DefaultValue", "Description",
+               "Triggers", "ProviderType", "GitConfiguration", "SourceActionName", "Push", "PullRequest",
+               "Branches", "Tags", "FilePaths", "Includes", "Excludes", "Events", "OnFailure", "OnSuccess",
+               "BeforeEntry", "Result", "RetryConfiguration", "RetryMode", "Conditions", "Rules",
+               "RuleTypeId", "TimeoutInMinutes", "Commands", "OutputVariables", "EnvironmentVariables",
+               "Value", "Key", "Region", "ArtifactStore", "Blockers"}
+
+
+def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
+    resources = template.get("Resources") or {}
+    found = [k for k, r in resources.items() if isinstance(r, Mapping) and r.get("Type") == "AWS::CodePipeline::Pipeline"]
+    if not found:
+        types = sorted({str(r.get("Type")) for r in resources.values() if isinstance(r, Mapping)})
+        raise ValidationFailed([lines.problem(("Resources",), "this is a CloudFormation template with no "
+                                              "AWS::CodePipeline::Pipeline resource (types: " + ", ".join(types)
+                                              + "); export the pipeline with `aws codepipeline get-pipeline "
+                                              "--name NAME > pipeline.json` and import that")])
+    if len(found) > 1:
+        raise ValidationFailed([lines.problem(("Resources", found[1]), "this CloudFormation template defines "
+                                              f"{len(found)} pipelines ({', '.join(found)}); import one at a time "
+                                              "from `aws codepipeline get-pipeline` output")])
+    logical = found[0]
+    props = resources[logical].get("Properties") or {}
+    rnd = _CfnRenderer(template)
+    converted_lines = Lines(lines.file)
+    src_root: tuple[str | int, ...] = ("Resources", logical, "Properties")
+
+    def camel(v: Any, src: tuple[str | int, ...], dst: tuple[str | int, ...], in_config: bool) -> Any:
+        ln = lines.line(src)
+        if ln:
+            converted_lines.index[dst] = ln
+        if isinstance(v, Mapping) and not (len(v) == 1 and next(iter(v)) in _INTRINSIC):
+            out: dict[str, Any] = {}
+            for k, x in v.items():
+                key = k if in_config or k not in _STRUCTURAL else k[0].lower() + k[1:]
+                out[key] = camel(x, (*src, k), (*dst, key), in_config or k == "Configuration")
+            return out
+        if isinstance(v, list):
+            return [camel(x, (*src, i), (*dst, i), in_config) for i, x in enumerate(v)]
+        return rnd.render(v)
+
+    body = camel(props, src_root, ("pipeline",), False)
+    for stage in body.get("stages") or []:
+        for a in stage.get("actions") or []:
+            if isinstance(a.get("runOrder"), str) and a["runOrder"].isdigit():
+                a["runOrder"] = int(a["runOrder"])
+            tid = a.get("actionTypeId")
+            if isinstance(tid, dict) and "version" in tid:
+                tid["version"] = str(tid["version"])
+    name = body.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        converted_lines.index.setdefault(("pipeline", "name"), lines.line((*src_root,)) or 1)
+        body["name"] = logical
+    imp = _Importer(converted_lines)
+    pipeline = imp.run(body, ("pipeline",))
+    pipeline = _fill_commands(pipeline, body)
+    warnings = [Problem(lines.file, lines.line(("Resources", logical)),
+                        f"note: imported the AWS::CodePipeline::Pipeline resource '{logical}' of a CloudFormation "
+                        "template; its other resources (projects, roles, buckets) are not imported")]
+    if name != body["name"]:
+        warnings.append(Problem(lines.file, lines.line((*src_root, "Name")),
+                                f"warning: the pipeline's Name is computed by CloudFormation; named '{logical}' "
+                                "(its logical id) instead"))
+    if rnd.unresolved:
+        warnings.append(Problem(lines.file, lines.line(src_root), "warning: values built with "
+                                + ", ".join(sorted(rnd.unresolved)) + " cannot be resolved outside "
+                                "CloudFormation; kept as ${...} text: edit them before running locally"))
+    warnings.extend(imp.warnings)
+    if imp.errors:
+        raise ValidationFailed(imp.errors)
+    params = template.get("Parameters") or {}
+    from dataclasses import replace
+
+    extra_vars = tuple(
+        m.Variable(n, str(params[n].get("Default")) if params[n].get("Default") is not None else None,
+                   str(params[n].get("Description", "")))
+        for n in sorted(rnd.used_params) if n not in {v.name for v in pipeline.variables}
+    )
+    return Imported(replace(pipeline, variables=pipeline.variables + extra_vars), warnings)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _git_url(repo: str) -> tuple[str, str] | None:
+    """(host, owner/name) of a GitHub/GitLab/Bitbucket URL, else None."""
+    mt = re.match(r"^(?:https?://|ssh://git@|git@)([^/:]+)[/:](.+?)(?:\.git)?/?$", repo)
+    if not mt or mt.group(1).lower() not in GIT_HOSTS:
+        return None
+    return mt.group(1).lower(), mt.group(2)
+
+
+def is_codecommit_name(repo: str) -> bool:
+    """A bare repository name (the seed's CodeCommit repositories): no scheme, no slash."""
+    return bool(re.fullmatch(r"[\w.-]+", repo)) and not repo.startswith(".")
+
+
+def export_pipeline(p: m.Pipeline, *, role_arn: str | None = None, artifact_bucket: str | None = None,
+                    project_names: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The pipeline as `{"pipeline": ...}` for `aws codepipeline create-pipeline --cli-input-json`.
+
+    Returns the document and warnings (placeholders written, things that cannot be expressed).
+    Raises ConfigError listing every action that has no CodePipeline form.
+    """
+    cp: Mapping[str, Any] = p.settings.get(SETTINGS_KEY) or {}
+    extra_actions: Mapping[str, Any] = cp.get("actions") or {}
+    extra_stages: Mapping[str, Any] = cp.get("stages") or {}
+    warnings: list[str] = []
+    problems: list[str] = []
+    names = dict(project_names or {})
+    doc: dict[str, Any] = {"name": p.name}
+    doc["roleArn"] = role_arn or cp.get("roleArn") or PLACEHOLDER_ROLE
+    if doc["roleArn"] == PLACEHOLDER_ROLE:
+        warnings.append(f"roleArn is a placeholder ({PLACEHOLDER_ROLE}): pass --role-arn")
+    if "artifactStores" in cp and not artifact_bucket:
+        doc["artifactStores"] = cp["artifactStores"]
+    else:
+        store = dict(cp.get("artifactStore") or {"type": "S3", "location": PLACEHOLDER_BUCKET})
+        if artifact_bucket:
+            store["location"] = artifact_bucket
+        if store.get("location") == PLACEHOLDER_BUCKET:
+            warnings.append(f"artifactStore location is a placeholder ({PLACEHOLDER_BUCKET}): pass --artifact-bucket")
+        doc["artifactStore"] = store
+    stages = []
+    monitors: dict[str, list[m.Action]] = {}
+    for s in p.stages:
+        actions = []
+        for a in s.actions:
+            if a.type == "monitor":
+                monitors.setdefault(s.name, []).append(a)
+                continue
+            extra = dict(extra_actions.get(f"{s.name}/{a.name}") or {})
+            try:
+                actions.append(_export_action(p, s, a, extra, names, warnings))
+            except ConfigError as e:
+                problems.append(e.message)
+        sd: dict[str, Any] = {"name": s.name, "actions": actions}
+        se = dict(extra_stages.get(s.name) or {})
+        if s.on_failure and s.on_failure.result != "FAIL":
+            of: dict[str, Any] = {"result": s.on_failure.result}
+            if s.on_failure.result == "RETRY":
+                of["retryConfiguration"] = {"retryMode": s.on_failure.retry_mode}
+            if se.get("onFailureConditions"):
+                of["conditions"] = se["onFailureConditions"]
+            sd["onFailure"] = of
+        for key in ("onSuccess", "beforeEntry", "blockers"):
+            if key in se:
+                sd[key] = se[key]
+        if s.name in monitors:
+            rules = [{"name": f"{mon.name}Alarm"[:100], "ruleTypeId": {"category": "Rule", "owner": "AWS",
+                                                                      "provider": "CloudWatchAlarm", "version": "1"},
+                      "configuration": {"AlarmName": f"{p.name}-{mon.name}"[:255],
+                                        "WaitTime": str(monitor_wait_minutes(mon))}}
+                     for mon in monitors[s.name]]
+            conds = list((sd.get("onSuccess") or {}).get("conditions") or [])
+            conds.append({"result": "ROLLBACK", "rules": rules})
+            sd["onSuccess"] = {"conditions": conds}
+            warnings.append(f"stage '{s.name}': monitor action(s) {', '.join(x.name for x in monitors[s.name])} "
+                            "became an onSuccess CloudWatchAlarm condition; the alarm itself is created by "
+                            "`conveyor aws synth`")
+            if not actions:
+                problems.append(f"stage '{s.name}': only monitor actions; CodePipeline needs at least one action")
+        stages.append(sd)
+    if problems:
+        raise ConfigError("cannot export to CodePipeline:\n  " + "\n  ".join(problems))
+    doc["stages"] = stages
+    for key in ("version", "disableInboundStageTransitions"):
+        if key in cp:
+            doc[key] = cp[key]
+    doc["pipelineType"] = "V2"
+    doc["executionMode"] = p.execution_mode.value
+    if p.variables:
+        doc["variables"] = [{k: v for k, v in (("name", x.name), ("defaultValue", x.default),
+                                               ("description", x.description)) if v not in (None, "")}
+                            for x in p.variables]
+    triggers = []
+    for t in p.triggers:
+        try:
+            _, src = p.find_action(t.source_action)
+        except KeyError:
+            continue
+        if src.type != "source.git" or is_codecommit_name(str(src.config.get("repository", ""))):
+            warnings.append(f"trigger on '{t.source_action}': CodePipeline triggers need a CodeStarSourceConnection "
+                            "source; a CodeCommit source starts the pipeline through an EventBridge rule "
+                            "(`conveyor aws synth` creates it)")
+            continue
+        push: dict[str, Any] = {}
+        for key, f in (("branches", t.branches), ("tags", t.tags), ("filePaths", t.file_paths)):
+            if f.includes or f.excludes:
+                push[key] = {k: list(v) for k, v in (("includes", f.includes), ("excludes", f.excludes)) if v}
+        triggers.append({"providerType": "CodeStarSourceConnection",
+                         "gitConfiguration": {"sourceActionName": t.source_action, "push": [push]}})
+    if triggers:
+        doc["triggers"] = triggers
+    out: dict[str, Any] = {"pipeline": doc}
+    if "tags" in cp:
+        out["tags"] = cp["tags"]
+    return out, warnings
+
+
+def monitor_wait_minutes(a: m.Action) -> int:
+    """The bake time of a monitor action in whole minutes (CodePipeline's WaitTime), at least 1."""
+    from conveyor.spec.pipeline_file import parse_duration
+
+    cfg = a.config
+    raw = next((cfg[k] for k in ("bake", "bakeTime", "bake_time", "duration", "window") if k in cfg), None)
+    try:
+        secs = parse_duration(raw) if raw is not None else None
+    except ValueError:
+        secs = None
+    if secs is None:
+        secs = a.timeout_seconds or 300
+    return max(1, -(-secs // 60))
+
+
+def project_name(pipeline: str, action: str) -> str:
+    """The CodeBuild project name synth and export use for an action: `[A-Za-z0-9][A-Za-z0-9\\-_]{1,254}`."""
+    raw = re.sub(r"[^A-Za-z0-9\-_]", "-", f"{pipeline}-{action}")
+    raw = raw.lstrip("-_") or "conveyor"
+    return raw[:255]
+
+
+def _export_action(p: m.Pipeline, s: m.Stage, a: m.Action, extra: dict[str, Any], names: dict[str, str],
+                   warnings: list[str]) -> dict[str, Any]:
+    cfg = dict(a.config)
+    leftover = dict(extra.pop("configuration", {}) or {})
+    where = f"stage '{s.name}', action '{a.name}' ({a.type})"
+    configuration: dict[str, Any]
+    if a.type == "source.git":
+        repo = str(cfg.get("repository", ""))
+        branch = str(cfg.get("branch", "main"))
+        tid = extra.get("actionTypeId") or {}
+        if is_codecommit_name(repo) and tid.get("provider") != "GitHub":
+            type_id = {"category": "Source", "owner": "AWS", "provider": "CodeCommit", "version": "1"}
+            configuration = {"RepositoryName": repo, "BranchName": branch}
+        else:
+            host = _git_url(repo)
+            if host is None:
+                raise ConfigError(f"{where}: repository '{repo}' is neither a CodeCommit repository name nor a "
+                                  "GitHub/GitLab/Bitbucket URL, so AWS cannot fetch it")
+            type_id = {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"}
+            configuration = {"ConnectionArn": leftover.pop("ConnectionArn", PLACEHOLDER_CONNECTION),
+                             "FullRepositoryId": host[1], "BranchName": branch}
+            if configuration["ConnectionArn"] == PLACEHOLDER_CONNECTION:
+                warnings.append(f"{where}: ConnectionArn is a placeholder; create a connection "
+                                "(`aws codeconnections create-connection --provider-type "
+                                f"{GIT_HOSTS[host[0]]} --connection-name NAME`) and put its ARN here")
+            if tid.get("provider") == "GitHub":
+                extra.pop("actionTypeId", None)
+                leftover = {}
+    elif a.type == "source.s3":
+        type_id = _type_id_for(a.type, {})
+        configuration = {"S3Bucket": cfg.get("bucket", ""), "S3ObjectKey": cfg.get("key", "")}
+    elif a.type == "shell":
+        type_id = _type_id_for(a.type, {})
+        configuration = {}
+    elif a.type in ("build", "deploy", "image.promote"):
+        type_id = _type_id_for("build", {})
+        configuration = {"ProjectName": str(cfg.get("codebuildProject") or names.get(a.name)
+                                            or project_name(p.name, a.name))}
+        if a.type == "build":
+            if cfg.get("primarySource"):
+                configuration["PrimarySource"] = cfg["primarySource"]
+            if cfg.get("env"):
+                configuration["EnvironmentVariables"] = json.dumps(
+                    [{"name": k, "value": str(v), "type": "PLAINTEXT"} for k, v in dict(cfg["env"]).items()],
+                    separators=(",", ":"))
+        elif a.type in ("deploy", "image.promote") and cfg.get("image"):
+            configuration["EnvironmentVariables"] = json.dumps(
+                [{"name": "IMAGE", "value": str(cfg["image"]), "type": "PLAINTEXT"}], separators=(",", ":"))
+    elif a.type == "approval":
+        type_id = _type_id_for(a.type, {})
+        configuration = {}
+        summary = cfg.get("customData", cfg.get("summary"))
+        if summary:
+            configuration["CustomData"] = str(summary)[:500]
+        if cfg.get("externalEntityLink"):
+            configuration["ExternalEntityLink"] = cfg["externalEntityLink"]
+    elif a.type.startswith("aws."):
+        type_id = dict(cfg.get("actionTypeId") or {})
+        configuration = dict(cfg.get("configuration") or {})
+        if not type_id.get("provider"):
+            raise ConfigError(f"{where}: an aws.* action needs config.actionTypeId (category, owner, provider, "
+                              "version)")
+    else:
+        raise ConfigError(f"{where}: no CodePipeline equivalent for action type '{a.type}'")
+    if "actionTypeId" in extra:
+        type_id = dict(extra.pop("actionTypeId"))
+    configuration.update(leftover)
+    out: dict[str, Any] = {"name": a.name, "actionTypeId": type_id, "runOrder": a.run_order}
+    if a.type == "shell" and type_id.get("provider") == "Commands":
+        out["commands"] = list(cfg.get("commands") or [])
+    if configuration:
+        out["configuration"] = configuration
+    out["inputArtifacts"] = [{"name": x} for x in a.inputs]
+    out["outputArtifacts"] = [{"name": x} for x in a.outputs]
+    if a.namespace:
+        out["namespace"] = a.namespace
+    if a.region:
+        out["region"] = a.region
+    if a.timeout_seconds and type_id.get("provider") in ("Manual", "Commands"):
+        out["timeoutInMinutes"] = max(1, -(-a.timeout_seconds // 60))
+    out.update(extra)
+    return out
