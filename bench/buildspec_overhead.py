@@ -35,7 +35,9 @@ def overhead(tmp: Path, shell: str) -> dict[str, float]:
         + "".join("      - ':'\n" for _ in range(N))
     )
     t0 = time.perf_counter()
-    result = run_buildspec(spec, {"src": src}, None, tmp / f"work-{shell}", None, copy_sources=False)
+    result = run_buildspec(
+        spec, {"src": src}, None, tmp / f"work-{shell}", None, copy_sources=False
+    )
     runner = time.perf_counter() - t0
     assert result.succeeded, result.message
     build_phase = result.phases[0].duration
@@ -58,27 +60,46 @@ def npm_cache(tmp: Path, variant: str) -> dict[str, object]:
         return {"skipped": "npm is not installed"}
     proj = tmp / f"npm-{variant}"
     proj.mkdir()
-    (proj / "package.json").write_text(json.dumps(
-        {"name": "bench", "version": "1.0.0", "private": True, "dependencies": {"is-number": "7.0.0"}}))
+    (proj / "package.json").write_text(
+        json.dumps(
+            {
+                "name": "bench",
+                "version": "1.0.0",
+                "private": True,
+                "dependencies": {"is-number": "7.0.0"},
+            }
+        )
+    )
     # make the lock file once (not timed), like a committed package-lock.json
-    subprocess.run([npm, "install", "--package-lock-only", "--no-audit", "--no-fund"], cwd=proj,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [npm, "install", "--package-lock-only", "--no-audit", "--no-fund"],
+        cwd=proj,
+        check=True,
+        capture_output=True,
+    )
     if variant == "install-node_modules":
-        text = ("version: 0.2\nphases:\n  install:\n    commands:\n"
-                "      - npm install --no-audit --no-fund\n"
-                "  build:\n    commands:\n      - node -e \"console.log(require('is-number')(5))\"\n"
-                "cache:\n  paths:\n    - 'node_modules/**/*'\n")
+        text = (
+            "version: 0.2\nphases:\n  install:\n    commands:\n"
+            "      - npm install --no-audit --no-fund\n"
+            "  build:\n    commands:\n      - node -e \"console.log(require('is-number')(5))\"\n"
+            "cache:\n  paths:\n    - 'node_modules/**/*'\n"
+        )
     else:
-        text = ("version: 0.2\nenv:\n  variables:\n    npm_config_cache: .npm\n"
-                "phases:\n  install:\n    commands:\n      - npm ci --prefer-offline --no-audit --no-fund\n"
-                "  build:\n    commands:\n      - node -e \"console.log(require('is-number')(5))\"\n"
-                "cache:\n  paths:\n    - '.npm/**/*'\n")
+        text = (
+            "version: 0.2\nenv:\n  variables:\n    npm_config_cache: .npm\n"
+            "phases:\n  install:\n    commands:\n"
+            "      - npm ci --prefer-offline --no-audit --no-fund\n"
+            "  build:\n    commands:\n      - node -e \"console.log(require('is-number')(5))\"\n"
+            "cache:\n  paths:\n    - '.npm/**/*'\n"
+        )
     spec = parse_buildspec(text)
     cache = tmp / f"cache-{variant}"
     runs = []
     for i in range(2):
         t0 = time.perf_counter()
-        r = run_buildspec(spec, {"src": proj}, None, tmp / f"w-{variant}-{i}", None, cache_dir=cache)
+        r = run_buildspec(
+            spec, {"src": proj}, None, tmp / f"w-{variant}-{i}", None, cache_dir=cache
+        )
         total = time.perf_counter() - t0
         if not r.succeeded:
             return {"failed": r.message}
@@ -87,7 +108,9 @@ def npm_cache(tmp: Path, variant: str) -> dict[str, object]:
     return {
         "first": runs[0],
         "second": runs[1],
-        "install_ratio_second_to_first": round(runs[1]["install_phase_s"] / runs[0]["install_phase_s"], 3),
+        "install_ratio_second_to_first": round(
+            runs[1]["install_phase_s"] / runs[0]["install_phase_s"], 3
+        ),
         "total_ratio_second_to_first": round(runs[1]["total_s"] / runs[0]["total_s"], 3),
     }
 
@@ -96,15 +119,16 @@ def main() -> int:
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        results["overhead_sh"] = overhead(tmp, "sh")
-        results["overhead_bash"] = overhead(tmp, "bash")
+        sh, bash = overhead(tmp, "sh"), overhead(tmp, "bash")
+        results["overhead_sh"] = sh
+        results["overhead_bash"] = bash
         results["npm_install_cache_node_modules"] = npm_cache(tmp, "install-node_modules")
         results["npm_ci_cache_npm_dir"] = npm_cache(tmp, "ci-npm-cache")
     out = HERE / "results" / "buildspec_overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    ok = all(r["overhead_ms_per_command"] < 5 for r in (results["overhead_sh"], results["overhead_bash"]))  # type: ignore[index]
+    ok = all(r["overhead_ms_per_command"] < 5 for r in (sh, bash))
     print(f"target < 5 ms/command: {'met' if ok else 'NOT met'}; written to {out}")
     return 0
 

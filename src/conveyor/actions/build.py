@@ -105,9 +105,11 @@ class Build(BaseAction):
             unknown = [o for o in outputs[1:] if o not in known]
             if unknown:
                 raise ActionFailed(
-                    f"output artifact(s) {', '.join(unknown)} match no secondary artifact of {spec.file} "
+                    f"output artifact(s) {', '.join(unknown)} match no secondary artifact "
+                    f"of {spec.file} "
                     f"(secondary-artifacts: {', '.join(sorted(k for k in known if k)) or 'none'}); "
-                    "the first output is the primary artifact, the others need a secondary artifact of the same name"
+                    "the first output is the primary artifact, the others need a secondary "
+                    "artifact of the same name"
                 )
         image = cfg.image or (cfg.environment.image if cfg.environment else None)
         container_env = (_call(platform, "container_env") or {}) if platform is not None else None

@@ -359,7 +359,8 @@ class ShellSession:
             pre += 'cd "$__CB_PWD" 2>/dev/null; unset __CB_PWD\n'
             if self.user:
                 pre += (
-                    'HOME=$(getent passwd "$(id -un)" | cut -d: -f6); USER=$(id -un); LOGNAME=$USER; '
+                    'HOME=$(getent passwd "$(id -un)" | cut -d: -f6); '
+                    "USER=$(id -un); LOGNAME=$USER; "
                     "export HOME USER LOGNAME\n"
                 )
             self.state = None
@@ -591,7 +592,7 @@ def _walk(base: Path, follow: bool = False) -> Iterable[str]:
 
 
 def match_files(base: Path, pattern: str) -> list[str]:
-    """Files under `base` matching a CodeBuild location (`**/*`, `dir/*`, `a/b.jar`, a directory)."""
+    """Files under `base` matching a CodeBuild location (`**/*`, `dir/*`, `a/b.jar`, a dir)."""
     pattern = pattern.strip()
     if pattern.startswith("./"):
         pattern = pattern[2:]
@@ -796,18 +797,21 @@ def run_buildspec(
             report_dir,
         )
         note(
-            f"Build {build_id}: buildspec {spec.file} (version {spec.version}, shell {spec.env.shell}"
+            f"Build {build_id}: buildspec {spec.file} "
+            f"(version {spec.version}, shell {spec.env.shell}"
             f"{', image ' + image if image else ', on the host'})"
         )
         if spec.version == "0.1":
             note(
-                "WARNING: buildspec version 0.1 runs each command in its own shell: `cd` and `export` "
+                "WARNING: buildspec version 0.1 runs each command in its own shell: "
+                "`cd` and `export` "
                 "do not carry over. Use version 0.2."
             )
             result.warnings.append("buildspec version 0.1: each command runs in its own shell")
         if spec.env.git_credential_helper:
             note(
-                "env.git-credential-helper: accepted; locally git uses this machine's own credentials"
+                "env.git-credential-helper: accepted; locally git uses this machine's "
+                "own credentials"
             )
         if secret_values:
             note(f"Secrets resolved locally: {', '.join(sorted(secret_values))} (values masked)")
@@ -932,13 +936,13 @@ def _run_phase(ctx: _Context, phase: Phase) -> PhaseResult:
             ctx.log(f"[Container] Phase complete: {name} State: SUCCEEDED ({dur:.2f}s)\n")
             return PhaseResult(name, "SUCCEEDED", dur, "", attempts)
         of = phase.on_failure
-        retry = of is not None and of.mode == "RETRY" and attempts <= of.retries
-        if of is not None and retry:
-            if of.pattern is None or re.search(of.pattern, "".join(output)):
-                ctx.log(
-                    f"[Container] Phase {name} failed ({message}); on-failure {of}: retry "
-                    f"{attempts} of {of.retries}\n"
-                )
+        if of is not None and of.mode == "RETRY" and attempts <= of.retries:
+            matched = of.pattern is None or re.search(of.pattern, "".join(output))
+            ctx.log(
+                f"[Container] Phase {name} failed ({message}); on-failure {of}: "
+                + (f"retry {attempts} of {of.retries}\n" if matched else "no match, no retry\n")
+            )
+            if matched:
                 continue
         dur = time.monotonic() - start
         ctx.log(f"[Container] Phase complete: {name} State: FAILED ({dur:.2f}s): {message}\n")
@@ -1015,7 +1019,8 @@ def _run_block(ctx: _Context, phase: Phase) -> tuple[bool, str, list[str]]:
                 missing = _missing_command(o.output)
                 if o.rc == 127 and missing:
                     msg = (
-                        f"command not found: {missing!r} (in {_short(cmd.text)!r}); install it in the "
+                        f"command not found: {missing!r} (in {_short(cmd.text)!r}); "
+                        "install it in the "
                         "install phase or run the build in an image that has it"
                     )
                 ctx.log(
@@ -1234,7 +1239,8 @@ def _collect_reports(ctx: _Context, quiet: bool = False) -> None:
             result.warnings.append(p)
         result.reports.append(report)
         ctx.log(
-            f"[Container] Report {rs.group} ({report.format}): {report.total} tests, {report.passed} "
+            f"[Container] Report {rs.group} ({report.format}): {report.total} tests, "
+            f"{report.passed} "
             f"passed, {report.failed} failed, {report.errors} errors, {report.skipped} skipped\n"
         )
 
@@ -1260,7 +1266,8 @@ def _copy_tree(src: Path, dest: Path) -> None:
 
 def _cache_entries(ctx: _Context) -> tuple[list[str], list[str]]:
     assert ctx.spec.cache is not None
-    rel, absolute = [], []
+    rel: list[str] = []
+    absolute: list[str] = []
     for p in ctx.spec.cache.paths:
         (absolute if os.path.isabs(p) else rel).append(p)
     return rel, absolute
@@ -1352,7 +1359,8 @@ def _save_cache(ctx: _Context, cache_dir: Path | None) -> None:
         tmp.rename(target)
         saved.append(prefix or ".")
     ctx.log(
-        f"[Container] cache: saved {', '.join(saved) or 'nothing'} in {time.monotonic() - start:.2f}s\n"
+        f"[Container] cache: saved {', '.join(saved) or 'nothing'} "
+        f"in {time.monotonic() - start:.2f}s\n"
     )
 
 

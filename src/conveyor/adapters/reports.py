@@ -105,7 +105,7 @@ def _junit(path: Path, c: _Counts) -> None:
                 tag = _local(child.tag)
                 if tag in ("failure", "error"):
                     status = "failed" if tag == "failure" else "error"
-                    message = child.get("message") or (child.text or "") or child.get("type", "")
+                    message = child.get("message") or child.text or child.get("type") or ""
                     break
                 if tag == "skipped":
                     status = "skipped"

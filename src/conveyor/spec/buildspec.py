@@ -571,7 +571,8 @@ class _Parser:
             if not ref.strip():
                 self.add(
                     self.key_line(node["secrets-manager"], key),
-                    f"env.secrets-manager.{key}: empty reference (secret-id:json-key:version-stage:version-id)",
+                    f"env.secrets-manager.{key}: empty reference "
+                    "(secret-id:json-key:version-stage:version-id)",
                 )
         exported = self.strings(node, "exported-variables", "env", one_ok=False)
         for i, name in enumerate(exported):
