@@ -29,9 +29,12 @@ class ListLog:
         self.masked.append(secret)
 
 
-def context(tmp_path: Path, config: dict[str, object], inputs: dict[str, Path],
-            outputs: tuple[str, ...]) -> tuple[ActionContext, ListLog]:
-    action = Action(name="Build", type="build", inputs=tuple(inputs), outputs=outputs, config=config)
+def context(
+    tmp_path: Path, config: dict[str, object], inputs: dict[str, Path], outputs: tuple[str, ...]
+) -> tuple[ActionContext, ListLog]:
+    action = Action(
+        name="Build", type="build", inputs=tuple(inputs), outputs=outputs, config=config
+    )
     pipeline = Pipeline(name="demo", stages=(Stage(name="Build", actions=(action,)),))
     out_dirs = {}
     for name in outputs:
@@ -40,9 +43,20 @@ def context(tmp_path: Path, config: dict[str, object], inputs: dict[str, Path],
     settings = Settings(state_dir=tmp_path / "state", database_url="sqlite://", secrets_file=None)
     log = ListLog()
     ctx = ActionContext(
-        execution_id="e1", pipeline=pipeline, stage="Build", action=action, attempt=1, config=config,
-        inputs=inputs, outputs=out_dirs, workdir=tmp_path / "attempt", log=log, cancel=threading.Event(),
-        deadline=None, state_dir=tmp_path / "state", services=Services(settings=settings, secrets={"/p/x": "hush-42"}),
+        execution_id="e1",
+        pipeline=pipeline,
+        stage="Build",
+        action=action,
+        attempt=1,
+        config=config,
+        inputs=inputs,
+        outputs=out_dirs,
+        workdir=tmp_path / "attempt",
+        log=log,
+        cancel=threading.Event(),
+        deadline=None,
+        state_dir=tmp_path / "state",
+        services=Services(settings=settings, secrets={"/p/x": "hush-42"}),
     )
     return ctx, log
 
@@ -57,7 +71,8 @@ phases:
       - export APP_VERSION=$(cat VERSION)
       - mkdir -p dist && cp VERSION dist/ && cp $CODEBUILD_SRC_DIR_tests/t.txt dist/
       - echo "secret=$SECRET"
-      - printf '<testsuite name="s"><testcase name="ok"/><testcase name="bad"><failure message="boom"/></testcase></testsuite>' > junit.xml
+      - printf '<testsuite name="s"><testcase name="ok"/>' > junit.xml
+      - printf '<testcase name="bad"><failure message="boom"/></testcase></testsuite>' >> junit.xml
 artifacts:
   files: ['dist/**/*']
   secondary-artifacts:
@@ -78,11 +93,16 @@ def test_build_action_runs_primary_input(tmp_path: Path) -> None:
     tests = tmp_path / "in" / "tests"
     tests.mkdir(parents=True)
     (tests / "t.txt").write_text("t\n")
-    ctx, log = context(tmp_path, {"env": {"MODE": "ci"}}, {"app": app, "tests": tests}, ("bundle", "notes"))
+    ctx, log = context(
+        tmp_path, {"env": {"MODE": "ci"}}, {"app": app, "tests": tests}, ("bundle", "notes")
+    )
     result = Build().run(ctx)
     assert result.succeeded, result.message
     assert result.variables == {"APP_VERSION": "1.4.2"}
-    assert sorted(p.name for p in (tmp_path / "out" / "bundle" / "dist").iterdir()) == ["VERSION", "t.txt"]
+    assert sorted(p.name for p in (tmp_path / "out" / "bundle" / "dist").iterdir()) == [
+        "VERSION",
+        "t.txt",
+    ]
     assert (tmp_path / "out" / "notes" / "VERSION").is_file()
     (report,) = result.reports
     assert (report.total, report.failed, report.files) == (2, 1, ["reports/unit/junit.xml"])

@@ -14,7 +14,10 @@ from conveyor.cli.buildspec import register
 
 pytestmark = pytest.mark.integration
 
-CORPUS = Path(os.environ.get("CONVEYOR_CORPUS") or Path(__file__).resolve().parents[2].parent / "shared" / "corpus")
+CORPUS = Path(
+    os.environ.get("CONVEYOR_CORPUS")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+)
 
 
 @pytest.fixture
@@ -41,8 +44,11 @@ def test_validate_ok_and_problems(cli: click.Group, tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["buildspec", "validate", str(good)])
     assert res.exit_code == 0, res.output
     assert "valid buildspec 0.2" in res.output
-    bad = write(tmp_path / "bad.yml", "version: 0.2\nphases:\n  biuld:\n    commands: [make]\n"
-                                      "  post_build:\n    on-failure: MAYBE\n    commands: [x]\n")
+    bad = write(
+        tmp_path / "bad.yml",
+        "version: 0.2\nphases:\n  biuld:\n    commands: [make]\n"
+        "  post_build:\n    on-failure: MAYBE\n    commands: [x]\n",
+    )
     res = CliRunner().invoke(cli, ["buildspec", "validate", str(bad)])
     assert res.exit_code == 2
     assert f"{bad}:3: unknown phase 'biuld' (did you mean 'build'?)" in res.output
@@ -61,7 +67,9 @@ def test_run_prints_summary_and_exit_code(cli: click.Group, tmp_path: Path) -> N
     src = tmp_path / "app"
     write(src / "main.txt", "hello\n")
     write(tmp_path / "lib" / "lib.txt", "lib\n")
-    spec = write(tmp_path / "buildspec.yml", """
+    spec = write(
+        tmp_path / "buildspec.yml",
+        """
 version: 0.2
 env:
   exported-variables: [RESULT]
@@ -70,16 +78,31 @@ phases:
     commands:
       - cat main.txt $CODEBUILD_SRC_DIR_lib/lib.txt > out.txt
       - export RESULT="$MODE-ok"
-      - mkdir -p reports && printf '<testsuite name="s"><testcase name="t"/></testsuite>' > reports/r.xml
+      - mkdir -p reports
+      - printf '<testsuite name="s"><testcase name="t"/></testsuite>' > reports/r.xml
 artifacts:
   files: [out.txt]
 reports:
   unit:
     files: [reports/*.xml]
-""")
-    res = CliRunner().invoke(cli, ["buildspec", "run", str(spec), "--source", str(src),
-                                   "--source", f"lib={tmp_path / 'lib'}", "--env", "MODE=fast",
-                                   "--workdir", str(tmp_path / "work")])
+""",
+    )
+    res = CliRunner().invoke(
+        cli,
+        [
+            "buildspec",
+            "run",
+            str(spec),
+            "--source",
+            str(src),
+            "--source",
+            f"lib={tmp_path / 'lib'}",
+            "--env",
+            "MODE=fast",
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "Running command cat main.txt" in res.output
     assert "RESULT=fast-ok" in res.output
@@ -92,13 +115,21 @@ def test_run_json_and_failure_exit(cli: click.Group, tmp_path: Path) -> None:
     """--json prints the summary as JSON; a failed build exits 1."""
     src = tmp_path / "app"
     src.mkdir()
-    spec = write(tmp_path / "bs.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi\n      - exit 4\n")
+    spec = write(
+        tmp_path / "bs.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi\n      - exit 4\n",
+    )
     res = CliRunner().invoke(cli, ["buildspec", "run", str(spec), "--source", str(src), "--json"])
     assert res.exit_code == 1
-    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    summary = json.loads(res.stdout[res.stdout.index("{") :])
     assert summary["succeeded"] is False
-    assert summary["phases"][0] == {"name": "BUILD", "status": "FAILED", "durationSeconds": summary["phases"][0]["durationSeconds"],
-                                    "attempts": 1, "message": "phase BUILD: command 'exit 4' exited with status 4"}
+    assert summary["phases"][0] == {
+        "name": "BUILD",
+        "status": "FAILED",
+        "durationSeconds": summary["phases"][0]["durationSeconds"],
+        "attempts": 1,
+        "message": "phase BUILD: command 'exit 4' exited with status 4",
+    }
     assert Path(summary["log"]).is_file()
 
 

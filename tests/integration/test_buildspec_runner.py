@@ -28,16 +28,35 @@ JUNIT = """<?xml version="1.0"?>
 """
 
 CUCUMBER = [
-    {"name": "Login", "uri": "login.feature", "elements": [
-        {"name": "good password", "type": "scenario",
-         "steps": [{"name": "I log in", "result": {"status": "passed", "duration": 1000000}}]},
-        {"name": "bad password", "type": "scenario",
-         "steps": [{"name": "I log in", "result": {"status": "failed", "error_message": "expected 401"}}]},
-    ]},
+    {
+        "name": "Login",
+        "uri": "login.feature",
+        "elements": [
+            {
+                "name": "good password",
+                "type": "scenario",
+                "steps": [
+                    {"name": "I log in", "result": {"status": "passed", "duration": 1000000}}
+                ],
+            },
+            {
+                "name": "bad password",
+                "type": "scenario",
+                "steps": [
+                    {
+                        "name": "I log in",
+                        "result": {"status": "failed", "error_message": "expected 401"},
+                    }
+                ],
+            },
+        ],
+    },
 ]
 
 
-def build(tmp_path: Path, text: str, *, files: dict[str, str] | None = None, **kw: object) -> tuple[BuildResult, str]:
+def build(
+    tmp_path: Path, text: str, *, files: dict[str, str] | None = None, **kw: object
+) -> tuple[BuildResult, str]:
     src = tmp_path / "src"
     src.mkdir(parents=True, exist_ok=True)
     for name, content in (files or {}).items():
@@ -56,7 +75,9 @@ def statuses(result: BuildResult) -> dict[str, str]:
 
 def test_cd_and_export_carry_over(tmp_path: Path) -> None:
     """In version 0.2, cd and export in one command/phase are seen by the next ones."""
-    result, log = build(tmp_path, """
+    result, log = build(
+        tmp_path,
+        """
 version: 0.2
 phases:
   install:
@@ -67,14 +88,17 @@ phases:
   build:
     commands:
       - echo "where=$(basename $PWD) stage=$STAGE local=$LOCAL"
-""")
+""",
+    )
     assert result.succeeded, log
     assert "where=dir stage=one local=plain" in log
 
 
 def test_exit_in_a_command_keeps_state(tmp_path: Path) -> None:
     """A command that exits the shell fails the phase; exported state survives for later phases."""
-    result, log = build(tmp_path, """
+    result, log = build(
+        tmp_path,
+        """
 version: 0.2
 phases:
   build:
@@ -84,7 +108,8 @@ phases:
   post_build:
     commands:
       - echo "kept=$KEPT pwd=$PWD succeeding=$CODEBUILD_BUILD_SUCCEEDING"
-""")
+""",
+    )
     assert not result.succeeded
     assert statuses(result) == {"BUILD": "FAILED", "POST_BUILD": "SUCCEEDED"}
     assert "exited with status 3" in result.message
@@ -93,7 +118,9 @@ phases:
 
 def test_install_failure_skips_later_phases_but_runs_finally(tmp_path: Path) -> None:
     """A failing install runs its finally block and skips pre_build, build and post_build."""
-    result, log = build(tmp_path, """
+    result, log = build(
+        tmp_path,
+        """
 version: 0.2
 phases:
   install:
@@ -108,16 +135,23 @@ phases:
     commands: [echo post-ran]
 artifacts:
   files: ['*']
-""")
-    assert statuses(result) == {"INSTALL": "FAILED", "BUILD": "SKIPPED", "POST_BUILD": "SKIPPED",
-                                "UPLOAD_ARTIFACTS": "SKIPPED"}
+""",
+    )
+    assert statuses(result) == {
+        "INSTALL": "FAILED",
+        "BUILD": "SKIPPED",
+        "POST_BUILD": "SKIPPED",
+        "UPLOAD_ARTIFACTS": "SKIPPED",
+    }
     assert "cleanup-ran" in log and "never" not in log.replace("Running command echo never", "")
     assert "build-ran" not in log.replace("Running command", "") and "post-ran" not in log
 
 
 def test_post_build_runs_after_build_failure(tmp_path: Path) -> None:
     """A failing build phase still runs post_build (which sees CODEBUILD_BUILD_SUCCEEDING=0)."""
-    result, log = build(tmp_path, """
+    result, log = build(
+        tmp_path,
+        """
 version: 0.2
 phases:
   build:
@@ -127,7 +161,8 @@ phases:
   post_build:
     commands:
       - echo "post succeeding=$CODEBUILD_BUILD_SUCCEEDING"
-""")
+""",
+    )
     assert statuses(result)["POST_BUILD"] == "SUCCEEDED"
     assert "post succeeding=0" in log
     assert not result.succeeded
@@ -135,7 +170,9 @@ phases:
 
 def test_on_failure_abort_and_continue(tmp_path: Path) -> None:
     """ABORT stops the build (no post_build); CONTINUE runs the next phase and still fails."""
-    aborted, _ = build(tmp_path / "a", """
+    aborted, _ = build(
+        tmp_path / "a",
+        """
 version: 0.2
 phases:
   build:
@@ -143,9 +180,12 @@ phases:
     commands: ["false"]
   post_build:
     commands: [echo post]
-""")
+""",
+    )
     assert statuses(aborted) == {"BUILD": "FAILED", "POST_BUILD": "SKIPPED"}
-    cont, log = build(tmp_path / "c", """
+    cont, log = build(
+        tmp_path / "c",
+        """
 version: 0.2
 phases:
   install:
@@ -153,14 +193,17 @@ phases:
     commands: ["false"]
   build:
     commands: [echo build-ran]
-""")
+""",
+    )
     assert statuses(cont) == {"INSTALL": "FAILED", "BUILD": "SUCCEEDED"}
     assert "build-ran" in log and not cont.succeeded
 
 
 def test_retry_reruns_the_phase(tmp_path: Path) -> None:
     """RETRY-2 reruns a failing phase; a flaky command that passes on the third try succeeds."""
-    result, _ = build(tmp_path, """
+    result, _ = build(
+        tmp_path,
+        """
 version: 0.2
 phases:
   build:
@@ -168,14 +211,17 @@ phases:
     commands:
       - echo x >> tries
       - test $(wc -l < tries) -ge 3
-""")
+""",
+    )
     assert result.succeeded
     assert result.phases[0].attempts == 3
 
 
 def test_exported_variables(tmp_path: Path) -> None:
     """env.exported-variables are read at the end of the build, with their last values."""
-    result, _ = build(tmp_path, """
+    result, _ = build(
+        tmp_path,
+        """
 version: 0.2
 env:
   variables: {VERSION: "1.0"}
@@ -184,7 +230,9 @@ phases:
   build:
     commands:
       - export IMAGE_TAG="v$VERSION-$CODEBUILD_BUILD_NUMBER"
-""", build_number=7)
+""",
+        build_number=7,
+    )
     assert result.exported == {"VERSION": "1.0", "IMAGE_TAG": "v1.0-7"}
     assert any("NEVER_SET" in w for w in result.warnings)
 
@@ -207,8 +255,16 @@ phases:
       - test "$CODEBUILD_START_TIME" -gt 1600000000000
 """)
     lines: list[str] = []
-    result = run_buildspec(spec, {"app": src, "source2": second}, None, tmp_path / "w", lines.append,
-                           project="proj", resolved_source_version="abc123", initiator="codepipeline/p")
+    result = run_buildspec(
+        spec,
+        {"app": src, "source2": second},
+        None,
+        tmp_path / "w",
+        lines.append,
+        project="proj",
+        resolved_source_version="abc123",
+        initiator="codepipeline/p",
+    )
     log = "".join(lines)
     assert result.succeeded, log
     assert "id=proj:" in log and "rev=abc123 by=codepipeline/p" in log
@@ -216,7 +272,9 @@ phases:
 
 def test_artifacts_globs_base_directory_discard_and_exclude(tmp_path: Path) -> None:
     """Artifacts honour ** globs, base-directory, exclude-paths, discard-paths and secondaries."""
-    result, _ = build(tmp_path, """
+    result, _ = build(
+        tmp_path,
+        """
 version: 0.2
 phases:
   build:
@@ -233,7 +291,9 @@ artifacts:
       files: [target/*.jar]
       discard-paths: yes
       name: jars-$CODEBUILD_BUILD_NUMBER
-""", build_number=4)
+""",
+        build_number=4,
+    )
     assert result.succeeded, result.message
     arts = {a.identifier: a for a in result.artifacts}
     assert arts["primary"].files == ["css/app.css", "index.html", "js/app.js"]
@@ -243,14 +303,17 @@ artifacts:
 
 def test_artifact_glob_without_match_fails_naming_it(tmp_path: Path) -> None:
     """An artifact location that matches nothing fails the build and names the glob."""
-    result, log = build(tmp_path, """
+    result, log = build(
+        tmp_path,
+        """
 version: 0.2
 phases:
   build:
     commands: [touch present.txt]
 artifacts:
   files: [present.txt, 'build/**/*.war']
-""")
+""",
+    )
     assert not result.succeeded
     assert statuses(result)["UPLOAD_ARTIFACTS"] == "FAILED"
     assert "'build/**/*.war'" in result.message and "no matching artifact paths" in result.message
@@ -259,7 +322,9 @@ artifacts:
 
 def test_reports_junit_and_cucumber(tmp_path: Path) -> None:
     """JUnit XML and Cucumber JSON reports are parsed into totals and failed cases."""
-    result, _ = build(tmp_path, """
+    result, _ = build(
+        tmp_path,
+        """
 version: 0.2
 phases:
   build:
@@ -271,7 +336,9 @@ reports:
   bdd:
     files: [cucumber.json]
     file-format: CucumberJson
-""", files={"reports/sub/junit.xml": JUNIT, "cucumber.json": json.dumps(CUCUMBER)})
+""",
+        files={"reports/sub/junit.xml": JUNIT, "cucumber.json": json.dumps(CUCUMBER)},
+    )
     reps = {r.name: r for r in result.reports}
     unit, bdd = reps["unit"], reps["bdd"]
     assert (unit.total, unit.passed, unit.failed, unit.skipped) == (3, 1, 1, 1)
@@ -284,7 +351,9 @@ reports:
 
 def test_report_that_is_not_xml(tmp_path: Path) -> None:
     """A report file that is not valid XML is a clear warning naming file, line and column."""
-    result, log = build(tmp_path, """
+    result, log = build(
+        tmp_path,
+        """
 version: 0.2
 phases:
   build:
@@ -292,7 +361,9 @@ phases:
 reports:
   unit:
     files: [broken.xml]
-""", files={"broken.xml": "<testsuite>\n  <testcase name='a'>\n</testsuite>\n"})
+""",
+        files={"broken.xml": "<testsuite>\n  <testcase name='a'>\n</testsuite>\n"},
+    )
     assert result.succeeded
     problem = next(w for w in result.warnings if "broken.xml" in w)
     assert "not valid XML at line 3" in problem
@@ -301,11 +372,15 @@ reports:
 
 
 def test_secrets_are_masked_everywhere(tmp_path: Path) -> None:
-    """parameter-store and secrets-manager values come from the secrets file and never hit the log."""
+    """parameter-store / secrets-manager values come from the secrets file, never the log."""
     secrets = tmp_path / "secrets.env"
-    secrets.write_text('# local secrets\n/ci/token=tok-12345\ndb-creds="{\\"password\\": \\"pw-98765\\"}"\n')
-    secrets.write_text("# local secrets\n/ci/token=tok-12345\ndb-creds={\"password\": \"pw-98765\"}\n")
-    result, log = build(tmp_path, """
+    secrets.write_text(
+        '# local secrets\n/ci/token=tok-12345\ndb-creds="{\\"password\\": \\"pw-98765\\"}"\n'
+    )
+    secrets.write_text('# local secrets\n/ci/token=tok-12345\ndb-creds={"password": "pw-98765"}\n')
+    result, log = build(
+        tmp_path,
+        """
 version: 0.2
 env:
   parameter-store:
@@ -317,7 +392,9 @@ phases:
     commands:
       - echo "token is $TOKEN and password is $DB_PASSWORD"
       - echo tok-12345 pw-98765
-""", secrets_file=secrets)
+""",
+        secrets_file=secrets,
+    )
     assert result.succeeded, log
     assert "token is *** and password is ***" in log
     assert "tok-12345" not in log and "pw-98765" not in log
@@ -327,9 +404,14 @@ phases:
 def test_missing_secret_is_a_config_error(tmp_path: Path) -> None:
     """A parameter-store value that is nowhere to be found stops the build before it starts."""
     with pytest.raises(ConfigError) as info:
-        build(tmp_path, "version: 0.2\nenv:\n  parameter-store:\n    X: /no/such\nphases:\n  build:\n"
-                        "    commands: [echo]\n", secrets_file=tmp_path / "none.env",
-              secrets={}, env={})
+        build(
+            tmp_path,
+            "version: 0.2\nenv:\n  parameter-store:\n    X: /no/such\nphases:\n  build:\n"
+            "    commands: [echo]\n",
+            secrets_file=tmp_path / "none.env",
+            secrets={},
+            env={},
+        )
     assert "/no/such" in str(info.value) and "NAME=VALUE" in str(info.value)
 
 
@@ -340,7 +422,9 @@ version: 0.2
 phases:
   install:
     commands:
-      - if [ -f deps/installed ]; then echo cache-hit; else mkdir -p deps && echo 1 > deps/installed && echo cache-miss; fi
+      - |
+        if [ -f deps/installed ]; then echo cache-hit
+        else mkdir -p deps && echo 1 > deps/installed && echo cache-miss; fi
 cache:
   paths: ['deps/**/*']
 """
@@ -354,14 +438,17 @@ cache:
 
 def test_version_01_runs_each_command_alone(tmp_path: Path) -> None:
     """Version 0.1: cd and export do not carry over, and a warning says so."""
-    result, log = build(tmp_path, """
+    result, log = build(
+        tmp_path,
+        """
 version: 0.1
 phases:
   build:
     commands:
       - export GONE=1 && cd /tmp
       - echo "gone=[$GONE] at $(basename $PWD)"
-""")
+""",
+    )
     assert result.succeeded
     assert "gone=[] at src" in log
     assert any("0.1" in w for w in result.warnings)
@@ -369,7 +456,9 @@ phases:
 
 def test_command_not_found_message(tmp_path: Path) -> None:
     """A missing program fails the phase with a message naming it."""
-    result, log = build(tmp_path, "version: 0.2\nphases:\n  build:\n    commands:\n      - frobnicate --all\n")
+    result, log = build(
+        tmp_path, "version: 0.2\nphases:\n  build:\n    commands:\n      - frobnicate --all\n"
+    )
     assert not result.succeeded
     assert "command not found: 'frobnicate'" in result.message
     assert "exit status 127" in log
@@ -377,7 +466,9 @@ def test_command_not_found_message(tmp_path: Path) -> None:
 
 def test_bash_shell_and_finally_in_every_phase(tmp_path: Path) -> None:
     """env.shell bash runs bash syntax; finally blocks run even when commands succeed."""
-    result, log = build(tmp_path, """
+    result, log = build(
+        tmp_path,
+        """
 version: 0.2
 env:
   shell: bash
@@ -387,29 +478,46 @@ phases:
       - V=1.2.3; echo "major=${V%%.*}"; [[ $V == 1.* ]] && echo bash-ok
     finally:
       - echo finally-done
-""")
+""",
+    )
     assert result.succeeded, log
-    assert "major=1" in log and "bash-ok" in log and "finally-done" in log.replace("echo finally-done", "")
+    assert (
+        "major=1" in log
+        and "bash-ok" in log
+        and "finally-done" in log.replace("echo finally-done", "")
+    )
 
 
 def test_runtime_versions_checked_against_installed(tmp_path: Path) -> None:
     """runtime-versions accepts the installed python and rejects a version that is not there."""
-    ok, _ = build(tmp_path / "ok", "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      python: 3.x\n"
-                                   "    commands: [python3 -c 'print(1)']\n")
+    ok, _ = build(
+        tmp_path / "ok",
+        "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      python: 3.x\n"
+        "    commands: [python3 -c 'print(1)']\n",
+    )
     assert ok.succeeded
-    bad, _ = build(tmp_path / "bad", "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      python: 2.7\n"
-                                     "  build:\n    commands: [echo]\n")
+    bad, _ = build(
+        tmp_path / "bad",
+        "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      python: 2.7\n"
+        "  build:\n    commands: [echo]\n",
+    )
     assert not bad.succeeded
     assert "python 2.7 requested but this environment has python3 3." in bad.message
 
 
 def test_run_as_existing_and_missing_user(tmp_path: Path) -> None:
     """run-as runs a phase as that user; an unknown user is a clear failure."""
-    ok, log = build(tmp_path / "ok", "version: 0.2\nphases:\n  build:\n    run-as: nobody\n"
-                                     "    commands: [id -un]\n  post_build:\n    commands: [id -un]\n")
+    ok, log = build(
+        tmp_path / "ok",
+        "version: 0.2\nphases:\n  build:\n    run-as: nobody\n"
+        "    commands: [id -un]\n  post_build:\n    commands: [id -un]\n",
+    )
     assert ok.succeeded, log
     assert "nobody\n" in log and "root\n" in log
-    bad, _ = build(tmp_path / "bad", "version: 0.2\nrun-as: no-such-user-x\nphases:\n  build:\n    commands: [id]\n")
+    bad, _ = build(
+        tmp_path / "bad",
+        "version: 0.2\nrun-as: no-such-user-x\nphases:\n  build:\n    commands: [id]\n",
+    )
     assert not bad.succeeded and "user 'no-such-user-x' does not exist" in bad.message
 
 
@@ -418,8 +526,12 @@ def test_cancel_stops_a_running_command(tmp_path: Path) -> None:
     cancel = threading.Event()
     timer = threading.Timer(0.5, cancel.set)
     timer.start()
-    result, _ = build(tmp_path, "version: 0.2\nphases:\n  build:\n    commands: [sleep 30]\n  post_build:\n"
-                                "    commands: [echo]\n", cancel=cancel)
+    result, _ = build(
+        tmp_path,
+        "version: 0.2\nphases:\n  build:\n    commands: [sleep 30]\n  post_build:\n"
+        "    commands: [echo]\n",
+        cancel=cancel,
+    )
     timer.cancel()
     assert not result.succeeded and result.stopped == "cancelled"
     assert statuses(result)["BUILD"] == "STOPPED"
@@ -427,14 +539,19 @@ def test_cancel_stops_a_running_command(tmp_path: Path) -> None:
 
 def test_deadline_times_out(tmp_path: Path) -> None:
     """A deadline in the past of a long command ends the build as timed out."""
-    result, _ = build(tmp_path, "version: 0.2\nphases:\n  build:\n    commands: [sleep 30]\n",
-                      deadline=time.monotonic() + 0.5)
+    result, _ = build(
+        tmp_path,
+        "version: 0.2\nphases:\n  build:\n    commands: [sleep 30]\n",
+        deadline=time.monotonic() + 0.5,
+    )
     assert result.stopped == "timed out" and statuses(result)["BUILD"] == "TIMED_OUT"
 
 
 def test_batch_build_graph_respects_depend_on(tmp_path: Path) -> None:
     """A build-graph batch runs dependencies first, each with its own variables."""
-    result, log = build(tmp_path, """
+    result, log = build(
+        tmp_path,
+        """
 version: 0.2
 batch:
   build-graph:
@@ -449,7 +566,85 @@ phases:
   build:
     commands:
       - echo "batch=$CODEBUILD_BATCH_BUILD_IDENTIFIER who=$WHO"
-""")
+""",
+    )
     assert result.succeeded, log
     assert log.index("batch=first who=one") < log.index("batch=second who=two")
     assert [i for i, _ in result.batch] == ["first", "second"]
+
+
+def test_runs_inside_a_container_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an image, commands run in that image with podman, the workspace mounted."""
+    import shutil
+    import subprocess
+
+    busybox = shutil.which("busybox")
+    if shutil.which("podman") is None or busybox is None:
+        pytest.skip(
+            "podman and busybox-static are needed (apt-get install -y podman busybox-static)"
+        )
+    store = tmp_path / "store"
+    (store / "ctx").mkdir(parents=True)
+    (store / "storage.conf").write_text(
+        f'[storage]\ndriver = "vfs"\nrunroot = "{store}/run"\ngraphroot = "{store}/graph"\n'
+    )
+    (store / "containers.conf").write_text(
+        '[containers]\ndefault_ulimits = ["nofile=1000:1000", "nproc=1000:1000"]\n'
+        '[engine]\nruntime = "runc"\n'
+    )
+    shutil.copy(busybox, store / "ctx" / "busybox")
+    (store / "ctx" / "Containerfile").write_text(
+        'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+    )
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(store / "storage.conf"))
+    monkeypatch.setenv("CONTAINERS_CONF", str(store / "containers.conf"))
+    subprocess.run(
+        ["podman", "build", "-q", "-t", "localhost/conveyor-bb:test", str(store / "ctx")],
+        check=True,
+        capture_output=True,
+    )
+    result, log = build(
+        tmp_path,
+        """
+version: 0.2
+env:
+  exported-variables: [SEEN]
+phases:
+  build:
+    commands:
+      - export SEEN=$(ls /bin/busybox) && cd /tmp
+      - test ! -e /usr/bin/podman && echo in-container
+      - cd $CODEBUILD_SRC_DIR && echo made > made.txt
+artifacts:
+  files: [made.txt]
+""",
+        image="localhost/conveyor-bb:test",
+    )
+    assert result.succeeded, log
+    assert "in-container" in log.replace("echo in-container", "")
+    assert result.exported == {"SEEN": "/bin/busybox"}
+    assert result.artifacts[0].files == ["made.txt"]
+
+
+def test_missing_image_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image that is not on this machine is a clear Unavailable error, not a hang."""
+    import shutil
+
+    from conveyor.errors import Unavailable
+
+    if shutil.which("podman") is None:
+        pytest.skip("podman is needed")
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "storage.conf").write_text(
+        f'[storage]\ndriver = "vfs"\nrunroot = "{store}/run"\ngraphroot = "{store}/graph"\n'
+    )
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(store / "storage.conf"))
+    with pytest.raises(Unavailable) as info:
+        build(
+            tmp_path,
+            "version: 0.2\nphases:\n  build:\n    commands: [echo]\n",
+            image="docker.io/library/nothere:1",
+            state_dir=tmp_path / "state",
+        )
+    assert "not available locally" in str(info.value)

@@ -23,8 +23,9 @@ BUILDSPECS = CORPUS / "buildspecs"
 # file -> a fragment the (first) problem must contain; absent: the file must validate
 BROKEN = {
     "aws__aws-toolkit-jetbrains__buildspec_windowsTests.yml": "needs a Windows build environment",
-    "awsdocs__aws-codebuild-user-guide__doc_source_build-spec-ref.md__example-single-string.yml":
-        "invalid YAML at line 2",
+    "awsdocs__aws-codebuild-user-guide__doc_source_build-spec-ref.md__example-single-string.yml": (
+        "invalid YAML at line 2"
+    ),
 }
 
 
@@ -74,7 +75,10 @@ def test_windows_buildspec_points_at_powershell() -> None:
 
 def test_single_string_docs_bug_is_explained() -> None:
     """The AWS docs' single-string example fails at line 2 with the escaping explained."""
-    path = BUILDSPECS / "awsdocs__aws-codebuild-user-guide__doc_source_build-spec-ref.md__example-single-string.yml"
+    path = (
+        BUILDSPECS / "awsdocs__aws-codebuild-user-guide__doc_source_build-spec-ref.md__"
+        "example-single-string.yml"
+    )
     with pytest.raises(ValidationFailed) as info:
         load_buildspec(path)
     msg = info.value.problems[0].message
@@ -94,10 +98,15 @@ def test_corpus_details_are_read() -> None:
     cov = load_buildspec(BUILDSPECS / "aws__s2n-tls__codebuild_spec_buildspec_unit_coverage.yml")
     build = cov.phase("build")
     assert build is not None and build.on_failure == OnFailure("ABORT")
-    docs = load_buildspec(BUILDSPECS / "awsdocs__aws-codebuild-user-guide__doc_source_build-spec-ref.md__example.yml")
+    docs = load_buildspec(
+        BUILDSPECS / "awsdocs__aws-codebuild-user-guide__doc_source_build-spec-ref.md__example.yml"
+    )
     groups = {r.group: r for r in docs.reports}
     assert groups["reportGroupCucumberJson"].file_format == "CUCUMBERJSON"
-    assert "arn:aws:codebuild:your-region:your-aws-account-id:report-group/report-group-name-1" in groups
+    assert (
+        "arn:aws:codebuild:your-region:your-aws-account-id:report-group/report-group-name-1"
+        in groups
+    )
     assert docs.artifacts is not None and docs.artifacts.primary.discard_paths
     assert [a.identifier for a in docs.artifacts.secondary] == ["artifact1", "artifact2"]
     vscode = load_buildspec(BUILDSPECS / "aws__aws-toolkit-vscode__buildspec_linuxE2ETests.yml")
@@ -123,7 +132,9 @@ def test_missing_file_is_a_problem(tmp_path: Path) -> None:
 
 def test_invalid_yaml_has_line_and_column() -> None:
     """Invalid YAML reports the line and the column."""
-    (msg,) = problems("version: 0.2\nphases:\n  build:\n    commands:\n      - echo a\n     - echo b\n")
+    (msg,) = problems(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo a\n     - echo b\n"
+    )
     assert msg.startswith("bs.yml:6: invalid YAML at line 6, column 6:")
 
 
@@ -182,8 +193,11 @@ def test_value_problems_are_collected() -> None:
 
 def test_on_failure_forms() -> None:
     """on-failure accepts ABORT, CONTINUE, RETRY, RETRY-count, RETRY-regex, RETRY-count-regex."""
+
     def of(value: str) -> OnFailure | None:
-        spec = parse_buildspec(f"version: 0.2\nphases:\n  build:\n    on-failure: {value}\n    commands: [x]\n")
+        spec = parse_buildspec(
+            f"version: 0.2\nphases:\n  build:\n    on-failure: {value}\n    commands: [x]\n"
+        )
         phase = spec.phase("build")
         assert phase is not None
         return phase.on_failure
@@ -198,7 +212,9 @@ def test_on_failure_forms() -> None:
 
 def test_powershell_shell_is_windows() -> None:
     """env.shell powershell.exe is rejected as needing a Windows build environment."""
-    (msg,) = problems("version: 0.2\nenv:\n  shell: powershell.exe\nphases:\n  build:\n    commands: [dir]\n")
+    (msg,) = problems(
+        "version: 0.2\nenv:\n  shell: powershell.exe\nphases:\n  build:\n    commands: [dir]\n"
+    )
     assert "needs a Windows build environment" in msg and msg.startswith("bs.yml:3:")
 
 
@@ -208,7 +224,11 @@ def test_build_matrix_is_rejected_precisely() -> None:
         "version: 0.2\nbatch:\n  build-matrix:\n    dynamic:\n      env:\n        variables:\n"
         "          V: [a, b]\nphases:\n  build:\n    commands: [echo]\n"
     )
-    assert msg.startswith("bs.yml:3:") and "build-matrix is not supported" in msg and "build-list" in msg
+    assert (
+        msg.startswith("bs.yml:3:")
+        and "build-matrix is not supported" in msg
+        and "build-list" in msg
+    )
 
 
 def test_build_graph_order_and_unknown_dependency() -> None:
@@ -222,14 +242,17 @@ def test_build_graph_order_and_unknown_dependency() -> None:
     assert [b.identifier for b in batch_order(spec.batch)] == ["a", "b", "c"]
     (msg,) = problems(
         "version: 0.2\nbatch:\n  build-graph:\n    - identifier: linux_small\n"
-        "    - identifier: big\n      depend-on: [linux_smal]\nphases:\n  build:\n    commands: [echo]\n"
+        "    - identifier: big\n      depend-on: [linux_smal]\n"
+        "phases:\n  build:\n    commands: [echo]\n"
     )
     assert "unknown build 'linux_smal' (did you mean 'linux_small'?)" in msg
 
 
 def test_inline_single_string_form() -> None:
     """A buildspec given as one YAML string (the AWS CLI form) is read from its contents."""
-    spec = parse_buildspec('"version: 0.2\\nphases:\\n  build:\\n    commands:\\n      - echo hi\\n"')
+    spec = parse_buildspec(
+        '"version: 0.2\\nphases:\\n  build:\\n    commands:\\n      - echo hi\\n"'
+    )
     build = spec.phase("build")
     assert build is not None and build.commands[0].text == "echo hi"
 

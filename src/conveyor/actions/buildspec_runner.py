@@ -275,6 +275,7 @@ def _sq(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
+_NAME = "{container-name}"  # replaced by a fresh name at each start of a container shell
 _NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found\s*$")
 
 
@@ -317,13 +318,28 @@ class ShellSession:
         self.seq = 0
         self._dog: threading.Thread | None = None
         self._done = threading.Event()
+        self.container_name: str | None = None
 
     # -- lifecycle
+
+    def _remove_container(self) -> None:
+        """`podman run --rm` cannot clean up when its process group was killed: remove it."""
+        if self.container is None or self.container_name is None:
+            return
+        subprocess.run(
+            [self.container[0], "rm", "-f", "-t", "0", self.container_name],
+            env=dict(self.process_env or {}),
+            capture_output=True,
+            check=False,
+        )
+        self.container_name = None
 
     def _argv(self) -> list[str]:
         shell = "bash" if self.shell == "bash" else "sh"
         if self.container is not None:
-            return [*self.container, shell]
+            self.container_name = f"conveyor-build-{uuid.uuid4().hex[:12]}"
+            argv = [self.container_name if a == _NAME else a for a in self.container]
+            return [*argv, shell]
         if self.user:
             return ["runuser", "-u", self.user, "--", shell]
         return [shutil.which(shell) or shell]
@@ -420,6 +436,7 @@ class ShellSession:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
         self.proc = None
+        self._remove_container()
 
     def switch_user(self, user: str | None) -> None:
         """Run the next commands as `user` (None: the runner's own user), keeping the state."""
@@ -496,6 +513,7 @@ class ShellSession:
             rc = self.proc.wait()
         self._done.set()
         _kill(self.proc.pid, signal.SIGKILL)  # leftovers of the group
+        self._remove_container()
         return rc
 
     def capture(self, text: str) -> tuple[int, str]:
@@ -1424,7 +1442,7 @@ def _container_argv(
         "--network",
         "host",
         "--name",
-        f"conveyor-build-{uuid.uuid4().hex[:10]}",
+        _NAME,
     ]
     mounts = {workdir.resolve(), *[d.resolve() for d in source_dirs]}
     for m in sorted(mounts):
