@@ -34,6 +34,7 @@ import fcntl
 import hashlib
 import json
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -379,13 +380,14 @@ class PodmanEnvironment:
         return stopped
 
     def remove(self) -> None:
-        """Remove every pod of this environment, its front door and its network (tests)."""
+        """Remove the environment: its pods, front door, network and state (tests, teardown)."""
         runtime = self.runtime()
         self.frontdoor.stop()
         for pod in runtime.pods(f"conveyor.environment={self.name}"):
             if pod.labels.get("conveyor.home") == self.home:
                 runtime.remove_pod(pod.name)
         runtime.remove_network(self.network)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def status(self) -> list[Part]:
         from conveyor.platform.local import Part
