@@ -109,7 +109,9 @@ def load_json(text: str, label: str) -> tuple[Any, Lines]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValidationFailed([Problem(label, e.lineno, f"invalid JSON, column {e.colno}: {e.msg}")]) from None
+        raise ValidationFailed(
+            [Problem(label, e.lineno, f"invalid JSON, column {e.colno}: {e.msg}")]
+        ) from None
     lines = Lines(label)
     _index_json(text, lines)
     return data, lines
@@ -139,14 +141,25 @@ class _Importer:
             self.err((*root, "name"), "the pipeline has no 'name'")
             name = "imported"
         elif not NAME.match(name) or len(name) > 100:
-            self.err((*root, "name"), f"pipeline name '{name}' must be 1-100 characters of A-Za-z0-9.@-_")
+            self.err(
+                (*root, "name"), f"pipeline name '{name}' must be 1-100 characters of A-Za-z0-9.@-_"
+            )
         settings: dict[str, Any] = {}
-        for key in ("roleArn", "artifactStore", "artifactStores", "version", "disableInboundStageTransitions"):
+        for key in (
+            "roleArn",
+            "artifactStore",
+            "artifactStores",
+            "version",
+            "disableInboundStageTransitions",
+        ):
             if key in p:
                 settings[key] = p[key]
         mode = p.get("executionMode", "SUPERSEDED")
         if mode not in m.ExecutionMode.__members__:
-            self.err((*root, "executionMode"), f"executionMode '{mode}' is not one of SUPERSEDED, QUEUED, PARALLEL")
+            self.err(
+                (*root, "executionMode"),
+                f"executionMode '{mode}' is not one of SUPERSEDED, QUEUED, PARALLEL",
+            )
             mode = "SUPERSEDED"
         variables = []
         for i, v in enumerate(p.get("variables") or []):
@@ -183,21 +196,29 @@ class _Importer:
             return None
         name = s.get("name")
         if not isinstance(name, str) or not NAME.match(name):
-            self.err((*path, "name"), f"stage name {name!r} must be 1-100 characters of A-Za-z0-9.@-_")
+            self.err(
+                (*path, "name"), f"stage name {name!r} must be 1-100 characters of A-Za-z0-9.@-_"
+            )
             return None
         actions_raw = s.get("actions")
         if not isinstance(actions_raw, list) or not actions_raw:
             self.err((*path, "actions"), f"stage '{name}' needs a non-empty 'actions' list")
             return None
-        actions = [a for ai, raw in enumerate(actions_raw)
-                   if (a := self.action(name, raw, (*path, "actions", ai))) is not None]
+        actions = [
+            a
+            for ai, raw in enumerate(actions_raw)
+            if (a := self.action(name, raw, (*path, "actions", ai))) is not None
+        ]
         extra: dict[str, Any] = {}
         on_failure = None
         of = s.get("onFailure")
         if isinstance(of, Mapping):
             result = of.get("result", "FAIL")
             if result not in ("FAIL", "RETRY", "ROLLBACK"):
-                self.err((*path, "onFailure", "result"), f"onFailure result '{result}' is not FAIL, RETRY or ROLLBACK")
+                self.err(
+                    (*path, "onFailure", "result"),
+                    f"onFailure result '{result}' is not FAIL, RETRY or ROLLBACK",
+                )
                 result = "FAIL"
             mode = (of.get("retryConfiguration") or {}).get("retryMode", "FAILED_ACTIONS")
             on_failure = m.OnFailure(result=result, retry_mode=mode)
@@ -206,8 +227,11 @@ class _Importer:
         for key in ("onSuccess", "beforeEntry", "blockers"):
             if s.get(key):
                 extra[key] = s[key]
-                self.warn((*path, key), f"stage '{name}': {key} is kept for export only; "
-                          "the local engine does not evaluate CodePipeline stage conditions")
+                self.warn(
+                    (*path, key),
+                    f"stage '{name}': {key} is kept for export only; "
+                    "the local engine does not evaluate CodePipeline stage conditions",
+                )
         if extra:
             self.extra_stages[name] = extra
         return m.Stage(name, tuple(actions), on_failure)
@@ -218,18 +242,28 @@ class _Importer:
             return None
         name = a.get("name")
         if not isinstance(name, str) or not NAME.match(name) or len(name) > 100:
-            self.err((*path, "name"), f"action name {name!r} must be 1-100 characters of A-Za-z0-9.@-_")
+            self.err(
+                (*path, "name"), f"action name {name!r} must be 1-100 characters of A-Za-z0-9.@-_"
+            )
             return None
         tid = a.get("actionTypeId")
-        if not isinstance(tid, Mapping) or not all(isinstance(tid.get(k), str) for k in ("category", "provider")):
-            self.err((*path, "actionTypeId"), f"action '{name}': actionTypeId needs 'category', 'owner', "
-                     "'provider' and 'version'")
+        if not isinstance(tid, Mapping) or not all(
+            isinstance(tid.get(k), str) for k in ("category", "provider")
+        ):
+            self.err(
+                (*path, "actionTypeId"),
+                f"action '{name}': actionTypeId needs 'category', 'owner', "
+                "'provider' and 'version'",
+            )
             return None
         run_order = a.get("runOrder", 1)
         if isinstance(run_order, str) and run_order.isdigit():
             run_order = int(run_order)
         if not isinstance(run_order, int) or isinstance(run_order, bool):
-            self.err((*path, "runOrder"), f"action '{name}': runOrder must be an integer, got {run_order!r}")
+            self.err(
+                (*path, "runOrder"),
+                f"action '{name}': runOrder must be an integer, got {run_order!r}",
+            )
             run_order = 1
         inputs = self.artifacts(a.get("inputArtifacts"), (*path, "inputArtifacts"), name)
         outputs = self.artifacts(a.get("outputArtifacts"), (*path, "outputArtifacts"), name)
@@ -274,44 +308,77 @@ class _Importer:
             if isinstance(x, Mapping) and isinstance(x.get("name"), str):
                 out.append(x["name"])
             else:
-                self.err((*path, i), f"action '{action}': an artifact must be {{\"name\": ...}}, got {x!r}")
+                self.err(
+                    (*path, i),
+                    f"action '{action}': an artifact must be {{\"name\": ...}}, got {x!r}",
+                )
         return out
 
-    def map_type(self, name: str, tid: dict[str, Any], cfg: dict[str, Any],
-                 path: tuple[str | int, ...]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    def map_type(
+        self, name: str, tid: dict[str, Any], cfg: dict[str, Any], path: tuple[str | int, ...]
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """(our type, our config, CodePipeline configuration keys we have no place for)."""
         provider, category, owner = tid["provider"], tid["category"], tid.get("owner", "AWS")
         if provider == "AWS CodeBuild":
-            self.warn((*path, "actionTypeId", "provider"), f"action '{name}': provider 'AWS CodeBuild' is not "
-                      "a CodePipeline provider id; did you mean 'CodeBuild'? (imported as CodeBuild)")
+            self.warn(
+                (*path, "actionTypeId", "provider"),
+                f"action '{name}': provider 'AWS CodeBuild' is not "
+                "a CodePipeline provider id; did you mean 'CodeBuild'? (imported as CodeBuild)",
+            )
             provider = tid["provider"] = "CodeBuild"
         if category == "Source" and provider == "CodeCommit" and owner == "AWS":
-            config = {"repository": cfg.pop("RepositoryName", ""), "branch": cfg.pop("BranchName", "main")}
+            config = {
+                "repository": cfg.pop("RepositoryName", ""),
+                "branch": cfg.pop("BranchName", "main"),
+            }
             if not config["repository"]:
-                self.err((*path, "configuration"), f"action '{name}': a CodeCommit source needs RepositoryName")
+                self.err(
+                    (*path, "configuration"),
+                    f"action '{name}': a CodeCommit source needs RepositoryName",
+                )
             return "source.git", config, cfg
         if category == "Source" and provider == "CodeStarSourceConnection":
             repo = cfg.pop("FullRepositoryId", "")
             if not repo:
-                self.err((*path, "configuration"), f"action '{name}': a CodeStarSourceConnection source needs "
-                         "FullRepositoryId")
+                self.err(
+                    (*path, "configuration"),
+                    f"action '{name}': a CodeStarSourceConnection source needs FullRepositoryId",
+                )
             host = cfg.pop("ConveyorGitHost", "github.com")
-            config = {"repository": f"https://{host}/{repo}.git", "branch": cfg.pop("BranchName", "main")}
+            config = {
+                "repository": f"https://{host}/{repo}.git",
+                "branch": cfg.pop("BranchName", "main"),
+            }
             if "ConnectionArn" in cfg:
-                self.warn((*path, "configuration", "ConnectionArn"), f"action '{name}': the connection does not "
-                          "say which host it is for; assumed github.com (edit `repository` for GitLab/Bitbucket)")
+                self.warn(
+                    (*path, "configuration", "ConnectionArn"),
+                    f"action '{name}': the connection does not "
+                    "say which host it is for; assumed github.com (edit `repository` for GitLab/Bitbucket)",
+                )
             return "source.git", config, cfg
         if category == "Source" and provider == "GitHub" and owner == "ThirdParty":
             if cfg.pop("OAuthToken", None) is not None:
-                self.warn((*path, "configuration", "OAuthToken"), f"action '{name}': OAuthToken dropped (a secret); "
-                          "GitHub version 1 actions are deprecated: export writes a CodeStarSourceConnection")
-            config = {"repository": f"https://github.com/{cfg.pop('Owner', '')}/{cfg.pop('Repo', '')}.git",
-                      "branch": cfg.pop("Branch", "main")}
+                self.warn(
+                    (*path, "configuration", "OAuthToken"),
+                    f"action '{name}': OAuthToken dropped (a secret); "
+                    "GitHub version 1 actions are deprecated: export writes a CodeStarSourceConnection",
+                )
+            config = {
+                "repository": f"https://github.com/{cfg.pop('Owner', '')}/{cfg.pop('Repo', '')}.git",
+                "branch": cfg.pop("Branch", "main"),
+            }
             return "source.git", config, cfg
         if category == "Source" and provider == "S3" and owner == "AWS":
-            self.warn((*path, "actionTypeId"), f"action '{name}': S3 sources map to type 'source.s3', which the "
-                      "local engine does not run yet")
-            return "source.s3", {"bucket": cfg.pop("S3Bucket", ""), "key": cfg.pop("S3ObjectKey", "")}, cfg
+            self.warn(
+                (*path, "actionTypeId"),
+                f"action '{name}': S3 sources map to type 'source.s3', which the "
+                "local engine does not run yet",
+            )
+            return (
+                "source.s3",
+                {"bucket": cfg.pop("S3Bucket", ""), "key": cfg.pop("S3ObjectKey", "")},
+                cfg,
+            )
         if category in ("Build", "Test") and provider == "CodeBuild" and owner == "AWS":
             config: dict[str, Any] = {"codebuildProject": cfg.pop("ProjectName", "")}
             if "PrimarySource" in cfg:
@@ -321,16 +388,24 @@ class _Importer:
                 try:
                     env = json.loads(env_json)
                 except json.JSONDecodeError as e:
-                    self.err((*path, "configuration", "EnvironmentVariables"),
-                             f"action '{name}': EnvironmentVariables is not a JSON list: {e.msg}")
+                    self.err(
+                        (*path, "configuration", "EnvironmentVariables"),
+                        f"action '{name}': EnvironmentVariables is not a JSON list: {e.msg}",
+                    )
                     env = None
-                if isinstance(env, list) and all(isinstance(x, Mapping) and x.get("type", "PLAINTEXT") == "PLAINTEXT"
-                                                 for x in env):
+                if isinstance(env, list) and all(
+                    isinstance(x, Mapping) and x.get("type", "PLAINTEXT") == "PLAINTEXT"
+                    for x in env
+                ):
                     config["env"] = {str(x["name"]): str(x.get("value", "")) for x in env}
                     del cfg["EnvironmentVariables"]
             return "build", config, cfg
         if category == "Compute" and provider == "Commands":
-            return "shell", {"commands": []}, cfg  # commands are on the action, filled by the caller
+            return (
+                "shell",
+                {"commands": []},
+                cfg,
+            )  # commands are on the action, filled by the caller
         if category == "Approval" and provider == "Manual":
             config = {}
             if "CustomData" in cfg:
@@ -339,8 +414,11 @@ class _Importer:
                 config["externalEntityLink"] = cfg.pop("ExternalEntityLink")
             return "approval", config, cfg
         type_ = "aws." + provider.replace(" ", "")
-        self.warn((*path, "actionTypeId"), f"action '{name}': no Conveyor action type for {owner}/{category}/"
-                  f"{provider}; kept as '{type_}' (exported unchanged, reported as unknown by `conveyor validate`)")
+        self.warn(
+            (*path, "actionTypeId"),
+            f"action '{name}': no Conveyor action type for {owner}/{category}/"
+            f"{provider}; kept as '{type_}' (exported unchanged, reported as unknown by `conveyor validate`)",
+        )
         return type_, {"actionTypeId": dict(tid), "configuration": cfg}, {}
 
     def triggers(self, raw: Any, path: tuple[str | int, ...]) -> list[m.Trigger]:
@@ -355,11 +433,19 @@ class _Importer:
                 self.err((*path, i), "a trigger needs gitConfiguration.sourceActionName")
                 continue
             if git.get("pullRequest"):
-                self.warn((*path, i, "gitConfiguration", "pullRequest"), "pull-request triggers are not modelled; "
-                          "dropped (push triggers are kept)")
+                self.warn(
+                    (*path, i, "gitConfiguration", "pullRequest"),
+                    "pull-request triggers are not modelled; dropped (push triggers are kept)",
+                )
             for push in git.get("push") or [{}]:
-                out.append(m.Trigger(source, _gf(push.get("branches")), _gf(push.get("tags")),
-                                     _gf(push.get("filePaths"))))
+                out.append(
+                    m.Trigger(
+                        source,
+                        _gf(push.get("branches")),
+                        _gf(push.get("tags")),
+                        _gf(push.get("filePaths")),
+                    )
+                )
         return out
 
 
@@ -380,7 +466,12 @@ def _type_id_for(type_: str, original: Mapping[str, Any]) -> dict[str, Any]:
     if type_ == "source.git":
         if original.get("provider") == "CodeCommit":
             return {"category": "Source", "owner": "AWS", "provider": "CodeCommit", "version": "1"}
-        return {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"}
+        return {
+            "category": "Source",
+            "owner": "AWS",
+            "provider": "CodeStarSourceConnection",
+            "version": "1",
+        }
     cat, owner, prov = table.get(type_, ("Build", "AWS", "CodeBuild"))
     return {"category": cat, "owner": owner, "provider": prov, "version": "1"}
 
@@ -390,15 +481,30 @@ def import_document(data: Any, lines: Lines) -> Imported:
     if isinstance(data, Mapping) and "Resources" in data:
         return _import_cfn(data, lines)
     if not isinstance(data, Mapping) or not isinstance(data.get("pipeline"), Mapping):
-        keys = ", ".join(sorted(map(str, data))) if isinstance(data, Mapping) else type(data).__name__
-        raise ValidationFailed([Problem(lines.file, 1, "not an `aws codepipeline get-pipeline` document: expected "
-                                        f"a top-level \"pipeline\" object (found: {keys or 'nothing'})")])
+        keys = (
+            ", ".join(sorted(map(str, data))) if isinstance(data, Mapping) else type(data).__name__
+        )
+        raise ValidationFailed(
+            [
+                Problem(
+                    lines.file,
+                    1,
+                    "not an `aws codepipeline get-pipeline` document: expected "
+                    f'a top-level "pipeline" object (found: {keys or "nothing"})',
+                )
+            ]
+        )
     imp = _Importer(lines)
     pipeline = imp.run(data["pipeline"], ("pipeline",))
     pipeline = _fill_commands(pipeline, data["pipeline"])
     if "metadata" in data:
-        imp.warnings.append(lines.problem(("metadata",), "note: 'metadata' (pipelineArn, created, updated) "
-                                          "describes a deployed copy; stripped"))
+        imp.warnings.append(
+            lines.problem(
+                ("metadata",),
+                "note: 'metadata' (pipelineArn, created, updated) "
+                "describes a deployed copy; stripped",
+            )
+        )
     if "tags" in data:
         settings = dict(pipeline.settings.get(SETTINGS_KEY, {}))
         settings["tags"] = data["tags"]
@@ -426,7 +532,9 @@ def _fill_commands(p: m.Pipeline, raw: Mapping[str, Any]) -> m.Pipeline:
         by_name = {a.get("name"): a for a in rs.get("actions") or [] if isinstance(a, Mapping)}
         for a in s.actions:
             if a.type == "shell":
-                a = replace(a, config={"commands": list(by_name.get(a.name, {}).get("commands") or [])})
+                a = replace(
+                    a, config={"commands": list(by_name.get(a.name, {}).get("commands") or [])}
+                )
             acts.append(a)
         stages.append(replace(s, actions=tuple(acts)))
     return replace(p, stages=tuple(stages))
@@ -453,18 +561,36 @@ def load_codepipeline(path: str | Path, *, text: str | None = None) -> Imported:
 
 # --------------------------------------------------------------------------- CloudFormation templates
 
-_INTRINSIC = {"Ref", "Condition"} | {f"Fn::{x}" for x in (
-    "Sub", "GetAtt", "Join", "ImportValue", "Select", "Split", "If", "FindInMap", "Base64", "GetAZs",
-    "Cidr", "Equals", "Not", "And", "Or", "ToJsonString", "Length")}
+_INTRINSIC = {"Ref", "Condition"} | {
+    f"Fn::{x}"
+    for x in (
+        "Sub",
+        "GetAtt",
+        "Join",
+        "ImportValue",
+        "Select",
+        "Split",
+        "If",
+        "FindInMap",
+        "Base64",
+        "GetAZs",
+        "Cidr",
+        "Equals",
+        "Not",
+        "And",
+        "Or",
+        "ToJsonString",
+        "Length",
+    )
+}
 
 
 def _load_cfn_yaml(text: str, label: str) -> tuple[Any, Lines]:
     """YAML with CloudFormation's short tags (!Ref, !Sub...) turned into their long form."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-    from ruamel.yaml.error import MarkedYAMLError
-
     from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError
 
     yaml = YAML(typ="rt")
     try:
@@ -472,14 +598,28 @@ def _load_cfn_yaml(text: str, label: str) -> tuple[Any, Lines]:
     except DuplicateKeyError as e:
         first = e.context_mark.line + 1 if e.context_mark else None
         key = re.search(r'duplicate key "([^"]+)"', str(e.problem))
-        raise ValidationFailed([Problem(label, e.problem_mark.line + 1 if e.problem_mark else None,
-                                        f"duplicate key '{key.group(1) if key else '?'}' in the mapping that "
-                                        f"starts at line {first} (YAML keys must be unique; cfn-lint reports it as E0000: "
-                                        "remove one of them)")]) from None
+        raise ValidationFailed(
+            [
+                Problem(
+                    label,
+                    e.problem_mark.line + 1 if e.problem_mark else None,
+                    f"duplicate key '{key.group(1) if key else '?'}' in the mapping that "
+                    f"starts at line {first} (YAML keys must be unique; cfn-lint reports it as E0000: "
+                    "remove one of them)",
+                )
+            ]
+        ) from None
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        raise ValidationFailed([Problem(label, mark.line + 1 if mark else None,
-                                        f"invalid YAML: {(e.problem or e.context or '').strip()}")]) from None
+        raise ValidationFailed(
+            [
+                Problem(
+                    label,
+                    mark.line + 1 if mark else None,
+                    f"invalid YAML: {(e.problem or e.context or '').strip()}",
+                )
+            ]
+        ) from None
     lines = Lines(label)
 
     def tag_of(node: Any) -> str | None:
@@ -540,11 +680,13 @@ class _CfnRenderer:
 
     def render(self, v: Any) -> Any:
         if isinstance(v, Mapping) and len(v) == 1:
-            (k, arg), = v.items()
+            ((k, arg),) = v.items()
             if k == "Ref" and isinstance(arg, str):
                 return self.ref(arg)
             if k == "Fn::Sub":
-                tmpl, mapping = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1] if len(arg) > 1 else {})
+                tmpl, mapping = (
+                    (arg, {}) if isinstance(arg, str) else (arg[0], arg[1] if len(arg) > 1 else {})
+                )
 
                 def sub(mt: re.Match[str]) -> str:
                     inner = mt.group(1)
@@ -558,7 +700,12 @@ class _CfnRenderer:
                 return re.sub(r"\$\{([^}!]+)\}", sub, str(tmpl))
             if k == "Fn::GetAtt":
                 return "${" + ".".join(map(str, arg)) + "}"
-            if k == "Fn::Join" and isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], list):
+            if (
+                k == "Fn::Join"
+                and isinstance(arg, list)
+                and len(arg) == 2
+                and isinstance(arg[1], list)
+            ):
                 parts = [self.render(x) for x in arg[1]]
                 if all(isinstance(x, str) for x in parts):
                     return str(arg[0]).join(parts)
@@ -576,37 +723,105 @@ class _CfnRenderer:
         return v
 
 
-_STRUCTURAL = {"Name", "Stages", "Actions", "ActionTypeId", "Category", "Owner", "Provider", "Version",
-               "InputArtifacts", "OutputArtifacts", "RunOrder", "Namespace", "Region", "RoleArn",
-               "Configuration", "ArtifactStore", "ArtifactStores", "Location", "Type", "EncryptionKey",
-               "Id", "PipelineType", "ExecutionMode", "Variables", "DefaultValue", "Description",
-               "Triggers", "ProviderType", "GitConfiguration", "SourceActionName", "Push", "PullRequest",
-               "Branches", "Tags", "FilePaths", "Includes", "Excludes", "Events", "OnFailure", "OnSuccess",
-               "BeforeEntry", "Result", "RetryConfiguration", "RetryMode", "Conditions", "Rules",
-               "RuleTypeId", "TimeoutInMinutes", "Commands", "OutputVariables", "EnvironmentVariables",
-               "Value", "Key", "Region", "ArtifactStore", "Blockers"}
+_STRUCTURAL = {
+    "Name",
+    "Stages",
+    "Actions",
+    "ActionTypeId",
+    "Category",
+    "Owner",
+    "Provider",
+    "Version",
+    "InputArtifacts",
+    "OutputArtifacts",
+    "RunOrder",
+    "Namespace",
+    "Region",
+    "RoleArn",
+    "Configuration",
+    "ArtifactStore",
+    "ArtifactStores",
+    "Location",
+    "Type",
+    "EncryptionKey",
+    "Id",
+    "PipelineType",
+    "ExecutionMode",
+    "Variables",
+    "DefaultValue",
+    "Description",
+    "Triggers",
+    "ProviderType",
+    "GitConfiguration",
+    "SourceActionName",
+    "Push",
+    "PullRequest",
+    "Branches",
+    "Tags",
+    "FilePaths",
+    "Includes",
+    "Excludes",
+    "Events",
+    "OnFailure",
+    "OnSuccess",
+    "BeforeEntry",
+    "Result",
+    "RetryConfiguration",
+    "RetryMode",
+    "Conditions",
+    "Rules",
+    "RuleTypeId",
+    "TimeoutInMinutes",
+    "Commands",
+    "OutputVariables",
+    "EnvironmentVariables",
+    "Value",
+    "Key",
+    "Blockers",
+}
 
 
 def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
     resources = template.get("Resources") or {}
-    found = [k for k, r in resources.items() if isinstance(r, Mapping) and r.get("Type") == "AWS::CodePipeline::Pipeline"]
+    found = [
+        k
+        for k, r in resources.items()
+        if isinstance(r, Mapping) and r.get("Type") == "AWS::CodePipeline::Pipeline"
+    ]
     if not found:
         types = sorted({str(r.get("Type")) for r in resources.values() if isinstance(r, Mapping)})
-        raise ValidationFailed([lines.problem(("Resources",), "this is a CloudFormation template with no "
-                                              "AWS::CodePipeline::Pipeline resource (types: " + ", ".join(types)
-                                              + "); export the pipeline with `aws codepipeline get-pipeline "
-                                              "--name NAME > pipeline.json` and import that")])
+        raise ValidationFailed(
+            [
+                lines.problem(
+                    ("Resources",),
+                    "this is a CloudFormation template with no "
+                    "AWS::CodePipeline::Pipeline resource (types: "
+                    + ", ".join(types)
+                    + "); export the pipeline with `aws codepipeline get-pipeline "
+                    "--name NAME > pipeline.json` and import that",
+                )
+            ]
+        )
     if len(found) > 1:
-        raise ValidationFailed([lines.problem(("Resources", found[1]), "this CloudFormation template defines "
-                                              f"{len(found)} pipelines ({', '.join(found)}); import one at a time "
-                                              "from `aws codepipeline get-pipeline` output")])
+        raise ValidationFailed(
+            [
+                lines.problem(
+                    ("Resources", found[1]),
+                    "this CloudFormation template defines "
+                    f"{len(found)} pipelines ({', '.join(found)}); import one at a time "
+                    "from `aws codepipeline get-pipeline` output",
+                )
+            ]
+        )
     logical = found[0]
     props = resources[logical].get("Properties") or {}
     rnd = _CfnRenderer(template)
     converted_lines = Lines(lines.file)
     src_root: tuple[str | int, ...] = ("Resources", logical, "Properties")
 
-    def camel(v: Any, src: tuple[str | int, ...], dst: tuple[str | int, ...], in_config: bool) -> Any:
+    def camel(
+        v: Any, src: tuple[str | int, ...], dst: tuple[str | int, ...], in_config: bool
+    ) -> Any:
         ln = lines.line(src)
         if ln:
             converted_lines.index[dst] = ln
@@ -635,17 +850,34 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
     imp = _Importer(converted_lines)
     pipeline = imp.run(body, ("pipeline",))
     pipeline = _fill_commands(pipeline, body)
-    warnings = [Problem(lines.file, lines.line(("Resources", logical)),
-                        f"note: imported the AWS::CodePipeline::Pipeline resource '{logical}' of a CloudFormation "
-                        "template; its other resources (projects, roles, buckets) are not imported")]
+    warnings = [
+        Problem(
+            lines.file,
+            lines.line(("Resources", logical)),
+            f"note: imported the AWS::CodePipeline::Pipeline resource '{logical}' of a CloudFormation "
+            "template; its other resources (projects, roles, buckets) are not imported",
+        )
+    ]
     if name != body["name"]:
-        warnings.append(Problem(lines.file, lines.line((*src_root, "Name")),
-                                f"warning: the pipeline's Name is computed by CloudFormation; named '{logical}' "
-                                "(its logical id) instead"))
+        warnings.append(
+            Problem(
+                lines.file,
+                lines.line((*src_root, "Name")),
+                f"warning: the pipeline's Name is computed by CloudFormation; named '{logical}' "
+                "(its logical id) instead",
+            )
+        )
     if rnd.unresolved:
-        warnings.append(Problem(lines.file, lines.line(src_root), "warning: values built with "
-                                + ", ".join(sorted(rnd.unresolved)) + " cannot be resolved outside "
-                                "CloudFormation; kept as ${...} text: edit them before running locally"))
+        warnings.append(
+            Problem(
+                lines.file,
+                lines.line(src_root),
+                "warning: values built with "
+                + ", ".join(sorted(rnd.unresolved))
+                + " cannot be resolved outside "
+                "CloudFormation; kept as ${...} text: edit them before running locally",
+            )
+        )
     warnings.extend(imp.warnings)
     if imp.errors:
         raise ValidationFailed(imp.errors)
@@ -653,9 +885,13 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
     from dataclasses import replace
 
     extra_vars = tuple(
-        m.Variable(n, str(params[n].get("Default")) if params[n].get("Default") is not None else None,
-                   str(params[n].get("Description", "")))
-        for n in sorted(rnd.used_params) if n not in {v.name for v in pipeline.variables}
+        m.Variable(
+            n,
+            str(params[n].get("Default")) if params[n].get("Default") is not None else None,
+            str(params[n].get("Description", "")),
+        )
+        for n in sorted(rnd.used_params)
+        if n not in {v.name for v in pipeline.variables}
     )
     return Imported(replace(pipeline, variables=pipeline.variables + extra_vars), warnings)
 
@@ -676,8 +912,13 @@ def is_codecommit_name(repo: str) -> bool:
     return bool(re.fullmatch(r"[\w.-]+", repo)) and not repo.startswith(".")
 
 
-def export_pipeline(p: m.Pipeline, *, role_arn: str | None = None, artifact_bucket: str | None = None,
-                    project_names: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
+def export_pipeline(
+    p: m.Pipeline,
+    *,
+    role_arn: str | None = None,
+    artifact_bucket: str | None = None,
+    project_names: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
     """The pipeline as `{"pipeline": ...}` for `aws codepipeline create-pipeline --cli-input-json`.
 
     Returns the document and warnings (placeholders written, things that cannot be expressed).
@@ -700,7 +941,9 @@ def export_pipeline(p: m.Pipeline, *, role_arn: str | None = None, artifact_buck
         if artifact_bucket:
             store["location"] = artifact_bucket
         if store.get("location") == PLACEHOLDER_BUCKET:
-            warnings.append(f"artifactStore location is a placeholder ({PLACEHOLDER_BUCKET}): pass --artifact-bucket")
+            warnings.append(
+                f"artifactStore location is a placeholder ({PLACEHOLDER_BUCKET}): pass --artifact-bucket"
+            )
         doc["artifactStore"] = store
     stages = []
     monitors: dict[str, list[m.Action]] = {}
@@ -728,19 +971,34 @@ def export_pipeline(p: m.Pipeline, *, role_arn: str | None = None, artifact_buck
             if key in se:
                 sd[key] = se[key]
         if s.name in monitors:
-            rules = [{"name": f"{mon.name}Alarm"[:100], "ruleTypeId": {"category": "Rule", "owner": "AWS",
-                                                                      "provider": "CloudWatchAlarm", "version": "1"},
-                      "configuration": {"AlarmName": f"{p.name}-{mon.name}"[:255],
-                                        "WaitTime": str(monitor_wait_minutes(mon))}}
-                     for mon in monitors[s.name]]
+            rules = [
+                {
+                    "name": f"{mon.name}Alarm"[:100],
+                    "ruleTypeId": {
+                        "category": "Rule",
+                        "owner": "AWS",
+                        "provider": "CloudWatchAlarm",
+                        "version": "1",
+                    },
+                    "configuration": {
+                        "AlarmName": f"{p.name}-{mon.name}"[:255],
+                        "WaitTime": str(monitor_wait_minutes(mon)),
+                    },
+                }
+                for mon in monitors[s.name]
+            ]
             conds = list((sd.get("onSuccess") or {}).get("conditions") or [])
             conds.append({"result": "ROLLBACK", "rules": rules})
             sd["onSuccess"] = {"conditions": conds}
-            warnings.append(f"stage '{s.name}': monitor action(s) {', '.join(x.name for x in monitors[s.name])} "
-                            "became an onSuccess CloudWatchAlarm condition; the alarm itself is created by "
-                            "`conveyor aws synth`")
+            warnings.append(
+                f"stage '{s.name}': monitor action(s) {', '.join(x.name for x in monitors[s.name])} "
+                "became an onSuccess CloudWatchAlarm condition; the alarm itself is created by "
+                "`conveyor aws synth`"
+            )
             if not actions:
-                problems.append(f"stage '{s.name}': only monitor actions; CodePipeline needs at least one action")
+                problems.append(
+                    f"stage '{s.name}': only monitor actions; CodePipeline needs at least one action"
+                )
         stages.append(sd)
     if problems:
         raise ConfigError("cannot export to CodePipeline:\n  " + "\n  ".join(problems))
@@ -751,9 +1009,18 @@ def export_pipeline(p: m.Pipeline, *, role_arn: str | None = None, artifact_buck
     doc["pipelineType"] = "V2"
     doc["executionMode"] = p.execution_mode.value
     if p.variables:
-        doc["variables"] = [{k: v for k, v in (("name", x.name), ("defaultValue", x.default),
-                                               ("description", x.description)) if v not in (None, "")}
-                            for x in p.variables]
+        doc["variables"] = [
+            {
+                k: v
+                for k, v in (
+                    ("name", x.name),
+                    ("defaultValue", x.default),
+                    ("description", x.description),
+                )
+                if v not in (None, "")
+            }
+            for x in p.variables
+        ]
     triggers = []
     for t in p.triggers:
         try:
@@ -761,16 +1028,24 @@ def export_pipeline(p: m.Pipeline, *, role_arn: str | None = None, artifact_buck
         except KeyError:
             continue
         if src.type != "source.git" or is_codecommit_name(str(src.config.get("repository", ""))):
-            warnings.append(f"trigger on '{t.source_action}': CodePipeline triggers need a CodeStarSourceConnection "
-                            "source; a CodeCommit source starts the pipeline through an EventBridge rule "
-                            "(`conveyor aws synth` creates it)")
+            warnings.append(
+                f"trigger on '{t.source_action}': CodePipeline triggers need a CodeStarSourceConnection "
+                "source; a CodeCommit source starts the pipeline through an EventBridge rule "
+                "(`conveyor aws synth` creates it)"
+            )
             continue
         push: dict[str, Any] = {}
         for key, f in (("branches", t.branches), ("tags", t.tags), ("filePaths", t.file_paths)):
             if f.includes or f.excludes:
-                push[key] = {k: list(v) for k, v in (("includes", f.includes), ("excludes", f.excludes)) if v}
-        triggers.append({"providerType": "CodeStarSourceConnection",
-                         "gitConfiguration": {"sourceActionName": t.source_action, "push": [push]}})
+                push[key] = {
+                    k: list(v) for k, v in (("includes", f.includes), ("excludes", f.excludes)) if v
+                }
+        triggers.append(
+            {
+                "providerType": "CodeStarSourceConnection",
+                "gitConfiguration": {"sourceActionName": t.source_action, "push": [push]},
+            }
+        )
     if triggers:
         doc["triggers"] = triggers
     out: dict[str, Any] = {"pipeline": doc}
@@ -784,7 +1059,9 @@ def monitor_wait_minutes(a: m.Action) -> int:
     from conveyor.spec.pipeline_file import parse_duration
 
     cfg = a.config
-    raw = next((cfg[k] for k in ("bake", "bakeTime", "bake_time", "duration", "window") if k in cfg), None)
+    raw = next(
+        (cfg[k] for k in ("bake", "bakeTime", "bake_time", "duration", "window") if k in cfg), None
+    )
     try:
         secs = parse_duration(raw) if raw is not None else None
     except ValueError:
@@ -801,8 +1078,14 @@ def project_name(pipeline: str, action: str) -> str:
     return raw[:255]
 
 
-def _export_action(p: m.Pipeline, s: m.Stage, a: m.Action, extra: dict[str, Any], names: dict[str, str],
-                   warnings: list[str]) -> dict[str, Any]:
+def _export_action(
+    p: m.Pipeline,
+    s: m.Stage,
+    a: m.Action,
+    extra: dict[str, Any],
+    names: dict[str, str],
+    warnings: list[str],
+) -> dict[str, Any]:
     cfg = dict(a.config)
     leftover = dict(extra.pop("configuration", {}) or {})
     where = f"stage '{s.name}', action '{a.name}' ({a.type})"
@@ -812,20 +1095,37 @@ def _export_action(p: m.Pipeline, s: m.Stage, a: m.Action, extra: dict[str, Any]
         branch = str(cfg.get("branch", "main"))
         tid = extra.get("actionTypeId") or {}
         if is_codecommit_name(repo) and tid.get("provider") != "GitHub":
-            type_id = {"category": "Source", "owner": "AWS", "provider": "CodeCommit", "version": "1"}
+            type_id = {
+                "category": "Source",
+                "owner": "AWS",
+                "provider": "CodeCommit",
+                "version": "1",
+            }
             configuration = {"RepositoryName": repo, "BranchName": branch}
         else:
             host = _git_url(repo)
             if host is None:
-                raise ConfigError(f"{where}: repository '{repo}' is neither a CodeCommit repository name nor a "
-                                  "GitHub/GitLab/Bitbucket URL, so AWS cannot fetch it")
-            type_id = {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"}
-            configuration = {"ConnectionArn": leftover.pop("ConnectionArn", PLACEHOLDER_CONNECTION),
-                             "FullRepositoryId": host[1], "BranchName": branch}
+                raise ConfigError(
+                    f"{where}: repository '{repo}' is neither a CodeCommit repository name nor a "
+                    "GitHub/GitLab/Bitbucket URL, so AWS cannot fetch it"
+                )
+            type_id = {
+                "category": "Source",
+                "owner": "AWS",
+                "provider": "CodeStarSourceConnection",
+                "version": "1",
+            }
+            configuration = {
+                "ConnectionArn": leftover.pop("ConnectionArn", PLACEHOLDER_CONNECTION),
+                "FullRepositoryId": host[1],
+                "BranchName": branch,
+            }
             if configuration["ConnectionArn"] == PLACEHOLDER_CONNECTION:
-                warnings.append(f"{where}: ConnectionArn is a placeholder; create a connection "
-                                "(`aws codeconnections create-connection --provider-type "
-                                f"{GIT_HOSTS[host[0]]} --connection-name NAME`) and put its ARN here")
+                warnings.append(
+                    f"{where}: ConnectionArn is a placeholder; create a connection "
+                    "(`aws codeconnections create-connection --provider-type "
+                    f"{GIT_HOSTS[host[0]]} --connection-name NAME`) and put its ARN here"
+                )
             if tid.get("provider") == "GitHub":
                 extra.pop("actionTypeId", None)
                 leftover = {}
@@ -837,18 +1137,27 @@ def _export_action(p: m.Pipeline, s: m.Stage, a: m.Action, extra: dict[str, Any]
         configuration = {}
     elif a.type in ("build", "deploy", "image.promote"):
         type_id = _type_id_for("build", {})
-        configuration = {"ProjectName": str(cfg.get("codebuildProject") or names.get(a.name)
-                                            or project_name(p.name, a.name))}
+        configuration = {
+            "ProjectName": str(
+                cfg.get("codebuildProject") or names.get(a.name) or project_name(p.name, a.name)
+            )
+        }
         if a.type == "build":
             if cfg.get("primarySource"):
                 configuration["PrimarySource"] = cfg["primarySource"]
             if cfg.get("env"):
                 configuration["EnvironmentVariables"] = json.dumps(
-                    [{"name": k, "value": str(v), "type": "PLAINTEXT"} for k, v in dict(cfg["env"]).items()],
-                    separators=(",", ":"))
+                    [
+                        {"name": k, "value": str(v), "type": "PLAINTEXT"}
+                        for k, v in dict(cfg["env"]).items()
+                    ],
+                    separators=(",", ":"),
+                )
         elif a.type in ("deploy", "image.promote") and cfg.get("image"):
             configuration["EnvironmentVariables"] = json.dumps(
-                [{"name": "IMAGE", "value": str(cfg["image"]), "type": "PLAINTEXT"}], separators=(",", ":"))
+                [{"name": "IMAGE", "value": str(cfg["image"]), "type": "PLAINTEXT"}],
+                separators=(",", ":"),
+            )
     elif a.type == "approval":
         type_id = _type_id_for(a.type, {})
         configuration = {}
@@ -861,8 +1170,10 @@ def _export_action(p: m.Pipeline, s: m.Stage, a: m.Action, extra: dict[str, Any]
         type_id = dict(cfg.get("actionTypeId") or {})
         configuration = dict(cfg.get("configuration") or {})
         if not type_id.get("provider"):
-            raise ConfigError(f"{where}: an aws.* action needs config.actionTypeId (category, owner, provider, "
-                              "version)")
+            raise ConfigError(
+                f"{where}: an aws.* action needs config.actionTypeId (category, owner, provider, "
+                "version)"
+            )
     else:
         raise ConfigError(f"{where}: no CodePipeline equivalent for action type '{a.type}'")
     if "actionTypeId" in extra:
