@@ -80,7 +80,7 @@ def served(url: str, path: str = "index.html") -> str:
 def test_deploy_v1_then_v2_switches_the_front_door(
         platform: LocalPlatform, images: dict[str, str], environment: Environment,
         tmp_path: Path) -> None:
-    """The environment's URL serves v1, then v2; the v1 pod is gone and v1 is the previous digest."""
+    """The URL serves v1, then v2; the v1 pod is gone and v1 is recorded as the previous digest."""
     first = deploy(platform, environment, tmp_path, images["v1"])
     url = first.variables["URL"]
     assert url == f"http://127.0.0.1:{environment.port}/"
@@ -137,7 +137,7 @@ def test_no_request_fails_while_a_deploy_switches_releases(
 def test_a_release_that_never_gets_ready_leaves_the_previous_one_serving(
         platform: LocalPlatform, images: dict[str, str], environment: Environment,
         tmp_path: Path) -> None:
-    """A release whose probe keeps failing is removed; the URL still serves v1; the probe's answer is in the error."""
+    """A never-ready release is removed, v1 keeps serving, the error quotes the probe."""
     url = deploy(platform, environment, tmp_path, images["v1"]).variables["URL"]
     with pytest.raises(ActionFailed) as info:
         deploy(platform, environment, tmp_path, images["broken"], timeout=3)
