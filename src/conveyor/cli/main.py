@@ -159,7 +159,7 @@ def follow(app: Any, ex_id: str, *, as_json: bool, quiet: bool = False,
                         view.note(approval_hint(app, ex_id))
                     if on_approval:
                         on_approval(a)
-            if desc["status"] in terminal:
+            if desc["status"] in terminal and not app.store.pending_requests(ex_id):
                 break
             time.sleep(0.25)
     except KeyboardInterrupt:
@@ -433,12 +433,13 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
             click.echo(path.read_text(errors="replace"), nl=False)
 
 
-def _request(kind: str, execution: str, payload: dict[str, Any], as_json: bool, wait: bool = True) -> None:
+def _request(kind: str, execution: str, payload: dict[str, Any], as_json: bool, wait: bool = True,
+             quiet: bool = False) -> None:
     app = _app()
     ex = app.store.get_execution(execution)
     req = app.store.add_request(ex["id"], kind, payload, actor=_user())
     app.store.audit(_user(), kind, ex["id"], payload)
-    if not app.store.live_engines(app.settings.lease_seconds):
+    if wait and not app.store.live_engines(app.settings.lease_seconds):
         eng = app.engine()
         eng.step()
         eng.shutdown(wait=False)
@@ -449,6 +450,8 @@ def _request(kind: str, execution: str, payload: dict[str, Any], as_json: bool, 
             outcome = r["outcome"]
             break
         time.sleep(0.1)
+    if quiet:
+        return
     if as_json:
         emit_json({"request": req, "execution": ex["id"], "kind": kind, "outcome": outcome})
     else:
@@ -478,7 +481,8 @@ def retry(execution: str, failed_only: bool, stage: str | None, as_json: bool, d
     payload: dict[str, Any] = {"failed_only": failed_only}
     if stage:
         payload["stage"] = stage
-    _request("retry", execution, payload, as_json and detach)
+    # the engine that follows (this process's, or a running one) acts on the request
+    _request("retry", execution, payload, as_json, wait=detach, quiet=not detach)
     if not detach:
         app = _app()
         sys.exit(follow(app, app.store.get_execution(execution)["id"], as_json=as_json))
@@ -639,8 +643,17 @@ def register_areas() -> None:
         except ModuleNotFoundError as e:
             if e.name == f"conveyor.cli.{area}":
                 continue
-            raise
+            _broken(area, e)
+            continue
+        except Exception as e:  # noqa: BLE001 - one broken area must not take the CLI down
+            _broken(area, e)
+            continue
         mod.register(cli)
+
+
+def _broken(area: str, e: BaseException) -> None:
+    click.echo(f"warning: the '{area}' commands failed to load ({type(e).__name__}: {e}); "
+               "the other commands work", err=True)
 
 
 register_areas()

@@ -236,9 +236,12 @@ class Store:
             c.execute(t.engines.delete().where(t.engines.c.worker == worker))
 
     def live_engines(self, max_age: float) -> list[Row]:
+        """Engines with a recent heartbeat; on this host, only those whose process still runs."""
+        host = socket.gethostname()
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(t.engines).where(
+            rows = [_row(r) for r in c.execute(select(t.engines).where(
                 t.engines.c.heartbeat > time.time() - max_age))]
+        return [r for r in rows if r["host"] != host or _pid_running(r["pid"])]
 
     # ---- attempts --------------------------------------------------------------------------
     def start_attempt(self, ex_id: str, stage: str, action: str, type_: str, *, epoch: int,
@@ -452,6 +455,20 @@ class Store:
     def audit_log(self, limit: int = 200) -> list[Row]:
         with self.tx() as c:
             return [_row(r) for r in c.execute(select(t.audit).order_by(t.audit.c.id.desc()).limit(limit))]
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def _first_line(e: SQLAlchemyError) -> str:
