@@ -121,6 +121,41 @@ def schema() -> None:
     emit_json(s())
 
 
+@cli.group("pipeline")
+def pipeline_group() -> None:
+    """Pipelines known to this state dir (their triggers start executions on push)."""
+
+
+@pipeline_group.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def pipeline_apply(file: str, as_json: bool) -> None:
+    """Create or update a pipeline from FILE without running it."""
+    app = _app()
+    pipeline, doc = load_file(file, app.registry)
+    app.store.save_pipeline(pipeline.name, doc, str(Path(file).resolve()))
+    app.store.audit(_user(), "pipeline.apply", pipeline.name, {"file": str(file)})
+    if as_json:
+        emit_json({"name": pipeline.name, "stages": [s.name for s in pipeline.stages]})
+    else:
+        click.echo(f"pipeline {pipeline.name}: saved ({len(pipeline.stages)} stages, "
+                   f"{len(pipeline.triggers)} trigger(s))")
+
+
+@pipeline_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def pipeline_list(as_json: bool) -> None:
+    """List pipelines."""
+    app = _app()
+    rows = [{"name": r["name"], "source": r["source_path"], "updatedAt": r["updated_at"]}
+            for r in app.store.list_pipelines()]
+    if as_json:
+        emit_json(rows)
+    else:
+        for r in rows:
+            click.echo(f"{r['name']}\t{r['source'] or ''}")
+
+
 # ---- running ------------------------------------------------------------------------------------
 def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
     out = {}
@@ -544,7 +579,9 @@ def _set_transition(stage: str, pipeline: str | None, enabled: bool, reason: str
     if stage not in [s.name for s in p.stages]:
         from conveyor.model.validate import did_you_mean
 
-        raise ConfigError(f"pipeline '{name}' has no stage '{stage}'{did_you_mean(stage, [s.name for s in p.stages])}")
+        names = [s.name for s in p.stages]
+        raise ConfigError(f"pipeline '{name}' has no stage '{stage}'{did_you_mean(stage, names)}"
+                          f" (stages: {', '.join(names)})")
     app.store.set_transition(name, stage, enabled, reason, _user())
     app.store.audit(_user(), "transition." + ("enable" if enabled else "disable"), f"{name}/{stage}", {"reason": reason})
     if as_json:

@@ -1,0 +1,131 @@
+"""The store on SQLite and PostgreSQL: migrations, guarded transitions, races, an engine run."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.errors import Conflict, Unavailable
+from conveyor.model.status import ActionStatus
+from conveyor.store.db import Store
+
+pytestmark = pytest.mark.integration
+
+
+def test_migrations_are_idempotent(db_url: str) -> None:
+    """Opening the store twice migrates once and keeps the data."""
+    s = Store(db_url)
+    ex = s.create_execution("p", {"name": "p"}, variables={}, trigger={})
+    s.close()
+    s2 = Store(db_url)
+    assert s2.get_execution(ex)["seq"] == 1
+    s2.close()
+
+
+def test_only_one_of_two_racing_transitions_wins(db_url: str) -> None:
+    """Two writers finish the same attempt at once: one succeeds, the other gets Conflict."""
+    s = Store(db_url)
+    ex = s.create_execution("p", {}, variables={}, trigger={})
+    att = s.start_attempt(ex, "S", "A", "shell", epoch=0, worker="w", deadline=None, log_path="")
+    results: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def finish(to: ActionStatus) -> None:
+        barrier.wait()
+        try:
+            s.transition(att["id"], to, reason=to.value)
+            results.append("won")
+        except Conflict:
+            results.append("conflict")
+
+    ts = [threading.Thread(target=finish, args=(st,)) for st in (ActionStatus.SUCCEEDED, ActionStatus.FAILED)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sorted(results) == ["conflict", "won"]
+    assert len([h for h in s.history_for(ex) if h["from_status"] == "InProgress"]) == 1
+    s.close()
+
+
+def test_two_approvers_exactly_one_wins(db_url: str) -> None:
+    """Approve and reject racing on one pending approval: one decision is kept."""
+    import time
+
+    s = Store(db_url)
+    ex = s.create_execution("p", {}, variables={}, trigger={})
+    att = s.start_attempt(ex, "Gate", "Approve", "approval", epoch=0, worker="w", deadline=None, log_path="")
+    s.create_approval(att["id"], ex, token="t" * 32, summary="", digest=None, expires_at=time.time() + 60)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def decide(status: str, who: str) -> None:
+        barrier.wait()
+        try:
+            s.decide_approval(att["id"], status, by=who, comment="")
+            outcomes.append(who)
+        except Conflict as e:
+            outcomes.append("conflict:" + e.message)
+
+    ts = [threading.Thread(target=decide, args=a) for a in (("Approved", "alice"), ("Rejected", "bob"))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    winners = [o for o in outcomes if not o.startswith("conflict")]
+    assert len(winners) == 1
+    assert s.get_approval(att["id"])["decided_by"] == winners[0]
+    assert any("already decided" in o for o in outcomes)
+    s.close()
+
+
+def test_execution_numbers_are_unique_under_concurrent_starts(db_url: str) -> None:
+    """Eight executions started at once get eight distinct numbers."""
+    s = Store(db_url)
+    ids: list[str] = []
+    ts = [threading.Thread(target=lambda: ids.append(s.create_execution("p", {}, variables={}, trigger={})))
+          for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sorted(s.get_execution(i)["seq"] for i in ids) == list(range(1, 9))
+    s.close()
+
+
+def test_engine_runs_a_pipeline_on_this_store(db_url: str, tmp_path: Path) -> None:
+    """The whole engine works on either database."""
+    from conveyor.bootstrap import build
+    from conveyor.settings import Settings
+    from tests.conftest import run_pipeline
+
+    settings = Settings(state_dir=tmp_path / "state", database_url=db_url, lease_seconds=3,
+                        heartbeat_seconds=0.5, poll_seconds=0.05)
+    app: Any = build(settings)
+    ex = run_pipeline(app, """
+name: ondb
+stages:
+  - name: A
+    actions:
+      - {name: a1, type: shell, outputs: [o], config: {commands: ["echo x > f"]}}
+      - {name: a2, type: shell, config: {commands: ["true"]}}
+  - name: B
+    actions: [{name: b, type: shell, inputs: [o], config: {commands: ["test -f f"]}}]
+""", tmp_path)
+    assert app.store.get_execution(ex)["status"] == "Succeeded"
+    app.store.close()
+
+
+def test_unopenable_database_is_unavailable(tmp_path: Path) -> None:
+    """A database that cannot be opened is one clear Unavailable error (exit code 3)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(Unavailable) as e:
+        Store(f"sqlite:///{blocker}/sub/c.db")
+    assert e.value.exit_code == 3
+    with pytest.raises(Unavailable) as e2:
+        Store("postgresql://nobody@127.0.0.1:1/none")
+    assert "cannot open database" in e2.value.message and "***@" in e2.value.message
