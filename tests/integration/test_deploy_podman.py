@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import threading
@@ -59,7 +60,7 @@ def environment(platform: LocalPlatform) -> Iterator[Environment]:
     PodmanEnvironment(platform, env).remove()
 
 
-def deploy(platform: LocalPlatform, env: Environment, tmp_path: Path, image: str,
+def deploy(platform: LocalPlatform, env: Environment, tmp_path: Path, image: str | None,
            *, timeout: int = 30, manifests: Path | None = None) -> ActionResult:
     src = tmp_path / f"src-{secrets.token_hex(2)}"
     if manifests is None:
@@ -68,7 +69,8 @@ def deploy(platform: LocalPlatform, env: Environment, tmp_path: Path, image: str
         src = manifests
     action = Action("DeployToEnv", "deploy", environment=env.name, inputs=("app_src",))
     ctx = action_context(platform, pipeline_with({env.name: env}, action), action,
-                         {"image": image, "timeout": timeout}, tmp_path / secrets.token_hex(2),
+                         {"timeout": timeout, **({"image": image} if image else {})},
+                         tmp_path / secrets.token_hex(2),
                          inputs={"app_src": src})
     return Deploy().run(ctx)
 
@@ -148,6 +150,18 @@ def test_a_release_that_never_gets_ready_leaves_the_previous_one_serving(
     runtime = ContainerRuntime(platform.container_env())
     pods = runtime.pods(f"conveyor.environment={environment.name}")
     assert len(pods) == 1 and images["v1"].split(":")[-1][:8] in pods[0].name
+
+
+def test_the_image_can_come_from_an_image_detail_file(
+        platform: LocalPlatform, images: dict[str, str], environment: Environment,
+        tmp_path: Path) -> None:
+    """Without `image`, the input's imageDetail.json (as CodePipeline writes it) names the image."""
+    src = tmp_path / "with-detail"
+    write_manifests(src, "webapp:latest")
+    (src / "imageDetail.json").write_text(json.dumps({"ImageURI": images["v2"]}))
+    result = deploy(platform, environment, tmp_path, None, manifests=src)
+    assert result.variables["ImageDigest"] == images["v2"].split("@")[1]
+    assert served(result.variables["URL"]) == "v2"
 
 
 def test_an_invalid_manifest_is_reported_with_file_and_line(

@@ -36,9 +36,9 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
-from conveyor.adapters.manifests import ManifestSet, load_manifests, pin_image
+from conveyor.adapters.manifests import ManifestSet, load_manifests, pin_image, repository_name
 from conveyor.adapters.registry import ImageRef, RegistryClient
-from conveyor.errors import ActionError, ActionFailed, ConfigError, NotFound, ValidationFailed
+from conveyor.errors import ActionFailed, ConfigError, NotFound, ValidationFailed
 from conveyor.model.pipeline import Environment
 
 DEFAULT_TIMEOUT = 120
@@ -67,6 +67,12 @@ class Deploy(BaseAction):
         log = ctx.log.write
         root, image_text = _locate(ctx, cfg)
         image = _pin(image_text, log)
+        if env.registry and env.driver == "podman":
+            expected = _platform(ctx).environment_registry(env)
+            if image.host != expected:
+                log(f"warning: environment '{env.name}' uses registry {expected}, but the image "
+                    f"comes from {image.host} (promote it first to deploy what the registry "
+                    "of the environment holds)\n")
         try:
             mset = load_manifests(root, cfg.manifests)
             pinned = pin_image(mset, str(image), cfg.container)
@@ -175,11 +181,10 @@ def _deploy_kubernetes(ctx: ActionContext, env: Environment, mset: ManifestSet, 
     objects = [ManifestObject(body, f"{d.file}:{d.line}")
                for d, body in zip(mset.documents, mset.plain(), strict=True)]
     started = time.time()
-    try:
-        details = deployer.deploy(objects, namespace=namespace, timeout=timeout,
-                                  cancel=ctx.cancel)
-    except ActionError:
-        raise
+    details = deployer.deploy(objects, namespace=namespace, timeout=timeout, cancel=ctx.cancel)
+    previous = [img for imgs in details.get("previous_images", {}).values() for img in imgs
+                if "@" in img and repository_name(img) == image.name]
     details.update({"context": env.context, "started_at": started, "finished_at": time.time(),
-                    "url": env.url or ""})
+                    "url": env.url or "",
+                    "previous_digest": previous[0].split("@", 1)[1] if previous else None})
     return details

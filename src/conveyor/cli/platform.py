@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import sys
 from typing import Any
 
 import click
@@ -36,6 +38,11 @@ def _platform() -> Any:
     from conveyor.platform.local import LocalPlatform
 
     return LocalPlatform(_settings())
+
+
+def _console() -> Console:
+    plain = bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
+    return Console(no_color=plain, highlight=False)
 
 
 def _fail(exc: ConveyorError) -> None:
@@ -72,7 +79,7 @@ def up(as_json: bool) -> None:
         click.echo(json.dumps({"started": started, "parts": [p.as_dict() for p in parts]},
                               indent=2))
         return
-    console = Console()
+    console = _console()
     for s in started:
         console.print(f"started {s}")
     if not started:
@@ -110,7 +117,7 @@ def platform_status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([p.as_dict() for p in parts], indent=2))
     else:
-        Console().print(_parts_table(parts))
+        _console().print(_parts_table(parts))
     if any(not p.healthy for p in parts):
         raise SystemExit(Unavailable.exit_code)
 
@@ -148,7 +155,7 @@ def env_list(as_json: bool) -> None:
         table.add_row(r["environment"], (r["digest"] or "-")[:19], r["url"] or "-",
                       _when(r["at"]), r["execution_id"] or "-", (r["commit"] or "-")[:10],
                       r["actor"] or "-")
-    Console().print(table)
+    _console().print(table)
 
 
 @env_group.command("history")
@@ -174,7 +181,7 @@ def env_history(environment: str, limit: int, as_json: bool) -> None:
         table.add_row(_when(r["at"]), r["kind"], (r["digest"] or "-")[:19],
                       (r["previous_digest"] or "-")[:19], r["execution_id"] or "-",
                       (r["commit"] or "-")[:10], r["actor"] or "-")
-    Console().print(table)
+    _console().print(table)
 
 
 def _deployment_row(d: dict[str, Any]) -> dict[str, Any]:

@@ -120,15 +120,23 @@ def _alive(pid: int, marker: str) -> bool:
     return marker in cmdline
 
 
-def port_free(host: str, port: int) -> bool:
-    """True if nothing listens on host:port (we could bind it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
+def port_free(host: str, port: int, wait: float = 0.0) -> bool:
+    """True if nothing listens on host:port (we could bind it), checking for up to `wait` s.
+
+    A process that just exited may hold its listening socket for a few milliseconds more.
+    """
+    end = time.monotonic() + wait
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+                return True
+            except OSError:
+                pass
+        if time.monotonic() >= end:
             return False
-    return True
+        time.sleep(0.05)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

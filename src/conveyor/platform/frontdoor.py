@@ -256,7 +256,7 @@ class FrontDoor:
         daemon = self.daemon
         if daemon.pid() is not None:
             return False
-        if not port_free(self.host, self.port):
+        if not port_free(self.host, self.port, wait=2.0):
             owner = port_owner(self.port)
             raise Unavailable(
                 f"environment '{self.environment}': its port {self.address} is already taken"

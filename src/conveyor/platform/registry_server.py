@@ -68,7 +68,7 @@ class RegistryServer:
         binary = shutil.which(BINARY)
         if not binary:
             raise missing_tool(BINARY, "docker-registry")
-        if not port_free(self.host, self.port):
+        if not port_free(self.host, self.port, wait=2.0):
             owner = port_owner(self.port)
             raise Unavailable(
                 f"cannot start registry '{self.name}': port {self.address} is already taken"
