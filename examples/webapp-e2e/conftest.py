@@ -10,6 +10,7 @@ Environment:
     CHROME_BINARY      default /usr/bin/chromium (Debian's chromium)
     CHROMEDRIVER       default /usr/bin/chromedriver (Debian's chromium-driver)
     REPORTS_DIR        default reports/ (screenshots go to REPORTS_DIR/screenshots/)
+    E2E_TIMEOUT        seconds to wait for the page to show something (default 10)
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
@@ -10,7 +11,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-TIMEOUT = 10.0
+# seconds to wait for the app to show something (E2E_TIMEOUT overrides)
+TIMEOUT = float(os.environ.get("E2E_TIMEOUT", "10"))
 
 
 def testid(name: str) -> str:
