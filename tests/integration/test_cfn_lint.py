@@ -23,15 +23,22 @@ EXAMPLE = REPO / "examples" / "pipeline.yaml"
 FIXTURE = REPO / "tests" / "unit" / "data" / "seed_eks.yaml"
 
 
-CFN_LINT = str(Path(sys.executable).parent / "cfn-lint") if (Path(sys.executable).parent / "cfn-lint").exists() \
+CFN_LINT = (
+    str(Path(sys.executable).parent / "cfn-lint")
+    if (Path(sys.executable).parent / "cfn-lint").exists()
     else shutil.which("cfn-lint")
+)
 
 
 def _lint(*paths: Path) -> subprocess.CompletedProcess[str]:
     if CFN_LINT is None:
         pytest.fail("cfn-lint is not installed: `pip install -e .[dev]` (make test does it)")
-    return subprocess.run([CFN_LINT, "--format", "parseable", *map(str, paths)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [CFN_LINT, "--format", "parseable", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _importable() -> list[Path]:
@@ -57,7 +64,7 @@ def test_seed_template_is_lint_clean(tmp_path: Path, fmt: str) -> None:
 
 
 def test_example_pipeline_template_is_lint_clean(tmp_path: Path) -> None:
-    """examples/pipeline.yaml (its local environments mapped to EKS) synthesizes to a lint-clean template."""
+    """examples/pipeline.yaml (environments mapped to EKS) gives a lint-clean template."""
     if not EXAMPLE.exists():
         pytest.skip("examples/pipeline.yaml is not written yet")
     p = load_pipeline(EXAMPLE)
@@ -69,7 +76,7 @@ def test_example_pipeline_template_is_lint_clean(tmp_path: Path) -> None:
 
 
 def test_lint_catches_a_bad_property(tmp_path: Path) -> None:
-    """The lint run is real: an unknown resource property is reported (so the clean results mean something)."""
+    """The lint run is real: an unknown resource property is reported."""
     t = synthesize(load_pipeline(FIXTURE)).template
     t["Resources"]["TestRepository"]["Properties"]["ScanOnPush"] = True
     out = tmp_path / "bad.yaml"

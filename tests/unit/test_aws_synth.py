@@ -16,7 +16,9 @@ from conveyor.spec.buildspec import parse_buildspec
 from conveyor.spec.pipeline_file import load_pipeline
 
 SEED = Path(__file__).resolve().parent / "data" / "seed_eks.yaml"
-LOCAL_SEED = Path(__file__).resolve().parents[2] / "src" / "conveyor" / "templates" / "pipeline.yaml"
+LOCAL_SEED = (
+    Path(__file__).resolve().parents[2] / "src" / "conveyor" / "templates" / "pipeline.yaml"
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,30 +42,46 @@ def test_same_input_same_bytes() -> None:
 
 
 def test_pipeline_keeps_stages_actions_and_order(template: dict[str, Any]) -> None:
-    """The CodePipeline is V2 with the seed's stages, action names, runOrder, artifacts and namespaces."""
+    """V2, with the seed's stages, action names, runOrder, artifacts and namespaces."""
     props = template["Resources"]["Pipeline"]["Properties"]
     assert (props["PipelineType"], props["ExecutionMode"]) == ("V2", "SUPERSEDED")
     stages = {s["Name"]: s for s in props["Stages"]}
-    assert list(stages) == ["Source", "Build", "DeployToEKS", "RunSeleniumTest", "DeployToEKSProdApproval",
-                            "DeployToEKSProd"]
+    assert list(stages) == [
+        "Source",
+        "Build",
+        "DeployToEKS",
+        "RunSeleniumTest",
+        "DeployToEKSProdApproval",
+        "DeployToEKSProd",
+    ]
     prod = stages["DeployToEKSProd"]
-    assert [(a["Name"], a["RunOrder"]) for a in prod["Actions"]] == [("PushImageToEcrProd", 1),
-                                                                      ("DeployToEKSNamespaceProd", 2)]
+    assert [(a["Name"], a["RunOrder"]) for a in prod["Actions"]] == [
+        ("PushImageToEcrProd", 1),
+        ("DeployToEKSNamespaceProd", 2),
+    ]
     build = stages["Build"]["Actions"][0]
     assert (build["InputArtifacts"], build["OutputArtifacts"], build["Namespace"]) == (
-        [{"Name": "app_src"}], [{"Name": "build_out"}], "Build")
+        [{"Name": "app_src"}],
+        [{"Name": "build_out"}],
+        "Build",
+    )
     assert [a["RunOrder"] for a in stages["Source"]["Actions"]] == [1, 1]
     assert props["Variables"] == [{"Name": "APP_VERSION", "DefaultValue": "1.0.0"}]
 
 
 def test_monitor_becomes_alarm_condition_with_rollback(template: dict[str, Any]) -> None:
-    """The monitor is not an action on AWS but an onSuccess ROLLBACK condition on a CloudWatch alarm."""
+    """The monitor becomes an onSuccess ROLLBACK condition on a CloudWatch alarm."""
     prod = template["Resources"]["Pipeline"]["Properties"]["Stages"][-1]
     assert "Monitor" not in [a["Name"] for a in prod["Actions"]]
     cond = prod["OnSuccess"]["Conditions"][0]
     rule = cond["Rules"][0]
     assert cond["Result"] == "ROLLBACK"
-    assert rule["RuleTypeId"] == {"Category": "Rule", "Owner": "AWS", "Provider": "CloudWatchAlarm", "Version": "1"}
+    assert rule["RuleTypeId"] == {
+        "Category": "Rule",
+        "Owner": "AWS",
+        "Provider": "CloudWatchAlarm",
+        "Version": "1",
+    }
     assert rule["Configuration"]["AlarmName"] == {"Ref": "MonitorAlarm"}
     assert rule["Configuration"]["WaitTime"] == "10"
     assert template["Resources"]["MonitorAlarm"]["Type"] == "AWS::CloudWatch::Alarm"
@@ -71,7 +89,7 @@ def test_monitor_becomes_alarm_condition_with_rollback(template: dict[str, Any])
 
 
 def test_sources_are_codecommit_with_parameters_and_eventbridge(template: dict[str, Any]) -> None:
-    """Bare repository names become CodeCommit sources with parameters; a push rule starts the pipeline."""
+    """Bare repository names become CodeCommit sources (parameters) with a push rule."""
     src = template["Resources"]["Pipeline"]["Properties"]["Stages"][0]["Actions"][0]
     assert src["ActionTypeId"]["Provider"] == "CodeCommit"
     assert src["Configuration"]["RepositoryName"] == {"Ref": "CodeCommitDMFRepositoryName"}
@@ -83,30 +101,50 @@ def test_sources_are_codecommit_with_parameters_and_eventbridge(template: dict[s
 
 
 def test_github_source_uses_connection_and_v2_trigger() -> None:
-    """A GitHub URL becomes a CodeStar connection source, and its trigger a V2 trigger with filters."""
+    """A GitHub URL becomes a CodeStar connection source with a filtered V2 trigger."""
     p = load_pipeline(SEED)
     stages = list(p.stages)
     src = stages[0].actions[0]
-    stages[0] = replace(stages[0], actions=(replace(src, config={"repository": "https://github.com/acme/webapp.git",
-                                                                 "branch": "main"}),
-                                            *stages[0].actions[1:]))
+    stages[0] = replace(
+        stages[0],
+        actions=(
+            replace(
+                src, config={"repository": "https://github.com/acme/webapp.git", "branch": "main"}
+            ),
+            *stages[0].actions[1:],
+        ),
+    )
     t = synthesize(replace(p, stages=tuple(stages))).template
     action = t["Resources"]["Pipeline"]["Properties"]["Stages"][0]["Actions"][0]
     assert action["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
     assert action["Configuration"]["ConnectionArn"] == {"Ref": "ConnectionArn"}
     assert t["Parameters"]["CodeCommitDMFFullRepositoryId"]["Default"] == "acme/webapp"
     [trigger] = t["Resources"]["Pipeline"]["Properties"]["Triggers"]
-    assert trigger["GitConfiguration"]["Push"] == [{"Branches": {"Includes": ["main"]},
-                                                    "FilePaths": {"Excludes": ["docs/**"]}}]
+    assert trigger["GitConfiguration"]["Push"] == [
+        {"Branches": {"Includes": ["main"]}, "FilePaths": {"Excludes": ["docs/**"]}}
+    ]
 
 
 def test_one_project_per_codebuild_action_with_buildspecs(template: dict[str, Any]) -> None:
-    """Build actions run the buildspec from their source; deploy and promote get generated inline buildspecs."""
+    """Builds run their source's buildspec; deploy and promote get generated ones inline."""
     projects = _of_type(template, "AWS::CodeBuild::Project")
-    assert sorted(projects) == ["AngularBuildAndCreateDockerImageProject", "DeployToEKSNamespaceProdProject",
-                                "DeployToEKSProject", "PushImageToEcrProdProject", "RunTestSeleniumonEc2Project"]
-    assert projects["AngularBuildAndCreateDockerImageProject"]["Properties"]["Source"]["BuildSpec"] == "buildspec.yml"
-    assert projects["AngularBuildAndCreateDockerImageProject"]["Properties"]["Environment"]["PrivilegedMode"] is True
+    assert sorted(projects) == [
+        "AngularBuildAndCreateDockerImageProject",
+        "DeployToEKSNamespaceProdProject",
+        "DeployToEKSProject",
+        "PushImageToEcrProdProject",
+        "RunTestSeleniumonEc2Project",
+    ]
+    assert (
+        projects["AngularBuildAndCreateDockerImageProject"]["Properties"]["Source"]["BuildSpec"]
+        == "buildspec.yml"
+    )
+    assert (
+        projects["AngularBuildAndCreateDockerImageProject"]["Properties"]["Environment"][
+            "PrivilegedMode"
+        ]
+        is True
+    )
     deploy = projects["DeployToEKSProject"]["Properties"]["Source"]["BuildSpec"]
     assert "aws eks update-kubeconfig" in deploy and "kubectl rollout status" in deploy
     promote = projects["PushImageToEcrProdProject"]["Properties"]["Source"]["BuildSpec"]
@@ -115,7 +153,9 @@ def test_one_project_per_codebuild_action_with_buildspecs(template: dict[str, An
     assert selenium == "aws/codebuild/standard:7.0"
 
 
-@pytest.mark.parametrize("text", [deploy_buildspec(), promote_buildspec()], ids=["deploy", "promote"])
+@pytest.mark.parametrize(
+    "text", [deploy_buildspec(), promote_buildspec()], ids=["deploy", "promote"]
+)
 def test_generated_buildspecs_are_valid(text: str) -> None:
     """The generated buildspecs pass Conveyor's own buildspec 0.2 parser."""
     spec = parse_buildspec(text, "generated.yml")
@@ -124,26 +164,37 @@ def test_generated_buildspecs_are_valid(text: str) -> None:
 
 
 def test_repositories_bucket_and_topic(template: dict[str, Any]) -> None:
-    """ECR prod is immutable with scan on push; the bucket is encrypted, versioned, private and TLS-only;
-    the approval topic's subscription is conditional."""
+    """ECR prod immutable, scan on push; bucket encrypted, versioned, private, TLS-only; SNS."""
     repos = _of_type(template, "AWS::ECR::Repository")
     assert repos["ProdRepository"]["Properties"]["ImageTagMutability"] == "IMMUTABLE"
     assert repos["TestRepository"]["Properties"]["ImageTagMutability"] == "MUTABLE"
-    assert all(r["Properties"]["ImageScanningConfiguration"] == {"ScanOnPush": True} for r in repos.values())
+    assert all(
+        r["Properties"]["ImageScanningConfiguration"] == {"ScanOnPush": True}
+        for r in repos.values()
+    )
     assert all("LifecyclePolicyText" in r["Properties"]["LifecyclePolicy"] for r in repos.values())
     bucket = template["Resources"]["ArtifactBucket"]["Properties"]
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
-    policy = template["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
-    assert (policy["Effect"], policy["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+    policy = template["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ][0]
+    assert (policy["Effect"], policy["Condition"]) == (
+        "Deny",
+        {"Bool": {"aws:SecureTransport": "false"}},
+    )
     assert template["Resources"]["ApprovalSubscription"]["Condition"] == "HasApprovalSubscriber"
-    approval = template["Resources"]["Pipeline"]["Properties"]["Stages"][4]["Actions"][0]["Configuration"]
+    approval = template["Resources"]["Pipeline"]["Properties"]["Stages"][4]["Actions"][0][
+        "Configuration"
+    ]
     assert approval["NotificationArn"] == {"Ref": "ApprovalTopic"}
-    assert "ExternalEntityLink" in approval and approval["CustomData"].startswith("Read the Selenium reports")
+    assert "ExternalEntityLink" in approval and approval["CustomData"].startswith(
+        "Read the Selenium reports"
+    )
 
 
 def test_least_privilege(template: dict[str, Any]) -> None:
-    """No role grants `*` actions, and only ecr:GetAuthorizationToken (which IAM cannot scope) has Resource `*`."""
+    """No `*` actions; only ecr:GetAuthorizationToken (IAM cannot scope it) has Resource `*`."""
     for name, role in _of_type(template, "AWS::IAM::Role").items():
         for st in _statements(role):
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
@@ -154,22 +205,27 @@ def test_least_privilege(template: dict[str, Any]) -> None:
 
 
 def test_eks_access_entries_scoped_to_namespace(template: dict[str, Any]) -> None:
-    """Each deploy project's role gets an EKS access entry limited to its environment's namespace."""
+    """Each deploy project's role gets an EKS access entry limited to its namespace."""
     entries = _of_type(template, "AWS::EKS::AccessEntry")
     assert sorted(entries) == ["DeployToEKSAccessEntry", "DeployToEKSNamespaceProdAccessEntry"]
     prod = entries["DeployToEKSNamespaceProdAccessEntry"]["Properties"]
     assert prod["ClusterName"] == {"Ref": "ProdEksClusterName"}
-    assert prod["AccessPolicies"][0]["AccessScope"] == {"Type": "namespace", "Namespaces": [{"Ref": "ProdNamespace"}]}
+    assert prod["AccessPolicies"][0]["AccessScope"] == {
+        "Type": "namespace",
+        "Namespaces": [{"Ref": "ProdNamespace"}],
+    }
     assert template["Parameters"]["ProdEksClusterName"]["Default"] == "seed-prod"
 
 
 def test_podman_environment_is_refused_unless_mapped() -> None:
-    """The local seed (podman environments) is refused naming each environment, and `--target-env` maps it."""
+    """The local seed (podman) is refused naming each environment; `--target-env` maps it."""
     p = load_pipeline(LOCAL_SEED)
     with pytest.raises(Unmappable) as e:
         synthesize(p)
-    assert [f.path for f in e.value.findings] == [("environments", "test", "driver"),
-                                                   ("environments", "prod", "driver")]
+    assert [f.path for f in e.value.findings] == [
+        ("environments", "test", "driver"),
+        ("environments", "prod", "driver"),
+    ]
     assert "--target-env test=eks" in e.value.findings[0].message
     t = synthesize(p, {"test": "eks", "prod": "eks"}).template
     assert "ProdEksClusterName" in t["Parameters"]
@@ -181,8 +237,14 @@ def test_unmapped_action_type_and_local_repository_are_refused() -> None:
     s0 = p.stages[0]
     bad_src = replace(s0.actions[1], config={"repository": "/srv/git/e2e.git", "branch": "main"})
     odd = replace(p.stages[1].actions[0], type="test.selenium")
-    p = replace(p, stages=(replace(s0, actions=(s0.actions[0], bad_src)), replace(p.stages[1], actions=(odd,)),
-                           *p.stages[2:]))
+    p = replace(
+        p,
+        stages=(
+            replace(s0, actions=(s0.actions[0], bad_src)),
+            replace(p.stages[1], actions=(odd,)),
+            *p.stages[2:],
+        ),
+    )
     with pytest.raises(Unmappable) as e:
         synthesize(p)
     messages = [f.message for f in e.value.findings]

@@ -25,13 +25,17 @@ CRANE_VERSION = "v0.20.2"
 # the imageDetail.json the application's buildspec writes into its output artifact.
 _RESOLVE_IMAGE = r"""
 if [ -z "${IMAGE:-}" ] && [ -f "${CODEBUILD_SRC_DIR}/imageDetail.json" ]; then
-  IMAGE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ImageURI"])' "${CODEBUILD_SRC_DIR}/imageDetail.json")";
+  IMAGE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ImageURI"])' \
+    "${CODEBUILD_SRC_DIR}/imageDetail.json")";
 fi
-if [ -z "${IMAGE:-}" ]; then echo "no image given (IMAGE) and no imageDetail.json in the input artifact" >&2; exit 1; fi
+if [ -z "${IMAGE:-}" ]; then
+  echo "no image given (IMAGE) and no imageDetail.json in the input artifact" >&2; exit 1;
+fi
 case "$IMAGE" in
   *@sha256:*) ;;
   *) REPO_URI="${IMAGE%:*}"; TAG="${IMAGE##*:}";
-     DIGEST="$(aws ecr describe-images --repository-name "${REPO_URI#*/}" --image-ids imageTag="$TAG" --query 'imageDetails[0].imageDigest' --output text)";
+     DIGEST="$(aws ecr describe-images --repository-name "${REPO_URI#*/}" \
+       --image-ids imageTag="$TAG" --query 'imageDetails[0].imageDigest' --output text)";
      IMAGE="${REPO_URI}@${DIGEST}";;
 esac
 echo "image: $IMAGE"
@@ -66,7 +70,7 @@ def _spec(
 
 
 def deploy_buildspec() -> str:
-    """kubectl apply of the manifests (image pinned by digest) to an EKS namespace, then rollout status.
+    """kubectl apply of the manifests (image pinned by digest) to an EKS namespace; rollout status.
 
     Environment: EKS_CLUSTER, K8S_NAMESPACE, MANIFESTS (path in the input artifact), IMAGE
     (repo@sha256:... or repo:tag, resolved to a digest), IMAGE_NAME (the repository name the
@@ -74,27 +78,35 @@ def deploy_buildspec() -> str:
     (optional: else the Service's load balancer).
     """
     install = [
-        f"curl -fsSLo /usr/local/bin/kubectl https://dl.k8s.io/release/{KUBECTL_VERSION}/bin/linux/amd64/kubectl",
+        "curl -fsSLo /usr/local/bin/kubectl "
+        f"https://dl.k8s.io/release/{KUBECTL_VERSION}/bin/linux/amd64/kubectl",
         "chmod +x /usr/local/bin/kubectl",
     ]
     pre = [
         _RESOLVE_IMAGE,
-        'aws eks update-kubeconfig --name "$EKS_CLUSTER" ${EKS_KUBECTL_ROLE_ARN:+--role-arn "$EKS_KUBECTL_ROLE_ARN"}',
-        'kubectl get namespace "$K8S_NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$K8S_NAMESPACE"',
+        'aws eks update-kubeconfig --name "$EKS_CLUSTER" ${EKS_KUBECTL_ROLE_ARN:+--role-arn '
+        '"$EKS_KUBECTL_ROLE_ARN"}',
+        'kubectl get namespace "$K8S_NAMESPACE" >/dev/null 2>&1 || kubectl create namespace '
+        '"$K8S_NAMESPACE"',
     ]
     build = [
-        "mkdir -p /tmp/rendered",
-        'for f in $(find "${CODEBUILD_SRC_DIR}/${MANIFESTS}" -name "*.yaml" -o -name "*.yml" | sort); do '
-        'sed -E "s#^([[:space:]]*(- )?image:[[:space:]]*)[^[:space:]]*${IMAGE_NAME}([:@][^[:space:]]*)?[[:space:]]*\\$#\\1${IMAGE}#" '
-        '"$f" > "/tmp/rendered/$(basename "$f")"; done',
-        'grep -rqF "$IMAGE" /tmp/rendered || { echo "no image line for ${IMAGE_NAME} in ${MANIFESTS}: nothing pinned" >&2; exit 1; }',
-        'kubectl apply -n "$K8S_NAMESPACE" -f /tmp/rendered/',
-        'for d in $(kubectl get -n "$K8S_NAMESPACE" -f /tmp/rendered/ -o name | grep "^deployment"); do '
+        'RENDERED="$(mktemp -d)"',
+        'for f in $(find "${CODEBUILD_SRC_DIR}/${MANIFESTS}" -name "*.yaml" -o -name "*.yml" | '
+        "sort); do "
+        'sed -E "s#^([[:space:]]*(- )?image:[[:space:]]*)"'
+        '"[^[:space:]]*${IMAGE_NAME}([:@][^[:space:]]*)?[[:space:]]*\\$#\\1${IMAGE}#" '
+        '"$f" > "${RENDERED}/$(basename "$f")"; done',
+        'grep -rqF "$IMAGE" "$RENDERED" || { echo "no image line for ${IMAGE_NAME} in '
+        '${MANIFESTS}: nothing pinned" >&2; exit 1; }',
+        'kubectl apply -n "$K8S_NAMESPACE" -f "$RENDERED"/',
+        'for d in $(kubectl get -n "$K8S_NAMESPACE" -f "$RENDERED"/ -o name | grep '
+        '"^deployment"); do '
         'kubectl rollout status -n "$K8S_NAMESPACE" "$d" --timeout="${ROLLOUT_TIMEOUT:-300}s" '
         '|| { kubectl rollout undo -n "$K8S_NAMESPACE" "$d"; exit 1; }; done',
         'ImageURI="$IMAGE"; ImageDigest="${IMAGE#*@}"',
         'URL="${APP_URL:-}"; if [ -z "$URL" ]; then HOST="$(kubectl get svc -n "$K8S_NAMESPACE" -o '
-        'jsonpath=\'{.items[0].status.loadBalancer.ingress[0].hostname}\')"; URL="${HOST:+http://$HOST}"; fi',
+        "jsonpath='{.items[0].status.loadBalancer.ingress[0].hostname}')\"; "
+        'URL="${HOST:+http://$HOST}"; fi',
         'echo "deployed $IMAGE to $EKS_CLUSTER/$K8S_NAMESPACE ${URL}"',
     ]
     return _spec(
@@ -107,13 +119,14 @@ def deploy_buildspec() -> str:
 
 
 def promote_buildspec() -> str:
-    """Copy an image by digest from SOURCE_REPOSITORY_URI to TARGET_REPOSITORY_URI (crane), verify the digest.
+    """Copy an image by digest to TARGET_REPOSITORY_URI (crane), then verify the digest there.
 
     Environment: IMAGE (the source, repo@sha256:... or repo:tag), TARGET_REPOSITORY_URI,
     TARGET_REPOSITORY_NAME, TAG (optional), REGISTRY_HOST.
     """
     install = [
-        f"curl -fsSL https://github.com/google/go-containerregistry/releases/download/{CRANE_VERSION}/"
+        "curl -fsSL "
+        f"https://github.com/google/go-containerregistry/releases/download/{CRANE_VERSION}/"
         "go-containerregistry_Linux_x86_64.tar.gz | tar -xz -C /usr/local/bin crane",
         "crane version",
     ]
@@ -124,9 +137,11 @@ def promote_buildspec() -> str:
     build = [
         'DIGEST="${IMAGE#*@}"; ImageTag="${TAG:-${DIGEST#sha256:}}"; ImageTag="${ImageTag:0:128}"',
         'crane copy "$IMAGE" "${TARGET_REPOSITORY_URI}:${ImageTag}"',
-        'GOT="$(aws ecr describe-images --repository-name "$TARGET_REPOSITORY_NAME" --image-ids imageDigest="$DIGEST" '
+        'GOT="$(aws ecr describe-images --repository-name "$TARGET_REPOSITORY_NAME" --image-ids '
+        'imageDigest="$DIGEST" '
         "--query 'imageDetails[0].imageDigest' --output text)\"",
-        '[ "$GOT" = "$DIGEST" ] || { echo "digest mismatch in ${TARGET_REPOSITORY_NAME}: expected $DIGEST, got $GOT" >&2; exit 1; }',
+        '[ "$GOT" = "$DIGEST" ] || { echo "digest mismatch in ${TARGET_REPOSITORY_NAME}: '
+        'expected $DIGEST, got $GOT" >&2; exit 1; }',
         'ImageURI="${TARGET_REPOSITORY_URI}@${DIGEST}"; ImageDigest="$DIGEST"',
         'echo "promoted $IMAGE -> $ImageURI (tag $ImageTag)"',
     ]

@@ -21,17 +21,31 @@ from conveyor.errors import AuthError, ConfigError, Conflict, ConveyorError, Not
 STACK_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
 TEMPLATE_BODY_LIMIT = 51_200
 TERMINAL_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
-TERMINAL_BAD = {"CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "UPDATE_ROLLBACK_COMPLETE",
-                "UPDATE_ROLLBACK_FAILED", "DELETE_COMPLETE", "DELETE_FAILED", "UPDATE_FAILED",
-                "IMPORT_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_FAILED"}
+TERMINAL_BAD = {
+    "CREATE_FAILED",
+    "ROLLBACK_COMPLETE",
+    "ROLLBACK_FAILED",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "UPDATE_ROLLBACK_FAILED",
+    "DELETE_COMPLETE",
+    "DELETE_FAILED",
+    "UPDATE_FAILED",
+    "IMPORT_ROLLBACK_COMPLETE",
+    "IMPORT_ROLLBACK_FAILED",
+}
 
 
 def check_stack_name(name: str) -> None:
     """CloudFormation: a letter first, then letters, digits and '-', at most 128 characters."""
     if not STACK_NAME.match(name):
-        suggestion = re.sub(r"[^-A-Za-z0-9]", "-", name).lstrip("-0123456789")[:128] or "conveyor-pipeline"
-        raise ConfigError(f"stack name '{name[:140]}' breaks CloudFormation's rule (a letter, then letters, digits "
-                          f"and '-', at most 128 characters): use `--stack-name {suggestion}`")
+        suggestion = (
+            re.sub(r"[^-A-Za-z0-9]", "-", name).lstrip("-0123456789")[:128] or "conveyor-pipeline"
+        )
+        raise ConfigError(
+            f"stack name '{name[:140]}' breaks CloudFormation's rule (a letter, then letters, "
+            "digits "
+            f"and '-', at most 128 characters): use `--stack-name {suggestion}`"
+        )
 
 
 def stack_name_for(pipeline: str) -> str:
@@ -55,26 +69,43 @@ def _translate(e: Exception, region: str | None, what: str) -> ConveyorError:
     )
 
     if isinstance(e, NoCredentialsError | PartialCredentialsError):
-        return AuthError(f"{what}: no AWS credentials found: run `aws configure` (or set AWS_PROFILE, or "
-                         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), then check with "
-                         "`aws sts get-caller-identity`")
+        return AuthError(
+            f"{what}: no AWS credentials found: run `aws configure` (or set AWS_PROFILE, or "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), then check with "
+            "`aws sts get-caller-identity`"
+        )
     if isinstance(e, NoRegionError):
-        return ConfigError(f"{what}: no AWS region: pass `--region eu-west-1` (for example) or run "
-                           "`aws configure set region eu-west-1`")
+        return ConfigError(
+            f"{what}: no AWS region: pass `--region eu-west-1` (for example) or run "
+            "`aws configure set region eu-west-1`"
+        )
     if isinstance(e, EndpointConnectionError):
-        return Unavailable(f"{what}: cannot reach {e.kwargs.get('endpoint_url', 'the AWS endpoint')} (region "
-                           f"'{region}'): check the region (`aws ec2 describe-regions --query "
-                           "'Regions[].RegionName' --output text`) and the network")
+        return Unavailable(
+            f"{what}: cannot reach {e.kwargs.get('endpoint_url', 'the AWS endpoint')} (region "
+            f"'{region}'): check the region (`aws ec2 describe-regions --query "
+            "'Regions[].RegionName' --output text`) and the network"
+        )
     if isinstance(e, ClientError):
         code = e.response.get("Error", {}).get("Code", "")
         msg = e.response.get("Error", {}).get("Message", str(e))
-        if code in ("UnrecognizedClientException", "InvalidClientTokenId", "SignatureDoesNotMatch",
-                    "ExpiredToken", "ExpiredTokenException"):
-            return AuthError(f"{what}: AWS rejected the credentials ({code}: {msg}): run `aws configure` or "
-                             "refresh your session, then `aws sts get-caller-identity`")
+        if code in (
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "SignatureDoesNotMatch",
+            "ExpiredToken",
+            "ExpiredTokenException",
+        ):
+            return AuthError(
+                f"{what}: AWS rejected the credentials ({code}: {msg}): run `aws configure` or "
+                "refresh your session, then `aws sts get-caller-identity`"
+            )
         if code in ("AccessDenied", "AccessDeniedException"):
             return AuthError(f"{what}: access denied: {msg}")
-        if code in ("PipelineNotFoundException", "StackNotFoundException", "ResourceNotFoundException"):
+        if code in (
+            "PipelineNotFoundException",
+            "StackNotFoundException",
+            "ResourceNotFoundException",
+        ):
             return NotFound(f"{what}: {msg}")
         return ConveyorError(f"{what}: {code}: {msg}")
     return ConveyorError(f"{what}: {type(e).__name__}: {e}")
@@ -92,8 +123,10 @@ def check_region(region: str | None) -> None:
 
         close = difflib.get_close_matches(region, known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown AWS region '{region}'{hint}: list them with `aws ec2 describe-regions "
-                          "--query 'Regions[].RegionName' --output text`")
+        raise ConfigError(
+            f"unknown AWS region '{region}'{hint}: list them with `aws ec2 describe-regions "
+            "--query 'Regions[].RegionName' --output text`"
+        )
 
 
 @dataclass(frozen=True)
@@ -120,8 +153,15 @@ class Aws:
             from botocore.config import Config
 
             self._clients[name] = self.session.client(
-                name, region_name=self.region, endpoint_url=endpoint_url(),
-                config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60))
+                name,
+                region_name=self.region,
+                endpoint_url=endpoint_url(),
+                config=Config(
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=10,
+                    read_timeout=60,
+                ),
+            )
         return self._clients[name]
 
     def call(self, service: str, op: str, what: str, **kwargs: Any) -> Any:
@@ -146,57 +186,112 @@ class Aws:
             raise _translate(e, self.region, f"stack {stack}") from None
         return str(out["Stacks"][0]["StackStatus"])
 
-    def deploy(self, stack: str, template_body: str, parameters: Mapping[str, str], *,
-               confirm: Callable[[list[Change]], bool], on_event: Callable[[dict[str, Any]], None],
-               poll_seconds: float = 2.0, timeout_seconds: float = 3600.0) -> str:
+    def deploy(
+        self,
+        stack: str,
+        template_body: str,
+        parameters: Mapping[str, str],
+        *,
+        confirm: Callable[[list[Change]], bool],
+        on_event: Callable[[dict[str, Any]], None],
+        poll_seconds: float = 2.0,
+        timeout_seconds: float = 3600.0,
+    ) -> str:
         """Create or update the stack through a change set; returns the final stack status.
 
         `confirm(changes)` decides whether to execute; `on_event` sees each new stack event.
         """
         check_stack_name(stack)
         if len(template_body.encode()) > TEMPLATE_BODY_LIMIT:
-            raise ConfigError(f"the template is {len(template_body.encode())} bytes; CloudFormation takes at most "
-                              f"{TEMPLATE_BODY_LIMIT} inline: upload it (`aws s3 cp template.json s3://BUCKET/`) "
-                              "and deploy with `aws cloudformation deploy --s3-bucket BUCKET ...`")
+            raise ConfigError(
+                f"the template is {len(template_body.encode())} bytes; CloudFormation takes at "
+                "most "
+                f"{TEMPLATE_BODY_LIMIT} inline: upload it (`aws s3 cp template.json s3://BUCKET/`) "
+                "and deploy with `aws cloudformation deploy --s3-bucket BUCKET ...`"
+            )
         status = self.stack_status(stack)
         where = f"--stack-name {stack}" + (f" --region {self.region}" if self.region else "")
         if status == "ROLLBACK_COMPLETE":
-            raise Conflict(f"stack '{stack}' is in ROLLBACK_COMPLETE (its creation failed and was rolled back); it "
-                           f"cannot be updated: delete it with `aws cloudformation delete-stack {where}` and "
-                           f"`aws cloudformation wait stack-delete-complete {where}`, then deploy again")
+            raise Conflict(
+                f"stack '{stack}' is in ROLLBACK_COMPLETE (its creation failed and was rolled "
+                "back); it "
+                f"cannot be updated: delete it with `aws cloudformation delete-stack {where}` and "
+                f"`aws cloudformation wait stack-delete-complete {where}`, then deploy again"
+            )
         if status and status.endswith("_IN_PROGRESS"):
-            raise Conflict(f"stack '{stack}' is busy ({status}): wait with `aws cloudformation describe-stacks "
-                           f"{where}` until it settles, then deploy again")
+            raise Conflict(
+                f"stack '{stack}' is busy ({status}): wait with `aws cloudformation "
+                "describe-stacks "
+                f"{where}` until it settles, then deploy again"
+            )
         if status and status.endswith("_FAILED"):
-            raise Conflict(f"stack '{stack}' is in {status}: look at `aws cloudformation describe-stack-events "
-                           f"{where}`; for UPDATE_ROLLBACK_FAILED use `aws cloudformation continue-update-rollback "
-                           f"{where}`")
+            raise Conflict(
+                f"stack '{stack}' is in {status}: look at `aws cloudformation "
+                "describe-stack-events "
+                f"{where}`; for UPDATE_ROLLBACK_FAILED use `aws cloudformation "
+                "continue-update-rollback "
+                f"{where}`"
+            )
         kind = "CREATE" if status in (None, "REVIEW_IN_PROGRESS") else "UPDATE"
-        digest = hashlib.sha256(template_body.encode() + repr(sorted(parameters.items())).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(
+            template_body.encode() + repr(sorted(parameters.items())).encode()
+        ).hexdigest()[:12]
         cs_name = f"conveyor-{digest}"
-        self.call("cloudformation", "create_change_set", f"change set for stack {stack}",
-                  StackName=stack, ChangeSetName=cs_name, ChangeSetType=kind, TemplateBody=template_body,
-                  Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())],
-                  Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
-                  Description="conveyor aws deploy")
+        self.call(
+            "cloudformation",
+            "create_change_set",
+            f"change set for stack {stack}",
+            StackName=stack,
+            ChangeSetName=cs_name,
+            ChangeSetType=kind,
+            TemplateBody=template_body,
+            Parameters=[
+                {"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())
+            ],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+            Description="conveyor aws deploy",
+        )
         desc = self._wait_change_set(stack, cs_name, poll_seconds, timeout_seconds)
         if desc is None:
-            self.call("cloudformation", "delete_change_set", "delete empty change set", StackName=stack,
-                      ChangeSetName=cs_name)
+            self.call(
+                "cloudformation",
+                "delete_change_set",
+                "delete empty change set",
+                StackName=stack,
+                ChangeSetName=cs_name,
+            )
             return "NO_CHANGES"
-        changes = [Change(c["ResourceChange"].get("Action", "?"), c["ResourceChange"].get("LogicalResourceId", "?"),
-                          c["ResourceChange"].get("ResourceType", "?"),
-                          str(c["ResourceChange"].get("Replacement", "") or ""))
-                   for c in desc.get("Changes", []) if "ResourceChange" in c]
+        changes = [
+            Change(
+                c["ResourceChange"].get("Action", "?"),
+                c["ResourceChange"].get("LogicalResourceId", "?"),
+                c["ResourceChange"].get("ResourceType", "?"),
+                str(c["ResourceChange"].get("Replacement", "") or ""),
+            )
+            for c in desc.get("Changes", [])
+            if "ResourceChange" in c
+        ]
         if not confirm(changes):
-            self.call("cloudformation", "delete_change_set", "delete change set", StackName=stack,
-                      ChangeSetName=cs_name)
+            self.call(
+                "cloudformation",
+                "delete_change_set",
+                "delete change set",
+                StackName=stack,
+                ChangeSetName=cs_name,
+            )
             if kind == "CREATE":
-                self.call("cloudformation", "delete_stack", "delete the empty stack", StackName=stack)
+                self.call(
+                    "cloudformation", "delete_stack", "delete the empty stack", StackName=stack
+                )
             return "CANCELLED"
         seen = {e["EventId"] for e in self.events(stack)}
-        self.call("cloudformation", "execute_change_set", f"execute change set on {stack}", StackName=stack,
-                  ChangeSetName=cs_name)
+        self.call(
+            "cloudformation",
+            "execute_change_set",
+            f"execute change set on {stack}",
+            StackName=stack,
+            ChangeSetName=cs_name,
+        )
         deadline = time.monotonic() + timeout_seconds
         final = ""
         while time.monotonic() < deadline:
@@ -214,16 +309,31 @@ class Aws:
                 on_event(ev)
         if final not in TERMINAL_OK:
             failed = self.first_failure(stack)
-            reason = (f": {failed['LogicalResourceId']} ({failed.get('ResourceType')}) "
-                      f"{failed['ResourceStatus']}: {failed.get('ResourceStatusReason', '')}") if failed else ""
-            raise ConveyorError(f"stack '{stack}' ended in {final or 'an unknown state (timed out)'}{reason}")
+            reason = (
+                (
+                    f": {failed['LogicalResourceId']} ({failed.get('ResourceType')}) "
+                    f"{failed['ResourceStatus']}: {failed.get('ResourceStatusReason', '')}"
+                )
+                if failed
+                else ""
+            )
+            raise ConveyorError(
+                f"stack '{stack}' ended in {final or 'an unknown state (timed out)'}{reason}"
+            )
         return final
 
-    def _wait_change_set(self, stack: str, name: str, poll: float, timeout: float) -> dict[str, Any] | None:
+    def _wait_change_set(
+        self, stack: str, name: str, poll: float, timeout: float
+    ) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout
         while True:
-            desc: dict[str, Any] = self.call("cloudformation", "describe_change_set", "change set",
-                                             StackName=stack, ChangeSetName=name)
+            desc: dict[str, Any] = self.call(
+                "cloudformation",
+                "describe_change_set",
+                "change set",
+                StackName=stack,
+                ChangeSetName=name,
+            )
             st = desc.get("Status")
             if st == "CREATE_COMPLETE":
                 return desc
@@ -237,41 +347,70 @@ class Aws:
             time.sleep(poll)
 
     def events(self, stack: str) -> list[dict[str, Any]]:
-        out = self.call("cloudformation", "describe_stack_events", f"events of stack {stack}", StackName=stack)
+        out = self.call(
+            "cloudformation", "describe_stack_events", f"events of stack {stack}", StackName=stack
+        )
         return list(out.get("StackEvents", []))
 
     def first_failure(self, stack: str) -> dict[str, Any] | None:
         """The earliest *_FAILED event: usually the cause, the rest follow from it."""
-        failed = [e for e in self.events(stack) if str(e.get("ResourceStatus", "")).endswith("_FAILED")]
+        failed = [
+            e for e in self.events(stack) if str(e.get("ResourceStatus", "")).endswith("_FAILED")
+        ]
         return failed[-1] if failed else None
 
     # ------------------------------------------------------------------ pipeline
     def pipeline_state(self, pipeline: str) -> dict[str, Any]:
-        out: dict[str, Any] = self.call("codepipeline", "get_pipeline_state", f"pipeline {pipeline}", name=pipeline)
+        out: dict[str, Any] = self.call(
+            "codepipeline", "get_pipeline_state", f"pipeline {pipeline}", name=pipeline
+        )
         return out
 
     def execution(self, pipeline: str, execution_id: str) -> dict[str, Any]:
         """An execution with its action executions (`list_action_executions`)."""
-        ex = self.call("codepipeline", "get_pipeline_execution", f"execution {execution_id}",
-                       pipelineName=pipeline, pipelineExecutionId=execution_id)["pipelineExecution"]
-        actions = self.call("codepipeline", "list_action_executions", f"actions of execution {execution_id}",
-                            pipelineName=pipeline, filter={"pipelineExecutionId": execution_id})
+        ex = self.call(
+            "codepipeline",
+            "get_pipeline_execution",
+            f"execution {execution_id}",
+            pipelineName=pipeline,
+            pipelineExecutionId=execution_id,
+        )["pipelineExecution"]
+        actions = self.call(
+            "codepipeline",
+            "list_action_executions",
+            f"actions of execution {execution_id}",
+            pipelineName=pipeline,
+            filter={"pipelineExecutionId": execution_id},
+        )
         return {"execution": ex, "actions": actions.get("actionExecutionDetails", [])}
 
     def pending_approvals(self, state: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """(stage, action, token, execution) of every approval waiting in a get_pipeline_state answer."""
+        """Each approval waiting in a get_pipeline_state answer: stage, action, token, execution."""
         out = []
         for st in state.get("stageStates", []):
             ex_id = (st.get("latestExecution") or {}).get("pipelineExecutionId")
             for ac in st.get("actionStates", []):
                 latest = ac.get("latestExecution") or {}
                 if latest.get("status") == "InProgress" and latest.get("token"):
-                    out.append({"stage": st["stageName"], "action": ac["actionName"], "token": latest["token"],
-                                "execution": ex_id})
+                    out.append(
+                        {
+                            "stage": st["stageName"],
+                            "action": ac["actionName"],
+                            "token": latest["token"],
+                            "execution": ex_id,
+                        }
+                    )
         return out
 
-    def decide(self, pipeline: str, approved: bool, comment: str, *, execution: str | None = None,
-               action: str | None = None) -> dict[str, Any]:
+    def decide(
+        self,
+        pipeline: str,
+        approved: bool,
+        comment: str,
+        *,
+        execution: str | None = None,
+        action: str | None = None,
+    ) -> dict[str, Any]:
         """Approve or reject the pending approval (found by its token in the pipeline state)."""
         pending = self.pending_approvals(self.pipeline_state(pipeline))
         if execution:
@@ -279,16 +418,27 @@ class Aws:
         if action:
             pending = [x for x in pending if x["action"] == action]
         if not pending:
-            raise NotFound(f"no approval is waiting in pipeline '{pipeline}'"
-                           + (f" for execution {execution}" if execution else "")
-                           + f": see `conveyor aws status --pipeline {pipeline}`")
+            raise NotFound(
+                f"no approval is waiting in pipeline '{pipeline}'"
+                + (f" for execution {execution}" if execution else "")
+                + f": see `conveyor aws status --pipeline {pipeline}`"
+            )
         if len(pending) > 1:
             names = ", ".join(f"{x['stage']}/{x['action']}" for x in pending)
-            raise Conflict(f"{len(pending)} approvals are waiting ({names}): pick one with --action NAME")
+            raise Conflict(
+                f"{len(pending)} approvals are waiting ({names}): pick one with --action NAME"
+            )
         p = pending[0]
-        self.call("codepipeline", "put_approval_result", f"approval {p['stage']}/{p['action']}",
-                  pipelineName=pipeline, stageName=p["stage"], actionName=p["action"], token=p["token"],
-                  result={"summary": comment[:512], "status": "Approved" if approved else "Rejected"})
+        self.call(
+            "codepipeline",
+            "put_approval_result",
+            f"approval {p['stage']}/{p['action']}",
+            pipelineName=pipeline,
+            stageName=p["stage"],
+            actionName=p["action"],
+            token=p["token"],
+            result={"summary": comment[:512], "status": "Approved" if approved else "Rejected"},
+        )
         return p
 
     def build_id_of(self, pipeline: str, action: str, execution: str | None = None) -> str:
@@ -296,7 +446,9 @@ class Aws:
         if execution:
             for d in self.execution(pipeline, execution)["actions"]:
                 if d.get("actionName") == action:
-                    ext = ((d.get("output") or {}).get("executionResult") or {}).get("externalExecutionId")
+                    ext = ((d.get("output") or {}).get("executionResult") or {}).get(
+                        "externalExecutionId"
+                    )
                     if ext:
                         return str(ext)
             raise NotFound(f"action '{action}' has no CodeBuild run in execution {execution}")
@@ -308,26 +460,39 @@ class Aws:
                 if ac["actionName"] == action:
                     ext = (ac.get("latestExecution") or {}).get("externalExecutionId")
                     if not ext:
-                        raise NotFound(f"action '{action}' has not run on CodeBuild yet (no build id)")
+                        raise NotFound(
+                            f"action '{action}' has not run on CodeBuild yet (no build id)"
+                        )
                     return str(ext)
-        raise NotFound(f"no action '{action}' in pipeline '{pipeline}' (actions: {', '.join(names)})")
+        raise NotFound(
+            f"no action '{action}' in pipeline '{pipeline}' (actions: {', '.join(names)})"
+        )
 
     def build_logs(self, build_id: str) -> Iterator[str]:
         """The CloudWatch Logs lines of a CodeBuild build, oldest first."""
-        builds = self.call("codebuild", "batch_get_builds", f"build {build_id}", ids=[build_id]).get("builds", [])
+        builds = self.call(
+            "codebuild", "batch_get_builds", f"build {build_id}", ids=[build_id]
+        ).get("builds", [])
         if not builds:
             raise NotFound(f"CodeBuild has no build '{build_id}'")
         logs = builds[0].get("logs") or {}
         group, stream = logs.get("groupName"), logs.get("streamName")
         if not group or not stream or group == "null":
-            raise NotFound(f"build '{build_id}' has no CloudWatch Logs stream recorded (status "
-                           f"{builds[0].get('buildStatus')}); see `aws codebuild batch-get-builds --ids {build_id}`")
+            raise NotFound(
+                f"build '{build_id}' has no CloudWatch Logs stream recorded (status "
+                f"{builds[0].get('buildStatus')}); see `aws codebuild batch-get-builds --ids "
+                f"{build_id}`"
+            )
         yield from self.log_lines(group, stream)
 
     def log_lines(self, group: str, stream: str) -> Iterator[str]:
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+            kwargs: dict[str, Any] = {
+                "logGroupName": group,
+                "logStreamName": stream,
+                "startFromHead": True,
+            }
             if token:
                 kwargs["nextToken"] = token
             out = self.call("logs", "get_log_events", f"logs {group}/{stream}", **kwargs)
@@ -351,9 +516,16 @@ def state_rows(state: Mapping[str, Any]) -> list[dict[str, str]]:
             latest = ac.get("latestExecution") or {}
             summary = latest.get("summary") or (latest.get("errorDetails") or {}).get("message", "")
             changed = latest.get("lastStatusChange", "")
-            rows.append({"stage": st.get("stageName", ""), "stageStatus": stage_status,
-                         "action": ac.get("actionName", ""), "status": latest.get("status", "-"),
-                         "summary": str(summary), "changed": str(changed)})
+            rows.append(
+                {
+                    "stage": st.get("stageName", ""),
+                    "stageStatus": stage_status,
+                    "action": ac.get("actionName", ""),
+                    "status": latest.get("status", "-"),
+                    "summary": str(summary),
+                    "changed": str(changed),
+                }
+            )
     return rows
 
 

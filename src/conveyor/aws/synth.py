@@ -155,7 +155,8 @@ class _Synth:
         if e is None:
             self.fail(
                 path,
-                f"unknown environment '{name}' (known: {', '.join(sorted(self.p.environments)) or 'none'})",
+                f"unknown environment '{name}' (known: "
+                f"{', '.join(sorted(self.p.environments)) or 'none'})",
             )
         return e
 
@@ -170,9 +171,11 @@ class _Synth:
         if driver != "eks":
             self.fail(
                 (*e.path, "driver"),
-                f"environment '{e.name}' uses driver '{e.driver}', which AWS cannot run (action '{a.name}' "
+                f"environment '{e.name}' uses driver '{e.driver}', which AWS cannot run (action "
+                f"'{a.name}' "
                 f"deploys to it): set `driver: eks` and `cluster:` in the pipeline file, or pass "
-                f"`--target-env {e.name}=eks` to deploy it to the EKS cluster named by the parameter "
+                f"`--target-env {e.name}=eks` to deploy it to the EKS cluster named by the "
+                "parameter "
                 f"{logical_id(e.name)}EksClusterName",
             )
             return None
@@ -272,7 +275,8 @@ class _Synth:
                 owner = self.ns_owner.get(mt.group(1))
                 if owner is not None and owner.type == "build" and not _inline(owner):
                     self.warnings.append(
-                        f"action '{a.name}' reads #{{{mt.group(1)}.{mt.group(2)}}}: on CodeBuild, action "
+                        f"action '{a.name}' reads #{{{mt.group(1)}.{mt.group(2)}}}: on "
+                        "CodeBuild, action "
                         f"'{owner.name}' has it only if its buildspec lists `{mt.group(2)}` under "
                         "env.exported-variables"
                     )
@@ -411,7 +415,8 @@ class _Synth:
             self.resources[f"{lid}Role"]["Metadata"] = {
                 "Conveyor": {
                     "justification": (
-                        "ecr:GetAuthorizationToken has no resource-level permissions: IAM only accepts Resource '*' "
+                        "ecr:GetAuthorizationToken has no resource-level permissions: IAM only "
+                        "accepts Resource '*' "
                         "for it; every other grant is scoped to named resources"
                     )
                 }
@@ -501,8 +506,10 @@ class _Synth:
                 if host is None:
                     self.fail(
                         (*a.path, "config", "repository"),
-                        f"action '{a.name}': repository '{repo}' is neither a CodeCommit repository name nor "
-                        "a GitHub/GitLab/Bitbucket URL, so AWS cannot fetch it (a local path or a private "
+                        f"action '{a.name}': repository '{repo}' is neither a CodeCommit "
+                        "repository name nor "
+                        "a GitHub/GitLab/Bitbucket URL, so AWS cannot fetch it (a local path or "
+                        "a private "
                         "host): push it to CodeCommit or one of those hosts first",
                     )
                     return None
@@ -606,9 +613,10 @@ class _Synth:
                 )
             last_project[:] = [proj]
         elif a.type == "image.promote":
-            proj, extra_input = self.promote(s, a, cfg)
-            if proj is None:
+            promoted, extra_input = self.promote(s, a, cfg)
+            if promoted is None:
                 return None
+            proj = promoted
             decl["ActionTypeId"] = {
                 "Category": "Build",
                 "Owner": "AWS",
@@ -878,8 +886,10 @@ class _Synth:
             "Metadata": {
                 "Conveyor": {
                     "why": (
-                        f"lets the role of the CodeBuild project of '{a.name}' use kubectl in namespace of "
-                        f"environment '{e.name}' only (AmazonEKSEditPolicy scoped to the namespace); needs a cluster "
+                        f"lets the role of the CodeBuild project of '{a.name}' use kubectl in "
+                        "namespace of "
+                        f"environment '{e.name}' only (AmazonEKSEditPolicy scoped to the "
+                        "namespace); needs a cluster "
                         "with authenticationMode API or API_AND_CONFIG_MAP"
                     )
                 }
@@ -891,7 +901,8 @@ class _Synth:
                 "AccessPolicies": [
                     {
                         "PolicyArn": {
-                            "Fn::Sub": "arn:${AWS::Partition}:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
+                            "Fn::Sub": "arn:${AWS::Partition}:eks::aws:cluster-access-policy/"
+                            "AmazonEKSEditPolicy"
                         },
                         "AccessScope": {"Type": "namespace", "Namespaces": [ns]},
                     }
@@ -983,7 +994,7 @@ class _Synth:
         return proj, extra_input
 
     def _image_source(self, image: Any) -> Action | None:
-        """The action whose output variable an `image: "#{NS.ImageURI}"` reads (followed through promotions)."""
+        """The action an `image: "#{NS.ImageURI}"` reads from (followed through promotions)."""
         if not isinstance(image, str):
             return None
         mt = REF.search(image)
@@ -995,7 +1006,7 @@ class _Synth:
         return owner
 
     def codecommit_rule(self, a: Action, lid: str, repo_arn: Any) -> None:
-        """Pushes to a CodeCommit branch start the pipeline through EventBridge (V2 triggers cannot)."""
+        """A push to a CodeCommit branch starts the pipeline via EventBridge (not a V2 trigger)."""
         triggers = [t for t in self.p.triggers if t.source_action == a.name]
         if self.p.triggers and not triggers:
             return
@@ -1014,8 +1025,10 @@ class _Synth:
             "Metadata": {
                 "Conveyor": {
                     "why": (
-                        "CodePipeline V2 triggers only take CodeStar connection sources; a CodeCommit source starts the "
-                        "pipeline through this EventBridge rule (branch filters only: file-path filters cannot apply "
+                        "CodePipeline V2 triggers only take CodeStar connection sources; a "
+                        "CodeCommit source starts the "
+                        "pipeline through this EventBridge rule (branch filters only: file-path "
+                        "filters cannot apply "
                         "to CodeCommit events"
                         + (
                             ", so this source's filePaths filter is NOT enforced on AWS"
@@ -1081,7 +1094,8 @@ class _Synth:
         if env_name is None:
             self.fail(
                 a.path,
-                f"action '{a.name}': a monitor on AWS watches an environment: set `environment:` or "
+                f"action '{a.name}': a monitor on AWS watches an environment: set `environment:` "
+                "or "
                 "put it in a stage with a deploy action",
             )
             return None
@@ -1108,16 +1122,20 @@ class _Synth:
             "Metadata": {
                 "Conveyor": {
                     "why": (
-                        f"monitor '{a.name}' on AWS: ALARM when the Service runs fewer than {minimum} ready pod(s) "
-                        "(Container Insights must be enabled on the cluster); the stage's onSuccess condition rolls the "
-                        "stage back when this alarm fires within the bake time. HTTP probes and Prometheus queries of the "
+                        f"monitor '{a.name}' on AWS: ALARM when the Service runs fewer than "
+                        f"{minimum} ready pod(s) "
+                        "(Container Insights must be enabled on the cluster); the stage's "
+                        "onSuccess condition rolls the "
+                        "stage back when this alarm fires within the bake time. HTTP probes and "
+                        "Prometheus queries of the "
                         "local monitor are not translated."
                     )
                 }
             },
             "Properties": {
                 "AlarmName": {"Fn::Sub": f"${{AWS::StackName}}-{a.name}"[:255]},
-                "AlarmDescription": f"{self.p.name}: {s.name}/{a.name} watches environment {e.name}",
+                "AlarmDescription": f"{self.p.name}: {s.name}/{a.name} watches environment "
+                f"{e.name}",
                 "Namespace": "ContainerInsights",
                 "MetricName": "service_number_of_running_pods",
                 "Dimensions": [
@@ -1307,7 +1325,8 @@ class _Synth:
             raise Unmappable(self.findings)
         return {
             "AWSTemplateFormatVersion": "2010-09-09",
-            "Description": f"Conveyor pipeline '{p.name}' on AWS: CodePipeline V2, CodeBuild, ECR, EKS access, "
+            "Description": f"Conveyor pipeline '{p.name}' on AWS: CodePipeline V2, CodeBuild, "
+            "ECR, EKS access, "
             "S3 artifacts, SNS approvals (generated by `conveyor aws synth`; do not edit)",
             "Metadata": {
                 "Conveyor": {
@@ -1344,7 +1363,8 @@ class _Synth:
             "Properties": {
                 "DisplayName": f"{self.p.name} approvals"[:100],
                 "KmsMasterKeyId": {
-                    "Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/aws/sns"
+                    "Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:"
+                    "alias/aws/sns"
                 },
             },
         }
@@ -1411,7 +1431,7 @@ def _inline(a: Action) -> bool:
 
 
 def synthesize(p: Pipeline, target_envs: Mapping[str, str] | None = None) -> Synthesis:
-    """The CloudFormation template of a pipeline; raises Unmappable listing every part AWS cannot run."""
+    """The template of a pipeline; raises Unmappable listing every part AWS cannot run."""
     s = _Synth(p, target_envs or {})
     template = s.run()
     return Synthesis(template, sorted(set(s.warnings)))

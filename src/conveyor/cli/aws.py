@@ -1,4 +1,4 @@
-"""`conveyor import|export codepipeline` and `conveyor aws synth|deploy|status|approve|reject|logs`."""
+"""`conveyor import|export codepipeline`; `conveyor aws synth|deploy|status|approve|reject|logs`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ from conveyor.errors import ConfigError, Problem, ValidationFailed
 
 def _echo_warnings(lines: list[str]) -> None:
     for w in lines:
-        click.echo(w if w.startswith(("warning", "note")) or ": warning" in w or ": note" in w
-                   else f"warning: {w}", err=True)
+        click.echo(
+            w
+            if w.startswith(("warning", "note")) or ": warning" in w or ": note" in w
+            else f"warning: {w}",
+            err=True,
+        )
 
 
 def _write(text: str, output: str | None) -> None:
@@ -43,8 +47,12 @@ def _load_for_aws(file: str, target_env: tuple[str, ...]) -> tuple[Any, dict[str
     try:
         synthesis = synthesize(pipeline, targets)
     except Unmappable as e:
-        raise ValidationFailed([lines.problem(f.path, f.message) if f.path else Problem(file, None, f.message)
-                                for f in e.findings]) from None
+        raise ValidationFailed(
+            [
+                lines.problem(f.path, f.message) if f.path else Problem(file, None, f.message)
+                for f in e.findings
+            ]
+        ) from None
     return synthesis, targets
 
 
@@ -55,26 +63,36 @@ def _load_for_aws(file: str, target_env: tuple[str, ...]) -> tuple[Any, dict[str
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", help="write the pipeline file here (default: stdout)")
 def import_codepipeline(file: str, output: str | None) -> None:
-    """Convert `aws codepipeline get-pipeline` JSON (or a CloudFormation template) into a pipeline file."""
+    """Convert `aws codepipeline get-pipeline` JSON (or a CFN template) into a pipeline file."""
     from conveyor.spec.codepipeline import load_codepipeline
     from conveyor.spec.pipeline_file import dump_yaml, from_model
 
     imported = load_codepipeline(file)
     for w in imported.warnings:
         click.echo(str(w), err=True)
-    header = (f"# Imported from {Path(file).name} by `conveyor import codepipeline`.\n"
-              "# AWS-only details (roles, artifact store, keys without a Conveyor equivalent) are kept under\n"
-              "# settings.codepipeline so that `conveyor export codepipeline` gives them back.\n")
+    header = (
+        f"# Imported from {Path(file).name} by `conveyor import codepipeline`.\n"
+        "# AWS-only details (roles, artifact store, keys without a Conveyor equivalent) are kept "
+        "under\n"
+        "# settings.codepipeline so that `conveyor export codepipeline` gives them back.\n"
+    )
     _write(header + dump_yaml(from_model(imported.pipeline)), output)
 
 
 @click.command("codepipeline")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", help="write the JSON here (default: stdout)")
-@click.option("--role-arn", help="the pipeline's service role (else the imported one, else a placeholder)")
-@click.option("--artifact-bucket", help="the artifact store's S3 bucket (else the imported one, else a placeholder)")
-def export_codepipeline(file: str, output: str | None, role_arn: str | None, artifact_bucket: str | None) -> None:
-    """Write a pipeline file as CodePipeline JSON for `aws codepipeline create-pipeline --cli-input-json`."""
+@click.option(
+    "--role-arn", help="the pipeline's service role (else the imported one, else a placeholder)"
+)
+@click.option(
+    "--artifact-bucket",
+    help="the artifact store's S3 bucket (else the imported one, else a placeholder)",
+)
+def export_codepipeline(
+    file: str, output: str | None, role_arn: str | None, artifact_bucket: str | None
+) -> None:
+    """Write a pipeline file as CodePipeline JSON (for `create-pipeline --cli-input-json`)."""
     from conveyor.spec.codepipeline import export_pipeline
     from conveyor.spec.pipeline_file import load_pipeline
 
@@ -101,28 +119,44 @@ def aws_group() -> None:
     """Run the same pipeline on AWS: synthesize CloudFormation, deploy it, operate it (boto3)."""
 
 
-TARGET_ENV = click.option("--target-env", multiple=True, metavar="ENV=eks",
-                          help="deploy a local (podman/kubernetes) environment to EKS instead")
+TARGET_ENV = click.option(
+    "--target-env",
+    multiple=True,
+    metavar="ENV=eks",
+    help="deploy a local (podman/kubernetes) environment to EKS instead",
+)
 
 
 @aws_group.command("synth")
 @click.argument("pipeline_file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", help="write the template here (default: stdout)")
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default=None,
-              help="default: from the output's extension, else yaml")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json"]),
+    default=None,
+    help="default: from the output's extension, else yaml",
+)
 @TARGET_ENV
-def synth(pipeline_file: str, output: str | None, fmt: str | None, target_env: tuple[str, ...]) -> None:
-    """Write the CloudFormation template of PIPELINE_FILE (deterministic: same input, same bytes)."""
+def synth(
+    pipeline_file: str, output: str | None, fmt: str | None, target_env: tuple[str, ...]
+) -> None:
+    """Write the CloudFormation template of PIPELINE_FILE (same input, same bytes)."""
     from conveyor.aws.template import render
 
     synthesis, _ = _load_for_aws(pipeline_file, target_env)
     fmt = fmt or ("json" if output and output.endswith(".json") else "yaml")
     _echo_warnings(synthesis.warnings)
-    header = [f"CloudFormation template of pipeline '{synthesis.template['Metadata']['Conveyor']['pipeline']}', "
-              f"generated by `conveyor aws synth {Path(pipeline_file).name}`: edit the pipeline file, not this.",
-              "Deploy: conveyor aws deploy PIPELINE_FILE (change set, asks first), or "
-              "aws cloudformation deploy --capabilities CAPABILITY_IAM --template-file THIS --stack-name NAME",
-              *(["", "Notes:"] + [f"  {w}" for w in synthesis.warnings] if synthesis.warnings else [])]
+    header = [
+        "CloudFormation template of pipeline "
+        f"'{synthesis.template['Metadata']['Conveyor']['pipeline']}', "
+        f"generated by `conveyor aws synth {Path(pipeline_file).name}`: edit the pipeline file, "
+        "not this.",
+        "Deploy: conveyor aws deploy PIPELINE_FILE (change set, asks first), or "
+        "aws cloudformation deploy --capabilities CAPABILITY_IAM --template-file THIS "
+        "--stack-name NAME",
+        *(["", "Notes:"] + [f"  {w}" for w in synthesis.warnings] if synthesis.warnings else []),
+    ]
     _write(render(synthesis.template, fmt, header=header), output)
 
 
@@ -130,14 +164,31 @@ def synth(pipeline_file: str, output: str | None, fmt: str | None, target_env: t
 @click.argument("pipeline_file", type=click.Path(dir_okay=False))
 @click.option("--stack-name", help="default: conveyor-<pipeline name>")
 @click.option("--region", help="default: the AWS CLI's configured region")
-@click.option("--parameter", "parameters", multiple=True, metavar="NAME=VALUE",
-              help="a template parameter (e.g. TestEksClusterName=my-cluster)")
+@click.option(
+    "--parameter",
+    "parameters",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="a template parameter (e.g. TestEksClusterName=my-cluster)",
+)
 @click.option("--yes", is_flag=True, help="execute the change set without asking")
 @TARGET_ENV
-def deploy(pipeline_file: str, stack_name: str | None, region: str | None, parameters: tuple[str, ...],
-           yes: bool, target_env: tuple[str, ...]) -> None:
-    """Create or update the pipeline's stack through a change set; show the changes and the stack's events."""
-    from conveyor.aws.operations import Aws, Change, check_stack_name, parse_parameters, stack_name_for
+def deploy(
+    pipeline_file: str,
+    stack_name: str | None,
+    region: str | None,
+    parameters: tuple[str, ...],
+    yes: bool,
+    target_env: tuple[str, ...],
+) -> None:
+    """Create or update the pipeline's stack through a change set, showing changes and events."""
+    from conveyor.aws.operations import (
+        Aws,
+        Change,
+        check_stack_name,
+        parse_parameters,
+        stack_name_for,
+    )
 
     synthesis, _ = _load_for_aws(pipeline_file, target_env)
     _echo_warnings(synthesis.warnings)
@@ -147,15 +198,19 @@ def deploy(pipeline_file: str, stack_name: str | None, region: str | None, param
     params = parse_parameters(parameters)
     unknown = sorted(set(params) - set(synthesis.template["Parameters"]))
     if unknown:
-        raise ConfigError(f"--parameter {', '.join(unknown)}: not a parameter of the template (known: "
-                          f"{', '.join(synthesis.template['Parameters'])})")
+        raise ConfigError(
+            f"--parameter {', '.join(unknown)}: not a parameter of the template (known: "
+            f"{', '.join(synthesis.template['Parameters'])})"
+        )
     body = json.dumps(synthesis.template, separators=(",", ":"))
     aws = Aws(region)
 
     def confirm(changes: list[Change]) -> bool:
         click.echo(f"change set for stack {stack} ({aws.region}): {len(changes)} change(s)")
         for c in changes:
-            repl = f" (replacement: {c.replacement})" if c.replacement and c.action == "Modify" else ""
+            repl = (
+                f" (replacement: {c.replacement})" if c.replacement and c.action == "Modify" else ""
+            )
             click.echo(f"  {c.action:<7} {c.logical_id:<45} {c.resource_type}{repl}")
         if yes:
             return True
@@ -165,8 +220,10 @@ def deploy(pipeline_file: str, stack_name: str | None, region: str | None, param
 
     def on_event(ev: dict[str, Any]) -> None:
         reason = f"  {ev['ResourceStatusReason']}" if ev.get("ResourceStatusReason") else ""
-        click.echo(f"{str(ev.get('Timestamp', ''))[:19]}  {ev.get('LogicalResourceId', ''):<45} "
-                   f"{ev.get('ResourceStatus', '')}{reason}")
+        click.echo(
+            f"{str(ev.get('Timestamp', ''))[:19]}  {ev.get('LogicalResourceId', ''):<45} "
+            f"{ev.get('ResourceStatus', '')}{reason}"
+        )
 
     final = aws.deploy(stack, body, params, confirm=confirm, on_event=on_event)
     if final == "CANCELLED":
@@ -177,8 +234,13 @@ def deploy(pipeline_file: str, stack_name: str | None, region: str | None, param
         click.echo(f"stack {stack}: {final}")
 
 
-PIPELINE = click.option("--pipeline", "pipeline", required=True, envvar="CONVEYOR_AWS_PIPELINE",
-                        help="the CodePipeline name (or set CONVEYOR_AWS_PIPELINE)")
+PIPELINE = click.option(
+    "--pipeline",
+    "pipeline",
+    required=True,
+    envvar="CONVEYOR_AWS_PIPELINE",
+    help="the CodePipeline name (or set CONVEYOR_AWS_PIPELINE)",
+)
 REGION = click.option("--region", help="default: the AWS CLI's configured region")
 
 
@@ -194,12 +256,25 @@ def status(execution: str | None, pipeline: str, region: str | None, as_json: bo
     aws = Aws(region)
     if execution:
         data = aws.execution(pipeline, execution)
-        rows = [{"stage": d.get("stageName", ""), "action": d.get("actionName", ""), "status": d.get("status", ""),
-                 "summary": str(((d.get("output") or {}).get("executionResult") or {}).get("externalExecutionSummary", "")),
-                 "changed": str(d.get("lastUpdateTime", ""))} for d in data["actions"]]
+        rows = [
+            {
+                "stage": d.get("stageName", ""),
+                "action": d.get("actionName", ""),
+                "status": d.get("status", ""),
+                "summary": str(
+                    ((d.get("output") or {}).get("executionResult") or {}).get(
+                        "externalExecutionSummary", ""
+                    )
+                ),
+                "changed": str(d.get("lastUpdateTime", "")),
+            }
+            for d in data["actions"]
+        ]
         title = f"{pipeline} execution {execution}: {data['execution'].get('status')}"
         if as_json:
-            click.echo(json.dumps({"execution": data["execution"], "actions": rows}, indent=2, default=str))
+            click.echo(
+                json.dumps({"execution": data["execution"], "actions": rows}, indent=2, default=str)
+            )
             return
     else:
         state = aws.pipeline_state(pipeline)
@@ -228,13 +303,18 @@ def _decide(approved: bool) -> click.Command:
     @REGION
     @click.option("--comment", required=True, help="why (recorded by CodePipeline as the summary)")
     @click.option("--action", "action", help="the approval action, when several wait")
-    def cmd(execution: str | None, pipeline: str, region: str | None, comment: str, action: str | None) -> None:
+    def cmd(
+        execution: str | None, pipeline: str, region: str | None, comment: str, action: str | None
+    ) -> None:
         from conveyor.aws.operations import Aws
 
         done = Aws(region).decide(pipeline, approved, comment, execution=execution, action=action)
         click.echo(f"{verb}d {done['stage']}/{done['action']} of execution {done['execution']}")
 
-    cmd.help = f"{verb.capitalize()} the pending manual approval (its token is read from get_pipeline_state)."
+    cmd.help = (
+        f"{verb.capitalize()} the pending manual approval "
+        "(its token is read from get_pipeline_state)."
+    )
     return cmd
 
 
@@ -244,7 +324,9 @@ def _decide(approved: bool) -> click.Command:
 @REGION
 @click.option("--execution", help="a past execution (default: the action's latest run)")
 @click.option("--build-id", help="read this CodeBuild build's logs directly")
-def logs(action: str, pipeline: str, region: str | None, execution: str | None, build_id: str | None) -> None:
+def logs(
+    action: str, pipeline: str, region: str | None, execution: str | None, build_id: str | None
+) -> None:
     """Print the CodeBuild logs of ACTION (CloudWatch Logs)."""
     from conveyor.aws.operations import Aws
 
@@ -260,8 +342,10 @@ aws_group.add_command(_decide(False))
 
 def register(cli: click.Group) -> None:
     """Add `import codepipeline`, `export codepipeline` and the `aws` group to the CLI."""
-    _subgroup(cli, "import", "Convert other CI/CD definitions into a Conveyor pipeline file.").add_command(
-        import_codepipeline)
-    _subgroup(cli, "export", "Convert a Conveyor pipeline file into another CI/CD definition.").add_command(
-        export_codepipeline)
+    _subgroup(
+        cli, "import", "Convert other CI/CD definitions into a Conveyor pipeline file."
+    ).add_command(import_codepipeline)
+    _subgroup(
+        cli, "export", "Convert a Conveyor pipeline file into another CI/CD definition."
+    ).add_command(export_codepipeline)
     cli.add_command(aws_group)

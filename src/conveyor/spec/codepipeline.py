@@ -3,14 +3,14 @@
 Import reads `aws codepipeline get-pipeline` output (or a CloudFormation template holding an
 `AWS::CodePipeline::Pipeline`) and maps it onto our action types:
 
-    Source  CodeCommit                -> source.git  {repository: RepositoryName, branch: BranchName}
+    Source  CodeCommit               -> source.git {repository: RepositoryName, branch: BranchName}
     Source  CodeStarSourceConnection  -> source.git  {repository: https://github.com/FullRepositoryId.git}
-    Source  GitHub (ThirdParty, v1)   -> source.git  (OAuthToken dropped: a secret, and v1 is deprecated)
+    Source  GitHub (ThirdParty, v1)  -> source.git (OAuthToken dropped: a secret; v1 is deprecated)
     Source  S3                        -> source.s3   {bucket, key}
-    Build/Test CodeBuild              -> build       {codebuildProject: ProjectName, primarySource, env}
+    Build/Test CodeBuild             -> build {codebuildProject: ProjectName, primarySource, env}
     Compute Commands                  -> shell       {commands}
     Approval Manual                   -> approval    {customData, externalEntityLink}
-    anything else                     -> aws.<Provider> {actionTypeId, configuration}: kept, reported
+    anything else                    -> aws.<Provider> {actionTypeId, configuration}: kept, reported
 
 What our action types have no key for (PollForSourceChanges, NotificationArn, ConnectionArn,
 the role and artifact store, stage conditions...) is kept verbatim under the pipeline's
@@ -23,11 +23,12 @@ Every problem is located (`file:line: what`); warnings are problems that do not 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # public, untyped in typeshed
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def _index_json(text: str, lines: Lines) -> None:
                 pos += 1
                 i += 1
         if ch == '"':
-            return scanstring(text, pos + 1)[1]
+            return int(scanstring(text, pos + 1)[1])
         mt = scalar.match(text, pos)
         if not mt:  # pragma: no cover - json.loads accepted the text
             raise ValueError(f"unexpected character at offset {pos}")
@@ -326,6 +327,7 @@ class _Importer:
                 "a CodePipeline provider id; did you mean 'CodeBuild'? (imported as CodeBuild)",
             )
             provider = tid["provider"] = "CodeBuild"
+        config: dict[str, Any]
         if category == "Source" and provider == "CodeCommit" and owner == "AWS":
             config = {
                 "repository": cfg.pop("RepositoryName", ""),
@@ -353,7 +355,8 @@ class _Importer:
                 self.warn(
                     (*path, "configuration", "ConnectionArn"),
                     f"action '{name}': the connection does not "
-                    "say which host it is for; assumed github.com (edit `repository` for GitLab/Bitbucket)",
+                    "say which host it is for; assumed github.com (edit `repository` for "
+                    "GitLab/Bitbucket)",
                 )
             return "source.git", config, cfg
         if category == "Source" and provider == "GitHub" and owner == "ThirdParty":
@@ -361,10 +364,12 @@ class _Importer:
                 self.warn(
                     (*path, "configuration", "OAuthToken"),
                     f"action '{name}': OAuthToken dropped (a secret); "
-                    "GitHub version 1 actions are deprecated: export writes a CodeStarSourceConnection",
+                    "GitHub version 1 actions are deprecated: export writes a "
+                    "CodeStarSourceConnection",
                 )
             config = {
-                "repository": f"https://github.com/{cfg.pop('Owner', '')}/{cfg.pop('Repo', '')}.git",
+                "repository": "https://github.com/"
+                f"{cfg.pop('Owner', '')}/{cfg.pop('Repo', '')}.git",
                 "branch": cfg.pop("Branch", "main"),
             }
             return "source.git", config, cfg
@@ -380,7 +385,7 @@ class _Importer:
                 cfg,
             )
         if category in ("Build", "Test") and provider == "CodeBuild" and owner == "AWS":
-            config: dict[str, Any] = {"codebuildProject": cfg.pop("ProjectName", "")}
+            config = {"codebuildProject": cfg.pop("ProjectName", "")}
             if "PrimarySource" in cfg:
                 config["primarySource"] = cfg.pop("PrimarySource")
             env_json = cfg.get("EnvironmentVariables")
@@ -417,7 +422,8 @@ class _Importer:
         self.warn(
             (*path, "actionTypeId"),
             f"action '{name}': no Conveyor action type for {owner}/{category}/"
-            f"{provider}; kept as '{type_}' (exported unchanged, reported as unknown by `conveyor validate`)",
+            f"{provider}; kept as '{type_}' (exported unchanged, reported as unknown by "
+            "`conveyor validate`)",
         )
         return type_, {"actionTypeId": dict(tid), "configuration": cfg}, {}
 
@@ -559,7 +565,7 @@ def load_codepipeline(path: str | Path, *, text: str | None = None) -> Imported:
     return import_document(data, lines)
 
 
-# --------------------------------------------------------------------------- CloudFormation templates
+# ------------------------------------------------------------------- CloudFormation templates
 
 _INTRINSIC = {"Ref", "Condition"} | {
     f"Fn::{x}"
@@ -604,7 +610,8 @@ def _load_cfn_yaml(text: str, label: str) -> tuple[Any, Lines]:
                     label,
                     e.problem_mark.line + 1 if e.problem_mark else None,
                     f"duplicate key '{key.group(1) if key else '?'}' in the mapping that "
-                    f"starts at line {first} (YAML keys must be unique; cfn-lint reports it as E0000: "
+                    f"starts at line {first} (YAML keys must be unique; cfn-lint reports it as "
+                    "E0000: "
                     "remove one of them)",
                 )
             ]
@@ -633,10 +640,8 @@ def _load_cfn_yaml(text: str, label: str) -> tuple[Any, Lines]:
             lines.index.setdefault(path, node.lc.line + 1)
             out: dict[str, Any] = {}
             for k in node:
-                try:
+                with contextlib.suppress(KeyError, TypeError):
                     lines.index[(*path, str(k))] = node.lc.key(k)[0] + 1
-                except (KeyError, TypeError):
-                    pass
                 out[str(k)] = conv(node[k], (*path, str(k)))
             value: Any = out
         elif isinstance(node, CommentedSeq):
@@ -854,7 +859,8 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
         Problem(
             lines.file,
             lines.line(("Resources", logical)),
-            f"note: imported the AWS::CodePipeline::Pipeline resource '{logical}' of a CloudFormation "
+            f"note: imported the AWS::CodePipeline::Pipeline resource '{logical}' of a "
+            "CloudFormation "
             "template; its other resources (projects, roles, buckets) are not imported",
         )
     ]
@@ -942,7 +948,8 @@ def export_pipeline(
             store["location"] = artifact_bucket
         if store.get("location") == PLACEHOLDER_BUCKET:
             warnings.append(
-                f"artifactStore location is a placeholder ({PLACEHOLDER_BUCKET}): pass --artifact-bucket"
+                f"artifactStore location is a placeholder ({PLACEHOLDER_BUCKET}): pass "
+                "--artifact-bucket"
             )
         doc["artifactStore"] = store
     stages = []
@@ -991,13 +998,15 @@ def export_pipeline(
             conds.append({"result": "ROLLBACK", "rules": rules})
             sd["onSuccess"] = {"conditions": conds}
             warnings.append(
-                f"stage '{s.name}': monitor action(s) {', '.join(x.name for x in monitors[s.name])} "
+                f"stage '{s.name}': monitor action(s) "
+                f"{', '.join(x.name for x in monitors[s.name])} "
                 "became an onSuccess CloudWatchAlarm condition; the alarm itself is created by "
                 "`conveyor aws synth`"
             )
             if not actions:
                 problems.append(
-                    f"stage '{s.name}': only monitor actions; CodePipeline needs at least one action"
+                    f"stage '{s.name}': only monitor actions; CodePipeline needs at least one "
+                    "action"
                 )
         stages.append(sd)
     if problems:
@@ -1029,7 +1038,8 @@ def export_pipeline(
             continue
         if src.type != "source.git" or is_codecommit_name(str(src.config.get("repository", ""))):
             warnings.append(
-                f"trigger on '{t.source_action}': CodePipeline triggers need a CodeStarSourceConnection "
+                f"trigger on '{t.source_action}': CodePipeline triggers need a "
+                "CodeStarSourceConnection "
                 "source; a CodeCommit source starts the pipeline through an EventBridge rule "
                 "(`conveyor aws synth` creates it)"
             )
@@ -1072,7 +1082,7 @@ def monitor_wait_minutes(a: m.Action) -> int:
 
 
 def project_name(pipeline: str, action: str) -> str:
-    """The CodeBuild project name synth and export use for an action: `[A-Za-z0-9][A-Za-z0-9\\-_]{1,254}`."""
+    """The CodeBuild project name of an action: `[A-Za-z0-9][A-Za-z0-9\\-_]{1,254}`."""
     raw = re.sub(r"[^A-Za-z0-9\-_]", "-", f"{pipeline}-{action}")
     raw = raw.lstrip("-_") or "conveyor"
     return raw[:255]
