@@ -31,6 +31,7 @@ from tests.integration.testimages import (  # noqa: E402
     action_context,
     build_image,
     pipeline_with,
+    remove_images,
     write_manifests,
 )
 
@@ -59,10 +60,10 @@ def main() -> None:
     platform = LocalPlatform(settings, registry_ports={"test": free_port(), "prod": free_port()})
     platform.up()
     env = Environment("benchdeploy", registry="test", port=free_port())
+    images: dict[str, str] = {}
     try:
         runtime = ContainerRuntime(platform.container_env())
         host = platform.registry_host("test")
-        images = {}
         for v in ("v1", "v2"):
             build_image(runtime, tmp, f"{host}/webapp:{v}", v)
             images[v] = f"{host}/webapp@{platform.resolve_digest(f'{host}/webapp:{v}')}"
@@ -124,6 +125,9 @@ def main() -> None:
         print(json.dumps(out, indent=2))
     finally:
         PodmanEnvironment(platform, env).remove()
+        host = platform.registry_host("test")
+        remove_images(ContainerRuntime(platform.container_env()),
+                      [f"{host}/webapp:v1", f"{host}/webapp:v2", *images.values()])
         platform.down()
         shutil.rmtree(tmp, ignore_errors=True)
 

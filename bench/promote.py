@@ -28,7 +28,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tests.integration.testimages import action_context, build_image, pipeline_with  # noqa: E402
+from tests.integration.testimages import (  # noqa: E402
+    action_context,
+    build_image,
+    pipeline_with,
+    remove_images,
+)
 
 from conveyor.actions.promote import Promote  # noqa: E402
 from conveyor.adapters.containers import ContainerRuntime  # noqa: E402
@@ -122,6 +127,8 @@ def main() -> None:
         (HERE / "results" / "promote.json").write_text(json.dumps(out, indent=2) + "\n")
         print(json.dumps(out, indent=2))
     finally:
+        remove_images(ContainerRuntime(platform.container_env()),
+                      [f"{platform.registry_host('test')}/big:v1"])
         platform.down()
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
 

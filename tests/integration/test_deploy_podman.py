@@ -22,7 +22,13 @@ from conveyor.platform.daemon import free_port
 from conveyor.platform.environment import PodmanEnvironment
 from conveyor.platform.local import LocalPlatform
 from conveyor.settings import Settings
-from tests.integration.testimages import action_context, build_image, pipeline_with, write_manifests
+from tests.integration.testimages import (
+    action_context,
+    build_image,
+    pipeline_with,
+    remove_images,
+    write_manifests,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +44,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
 
 
 @pytest.fixture(scope="module")
-def images(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def images(platform: LocalPlatform,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """v1, v2 and `broken` (no /healthz) in the test registry, as digest references."""
     runtime = ContainerRuntime(platform.container_env())
     work = tmp_path_factory.mktemp("images")
@@ -48,7 +55,8 @@ def images(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) ->
         build_image(runtime, work, f"{host}/webapp:{version}", version,
                     healthy=version != "broken")
         out[version] = f"{host}/webapp@{platform.resolve_digest(f'{host}/webapp:{version}')}"
-    return out
+    yield out
+    remove_images(runtime, [f"{host}/webapp:{v}" for v in out] + list(out.values()))
 
 
 @pytest.fixture

@@ -18,7 +18,12 @@ from conveyor.model.pipeline import Action, Environment
 from conveyor.platform.daemon import free_port
 from conveyor.platform.local import LocalPlatform
 from conveyor.settings import Settings
-from tests.integration.testimages import action_context, build_image, pipeline_with
+from tests.integration.testimages import (
+    action_context,
+    build_image,
+    pipeline_with,
+    remove_images,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +39,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
 
 
 @pytest.fixture(scope="module")
-def images(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def images(platform: LocalPlatform,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """v1 and v2 of webapp in the test registry, as digest references."""
     runtime = ContainerRuntime(platform.container_env())
     work = tmp_path_factory.mktemp("images")
@@ -43,7 +49,8 @@ def images(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) ->
     for version in ("v1", "v2"):
         build_image(runtime, work, f"{host}/webapp:{version}", version)
         out[version] = f"{host}/webapp@{platform.resolve_digest(f'{host}/webapp:{version}')}"
-    return out
+    yield out
+    remove_images(runtime, [f"{host}/webapp:{v}" for v in out] + list(out.values()))
 
 
 def promote(platform: LocalPlatform, tmp_path: Path, **config: Any) -> ActionResult:

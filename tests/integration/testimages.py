@@ -69,6 +69,12 @@ def build_image(runtime: ContainerRuntime, workdir: Path, ref: str, version: str
         runtime.push(ref)
 
 
+def remove_images(runtime: ContainerRuntime, refs: list[str]) -> None:
+    """Remove the local copies of test images (tags built here, digests pulled by pods)."""
+    if refs:
+        runtime.run("rmi", "-f", "--ignore", *refs, check=False)
+
+
 def write_manifests(root: Path, image: str, *, readiness: dict[str, Any] | None = None,
                     replicas: int = 2) -> Path:
     """k8s/deployment.yaml (+ a Service) for the webapp, as the example application has."""
