@@ -153,8 +153,19 @@ def _locate(ctx: ActionContext, cfg: DeployConfig) -> tuple[Path, str]:
 
 
 def _pin(text: str, log: Any) -> ImageRef:
-    """The image as a digest reference the registry has (a tag is resolved)."""
+    """The image as a digest reference the registry has (a tag is resolved).
+
+    Loopback registries (plain HTTP, no auth) are asked; a remote one (ECR...) is not: its
+    reference must already carry the digest, and the cluster's pull verifies it.
+    """
     ref = ImageRef.parse(text)
+    host = ref.host.split(":", 1)[0]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        if ref.digest is None:
+            raise ConfigError(f"image {ref}: give a digest reference (host/repo@sha256:...) for "
+                              f"the remote registry {ref.host}, e.g. \"#{{Build.ImageURI}}\"")
+        log(f"{ref}: remote registry, digest not checked before deploying\n")
+        return ref
     with RegistryClient() as client:
         try:
             digest = client.resolve(ref)
