@@ -263,3 +263,11 @@ def test_pipeline_name_beyond_limit_is_refused() -> None:
 def test_json_render_is_json(template: dict[str, Any]) -> None:
     """The JSON rendering parses back to the same template."""
     assert json.loads(render(template, "json")) == template
+
+
+def test_fixture_is_a_valid_pipeline() -> None:
+    """The synth fixture passes Conveyor's own validation with the installed action types."""
+    from conveyor.actions.registry import ActionRegistry
+
+    p = load_pipeline(SEED, ActionRegistry().catalogue())
+    assert [a.type for _, a in p.all_actions()][-1] == "monitor"

@@ -1116,7 +1116,7 @@ class _Synth:
             f"Kubernetes Service of environment '{e.name}' (Container Insights dimension)",
             (e.repository or self.p.name).split("/")[-1],
         )
-        minimum = a.config.get("minReplicas", a.config.get("minRunningPods", 1))
+        minimum = 1
         self.resources[f"{lid}Alarm"] = {
             "Type": "AWS::CloudWatch::Alarm",
             "Metadata": {
@@ -1151,9 +1151,7 @@ class _Synth:
                 "TreatMissingData": "breaching",
             },
         }
-        probes = [
-            k for k in ("urls", "probes", "prometheus", "queries", "thresholds") if k in a.config
-        ]
+        probes = [k for k in ("probes", "prometheus") if k in a.config]
         if probes:
             self.warnings.append(
                 f"monitor '{a.name}': {', '.join(probes)} are local-only; on AWS the CloudWatch "

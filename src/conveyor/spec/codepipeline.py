@@ -1077,7 +1077,7 @@ def monitor_wait_minutes(a: m.Action) -> int:
     except ValueError:
         secs = None
     if secs is None:
-        secs = a.timeout_seconds or 300
+        secs = 60  # the monitor action's default bake
     return max(1, -(-secs // 60))
 
 
