@@ -1,9 +1,12 @@
 """`conveyor up | down | platform status` and `conveyor env list | history ENV`.
 
-    conveyor up                  start the registries (and restart dead parts); idempotent
-    conveyor down                stop the registries, the front doors and the release pods
+    conveyor up                  start the registries and the health watcher (and restart
+                                 dead parts); idempotent; --watch-interval S (0: no watcher)
+    conveyor down                stop the registries, the front doors, the release pods and
+                                 the watcher
     conveyor platform status     each part with its address and health (exit 3 if one is down)
-    conveyor env list            each environment: what it serves, since when, from which run
+    conveyor env list            each environment: its health (from the watcher), what it
+                                 serves, since when, from which run
     conveyor env history ENV     the environment's deployments, newest first
 """
 
@@ -66,14 +69,21 @@ def _parts_table(parts: list[Any]) -> Table:
 
 
 @click.command("up")
+@click.option("--watch-interval", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="seconds between health checks of the deployed environments (0: no watcher)")
 @click.option("--json", "as_json", is_flag=True, help="print the parts as JSON")
-def up(as_json: bool) -> None:
-    """Start the local platform (registries test/prod; restart dead parts). Idempotent."""
+def up(watch_interval: float, as_json: bool) -> None:
+    """Start the local platform (registries test/prod, health watcher; restart dead parts)."""
     platform = _platform()
     try:
         started = platform.up()
     except ConveyorError as exc:
         _fail(exc)
+    if watch_interval > 0:
+        from conveyor.monitoring.watcher import start_daemon
+
+        if start_daemon(platform.settings, watch_interval):
+            started.append(f"health watcher (every {watch_interval:g} s)")
     parts = platform.status()
     if as_json:
         click.echo(json.dumps({"started": started, "parts": [p.as_dict() for p in parts]},
@@ -91,10 +101,15 @@ def up(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print what was stopped as JSON")
 def down(as_json: bool) -> None:
     """Stop the local platform: registries, front doors and release pods (data is kept)."""
+    platform = _platform()
     try:
-        stopped = _platform().down()
+        stopped = platform.down()
     except ConveyorError as exc:
         _fail(exc)
+    from conveyor.monitoring.watcher import stop_daemon
+
+    if stop_daemon(platform.settings):
+        stopped.append("health watcher")
     if as_json:
         click.echo(json.dumps({"stopped": stopped}, indent=2))
         return
@@ -138,10 +153,16 @@ def env_group() -> None:
 def env_list(as_json: bool) -> None:
     """Each environment: the digest it serves, its URL, when and from which execution."""
     try:
-        current = _store().current_deployments()
+        store = _store()
+        current = store.current_deployments()
+        health = store.health()
     except ConveyorError as exc:
         _fail(exc)
     rows = [_deployment_row(d) for _, d in sorted(current.items())]
+    for r in rows:
+        h = health.get(r["environment"])
+        r["health"] = ({"healthy": bool(h["healthy"]), "detail": h["detail"],
+                        "since": h["since"], "checked_at": h["checked_at"]} if h else None)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -149,10 +170,14 @@ def env_list(as_json: bool) -> None:
         click.echo("no deployment yet")
         return
     table = Table(show_edge=False)
-    for col in ("environment", "digest", "url", "deployed", "execution", "commit", "by"):
+    for col in ("environment", "health", "digest", "url", "deployed", "execution", "commit",
+                "by"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["environment"], (r["digest"] or "-")[:19], r["url"] or "-",
+        h = r["health"]
+        state = "-" if not h else "ok" if h["healthy"] else (
+            f"UNHEALTHY since {_when(h['since'])}: {h['detail']}")
+        table.add_row(r["environment"], state, (r["digest"] or "-")[:19], r["url"] or "-",
                       _when(r["at"]), r["execution_id"] or "-", (r["commit"] or "-")[:10],
                       r["actor"] or "-")
     _console().print(table)
