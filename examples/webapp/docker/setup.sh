@@ -13,6 +13,8 @@ else
     printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >/etc/passwd
     printf 'root:x:0:\nnogroup:x:65534:\n' >/etc/group
 fi
+# a source artifact unpacked from a zip may have lost the execute bits
+$bb chmod 0755 /opt/webapp/busybox /opt/webapp/start.sh /opt/webapp/serve.sh
 $bb chmod -R a+rX /www /opt/webapp
 test -s /www/index.html
 test -s /www/healthz.json
