@@ -35,7 +35,7 @@ from conveyor.errors import ActionError, ActionFailed, ConfigError, Conflict, Co
 from conveyor.model import planner as pl
 from conveyor.model.pipeline import Pipeline
 from conveyor.model.status import TERMINAL_EXECUTION, ActionStatus, ExecutionStatus, Reason
-from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, UnresolvedVariable, resolve
+from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, UnresolvedVariable, find_refs, resolve
 from conveyor.settings import Settings
 from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
@@ -190,16 +190,18 @@ class Engine:
     # ---- one execution -------------------------------------------------------------------------
     def _tick(self, ex: Row) -> None:
         owner, expires = ex.get("lease_owner"), ex.get("lease_expires")
-        if not self.store.claim(ex["id"], self.worker, self.settings.lease_seconds):
-            return
-        ex = self.store.get_execution(ex["id"])
+        fresh = owner == self.worker and (expires or 0) > time.time() + self.settings.lease_seconds / 2
+        if not fresh:
+            if not self.store.claim(ex["id"], self.worker, self.settings.lease_seconds):
+                return
+            ex = self.store.get_execution(ex["id"])
         pipeline = self.pipeline(ex)
         if owner and owner != self.worker and expires is not None:
             self._recover(ex, pipeline, owner)
         self._handle_requests(ex, pipeline)
         ex = self.store.get_execution(ex["id"])
         self._watch_deadlines(ex)
-        attempts = self.store.attempts_for(ex["id"])
+        attempts = self.store.attempts_light(ex["id"])
         self._resume_orphans(ex, pipeline, attempts)
         state = state_of(ex, attempts)
         status = pl.execution_status(pipeline, state)
@@ -221,7 +223,7 @@ class Engine:
                 for stage, action in plan.start:
                     self._dispatch(ex, pipeline, stage, action)
                 if plan.start:
-                    attempts = self.store.attempts_for(ex["id"])
+                    attempts = self.store.attempts_light(ex["id"])
                     state = state_of(ex, attempts)
                     status = pl.execution_status(pipeline, state)
                 if (plan.waiting or None) != ex["waiting"]:
@@ -266,8 +268,7 @@ class Engine:
         if pipeline.execution_mode.value == "PARALLEL" and not disabled:
             return pl.Neighbourhood(), []
         others_rows = [o for o in self.store.active_executions(ex["pipeline"]) if o["id"] != ex["id"]]
-        atts = self.store.attempts_for_many([o["id"] for o in others_rows])
-        others = [(o, state_of(o, atts[o["id"]])) for o in others_rows]
+        others = [(o, state_of(o, self.store.attempts_light(o["id"]))) for o in others_rows]
         occupied: dict[str, str] = {}
         older_waiting: set[str] = set()
         for o, st in others:
@@ -293,7 +294,7 @@ class Engine:
         h = self.store.get_execution(holder)
         if h["seq"] > ex["seq"]:
             return
-        running = [a for a in self.store.attempts_for(holder) if a["status"] == "InProgress"]
+        running = [a for a in self.store.attempts_light(holder) if a["status"] == "InProgress"]
         if not running or any(a["type"] != "approval" for a in running):
             return
         for a in running:
@@ -340,7 +341,7 @@ class Engine:
                 f.abandon = True
                 f.cancel.set()
             held = {f.attempt_id for f in mine}
-            for a in self.store.attempts_for(ex["id"]):
+            for a in self.store.attempts_light(ex["id"]):
                 if a["status"] == "InProgress" and a["id"] not in held:
                     self._kill(a)
                     self._try_transition(a["id"], ActionStatus.ABANDONED, Reason.ABANDONED,
@@ -357,7 +358,7 @@ class Engine:
         if ex["status"] not in ("Failed", "Stopped"):
             raise Conflict(f"execution {ex['id']} is {ex['status']}: only a Failed or Stopped execution "
                            "can be retried")
-        attempts = self.store.attempts_for(ex["id"])
+        attempts = self.store.attempts_light(ex["id"])
         state = state_of(ex, attempts)
         statuses = pl.stage_statuses(pipeline, state)
         stage_name = req["payload"].get("stage")
@@ -401,7 +402,7 @@ class Engine:
 
     # ---- crash recovery ------------------------------------------------------------------------
     def _recover(self, ex: Row, pipeline: Pipeline, dead: str) -> None:
-        for a in self.store.attempts_for(ex["id"]):
+        for a in self.store.attempts_light(ex["id"]):
             if a["status"] != "InProgress":
                 continue
             cls = self._type(a["type"])
@@ -470,13 +471,10 @@ class Engine:
             cls = self._type(action.type)
             timeout = getattr(cls, "default_timeout", DEFAULT_TIMEOUT) if cls else DEFAULT_TIMEOUT
         deadline_wall = time.time() + timeout
-        # the log file name needs the attempt number, which start_attempt allocates: use a
-        # placeholder and fix it up (the id is deterministic, so this is safe)
-        row = self.store.start_attempt(ex["id"], stage_name, action_name, action.type, epoch=epoch,
-                                       worker=self.worker, deadline=deadline_wall, log_path="")
-        path = log_path(self.settings.state_dir, ex["id"], stage_name, action_name, row["attempt"])
-        self.store.note_attempt(row["id"], log_path=str(path))
-        row["log_path"] = str(path)
+        row = self.store.start_attempt(
+            ex["id"], stage_name, action_name, action.type, epoch=epoch, worker=self.worker,
+            deadline=deadline_wall,
+            log_path=lambda n: str(log_path(self.settings.state_dir, ex["id"], stage_name, action_name, n)))
         self._launch(ex, pipeline, stage_name, action, row, resumed=False)
 
     def _launch(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row, *,
@@ -567,7 +565,7 @@ class Engine:
 
     def _context(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row,
                  fl: _InFlight, logf: FileLog, workdir: Path, resumed: bool) -> ActionContext:
-        attempts = self.store.attempts_for(ex["id"])
+        attempts = self.store.attempts_light(ex["id"])
         state = state_of(ex, attempts)
         current = pl.current_attempts(pipeline, state)
         by_name = {a.name: a for _, a in pipeline.all_actions()}
@@ -575,17 +573,20 @@ class Engine:
             PIPELINE_NS: dict(ex["variables"] or {}),
             SYSTEM_NS: {"PipelineExecutionId": ex["id"], "PipelineName": ex["pipeline"]},
         }
-        produced: dict[str, str] = {}
-        rows = {a["id"]: a for a in attempts}
+        wanted_ns = {ns for _, ns, _ in find_refs(dict(action.config))}
+        needed: list[str] = []
         for st in pipeline.stages:
             for name, view in current[st.name].items():
-                if view.status != ActionStatus.SUCCEEDED:
-                    continue
-                a_row = rows[f"{ex['id']}/{st.name}/{name}/{view.attempt}"]
-                ns = by_name[name].namespace
-                if ns:
-                    scope[ns] = {k: str(v) for k, v in (a_row["variables"] or {}).items()}
-                produced.update(a_row["artifacts"] or {})
+                producer = by_name[name]
+                if view.status == ActionStatus.SUCCEEDED and (
+                        producer.namespace in wanted_ns or set(producer.outputs) & set(action.inputs)):
+                    needed.append(f"{ex['id']}/{st.name}/{name}/{view.attempt}")
+        produced: dict[str, str] = {}
+        for a_row in self.store.attempts_by_id(needed).values():
+            ns = by_name[a_row["action"]].namespace
+            if ns:
+                scope[ns] = {k: str(v) for k, v in (a_row["variables"] or {}).items()}
+            produced.update(a_row["artifacts"] or {})
         config = resolve(dict(action.config), scope)
         if workdir.exists() and not resumed:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,9 @@ class Store:
     def __init__(self, url: str, *, migrate_schema: bool = True) -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
+        # SQLite allows one writer; its busy handler backs off with sleeps of up to 100 ms.
+        # Serializing this process's transactions ourselves is much faster than contending.
+        self._serial: Any = threading.RLock() if self.url.startswith("sqlite") else nullcontext()
         try:
             if migrate_schema:
                 migrate(self.engine)
@@ -98,7 +102,7 @@ class Store:
     @contextmanager
     def tx(self) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            with self._serial, self.engine.begin() as conn:
                 yield conn
         except OperationalError as e:
             raise Unavailable(f"database {_safe(self.url)} failed: {_first_line(e)}") from None
@@ -245,7 +249,8 @@ class Store:
 
     # ---- attempts --------------------------------------------------------------------------
     def start_attempt(self, ex_id: str, stage: str, action: str, type_: str, *, epoch: int,
-                      worker: str, deadline: float | None, log_path: str, actor: str = "engine") -> Row:
+                      worker: str, deadline: float | None, log_path: str | Callable[[int], str],
+                      actor: str = "engine") -> Row:
         """Persist an InProgress attempt before the action runs (its id is deterministic)."""
         with self.tx() as c:
             n = c.execute(select(func.coalesce(func.max(t.attempts.c.attempt), 0)).where(and_(
@@ -257,7 +262,7 @@ class Store:
             row = dict(id=att_id, execution_id=ex_id, stage=stage, action=action, attempt=n, epoch=epoch,
                        type=type_, status="InProgress", reason="Started", message="", started_at=now,
                        deadline=deadline, variables={}, artifacts={}, details={}, reports=[],
-                       worker=worker, log_path=log_path)
+                       worker=worker, log_path=log_path(n) if callable(log_path) else log_path)
             try:
                 c.execute(insert(t.attempts).values(**row))
             except IntegrityError:
@@ -301,6 +306,22 @@ class Store:
         with self.tx() as c:
             return [_row(r) for r in c.execute(select(t.attempts).where(
                 t.attempts.c.execution_id == ex_id).order_by(t.attempts.c.started_at, t.attempts.c.attempt))]
+
+    LIGHT = ("id", "execution_id", "stage", "action", "attempt", "epoch", "type", "status", "reason",
+             "message", "started_at", "ended_at", "deadline", "pgid", "worker", "log_path")
+
+    def attempts_light(self, ex_id: str) -> list[Row]:
+        """The attempts without their JSON payloads: what planning needs, cheap to load."""
+        cols = [t.attempts.c[n] for n in self.LIGHT]
+        with self.tx() as c:
+            return [_row(r) for r in c.execute(select(*cols).where(
+                t.attempts.c.execution_id == ex_id).order_by(t.attempts.c.started_at, t.attempts.c.attempt))]
+
+    def attempts_by_id(self, ids: Sequence[str]) -> dict[str, Row]:
+        if not ids:
+            return {}
+        with self.tx() as c:
+            return {r.id: _row(r) for r in c.execute(select(t.attempts).where(t.attempts.c.id.in_(list(ids))))}
 
     def attempts_for_many(self, ex_ids: Sequence[str]) -> dict[str, list[Row]]:
         out: dict[str, list[Row]] = {e: [] for e in ex_ids}
