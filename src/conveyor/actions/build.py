@@ -53,6 +53,8 @@ class BuildConfig(ActionConfig):
     image: str | None = None
     environment: BuildEnvironment | None = None
     publishes: Publishes | None = None
+    # the CodeBuild project an imported CodePipeline action named; used on AWS, ignored locally
+    codebuild_project: str | None = Field(default=None, alias="codebuildProject")
 
 
 def _is_inline(text: str) -> bool:
