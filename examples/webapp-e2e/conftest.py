@@ -7,6 +7,7 @@ Environment:
     BASE_URL           the deployed app (default http://127.0.0.1:8081, Conveyor's test environment)
     EXPECTED_VERSION   if set, the version the app and /healthz must report
     EXPECTED_COMMIT    if set, the commit (or a prefix of it) /healthz must report
+    EXPECTED_ENVIRONMENT  if set, the environment name the header must show (APP_ENV)
     CHROME_BINARY      default /usr/bin/chromium (Debian's chromium)
     CHROMEDRIVER       default /usr/bin/chromedriver (Debian's chromium-driver)
     REPORTS_DIR        default reports/ (screenshots go to REPORTS_DIR/screenshots/)

@@ -321,6 +321,7 @@ def test_e2e_suite_passes_against_the_container(
             "BASE_URL": served,
             "EXPECTED_VERSION": APP_VERSION,
             "EXPECTED_COMMIT": app_build.commit,
+            "EXPECTED_ENVIRONMENT": "it",
             "PYTHON": sys.executable,
         },
         process_env,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 
+import pytest
 from pages import TaskListPage
 
 
@@ -47,3 +49,13 @@ def test_footer_and_healthz_agree(driver, base_url):
     page = TaskListPage(driver, base_url).open()
     assert page.version == health["version"]
     assert health["commit"].startswith(page.commit)
+
+
+def test_header_names_the_environment(driver, base_url):
+    """With EXPECTED_ENVIRONMENT set, the header badge shows it (APP_ENV, from the ConfigMap)."""
+    expected = os.environ.get("EXPECTED_ENVIRONMENT")
+    if not expected:
+        pytest.skip("EXPECTED_ENVIRONMENT is not set")
+    page = TaskListPage(driver, base_url).open()
+    page.wait_text("env-name", expected)
+    assert page.text("env-name") == expected
