@@ -428,3 +428,41 @@ def test_promql_thresholds_pass_fail_and_a_bad_query_is_named(
     with pytest.raises(ActionError, match=r"PromQL query 'sum\(up' failed on .*bad_data"):
         _run_monitor(world, tmp_path / "c", prometheus,
                      {"name": "broken", "query": "sum(up", "max": 1})
+
+
+def test_up_starts_the_watcher_daemon_env_list_shows_health_and_down_stops_it(
+        world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up --watch-interval` starts a watcher that records health; `env list`; `down` stops it."""
+    from conveyor.cli.main import cli
+    from conveyor.monitoring.watcher import daemon
+    from conveyor.store.db import Store
+
+    home = tmp_path / "home"
+    settings = Settings.from_env(home)
+    monkeypatch.setenv("CONVEYOR_HOME", str(home))
+    monkeypatch.delenv("CONVEYOR_DATABASE_URL", raising=False)
+    for name in ("test", "prod"):
+        monkeypatch.setenv(f"CONVEYOR_REGISTRY_{name.upper()}_PORT", str(free_port()))
+    store = Store(settings.database_url)
+    hook = world["hook"]  # answers GET /healthz with 200: a healthy "environment"
+    store.record_deployment(environment="web", pipeline="shop", execution_id="e1", kind="deploy",
+                            image="x@sha256:1", digest="sha256:1", url=hook.url.rsplit("/", 1)[0],
+                            actor="test")
+    runner = CliRunner()
+    try:
+        res = runner.invoke(cli, ["up", "--watch-interval", "0.5", "--json"])
+        assert res.exit_code == 0, res.output
+        assert "health watcher (every 0.5 s)" in json.loads(res.output)["started"]
+        assert daemon(settings).pid() is not None
+        deadline = time.monotonic() + 30
+        while "web" not in store.health() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        res = runner.invoke(cli, ["env", "list", "--json"])
+        (row,) = json.loads(res.output)
+        assert row["environment"] == "web" and row["health"]["healthy"] is True
+        assert row["health"]["detail"].startswith("HTTP 200")
+    finally:
+        res = runner.invoke(cli, ["down", "--json"])
+        store.close()
+    assert "health watcher" in json.loads(res.output)["stopped"]
+    assert daemon(settings).pid() is None
