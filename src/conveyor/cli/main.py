@@ -637,6 +637,7 @@ def trigger(repository: str, ref: str, old: str, new: str, no_engine: bool) -> N
     started = start_matching(app, repository=repository, ref=ref, old=old, new=new)
     for ex_id, pipeline in started:
         click.echo(f"conveyor: started {pipeline} execution {ex_id}")
+    no_engine = no_engine or bool(os.environ.get("CONVEYOR_TRIGGER_NO_ENGINE"))
     if started and not no_engine and not app.store.live_engines(app.settings.lease_seconds):
         import subprocess
 
