@@ -20,7 +20,9 @@ action outputs ImageURI (repository@sha256:...), ImageDigest and ImageTag, and w
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,11 @@ class Build(BaseAction):
         if platform is not None:
             env.update(_call(platform, "container_env") or {})
             env.update(_call(platform, "image_env", ctx.pipeline) or {})
+        if not (cfg.image or (cfg.environment and cfg.environment.image)):
+            # on the host, Conveyor's own Python environment (pytest, selenium) comes first,
+            # as a CodeBuild image's runtimes do
+            venv_bin = str(Path(sys.executable).parent)
+            env["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
         env.update(cfg.env)
         settings = getattr(ctx.services, "settings", None)
         secrets_file = getattr(settings, "secrets_file", None)
@@ -222,6 +229,16 @@ def _message(result: BuildResult) -> str:
     if result.succeeded:
         n = sum(len(a.files) for a in result.artifacts)
         return f"build succeeded ({n} artifact file(s), {len(result.reports)} report(s))"
+    failing = [r for r in result.reports if r.failed or r.errors]
+    if failing:
+        # "the tests said no" is the one line a person needs, not the command that ran them
+        parts = []
+        for r in failing:
+            names = ", ".join(f.get("name", "?").rsplit(".", 1)[-1] for f in r.failures[:3])
+            more = f" and {len(r.failures) - 3} more" if len(r.failures) > 3 else ""
+            parts.append(f"{r.failed + r.errors} of {r.total} tests failed in report '{r.name}': "
+                         f"{names}{more}")
+        return "; ".join(parts)
     return result.message or "build failed"
 
 

@@ -243,10 +243,9 @@ def _break_run(app: Any, pipeline: Any, ex_dir: Path, say: Any, summary: dict[st
             for f in r.get("failures", []):
                 say(f"  failed test: {f.get('name')}: {str(f.get('message', ''))[:160]}")
         shots = sorted((Path(a["log_path"]).parent.parent.parent / "work").glob(
-            f"{ex_id}/{a['stage']}.{a['action']}.{a['attempt']}/**/screenshots/*.png")) if a["log_path"] else []
+            f"{ex_id}/{a['stage']}.{a['action']}.{a['attempt']}/out/**/screenshots/FAILED-*.png")) if a["log_path"] else []
         for shot in shots:
-            if "FAILED" in shot.name.upper() or "fail" in shot.name:
-                say(f"  screenshot: {shot}")
+            say(f"  screenshot: {shot}")
     now = app.store.current_deployments().get("prod") or {}
     prod_kept = now.get("digest") == prod.get("digest")
     say(f"prod still serves {now.get('digest')}: {'yes' if prod_kept else 'NO'}")
