@@ -124,6 +124,11 @@ class Hook:
         return [b["conveyor"]["event"] for b in self.bodies
                 if environment is None or b["conveyor"].get("environment") == environment]
 
+    def wait_for(self, count: int, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.bodies) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -268,6 +273,7 @@ def test_a_release_that_turns_unhealthy_is_rolled_back_with_the_history_complete
     assert history[2]["commit"] == v1_commit
     assert history[2]["image"] == images["v1"]
 
+    scene["hook"].wait_for(2)  # alerts are sent in the background
     events = scene["hook"].events()
     assert events == ["rollback-started", "rollback-finished"]
     finished = scene["hook"].bodies[1]
@@ -305,7 +311,7 @@ def test_manual_rollback_to_the_previous_version_and_to_a_named_digest(
 
     res = runner.invoke(cli, ["rollback", env, "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     assert out["kind"] == "rollback" and out["status"] == "Succeeded"
     assert out["trigger"]["to"] == ex1 and out["trigger"]["automatic"] is False
     assert served(scene["url"]) == "v1"
@@ -313,7 +319,7 @@ def test_manual_rollback_to_the_previous_version_and_to_a_named_digest(
     v3_digest = images["v3"].split("@")[1]
     res = runner.invoke(cli, ["rollback", env, "--to", v3_digest[:19], "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["trigger"]["to"] == ex3
+    assert json.loads(res.stdout)["trigger"]["to"] == ex3
     assert served(scene["url"]) == "v3"
     kinds = [(d["kind"], d["digest"]) for d in reversed(app.store.deployments(env))]
     assert kinds[-2:] == [("rollback", images["v1"].split("@")[1]), ("rollback", v3_digest)]
@@ -452,17 +458,46 @@ def test_up_starts_the_watcher_daemon_env_list_shows_health_and_down_stops_it(
     try:
         res = runner.invoke(cli, ["up", "--watch-interval", "0.5", "--json"])
         assert res.exit_code == 0, res.output
-        assert "health watcher (every 0.5 s)" in json.loads(res.output)["started"]
+        assert "health watcher (every 0.5 s)" in json.loads(res.stdout)["started"]
         assert daemon(settings).pid() is not None
         deadline = time.monotonic() + 30
         while "web" not in store.health() and time.monotonic() < deadline:
             time.sleep(0.2)
         res = runner.invoke(cli, ["env", "list", "--json"])
-        (row,) = json.loads(res.output)
+        (row,) = json.loads(res.stdout)
         assert row["environment"] == "web" and row["health"]["healthy"] is True
         assert row["health"]["detail"].startswith("HTTP 200")
     finally:
         res = runner.invoke(cli, ["down", "--json"])
         store.close()
-    assert "health watcher" in json.loads(res.output)["stopped"]
+    assert "health watcher" in json.loads(res.stdout)["stopped"]
     assert daemon(settings).pid() is None
+
+
+def test_conveyor_run_that_fails_its_monitor_still_finishes_the_rollback(
+        scene: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`conveyor run` exits 1 when the monitor fails; the rollback it started still completes."""
+    from conveyor.cli.main import cli
+
+    app, env, images, tmp = scene["app"], scene["env"], scene["images"], scene["tmp"]
+    ex1 = run(app, scene["text"], tmp, IMAGE=images["v1"], BAKE="1s")
+    settings = scene["settings"]
+    monkeypatch.setenv("CONVEYOR_HOME", str(settings.state_dir))
+    monkeypatch.setenv("CONVEYOR_DATABASE_URL", settings.database_url)
+    for name, port in scene["ports"].items():
+        monkeypatch.setenv(f"CONVEYOR_REGISTRY_{name.upper()}_PORT", str(port))
+    res = CliRunner().invoke(cli, ["run", str(tmp / "pipeline.yaml"), "--var",
+                                   f"IMAGE={images['v2']}", "--var", "BAKE=40s", "--json"])
+    assert res.exit_code == 1, res.output
+    ex2 = json.loads(res.stdout)["id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        rbs = [r for r in rollbacks(app) if r["trigger"]["of"] == ex2]
+        if rbs and rbs[0]["status"] not in ("InProgress", "Stopping"):
+            break
+        time.sleep(0.2)
+    (rb,) = [r for r in rollbacks(app) if r["trigger"]["of"] == ex2]
+    assert rb["status"] == "Succeeded", rb["message"]
+    assert rb["trigger"]["to"] == ex1
+    assert served(scene["url"]) == "v1"
+    assert [d["kind"] for d in app.store.deployments(env)][:1] == ["rollback"]

@@ -55,7 +55,11 @@ def rollback(environment: str, to: str | None, reason: str, detach: bool,
     if detach:
         emit_json({"executionId": ex_id}) if as_json else click.echo(ex_id)
         return
-    sys.exit(follow(app, ex_id, as_json=as_json))
+    code = follow(app, ex_id, as_json=as_json)
+    from conveyor.monitoring import alerts
+
+    alerts.flush()
+    sys.exit(code)
 
 
 @click.command("metrics")

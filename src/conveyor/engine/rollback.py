@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("conveyor.rollback")
 ROLLBACK_TYPE = "deploy.rollback"
 KEPT_CONFIG = ("manifests", "container", "timeout")
+HELPER_LIMIT = 1800.0  # seconds a helper keeps a process alive to finish a rollback
 
 
 # ---- the action the rollback execution runs ---------------------------------------------------
@@ -319,11 +321,13 @@ def on_stage_failed(engine: Engine, ex: Row, pipeline: Pipeline, stage_name: str
                 and any(d["execution_id"] == ex["id"] for d in store.deployments(env))):
             envs.append(env)
     hook = alerts.webhook_of(ex["definition"])
+    where = f"*{ex['pipeline']}* execution `{ex['id']}`"
     if not envs:
-        alerts.send(hook, f":warning: *{ex['pipeline']}* execution `{ex['id']}` failed: {reason}. "
-                          "It switched no environment in that stage: nothing to roll back.",
-                    "rollback-skipped", {"execution": ex["id"], "reason": reason})
+        alerts.send_later(hook, f":warning: {where} failed: {reason}. It switched no "
+                                "environment in that stage: nothing to roll back.",
+                          "rollback-skipped", {"execution": ex["id"], "reason": reason})
         return
+    started: list[str] = []
     for env in envs:
         try:
             plan = plan_rollback(store, env, failed_execution=ex["id"])
@@ -331,22 +335,77 @@ def on_stage_failed(engine: Engine, ex: Row, pipeline: Pipeline, stage_name: str
                                 actor="engine (rollback)")
         except ConveyorError as exc:
             log.error("no rollback of %s after %s: %s", env, ex["id"], exc.message)
-            alerts.send(hook, f":rotating_light: *{ex['pipeline']}* execution `{ex['id']}` "
-                              f"failed in {env} ({reason}) and could NOT be rolled back: "
-                              f"{exc.message}. {env} still serves the failing version.",
-                        "rollback-impossible",
-                        {"execution": ex["id"], "environment": env, "error": exc.message})
+            alerts.send_later(hook, f":rotating_light: {where} failed in {env} ({reason}) and "
+                                    f"could NOT be rolled back: {exc.message}. {env} still "
+                                    "serves the failing version.", "rollback-impossible",
+                              {"execution": ex["id"], "environment": env, "error": exc.message})
             continue
+        started.append(rb)
         log.warning("execution %s failed (%s): rolling %s back in execution %s", ex["id"],
                     reason, plan.describe(), rb)
-        alerts.send(hook, f":rewind: *{ex['pipeline']}* execution `{ex['id']}` failed: {reason}. "
-                          f"Rolling *{env}* back to {_short(plan.target['digest'])} (from "
-                          f"execution `{plan.to_execution}`) in execution `{rb}`.",
-                    "rollback-started",
-                    {"execution": rb, "of": ex["id"], "to": plan.to_execution,
-                     "environment": env, "digest": plan.target.get("digest"),
-                     "from_digest": plan.current.get("digest"), "reason": reason})
+        alerts.send_later(hook, f":rewind: {where} failed: {reason}. Rolling *{env}* back to "
+                                f"{_short(plan.target['digest'])} (from execution "
+                                f"`{plan.to_execution}`) in execution `{rb}`.",
+                          "rollback-started",
+                          {"execution": rb, "of": ex["id"], "to": plan.to_execution,
+                           "environment": env, "digest": plan.target.get("digest"),
+                           "from_digest": plan.current.get("digest"), "reason": reason})
+    if started:
+        _drive(engine, started)
     engine.wake()
+
+
+def _drive(engine: Engine, executions: list[str]) -> None:
+    """Make sure the rollback runs to its end even if this engine is about to stop.
+
+    The engine that saw the failure may be short-lived: `conveyor run` stops its in-process
+    engine as soon as *its* execution ends, possibly with the rollback's deploy in flight.
+    A non-daemon thread waits while that engine lives (it drives the rollback itself), then
+    takes over under the same worker id — so the lease stays valid and an action still
+    running in the old engine's pool is not mistaken for a crash — ticks only the rollback
+    executions until they end, and flushes the alerts. The process does not exit before
+    production is restored (bounded by HELPER_LIMIT).
+    """
+    from conveyor.engine.engine import Engine as EngineClass
+
+    store, settings = engine.store, engine.settings
+
+    def done() -> bool:
+        return all(store.get_execution(e)["status"] not in ("InProgress", "Stopping")
+                   for e in executions)
+
+    def alive() -> bool:
+        return any(e["worker"] == engine.worker
+                   for e in store.live_engines(settings.lease_seconds))
+
+    def run() -> None:
+        end = time.monotonic() + HELPER_LIMIT
+        try:
+            while alive() and not done() and time.monotonic() < end:
+                time.sleep(max(0.1, settings.poll_seconds))
+            if done() or time.monotonic() >= end:
+                return
+            helper = EngineClass(store, settings, engine.registry, engine.services,
+                                 artifacts=engine.artifacts, hooks=engine.hooks, max_workers=2)
+            helper.worker = engine.worker
+            log.info("driving rollback execution(s) %s after the engine stopped",
+                     ", ".join(executions))
+            try:
+                while not done() and time.monotonic() < end:
+                    store.renew(helper.worker, settings.lease_seconds)
+                    for ex_id in executions:
+                        ex = store.get_execution(ex_id)
+                        if ex["status"] in ("InProgress", "Stopping"):
+                            helper._tick(ex)  # noqa: SLF001 - only these executions, see above
+                    time.sleep(max(0.05, settings.poll_seconds))
+            finally:
+                helper.shutdown(wait=True)
+        except Exception:  # noqa: BLE001 - a long-lived engine still drives the rollback
+            log.exception("the rollback helper stopped")
+        finally:
+            alerts.flush()
+
+    threading.Thread(target=run, name=f"rollback-{executions[0]}", daemon=False).start()
 
 
 def _already_rolled_back(store: Store, ex: Row, failed_at: float) -> bool:
@@ -377,7 +436,7 @@ def on_execution_done(engine: Engine, ex: Row, pipeline: Pipeline) -> None:
         text = (f":rotating_light: rollback of *{env}* {ex['status']}: {ex['message']}. {env} "
                 f"still serves {_short(trig.get('from_digest'))} (the deploy driver keeps the "
                 f"serving release until the new one is ready). Execution `{ex['id']}`.")
-    alerts.send(hook, text, "rollback-finished", facts)
+    alerts.send_later(hook, text, "rollback-finished", facts)
 
 
 def install(engine: Engine) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,3 +53,39 @@ def send(url: str | None, text: str, event: str, facts: Mapping[str, Any] | None
         log.warning("alert to %s answered HTTP %s: %s", url, resp.status_code, text)
         return False
     return True
+
+
+
+_queue: queue.Queue[tuple[str | None, str, str, dict[str, Any]]] = queue.Queue()
+_worker: threading.Thread | None = None
+_worker_lock = threading.Lock()
+
+
+def _drain() -> None:
+    while True:
+        url, text, event, facts = _queue.get()
+        try:
+            send(url, text, event, facts)
+        finally:
+            _queue.task_done()
+
+
+def send_later(url: str | None, text: str, event: str,
+               facts: Mapping[str, Any] | None = None) -> None:
+    """`send` from one background thread, in order: the engine never waits for a webhook."""
+    global _worker
+    with _worker_lock:
+        if _worker is None or not _worker.is_alive():
+            _worker = threading.Thread(target=_drain, name="alerts", daemon=True)
+            _worker.start()
+    _queue.put((url, text, event, dict(facts or {})))
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """Wait until every queued alert was attempted (a CLI before it exits); True if done."""
+    import time
+
+    end = time.monotonic() + timeout
+    while _queue.unfinished_tasks and time.monotonic() < end:
+        time.sleep(0.05)
+    return not _queue.unfinished_tasks
