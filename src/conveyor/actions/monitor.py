@@ -27,7 +27,8 @@ its bound, or an availability that cannot reach its minimum any more even if eve
 remaining probe succeeded; the p95 latency is judged at the end of the bake. The message
 names what broke, e.g. `availability 0.62 < 0.99 over 25 probes (...); p95 latency 812 ms >
 500 ms`, and `details["monitor"]` holds every measurement. A failed monitor rolls the stage
-back (conveyor.engine.rollback).
+back (conveyor.engine.rollback). Output variables: `Verdict` (healthy | breach),
+`Availability` (the lowest of the probes), `P95LatencyMs` (the highest).
 
 "The tool broke" (reason ToolError, no rollback): the URL does not answer at all from the
 first probe on (a wrong URL, not a sick release), Prometheus cannot be reached, or a query
