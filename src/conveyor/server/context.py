@@ -1,0 +1,52 @@
+"""What every request handler of one app shares: built once by `create_app`, kept in
+`app.state.ctx`, never global."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from conveyor.actions.registry import ActionRegistry
+from conveyor.engine.engine import Engine
+from conveyor.engine.services import Services
+from conveyor.server.auth import Signer, Users
+from conveyor.server.views import PipelineCache
+from conveyor.settings import Settings
+from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.db import Store
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    users: Users
+    signer: Signer
+    artifacts: ArtifactStore
+    cache: PipelineCache = field(default_factory=PipelineCache)
+    engine: Engine | None = None  # the engine running in this process, if any (to wake it)
+    _starter: Engine | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def starter(self) -> Engine:
+        """The engine that starts executions: the running one, else a idle one (it only writes
+        the execution row; whichever engine loop runs picks it up)."""
+        if self.engine is not None:
+            return self.engine
+        with self._lock:
+            if self._starter is None:
+                self._starter = Engine(self.store, self.settings, ActionRegistry({}),
+                                       Services(settings=self.settings), artifacts=self.artifacts,
+                                       max_workers=1)
+            return self._starter
+
+    def wake(self) -> None:
+        if self.engine is not None:
+            self.engine.wake()
+
+
+def ctx_of(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx

@@ -1,0 +1,342 @@
+"""The dashboard: server-rendered pages (Jinja2), a little plain JavaScript for live refresh.
+
+Signed in by a session cookie (see auth.py); every form carries a CSRF token. The pages read
+the same views as the API and change things through the same functions (requests rows,
+gate decisions, transition rows), audited the same way.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from conveyor.errors import AuthError, Forbidden, NotFound
+from conveyor.server import api, views
+from conveyor.server import approvals as ap
+from conveyor.server.auth import SESSION_SECONDS, Session, User, require
+from conveyor.server.context import Context, ctx_of
+
+router = APIRouter(include_in_schema=False)
+LOGIN_CSRF = "conveyor_login_csrf"
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _ts(value: float | None) -> str:
+    if not value:
+        return "—"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def _short(value: str | None, n: int = 12) -> str:
+    if not value:
+        return "—"
+    if value.startswith("sha256:"):
+        return "sha256:" + value[7:7 + n]
+    return value[:n]
+
+
+def _status_label(status: str | None) -> str:
+    return {None: "Not started", "InProgress": "In progress"}.get(status, status or "Not started")
+
+
+def _status_icon(status: str | None) -> str:
+    return {"Succeeded": "✓", "Failed": "✗", "InProgress": "⟳", "Stopping": "⟳", "Stopped": "■",
+            "Abandoned": "■", "Superseded": "↷", "Cancelled": "■", "Pending": "⏸", "Approved": "✓",
+            "Rejected": "✗", "Expired": "⌛"}.get(status or "", "○")
+
+
+templates.env.filters.update(ts=_ts, dur=_dur, short=_short, status_label=_status_label, status_icon=_status_icon)
+
+
+# ---- sessions --------------------------------------------------------------------------------------
+def _session(request: Request) -> tuple[User, Session]:
+    ctx = ctx_of(request)
+    s = ctx.signer.read_session(request.cookies.get(api.SESSION_COOKIE))
+    if s is not None:
+        user = ctx.users.session_user(s.user, s.token_hash_prefix)
+        if user is not None:
+            return user, s
+    raise AuthError("sign in with your API token")
+
+
+def _check_csrf(request: Request, s: Session, token: str | None) -> None:
+    if not ctx_of(request).signer.check_csrf(s.sid, token):
+        raise Forbidden("the form's CSRF token is missing or stale: reload the page and try again")
+
+
+def render(request: Request, name: str, status_code: int = 200, **data: Any) -> HTMLResponse:
+    try:
+        user, s = _session(request)
+        data.setdefault("user", user)
+        data.setdefault("csrf", ctx_of(request).signer.csrf_token(s.sid))
+    except AuthError:
+        data.setdefault("user", None)
+        data.setdefault("csrf", "")
+    data.setdefault("msg", request.query_params.get("msg", ""))
+    data.setdefault("pending_count", len(ctx_of(request).store.pending_approvals()) if data["user"] else 0)
+    resp = templates.TemplateResponse(request, name, data, status_code=status_code)
+    resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def error_page(request: Request, status: int, code: str, message: str) -> Response:
+    return render(request, "error.html", status_code=status, status=status, code=code, message=message,
+                  title=f"Error {status}")
+
+
+def _back(url: str, msg: str) -> RedirectResponse:
+    sep = "&" if "?" in url else "?"
+    return RedirectResponse(f"{url}{sep}msg={quote(msg)}", status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+# ---- sign in / out ---------------------------------------------------------------------------------
+@router.get("/login")
+def login_form(request: Request, next: str = "/") -> Response:
+    nonce = secrets.token_urlsafe(16)
+    resp = render(request, "login.html", title="Sign in", next=_safe_next(next), login_csrf=nonce, error="")
+    resp.set_cookie(LOGIN_CSRF, nonce, httponly=True, samesite="lax", max_age=3600, path="/login")
+    return resp
+
+
+@router.post("/login")
+def login(request: Request, token: str = Form(""), csrf: str = Form(""), next: str = Form("/")) -> Response:
+    ctx = ctx_of(request)
+    cookie = request.cookies.get(LOGIN_CSRF)
+    if not cookie or not secrets.compare_digest(cookie, csrf):
+        raise Forbidden("the sign-in form expired: reload the page and try again")
+    found = ctx.users.by_token(token.strip()) if token.strip() else None
+    if found is None:
+        nonce = secrets.token_urlsafe(16)
+        resp = render(request, "login.html", status_code=401, title="Sign in", next=_safe_next(next),
+                      login_csrf=nonce, error="That token is not valid (unknown, replaced or disabled).")
+        resp.set_cookie(LOGIN_CSRF, nonce, httponly=True, samesite="lax", max_age=3600, path="/login")
+        return resp
+    user, token_hash = found
+    ctx.store.audit(user.name, "session.start", None, {"via": "dashboard"})
+    resp = RedirectResponse(_safe_next(next), status_code=303)
+    resp.set_cookie(api.SESSION_COOKIE, ctx.signer.session_cookie(user, token_hash), httponly=True,
+                    samesite="lax", max_age=SESSION_SECONDS, path="/")
+    resp.delete_cookie(LOGIN_CSRF, path="/login")
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: str = Form("")) -> Response:
+    _, s = _session(request)
+    _check_csrf(request, s, csrf)
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(api.SESSION_COOKIE, path="/")
+    return resp
+
+
+# ---- overview and pipelines --------------------------------------------------------------------------
+@router.get("/")
+def home(request: Request) -> Response:
+    _session(request)
+    ctx = ctx_of(request)
+    pipelines = [views.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]
+    return render(request, "home.html", title="Pipelines", pipelines=pipelines,
+                  approvals=ap.pending_list(ctx.store), nav="pipelines")
+
+
+def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, Any]:
+    row = ctx.store.get_pipeline(name)
+    detail = views.pipeline_detail(ctx.store, ctx.cache, row)
+    ex = None
+    if execution:
+        ex = ctx.store.get_execution(execution)
+        if ex["pipeline"] != name:
+            raise NotFound(f"execution {execution} belongs to pipeline '{ex['pipeline']}', not '{name}'")
+    else:
+        latest = ctx.store.list_executions(name, limit=1)
+        ex = latest[0] if latest else None
+    current = views.execution_detail(ctx.store, ctx.cache, ex) if ex else None
+    approval = None
+    if ex is not None:
+        rows = ctx.store.approvals_for(ex["id"])
+        approval = rows[-1] if rows else None
+    live = current is not None and current["status"] in ("InProgress", "Stopping")
+    interval = 1500 if live else (0 if execution else 5000)
+    query = urlencode({"execution": execution} if execution else {})
+    return {"pipeline": detail, "current": current, "approval": approval, "interval": interval,
+            "live_url": f"/pipelines/{name}/live" + (f"?{query}" if query else ""),
+            "explicit": bool(execution)}
+
+
+@router.get("/pipelines/{name}")
+def pipeline_page(request: Request, name: str, execution: str | None = None) -> Response:
+    _session(request)
+    ctx = ctx_of(request)
+    data = _pipeline_data(ctx, name, execution)
+    recent = [views.execution_summary(e) for e in ctx.store.list_executions(name, limit=25, light=True)]
+    return render(request, "pipeline.html", title=name, recent=recent, nav="pipelines", **data)
+
+
+@router.get("/pipelines/{name}/live")
+def pipeline_live(request: Request, name: str, execution: str | None = None) -> Response:
+    _session(request)
+    return render(request, "_stages.html", **_pipeline_data(ctx_of(request), name, execution))
+
+
+@router.post("/pipelines/{name}/transitions/{stage}")
+def transition_form(request: Request, name: str, stage: str, action: str = Form(...), reason: str = Form(""),
+                    csrf: str = Form(""), back: str = Form("")) -> Response:
+    user, s = _session(request)
+    _check_csrf(request, s, csrf)
+    require(user, "operator", "changing a transition")
+    if action not in ("enable", "disable"):
+        raise NotFound(f"unknown transition action '{action}' (enable or disable)")
+    if action == "disable" and not reason.strip():
+        return _back(_safe_next(back or f"/pipelines/{name}"), "Give a reason to disable a transition.")
+    api.set_transition(ctx_of(request), name, stage, action == "enable", reason.strip(), user)
+    verb = "enabled" if action == "enable" else "disabled"
+    return _back(_safe_next(back or f"/pipelines/{name}"), f"Transition into {stage} {verb}.")
+
+
+@router.post("/pipelines/{name}/start")
+def start_form(request: Request, name: str, csrf: str = Form("")) -> Response:
+    user, s = _session(request)
+    _check_csrf(request, s, csrf)
+    require(user, "operator", "starting a pipeline")
+    ctx = ctx_of(request)
+    ex_id = ctx.starter().start(name, trigger={"type": "StartPipelineExecution", "by": user.name}, actor=user.name)
+    ctx.store.audit(user.name, "execution.start", ex_id, {"pipeline": name, "via": "dashboard"})
+    ctx.wake()
+    return _back(f"/pipelines/{name}?execution={ex_id}", f"Started execution {ex_id}.")
+
+
+@router.post("/executions/{ex_id}/request")
+def request_form(request: Request, ex_id: str, kind: str = Form(...), csrf: str = Form("")) -> Response:
+    user, s = _session(request)
+    _check_csrf(request, s, csrf)
+    if kind not in ("stop", "abandon", "retry"):
+        raise NotFound(f"unknown request '{kind}' (stop, abandon or retry)")
+    require(user, "operator", f"{kind} of an execution")
+    ctx = ctx_of(request)
+    ex = ctx.store.get_execution(ex_id)
+    payload: dict[str, Any] = {"reason": "from the dashboard"} if kind != "retry" else {"failed_only": False}
+    api.request_change(ctx, ex["id"], kind, payload, user)
+    return _back(f"/pipelines/{ex['pipeline']}?execution={ex['id']}", f"Requested {kind} of execution {ex['id']}.")
+
+
+# ---- executions ----------------------------------------------------------------------------------------
+@router.get("/executions")
+def executions_page(request: Request, status: str = "", pipeline: str = "", page: int = 1) -> Response:
+    _session(request)
+    ctx = ctx_of(request)
+    if status and status not in views.STATUSES:
+        status = ""
+    page = max(1, page)
+    per = 50
+    rows = ctx.store.list_executions(pipeline or None, status or None, limit=per, offset=(page - 1) * per,
+                                     light=True)
+    total = ctx.store.count_executions(pipeline or None, status or None)
+    return render(request, "executions.html", title="Execution history", nav="executions",
+                  items=[views.execution_summary(r) for r in rows], total=total, page=page, per=per,
+                  status=status, pipeline=pipeline, statuses=views.STATUSES, pipelines=ctx.store.pipeline_names())
+
+
+@router.get("/executions/{ex_id}")
+def execution_page(request: Request, ex_id: str) -> Response:
+    _session(request)
+    ex = ctx_of(request).store.get_execution(ex_id)
+    return RedirectResponse(f"/pipelines/{ex['pipeline']}?execution={ex['id']}", status_code=303)
+
+
+@router.get("/executions/{ex_id}/logs/{stage}/{action}")
+def log_page(request: Request, ex_id: str, stage: str, action: str, attempt: int | None = None) -> Response:
+    _session(request)
+    ctx = ctx_of(request)
+    ex = ctx.store.get_execution(ex_id)
+    row = views.attempt_row(ctx.store, ex["id"], stage, action, attempt)
+    path = Path(row["log_path"]) if row["log_path"] else None
+    text = path.read_text(encoding="utf-8", errors="replace") if path and path.exists() else ""
+    base = f"/api/v1/executions/{ex['id']}/actions/{stage}/{action}"
+    return render(request, "log.html", title=f"Log of {stage}/{action}", ex=views.execution_summary(ex),
+                  attempt=row, text=text, stream_url=f"{base}/log/stream?attempt={row['attempt']}",
+                  raw_url=f"{base}/log?attempt={row['attempt']}", nav="pipelines")
+
+
+# ---- environments --------------------------------------------------------------------------------------
+@router.get("/environments")
+def environments_page(request: Request) -> Response:
+    _session(request)
+    ctx = ctx_of(request)
+    envs = views.environments(ctx.store)
+    history = {e["name"]: [views.deployment_view(d) for d in ctx.store.deployments(e["name"], limit=10)]
+               for e in envs}
+    return render(request, "environments.html", title="Environments", envs=envs, history=history,
+                  nav="environments")
+
+
+# ---- approvals -----------------------------------------------------------------------------------------
+@router.get("/approvals")
+def approvals_page(request: Request) -> Response:
+    _session(request)
+    return render(request, "approvals.html", title="Approvals", items=ap.pending_list(ctx_of(request).store),
+                  nav="approvals")
+
+
+@router.get("/executions/{ex_id}/approval")
+def approval_page(request: Request, ex_id: str) -> Response:
+    user, _ = _session(request)
+    ctx = ctx_of(request)
+    evidence = api.approval_evidence(ctx, ex_id)
+    ex = ctx.store.get_execution(ex_id)
+    author = ap.is_author(user, ex)
+    can_decide = user.can("approver") and evidence["approval"]["status"] == "Pending"
+    can_approve = can_decide and not (author and not evidence["self_approval"])
+    superseded_by = ex["superseded_by"]
+    return render(request, "approval.html", title=f"Approval for execution {ex['id']}", ev=evidence,
+                  can_decide=can_decide, can_approve=can_approve, is_author=author,
+                  superseded_by=superseded_by, nav="approvals", now=time.time())
+
+
+@router.post("/executions/{ex_id}/approval")
+def approval_decide(request: Request, ex_id: str, decision: str = Form(...), comment: str = Form(""),
+                    digest: str = Form(""), csrf: str = Form("")) -> Response:
+    user, s = _session(request)
+    _check_csrf(request, s, csrf)
+    if decision not in ("approve", "reject"):
+        raise NotFound(f"unknown decision '{decision}' (approve or reject)")
+    ctx = ctx_of(request)
+    row = ap.decide_as(ctx.store, ctx.cache, ex_id, user, approve=decision == "approve", comment=comment,
+                       digest=digest or None, require_digest=True)
+    ctx.wake()
+    ex = ctx.store.get_execution(ex_id)
+    word = "Approved" if row["status"] == "Approved" else "Rejected"
+    return _back(f"/pipelines/{ex['pipeline']}?execution={ex['id']}", f"{word} execution {ex['id']}.")
+
+
+# ---- audit ---------------------------------------------------------------------------------------------
+@router.get("/audit")
+def audit_page(request: Request) -> Response:
+    user, _ = _session(request)
+    require(user, "admin", "reading the audit log")
+    return render(request, "audit.html", title="Audit log", items=ctx_of(request).store.audit_log(300), nav="audit")
