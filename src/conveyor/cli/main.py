@@ -195,6 +195,13 @@ def follow(app: Any, ex_id: str, *, as_json: bool, quiet: bool = False,
                     if on_approval:
                         on_approval(a)
             if desc["status"] in terminal and not app.store.pending_requests(ex_id):
+                rollback = _rollback_of(app, ex_id)
+                if rollback and rollback["status"] not in terminal:
+                    if rollback["id"] not in announced:
+                        announced.add(rollback["id"])
+                        view.note(f"rollback execution {rollback['id']} started after {ex_id} failed")
+                    time.sleep(0.25)
+                    continue
                 break
             time.sleep(0.25)
     except KeyboardInterrupt:
@@ -218,6 +225,14 @@ def follow(app: Any, ex_id: str, *, as_json: bool, quiet: bool = False,
     else:
         view.summary(desc)
     return 0 if desc["status"] == "Succeeded" else 1
+
+
+def _rollback_of(app: Any, ex_id: str) -> dict[str, Any] | None:
+    """The rollback execution started because `ex_id` failed, if any."""
+    for r in app.store.list_executions(limit=10, light=True):
+        if r["kind"] == "rollback" and (r["trigger"] or {}).get("of") == ex_id:
+            return dict(r)
+    return None
 
 
 def approval_hint(app: Any, ex_id: str) -> str:
@@ -417,10 +432,10 @@ def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool
     from rich.table import Table
 
     t = Table()
-    for col in ("execution", "pipeline", "#", "status", "started", "duration", "message"):
+    for col in ("execution", "pipeline", "#", "kind", "status", "started", "duration", "message"):
         t.add_column(col)
     for r in out:
-        t.add_row(r["id"], r["pipeline"], str(r["number"]),
+        t.add_row(r["id"], r["pipeline"], str(r["number"]), r["kind"],
                   f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]",
                   time.strftime("%m-%d %H:%M:%S", time.localtime(r["createdAt"])),
                   f"{r['durationSeconds']:.1f}s" if r["durationSeconds"] else "", (r["message"] or "")[:70])

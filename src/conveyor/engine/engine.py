@@ -209,7 +209,7 @@ class Engine:
         if status == ExecutionStatus.IN_PROGRESS:
             around, others = self._neighbourhood(ex, pipeline)
             plan = pl.plan(pipeline, state, around)
-            newer = [(e, s) for e, s in others if e["seq"] > ex["seq"]]
+            newer = [(e, s) for e, s in others if e["seq"] > ex["seq"] and e["kind"] != "rollback"]
             if plan.waiting and pl.should_supersede(pipeline.execution_mode, pipeline, state,
                                                     [pl.progress(pipeline, s) for _, s in newer]):
                 winner = max((e for e, _ in newer), key=lambda e: e["seq"])
@@ -264,7 +264,8 @@ class Engine:
             return any(f.execution_id == ex_id for f in self.inflight.values())
 
     def _neighbourhood(self, ex: Row, pipeline: Pipeline) -> tuple[pl.Neighbourhood, list[tuple[Row, pl.ExecutionState]]]:
-        disabled = self.store.disabled_transitions(ex["pipeline"])
+        # a rollback is the way out of an incident: a release freeze does not hold it
+        disabled = {} if ex["kind"] == "rollback" else self.store.disabled_transitions(ex["pipeline"])
         if pipeline.execution_mode.value == "PARALLEL" and not disabled:
             return pl.Neighbourhood(), []
         others_rows = [o for o in self.store.active_executions(ex["pipeline"]) if o["id"] != ex["id"]]
