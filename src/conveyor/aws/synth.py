@@ -138,7 +138,9 @@ class _Synth:
 
     # ------------------------------------------------------------------ helpers
     def fail(self, path: Path, msg: str) -> None:
-        self.findings.append(Finding(path, msg))
+        # one problem per place: an environment used by several actions is named once
+        if all(f.path != path for f in self.findings):
+            self.findings.append(Finding(path, msg))
 
     def param(
         self, name: str, description: str, default: str | None = None, **extra: Any
