@@ -128,3 +128,33 @@ def test_git_url_that_does_not_exist(app: Any, tmp_path: Path) -> None:
                       tmp_path)
     a = app.store.attempts_for(ex)[0]
     assert a["reason"] == "ToolError" and "does not exist" in a["message"]
+
+
+def test_poller_starts_the_pipeline_when_a_remote_branch_moves(app: Any, tmp_path: Path) -> None:
+    """A source given by URL/path is polled: the first poll records the head, a new commit starts a run."""
+    from conveyor.engine.triggers import Poller
+    from conveyor.spec.pipeline_file import load_pipeline
+    from conveyor.spec.yamlfile import load
+
+    remote = tmp_path / "remote.git"
+    sh("git", "init", "-q", "--bare", "-b", "main", str(remote))
+    work = tmp_path / "w"
+    sh("git", "clone", "-q", str(remote), str(work))
+    commit(work, {"a.txt": "1"}, "one")
+    sh("git", "push", "-q", "origin", "HEAD:main", cwd=work)
+    f = tmp_path / "p.yaml"
+    f.write_text(f"name: polled\ntriggers: [{{source: Src, branches: {{includes: [main]}}}}]\nstages:\n"
+                 f"  - name: S\n    actions:\n"
+                 f"      - {{name: Src, type: source.git, outputs: [o], config: {{repository: {remote}}}}}\n")
+    p = load_pipeline(f, app.registry.catalogue())
+    doc, _ = load(f)
+    app.store.save_pipeline(p.name, doc, str(f))
+    poller = Poller(app, interval=0.1)
+    assert poller.poll_once() == []
+    assert poller.poll_once() == []
+    new = commit(work, {"a.txt": "2"}, "two")
+    sh("git", "push", "-q", "origin", "HEAD:main", cwd=work)
+    started = poller.poll_once()
+    assert [name for _, name in started] == ["polled"]
+    ex = app.store.get_execution(started[0][0])
+    assert ex["trigger"]["type"] == "Poll" and ex["trigger"]["new"] == new
