@@ -344,7 +344,9 @@ class Store:
         with self.tx() as c:
             res = c.execute(insert(t.requests).values(execution_id=ex_id, kind=kind, payload=dict(payload or {}),
                                                       actor=actor, created_at=time.time()))
-            return int(res.inserted_primary_key[0])
+            key = res.inserted_primary_key
+            assert key is not None
+            return int(key[0])
 
     def pending_requests(self, ex_id: str) -> list[Row]:
         with self.tx() as c:
