@@ -283,3 +283,30 @@ def test_unknown_variable_override_is_refused(app: Any, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no variable"):
         _start(app, tmp_path, "name: v\nstages:\n  - name: A\n    actions: [{name: a, type: shell, config: {commands: [\"true\"]}}]\n",
                variables={"NOPE": "1"})
+
+
+def test_rejected_approval_stops_the_pipeline_at_the_gate(app: Any, tmp_path: Path) -> None:
+    """A rejection fails the approval with reason Rejected and who said no; nothing after it runs."""
+    from conveyor.engine.gate import decide
+
+    ex, eng = _start(app, tmp_path, """
+name: gated
+stages:
+  - name: Gate
+    actions: [{name: approve, type: approval, config: {timeout: 10m}}]
+  - name: Prod
+    actions: [{name: deploy, type: shell, config: {commands: ["true"]}}]
+""")
+    decided = threading.Event()
+
+    def until(a: Any) -> bool:
+        if not decided.is_set() and a.store.pending_approvals():
+            decide(a.store, ex, approve=False, by="carol", comment="e2e report shows a broken filter")
+            decided.set()
+        return _status(a, ex) != "InProgress"
+
+    drive(app, eng, until)
+    gate = attempts(app, ex)["approve"]
+    assert _status(app, ex) == "Failed"
+    assert gate["reason"] == "Rejected" and "carol" in gate["message"] and "broken filter" in gate["message"]
+    assert "deploy" not in attempts(app, ex)

@@ -1034,6 +1034,9 @@ def _run_block(ctx: _Context, phase: Phase) -> tuple[bool, str, list[str]]:
                 )
             if o.rc != 0:
                 msg = f"command {_short(cmd.text)!r} exited with status {o.rc}"
+                cause = _first_error(o.output)
+                if cause:
+                    msg += f": {cause}"
                 missing = _missing_command(o.output)
                 if o.rc == 127 and missing:
                     msg = (
@@ -1050,6 +1053,26 @@ def _run_block(ctx: _Context, phase: Phase) -> tuple[bool, str, list[str]]:
                     failure = msg
                 break
     return (not failure), failure, output
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ERRORISH = (
+    re.compile(r"\bTS\d{3,5}:.*"),  # a TypeScript compiler error says it best
+    re.compile(r"(?:\berror\b|\bERROR\b|ERR!|\bError:|\bfatal:|\bdenied\b|refused|not found).*"),
+)
+
+
+def _first_error(lines: list[str], limit: int = 160) -> str:
+    """The line of a failed command's output that most likely says why (ANSI colours removed)."""
+    clean = [_ANSI.sub("", line).strip() for line in lines]
+    for pattern in _ERRORISH:
+        for line in clean:
+            m = pattern.search(line)
+            if m:
+                text = line if pattern is _ERRORISH[1] else m.group(0)
+                text = text.strip("✘[] ")
+                return text if len(text) <= limit else text[: limit - 1] + "…"
+    return ""
 
 
 def _short(text: str, limit: int = 80) -> str:
