@@ -158,11 +158,11 @@ class Engine:
     def step(self) -> None:
         """One pass over every execution that may need work."""
         self.store.renew(self.worker, self.settings.lease_seconds)
-        rows = self.store.active_executions()
+        rows = self.store.active_executions(light=True)
         seen = {r["id"] for r in rows}
         for ex_id in self._executions_with_requests():
             if ex_id not in seen:
-                rows.append(self.store.get_execution(ex_id))
+                rows.append(self.store.get_execution(ex_id, light=True))
         for ex in rows:
             try:
                 self._tick(ex)
@@ -183,7 +183,8 @@ class Engine:
     def pipeline(self, ex: Row) -> Pipeline:
         p = self._pipelines.get(ex["id"])
         if p is None:
-            p = pipeline_of(ex["definition"], ex["pipeline"])
+            definition = ex.get("definition") or self.store.execution_definition(ex["id"])
+            p = pipeline_of(definition, ex["pipeline"])
             self._pipelines[ex["id"]] = p
         return p
 
@@ -194,12 +195,12 @@ class Engine:
         if not fresh:
             if not self.store.claim(ex["id"], self.worker, self.settings.lease_seconds):
                 return
-            ex = self.store.get_execution(ex["id"])
+            ex = self.store.get_execution(ex["id"], light=True)
         pipeline = self.pipeline(ex)
         if owner and owner != self.worker and expires is not None:
             self._recover(ex, pipeline, owner)
-        self._handle_requests(ex, pipeline)
-        ex = self.store.get_execution(ex["id"])
+        if self._handle_requests(ex, pipeline):
+            ex = self.store.get_execution(ex["id"], light=True)
         self._watch_deadlines(ex)
         attempts = self.store.attempts_light(ex["id"])
         self._resume_orphans(ex, pipeline, attempts)
@@ -214,7 +215,7 @@ class Engine:
                                                     [pl.progress(pipeline, s) for _, s in newer]):
                 winner = max((e for e, _ in newer), key=lambda e: e["seq"])
                 self.store.update_execution(ex["id"], superseded_by=winner["id"])
-                ex = self.store.get_execution(ex["id"])
+                ex = self.store.get_execution(ex["id"], light=True)
                 state = state_of(ex, attempts)
                 status = pl.execution_status(pipeline, state)
             else:
@@ -268,7 +269,7 @@ class Engine:
         disabled = {} if ex["kind"] == "rollback" else self.store.disabled_transitions(ex["pipeline"])
         if pipeline.execution_mode.value == "PARALLEL" and not disabled:
             return pl.Neighbourhood(), []
-        others_rows = [o for o in self.store.active_executions(ex["pipeline"]) if o["id"] != ex["id"]]
+        others_rows = [o for o in self.store.active_executions(ex["pipeline"], light=True) if o["id"] != ex["id"]]
         others = [(o, state_of(o, self.store.attempts_light(o["id"]))) for o in others_rows]
         occupied: dict[str, str] = {}
         older_waiting: set[str] = set()
@@ -292,7 +293,7 @@ class Engine:
         holder = around.occupied.get(plan.next_stage or "")
         if not holder:
             return
-        h = self.store.get_execution(holder)
+        h = self.store.get_execution(holder, light=True)
         if h["seq"] > ex["seq"]:
             return
         running = [a for a in self.store.attempts_light(holder) if a["status"] == "InProgress"]
@@ -313,8 +314,10 @@ class Engine:
         self._wake.set()
 
     # ---- requests --------------------------------------------------------------------------------
-    def _handle_requests(self, ex: Row, pipeline: Pipeline) -> None:
-        for req in self.store.pending_requests(ex["id"]):
+    def _handle_requests(self, ex: Row, pipeline: Pipeline) -> bool:
+        """Act on pending requests; True when there were any (the row changed)."""
+        pending = self.store.pending_requests(ex["id"])
+        for req in pending:
             kind = req["kind"]
             outcome = "done"
             try:
@@ -327,7 +330,8 @@ class Engine:
             except ConveyorError as e:
                 outcome = f"refused: {e.message}"
             self.store.handle_request(req["id"], outcome)
-            ex = self.store.get_execution(ex["id"])
+            ex = self.store.get_execution(ex["id"], light=True)
+        return bool(pending)
 
     def _stop(self, ex: Row, abandon: bool, req: Row) -> str:
         if ex["status"] not in ("InProgress", "Stopping"):
@@ -549,14 +553,14 @@ class Engine:
     def _after_success(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any,
                        result: ActionResult) -> None:
         if action.type.startswith("source."):
-            ex2 = self.store.get_execution(ex["id"])
+            ex2 = self.store.get_execution(ex["id"], light=True)
             revs = dict(ex2["revisions"] or {})
             revs[action.name] = dict(result.variables)
             self.store.update_execution(ex["id"], revisions=revs)
         dep = result.details.get("deployment")
         if isinstance(dep, dict) and dep.get("environment"):
             commit = None
-            for r in (self.store.get_execution(ex["id"])["revisions"] or {}).values():
+            for r in (self.store.get_execution(ex["id"], light=True)["revisions"] or {}).values():
                 commit = commit or r.get("CommitId")
             self.store.record_deployment(
                 environment=dep["environment"], pipeline=ex["pipeline"], execution_id=ex["id"],

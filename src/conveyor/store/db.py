@@ -155,11 +155,19 @@ class Store:
                 continue  # two starts raced for the same seq: take the next one
         raise Conflict(f"could not allocate an execution number for pipeline '{pipeline}'")
 
-    def get_execution(self, ex_id: str) -> Row:
+    @staticmethod
+    def _execution_cols(light: bool) -> list[Any]:
+        """light: without the pipeline definition (the largest column), for hot paths."""
+        if not light:
+            return [t.executions]
+        return [c for c in t.executions.c if c.name != "definition"]
+
+    def get_execution(self, ex_id: str, *, light: bool = False) -> Row:
+        cols = self._execution_cols(light)
         with self.tx() as c:
-            r = c.execute(select(t.executions).where(t.executions.c.id == ex_id)).first()
+            r = c.execute(select(*cols).where(t.executions.c.id == ex_id)).first()
             if r is None and ex_id and len(ex_id) >= 4:
-                rows = c.execute(select(t.executions).where(t.executions.c.id.like(f"{ex_id}%")).limit(2)).all()
+                rows = c.execute(select(*cols).where(t.executions.c.id.like(f"{ex_id}%")).limit(2)).all()
                 if len(rows) == 1:
                     r = rows[0]
         if r is None:
@@ -188,12 +196,19 @@ class Store:
         with self.tx() as c:
             return int(c.execute(q).scalar_one())
 
-    def active_executions(self, pipeline: str | None = None) -> list[Row]:
-        q = select(t.executions).where(t.executions.c.status.in_(ACTIVE)).order_by(t.executions.c.created_at)
+    def active_executions(self, pipeline: str | None = None, *, light: bool = False) -> list[Row]:
+        q = select(*self._execution_cols(light)).where(t.executions.c.status.in_(ACTIVE)).order_by(t.executions.c.created_at)
         if pipeline:
             q = q.where(t.executions.c.pipeline == pipeline)
         with self.tx() as c:
             return [_row(r) for r in c.execute(q)]
+
+    def execution_definition(self, ex_id: str) -> dict[str, Any]:
+        with self.tx() as c:
+            r = c.execute(select(t.executions.c.definition).where(t.executions.c.id == ex_id)).first()
+        if r is None:
+            raise NotFound(f"no execution '{ex_id}'")
+        return dict(r[0])
 
     def update_execution(self, ex_id: str, **values: Any) -> None:
         with self.tx() as c:
