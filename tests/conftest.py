@@ -95,4 +95,4 @@ def drive(app: Any, eng: Any, until: Callable[[Any], bool], timeout: float = 60)
     finally:
         stop.set()
         t.join(10)
-        eng.shutdown(wait=True)
+        eng.shutdown(wait=True, timeout=30)

@@ -20,7 +20,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +92,11 @@ class Engine:
         self.artifacts = artifacts or ArtifactStore(settings.state_dir / "artifacts")
         self.hooks = hooks or Hooks()
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="action")
+        # one daemon thread per running action: an approval may wait for days, and a process
+        # that exits (kill, Ctrl-C, the end of `conveyor run`) must not wait for it — its lease
+        # expires and the next engine resumes or fails it
+        self._slots = threading.BoundedSemaphore(max_workers)
+        self._threads: list[threading.Thread] = []
         self.inflight: dict[str, _InFlight] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -145,8 +148,12 @@ class Engine:
             beat_stop.set()
             self.store.unregister_engine(self.worker)
 
-    def shutdown(self, wait: bool = True) -> None:
-        self.pool.shutdown(wait=wait, cancel_futures=True)
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Wait (up to `timeout` s) for the actions this engine started; never blocks process exit."""
+        if wait:
+            end = None if timeout is None else time.monotonic() + timeout
+            for t in list(self._threads):
+                t.join(None if end is None else max(0.0, end - time.monotonic()))
 
     def _heartbeat(self, stop: threading.Event) -> None:
         while not stop.wait(self.settings.heartbeat_seconds):
@@ -489,7 +496,14 @@ class Engine:
         fl = _InFlight(row["id"], ex["id"], threading.Event(), deadline)
         with self._lock:
             self.inflight[row["id"]] = fl
-        self.pool.submit(self._execute, ex, pipeline, stage_name, action, row, fl, resumed)
+        def work() -> None:
+            with self._slots:
+                self._execute(ex, pipeline, stage_name, action, row, fl, resumed)
+
+        t = threading.Thread(target=work, name=f"action {row['id']}", daemon=True)
+        self._threads = [x for x in self._threads if x.is_alive()]
+        self._threads.append(t)
+        t.start()
 
     def _execute(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row,
                  fl: _InFlight, resumed: bool) -> None:
