@@ -30,7 +30,8 @@ from conveyor.settings import Settings
 
 # a 2x2 red PNG
 PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==")
+    "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg=="
+)
 IMAGE_DIGEST = "sha256:" + "ab" * 32
 
 UNIT_XML = """<?xml version="1.0"?>
@@ -69,8 +70,12 @@ class JUnitShell(Shell):
         result = super().run(ctx)
         cwd = next(iter(ctx.inputs.values()), None) or ctx.workdir / "src"
         for group, rel in cfg.reports.items():
-            report, problems = parse_report(group, "JUNITXML", [cwd / rel],
-                                            display=lambda p: p.relative_to(ctx.workdir).as_posix())
+            report, problems = parse_report(
+                group,
+                "JUNITXML",
+                [cwd / rel],
+                display=lambda p: p.relative_to(ctx.workdir).as_posix(),
+            )
             for p in problems:
                 ctx.log.write(p + "\n")
             result.reports.append(report)
@@ -78,10 +83,16 @@ class JUnitShell(Shell):
 
 
 def git(*args: str, cwd: Path) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="Dev One", GIT_COMMITTER_NAME="Dev One",
-               GIT_AUTHOR_EMAIL="dev@example.com", GIT_COMMITTER_EMAIL="dev@example.com")
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="Dev One",
+        GIT_COMMITTER_NAME="Dev One",
+        GIT_AUTHOR_EMAIL="dev@example.com",
+        GIT_COMMITTER_EMAIL="dev@example.com",
+    )
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def make_repo(state_dir: Path, name: str = "webapp", commits: int = 3) -> list[str]:
@@ -106,41 +117,112 @@ def make_repo(state_dir: Path, name: str = "webapp", commits: int = 3) -> list[s
     return shas
 
 
-def release_pipeline(name: str = "webapp", *, self_approval: bool = True, mode: str = "SUPERSEDED") -> dict[str, Any]:
+def release_pipeline(
+    name: str = "webapp", *, self_approval: bool = True, mode: str = "SUPERSEDED"
+) -> dict[str, Any]:
     """The seed's shape, small: source, unit tests + 'image', e2e tests, approval, prod."""
     return {
         "name": name,
         "executionMode": mode,
         "stages": [
-            {"name": "Source", "actions": [{"name": "App", "type": "source.git", "outputs": ["app_src"],
-                                             "namespace": "SourceApp", "config": {"repository": "webapp"}}]},
-            {"name": "Build", "actions": [{
-                "name": "UnitTestsAndImage", "type": "test.junit", "inputs": ["app_src"], "namespace": "Build",
-                "config": {"commands": ["echo building", f"echo '::set-output ImageDigest={IMAGE_DIGEST}'"],
-                           "reports": {"unit": "ci/unit.xml"}}}]},
-            {"name": "RunSeleniumTest", "actions": [{
-                "name": "SeleniumE2E", "type": "test.junit", "inputs": ["app_src"], "outputs": ["e2e_report"],
-                "config": {"commands": [
-                    "echo running e2e",
-                    'mkdir -p "$CONVEYOR_OUTPUT_E2E_REPORT/screenshots"',
-                    'cp ci/home.png "$CONVEYOR_OUTPUT_E2E_REPORT/screenshots/home.png"',
-                    'echo "<html><body><h1>e2e report</h1></body></html>" > "$CONVEYOR_OUTPUT_E2E_REPORT/report.html"',
-                ], "reports": {"e2e-selenium": "ci/e2e.xml"}}}]},
-            {"name": "ProdApproval", "actions": [{
-                "name": "DeployToProdApproval", "type": "approval",
-                "config": {"customData": "Read the e2e report, then approve the release to prod",
-                           "digest": "#{Build.ImageDigest}", "timeout": "1h", "selfApproval": self_approval}}]},
-            {"name": "DeployProd", "actions": [{"name": "Promote", "type": "shell", "environment": "prod",
-                                                 "config": {"commands": ["echo promoting #{Build.ImageDigest}"]}}]},
+            {
+                "name": "Source",
+                "actions": [
+                    {
+                        "name": "App",
+                        "type": "source.git",
+                        "outputs": ["app_src"],
+                        "namespace": "SourceApp",
+                        "config": {"repository": "webapp"},
+                    }
+                ],
+            },
+            {
+                "name": "Build",
+                "actions": [
+                    {
+                        "name": "UnitTestsAndImage",
+                        "type": "test.junit",
+                        "inputs": ["app_src"],
+                        "namespace": "Build",
+                        "config": {
+                            "commands": [
+                                "echo building",
+                                f"echo '::set-output ImageDigest={IMAGE_DIGEST}'",
+                            ],
+                            "reports": {"unit": "ci/unit.xml"},
+                        },
+                    }
+                ],
+            },
+            {
+                "name": "RunSeleniumTest",
+                "actions": [
+                    {
+                        "name": "SeleniumE2E",
+                        "type": "test.junit",
+                        "inputs": ["app_src"],
+                        "outputs": ["e2e_report"],
+                        "config": {
+                            "commands": [
+                                "echo running e2e",
+                                'mkdir -p "$CONVEYOR_OUTPUT_E2E_REPORT/screenshots"',
+                                'cp ci/home.png "$CONVEYOR_OUTPUT_E2E_REPORT/screenshots/home.png"',
+                                'echo "<html><body><h1>e2e report</h1></body></html>"'
+                                ' > "$CONVEYOR_OUTPUT_E2E_REPORT/report.html"',
+                            ],
+                            "reports": {"e2e-selenium": "ci/e2e.xml"},
+                        },
+                    }
+                ],
+            },
+            {
+                "name": "ProdApproval",
+                "actions": [
+                    {
+                        "name": "DeployToProdApproval",
+                        "type": "approval",
+                        "config": {
+                            "customData": "Read the e2e report, then approve the release to prod",
+                            "digest": "#{Build.ImageDigest}",
+                            "timeout": "1h",
+                            "selfApproval": self_approval,
+                        },
+                    }
+                ],
+            },
+            {
+                "name": "DeployProd",
+                "actions": [
+                    {
+                        "name": "Promote",
+                        "type": "shell",
+                        "environment": "prod",
+                        "config": {"commands": ["echo promoting #{Build.ImageDigest}"]},
+                    }
+                ],
+            },
         ],
     }
 
 
 def small_pipeline(name: str, commands: list[str]) -> dict[str, Any]:
-    return {"name": name, "executionMode": "PARALLEL", "stages": [
-        {"name": "Run", "actions": [{"name": "Work", "type": "shell", "config": {"commands": commands}}]},
-        {"name": "After", "actions": [{"name": "Done", "type": "shell", "config": {"commands": ["echo done"]}}]},
-    ]}
+    return {
+        "name": name,
+        "executionMode": "PARALLEL",
+        "stages": [
+            {
+                "name": "Run",
+                "actions": [{"name": "Work", "type": "shell", "config": {"commands": commands}}],
+            },
+            {
+                "name": "After",
+                "actions": [
+                    {"name": "Done", "type": "shell", "config": {"commands": ["echo done"]}}
+                ],
+            },
+        ],
+    }
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, poll: float = 0.05) -> Any:
@@ -192,13 +274,19 @@ class Env:
         return str(self.store.get_execution(ex_id)["status"])
 
     def wait_status(self, ex_id: str, *statuses: str, timeout: float = 60) -> str:
-        return str(wait_for(f"execution {ex_id} to be {'/'.join(statuses)} (it is {self.status(ex_id)})",
-                            lambda: self.status(ex_id) if self.status(ex_id) in statuses else None, timeout))
+        return str(
+            wait_for(
+                f"execution {ex_id} to be {'/'.join(statuses)} (it is {self.status(ex_id)})",
+                lambda: self.status(ex_id) if self.status(ex_id) in statuses else None,
+                timeout,
+            )
+        )
 
     def wait_approval(self, ex_id: str, timeout: float = 60) -> dict[str, Any]:
         def pending() -> Any:
             rows = [a for a in self.store.approvals_for(ex_id) if a["status"] == "Pending"]
             return rows[-1] if rows else None
+
         return dict(wait_for(f"execution {ex_id} to reach its approval", pending, timeout))
 
 
@@ -207,8 +295,12 @@ def running(tmp: Path, pipelines: dict[str, dict[str, Any]] | None = None) -> It
     """Store + engine thread + uvicorn server, all real, in `tmp`."""
     state = tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
-    settings = Settings(state_dir=state, database_url=f"sqlite:///{state / 'conveyor.db'}", poll_seconds=0.05,
-                        heartbeat_seconds=0.5)
+    settings = Settings(
+        state_dir=state,
+        database_url=f"sqlite:///{state / 'conveyor.db'}",
+        poll_seconds=0.05,
+        heartbeat_seconds=0.5,
+    )
     app = bootstrap.build(settings)
     app.registry.register("test.junit", JUnitShell)
     shas = make_repo(state)
@@ -217,24 +309,43 @@ def running(tmp: Path, pipelines: dict[str, dict[str, Any]] | None = None) -> It
     admin = ensure_admin(app.store)
     assert admin is not None
     users = Users(app.store)
-    tokens = {"admin": admin,
-              "viewer": users.add("viewer", "viewer"),
-              "operator": users.add("operator", "operator"),
-              "approver": users.add("approver", "approver", "approver@example.com"),
-              "approver2": users.add("approver2", "approver", "approver2@example.com"),
-              "author": users.add("dev", "approver", "dev@example.com")}
+    tokens = {
+        "admin": admin,
+        "viewer": users.add("viewer", "viewer"),
+        "operator": users.add("operator", "operator"),
+        "approver": users.add("approver", "approver", "approver@example.com"),
+        "approver2": users.add("approver2", "approver", "approver2@example.com"),
+        "author": users.add("dev", "approver", "dev@example.com"),
+    }
     stop = threading.Event()
     engine = app.engine()
-    engine_thread = threading.Thread(target=engine.run, args=(stop,), name="test-engine", daemon=True)
+    engine_thread = threading.Thread(
+        target=engine.run, args=(stop,), name="test-engine", daemon=True
+    )
     engine_thread.start()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, app.store, engine=engine), host="127.0.0.1",
-                                           port=port, log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, app.store, engine=engine),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+        )
+    )
     server_thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
     server_thread.start()
     wait_for("the server to start", lambda: server.started, timeout=20)
-    env = Env(settings, app, f"http://127.0.0.1:{port}", tokens, shas, stop, [engine_thread, server_thread])
+    env = Env(
+        settings,
+        app,
+        f"http://127.0.0.1:{port}",
+        tokens,
+        shas,
+        stop,
+        [engine_thread, server_thread],
+    )
     try:
         yield env
     finally:

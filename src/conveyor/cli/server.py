@@ -45,35 +45,73 @@ def server_cmd(host: str | None, port: int | None, no_engine: bool) -> None:
     app = _app()
     h = host or app.settings.server_host
     p = port or app.settings.server_port
-    click.echo(f"Conveyor on http://{h}:{p}/  (API: /api/v1, OpenAPI: /api/v1/openapi.json)"
-               + ("" if not no_engine else "; engine not started here"), err=True)
+    click.echo(
+        f"Conveyor on http://{h}:{p}/  (API: /api/v1, OpenAPI: /api/v1/openapi.json)"
+        + ("" if not no_engine else "; engine not started here"),
+        err=True,
+    )
     serve(app.settings, h, p, run_engine=not no_engine, announce=lambda m: click.echo(m, err=True))
 
 
-def _decide(execution: str, comment: str, as_user: str | None, approve: bool, digest: str | None,
-            as_json: bool) -> None:
+def _decide(
+    execution: str,
+    comment: str,
+    as_user: str | None,
+    approve: bool,
+    digest: str | None,
+    as_json: bool,
+) -> None:
     from conveyor.server import approvals as ap
     from conveyor.server.views import PipelineCache
 
     app = _app()
     user: User = Users(app.store).get(as_user) if as_user else local_user()
-    row = ap.decide_as(app.store, PipelineCache(), execution, user, approve=approve, comment=comment,
-                       digest=digest, require_digest=False)
+    row = ap.decide_as(
+        app.store,
+        PipelineCache(),
+        execution,
+        user,
+        approve=approve,
+        comment=comment,
+        digest=digest,
+        require_digest=False,
+    )
     if as_json:
-        click.echo(json.dumps({k: row[k] for k in ("execution_id", "attempt_id", "status", "digest",
-                                                   "decided_by", "comment", "decided_at")}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    k: row[k]
+                    for k in (
+                        "execution_id",
+                        "attempt_id",
+                        "status",
+                        "digest",
+                        "decided_by",
+                        "comment",
+                        "decided_at",
+                    )
+                },
+                indent=2,
+            )
+        )
         return
     bound = f" (image {row['digest']})" if row["digest"] else ""
-    click.echo(f"{row['status'].lower()} execution {row['execution_id']}{bound} as {row['decided_by']}")
+    click.echo(
+        f"{row['status'].lower()} execution {row['execution_id']}{bound} as {row['decided_by']}"
+    )
 
 
 @click.command("approve")
 @click.argument("execution")
 @click.option("--comment", "-m", default="", help="why (recorded with your name)")
 @click.option("--as", "as_user", default=None, metavar="USER", help="decide as this Conveyor user")
-@click.option("--digest", default=None, help="refuse unless the approval is bound to this image digest")
+@click.option(
+    "--digest", default=None, help="refuse unless the approval is bound to this image digest"
+)
 @click.option("--json", "as_json", is_flag=True)
-def approve_cmd(execution: str, comment: str, as_user: str | None, digest: str | None, as_json: bool) -> None:
+def approve_cmd(
+    execution: str, comment: str, as_user: str | None, digest: str | None, as_json: bool
+) -> None:
     """Approve the pending approval of EXECUTION."""
     _decide(execution, comment, as_user, True, digest, as_json)
 
@@ -102,7 +140,9 @@ def user_add(name: str, role: str, email: str | None, replace: bool) -> None:
     """Create a user and print their API token (shown this once)."""
     app = _app()
     token = Users(app.store).add(name, role, email, replace=replace)
-    app.store.audit(local_user().name, "user.create", name, {"role": role, "email": email, "replace": replace})
+    app.store.audit(
+        local_user().name, "user.create", name, {"role": role, "email": email, "replace": replace}
+    )
     click.echo(f"user '{name}' ({role}); token, shown once:", err=True)
     click.echo(token)
 
@@ -119,7 +159,10 @@ def user_list(as_json: bool) -> None:
         click.echo("no users yet (the first `conveyor server` / `conveyor up` creates an admin)")
     for r in rows:
         state = " (disabled)" if r["disabled"] else ""
-        click.echo(f"{r['name']:<20} {r['role']:<9} {r['email'] or '-':<30} since {_ts(r['created_at'])}{state}")
+        click.echo(
+            f"{r['name']:<20} {r['role']:<9} {r['email'] or '-':<30} "
+            f"since {_ts(r['created_at'])}{state}"
+        )
 
 
 @user_group.command("disable")
@@ -145,7 +188,9 @@ def audit_cmd(as_json: bool, limit: int) -> None:
         click.echo("the audit log is empty")
     for r in rows:
         detail = json.dumps(r["detail"], separators=(",", ":")) if r["detail"] else ""
-        click.echo(f"{_ts(r['at'])}  {r['actor']:<18} {r['action']:<20} {r['target'] or '-'}  {detail}")
+        click.echo(
+            f"{_ts(r['at'])}  {r['actor']:<18} {r['action']:<20} {r['target'] or '-'}  {detail}"
+        )
 
 
 def register(cli: click.Group) -> None:

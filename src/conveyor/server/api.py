@@ -28,7 +28,9 @@ from conveyor.server.context import Context, ctx_of
 
 router = APIRouter(prefix="/api/v1")
 SESSION_COOKIE = "conveyor_session"
-Status = Literal["InProgress", "Stopping", "Stopped", "Succeeded", "Superseded", "Failed", "Cancelled"]
+Status = Literal[
+    "InProgress", "Stopping", "Stopped", "Succeeded", "Superseded", "Failed", "Cancelled"
+]
 
 
 def authenticate(request: Request, *, allow_cookie: bool) -> User:
@@ -38,7 +40,9 @@ def authenticate(request: Request, *, allow_cookie: bool) -> User:
     if token:
         found = ctx.users.by_token(token)
         if found is None:
-            raise AuthError("the API token is not valid (unknown, replaced, or its user is disabled)")
+            raise AuthError(
+                "the API token is not valid (unknown, replaced, or its user is disabled)"
+            )
         return found[0]
     if allow_cookie:
         s = ctx.signer.read_session(request.cookies.get(SESSION_COOKIE))
@@ -46,8 +50,10 @@ def authenticate(request: Request, *, allow_cookie: bool) -> User:
             user = ctx.users.session_user(s.user, s.token_hash_prefix)
             if user is not None:
                 return user
-    raise AuthError("authentication required: send `Authorization: Bearer <token>` "
-                    "(an admin makes tokens with `conveyor user add NAME --role ROLE`)")
+    raise AuthError(
+        "authentication required: send `Authorization: Bearer <token>` "
+        "(an admin makes tokens with `conveyor user add NAME --role ROLE`)"
+    )
 
 
 def reader(request: Request) -> User:
@@ -81,11 +87,15 @@ class RetryRequest(_Body):
 
 class DecisionRequest(_Body):
     comment: str = Field(default="", max_length=4000)
-    digest: str | None = Field(default=None, description="the image digest you reviewed (required when bound)")
+    digest: str | None = Field(
+        default=None, description="the image digest you reviewed (required when bound)"
+    )
 
 
 class DisableRequest(_Body):
-    reason: str = Field(min_length=1, max_length=2000, description="why (a release freeze, an incident)")
+    reason: str = Field(
+        min_length=1, max_length=2000, description="why (a release freeze, an incident)"
+    )
 
 
 class EnableRequest(_Body):
@@ -122,63 +132,96 @@ def get_pipeline(request: Request, name: str, user: Reader) -> dict[str, Any]:
 
 
 @router.post("/pipelines/{name}/executions", status_code=201, tags=["executions"])
-def start_execution(request: Request, name: str, user: Writer, body: StartRequest | None = None) -> dict[str, Any]:
+def start_execution(
+    request: Request, name: str, user: Writer, body: StartRequest | None = None
+) -> dict[str, Any]:
     """Start an execution (operator)."""
     require(user, "operator", "starting a pipeline")
     ctx = ctx_of(request)
     ctx.store.get_pipeline(name)
-    ex_id = ctx.starter().start(name, variables=(body or StartRequest()).variables,
-                                trigger={"type": "StartPipelineExecution", "by": user.name}, actor=user.name)
+    ex_id = ctx.starter().start(
+        name,
+        variables=(body or StartRequest()).variables,
+        trigger={"type": "StartPipelineExecution", "by": user.name},
+        actor=user.name,
+    )
     ctx.store.audit(user.name, "execution.start", ex_id, {"pipeline": name})
     ctx.wake()
     return views.execution_summary(ctx.store.get_execution(ex_id))
 
 
 @router.post("/pipelines/{name}/transitions/{stage}/disable", tags=["transitions"])
-def disable_transition(request: Request, name: str, stage: str, body: DisableRequest, user: Writer) -> dict[str, Any]:
+def disable_transition(
+    request: Request, name: str, stage: str, body: DisableRequest, user: Writer
+) -> dict[str, Any]:
     """Disable the transition into a stage, with a reason (operator)."""
     return _set_transition(request, name, stage, False, body.reason, user)
 
 
 @router.post("/pipelines/{name}/transitions/{stage}/enable", tags=["transitions"])
-def enable_transition(request: Request, name: str, stage: str, user: Writer,
-                      body: EnableRequest | None = None) -> dict[str, Any]:
+def enable_transition(
+    request: Request, name: str, stage: str, user: Writer, body: EnableRequest | None = None
+) -> dict[str, Any]:
     """Enable the transition into a stage again (operator)."""
     return _set_transition(request, name, stage, True, (body or EnableRequest()).reason, user)
 
 
-def _set_transition(request: Request, name: str, stage: str, enabled: bool, reason: str, user: User) -> dict[str, Any]:
+def _set_transition(
+    request: Request, name: str, stage: str, enabled: bool, reason: str, user: User
+) -> dict[str, Any]:
     require(user, "operator", "changing a transition")
     ctx = ctx_of(request)
     set_transition(ctx, name, stage, enabled, reason, user)
-    return {"pipeline": name, "stage": stage, **views.transition_view(
-        {r["stage"]: r for r in ctx.store.transitions_for(name)}.get(stage))}
+    return {
+        "pipeline": name,
+        "stage": stage,
+        **views.transition_view(
+            {r["stage"]: r for r in ctx.store.transitions_for(name)}.get(stage)
+        ),
+    }
 
 
-def set_transition(ctx: Context, name: str, stage: str, enabled: bool, reason: str, user: User) -> None:
+def set_transition(
+    ctx: Context, name: str, stage: str, enabled: bool, reason: str, user: User
+) -> None:
     row = ctx.store.get_pipeline(name)
     p = ctx.cache.of_pipeline(row)
     names = [s.name for s in p.stages]
     if stage not in names:
         raise NotFound(f"pipeline '{name}' has no stage '{stage}' (stages: {', '.join(names)})")
     if stage == names[0]:
-        raise ConfigError(f"'{stage}' is the first stage: there is no transition into it to disable")
+        raise ConfigError(
+            f"'{stage}' is the first stage: there is no transition into it to disable"
+        )
     ctx.store.set_transition(name, stage, enabled, reason, user.name)
-    ctx.store.audit(user.name, "transition.enable" if enabled else "transition.disable",
-                    f"{name}/{stage}", {"reason": reason})
+    ctx.store.audit(
+        user.name,
+        "transition.enable" if enabled else "transition.disable",
+        f"{name}/{stage}",
+        {"reason": reason},
+    )
     ctx.wake()
 
 
 # ---- executions ----------------------------------------------------------------------------------
 @router.get("/executions", tags=["executions"])
-def list_executions(request: Request, user: Reader, pipeline: str | None = None, status: Status | None = None,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+def list_executions(
+    request: Request,
+    user: Reader,
+    pipeline: str | None = None,
+    status: Status | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
     """Executions, newest first; filter by pipeline and status; page with limit/offset."""
     ctx = ctx_of(request)
     rows = ctx.store.list_executions(pipeline, status, limit=limit, offset=offset, light=True)
-    return {"items": [views.execution_summary(r) for r in rows],
-            "total": ctx.store.count_executions(pipeline, status), "limit": limit, "offset": offset}
+    return {
+        "items": [views.execution_summary(r) for r in rows],
+        "total": ctx.store.count_executions(pipeline, status),
+        "limit": limit,
+        "offset": offset,
+    }
 
 
 @router.get("/executions/{ex_id}", tags=["executions"])
@@ -196,13 +239,18 @@ def get_history(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     return {"items": ctx.store.history_for(ex["id"])}
 
 
-def request_change(ctx: Context, ex_id: str, kind: str, payload: dict[str, Any], user: User) -> dict[str, Any]:
+def request_change(
+    ctx: Context, ex_id: str, kind: str, payload: dict[str, Any], user: User
+) -> dict[str, Any]:
     """Write a request row the engine acts on (stop, abandon, retry) and audit it."""
     ex = ctx.store.get_execution(ex_id)
     if kind in ("stop", "abandon") and ex["status"] not in ("InProgress", "Stopping"):
         raise Conflict(f"execution {ex['id']} is {ex['status']}: there is nothing to stop")
     if kind == "retry" and ex["status"] not in ("Failed", "Stopped"):
-        raise Conflict(f"execution {ex['id']} is {ex['status']}: only a Failed or Stopped execution can be retried")
+        raise Conflict(
+            f"execution {ex['id']} is {ex['status']}: "
+            "only a Failed or Stopped execution can be retried"
+        )
     req = ctx.store.add_request(ex["id"], kind, payload, actor=user.name)
     ctx.store.audit(user.name, f"execution.{kind}", ex["id"], payload)
     ctx.wake()
@@ -210,21 +258,31 @@ def request_change(ctx: Context, ex_id: str, kind: str, payload: dict[str, Any],
 
 
 @router.post("/executions/{ex_id}/stop", status_code=202, tags=["executions"])
-def stop_execution(request: Request, ex_id: str, user: Writer, body: StopRequest | None = None) -> dict[str, Any]:
+def stop_execution(
+    request: Request, ex_id: str, user: Writer, body: StopRequest | None = None
+) -> dict[str, Any]:
     """Stop: let running actions finish, start nothing new (operator)."""
     require(user, "operator", "stopping an execution")
-    return request_change(ctx_of(request), ex_id, "stop", {"reason": (body or StopRequest()).reason}, user)
+    return request_change(
+        ctx_of(request), ex_id, "stop", {"reason": (body or StopRequest()).reason}, user
+    )
 
 
 @router.post("/executions/{ex_id}/abandon", status_code=202, tags=["executions"])
-def abandon_execution(request: Request, ex_id: str, user: Writer, body: StopRequest | None = None) -> dict[str, Any]:
+def abandon_execution(
+    request: Request, ex_id: str, user: Writer, body: StopRequest | None = None
+) -> dict[str, Any]:
     """Stop and abandon the running actions (operator)."""
     require(user, "operator", "abandoning an execution")
-    return request_change(ctx_of(request), ex_id, "abandon", {"reason": (body or StopRequest()).reason}, user)
+    return request_change(
+        ctx_of(request), ex_id, "abandon", {"reason": (body or StopRequest()).reason}, user
+    )
 
 
 @router.post("/executions/{ex_id}/retry", status_code=202, tags=["executions"])
-def retry_execution(request: Request, ex_id: str, user: Writer, body: RetryRequest | None = None) -> dict[str, Any]:
+def retry_execution(
+    request: Request, ex_id: str, user: Writer, body: RetryRequest | None = None
+) -> dict[str, Any]:
     """Retry the failed (or a named) stage of a Failed or Stopped execution (operator)."""
     require(user, "operator", "retrying an execution")
     b = body or RetryRequest()
@@ -240,8 +298,10 @@ def get_request(request: Request, req_id: int, user: Reader) -> dict[str, Any]:
     return ctx_of(request).store.get_request(req_id)
 
 
-# ---- logs ------------------------------------------------------------------------------------------
-def _log_file(ctx: Context, ex_id: str, stage: str, action: str, attempt: int | None) -> tuple[dict[str, Any], Path]:
+# ---- logs ---------------------------------------------------------------------------------------
+def _log_file(
+    ctx: Context, ex_id: str, stage: str, action: str, attempt: int | None
+) -> tuple[dict[str, Any], Path]:
     ex = ctx.store.get_execution(ex_id)
     row = views.attempt_row(ctx.store, ex["id"], stage, action, attempt)
     if not row["log_path"]:
@@ -249,10 +309,19 @@ def _log_file(ctx: Context, ex_id: str, stage: str, action: str, attempt: int | 
     return row, Path(row["log_path"])
 
 
-@router.get("/executions/{ex_id}/actions/{stage}/{action}/log", tags=["logs"],
-            response_class=PlainTextResponse)
-def get_log(request: Request, ex_id: str, stage: str, action: str, user: Reader,
-            attempt: Annotated[int | None, Query(ge=1)] = None) -> Response:
+@router.get(
+    "/executions/{ex_id}/actions/{stage}/{action}/log",
+    tags=["logs"],
+    response_class=PlainTextResponse,
+)
+def get_log(
+    request: Request,
+    ex_id: str,
+    stage: str,
+    action: str,
+    user: Reader,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
     """An action attempt's log so far (the latest attempt unless `attempt` is given)."""
     _, path = _log_file(ctx_of(request), ex_id, stage, action, attempt)
     text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
@@ -260,14 +329,24 @@ def get_log(request: Request, ex_id: str, stage: str, action: str, user: Reader,
 
 
 @router.get("/executions/{ex_id}/actions/{stage}/{action}/log/stream", tags=["logs"])
-def stream_log(request: Request, ex_id: str, stage: str, action: str, user: Reader,
-               attempt: Annotated[int | None, Query(ge=1)] = None) -> StreamingResponse:
+def stream_log(
+    request: Request,
+    ex_id: str,
+    stage: str,
+    action: str,
+    user: Reader,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
+) -> StreamingResponse:
     """The log as server-sent events: one `data:` event per line, live, then `event: end`."""
     ctx = ctx_of(request)
     row, path = _log_file(ctx, ex_id, stage, action, attempt)
 
     def status() -> str:
-        return str(views.attempt_row(ctx.store, row["execution_id"], stage, action, row["attempt"])["status"])
+        return str(
+            views.attempt_row(ctx.store, row["execution_id"], stage, action, row["attempt"])[
+                "status"
+            ]
+        )
 
     def events() -> Iterator[str]:
         yield "retry: 2000\n\n"
@@ -276,11 +355,14 @@ def stream_log(request: Request, ex_id: str, stage: str, action: str, user: Read
                 yield f"data: {line}\n\n"
         yield f"event: end\ndata: {status()}\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
-# ---- artifacts and reports -------------------------------------------------------------------------
+# ---- artifacts and reports ----------------------------------------------------------------------
 def serve_file(path: Path, name: str) -> FileResponse:
     """A stored file with its content type; HTML and SVG are sandboxed (no same-origin access)."""
     ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -292,7 +374,12 @@ def serve_file(path: Path, name: str) -> FileResponse:
 
 def _inside(root: Path, rel: str) -> Path:
     """`root/rel`, refusing any path that leaves root (.., absolute paths, symlinks out)."""
-    if not rel or rel.startswith("/") or "\\" in rel or any(p in ("..", "") for p in rel.split("/")):
+    if (
+        not rel
+        or rel.startswith("/")
+        or "\\" in rel
+        or any(p in ("..", "") for p in rel.split("/"))
+    ):
         raise NotFound(f"no file '{rel}' here (paths are relative, without '..')")
     p = (root / rel).resolve()
     if not p.is_relative_to(root.resolve()) or not p.is_file():
@@ -312,12 +399,30 @@ def list_artifacts(request: Request, ex_id: str, user: Reader) -> dict[str, Any]
                 files = ctx.artifacts.manifest(digest)
             except NotFound:
                 files = []
-            arts.append({"stage": a["stage"], "action": a["action"], "attempt": a["attempt"], "name": name,
-                         "digest": digest, "files": [{"path": f["path"], "url": ev.artifact_url(digest, str(f["path"]))}
-                                                     for f in files if "blob" in f]})
+            arts.append(
+                {
+                    "stage": a["stage"],
+                    "action": a["action"],
+                    "attempt": a["attempt"],
+                    "name": name,
+                    "digest": digest,
+                    "files": [
+                        {"path": f["path"], "url": ev.artifact_url(digest, str(f["path"]))}
+                        for f in files
+                        if "blob" in f
+                    ],
+                }
+            )
         for r in a["reports"] or []:
-            reps.append({"stage": a["stage"], "action": a["action"], "attempt": a["attempt"], **r,
-                         "file_urls": [ev.file_url(ex["id"], a, str(f)) for f in r.get("files") or []]})
+            reps.append(
+                {
+                    "stage": a["stage"],
+                    "action": a["action"],
+                    "attempt": a["attempt"],
+                    **r,
+                    "file_urls": [ev.file_url(ex["id"], a, str(f)) for f in r.get("files") or []],
+                }
+            )
     return {"artifacts": arts, "reports": reps}
 
 
@@ -328,8 +433,15 @@ def list_reports(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
 
 
 @router.get("/executions/{ex_id}/actions/{stage}/{action}/files/{rel:path}", tags=["artifacts"])
-def get_attempt_file(request: Request, ex_id: str, stage: str, action: str, rel: str, user: Reader,
-                     attempt: Annotated[int | None, Query(ge=1)] = None) -> FileResponse:
+def get_attempt_file(
+    request: Request,
+    ex_id: str,
+    stage: str,
+    action: str,
+    rel: str,
+    user: Reader,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
+) -> FileResponse:
     """A file of an action attempt's working directory (its report files, screenshots)."""
     ctx = ctx_of(request)
     ex = ctx.store.get_execution(ex_id)
@@ -342,8 +454,14 @@ def get_attempt_file(request: Request, ex_id: str, stage: str, action: str, rel:
 def get_artifact(request: Request, digest: str, user: Reader) -> dict[str, Any]:
     """An artifact's files."""
     files = ctx_of(request).artifacts.manifest(digest)
-    return {"digest": digest, "files": [{"path": f["path"], "url": ev.artifact_url(digest, str(f["path"]))}
-                                        for f in files if "blob" in f]}
+    return {
+        "digest": digest,
+        "files": [
+            {"path": f["path"], "url": ev.artifact_url(digest, str(f["path"]))}
+            for f in files
+            if "blob" in f
+        ],
+    }
 
 
 @router.get("/artifacts/{digest}/files/{rel:path}", tags=["artifacts"])
@@ -357,25 +475,29 @@ def get_artifact_file(request: Request, digest: str, rel: str, user: Reader) -> 
     raise NotFound(f"artifact {digest} has no file '{rel}'")
 
 
-# ---- environments ----------------------------------------------------------------------------------
+# ---- environments -------------------------------------------------------------------------------
 @router.get("/environments", tags=["environments"])
 def list_environments(request: Request, user: Reader) -> dict[str, Any]:
-    """Each environment: what runs there (image, digest, commit), since when, from which execution."""
+    """Each environment: what runs there (image, digest, commit), since when, from where."""
     return {"items": views.environments(ctx_of(request).store)}
 
 
 @router.get("/environments/{name}/deployments", tags=["environments"])
-def environment_history(request: Request, name: str, user: Reader,
-                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+def environment_history(
+    request: Request, name: str, user: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
     """An environment's deployment history, newest first."""
     rows = ctx_of(request).store.deployments(name, limit=limit)
     if not rows:
         known = [e["name"] for e in views.environments(ctx_of(request).store)]
-        raise NotFound(f"no deployments to environment '{name}' (environments: {', '.join(known) or 'none yet'})")
+        raise NotFound(
+            f"no deployments to environment '{name}' "
+            f"(environments: {', '.join(known) or 'none yet'})"
+        )
     return {"environment": name, "items": [views.deployment_view(d) for d in rows]}
 
 
-# ---- approvals -------------------------------------------------------------------------------------
+# ---- approvals ----------------------------------------------------------------------------------
 @router.get("/approvals", tags=["approvals"])
 def list_approvals(request: Request, user: Reader) -> dict[str, Any]:
     """The approvals waiting for a decision."""
@@ -402,8 +524,16 @@ def get_approval(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
 def approve(request: Request, ex_id: str, body: DecisionRequest, user: Writer) -> dict[str, Any]:
     """Approve (approver). `digest` must be the one shown: a changed image is a 409."""
     ctx = ctx_of(request)
-    row = ap.decide_as(ctx.store, ctx.cache, ex_id, user, approve=True, comment=body.comment,
-                       digest=body.digest, require_digest=True)
+    row = ap.decide_as(
+        ctx.store,
+        ctx.cache,
+        ex_id,
+        user,
+        approve=True,
+        comment=body.comment,
+        digest=body.digest,
+        require_digest=True,
+    )
     ctx.wake()
     return ev.approval_view(row)
 
@@ -412,13 +542,21 @@ def approve(request: Request, ex_id: str, body: DecisionRequest, user: Writer) -
 def reject(request: Request, ex_id: str, body: DecisionRequest, user: Writer) -> dict[str, Any]:
     """Reject (approver); the approval action fails with reason Rejected."""
     ctx = ctx_of(request)
-    row = ap.decide_as(ctx.store, ctx.cache, ex_id, user, approve=False, comment=body.comment,
-                       digest=body.digest, require_digest=True)
+    row = ap.decide_as(
+        ctx.store,
+        ctx.cache,
+        ex_id,
+        user,
+        approve=False,
+        comment=body.comment,
+        digest=body.digest,
+        require_digest=True,
+    )
     ctx.wake()
     return ev.approval_view(row)
 
 
-# ---- users and audit (admin) -----------------------------------------------------------------------
+# ---- users and audit (admin) --------------------------------------------------------------------
 @router.get("/users", tags=["users"])
 def list_users(request: Request, user: Reader) -> dict[str, Any]:
     """Users and roles (admin); tokens are never shown again."""
@@ -432,13 +570,19 @@ def create_user(request: Request, body: UserCreate, user: Writer) -> dict[str, A
     require(user, "admin", "creating users")
     ctx = ctx_of(request)
     token = ctx.users.add(body.name, body.role, body.email, replace=body.replace)
-    ctx.store.audit(user.name, "user.create", body.name, {"role": body.role, "email": body.email,
-                                                          "replace": body.replace})
+    ctx.store.audit(
+        user.name,
+        "user.create",
+        body.name,
+        {"role": body.role, "email": body.email, "replace": body.replace},
+    )
     return {"name": body.name, "role": body.role, "email": body.email, "token": token}
 
 
 @router.get("/audit", tags=["users"])
-def audit_log(request: Request, user: Reader, limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict[str, Any]:
+def audit_log(
+    request: Request, user: Reader, limit: Annotated[int, Query(ge=1, le=5000)] = 200
+) -> dict[str, Any]:
     """Every change, newest first: who, what, on what, when (admin)."""
     require(user, "admin", "reading the audit log")
     return {"items": ctx_of(request).store.audit_log(limit)}

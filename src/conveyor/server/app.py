@@ -28,8 +28,15 @@ from conveyor.store.db import Store
 
 HERE = Path(__file__).parent
 log = logging.getLogger("conveyor.server")
-_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 409: "conflict", 422: "invalid"}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid",
+}
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -40,16 +47,33 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def create_app(settings: Settings, store: Store | None = None, *, engine: Engine | None = None,
-               artifacts: ArtifactStore | None = None, session_secret: bytes | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    store: Store | None = None,
+    *,
+    engine: Engine | None = None,
+    artifacts: ArtifactStore | None = None,
+    session_secret: bytes | None = None,
+) -> FastAPI:
     """One app over one store. `engine`: the engine loop of this process (woken on changes);
     without one, executions started here are picked up by whichever engine runs."""
     store = store or Store(settings.database_url)
-    ctx = Context(settings=settings, store=store, users=Users(store),
-                  signer=Signer(session_secret or session_key(settings.state_dir)),
-                  artifacts=artifacts or ArtifactStore(settings.state_dir / "artifacts"), engine=engine)
-    app = FastAPI(title="Conveyor", version="1", openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs",
-                  redoc_url=None, description="Pipelines, executions, approvals and environments of Conveyor.")
+    ctx = Context(
+        settings=settings,
+        store=store,
+        users=Users(store),
+        signer=Signer(session_secret or session_key(settings.state_dir)),
+        artifacts=artifacts or ArtifactStore(settings.state_dir / "artifacts"),
+        engine=engine,
+    )
+    app = FastAPI(
+        title="Conveyor",
+        version="1",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        description="Pipelines, executions, approvals and environments of Conveyor.",
+    )
     app.state.ctx = ctx
 
     @app.exception_handler(ConveyorError)
@@ -63,12 +87,15 @@ def create_app(settings: Settings, store: Store | None = None, *, engine: Engine
         problems = getattr(exc, "problems", None)
         if problems:
             extra["problems"] = [str(p) for p in problems]
-        return JSONResponse(error_body(exc.code, exc.message, **extra), status_code=exc.http_status,
-                            headers=headers)
+        return JSONResponse(
+            error_body(exc.code, exc.message, **extra), status_code=exc.http_status, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        problems = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        problems = [
+            f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        ]
         message = "the request is not valid: " + "; ".join(problems)
         if not _wants_json(request):
             return pages.error_page(request, 422, "invalid", message)
@@ -82,7 +109,9 @@ def create_app(settings: Settings, store: Store | None = None, *, engine: Engine
             message = f"no such page or route: {request.method} {request.url.path}"
         if not _wants_json(request):
             return pages.error_page(request, exc.status_code, code, message)
-        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            error_body(code, message), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> Response:
@@ -103,9 +132,16 @@ def create_app(settings: Settings, store: Store | None = None, *, engine: Engine
     return app
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None,
-          stop_event: threading.Event | None = None, *, run_engine: bool = True,
-          announce: Callable[[str], None] = print, ready: threading.Event | None = None) -> None:
+def serve(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    stop_event: threading.Event | None = None,
+    *,
+    run_engine: bool = True,
+    announce: Callable[[str], None] = print,
+    ready: threading.Event | None = None,
+) -> None:
     """Serve the API and dashboard (blocking) with an engine loop in a background thread.
 
     Returns when `stop_event` is set (or on Ctrl-C). Prints the admin token once on the first
@@ -121,17 +157,26 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None,
     built = bootstrap.build(settings)
     token = ensure_admin(built.store)
     if token:
-        announce(f"created user 'admin' (role admin); its API token, shown once:\n  {token}\n"
-                 f"sign in on http://{host}:{port}/login with it")
+        announce(
+            f"created user 'admin' (role admin); its API token, shown once:\n  {token}\n"
+            f"sign in on http://{host}:{port}/login with it"
+        )
     engine = built.engine() if run_engine else None
     engine_thread = None
     if engine is not None:
-        engine_thread = threading.Thread(target=engine.run, args=(stop_event,), name="conveyor-engine",
-                                         daemon=True)
+        engine_thread = threading.Thread(
+            target=engine.run, args=(stop_event,), name="conveyor-engine", daemon=True
+        )
         engine_thread.start()
     app = create_app(settings, built.store, engine=engine)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
     server = uvicorn.Server(config)
 
     def watch() -> None:

@@ -35,8 +35,11 @@ def approval_config(pipeline: Pipeline, attempt_id: str) -> dict[str, Any]:
 
 def authors(ex: Row) -> set[str]:
     """Who wrote the change: the sources' author emails and the user who started it."""
-    out = {str(r["AuthorEmail"]).lower() for r in (ex["revisions"] or {}).values()
-           if isinstance(r, dict) and r.get("AuthorEmail")}
+    out = {
+        str(r["AuthorEmail"]).lower()
+        for r in (ex["revisions"] or {}).values()
+        if isinstance(r, dict) and r.get("AuthorEmail")
+    }
     if ex["actor"]:
         out.add(str(ex["actor"]).lower())
     return out
@@ -47,8 +50,17 @@ def is_author(user: User, ex: Row) -> bool:
     return user.name.lower() in who or bool(user.email and user.email.lower() in who)
 
 
-def decide_as(store: Store, cache: PipelineCache, ex_id: str, user: User, *, approve: bool,
-              comment: str, digest: str | None, require_digest: bool) -> Row:
+def decide_as(
+    store: Store,
+    cache: PipelineCache,
+    ex_id: str,
+    user: User,
+    *,
+    approve: bool,
+    comment: str,
+    digest: str | None,
+    require_digest: bool,
+) -> Row:
     """Approve or reject an execution's pending approval as `user` and audit it.
 
     `require_digest`: the caller (API, page) must name the digest it showed; a mismatch is a
@@ -58,18 +70,41 @@ def decide_as(store: Store, cache: PipelineCache, ex_id: str, user: User, *, app
     ex = store.get_execution(ex_id)
     row = latest_approval(store, ex["id"])
     if row["status"] != "Pending":
-        raise Conflict(f"the approval of execution {ex['id']} is no longer pending: {row['status']}"
-                       f" by {row['decided_by'] or 'the engine'}" + (f" ({row['comment']})" if row["comment"] else ""))
+        raise Conflict(
+            f"the approval of execution {ex['id']} is no longer pending: {row['status']}"
+            f" by {row['decided_by'] or 'the engine'}"
+            + (f" ({row['comment']})" if row["comment"] else "")
+        )
     if require_digest and row["digest"] and not digest:
-        raise ValidationFailed([_Problem("request", None, f"this approval is bound to image {row['digest']}: "
-                                         "send the digest you reviewed as 'digest'")])
+        raise ValidationFailed(
+            [
+                _Problem(
+                    "request",
+                    None,
+                    f"this approval is bound to image {row['digest']}: "
+                    "send the digest you reviewed as 'digest'",
+                )
+            ]
+        )
     cfg = approval_config(cache.of_execution(ex), row["attempt_id"])
     self_ok = bool(cfg.get("selfApproval", True))
     author = user.name if is_author(user, ex) else None
-    decided = gate.decide(store, ex["id"], approve=approve, by=user.name, comment=comment,
-                          digest=digest, author=author, self_approval=self_ok)
-    store.audit(user.name, "approval.approve" if approve else "approval.reject", ex["id"],
-                {"attempt": decided["attempt_id"], "digest": decided["digest"], "comment": comment})
+    decided = gate.decide(
+        store,
+        ex["id"],
+        approve=approve,
+        by=user.name,
+        comment=comment,
+        digest=digest,
+        author=author,
+        self_approval=self_ok,
+    )
+    store.audit(
+        user.name,
+        "approval.approve" if approve else "approval.reject",
+        ex["id"],
+        {"attempt": decided["attempt_id"], "digest": decided["digest"], "comment": comment},
+    )
     return decided
 
 
@@ -81,8 +116,18 @@ def pending_list(store: Store) -> list[dict[str, Any]]:
             ex = store.get_execution(a["execution_id"])
         except NotFound:
             continue
-        out.append({"execution_id": a["execution_id"], "pipeline": ex["pipeline"], "seq": ex["seq"],
-                    "stage": parts[1] if len(parts) > 1 else "", "action": parts[2] if len(parts) > 2 else "",
-                    "status": a["status"], "summary": a["summary"], "digest": a["digest"],
-                    "created_at": a["created_at"], "expires_at": a["expires_at"]})
+        out.append(
+            {
+                "execution_id": a["execution_id"],
+                "pipeline": ex["pipeline"],
+                "seq": ex["seq"],
+                "stage": parts[1] if len(parts) > 1 else "",
+                "action": parts[2] if len(parts) > 2 else "",
+                "status": a["status"],
+                "summary": a["summary"],
+                "digest": a["digest"],
+                "created_at": a["created_at"],
+                "expires_at": a["expires_at"],
+            }
+        )
     return out

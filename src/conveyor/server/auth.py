@@ -63,8 +63,10 @@ def rank(role: str) -> int:
 def require(user: User, role: str, doing: str) -> None:
     """Raise Forbidden unless the user has at least `role`."""
     if not user.can(role):
-        raise Forbidden(f"{doing} needs the {role} role; '{user.name}' is {user.role}"
-                        " (an admin can change it with `conveyor user add NAME --role ROLE`)")
+        raise Forbidden(
+            f"{doing} needs the {role} role; '{user.name}' is {user.role}"
+            " (an admin can change it with `conveyor user add NAME --role ROLE`)"
+        )
 
 
 def local_user() -> User:
@@ -100,7 +102,9 @@ class Users:
         with self.store.tx() as c:
             exists = c.execute(select(t.users.c.name).where(t.users.c.name == name)).first()
             if exists and not replace:
-                raise Conflict(f"user '{name}' already exists (use --replace to give them a new token)")
+                raise Conflict(
+                    f"user '{name}' already exists (use --replace to give them a new token)"
+                )
             if exists:
                 c.execute(update(t.users).where(t.users.c.name == name).values(**values))
             else:
@@ -108,7 +112,13 @@ class Users:
         return token
 
     def list(self) -> list[dict[str, Any]]:
-        cols = [t.users.c.name, t.users.c.role, t.users.c.email, t.users.c.created_at, t.users.c.disabled]
+        cols = [
+            t.users.c.name,
+            t.users.c.role,
+            t.users.c.email,
+            t.users.c.created_at,
+            t.users.c.disabled,
+        ]
         with self.store.tx() as c:
             return [dict(r._mapping) for r in c.execute(select(*cols).order_by(t.users.c.name))]
 
@@ -209,8 +219,15 @@ class Signer:
         return _b64(hmac.new(self.key, data, hashlib.sha256).digest())
 
     def session_cookie(self, user: User, token_hash: str) -> str:
-        body = json.dumps({"u": user.name, "t": token_hash[:16], "s": secrets.token_hex(16),
-                           "i": int(time.time())}, separators=(",", ":")).encode()
+        body = json.dumps(
+            {
+                "u": user.name,
+                "t": token_hash[:16],
+                "s": secrets.token_hex(16),
+                "i": int(time.time()),
+            },
+            separators=(",", ":"),
+        ).encode()
         return f"{_b64(body)}.{self._mac(body)}"
 
     def read_session(self, cookie: str | None) -> Session | None:

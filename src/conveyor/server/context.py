@@ -37,9 +37,14 @@ class Context:
             return self.engine
         with self._lock:
             if self._starter is None:
-                self._starter = Engine(self.store, self.settings, ActionRegistry({}),
-                                       Services(settings=self.settings), artifacts=self.artifacts,
-                                       max_workers=1)
+                self._starter = Engine(
+                    self.store,
+                    self.settings,
+                    ActionRegistry({}),
+                    Services(settings=self.settings),
+                    artifacts=self.artifacts,
+                    max_workers=1,
+                )
             return self._starter
 
     def wake(self) -> None:

@@ -30,12 +30,15 @@ MAX_FILES = 40
 
 def kind_of(report: Mapping[str, Any], attempt: Row) -> str:
     """'e2e' for a report of an end-to-end suite (by its name, action or stage), else 'unit'."""
-    hay = " ".join(str(x) for x in (report.get("name"), attempt["action"], attempt["stage"], attempt["type"]))
+    hay = " ".join(
+        str(x) for x in (report.get("name"), attempt["action"], attempt["stage"], attempt["type"])
+    )
     return "e2e" if E2E.search(hay) else "unit"
 
 
 def file_url(ex_id: str, attempt: Row, rel: str) -> str:
-    return f"/api/v1/executions/{ex_id}/actions/{attempt['stage']}/{attempt['action']}/files/{rel}?attempt={attempt['attempt']}"
+    where = f"{attempt['stage']}/{attempt['action']}"
+    return f"/api/v1/executions/{ex_id}/actions/{where}/files/{rel}?attempt={attempt['attempt']}"
 
 
 def artifact_url(digest: str, rel: str) -> str:
@@ -67,8 +70,14 @@ def target_environment(pipeline: Pipeline, approval_stage: str) -> str:
     return "prod"
 
 
-def gather(store: Store, artifacts: ArtifactStore, settings: Settings, pipeline: Pipeline,
-           ex: Row, approval: Row) -> dict[str, Any]:
+def gather(
+    store: Store,
+    artifacts: ArtifactStore,
+    settings: Settings,
+    pipeline: Pipeline,
+    ex: Row,
+    approval: Row,
+) -> dict[str, Any]:
     attempts = store.attempts_for(ex["id"])
     gate = next((a for a in attempts if a["id"] == approval["attempt_id"]), None)
     stage = gate["stage"] if gate else approval["attempt_id"].split("/")[1]
@@ -92,13 +101,27 @@ def gather(store: Store, artifacts: ArtifactStore, settings: Settings, pipeline:
                     screenshots.append(entry)
                 elif f.lower().endswith((".html", ".htm")):
                     html.append(entry)
-            reports.append({"stage": a["stage"], "action": a["action"], "attempt": a["attempt"], "kind": kind,
-                            **{k: r.get(k) for k in ("name", "format", *COUNTS, "duration_seconds")},
-                            "failures": r.get("failures") or []})
+            reports.append(
+                {
+                    "stage": a["stage"],
+                    "action": a["action"],
+                    "attempt": a["attempt"],
+                    "kind": kind,
+                    **{k: r.get(k) for k in ("name", "format", *COUNTS, "duration_seconds")},
+                    "failures": r.get("failures") or [],
+                }
+            )
             for fc in r.get("failures") or []:
-                failures.append({"kind": kind, "report": r.get("name"), "action": a["action"],
-                                 "suite": fc.get("suite", ""), "name": fc.get("name", ""),
-                                 "message": fc.get("message", "")})
+                failures.append(
+                    {
+                        "kind": kind,
+                        "report": r.get("name"),
+                        "action": a["action"],
+                        "suite": fc.get("suite", ""),
+                        "name": fc.get("name", ""),
+                        "message": fc.get("message", ""),
+                    }
+                )
         if "e2e" in kinds or E2E.search(f"{a['action']} {a['stage']}"):
             for out_name, digest in (a["artifacts"] or {}).items():
                 try:
@@ -128,8 +151,22 @@ def gather(store: Store, artifacts: ArtifactStore, settings: Settings, pipeline:
 
 
 def approval_view(a: Row) -> dict[str, Any]:
-    return {k: a[k] for k in ("attempt_id", "execution_id", "status", "summary", "external_link", "digest",
-                              "expires_at", "decided_by", "comment", "decided_at", "created_at")}
+    return {
+        k: a[k]
+        for k in (
+            "attempt_id",
+            "execution_id",
+            "status",
+            "summary",
+            "external_link",
+            "digest",
+            "expires_at",
+            "decided_by",
+            "comment",
+            "decided_at",
+            "created_at",
+        )
+    }
 
 
 def _dedupe(items: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -155,23 +192,36 @@ def _repo_for(settings: Settings, pipeline: Pipeline, source_action: str) -> Pat
         url = git.resolve_url(repository, settings.state_dir)
     except ConveyorError:
         return None
-    cached = settings.state_dir / "git-cache" / (hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
+    cached = (
+        settings.state_dir / "git-cache" / (hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
+    )
     if cached.exists():
         return cached
     p = Path(url)
     return p if p.exists() else None
 
 
-def commits(store: Store, settings: Settings, pipeline: Pipeline, ex: Row, env: str) -> dict[str, Any]:
+def commits(
+    store: Store, settings: Settings, pipeline: Pipeline, ex: Row, env: str
+) -> dict[str, Any]:
     """The commits between what runs in `env` now and what this execution would deploy."""
     deployed = store.deployments(env, limit=1)
     old = deployed[0]["commit"] if deployed else None
-    result: dict[str, Any] = {"environment": env, "from": old, "to": None, "source": None, "list": [],
-                              "deployed_at": deployed[0]["at"] if deployed else None,
-                              "deployed_execution": deployed[0]["execution_id"] if deployed else None,
-                              "note": ""}
-    sources = [(name, r) for name, r in (ex["revisions"] or {}).items()
-               if isinstance(r, Mapping) and r.get("CommitId")]
+    result: dict[str, Any] = {
+        "environment": env,
+        "from": old,
+        "to": None,
+        "source": None,
+        "list": [],
+        "deployed_at": deployed[0]["at"] if deployed else None,
+        "deployed_execution": deployed[0]["execution_id"] if deployed else None,
+        "note": "",
+    }
+    sources = [
+        (name, r)
+        for name, r in (ex["revisions"] or {}).items()
+        if isinstance(r, Mapping) and r.get("CommitId")
+    ]
     if not sources:
         result["note"] = "this execution has no source revision"
         return result
@@ -194,6 +244,9 @@ def commits(store: Store, settings: Settings, pipeline: Pipeline, ex: Row, env: 
         return result
     name, r = sources[0]
     result.update({"to": r["CommitId"], "source": name})
-    result["note"] = (f"the commit in {env} ({old[:12]}) is not in the git cache of any source"
-                      if old else "the source repository is not in the git cache")
+    result["note"] = (
+        f"the commit in {env} ({old[:12]}) is not in the git cache of any source"
+        if old
+        else "the source repository is not in the git cache"
+    )
     return result

@@ -29,14 +29,14 @@ LOGIN_CSRF = "conveyor_login_csrf"
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def _ts(value: float | None) -> str:
-    if not value:
+def _ts(value: object) -> str:
+    if not isinstance(value, int | float) or not value:
         return "—"
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _dur(seconds: float | None) -> str:
-    if seconds is None:
+def _dur(seconds: object) -> str:
+    if not isinstance(seconds, int | float):
         return "—"
     s = int(round(seconds))
     if s < 60:
@@ -50,7 +50,7 @@ def _short(value: str | None, n: int = 12) -> str:
     if not value:
         return "—"
     if value.startswith("sha256:"):
-        return "sha256:" + value[7:7 + n]
+        return "sha256:" + value[7 : 7 + n]
     return value[:n]
 
 
@@ -59,15 +59,28 @@ def _status_label(status: str | None) -> str:
 
 
 def _status_icon(status: str | None) -> str:
-    return {"Succeeded": "✓", "Failed": "✗", "InProgress": "⟳", "Stopping": "⟳", "Stopped": "■",
-            "Abandoned": "■", "Superseded": "↷", "Cancelled": "■", "Pending": "⏸", "Approved": "✓",
-            "Rejected": "✗", "Expired": "⌛"}.get(status or "", "○")
+    return {
+        "Succeeded": "✓",
+        "Failed": "✗",
+        "InProgress": "⟳",
+        "Stopping": "⟳",
+        "Stopped": "■",
+        "Abandoned": "■",
+        "Superseded": "↷",
+        "Cancelled": "■",
+        "Pending": "…",
+        "Approved": "✓",
+        "Rejected": "✗",
+        "Expired": "✗",
+    }.get(status or "", "○")
 
 
-templates.env.filters.update(ts=_ts, dur=_dur, short=_short, status_label=_status_label, status_icon=_status_icon)
+templates.env.filters.update(
+    ts=_ts, dur=_dur, short=_short, status_label=_status_label, status_icon=_status_icon
+)
 
 
-# ---- sessions --------------------------------------------------------------------------------------
+# ---- sessions -----------------------------------------------------------------------------------
 def _session(request: Request) -> tuple[User, Session]:
     ctx = ctx_of(request)
     s = ctx.signer.read_session(request.cookies.get(api.SESSION_COOKIE))
@@ -92,7 +105,9 @@ def render(request: Request, name: str, status_code: int = 200, **data: Any) -> 
         data.setdefault("user", None)
         data.setdefault("csrf", "")
     data.setdefault("msg", request.query_params.get("msg", ""))
-    data.setdefault("pending_count", len(ctx_of(request).store.pending_approvals()) if data["user"] else 0)
+    data.setdefault(
+        "pending_count", len(ctx_of(request).store.pending_approvals()) if data["user"] else 0
+    )
     resp = templates.TemplateResponse(request, name, data, status_code=status_code)
     resp.headers["X-Frame-Options"] = "DENY"
     resp.headers["Cache-Control"] = "no-store"
@@ -100,8 +115,15 @@ def render(request: Request, name: str, status_code: int = 200, **data: Any) -> 
 
 
 def error_page(request: Request, status: int, code: str, message: str) -> Response:
-    return render(request, "error.html", status_code=status, status=status, code=code, message=message,
-                  title=f"Error {status}")
+    return render(
+        request,
+        "error.html",
+        status_code=status,
+        status=status,
+        code=code,
+        message=message,
+        title=f"Error {status}",
+    )
 
 
 def _back(url: str, msg: str) -> RedirectResponse:
@@ -115,17 +137,21 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
-# ---- sign in / out ---------------------------------------------------------------------------------
+# ---- sign in / out ------------------------------------------------------------------------------
 @router.get("/login")
 def login_form(request: Request, next: str = "/") -> Response:
     nonce = secrets.token_urlsafe(16)
-    resp = render(request, "login.html", title="Sign in", next=_safe_next(next), login_csrf=nonce, error="")
+    resp = render(
+        request, "login.html", title="Sign in", next=_safe_next(next), login_csrf=nonce, error=""
+    )
     resp.set_cookie(LOGIN_CSRF, nonce, httponly=True, samesite="lax", max_age=3600, path="/login")
     return resp
 
 
 @router.post("/login")
-def login(request: Request, token: str = Form(""), csrf: str = Form(""), next: str = Form("/")) -> Response:
+def login(
+    request: Request, token: str = Form(""), csrf: str = Form(""), next: str = Form("/")
+) -> Response:
     ctx = ctx_of(request)
     cookie = request.cookies.get(LOGIN_CSRF)
     if not cookie or not secrets.compare_digest(cookie, csrf):
@@ -133,15 +159,30 @@ def login(request: Request, token: str = Form(""), csrf: str = Form(""), next: s
     found = ctx.users.by_token(token.strip()) if token.strip() else None
     if found is None:
         nonce = secrets.token_urlsafe(16)
-        resp = render(request, "login.html", status_code=401, title="Sign in", next=_safe_next(next),
-                      login_csrf=nonce, error="That token is not valid (unknown, replaced or disabled).")
-        resp.set_cookie(LOGIN_CSRF, nonce, httponly=True, samesite="lax", max_age=3600, path="/login")
-        return resp
+        page = render(
+            request,
+            "login.html",
+            status_code=401,
+            title="Sign in",
+            next=_safe_next(next),
+            login_csrf=nonce,
+            error="That token is not valid (unknown, replaced or disabled).",
+        )
+        page.set_cookie(
+            LOGIN_CSRF, nonce, httponly=True, samesite="lax", max_age=3600, path="/login"
+        )
+        return page
     user, token_hash = found
     ctx.store.audit(user.name, "session.start", None, {"via": "dashboard"})
     resp = RedirectResponse(_safe_next(next), status_code=303)
-    resp.set_cookie(api.SESSION_COOKIE, ctx.signer.session_cookie(user, token_hash), httponly=True,
-                    samesite="lax", max_age=SESSION_SECONDS, path="/")
+    resp.set_cookie(
+        api.SESSION_COOKIE,
+        ctx.signer.session_cookie(user, token_hash),
+        httponly=True,
+        samesite="lax",
+        max_age=SESSION_SECONDS,
+        path="/",
+    )
     resp.delete_cookie(LOGIN_CSRF, path="/login")
     return resp
 
@@ -155,14 +196,20 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
     return resp
 
 
-# ---- overview and pipelines --------------------------------------------------------------------------
+# ---- overview and pipelines ---------------------------------------------------------------------
 @router.get("/")
 def home(request: Request) -> Response:
     _session(request)
     ctx = ctx_of(request)
     pipelines = [views.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]
-    return render(request, "home.html", title="Pipelines", pipelines=pipelines,
-                  approvals=ap.pending_list(ctx.store), nav="pipelines")
+    return render(
+        request,
+        "home.html",
+        title="Pipelines",
+        pipelines=pipelines,
+        approvals=ap.pending_list(ctx.store),
+        nav="pipelines",
+    )
 
 
 def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, Any]:
@@ -172,7 +219,9 @@ def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, 
     if execution:
         ex = ctx.store.get_execution(execution)
         if ex["pipeline"] != name:
-            raise NotFound(f"execution {execution} belongs to pipeline '{ex['pipeline']}', not '{name}'")
+            raise NotFound(
+                f"execution {execution} belongs to pipeline '{ex['pipeline']}', not '{name}'"
+            )
     else:
         latest = ctx.store.list_executions(name, limit=1)
         ex = latest[0] if latest else None
@@ -184,9 +233,14 @@ def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, 
     live = current is not None and current["status"] in ("InProgress", "Stopping")
     interval = 1500 if live else (0 if execution else 5000)
     query = urlencode({"execution": execution} if execution else {})
-    return {"pipeline": detail, "current": current, "approval": approval, "interval": interval,
-            "live_url": f"/pipelines/{name}/live" + (f"?{query}" if query else ""),
-            "explicit": bool(execution)}
+    return {
+        "pipeline": detail,
+        "current": current,
+        "approval": approval,
+        "interval": interval,
+        "live_url": f"/pipelines/{name}/live" + (f"?{query}" if query else ""),
+        "explicit": bool(execution),
+    }
 
 
 @router.get("/pipelines/{name}")
@@ -194,7 +248,9 @@ def pipeline_page(request: Request, name: str, execution: str | None = None) -> 
     _session(request)
     ctx = ctx_of(request)
     data = _pipeline_data(ctx, name, execution)
-    recent = [views.execution_summary(e) for e in ctx.store.list_executions(name, limit=25, light=True)]
+    recent = [
+        views.execution_summary(e) for e in ctx.store.list_executions(name, limit=25, light=True)
+    ]
     return render(request, "pipeline.html", title=name, recent=recent, nav="pipelines", **data)
 
 
@@ -205,15 +261,24 @@ def pipeline_live(request: Request, name: str, execution: str | None = None) -> 
 
 
 @router.post("/pipelines/{name}/transitions/{stage}")
-def transition_form(request: Request, name: str, stage: str, action: str = Form(...), reason: str = Form(""),
-                    csrf: str = Form(""), back: str = Form("")) -> Response:
+def transition_form(
+    request: Request,
+    name: str,
+    stage: str,
+    action: str = Form(...),
+    reason: str = Form(""),
+    csrf: str = Form(""),
+    back: str = Form(""),
+) -> Response:
     user, s = _session(request)
     _check_csrf(request, s, csrf)
     require(user, "operator", "changing a transition")
     if action not in ("enable", "disable"):
         raise NotFound(f"unknown transition action '{action}' (enable or disable)")
     if action == "disable" and not reason.strip():
-        return _back(_safe_next(back or f"/pipelines/{name}"), "Give a reason to disable a transition.")
+        return _back(
+            _safe_next(back or f"/pipelines/{name}"), "Give a reason to disable a transition."
+        )
     api.set_transition(ctx_of(request), name, stage, action == "enable", reason.strip(), user)
     verb = "enabled" if action == "enable" else "disabled"
     return _back(_safe_next(back or f"/pipelines/{name}"), f"Transition into {stage} {verb}.")
@@ -225,14 +290,18 @@ def start_form(request: Request, name: str, csrf: str = Form("")) -> Response:
     _check_csrf(request, s, csrf)
     require(user, "operator", "starting a pipeline")
     ctx = ctx_of(request)
-    ex_id = ctx.starter().start(name, trigger={"type": "StartPipelineExecution", "by": user.name}, actor=user.name)
+    ex_id = ctx.starter().start(
+        name, trigger={"type": "StartPipelineExecution", "by": user.name}, actor=user.name
+    )
     ctx.store.audit(user.name, "execution.start", ex_id, {"pipeline": name, "via": "dashboard"})
     ctx.wake()
     return _back(f"/pipelines/{name}?execution={ex_id}", f"Started execution {ex_id}.")
 
 
 @router.post("/executions/{ex_id}/request")
-def request_form(request: Request, ex_id: str, kind: str = Form(...), csrf: str = Form("")) -> Response:
+def request_form(
+    request: Request, ex_id: str, kind: str = Form(...), csrf: str = Form("")
+) -> Response:
     user, s = _session(request)
     _check_csrf(request, s, csrf)
     if kind not in ("stop", "abandon", "retry"):
@@ -240,26 +309,45 @@ def request_form(request: Request, ex_id: str, kind: str = Form(...), csrf: str 
     require(user, "operator", f"{kind} of an execution")
     ctx = ctx_of(request)
     ex = ctx.store.get_execution(ex_id)
-    payload: dict[str, Any] = {"reason": "from the dashboard"} if kind != "retry" else {"failed_only": False}
+    payload: dict[str, Any] = (
+        {"reason": "from the dashboard"} if kind != "retry" else {"failed_only": False}
+    )
     api.request_change(ctx, ex["id"], kind, payload, user)
-    return _back(f"/pipelines/{ex['pipeline']}?execution={ex['id']}", f"Requested {kind} of execution {ex['id']}.")
+    return _back(
+        f"/pipelines/{ex['pipeline']}?execution={ex['id']}",
+        f"Requested {kind} of execution {ex['id']}.",
+    )
 
 
-# ---- executions ----------------------------------------------------------------------------------------
+# ---- executions ---------------------------------------------------------------------------------
 @router.get("/executions")
-def executions_page(request: Request, status: str = "", pipeline: str = "", page: int = 1) -> Response:
+def executions_page(
+    request: Request, status: str = "", pipeline: str = "", page: int = 1
+) -> Response:
     _session(request)
     ctx = ctx_of(request)
     if status and status not in views.STATUSES:
         status = ""
     page = max(1, page)
     per = 50
-    rows = ctx.store.list_executions(pipeline or None, status or None, limit=per, offset=(page - 1) * per,
-                                     light=True)
+    rows = ctx.store.list_executions(
+        pipeline or None, status or None, limit=per, offset=(page - 1) * per, light=True
+    )
     total = ctx.store.count_executions(pipeline or None, status or None)
-    return render(request, "executions.html", title="Execution history", nav="executions",
-                  items=[views.execution_summary(r) for r in rows], total=total, page=page, per=per,
-                  status=status, pipeline=pipeline, statuses=views.STATUSES, pipelines=ctx.store.pipeline_names())
+    return render(
+        request,
+        "executions.html",
+        title="Execution history",
+        nav="executions",
+        items=[views.execution_summary(r) for r in rows],
+        total=total,
+        page=page,
+        per=per,
+        status=status,
+        pipeline=pipeline,
+        statuses=views.STATUSES,
+        pipelines=ctx.store.pipeline_names(),
+    )
 
 
 @router.get("/executions/{ex_id}")
@@ -270,7 +358,9 @@ def execution_page(request: Request, ex_id: str) -> Response:
 
 
 @router.get("/executions/{ex_id}/logs/{stage}/{action}")
-def log_page(request: Request, ex_id: str, stage: str, action: str, attempt: int | None = None) -> Response:
+def log_page(
+    request: Request, ex_id: str, stage: str, action: str, attempt: int | None = None
+) -> Response:
     _session(request)
     ctx = ctx_of(request)
     ex = ctx.store.get_execution(ex_id)
@@ -278,29 +368,50 @@ def log_page(request: Request, ex_id: str, stage: str, action: str, attempt: int
     path = Path(row["log_path"]) if row["log_path"] else None
     text = path.read_text(encoding="utf-8", errors="replace") if path and path.exists() else ""
     base = f"/api/v1/executions/{ex['id']}/actions/{stage}/{action}"
-    return render(request, "log.html", title=f"Log of {stage}/{action}", ex=views.execution_summary(ex),
-                  attempt=row, text=text, stream_url=f"{base}/log/stream?attempt={row['attempt']}",
-                  raw_url=f"{base}/log?attempt={row['attempt']}", nav="pipelines")
+    return render(
+        request,
+        "log.html",
+        title=f"Log of {stage}/{action}",
+        ex=views.execution_summary(ex),
+        attempt=row,
+        text=text,
+        stream_url=f"{base}/log/stream?attempt={row['attempt']}",
+        raw_url=f"{base}/log?attempt={row['attempt']}",
+        nav="pipelines",
+    )
 
 
-# ---- environments --------------------------------------------------------------------------------------
+# ---- environments -------------------------------------------------------------------------------
 @router.get("/environments")
 def environments_page(request: Request) -> Response:
     _session(request)
     ctx = ctx_of(request)
     envs = views.environments(ctx.store)
-    history = {e["name"]: [views.deployment_view(d) for d in ctx.store.deployments(e["name"], limit=10)]
-               for e in envs}
-    return render(request, "environments.html", title="Environments", envs=envs, history=history,
-                  nav="environments")
+    history = {
+        e["name"]: [views.deployment_view(d) for d in ctx.store.deployments(e["name"], limit=10)]
+        for e in envs
+    }
+    return render(
+        request,
+        "environments.html",
+        title="Environments",
+        envs=envs,
+        history=history,
+        nav="environments",
+    )
 
 
-# ---- approvals -----------------------------------------------------------------------------------------
+# ---- approvals ----------------------------------------------------------------------------------
 @router.get("/approvals")
 def approvals_page(request: Request) -> Response:
     _session(request)
-    return render(request, "approvals.html", title="Approvals", items=ap.pending_list(ctx_of(request).store),
-                  nav="approvals")
+    return render(
+        request,
+        "approvals.html",
+        title="Approvals",
+        items=ap.pending_list(ctx_of(request).store),
+        nav="approvals",
+    )
 
 
 @router.get("/executions/{ex_id}/approval")
@@ -313,30 +424,61 @@ def approval_page(request: Request, ex_id: str) -> Response:
     can_decide = user.can("approver") and evidence["approval"]["status"] == "Pending"
     can_approve = can_decide and not (author and not evidence["self_approval"])
     superseded_by = ex["superseded_by"]
-    return render(request, "approval.html", title=f"Approval for execution {ex['id']}", ev=evidence,
-                  can_decide=can_decide, can_approve=can_approve, is_author=author,
-                  superseded_by=superseded_by, nav="approvals", now=time.time())
+    return render(
+        request,
+        "approval.html",
+        title=f"Approval for execution {ex['id']}",
+        ev=evidence,
+        can_decide=can_decide,
+        can_approve=can_approve,
+        is_author=author,
+        superseded_by=superseded_by,
+        nav="approvals",
+        now=time.time(),
+    )
 
 
 @router.post("/executions/{ex_id}/approval")
-def approval_decide(request: Request, ex_id: str, decision: str = Form(...), comment: str = Form(""),
-                    digest: str = Form(""), csrf: str = Form("")) -> Response:
+def approval_decide(
+    request: Request,
+    ex_id: str,
+    decision: str = Form(...),
+    comment: str = Form(""),
+    digest: str = Form(""),
+    csrf: str = Form(""),
+) -> Response:
     user, s = _session(request)
     _check_csrf(request, s, csrf)
     if decision not in ("approve", "reject"):
         raise NotFound(f"unknown decision '{decision}' (approve or reject)")
     ctx = ctx_of(request)
-    row = ap.decide_as(ctx.store, ctx.cache, ex_id, user, approve=decision == "approve", comment=comment,
-                       digest=digest or None, require_digest=True)
+    row = ap.decide_as(
+        ctx.store,
+        ctx.cache,
+        ex_id,
+        user,
+        approve=decision == "approve",
+        comment=comment,
+        digest=digest or None,
+        require_digest=True,
+    )
     ctx.wake()
     ex = ctx.store.get_execution(ex_id)
     word = "Approved" if row["status"] == "Approved" else "Rejected"
-    return _back(f"/pipelines/{ex['pipeline']}?execution={ex['id']}", f"{word} execution {ex['id']}.")
+    return _back(
+        f"/pipelines/{ex['pipeline']}?execution={ex['id']}", f"{word} execution {ex['id']}."
+    )
 
 
-# ---- audit ---------------------------------------------------------------------------------------------
+# ---- audit --------------------------------------------------------------------------------------
 @router.get("/audit")
 def audit_page(request: Request) -> Response:
     user, _ = _session(request)
     require(user, "admin", "reading the audit log")
-    return render(request, "audit.html", title="Audit log", items=ctx_of(request).store.audit_log(300), nav="audit")
+    return render(
+        request,
+        "audit.html",
+        title="Audit log",
+        items=ctx_of(request).store.audit_log(300),
+        nav="audit",
+    )
