@@ -129,3 +129,17 @@ def test_unopenable_database_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(Unavailable) as e2:
         Store("postgresql://nobody@127.0.0.1:1/none")
     assert "cannot open database" in e2.value.message and "***@" in e2.value.message
+
+
+def test_migrations_build_exactly_the_declared_tables(db_url: str) -> None:
+    """After `upgrade head`, Alembic finds no difference between the database and tables.py."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from conveyor.store.tables import metadata
+
+    s = Store(db_url)
+    with s.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    s.close()
+    assert diff == []

@@ -50,6 +50,8 @@ executions = Table(
 )
 Index("ix_executions_pipeline_seq", executions.c.pipeline, executions.c.seq, unique=True)
 Index("ix_executions_status", executions.c.status)
+Index("ix_executions_created", executions.c.created_at)
+Index("ix_executions_pipeline_created", executions.c.pipeline, executions.c.created_at)
 
 attempts = Table(
     "attempts", metadata,
