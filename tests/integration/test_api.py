@@ -677,3 +677,18 @@ def test_unknown_routes_and_methods_answer_json(env: Env) -> None:
     with env.client("viewer") as c:
         error(c.get("/api/v1/nothing-here"), 404, "not_found")
         error(c.delete("/api/v1/pipelines"), 405, "method_not_allowed")
+
+
+def test_metrics_dora_and_the_delivery_page(env: Env) -> None:
+    """/metrics speaks Prometheus; DORA is on the API (token needed) and on the Delivery page."""
+    env.store.record_deployment(environment="prod", pipeline="webapp", execution_id="p1", image="r/app@z",
+                                digest="sha256:33", commit=env.shas[0], actor="engine")
+    with env.client() as c:
+        m = c.get("/metrics")
+        assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
+        assert "conveyor_executions" in m.text and "conveyor_deployments" in m.text
+        error(c.get("/api/v1/metrics/dora"), 401, "unauthorized")
+    with env.client("viewer") as c:
+        d = c.get("/api/v1/metrics/dora", params={"environment": "prod"}).json()
+        assert d["deploymentFrequency"]["deployments"] >= 1
+        assert {"leadTimeForChanges", "changeFailureRate", "timeToRestore"} <= set(d)

@@ -383,6 +383,7 @@ def status(execution: str | None, as_json: bool) -> None:
             parts = [p if isinstance(p, dict) else p.__dict__ for p in app.services.platform.status()]
         except ConveyorError as e:
             parts = [{"name": "platform", "healthy": False, "detail": e.message}]
+    parts.append(_server_part(app.settings))
     engines = app.store.live_engines(app.settings.lease_seconds)
     if as_json:
         emit_json({"pipelines": latest, "parts": parts, "engines": engines,
@@ -409,6 +410,17 @@ def status(execution: str | None, as_json: bool) -> None:
                        "[green]up[/]" if p.get("healthy") else "[red]down[/]", str(p.get("detail") or ""))
         c.print(pt)
     c.print(f"engines running: {len(engines)}; state dir: {app.settings.state_dir}")
+
+
+def _server_part(settings: Any) -> dict[str, Any]:
+    import httpx
+
+    try:
+        ok = httpx.get(f"{settings.server_url}/healthz", timeout=0.5).status_code == 200
+        detail = "dashboard and API" if ok else "answers, but not healthy"
+    except httpx.HTTPError:
+        ok, detail = False, "not running (`conveyor up` or `conveyor server` starts it)"
+    return {"name": "server", "address": settings.server_url, "healthy": ok, "detail": detail}
 
 
 @cli.command()

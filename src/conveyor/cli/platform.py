@@ -68,22 +68,60 @@ def _parts_table(parts: list[Any]) -> Table:
     return table
 
 
+def _server_daemon(settings: Any) -> Any:
+    from conveyor.platform.daemon import Daemon
+
+    return Daemon(name="server", run_dir=settings.state_dir / "run",
+                  log_dir=settings.state_dir / "logs" / "platform",
+                  marker=f"conveyor server --home {settings.state_dir}")
+
+
+def _start_server(settings: Any) -> tuple[bool, str | None]:
+    """Start `conveyor server` (API, dashboard and an engine) as a daemon unless it runs.
+    Returns (started, the admin token when this first start created the admin)."""
+    from conveyor.server.auth import ensure_admin
+    from conveyor.store.db import Store
+
+    d = _server_daemon(settings)
+    if d.pid() is not None:
+        return False, None
+    store = Store(settings.database_url)
+    try:
+        token = ensure_admin(store)
+    finally:
+        store.close()
+    env = {**os.environ, "CONVEYOR_HOME": str(settings.state_dir),
+           "CONVEYOR_DATABASE_URL": settings.database_url}
+    d.start([sys.executable, "-m", "conveyor", "server", "--home", str(settings.state_dir)], env=env)
+    return True, token
+
+
 @click.command("up")
 @click.option("--watch-interval", default=30.0, show_default=True, type=click.FloatRange(min=0),
               help="seconds between health checks of the deployed environments (0: no watcher)")
+@click.option("--no-server", is_flag=True, help="do not start the dashboard/API server")
 @click.option("--json", "as_json", is_flag=True, help="print the parts as JSON")
-def up(watch_interval: float, as_json: bool) -> None:
-    """Start the local platform (registries test/prod, health watcher; restart dead parts)."""
+def up(watch_interval: float, no_server: bool, as_json: bool) -> None:
+    """Start the local platform: registries test/prod, the dashboard/API server with its engine,
+    the health watcher (dead parts are restarted)."""
     platform = _platform()
     try:
         started = platform.up()
     except ConveyorError as exc:
         _fail(exc)
+    token = None
+    if not no_server:
+        server_started, token = _start_server(platform.settings)
+        if server_started:
+            started.append(f"server and engine on {platform.settings.server_url}")
     if watch_interval > 0:
         from conveyor.monitoring.watcher import start_daemon
 
         if start_daemon(platform.settings, watch_interval):
             started.append(f"health watcher (every {watch_interval:g} s)")
+    if token and not as_json:
+        _console().print(f"created user 'admin'; its token, shown once (sign in on "
+                         f"{platform.settings.server_url}/login):\n  {token}")
     parts = platform.status()
     if as_json:
         click.echo(json.dumps({"started": started, "parts": [p.as_dict() for p in parts]},
@@ -110,6 +148,8 @@ def down(as_json: bool) -> None:
 
     if stop_daemon(platform.settings):
         stopped.append("health watcher")
+    if _server_daemon(platform.settings).stop():
+        stopped.append("server")
     if as_json:
         click.echo(json.dumps({"stopped": stopped}, indent=2))
         return

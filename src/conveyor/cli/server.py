@@ -38,9 +38,15 @@ def _ts(v: float | None) -> str:
 @click.option("--host", default=None, help="address to listen on (default 127.0.0.1)")
 @click.option("--port", default=None, type=int, help="port (default 8700)")
 @click.option("--no-engine", is_flag=True, help="serve only; another process runs the engine")
-def server_cmd(host: str | None, port: int | None, no_engine: bool) -> None:
+@click.option("--home", default=None, help="the state dir (default: $CONVEYOR_HOME or .conveyor)")
+def server_cmd(host: str | None, port: int | None, no_engine: bool, home: str | None) -> None:
     """Serve the dashboard and REST API (with an engine loop) until Ctrl-C."""
+    import os
+
     from conveyor.server.app import serve
+
+    if home:
+        os.environ["CONVEYOR_HOME"] = home
 
     app = _app()
     h = host or app.settings.server_host

@@ -482,6 +482,18 @@ def list_environments(request: Request, user: Reader) -> dict[str, Any]:
     return {"items": views.environments(ctx_of(request).store)}
 
 
+@router.get("/metrics/dora", tags=["metrics"])
+def dora_metrics(
+    request: Request, user: Reader, environment: str = "prod",
+    days: Annotated[int, Query(ge=1, le=365)] = 30,
+) -> dict[str, Any]:
+    """The four DORA measures (deployment frequency, lead time, change failure rate, time to
+    restore) for an environment, each with a series for charts."""
+    from conveyor.monitoring.dora import dora
+
+    return dora(ctx_of(request).store, days=days, environment=environment)
+
+
 @router.get("/environments/{name}/deployments", tags=["environments"])
 def environment_history(
     request: Request, name: str, user: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100

@@ -125,6 +125,14 @@ def create_app(
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text format: executions, action durations, approval waits, deployments,
+        rollbacks and environment health, read from the store at each scrape."""
+        from conveyor.monitoring.metrics import CONTENT_TYPE, render_metrics
+
+        return Response(render_metrics(app.state.ctx.store), media_type=CONTENT_TYPE)
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}

@@ -401,6 +401,17 @@ def environments_page(request: Request) -> Response:
     )
 
 
+@router.get("/delivery")
+def delivery_page(request: Request, environment: str = "prod", days: int = 30) -> Response:
+    """The four DORA measures with a small chart each."""
+    from conveyor.monitoring.dora import dora
+
+    _session(request)
+    d = dora(ctx_of(request).store, days=max(1, min(days, 365)), environment=environment)
+    return render(request, "delivery.html", title="Delivery metrics", d=d, bucket=d["bucket"],
+                  nav="delivery")
+
+
 # ---- approvals ----------------------------------------------------------------------------------
 @router.get("/approvals")
 def approvals_page(request: Request) -> Response:
