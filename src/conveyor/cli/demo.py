@@ -106,6 +106,16 @@ def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
         raise ConfigError("the local platform is not available")
     for line in platform.up():
         say(f"platform: {line}")
+    if not approve:
+        # a person decides: serve the dashboard so the approval page (with the evidence) works
+        from conveyor.cli.platform import _start_server
+
+        started, token = _start_server(app.settings)
+        if started:
+            say(f"platform: dashboard on {app.settings.server_url} (stop everything with `conveyor down`)")
+        if token:
+            say(f"created user 'admin'; its token, shown once (sign in on {app.settings.server_url}/login):"
+                f"\n  {token}")
     pipeline_file = ex_dir / "pipeline.yaml"
     pipeline, doc = load_file(str(pipeline_file), app.registry)
     app.store.save_pipeline(pipeline.name, doc, str(pipeline_file))
