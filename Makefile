@@ -13,6 +13,8 @@ demo: setup
 	$(VENV)/bin/conveyor demo $(DEMO_FLAGS)
 
 test: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 	@export CONVEYOR_TEST_PG_URL=$$(bash scripts/postgres.sh start) && \
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS); rc=$$?; bash scripts/postgres.sh stop; exit $$rc
 

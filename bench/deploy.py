@@ -73,9 +73,14 @@ def main() -> None:
         pipeline = pipeline_with({env.name: env}, action)
 
         def deploy(version: str, n: int) -> dict[str, float]:
-            ctx = action_context(platform, pipeline, action,
-                                 {"image": images[version], "timeout": 60}, tmp / f"w{n}",
-                                 inputs={"app_src": src})
+            ctx = action_context(
+                platform,
+                pipeline,
+                action,
+                {"image": images[version], "timeout": 60},
+                tmp / f"w{n}",
+                inputs={"app_src": src},
+            )
             result: dict[str, object] = {}
             t0 = time.perf_counter()
             worker = threading.Thread(target=lambda: result.update(r=Deploy().run(ctx)))
@@ -126,8 +131,10 @@ def main() -> None:
     finally:
         PodmanEnvironment(platform, env).remove()
         host = platform.registry_host("test")
-        remove_images(ContainerRuntime(platform.container_env()),
-                      [f"{host}/webapp:v1", f"{host}/webapp:v2", *images.values()])
+        remove_images(
+            ContainerRuntime(platform.container_env()),
+            [f"{host}/webapp:v1", f"{host}/webapp:v2", *images.values()],
+        )
         platform.down()
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -31,7 +31,7 @@ def pipeline_yaml(stages: int, parallel: int) -> str:
         lines.append(f"  - name: S{s}")
         lines.append("    actions:")
         for a in range(parallel):
-            lines.append(f"      - {{name: a{a}, type: shell, config: {{commands: [\"true\"]}}}}")
+            lines.append(f'      - {{name: a{a}, type: shell, config: {{commands: ["true"]}}}}')
     return "\n".join(lines) + "\n"
 
 
@@ -66,7 +66,10 @@ def run_once(db_url: str | None, stages: int, parallel: int) -> dict[str, float]
         stop = threading.Event()
         t0 = time.perf_counter()
         ex = eng.start(p.name)
-        eng.run(stop, until=lambda: app.store.get_execution(ex)["status"] not in ("InProgress", "Stopping"))
+        eng.run(
+            stop,
+            until=lambda: app.store.get_execution(ex)["status"] not in ("InProgress", "Stopping"),
+        )
         wall = time.perf_counter() - t0
         status = app.store.get_execution(ex)["status"]
         eng.shutdown()
@@ -74,8 +77,14 @@ def run_once(db_url: str | None, stages: int, parallel: int) -> dict[str, float]
         assert status == "Succeeded", status
     base = command_baseline(stages, parallel)
     n = stages * parallel
-    return {"actions": n, "stages": stages, "parallel": parallel, "wall_s": round(wall, 3),
-            "commands_s": round(base, 3), "overhead_ms_per_action": round((wall - base) / n * 1000, 2)}
+    return {
+        "actions": n,
+        "stages": stages,
+        "parallel": parallel,
+        "wall_s": round(wall, 3),
+        "commands_s": round(base, 3),
+        "overhead_ms_per_action": round((wall - base) / n * 1000, 2),
+    }
 
 
 def postgres_url() -> str | None:
@@ -83,8 +92,12 @@ def postgres_url() -> str | None:
     if url:
         return url
     try:
-        return subprocess.run(["bash", str(ROOT / "scripts/postgres.sh"), "start"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["bash", str(ROOT / "scripts/postgres.sh"), "start"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None
 
@@ -95,7 +108,9 @@ def fresh_pg(url: str) -> str:
     import sqlalchemy as sa
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    eng = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    eng = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     with eng.connect() as c:
         c.execute(sa.text(f"CREATE DATABASE {name}"))
     eng.dispose()
@@ -113,12 +128,20 @@ def main() -> None:
             r = run_once(fresh_pg(pg) if db == "postgresql" and pg else None, stages, parallel)
             r["database"] = db
             results.append(r)
-            print(f"{db:10} {r['actions']:5} actions: wall {r['wall_s']:.2f}s, commands {r['commands_s']:.2f}s, "
-                  f"overhead {r['overhead_ms_per_action']:.1f} ms/action")
+            print(
+                f"{db:10} {r['actions']:5} actions: wall {r['wall_s']:.2f}s, commands {r['commands_s']:.2f}s, "
+                f"overhead {r['overhead_ms_per_action']:.1f} ms/action"
+            )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
-    (out / "engine_overhead.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+    (out / "engine_overhead.json").write_text(
+        json.dumps({"machine": machine, "results": results}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -86,38 +86,59 @@ def main() -> None:
 
         for i in range(REPEAT):
             empty_prod()
-            ctx = action_context(platform, pipeline, action,
-                                 {"image": source, "to": "prod", "repository": "big",
-                                  "tag": "v1"}, tmp / f"w{i}")
+            ctx = action_context(
+                platform,
+                pipeline,
+                action,
+                {"image": source, "to": "prod", "repository": "big", "tag": "v1"},
+                tmp / f"w{i}",
+            )
             t0 = time.perf_counter()
             result = Promote().run(ctx)
             action_s.append(time.perf_counter() - t0)
             details = result.details["promotion"]
             empty_prod()
             t0 = time.perf_counter()
-            subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", "--quiet",
-                            "--src-tls-verify=false", "--dest-tls-verify=false",
-                            f"docker://{source}", f"docker://{prod}/big:v1"],
-                           check=True)
+            subprocess.run(
+                [
+                    "skopeo",
+                    "copy",
+                    "--all",
+                    "--preserve-digests",
+                    "--quiet",
+                    "--src-tls-verify=false",
+                    "--dest-tls-verify=false",
+                    f"docker://{source}",
+                    f"docker://{prod}/big:v1",
+                ],
+                check=True,
+            )
             skopeo_s.append(time.perf_counter() - t0)
 
         log = platform.state_dir / "logs" / "platform" / "registry-test.log"
         _, mark = served_bytes(log, 0)
-        ctx = action_context(platform, pipeline, action,
-                             {"image": source, "to": "prod", "repository": "big",
-                              "tag": "v1-again"}, tmp / "again")
+        ctx = action_context(
+            platform,
+            pipeline,
+            action,
+            {"image": source, "to": "prod", "repository": "big", "tag": "v1-again"},
+            tmp / "again",
+        )
         t0 = time.perf_counter()
         again = Promote().run(ctx)
         again_s = time.perf_counter() - t0
         moved, _ = served_bytes(log, mark)
 
         out = {
-            "image_bytes": details["bytes_total"], "blobs": details["blobs_total"],
-            "build_and_push_s": round(build_push_s, 3), "repeat": REPEAT,
+            "image_bytes": details["bytes_total"],
+            "blobs": details["blobs_total"],
+            "build_and_push_s": round(build_push_s, 3),
+            "repeat": REPEAT,
             "first_promotion_action_s": [round(x, 3) for x in action_s],
             "first_promotion_skopeo_s": [round(x, 3) for x in skopeo_s],
-            "ratio_action_to_skopeo": round(statistics.median(action_s)
-                                            / statistics.median(skopeo_s), 3),
+            "ratio_action_to_skopeo": round(
+                statistics.median(action_s) / statistics.median(skopeo_s), 3
+            ),
             "first_promotion_bytes_copied": details["bytes_copied"],
             "second_promotion_s": round(again_s, 3),
             "second_promotion_bytes_served_by_source": moved,
@@ -127,8 +148,9 @@ def main() -> None:
         (HERE / "results" / "promote.json").write_text(json.dumps(out, indent=2) + "\n")
         print(json.dumps(out, indent=2))
     finally:
-        remove_images(ContainerRuntime(platform.container_env()),
-                      [f"{platform.registry_host('test')}/big:v1"])
+        remove_images(
+            ContainerRuntime(platform.container_env()), [f"{platform.registry_host('test')}/big:v1"]
+        )
         platform.down()
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
 

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,13 @@ PG_URL = os.environ.get("CONVEYOR_TEST_PG_URL")
 def settings(tmp_path: Path) -> Any:
     from conveyor.settings import Settings
 
-    return Settings(state_dir=tmp_path / "state", database_url=f"sqlite:///{tmp_path / 'state' / 'c.db'}",
-                    lease_seconds=3.0, heartbeat_seconds=0.5, poll_seconds=0.05)
+    return Settings(
+        state_dir=tmp_path / "state",
+        database_url=f"sqlite:///{tmp_path / 'state' / 'c.db'}",
+        lease_seconds=3.0,
+        heartbeat_seconds=0.5,
+        poll_seconds=0.05,
+    )
 
 
 def _fresh_pg_url() -> str:
@@ -45,7 +50,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'store.db'}"
     if not PG_URL:
         if os.environ.get("CI"):
-            pytest.fail("CONVEYOR_TEST_PG_URL is not set: `make test` starts PostgreSQL for the store tests")
+            pytest.fail(
+                "CONVEYOR_TEST_PG_URL is not set: `make test` starts PostgreSQL for the store tests"
+            )
         pytest.skip("no PostgreSQL: run through `make test`, which starts one")
     return _fresh_pg_url()
 
@@ -65,8 +72,15 @@ def write_pipeline(tmp_path: Path, text: str, name: str = "pipeline.yaml") -> Pa
     return p
 
 
-def run_pipeline(app: Any, text: str, tmp_path: Path, *, variables: dict[str, str] | None = None,
-                 until: Callable[[Any], bool] | None = None, timeout: float = 60) -> str:
+def run_pipeline(
+    app: Any,
+    text: str,
+    tmp_path: Path,
+    *,
+    variables: dict[str, str] | None = None,
+    until: Callable[[Any], bool] | None = None,
+    timeout: float = 60,
+) -> str:
     """Register and run a pipeline with an in-process engine until the execution ends."""
     from conveyor.spec.pipeline_file import load_pipeline
     from conveyor.spec.yamlfile import load
@@ -77,8 +91,12 @@ def run_pipeline(app: Any, text: str, tmp_path: Path, *, variables: dict[str, st
     app.store.save_pipeline(p.name, doc, str(path))
     eng = app.engine()
     ex = eng.start(p.name, variables=variables)
-    drive(app, eng, until or (lambda a: a.store.get_execution(ex)["status"] not in ("InProgress", "Stopping")),
-          timeout)
+    drive(
+        app,
+        eng,
+        until or (lambda a: a.store.get_execution(ex)["status"] not in ("InProgress", "Stopping")),
+        timeout,
+    )
     return ex
 
 

@@ -1,15 +1,15 @@
 """Conveyor's exceptions. Each knows its CLI exit code and its HTTP status.
 
-    ConveyorError                  exit 1, HTTP 500
-    ├── ConfigError                exit 2, HTTP 400  bad input: a file, a flag, a value
-    │   └── ValidationFailed       exit 2, HTTP 422  a file with one or more located problems
-    ├── NotFound                   exit 2, HTTP 404  no such pipeline, execution, environment...
-    ├── Conflict                   exit 2, HTTP 409  the request lost a race or no longer applies
-    ├── AuthError                  exit 2, HTTP 401  no or bad credentials
-    │   └── Forbidden              exit 2, HTTP 403  known user, wrong role
-    ├── Unavailable                exit 3, HTTP 503  a component is missing or down (tool, registry, DB)
-    └── ActionError                exit 1, HTTP 500  raised inside an action: "the tool broke"
-        └── ActionFailed                             "the check said no" (tests failed, probe failed)
+ConveyorError                  exit 1, HTTP 500
+├── ConfigError                exit 2, HTTP 400  bad input: a file, a flag, a value
+│   └── ValidationFailed       exit 2, HTTP 422  a file with one or more located problems
+├── NotFound                   exit 2, HTTP 404  no such pipeline, execution, environment...
+├── Conflict                   exit 2, HTTP 409  the request lost a race or no longer applies
+├── AuthError                  exit 2, HTTP 401  no or bad credentials
+│   └── Forbidden              exit 2, HTTP 403  known user, wrong role
+├── Unavailable                exit 3, HTTP 503  a component is missing or down (tool, registry, DB)
+└── ActionError                exit 1, HTTP 500  raised inside an action: "the tool broke"
+    └── ActionFailed                             "the check said no" (tests failed, probe failed)
 """
 
 from __future__ import annotations
@@ -99,4 +99,6 @@ class ActionFailed(ActionError):
 
 def missing_tool(binary: str, package: str) -> Unavailable:
     """The error for a binary that is not installed, naming the Debian package."""
-    return Unavailable(f"'{binary}' was not found on PATH: install it with `apt-get install -y {package}`")
+    return Unavailable(
+        f"'{binary}' was not found on PATH: install it with `apt-get install -y {package}`"
+    )

@@ -681,8 +681,15 @@ def test_unknown_routes_and_methods_answer_json(env: Env) -> None:
 
 def test_metrics_dora_and_the_delivery_page(env: Env) -> None:
     """/metrics speaks Prometheus; DORA is on the API (token needed) and on the Delivery page."""
-    env.store.record_deployment(environment="prod", pipeline="webapp", execution_id="p1", image="r/app@z",
-                                digest="sha256:33", commit=env.shas[0], actor="engine")
+    env.store.record_deployment(
+        environment="prod",
+        pipeline="webapp",
+        execution_id="p1",
+        image="r/app@z",
+        digest="sha256:33",
+        commit=env.shas[0],
+        actor="engine",
+    )
     with env.client() as c:
         m = c.get("/metrics")
         assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")

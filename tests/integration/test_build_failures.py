@@ -26,9 +26,18 @@ def app_repo(tmp_path: Path, patch: Callable[[Path], None]) -> Path:
     work = tmp_path / "webapp"
     shutil.copytree(REPO / "examples" / "webapp", work, ignore=IGNORE)
     patch(work)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@x"}
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "broken on purpose"]):
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x",
+    }
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["commit", "-qm", "broken on purpose"],
+    ):
         subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
     return work
 
@@ -67,6 +76,7 @@ def run_build(app: Any, tmp_path: Path, patch: Callable[[Path], None]) -> dict[s
 
 def test_typescript_error_fails_the_build(app: Any, tmp_path: Path) -> None:
     """A type error fails the build (`ng test` compiles first); the one-line message quotes it."""
+
     def patch(w: Path) -> None:
         f = w / "src" / "app" / "app.ts"
         f.write_text(f.read_text() + "\nexport const broken: number = 'not a number';\n")
@@ -79,6 +89,7 @@ def test_typescript_error_fails_the_build(app: Any, tmp_path: Path) -> None:
 
 def test_failing_unit_test_fails_the_build_naming_the_test(app: Any, tmp_path: Path) -> None:
     """A failing unit test is named in the one-line message and in the kept report."""
+
     def patch(w: Path) -> None:
         f = w / "src" / "app" / "tasks" / "task-filter.spec.ts"
         f.write_text(f.read_text().replace("toHaveLength(3)", "toHaveLength(4)", 1))

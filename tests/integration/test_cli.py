@@ -13,10 +13,18 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    home: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     e = {**os.environ, "CONVEYOR_HOME": str(home), "NO_COLOR": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "conveyor", *args], env=e, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_init_writes_a_valid_seed_pipeline(tmp_path: Path) -> None:
@@ -32,8 +40,10 @@ def test_init_writes_a_valid_seed_pipeline(tmp_path: Path) -> None:
 def test_validate_reports_every_problem_with_exit_2(tmp_path: Path) -> None:
     """Each problem is one FILE:LINE: line; no traceback."""
     f = tmp_path / "bad.yaml"
-    f.write_text("name: bad\nstages:\n  - name: A\n    actions:\n"
-                 "      - {name: a, type: nope, inputs: [ghost]}\n      - {name: a, type: shell}\n")
+    f.write_text(
+        "name: bad\nstages:\n  - name: A\n    actions:\n"
+        "      - {name: a, type: nope, inputs: [ghost]}\n      - {name: a, type: shell}\n"
+    )
     res = cli(tmp_path, "validate", str(f))
     assert res.returncode == 2
     lines = [x for x in res.stderr.splitlines() if x.startswith(str(f))]
@@ -57,7 +67,11 @@ def test_missing_file_and_bad_yaml_are_one_line_errors(tmp_path: Path) -> None:
 def test_unavailable_database_exits_3(tmp_path: Path) -> None:
     """A database that cannot be reached is exit code 3 with the reason."""
     res = cli(tmp_path, "history", env={"CONVEYOR_DATABASE_URL": "postgresql://u@127.0.0.1:1/x"})
-    assert res.returncode == 3 and "cannot open database" in res.stderr and "Traceback" not in res.stderr
+    assert (
+        res.returncode == 3
+        and "cannot open database" in res.stderr
+        and "Traceback" not in res.stderr
+    )
 
 
 def test_schema_is_json(tmp_path: Path) -> None:
@@ -69,9 +83,11 @@ def test_schema_is_json(tmp_path: Path) -> None:
 def test_run_json_status_history_logs_and_transitions(tmp_path: Path) -> None:
     """A run's JSON has stages, actions, reasons and variables; the other commands read the same state."""
     f = tmp_path / "p.yaml"
-    f.write_text("name: cli\nstages:\n  - name: A\n    actions:\n"
-                 "      - {name: hello, type: shell, config: {commands: [\"echo hi there\", \"echo ::set-output V=1\"]}}\n"
-                 "  - name: B\n    actions:\n      - {name: fail, type: shell, config: {commands: [\"exit 4\"]}}\n")
+    f.write_text(
+        "name: cli\nstages:\n  - name: A\n    actions:\n"
+        '      - {name: hello, type: shell, config: {commands: ["echo hi there", "echo ::set-output V=1"]}}\n'
+        '  - name: B\n    actions:\n      - {name: fail, type: shell, config: {commands: ["exit 4"]}}\n'
+    )
     res = cli(tmp_path, "run", str(f), "--json")
     assert res.returncode == 1
     desc = json.loads(res.stdout)

@@ -17,8 +17,15 @@ pytestmark = pytest.mark.integration
 
 def conveyor(home: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "CONVEYOR_HOME": str(home), "CONVEYOR_LEASE_SECONDS": "2", "NO_COLOR": "1"}
-    return subprocess.Popen([sys.executable, "-m", "conveyor", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "conveyor", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def wait_for(cond: Any, timeout: float = 30) -> Any:
@@ -83,11 +90,21 @@ stages:
     assert att["reason"] == "EngineCrashed" and f"conveyor retry {ex}" in att["message"]
     wait_for(lambda: not pid_alive(sleeper), 10)
 
-    res = subprocess.run([sys.executable, "-m", "conveyor", "retry", ex, "--failed-only", "--json"],
-                         env={**os.environ, "CONVEYOR_HOME": str(home)}, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "conveyor", "retry", ex, "--failed-only", "--json"],
+        env={**os.environ, "CONVEYOR_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert s.get_execution(ex)["status"] == "Succeeded"
-    assert [h["to_status"] for h in s.history_for(ex)] == ["InProgress", "Failed", "InProgress", "Succeeded"]
+    assert [h["to_status"] for h in s.history_for(ex)] == [
+        "InProgress",
+        "Failed",
+        "InProgress",
+        "Succeeded",
+    ]
 
 
 def test_kill_9_while_waiting_for_approval_resumes_the_wait(tmp_path: Path) -> None:

@@ -44,16 +44,16 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
 
 
 @pytest.fixture(scope="module")
-def images(platform: LocalPlatform,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def images(
+    platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """v1, v2 and `broken` (no /healthz) in the test registry, as digest references."""
     runtime = ContainerRuntime(platform.container_env())
     work = tmp_path_factory.mktemp("images")
     host = platform.registry_host("test")
     out = {}
     for version in ("v1", "v2", "broken"):
-        build_image(runtime, work, f"{host}/webapp:{version}", version,
-                    healthy=version != "broken")
+        build_image(runtime, work, f"{host}/webapp:{version}", version, healthy=version != "broken")
         out[version] = f"{host}/webapp@{platform.resolve_digest(f'{host}/webapp:{version}')}"
     yield out
     remove_images(runtime, [f"{host}/webapp:{v}" for v in out] + list(out.values()))
@@ -62,24 +62,39 @@ def images(platform: LocalPlatform,
 @pytest.fixture
 def environment(platform: LocalPlatform) -> Iterator[Environment]:
     """A fresh environment (own name, network and port); its pods and front door removed after."""
-    env = Environment(f"it{secrets.token_hex(3)}", registry="test", port=free_port(),
-                      settings={"drainSeconds": 10})
+    env = Environment(
+        f"it{secrets.token_hex(3)}",
+        registry="test",
+        port=free_port(),
+        settings={"drainSeconds": 10},
+    )
     yield env
     PodmanEnvironment(platform, env).remove()
 
 
-def deploy(platform: LocalPlatform, env: Environment, tmp_path: Path, image: str | None,
-           *, timeout: int = 30, manifests: Path | None = None) -> ActionResult:
+def deploy(
+    platform: LocalPlatform,
+    env: Environment,
+    tmp_path: Path,
+    image: str | None,
+    *,
+    timeout: int = 30,
+    manifests: Path | None = None,
+) -> ActionResult:
     src = tmp_path / f"src-{secrets.token_hex(2)}"
     if manifests is None:
         write_manifests(src, "webapp:latest")
     else:
         src = manifests
     action = Action("DeployToEnv", "deploy", environment=env.name, inputs=("app_src",))
-    ctx = action_context(platform, pipeline_with({env.name: env}, action), action,
-                         {"timeout": timeout, **({"image": image} if image else {})},
-                         tmp_path / secrets.token_hex(2),
-                         inputs={"app_src": src})
+    ctx = action_context(
+        platform,
+        pipeline_with({env.name: env}, action),
+        action,
+        {"timeout": timeout, **({"image": image} if image else {})},
+        tmp_path / secrets.token_hex(2),
+        inputs={"app_src": src},
+    )
     return Deploy().run(ctx)
 
 
@@ -88,8 +103,8 @@ def served(url: str, path: str = "index.html") -> str:
 
 
 def test_deploy_v1_then_v2_switches_the_front_door(
-        platform: LocalPlatform, images: dict[str, str], environment: Environment,
-        tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], environment: Environment, tmp_path: Path
+) -> None:
     """The URL serves v1, then v2; the v1 pod is gone and v1 is recorded as the previous digest."""
     first = deploy(platform, environment, tmp_path, images["v1"])
     url = first.variables["URL"]
@@ -106,8 +121,8 @@ def test_deploy_v1_then_v2_switches_the_front_door(
 
 
 def test_no_request_fails_while_a_deploy_switches_releases(
-        platform: LocalPlatform, images: dict[str, str], environment: Environment,
-        tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], environment: Environment, tmp_path: Path
+) -> None:
     """A client requesting the URL in a loop during a v1 -> v2 deploy sees v1, then v2, no error."""
     url = deploy(platform, environment, tmp_path, images["v1"]).variables["URL"]
     stop = threading.Event()
@@ -145,8 +160,8 @@ def test_no_request_fails_while_a_deploy_switches_releases(
 
 
 def test_a_release_that_never_gets_ready_leaves_the_previous_one_serving(
-        platform: LocalPlatform, images: dict[str, str], environment: Environment,
-        tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], environment: Environment, tmp_path: Path
+) -> None:
     """A never-ready release is removed, v1 keeps serving, the error quotes the probe."""
     url = deploy(platform, environment, tmp_path, images["v1"]).variables["URL"]
     with pytest.raises(ActionFailed) as info:
@@ -161,8 +176,8 @@ def test_a_release_that_never_gets_ready_leaves_the_previous_one_serving(
 
 
 def test_the_image_can_come_from_an_image_detail_file(
-        platform: LocalPlatform, images: dict[str, str], environment: Environment,
-        tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], environment: Environment, tmp_path: Path
+) -> None:
     """Without `image`, the input's imageDetail.json (as CodePipeline writes it) names the image."""
     src = tmp_path / "with-detail"
     write_manifests(src, "webapp:latest")
@@ -173,20 +188,24 @@ def test_the_image_can_come_from_an_image_detail_file(
 
 
 def test_an_invalid_manifest_is_reported_with_file_and_line(
-        platform: LocalPlatform, images: dict[str, str], environment: Environment,
-        tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], environment: Environment, tmp_path: Path
+) -> None:
     """A containerPort that is not a number fails before anything runs, naming file and line."""
     src = tmp_path / "bad"
     write_manifests(src, "webapp:latest")
     path = src / "k8s" / "deployment.yaml"
     path.write_text(path.read_text().replace("containerPort: 8080", "containerPort: http"))
-    with pytest.raises(ActionFailed, match=r"k8s/deployment.yaml:18: container 'web': "
-                                           r"'containerPort' must be a port number"):
+    with pytest.raises(
+        ActionFailed,
+        match=r"k8s/deployment.yaml:18: container 'web': "
+        r"'containerPort' must be a port number",
+    ):
         deploy(platform, environment, tmp_path, images["v1"], manifests=src)
 
 
 def test_an_image_missing_from_the_registry_fails_clearly(
-        platform: LocalPlatform, environment: Environment, tmp_path: Path) -> None:
+    platform: LocalPlatform, environment: Environment, tmp_path: Path
+) -> None:
     """Deploying a digest the registry does not have names the image and what to check."""
     ref = f"{platform.registry_host('test')}/webapp@sha256:{'1' * 64}"
     with pytest.raises(ActionFailed, match="not found: .* check that the build pushed it"):
@@ -194,7 +213,8 @@ def test_an_image_missing_from_the_registry_fails_clearly(
 
 
 def test_a_taken_environment_port_is_a_clear_error(
-        platform: LocalPlatform, images: dict[str, str], tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], tmp_path: Path
+) -> None:
     """An environment whose port another program holds fails, naming the port; no pod is started."""
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
@@ -211,23 +231,32 @@ def test_a_taken_environment_port_is_a_clear_error(
 
 
 def test_environments_are_isolated_from_each_other(
-        platform: LocalPlatform, images: dict[str, str], tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], tmp_path: Path
+) -> None:
     """A pod of one environment cannot reach a pod of another by its IP address."""
-    envs = [Environment(f"it{secrets.token_hex(3)}", registry="test", port=free_port())
-            for _ in range(2)]
+    envs = [
+        Environment(f"it{secrets.token_hex(3)}", registry="test", port=free_port())
+        for _ in range(2)
+    ]
     runtime = ContainerRuntime(platform.container_env())
     try:
-        deps: list[dict[str, Any]] = [deploy(platform, e, tmp_path, images["v1"])
-                                      .details["deployment"] for e in envs]
+        deps: list[dict[str, Any]] = [
+            deploy(platform, e, tmp_path, images["v1"]).details["deployment"] for e in envs
+        ]
         containers = [f"{d['pods'][0]}-web" for d in deps]
-        ips = [runtime.run("inspect", "--format",
-                           "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", c)
-               .stdout.strip() for c in containers]
-        same = runtime.exec(containers[0], ["timeout", "3", "wget", "-q", "-O-",
-                                            f"http://{ips[0]}:8080/healthz"])
+        ips = [
+            runtime.run(
+                "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", c
+            ).stdout.strip()
+            for c in containers
+        ]
+        same = runtime.exec(
+            containers[0], ["timeout", "3", "wget", "-q", "-O-", f"http://{ips[0]}:8080/healthz"]
+        )
         assert same.returncode == 0 and same.stdout.strip() == "v1"
-        other = runtime.exec(containers[0], ["timeout", "3", "wget", "-q", "-O-",
-                                             f"http://{ips[1]}:8080/healthz"])
+        other = runtime.exec(
+            containers[0], ["timeout", "3", "wget", "-q", "-O-", f"http://{ips[1]}:8080/healthz"]
+        )
         assert other.returncode != 0
     finally:
         for e in envs:
@@ -235,8 +264,8 @@ def test_environments_are_isolated_from_each_other(
 
 
 def test_down_stops_an_environment_and_up_brings_it_back(
-        platform: LocalPlatform, images: dict[str, str], environment: Environment,
-        tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], environment: Environment, tmp_path: Path
+) -> None:
     """After `down` the URL does not answer; after `up` it serves the same release again."""
     url = deploy(platform, environment, tmp_path, images["v2"]).variables["URL"]
     names = [p.name for p in platform.status()]

@@ -23,12 +23,23 @@ def sh(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CONVEYOR_HOME": str(home), "NO_COLOR": "1", "CONVEYOR_LEASE_SECONDS": "3"}
-    return subprocess.run([sys.executable, "-m", "conveyor", *args], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.com",
-           "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.com"}
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "ada@example.com",
+}
 
 
 def commit(work: Path, files: dict[str, str], msg: str) -> str:
@@ -76,15 +87,22 @@ def test_push_starts_the_pipeline_and_records_both_revisions(tmp_path: Path) -> 
     work = tmp_path / "work"
     sh("git", "clone", "-q", str(home / "repos" / "app.git"), str(work))
     app_commit = commit(work, {"index.txt": "hello"}, "first")
-    push = subprocess.run(["git", "push", "origin", "HEAD:main"], cwd=work, capture_output=True, text=True,
-                          env={**os.environ, "CONVEYOR_LEASE_SECONDS": "3"})
+    push = subprocess.run(
+        ["git", "push", "origin", "HEAD:main"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CONVEYOR_LEASE_SECONDS": "3"},
+    )
     assert "started pushme execution" in push.stderr, push.stderr
 
     from conveyor.store.db import Store
 
     s = Store(f"sqlite:///{home / 'conveyor.db'}")
     end = time.time() + 60
-    while time.time() < end and (not s.list_executions() or s.list_executions()[0]["status"] == "InProgress"):
+    while time.time() < end and (
+        not s.list_executions() or s.list_executions()[0]["status"] == "InProgress"
+    ):
         time.sleep(0.2)
     ex = s.list_executions()[0]
     assert ex["status"] == "Succeeded", ex["message"]
@@ -95,7 +113,9 @@ def test_push_starts_the_pipeline_and_records_both_revisions(tmp_path: Path) -> 
 
     # a push touching only docs does not match the file-path filter
     commit(work, {"README.md": "docs"}, "docs only")
-    push = subprocess.run(["git", "push", "origin", "HEAD:main"], cwd=work, capture_output=True, text=True)
+    push = subprocess.run(
+        ["git", "push", "origin", "HEAD:main"], cwd=work, capture_output=True, text=True
+    )
     assert "started" not in push.stderr
     assert len(s.list_executions()) == 1
 
@@ -109,23 +129,31 @@ def test_missing_branch_is_named_with_the_branches_that_exist(tmp_path: Path) ->
     commit(work, {"a": "a"}, "a")
     sh("git", "push", "-q", "origin", "HEAD:main", cwd=work)
     f = tmp_path / "p.yaml"
-    f.write_text("name: b\nstages:\n  - name: S\n    actions:\n"
-                 "      - {name: App, type: source.git, outputs: [o], config: {repository: app, branch: mian}}\n")
+    f.write_text(
+        "name: b\nstages:\n  - name: S\n    actions:\n"
+        "      - {name: App, type: source.git, outputs: [o], config: {repository: app, branch: mian}}\n"
+    )
     res = cli(home, "run", str(f), "--json")
     assert res.returncode == 1
     desc = json.loads(res.stdout)
     action = desc["stages"][0]["actions"][0]
     assert action["reason"] == "ToolError"
-    assert "branch 'mian' does not exist" in action["message"] and "did you mean 'main'" in action["message"]
+    assert (
+        "branch 'mian' does not exist" in action["message"]
+        and "did you mean 'main'" in action["message"]
+    )
 
 
 def test_git_url_that_does_not_exist(app: Any, tmp_path: Path) -> None:
     """A path that is not a repository is a clear ToolError naming it."""
     from tests.conftest import run_pipeline
 
-    ex = run_pipeline(app, f"name: u\nstages:\n  - name: S\n    actions:\n"
-                           f"      - {{name: A, type: source.git, outputs: [o], config: {{repository: {tmp_path}/nope}}}}\n",
-                      tmp_path)
+    ex = run_pipeline(
+        app,
+        f"name: u\nstages:\n  - name: S\n    actions:\n"
+        f"      - {{name: A, type: source.git, outputs: [o], config: {{repository: {tmp_path}/nope}}}}\n",
+        tmp_path,
+    )
     a = app.store.attempts_for(ex)[0]
     assert a["reason"] == "ToolError" and "does not exist" in a["message"]
 
@@ -143,9 +171,11 @@ def test_poller_starts_the_pipeline_when_a_remote_branch_moves(app: Any, tmp_pat
     commit(work, {"a.txt": "1"}, "one")
     sh("git", "push", "-q", "origin", "HEAD:main", cwd=work)
     f = tmp_path / "p.yaml"
-    f.write_text(f"name: polled\ntriggers: [{{source: Src, branches: {{includes: [main]}}}}]\nstages:\n"
-                 f"  - name: S\n    actions:\n"
-                 f"      - {{name: Src, type: source.git, outputs: [o], config: {{repository: {remote}}}}}\n")
+    f.write_text(
+        f"name: polled\ntriggers: [{{source: Src, branches: {{includes: [main]}}}}]\nstages:\n"
+        f"  - name: S\n    actions:\n"
+        f"      - {{name: Src, type: source.git, outputs: [o], config: {{repository: {remote}}}}}\n"
+    )
     p = load_pipeline(f, app.registry.catalogue())
     doc, _ = load(f)
     app.store.save_pipeline(p.name, doc, str(f))

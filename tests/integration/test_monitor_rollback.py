@@ -53,8 +53,7 @@ EXPOSE 8080
 CMD {cmd}
 """
 SERVE = '["busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]'
-SICKEN = ('["sh", "-c", "httpd -p 8080 -h /www && sleep 6 && rm /www/healthz '
-          '&& exec sleep 1000000"]')
+SICKEN = '["sh", "-c", "httpd -p 8080 -h /www && sleep 6 && rm /www/healthz && exec sleep 1000000"]'
 
 PIPELINE = """\
 name: shop
@@ -121,8 +120,11 @@ class Hook:
         self.thread.start()
 
     def events(self, environment: str | None = None) -> list[str]:
-        return [b["conveyor"]["event"] for b in self.bodies
-                if environment is None or b["conveyor"].get("environment") == environment]
+        return [
+            b["conveyor"]["event"]
+            for b in self.bodies
+            if environment is None or b["conveyor"].get("environment") == environment
+        ]
 
     def wait_for(self, count: int, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
@@ -146,10 +148,16 @@ def build_image(runtime: ContainerRuntime, work: Path, ref: str, version: str, c
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
-           "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "dev@example.com"}
-    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "dev",
+        "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "dev",
+        "GIT_COMMITTER_EMAIL": "dev@example.com",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +165,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Registries, v1/v2/v3 in the prod registry, a git repo with the manifests, a webhook."""
     tmp = tmp_path_factory.mktemp("rollback")
     ports = {"test": free_port(), "prod": free_port()}
-    settings = Settings(state_dir=tmp / "state", database_url=f"sqlite:///{tmp / 'state/c.db'}",
-                        lease_seconds=3.0, heartbeat_seconds=0.5, poll_seconds=0.05,
-                        extra={f"registry_{k}_port": str(v) for k, v in ports.items()})
+    settings = Settings(
+        state_dir=tmp / "state",
+        database_url=f"sqlite:///{tmp / 'state/c.db'}",
+        lease_seconds=3.0,
+        heartbeat_seconds=0.5,
+        poll_seconds=0.05,
+        extra={f"registry_{k}_port": str(v) for k, v in ports.items()},
+    )
     platform = LocalPlatform(settings)
     platform.up()
     runtime = ContainerRuntime(platform.container_env())
@@ -176,8 +189,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "v1")
     hook = Hook()
-    yield {"settings": settings, "platform": platform, "images": images, "repo": repo,
-           "hook": hook, "ports": ports}
+    yield {
+        "settings": settings,
+        "platform": platform,
+        "images": images,
+        "repo": repo,
+        "hook": hook,
+        "ports": ports,
+    }
     hook.close()
     platform.down()
 
@@ -190,8 +209,14 @@ def scene(world: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
     app = build(world["settings"])
     text = PIPELINE.format(env=env, port=port, repo=world["repo"], hook=world["hook"].url)
     world["hook"].bodies.clear()
-    yield {"app": app, "env": env, "url": f"http://127.0.0.1:{port}/", "text": text,
-           "tmp": tmp_path, **world}
+    yield {
+        "app": app,
+        "env": env,
+        "url": f"http://127.0.0.1:{port}/",
+        "text": text,
+        "tmp": tmp_path,
+        **world,
+    }
     PodmanEnvironment(world["platform"], Environment(env, port=port)).remove()
     app.store.close()
 
@@ -212,8 +237,9 @@ def run(app: App, text: str, tmp: Path, until: Any = None, **variables: str) -> 
     name = save(app, text, tmp)
     eng = app.engine()
     ex = eng.start(name, variables=variables)
-    done = until or (lambda a: a.store.get_execution(ex)["status"] not in ("InProgress",
-                                                                           "Stopping"))
+    done = until or (
+        lambda a: a.store.get_execution(ex)["status"] not in ("InProgress", "Stopping")
+    )
     drive(app, eng, done, timeout=180)
     return ex
 
@@ -227,7 +253,8 @@ def served(url: str) -> str:
 
 
 def test_a_release_that_turns_unhealthy_is_rolled_back_with_the_history_complete(
-        scene: dict[str, Any]) -> None:
+    scene: dict[str, Any],
+) -> None:
     """v2 breaks after going live: the monitor fails, a rollback execution restores v1."""
     app, env, images, tmp = scene["app"], scene["env"], scene["images"], scene["tmp"]
     ex1 = run(app, scene["text"], tmp, IMAGE=images["v1"], BAKE="2s")
@@ -260,8 +287,7 @@ def test_a_release_that_turns_unhealthy_is_rolled_back_with_the_history_complete
     assert (rb["trigger"]["of"], rb["trigger"]["to"]) == (ex2, ex1)
     assert rb["revisions"]["App"]["CommitId"] == v1_commit
     (att,) = app.store.attempts_for(rb["id"])
-    assert (att["stage"], att["action"], att["type"]) == ("Prod", "DeployToProd",
-                                                          "deploy.rollback")
+    assert (att["stage"], att["action"], att["type"]) == ("Prod", "DeployToProd", "deploy.rollback")
 
     assert served(scene["url"]) == "v1"
     history = list(reversed(app.store.deployments(env)))
@@ -293,7 +319,8 @@ def test_a_release_that_turns_unhealthy_is_rolled_back_with_the_history_complete
 
 
 def test_manual_rollback_to_the_previous_version_and_to_a_named_digest(
-        scene: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    scene: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`conveyor rollback ENV` restores v1 after v3; `--to DIGEST` brings v3 back."""
     from conveyor.cli.main import cli
 
@@ -330,7 +357,8 @@ def test_manual_rollback_to_the_previous_version_and_to_a_named_digest(
 
 
 def test_the_watcher_alerts_once_when_prod_turns_unhealthy_and_once_when_it_recovers(
-        scene: dict[str, Any]) -> None:
+    scene: dict[str, Any],
+) -> None:
     """Stopping the serving pod flips the health to unhealthy (one alert), restarting it back."""
     app, env, tmp = scene["app"], scene["env"], scene["tmp"]
     run(app, scene["text"], tmp, IMAGE=scene["images"]["v1"], BAKE="1s")
@@ -356,23 +384,32 @@ def test_the_watcher_alerts_once_when_prod_turns_unhealthy_and_once_when_it_reco
         up = reading()
     assert up.healthy and up.changed
     assert scene["hook"].events(env) == ["environment-unhealthy", "environment-recovered"]
-    assert f'conveyor_environment_healthy{{environment="{env}"}} 1.0' in render_metrics(
-        app.store).decode()
+    assert (
+        f'conveyor_environment_healthy{{environment="{env}"}} 1.0'
+        in render_metrics(app.store).decode()
+    )
 
 
 def test_an_unreachable_monitoring_url_is_a_tool_error_naming_the_url(
-        world: dict[str, Any], tmp_path: Path) -> None:
+    world: dict[str, Any], tmp_path: Path
+) -> None:
     """A probe URL nothing listens on fails as ToolError (no rollback), naming the URL."""
     port = free_port()
     env = Environment("nowhere", url=f"http://127.0.0.1:{port}/")
     action = Action("Bake", "monitor", environment="nowhere")
-    ctx = action_context(world["platform"], pipeline_with({"nowhere": env}, action), action,
-                         {"bake": "2s", "interval": 0.5}, tmp_path)
+    ctx = action_context(
+        world["platform"],
+        pipeline_with({"nowhere": env}, action),
+        action,
+        {"bake": "2s", "interval": 0.5},
+        tmp_path,
+    )
     with pytest.raises(ActionError) as info:
         Monitor().run(ctx)
     assert type(info.value) is ActionError
-    assert f"GET http://127.0.0.1:{port}/healthz does not answer (ConnectError" in \
-        info.value.message
+    assert (
+        f"GET http://127.0.0.1:{port}/healthz does not answer (ConnectError" in info.value.message
+    )
 
 
 @pytest.fixture(scope="module")
@@ -386,11 +423,18 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (tmp / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s}\n"
         "scrape_configs: [{job_name: self, static_configs: "
-        f"[{{targets: ['127.0.0.1:{port}']}}]}}]\n")
-    proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        f"[{{targets: ['127.0.0.1:{port}']}}]}}]\n"
+    )
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -409,21 +453,25 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(10)
 
 
-def _run_monitor(world: dict[str, Any], tmp: Path, prometheus: str,
-                 query: dict[str, Any]) -> Any:
+def _run_monitor(world: dict[str, Any], tmp: Path, prometheus: str, query: dict[str, Any]) -> Any:
     hook = world["hook"]  # it answers GET with 200: the probed URL
     env = Environment("metrics", url=hook.url.rsplit("/", 1)[0] + "/")
     action = Action("Bake", "monitor", environment="metrics")
-    cfg = {"bake": "1s", "interval": 0.5,
-           "probes": [{"url": hook.url}],
-           "prometheus": {"url": prometheus, "queries": [query]}}
-    ctx = action_context(world["platform"], pipeline_with({"metrics": env}, action), action,
-                         cfg, tmp)
+    cfg = {
+        "bake": "1s",
+        "interval": 0.5,
+        "probes": [{"url": hook.url}],
+        "prometheus": {"url": prometheus, "queries": [query]},
+    }
+    ctx = action_context(
+        world["platform"], pipeline_with({"metrics": env}, action), action, cfg, tmp
+    )
     return Monitor().run(ctx)
 
 
 def test_promql_thresholds_pass_fail_and_a_bad_query_is_named(
-        world: dict[str, Any], prometheus: str, tmp_path: Path) -> None:
+    world: dict[str, Any], prometheus: str, tmp_path: Path
+) -> None:
     """`up` >= 1 passes; `up` <= 0 breaches with the value; a syntax error names the query."""
     ok = _run_monitor(world, tmp_path / "a", prometheus, {"name": "up", "query": "up", "min": 1})
     assert ok.succeeded
@@ -432,12 +480,14 @@ def test_promql_thresholds_pass_fail_and_a_bad_query_is_named(
     assert not bad.succeeded and bad.reason == "ActionFailed"
     assert "query 'up' {" in bad.message and "} 1 > 0" in bad.message
     with pytest.raises(ActionError, match=r"PromQL query 'sum\(up' failed on .*bad_data"):
-        _run_monitor(world, tmp_path / "c", prometheus,
-                     {"name": "broken", "query": "sum(up", "max": 1})
+        _run_monitor(
+            world, tmp_path / "c", prometheus, {"name": "broken", "query": "sum(up", "max": 1}
+        )
 
 
 def test_up_starts_the_watcher_daemon_env_list_shows_health_and_down_stops_it(
-        world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`up --watch-interval` starts a watcher that records health; `env list`; `down` stops it."""
     from conveyor.cli.main import cli
     from conveyor.monitoring.watcher import daemon
@@ -451,9 +501,16 @@ def test_up_starts_the_watcher_daemon_env_list_shows_health_and_down_stops_it(
         monkeypatch.setenv(f"CONVEYOR_REGISTRY_{name.upper()}_PORT", str(free_port()))
     store = Store(settings.database_url)
     hook = world["hook"]  # answers GET /healthz with 200: a healthy "environment"
-    store.record_deployment(environment="web", pipeline="shop", execution_id="e1", kind="deploy",
-                            image="x@sha256:1", digest="sha256:1", url=hook.url.rsplit("/", 1)[0],
-                            actor="test")
+    store.record_deployment(
+        environment="web",
+        pipeline="shop",
+        execution_id="e1",
+        kind="deploy",
+        image="x@sha256:1",
+        digest="sha256:1",
+        url=hook.url.rsplit("/", 1)[0],
+        actor="test",
+    )
     runner = CliRunner()
     try:
         res = runner.invoke(cli, ["up", "--watch-interval", "0.5", "--json"])
@@ -475,7 +532,8 @@ def test_up_starts_the_watcher_daemon_env_list_shows_health_and_down_stops_it(
 
 
 def test_conveyor_run_that_fails_its_monitor_still_finishes_the_rollback(
-        scene: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    scene: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`conveyor run` exits 1 when the monitor fails; the rollback it started still completes."""
     from conveyor.cli.main import cli
 
@@ -486,8 +544,18 @@ def test_conveyor_run_that_fails_its_monitor_still_finishes_the_rollback(
     monkeypatch.setenv("CONVEYOR_DATABASE_URL", settings.database_url)
     for name, port in scene["ports"].items():
         monkeypatch.setenv(f"CONVEYOR_REGISTRY_{name.upper()}_PORT", str(port))
-    res = CliRunner().invoke(cli, ["run", str(tmp / "pipeline.yaml"), "--var",
-                                   f"IMAGE={images['v2']}", "--var", "BAKE=40s", "--json"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(tmp / "pipeline.yaml"),
+            "--var",
+            f"IMAGE={images['v2']}",
+            "--var",
+            "BAKE=40s",
+            "--json",
+        ],
+    )
     assert res.exit_code == 1, res.output
     ex2 = json.loads(res.stdout)["id"]
     deadline = time.monotonic() + 120

@@ -91,7 +91,8 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_missing_registry_binary_names_the_debian_package(
-        platform: LocalPlatform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    platform: LocalPlatform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Without docker-registry on PATH, `up` says which package to install."""
     empty = tmp_path / "empty-bin"
     empty.mkdir()
@@ -101,7 +102,8 @@ def test_a_missing_registry_binary_names_the_debian_package(
 
 
 def test_container_env_makes_podman_use_runc_and_the_insecure_registries(
-        platform: LocalPlatform) -> None:
+    platform: LocalPlatform,
+) -> None:
     """The written containers.conf/registries.conf are what podman actually uses."""
     env = platform.container_env()
     conf = Path(env["CONTAINERS_CONF"])
@@ -116,10 +118,14 @@ def test_container_env_makes_podman_use_runc_and_the_insecure_registries(
 
 def test_image_env_gives_the_variables_an_ecr_buildspec_expects(platform: LocalPlatform) -> None:
     """REPOSITORY_URI points at the test environment's registry; each environment gets its own."""
-    pipeline = Pipeline(name="webapp", stages=(), environments={
-        "test": Environment("test", registry="test"),
-        "prod": Environment("prod", registry="prod", repository="shop/webapp"),
-    })
+    pipeline = Pipeline(
+        name="webapp",
+        stages=(),
+        environments={
+            "test": Environment("test", registry="test"),
+            "prod": Environment("prod", registry="prod", repository="shop/webapp"),
+        },
+    )
     env = platform.image_env(pipeline)
     test_host = platform.registry_host("test")
     assert env["REGISTRY_HOST"] == test_host

@@ -39,8 +39,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
 
 
 @pytest.fixture(scope="module")
-def images(platform: LocalPlatform,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def images(
+    platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """v1 and v2 of webapp in the test registry, as digest references."""
     runtime = ContainerRuntime(platform.container_env())
     work = tmp_path_factory.mktemp("images")
@@ -55,8 +56,10 @@ def images(platform: LocalPlatform,
 
 def promote(platform: LocalPlatform, tmp_path: Path, **config: Any) -> ActionResult:
     action = Action("PushImageToProd", "image.promote", namespace="Promote")
-    envs = {"test": Environment("test", registry="test"),
-            "prod": Environment("prod", registry="prod")}
+    envs = {
+        "test": Environment("test", registry="test"),
+        "prod": Environment("prod", registry="prod"),
+    }
     ctx = action_context(platform, pipeline_with(envs, action), action, config, tmp_path / "w")
     return Promote().run(ctx)
 
@@ -78,7 +81,8 @@ def log_lines(platform: LocalPlatform) -> int:
 
 
 def test_promotion_copies_by_digest_and_records_provenance(
-        platform: LocalPlatform, images: dict[str, str], tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], tmp_path: Path
+) -> None:
     """The prod registry serves the very digest of the test image; outputs and provenance say so."""
     digest = images["v1"].split("@")[1]
     result = promote(platform, tmp_path, image=images["v1"], to="prod", tag="1.0.0")
@@ -93,7 +97,8 @@ def test_promotion_copies_by_digest_and_records_provenance(
 
 
 def test_a_second_promotion_of_the_same_digest_moves_almost_nothing(
-        platform: LocalPlatform, images: dict[str, str], tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], tmp_path: Path
+) -> None:
     """Promoting a digest the target has (under a new tag) reads no layer from the source."""
     promote(platform, tmp_path / "a", image=images["v2"], to="prod", tag="2.0.0")
     before = log_lines(platform)
@@ -105,7 +110,8 @@ def test_a_second_promotion_of_the_same_digest_moves_almost_nothing(
 
 
 def test_the_same_digest_under_the_same_tag_is_a_no_op(
-        platform: LocalPlatform, images: dict[str, str], tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], tmp_path: Path
+) -> None:
     """Re-promoting what a prod tag already names succeeds without copying."""
     promote(platform, tmp_path / "a", image=images["v1"], to="prod", tag="1.1.0")
     result = promote(platform, tmp_path / "b", image=images["v1"], to="prod", tag="1.1.0")
@@ -113,7 +119,8 @@ def test_the_same_digest_under_the_same_tag_is_a_no_op(
 
 
 def test_moving_a_prod_tag_to_another_digest_is_refused(
-        platform: LocalPlatform, images: dict[str, str], tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], tmp_path: Path
+) -> None:
     """Tags are immutable in prod: v2 under v1's tag fails and the tag keeps naming v1."""
     promote(platform, tmp_path / "a", image=images["v1"], to="prod", tag="3.0.0")
     with pytest.raises(ActionFailed, match="tag '3.0.0' .* already names .* immutable"):
@@ -124,7 +131,8 @@ def test_moving_a_prod_tag_to_another_digest_is_refused(
 
 
 def test_a_tag_source_is_promoted_as_the_digest_it_names(
-        platform: LocalPlatform, images: dict[str, str], tmp_path: Path) -> None:
+    platform: LocalPlatform, images: dict[str, str], tmp_path: Path
+) -> None:
     """`image: host/webapp:v2` promotes v2's digest and pins the output to it."""
     tag_ref = images["v2"].split("@")[0] + ":v2"
     result = promote(platform, tmp_path, image=tag_ref, to="prod")
@@ -132,8 +140,7 @@ def test_a_tag_source_is_promoted_as_the_digest_it_names(
     assert result.variables["ImageTag"] == "v2"
 
 
-def test_a_multi_arch_index_is_copied_whole(
-        platform: LocalPlatform, tmp_path: Path) -> None:
+def test_a_multi_arch_index_is_copied_whole(platform: LocalPlatform, tmp_path: Path) -> None:
     """An index of amd64 and arm64 images arrives with the same index digest and both images."""
     runtime = ContainerRuntime(platform.container_env())
     host = platform.registry_host("test")
@@ -142,15 +149,17 @@ def test_a_multi_arch_index_is_copied_whole(
     try:
         for arch in ("amd64", "arm64"):
             build_image(runtime, tmp_path, "", f"multi-{arch}", arch=arch, manifest=local)
-        runtime.run("manifest", "push", "--all", "--tls-verify=false", local,
-                    f"docker://{host}/multi:v1")
+        runtime.run(
+            "manifest", "push", "--all", "--tls-verify=false", local, f"docker://{host}/multi:v1"
+        )
     finally:
         runtime.run("manifest", "rm", local, check=False)
     with RegistryClient() as client:
         index = client.manifest(f"{host}/multi:v1")
         assert index.is_index and len(index.json["manifests"]) == 2
-        result = promote(platform, tmp_path, image=f"{host}/multi@{index.digest}", to="prod",
-                         tag="v1")
+        result = promote(
+            platform, tmp_path, image=f"{host}/multi@{index.digest}", to="prod", tag="v1"
+        )
         prod = platform.registry_host("prod")
         assert client.resolve(f"{prod}/multi:v1") == index.digest
         for child in index.json["manifests"]:
@@ -158,20 +167,19 @@ def test_a_multi_arch_index_is_copied_whole(
     assert result.details["promotion"]["blobs_total"] >= 6
 
 
-def test_an_unknown_digest_is_a_not_found_error(
-        platform: LocalPlatform, tmp_path: Path) -> None:
+def test_an_unknown_digest_is_a_not_found_error(platform: LocalPlatform, tmp_path: Path) -> None:
     """A digest the test registry does not have fails with the reference in the message."""
     ref = f"{platform.registry_host('test')}/webapp@sha256:{'0' * 64}"
     with pytest.raises(NotFound, match="not found: registry .* has no digest sha256:000"):
         promote(platform, tmp_path, image=ref, to="prod")
 
 
-def test_a_stopped_target_registry_is_unavailable(
-        images: dict[str, str], tmp_path: Path) -> None:
+def test_a_stopped_target_registry_is_unavailable(images: dict[str, str], tmp_path: Path) -> None:
     """Promoting to a registry nobody runs says which registry does not answer."""
     settings = Settings(state_dir=tmp_path / "state", database_url="sqlite://")
-    dead = LocalPlatform(settings, registry_ports={"test": int(images["v1"].split(":")[1]
-                                                             .split("/")[0]),
-                                                   "prod": free_port()})
+    dead = LocalPlatform(
+        settings,
+        registry_ports={"test": int(images["v1"].split(":")[1].split("/")[0]), "prod": free_port()},
+    )
     with pytest.raises(Unavailable, match="registry 127.0.0.1:\\d+ is not answering"):
         promote(dead, tmp_path, image=images["v1"], to="prod", tag="x")

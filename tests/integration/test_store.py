@@ -41,7 +41,10 @@ def test_only_one_of_two_racing_transitions_wins(db_url: str) -> None:
         except Conflict:
             results.append("conflict")
 
-    ts = [threading.Thread(target=finish, args=(st,)) for st in (ActionStatus.SUCCEEDED, ActionStatus.FAILED)]
+    ts = [
+        threading.Thread(target=finish, args=(st,))
+        for st in (ActionStatus.SUCCEEDED, ActionStatus.FAILED)
+    ]
     for t in ts:
         t.start()
     for t in ts:
@@ -57,8 +60,12 @@ def test_two_approvers_exactly_one_wins(db_url: str) -> None:
 
     s = Store(db_url)
     ex = s.create_execution("p", {}, variables={}, trigger={})
-    att = s.start_attempt(ex, "Gate", "Approve", "approval", epoch=0, worker="w", deadline=None, log_path="")
-    s.create_approval(att["id"], ex, token="t" * 32, summary="", digest=None, expires_at=time.time() + 60)
+    att = s.start_attempt(
+        ex, "Gate", "Approve", "approval", epoch=0, worker="w", deadline=None, log_path=""
+    )
+    s.create_approval(
+        att["id"], ex, token="t" * 32, summary="", digest=None, expires_at=time.time() + 60
+    )
     outcomes: list[str] = []
     barrier = threading.Barrier(2)
 
@@ -70,7 +77,10 @@ def test_two_approvers_exactly_one_wins(db_url: str) -> None:
         except Conflict as e:
             outcomes.append("conflict:" + e.message)
 
-    ts = [threading.Thread(target=decide, args=a) for a in (("Approved", "alice"), ("Rejected", "bob"))]
+    ts = [
+        threading.Thread(target=decide, args=a)
+        for a in (("Approved", "alice"), ("Rejected", "bob"))
+    ]
     for t in ts:
         t.start()
     for t in ts:
@@ -86,8 +96,12 @@ def test_execution_numbers_are_unique_under_concurrent_starts(db_url: str) -> No
     """Eight executions started at once get eight distinct numbers."""
     s = Store(db_url)
     ids: list[str] = []
-    ts = [threading.Thread(target=lambda: ids.append(s.create_execution("p", {}, variables={}, trigger={})))
-          for _ in range(8)]
+    ts = [
+        threading.Thread(
+            target=lambda: ids.append(s.create_execution("p", {}, variables={}, trigger={}))
+        )
+        for _ in range(8)
+    ]
     for t in ts:
         t.start()
     for t in ts:
@@ -102,10 +116,17 @@ def test_engine_runs_a_pipeline_on_this_store(db_url: str, tmp_path: Path) -> No
     from conveyor.settings import Settings
     from tests.conftest import run_pipeline
 
-    settings = Settings(state_dir=tmp_path / "state", database_url=db_url, lease_seconds=3,
-                        heartbeat_seconds=0.5, poll_seconds=0.05)
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        database_url=db_url,
+        lease_seconds=3,
+        heartbeat_seconds=0.5,
+        poll_seconds=0.05,
+    )
     app: Any = build(settings)
-    ex = run_pipeline(app, """
+    ex = run_pipeline(
+        app,
+        """
 name: ondb
 stages:
   - name: A
@@ -114,7 +135,9 @@ stages:
       - {name: a2, type: shell, config: {commands: ["true"]}}
   - name: B
     actions: [{name: b, type: shell, inputs: [o], config: {commands: ["test -f f"]}}]
-""", tmp_path)
+""",
+        tmp_path,
+    )
     assert app.store.get_execution(ex)["status"] == "Succeeded"
     app.store.close()
 

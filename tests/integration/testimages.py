@@ -34,9 +34,19 @@ CMD ["busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
 """
 
 
-def build_image(runtime: ContainerRuntime, workdir: Path, ref: str, version: str, *,
-                healthy: bool = True, padding_mb: int = 0, layers: int = 1,
-                arch: str | None = None, manifest: str | None = None, push: bool = True) -> None:
+def build_image(
+    runtime: ContainerRuntime,
+    workdir: Path,
+    ref: str,
+    version: str,
+    *,
+    healthy: bool = True,
+    padding_mb: int = 0,
+    layers: int = 1,
+    arch: str | None = None,
+    manifest: str | None = None,
+    push: bool = True,
+) -> None:
     """Build a busybox httpd image serving `version` and push it to `ref` (plain HTTP).
 
     `healthy=False` leaves out /healthz (the readiness probe then gets HTTP 404).
@@ -61,8 +71,9 @@ def build_image(runtime: ContainerRuntime, workdir: Path, ref: str, version: str
     if arch:
         args += ["--arch", arch, "--no-cache"]
     if manifest:
-        runtime.run("build", "--timestamp", "0", "--manifest", manifest, *args, str(ctx),
-                    timeout=600)
+        runtime.run(
+            "build", "--timestamp", "0", "--manifest", manifest, *args, str(ctx), timeout=600
+        )
         return
     runtime.build(ctx, ref, *args)
     if push:
@@ -75,13 +86,13 @@ def remove_images(runtime: ContainerRuntime, refs: list[str]) -> None:
         runtime.run("rmi", "-f", "--ignore", *refs, check=False)
 
 
-def write_manifests(root: Path, image: str, *, readiness: dict[str, Any] | None = None,
-                    replicas: int = 2) -> Path:
+def write_manifests(
+    root: Path, image: str, *, readiness: dict[str, Any] | None = None, replicas: int = 2
+) -> Path:
     """k8s/deployment.yaml (+ a Service) for the webapp, as the example application has."""
     k8s = root / "k8s"
     k8s.mkdir(parents=True, exist_ok=True)
-    probe = readiness if readiness is not None else {"httpGet": {"path": "/healthz",
-                                                                 "port": 8080}}
+    probe = readiness if readiness is not None else {"httpGet": {"path": "/healthz", "port": 8080}}
     import json
 
     probe_yaml = json.dumps(probe)
@@ -136,18 +147,34 @@ class Log:
 
 
 def pipeline_with(environments: Mapping[str, Environment], action: Action) -> Pipeline:
-    return Pipeline(name="webapp", stages=(Stage("Deploy", (action,)),),
-                    environments=dict(environments))
+    return Pipeline(
+        name="webapp", stages=(Stage("Deploy", (action,)),), environments=dict(environments)
+    )
 
 
-def action_context(platform: LocalPlatform, pipeline: Pipeline, action: Action,
-                   config: Mapping[str, Any], workdir: Path,
-                   inputs: Mapping[str, Path] | None = None,
-                   execution_id: str = "exec-1") -> ActionContext:
+def action_context(
+    platform: LocalPlatform,
+    pipeline: Pipeline,
+    action: Action,
+    config: Mapping[str, Any],
+    workdir: Path,
+    inputs: Mapping[str, Path] | None = None,
+    execution_id: str = "exec-1",
+) -> ActionContext:
     workdir.mkdir(parents=True, exist_ok=True)
     return ActionContext(
-        execution_id=execution_id, pipeline=pipeline, stage="Deploy", action=action, attempt=1,
-        config=dict(config), inputs=dict(inputs or {}), outputs={}, workdir=workdir, log=Log(),
-        cancel=threading.Event(), deadline=None, state_dir=platform.state_dir,
+        execution_id=execution_id,
+        pipeline=pipeline,
+        stage="Deploy",
+        action=action,
+        attempt=1,
+        config=dict(config),
+        inputs=dict(inputs or {}),
+        outputs={},
+        workdir=workdir,
+        log=Log(),
+        cancel=threading.Event(),
+        deadline=None,
+        state_dir=platform.state_dir,
         services=Services(settings=platform.settings, platform=platform),
     )

@@ -29,8 +29,9 @@ class FakeKubernetesApi:
     "deadline" (reports ProgressDeadlineExceeded after `polls` reads).
     """
 
-    def __init__(self, behaviour: str = "ok", polls: int = 2,
-                 namespaces: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, behaviour: str = "ok", polls: int = 2, namespaces: tuple[str, ...] = ()
+    ) -> None:
         self.behaviour = behaviour
         self.polls = polls
         self.namespaces = set(namespaces)
@@ -41,12 +42,19 @@ class FakeKubernetesApi:
 
     def seed_deployment(self, name: str, namespace: str, image: str) -> None:
         self.objects[("Deployment", namespace, name)] = {
-            "apiVersion": "apps/v1", "kind": "Deployment",
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
             "metadata": {"name": name, "namespace": namespace, "generation": 1},
-            "spec": {"replicas": 2, "template": {"spec": {"containers": [
-                {"name": "web", "image": image}]}}},
-            "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
-                       "availableReplicas": 2},
+            "spec": {
+                "replicas": 2,
+                "template": {"spec": {"containers": [{"name": "web", "image": image}]}},
+            },
+            "status": {
+                "observedGeneration": 1,
+                "replicas": 2,
+                "updatedReplicas": 2,
+                "availableReplicas": 2,
+            },
         }
 
     def namespace_exists(self, name: str) -> bool:
@@ -68,14 +76,19 @@ class FakeKubernetesApi:
         body["metadata"]["generation"] = gen
         if kind == "Deployment":
             replicas = int(body["spec"].get("replicas", 1))
-            body["status"] = {"observedGeneration": gen - 1, "replicas": replicas * 2 if old
-                              else 0, "updatedReplicas": 0, "availableReplicas": 0}
+            body["status"] = {
+                "observedGeneration": gen - 1,
+                "replicas": replicas * 2 if old else 0,
+                "updatedReplicas": 0,
+                "availableReplicas": 0,
+            }
             self.reads[name] = 0
         self.objects[key] = body
         return body
 
-    def get(self, api_version: str, kind: str, name: str,
-            namespace: str | None) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> dict[str, Any] | None:
         obj = self.objects.get((kind, namespace, name))
         if obj is None:
             return None
@@ -93,12 +106,16 @@ class FakeKubernetesApi:
         elif self.behaviour in ("stuck", "deadline"):
             status.update(updatedReplicas=replicas, availableReplicas=0, replicas=replicas)
             if self.behaviour == "deadline" and reads >= self.polls:
-                status["conditions"] = [{
-                    "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                    "message": 'ReplicaSet "webapp-7d9" has timed out progressing.'}]
+                status["conditions"] = [
+                    {
+                        "type": "Progressing",
+                        "status": "False",
+                        "reason": "ProgressDeadlineExceeded",
+                        "message": 'ReplicaSet "webapp-7d9" has timed out progressing.',
+                    }
+                ]
 
-    def replace_pod_template(self, name: str, namespace: str,
-                             template: Mapping[str, Any]) -> None:
+    def replace_pod_template(self, name: str, namespace: str, template: Mapping[str, Any]) -> None:
         self.undone.append((name, template))
         obj = self.objects[("Deployment", namespace, name)]
         obj["spec"]["template"] = copy.deepcopy(dict(template))
@@ -150,8 +167,10 @@ def objects(tmp_path: Path) -> list[ManifestObject]:
     (tmp_path / "k8s" / "app.yaml").write_text(MANIFESTS)
     mset = load_manifests(tmp_path, "k8s")
     pin_image(mset, NEW)
-    return [ManifestObject(body, f"{d.file}:{d.line}")
-            for d, body in zip(mset.documents, mset.plain(), strict=True)]
+    return [
+        ManifestObject(body, f"{d.file}:{d.line}")
+        for d, body in zip(mset.documents, mset.plain(), strict=True)
+    ]
 
 
 def deployer(api: FakeKubernetesApi, log: list[str] | None = None) -> KubernetesDeployer:
@@ -164,8 +183,12 @@ def test_the_namespace_is_created_and_objects_applied_config_first(tmp_path: Pat
     """A missing namespace is created; ConfigMap, then Service, then Deployment are applied."""
     api = FakeKubernetesApi()
     result = deployer(api).deploy(objects(tmp_path), namespace="webapp-test", timeout=60)
-    assert api.calls == [("create_namespace", "webapp-test"), ("apply", "ConfigMap/webapp-config"),
-                         ("apply", "Service/webapp"), ("apply", "Deployment/webapp")]
+    assert api.calls == [
+        ("create_namespace", "webapp-test"),
+        ("apply", "ConfigMap/webapp-config"),
+        ("apply", "Service/webapp"),
+        ("apply", "Deployment/webapp"),
+    ]
     assert result["applied"] == ["ConfigMap/webapp-config", "Service/webapp", "Deployment/webapp"]
 
 
@@ -177,8 +200,7 @@ def test_objects_go_into_the_environment_namespace_with_the_pinned_digest(tmp_pa
     dep = api.objects[("Deployment", "webapp-prod", "webapp")]
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == NEW
     assert ("create_namespace", "webapp-prod") not in api.calls
-    assert any("names namespace 'somewhere-else'; applying it into 'webapp-prod'" in m
-               for m in log)
+    assert any("names namespace 'somewhere-else'; applying it into 'webapp-prod'" in m for m in log)
 
 
 def test_the_deploy_waits_until_every_replica_is_updated_and_available(tmp_path: Path) -> None:
@@ -210,8 +232,10 @@ def test_a_progress_deadline_fails_at_once_with_the_condition(tmp_path: Path) ->
     api = FakeKubernetesApi(behaviour="deadline", polls=3, namespaces=("ns",))
     api.seed_deployment("webapp", "ns", OLD)
     d = deployer(api)
-    with pytest.raises(ActionFailed, match="exceeded its progress deadline: ReplicaSet "
-                                           '"webapp-7d9" has timed out progressing'):
+    with pytest.raises(
+        ActionFailed,
+        match='exceeded its progress deadline: ReplicaSet "webapp-7d9" has timed out progressing',
+    ):
         d.deploy(objects(tmp_path), namespace="ns", timeout=600)
     assert d.clock() < 600
     assert len(api.undone) == 1
@@ -231,20 +255,31 @@ def test_an_api_rejection_names_the_manifest_file_and_line(tmp_path: Path) -> No
     class RejectingFakeApi(FakeKubernetesApi):
         def apply(self, obj: Mapping[str, Any], namespace: str | None) -> dict[str, Any]:
             if obj["kind"] == "Service":
-                raise ActionFailed("the API server rejected it (HTTP 422): spec.ports[0].port: "
-                                   "Invalid value: 0")
+                raise ActionFailed(
+                    "the API server rejected it (HTTP 422): spec.ports[0].port: Invalid value: 0"
+                )
             return super().apply(obj, namespace)
 
-    with pytest.raises(ActionFailed, match=r"k8s/app.yaml:22: applying Service 'webapp' failed: "
-                                           r"the API server rejected it \(HTTP 422\)"):
+    with pytest.raises(
+        ActionFailed,
+        match=r"k8s/app.yaml:22: applying Service 'webapp' failed: "
+        r"the API server rejected it \(HTTP 422\)",
+    ):
         deployer(RejectingFakeApi()).deploy(objects(tmp_path), namespace="ns", timeout=10)
 
 
 def test_rollout_state_waits_for_the_controller_to_observe_the_generation() -> None:
     """A status from before the latest spec change is not taken as success."""
-    dep = {"metadata": {"name": "w", "generation": 3}, "spec": {"replicas": 1},
-           "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
-                      "availableReplicas": 1}}
+    dep = {
+        "metadata": {"name": "w", "generation": 3},
+        "spec": {"replicas": 1},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "availableReplicas": 1,
+        },
+    }
     state = rollout_state(dep)
     assert not state.done and "observe generation 3" in state.message
     dep["status"]["observedGeneration"] = 3
@@ -253,14 +288,22 @@ def test_rollout_state_waits_for_the_controller_to_observe_the_generation() -> N
 
 def test_rollout_state_waits_for_old_replicas_to_terminate() -> None:
     """Old replicas still running keep the rollout in progress."""
-    dep = {"metadata": {"name": "w", "generation": 2}, "spec": {"replicas": 2},
-           "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2,
-                      "availableReplicas": 2}}
+    dep = {
+        "metadata": {"name": "w", "generation": 2},
+        "spec": {"replicas": 2},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 3,
+            "updatedReplicas": 2,
+            "availableReplicas": 2,
+        },
+    }
     assert rollout_state(dep).message == "deployment 'w': 1 old replicas are pending termination"
 
 
 def test_a_missing_kubeconfig_context_is_a_clear_error(tmp_path: Path) -> None:
     """The real client with a kubeconfig that does not exist explains how to get one."""
-    with pytest.raises(Unavailable, match="cannot load Kubernetes context 'kind-conveyor'.*"
-                                          "kind create cluster"):
+    with pytest.raises(
+        Unavailable, match="cannot load Kubernetes context 'kind-conveyor'.*kind create cluster"
+    ):
         ClientKubernetesApi(context="kind-conveyor", kubeconfig=str(tmp_path / "nope"))

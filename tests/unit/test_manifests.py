@@ -54,12 +54,18 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 def test_a_directory_loads_every_yaml_document_in_name_order(tmp_path: Path) -> None:
     """All documents of all *.yaml/*.yml files load, files sorted, with their first line."""
     write(tmp_path, "b-deployment.yaml", DEPLOYMENT)
-    write(tmp_path, "a-service.yml", "apiVersion: v1\nkind: Service\nmetadata: {name: webapp}\n"
-                                     "spec: {ports: [{port: 80}]}\n")
+    write(
+        tmp_path,
+        "a-service.yml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: webapp}\nspec: {ports: [{port: 80}]}\n",
+    )
     write(tmp_path, "README.md", "not a manifest")
     mset = load_manifests(tmp_path, "k8s/")
     assert [(d.kind, d.name) for d in mset.documents] == [
-        ("Service", "webapp"), ("Deployment", "webapp"), ("ConfigMap", "webapp-config")]
+        ("Service", "webapp"),
+        ("Deployment", "webapp"),
+        ("ConfigMap", "webapp-config"),
+    ]
     assert mset.documents[1].line == 2
     assert mset.documents[2].line == 22
 
@@ -98,14 +104,19 @@ def test_no_matching_container_lists_what_there_is(tmp_path: Path) -> None:
     """Pinning `other` into manifests without such a container names the containers found."""
     write(tmp_path, "deployment.yaml", DEPLOYMENT)
     mset = load_manifests(tmp_path, "k8s")
-    with pytest.raises(ValidationFailed, match="no container whose image repository is 'other'"
-                                               ".*web \\(registry.example.com"):
+    with pytest.raises(
+        ValidationFailed,
+        match="no container whose image repository is 'other'.*web \\(registry.example.com",
+    ):
         pin_image(mset, f"127.0.0.1:5001/other@{DIGEST}")
 
 
 def test_every_problem_is_reported_with_its_file_and_line(tmp_path: Path) -> None:
     """Missing kind, missing image and a bad port are all reported, each at its line."""
-    write(tmp_path, "deployment.yaml", """\
+    write(
+        tmp_path,
+        "deployment.yaml",
+        """\
 apiVersion: apps/v1
 metadata:
   name: webapp
@@ -116,7 +127,8 @@ spec:
         - name: web
           ports:
             - containerPort: 99999
-""")
+""",
+    )
     with pytest.raises(ValidationFailed) as info:
         load_manifests(tmp_path, "k8s")
     lines = str(info.value).splitlines()
@@ -128,7 +140,10 @@ spec:
 
 def test_workload_problems_point_at_the_offending_line(tmp_path: Path) -> None:
     """A Deployment with no image and a port out of range gets two located problems."""
-    write(tmp_path, "deployment.yaml", """\
+    write(
+        tmp_path,
+        "deployment.yaml",
+        """\
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -142,7 +157,8 @@ spec:
             - containerPort: 99999
           readinessProbe:
             httpGet: {path: /healthz}
-""")
+""",
+    )
     with pytest.raises(ValidationFailed) as info:
         load_manifests(tmp_path, "k8s")
     assert str(info.value).splitlines() == [
@@ -155,8 +171,11 @@ spec:
 
 def test_broken_yaml_is_reported_at_its_line(tmp_path: Path) -> None:
     """A YAML syntax error names the file and the line of the problem."""
-    write(tmp_path, "deployment.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
-                                       "  name: [unclosed\ndata: {}\n")
+    write(
+        tmp_path,
+        "deployment.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\ndata: {}\n",
+    )
     with pytest.raises(ValidationFailed, match=r"^k8s/deployment.yaml:5: invalid YAML"):
         load_manifests(tmp_path, "k8s")
 
@@ -179,15 +198,23 @@ def test_duplicate_objects_are_reported_with_both_places(tmp_path: Path) -> None
     cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n"
     write(tmp_path, "a.yaml", cm)
     write(tmp_path, "b.yaml", cm)
-    with pytest.raises(ValidationFailed, match=r"k8s/b.yaml:4: ConfigMap 'cfg' is defined twice "
-                                               r"\(first at k8s/a.yaml:1\)"):
+    with pytest.raises(
+        ValidationFailed,
+        match=r"k8s/b.yaml:4: ConfigMap 'cfg' is defined twice "
+        r"\(first at k8s/a.yaml:1\)",
+    ):
         load_manifests(tmp_path, "k8s")
 
 
-@pytest.mark.parametrize(("image", "name"), [
-    ("webapp", "webapp"), ("webapp:1.0", "webapp"), ("127.0.0.1:5001/team/webapp:1", "webapp"),
-    (f"127.0.0.1:5001/webapp@{DIGEST}", "webapp"),
-])
+@pytest.mark.parametrize(
+    ("image", "name"),
+    [
+        ("webapp", "webapp"),
+        ("webapp:1.0", "webapp"),
+        ("127.0.0.1:5001/team/webapp:1", "webapp"),
+        (f"127.0.0.1:5001/webapp@{DIGEST}", "webapp"),
+    ],
+)
 def test_repository_name_ignores_host_tag_and_digest(image: str, name: str) -> None:
     """The matching key is the last path component of the repository."""
     assert repository_name(image) == name
@@ -197,7 +224,11 @@ def test_image_references_parse_and_print_back() -> None:
     """host:port/repo:tag@digest round-trips; a reference without a host is refused."""
     ref = ImageRef.parse(f"127.0.0.1:5001/team/webapp:1.0@{DIGEST}")
     assert (ref.host, ref.repository, ref.tag, ref.digest) == (
-        "127.0.0.1:5001", "team/webapp", "1.0", DIGEST)
+        "127.0.0.1:5001",
+        "team/webapp",
+        "1.0",
+        DIGEST,
+    )
     assert str(ref) == f"127.0.0.1:5001/team/webapp:1.0@{DIGEST}"
     assert ref.reference == DIGEST
     with pytest.raises(ConfigError, match="has no registry host"):

@@ -8,8 +8,14 @@ from conveyor.model import planner as pl
 from conveyor.model.pipeline import Action, ExecutionMode, Pipeline, Stage
 from conveyor.model.status import (
     ActionStatus as A,
+)
+from conveyor.model.status import (
     ExecutionStatus as E,
+)
+from conveyor.model.status import (
     StageStatus as S,
+)
+from conveyor.model.status import (
     TransitionRefused,
     check_transition,
     derive_execution,
@@ -18,10 +24,14 @@ from conveyor.model.status import (
 
 
 def pipe(mode: ExecutionMode = ExecutionMode.SUPERSEDED) -> Pipeline:
-    return Pipeline("p", (
-        Stage("Source", (Action("a", "shell"), Action("b", "shell"))),
-        Stage("Build", (Action("c", "shell", run_order=1), Action("d", "shell", run_order=2))),
-    ), execution_mode=mode)
+    return Pipeline(
+        "p",
+        (
+            Stage("Source", (Action("a", "shell"), Action("b", "shell"))),
+            Stage("Build", (Action("c", "shell", run_order=1), Action("d", "shell", run_order=2))),
+        ),
+        execution_mode=mode,
+    )
 
 
 def att(stage: str, action: str, status: A, attempt: int = 1, epoch: int = 0) -> pl.AttemptView:
@@ -81,8 +91,9 @@ def test_plan_starts_nothing_after_a_failure_or_a_stop() -> None:
     failed = pl.ExecutionState((att("Source", "a", A.FAILED), att("Source", "b", A.SUCCEEDED)))
     assert pl.execution_status(p, failed) == E.FAILED
     assert pl.plan(p, failed).start == ()
-    stopping = pl.ExecutionState((att("Source", "a", A.SUCCEEDED), att("Source", "b", A.SUCCEEDED)),
-                                 stop_requested=True)
+    stopping = pl.ExecutionState(
+        (att("Source", "a", A.SUCCEEDED), att("Source", "b", A.SUCCEEDED)), stop_requested=True
+    )
     assert pl.plan(p, stopping).start == ()
     assert pl.execution_status(p, stopping) == E.STOPPED
 
@@ -105,16 +116,22 @@ def test_disabled_transition_and_busy_stage_make_it_wait() -> None:
     assert plan.start == () and plan.waiting and "release freeze" in plan.waiting
     plan = pl.plan(p, st, pl.Neighbourhood(occupied={"Build": "ex1"}))
     assert plan.start == () and "ex1" in (plan.waiting or "")
-    assert pl.plan(pipe(ExecutionMode.PARALLEL), st, pl.Neighbourhood(occupied={"Build": "ex1"})).start
+    assert pl.plan(
+        pipe(ExecutionMode.PARALLEL), st, pl.Neighbourhood(occupied={"Build": "ex1"})
+    ).start
 
 
 def test_queued_mode_keeps_order_at_each_stage() -> None:
     """QUEUED: an execution waits while an older one is queued for the same stage."""
     p = pipe(ExecutionMode.QUEUED)
-    plan = pl.plan(p, pl.ExecutionState(), pl.Neighbourhood(older_waiting_for=frozenset({"Source"})))
+    plan = pl.plan(
+        p, pl.ExecutionState(), pl.Neighbourhood(older_waiting_for=frozenset({"Source"}))
+    )
     assert plan.start == () and "older" in (plan.waiting or "")
     p2 = pipe(ExecutionMode.SUPERSEDED)
-    assert pl.plan(p2, pl.ExecutionState(), pl.Neighbourhood(older_waiting_for=frozenset({"Source"}))).start
+    assert pl.plan(
+        p2, pl.ExecutionState(), pl.Neighbourhood(older_waiting_for=frozenset({"Source"}))
+    ).start
 
 
 def test_supersede_only_waiting_executions_overtaken_by_newer_ones() -> None:

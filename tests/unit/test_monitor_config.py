@@ -38,7 +38,8 @@ def problems(config: str, timeout: str = "") -> list[str]:
 
 def test_a_sensible_config_is_accepted() -> None:
     """Bake, interval, probes and a PromQL query with thresholds validate without a problem."""
-    assert problems("""\
+    assert (
+        problems("""\
           bake: 2m
           interval: 5
           timeout: 2
@@ -47,7 +48,9 @@ def test_a_sensible_config_is_accepted() -> None:
             - {url: "http://127.0.0.1:8080/api", expectStatus: [200, 204]}
           prometheus:
             url: http://127.0.0.1:9090
-            queries: [{name: errors, query: "sum(rate(x[1m]))", max: 0.5}]""") == []
+            queries: [{name: errors, query: "sum(rate(x[1m]))", max: 0.5}]""")
+        == []
+    )
 
 
 def test_negative_and_zero_thresholds_are_refused_with_their_line() -> None:
@@ -57,12 +60,16 @@ def test_negative_and_zero_thresholds_are_refused_with_their_line() -> None:
           probes:
             - {path: /healthz, maxLatencyMs: -5}
             - {path: /, minAvailability: 1.5}""")
-    assert any(p.startswith("pipeline.yaml:11:") and "interval" in p and "positive" in p
-               for p in found), found
-    assert any(p.startswith("pipeline.yaml:13:") and "maxLatencyMs" in p and "(got -5)" in p
-               for p in found), found
-    assert any(p.startswith("pipeline.yaml:14:") and "minAvailability" in p and "(0, 1]" in p
-               for p in found), found
+    assert any(
+        p.startswith("pipeline.yaml:11:") and "interval" in p and "positive" in p for p in found
+    ), found
+    assert any(
+        p.startswith("pipeline.yaml:13:") and "maxLatencyMs" in p and "(got -5)" in p for p in found
+    ), found
+    assert any(
+        p.startswith("pipeline.yaml:14:") and "minAvailability" in p and "(0, 1]" in p
+        for p in found
+    ), found
 
 
 def test_a_p95_threshold_above_the_request_timeout_is_refused() -> None:

@@ -79,8 +79,11 @@ def test_malformed_yaml_names_line_and_column(tmp_path: Path) -> None:
 
 def test_bad_enum_and_duration(tmp_path: Path) -> None:
     """Values outside the allowed set are reported with their line."""
-    got = problems(tmp_path, "name: x\nexecutionMode: FAST\nstages:\n  - name: A\n    actions:\n"
-                             "      - {name: a, type: shell, timeout: soon, config: {commands: [x]}}\n")
+    got = problems(
+        tmp_path,
+        "name: x\nexecutionMode: FAST\nstages:\n  - name: A\n    actions:\n"
+        "      - {name: a, type: shell, timeout: soon, config: {commands: [x]}}\n",
+    )
     assert any(g.startswith("p.yaml:2:") and "executionMode" in g for g in got)
     assert any(g.startswith("p.yaml:6:") and "duration" in g for g in got)
 
@@ -93,26 +96,46 @@ def test_seed_template_is_valid_and_round_trips(tmp_path: Path) -> None:
     f = tmp_path / "pipeline.yaml"
     f.write_text(text)
     p = load_pipeline(f, ActionRegistry().catalogue())
-    assert [s.name for s in p.stages] == ["Source", "Build", "DeployToEKS", "RunSeleniumTest",
-                                          "DeployToEKSProdApproval", "DeployToEKSProd"]
+    assert [s.name for s in p.stages] == [
+        "Source",
+        "Build",
+        "DeployToEKS",
+        "RunSeleniumTest",
+        "DeployToEKSProdApproval",
+        "DeployToEKSProd",
+    ]
     assert [a.name for a in p.stages[0].actions] == ["CodeCommitDMF", "CodeCommitTestSelenium"]
     assert {a.run_order for a in p.stages[0].actions} == {1}
-    assert [a.name for a in p.stages[-1].actions][:2] == ["PushImageToEcrProd", "DeployToEKSNamespaceProd"]
+    assert [a.name for a in p.stages[-1].actions][:2] == [
+        "PushImageToEcrProd",
+        "DeployToEKSNamespaceProd",
+    ]
     from conveyor.spec.pipeline_file import dump_yaml
 
     g = tmp_path / "again.yaml"
     g.write_text(dump_yaml(from_model(p)))
     again = load_pipeline(g, ActionRegistry().catalogue())
-    assert [(s.name, [(a.name, a.type, a.run_order, a.inputs, a.outputs, a.namespace) for a in s.actions])
-            for s in again.stages] == \
-           [(s.name, [(a.name, a.type, a.run_order, a.inputs, a.outputs, a.namespace) for a in s.actions])
-            for s in p.stages]
+    assert [
+        (
+            s.name,
+            [(a.name, a.type, a.run_order, a.inputs, a.outputs, a.namespace) for a in s.actions],
+        )
+        for s in again.stages
+    ] == [
+        (
+            s.name,
+            [(a.name, a.type, a.run_order, a.inputs, a.outputs, a.namespace) for a in s.actions],
+        )
+        for s in p.stages
+    ]
 
 
 def test_schema_describes_the_file() -> None:
     """The JSON Schema lists the top-level keys an editor should offer."""
     s = schema()
-    assert {"name", "stages", "executionMode", "environments", "triggers", "variables"} <= set(s["properties"])
+    assert {"name", "stages", "executionMode", "environments", "triggers", "variables"} <= set(
+        s["properties"]
+    )
 
 
 def test_duplicate_yaml_keys_are_errors(tmp_path: Path) -> None:

@@ -17,8 +17,11 @@ def test_globs_follow_codepipeline() -> None:
 
 def test_branch_and_file_path_filters() -> None:
     """A push matches when its branch is included and a changed file is included, not excluded."""
-    t = Trigger("Src", branches=GitFilter(("main", "release/*"), ("release/old",)),
-                file_paths=GitFilter(("src/**",), ("**/*.md",)))
+    t = Trigger(
+        "Src",
+        branches=GitFilter(("main", "release/*"), ("release/old",)),
+        file_paths=GitFilter(("src/**",), ("**/*.md",)),
+    )
     assert matches(t, branch="main", tag=None, files=["src/app.ts"])
     assert not matches(t, branch="feature/x", tag=None, files=["src/app.ts"])
     assert not matches(t, branch="release/old", tag=None, files=["src/app.ts"])

@@ -47,21 +47,32 @@ class ApprovalConfig(ActionConfig):
 
 
 def slack_payload(ctx: ActionContext, cfg: ApprovalConfig, link: str) -> dict[str, Any]:
-    text = (f"Approval needed: pipeline *{ctx.pipeline.name}*, execution `{ctx.execution_id}`, "
-            f"action {ctx.stage}/{ctx.action.name}.")
+    text = (
+        f"Approval needed: pipeline *{ctx.pipeline.name}*, execution `{ctx.execution_id}`, "
+        f"action {ctx.stage}/{ctx.action.name}."
+    )
     if cfg.digest:
         text += f" Image `{cfg.digest}`."
     if cfg.summary:
         text += f"\n{cfg.summary}"
-    return {"text": f"{text}\nReview: {link}",
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f"{text}\n<{link}|Review and decide>"}}]}
+    return {
+        "text": f"{text}\nReview: {link}",
+        "blocks": [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"{text}\n<{link}|Review and decide>"},
+            }
+        ],
+    }
 
 
 class Approval(BaseAction):
     type_name = "approval"
     Config = ApprovalConfig
     resumable: ClassVar[bool] = True
-    output_variables: ClassVar[frozenset[str] | None] = frozenset({"ApprovedBy", "Comment", "Decision"})
+    output_variables: ClassVar[frozenset[str] | None] = frozenset(
+        {"ApprovedBy", "Comment", "Decision"}
+    )
     default_timeout = MAX_TIMEOUT + 3600  # the approval's own timeout decides
 
     def run(self, ctx: ActionContext) -> ActionResult:
@@ -69,15 +80,22 @@ class Approval(BaseAction):
         if ctx.gate is None:
             raise ActionError("approval actions need the engine's approval gate")
         timeout = parse_duration(cfg.timeout) or DEFAULT_TIMEOUT
-        row = ctx.gate.open(summary=cfg.summary, digest=cfg.digest, timeout_seconds=timeout,
-                            external_link=cfg.externalEntityLink)
+        row = ctx.gate.open(
+            summary=cfg.summary,
+            digest=cfg.digest,
+            timeout_seconds=timeout,
+            external_link=cfg.externalEntityLink,
+        )
         settings = ctx.services.settings
         link = f"{settings.server_url}/executions/{ctx.execution_id}/approval"
         ctx.log.write(
             f"waiting for approval (token {row['token'][:8]}…); decide on {link}\n"
             f"  or: conveyor approve {ctx.execution_id} --comment '...'"
-            f" | conveyor reject {ctx.execution_id} --comment '...'\n")
-        hook = cfg.notify.webhook or (ctx.pipeline.settings.get("notifications") or {}).get("webhook")
+            f" | conveyor reject {ctx.execution_id} --comment '...'\n"
+        )
+        hook = cfg.notify.webhook or (ctx.pipeline.settings.get("notifications") or {}).get(
+            "webhook"
+        )
         if hook:
             try:
                 httpx.post(hook, json=slack_payload(ctx, cfg, link), timeout=5).raise_for_status()
@@ -89,14 +107,26 @@ class Approval(BaseAction):
         comment = decision.comment or ""
         vars_ = {"ApprovedBy": who, "Comment": comment, "Decision": decision.status}
         if decision.status == "Approved":
-            return ActionResult(variables=vars_, message=f"approved by {who}: {comment}".rstrip(": "),
-                                details={"approval": vars_})
+            return ActionResult(
+                variables=vars_,
+                message=f"approved by {who}: {comment}".rstrip(": "),
+                details={"approval": vars_},
+            )
         if decision.status == "Rejected":
-            return ActionResult(False, "Rejected", f"rejected by {who}: {comment}".rstrip(": "),
-                                variables=vars_, details={"approval": vars_})
+            return ActionResult(
+                False,
+                "Rejected",
+                f"rejected by {who}: {comment}".rstrip(": "),
+                variables=vars_,
+                details={"approval": vars_},
+            )
         if decision.status == "Expired":
-            return ActionResult(False, "ApprovalExpired", f"no decision within {cfg.timeout}",
-                                details={"approval": vars_})
+            return ActionResult(
+                False,
+                "ApprovalExpired",
+                f"no decision within {cfg.timeout}",
+                details={"approval": vars_},
+            )
         if decision.status == "Superseded":
             return ActionResult(False, "Superseded", comment, details={"approval": vars_})
         raise ActionFailed(f"approval ended: {decision.status}")

@@ -119,6 +119,8 @@ class BaseAction(abc.ABC):
         """Do the action's work; see the module docstring for errors."""
 
     @classmethod
-    def extra_checks(cls, action: Action, config: ActionConfig) -> Sequence[tuple[tuple[str | int, ...], str]]:
+    def extra_checks(
+        cls, action: Action, config: ActionConfig
+    ) -> Sequence[tuple[tuple[str | int, ...], str]]:
         """Checks beyond the config model (paths relative to the action)."""
         return ()

@@ -236,8 +236,10 @@ def _message(result: BuildResult) -> str:
         for r in failing:
             names = ", ".join(f.get("name", "?").rsplit(".", 1)[-1] for f in r.failures[:3])
             more = f" and {len(r.failures) - 3} more" if len(r.failures) > 3 else ""
-            parts.append(f"{r.failed + r.errors} of {r.total} tests failed in report '{r.name}': "
-                         f"{names}{more}")
+            parts.append(
+                f"{r.failed + r.errors} of {r.total} tests failed in report '{r.name}': "
+                f"{names}{more}"
+            )
         return "; ".join(parts)
     return result.message or "build failed"
 

@@ -55,30 +55,36 @@ class Deploy(BaseAction):
     type_name: ClassVar[str] = "deploy"
     Config: ClassVar[type[ActionConfig]] = DeployConfig
     output_variables: ClassVar[frozenset[str] | None] = frozenset(
-        {"URL", "ImageDigest", "ImageURI"})
+        {"URL", "ImageDigest", "ImageURI"}
+    )
     needs_environment: ClassVar[bool] = True
 
     def run(self, ctx: ActionContext) -> ActionResult:
         cfg = DeployConfig.model_validate(dict(ctx.config))
         env = ctx.environment
         if env is None:
-            raise ConfigError(f"action '{ctx.action.name}' deploys to no environment: set "
-                              "`environment:` on the action")
+            raise ConfigError(
+                f"action '{ctx.action.name}' deploys to no environment: set "
+                "`environment:` on the action"
+            )
         log = ctx.log.write
         root, image_text = _locate(ctx, cfg)
         image = _pin(image_text, log)
         if env.registry and env.driver == "podman":
             expected = _platform(ctx).environment_registry(env)
             if image.host != expected:
-                log(f"warning: environment '{env.name}' uses registry {expected}, but the image "
+                log(
+                    f"warning: environment '{env.name}' uses registry {expected}, but the image "
                     f"comes from {image.host} (promote it first to deploy what the registry "
-                    "of the environment holds)\n")
+                    "of the environment holds)\n"
+                )
         try:
             mset = load_manifests(root, cfg.manifests)
             pinned = pin_image(mset, str(image), cfg.container)
         except ValidationFailed as exc:
-            raise ActionFailed(f"manifests in '{cfg.manifests}' are invalid:\n{exc.message}"
-                               ) from exc
+            raise ActionFailed(
+                f"manifests in '{cfg.manifests}' are invalid:\n{exc.message}"
+            ) from exc
         for p in pinned:
             log(f"{p.where}: container '{p.container}': {p.old_image} -> {p.new_image}\n")
         ctx.workdir.mkdir(parents=True, exist_ok=True)
@@ -90,32 +96,54 @@ class Deploy(BaseAction):
         if env.driver == "podman":
             platform = _platform(ctx)
             details = platform.podman_environment(env).deploy(
-                mset, image, workdir=ctx.workdir, timeout=timeout,
-                log=lambda m: log(m.rstrip("\n") + "\n"), cancel=ctx.cancel,
-                primary=pinned[0].container)
+                mset,
+                image,
+                workdir=ctx.workdir,
+                timeout=timeout,
+                log=lambda m: log(m.rstrip("\n") + "\n"),
+                cancel=ctx.cancel,
+                primary=pinned[0].container,
+            )
         elif env.driver in ("kubernetes", "eks"):
             details = _deploy_kubernetes(ctx, env, mset, image, timeout)
         else:
-            raise ConfigError(f"environment '{env.name}': unknown driver '{env.driver}' "
-                              "(known: podman, kubernetes, eks)")
-        details.update({
-            "environment": env.name, "image": str(image), "digest": image.digest,
-            "execution_id": ctx.execution_id, "stage": ctx.stage, "action": ctx.action.name,
-            "attempt": ctx.attempt, "revisions": {k: dict(v) for k, v in ctx.revisions.items()},
-            "pinned": [{"container": p.container, "where": p.where, "old_image": p.old_image}
-                       for p in pinned],
-        })
+            raise ConfigError(
+                f"environment '{env.name}': unknown driver '{env.driver}' "
+                "(known: podman, kubernetes, eks)"
+            )
+        details.update(
+            {
+                "environment": env.name,
+                "image": str(image),
+                "digest": image.digest,
+                "execution_id": ctx.execution_id,
+                "stage": ctx.stage,
+                "action": ctx.action.name,
+                "attempt": ctx.attempt,
+                "revisions": {k: dict(v) for k, v in ctx.revisions.items()},
+                "pinned": [
+                    {"container": p.container, "where": p.where, "old_image": p.old_image}
+                    for p in pinned
+                ],
+            }
+        )
         details.setdefault("url", env.url or "")
-        commit = next((v.get("CommitId") for v in ctx.revisions.values() if v.get("CommitId")),
-                      None)
+        commit = next(
+            (v.get("CommitId") for v in ctx.revisions.values() if v.get("CommitId")), None
+        )
         if commit:
             details["commit"] = commit
         assert image.digest is not None
-        variables = {"URL": str(details.get("url") or ""), "ImageDigest": image.digest,
-                     "ImageURI": str(image)}
-        return ActionResult(message=f"{env.name} serves {image.digest[:19]} at "
-                                    f"{details.get('url') or env.name}",
-                            variables=variables, details={"deployment": details})
+        variables = {
+            "URL": str(details.get("url") or ""),
+            "ImageDigest": image.digest,
+            "ImageURI": str(image),
+        }
+        return ActionResult(
+            message=f"{env.name} serves {image.digest[:19]} at {details.get('url') or env.name}",
+            variables=variables,
+            details={"deployment": details},
+        )
 
 
 def _platform(ctx: ActionContext) -> Any:
@@ -131,8 +159,10 @@ def _locate(ctx: ActionContext, cfg: DeployConfig) -> tuple[Path, str]:
     """The input artifact holding the manifests, and the image reference to deploy."""
     roots = list(ctx.inputs.values())
     if not roots:
-        raise ConfigError(f"action '{ctx.action.name}' has no input artifact: list the artifact "
-                          "holding the manifests under `inputs`")
+        raise ConfigError(
+            f"action '{ctx.action.name}' has no input artifact: list the artifact "
+            "holding the manifests under `inputs`"
+        )
     root = next((r for r in roots if (r / cfg.manifests).exists()), roots[0])
     image = cfg.image
     if not image:
@@ -142,13 +172,16 @@ def _locate(ctx: ActionContext, cfg: DeployConfig) -> tuple[Path, str]:
                 try:
                     image = str(json.loads(detail.read_text())["ImageURI"])
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise ActionFailed(f"{detail.name} in the input artifact has no ImageURI: "
-                                       f"{exc}") from exc
+                    raise ActionFailed(
+                        f"{detail.name} in the input artifact has no ImageURI: {exc}"
+                    ) from exc
                 break
     if not image:
-        raise ConfigError(f"action '{ctx.action.name}': no image to deploy: set `image` "
-                          "(e.g. \"#{Build.ImageURI}\") or give an input artifact with "
-                          "imageDetail.json")
+        raise ConfigError(
+            f"action '{ctx.action.name}': no image to deploy: set `image` "
+            '(e.g. "#{Build.ImageURI}") or give an input artifact with '
+            "imageDetail.json"
+        )
     return root, image
 
 
@@ -162,8 +195,10 @@ def _pin(text: str, log: Any) -> ImageRef:
     host = ref.host.split(":", 1)[0]
     if host not in ("127.0.0.1", "localhost", "::1"):
         if ref.digest is None:
-            raise ConfigError(f"image {ref}: give a digest reference (host/repo@sha256:...) for "
-                              f"the remote registry {ref.host}, e.g. \"#{{Build.ImageURI}}\"")
+            raise ConfigError(
+                f"image {ref}: give a digest reference (host/repo@sha256:...) for "
+                f'the remote registry {ref.host}, e.g. "#{{Build.ImageURI}}"'
+            )
         log(f"{ref}: remote registry, digest not checked before deploying\n")
         return ref
     with RegistryClient() as client:
@@ -176,8 +211,9 @@ def _pin(text: str, log: Any) -> ImageRef:
     return ref.with_digest(digest)
 
 
-def _deploy_kubernetes(ctx: ActionContext, env: Environment, mset: ManifestSet, image: ImageRef,
-                       timeout: float) -> dict[str, Any]:
+def _deploy_kubernetes(
+    ctx: ActionContext, env: Environment, mset: ManifestSet, image: ImageRef, timeout: float
+) -> dict[str, Any]:
     from conveyor.adapters.kubernetes import (
         ClientKubernetesApi,
         KubernetesDeployer,
@@ -186,16 +222,29 @@ def _deploy_kubernetes(ctx: ActionContext, env: Environment, mset: ManifestSet, 
 
     namespace = env.namespace or env.name
     kubeconfig = env.settings.get("kubeconfig")
-    api = ClientKubernetesApi(context=env.context, kubeconfig=str(kubeconfig) if kubeconfig
-                              else None)
+    api = ClientKubernetesApi(
+        context=env.context, kubeconfig=str(kubeconfig) if kubeconfig else None
+    )
     deployer = KubernetesDeployer(api, log=lambda m: ctx.log.write(m + "\n"))
-    objects = [ManifestObject(body, f"{d.file}:{d.line}")
-               for d, body in zip(mset.documents, mset.plain(), strict=True)]
+    objects = [
+        ManifestObject(body, f"{d.file}:{d.line}")
+        for d, body in zip(mset.documents, mset.plain(), strict=True)
+    ]
     started = time.time()
     details = deployer.deploy(objects, namespace=namespace, timeout=timeout, cancel=ctx.cancel)
-    previous = [img for imgs in details.get("previous_images", {}).values() for img in imgs
-                if "@" in img and repository_name(img) == image.name]
-    details.update({"context": env.context, "started_at": started, "finished_at": time.time(),
-                    "url": env.url or "",
-                    "previous_digest": previous[0].split("@", 1)[1] if previous else None})
+    previous = [
+        img
+        for imgs in details.get("previous_images", {}).values()
+        for img in imgs
+        if "@" in img and repository_name(img) == image.name
+    ]
+    details.update(
+        {
+            "context": env.context,
+            "started_at": started,
+            "finished_at": time.time(),
+            "url": env.url or "",
+            "previous_digest": previous[0].split("@", 1)[1] if previous else None,
+        }
+    )
     return details

@@ -88,8 +88,9 @@ class ProbeConfig(ActionConfig):
     @classmethod
     def _availability(cls, v: float) -> float:
         if not 0 < v <= 1:
-            raise ValueError(f"minAvailability is a share of successful probes in (0, 1], "
-                             f"e.g. 0.99 (got {v:g})")
+            raise ValueError(
+                f"minAvailability is a share of successful probes in (0, 1], e.g. 0.99 (got {v:g})"
+            )
         return v
 
     @field_validator("expectStatus")
@@ -105,14 +106,18 @@ class ProbeConfig(ActionConfig):
     def _where(self) -> ProbeConfig:
         if self.path and self.url:
             raise ValueError("give `path` (relative to the environment's URL) or `url`, not both")
-        if self.url and not _unresolved(self.url) and not self.url.startswith(("http://",
-                                                                               "https://")):
+        if (
+            self.url
+            and not _unresolved(self.url)
+            and not self.url.startswith(("http://", "https://"))
+        ):
             raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
         return self
 
     def codes(self) -> frozenset[int]:
-        return frozenset([self.expectStatus] if isinstance(self.expectStatus, int)
-                         else self.expectStatus)
+        return frozenset(
+            [self.expectStatus] if isinstance(self.expectStatus, int) else self.expectStatus
+        )
 
 
 class QueryConfig(ActionConfig):
@@ -127,8 +132,10 @@ class QueryConfig(ActionConfig):
         if self.max is None and self.min is None:
             raise ValueError(f"query '{self.name}' needs a threshold: `max`, `min` or both")
         if self.max is not None and self.min is not None and self.min > self.max:
-            raise ValueError(f"query '{self.name}': min {self.min:g} is above max {self.max:g}; "
-                             "no value could pass")
+            raise ValueError(
+                f"query '{self.name}': min {self.min:g} is above max {self.max:g}; "
+                "no value could pass"
+            )
         if not self.query.strip():
             raise ValueError(f"query '{self.name}' is empty")
         return self
@@ -199,49 +206,64 @@ class Monitor(BaseAction):
     Config: ClassVar[type[ActionConfig]] = MonitorConfig
     needs_environment: ClassVar[bool] = True
     output_variables: ClassVar[frozenset[str] | None] = frozenset(
-        {"Verdict", "Availability", "P95LatencyMs"})
+        {"Verdict", "Availability", "P95LatencyMs"}
+    )
 
     @classmethod
-    def extra_checks(cls, action: Action, config: ActionConfig
-                     ) -> Sequence[tuple[tuple[str | int, ...], str]]:
+    def extra_checks(
+        cls, action: Action, config: ActionConfig
+    ) -> Sequence[tuple[tuple[str | int, ...], str]]:
         assert isinstance(config, MonitorConfig)
         out: list[tuple[tuple[str | int, ...], str]] = []
         timeout_ms = config.timeout * 1000
         for i, p in enumerate(config.probes):
             if p.maxLatencyMs is not None and p.maxLatencyMs >= timeout_ms:
-                out.append((("config", "probes", i, "maxLatencyMs"),
-                            f"the p95 threshold {p.maxLatencyMs:g} ms is not below the request "
-                            f"timeout ({config.timeout:g} s = {timeout_ms:g} ms): a request that "
-                            "slow times out before its latency is measured; lower maxLatencyMs "
-                            "or raise `timeout`"))
+                out.append(
+                    (
+                        ("config", "probes", i, "maxLatencyMs"),
+                        f"the p95 threshold {p.maxLatencyMs:g} ms is not below the request "
+                        f"timeout ({config.timeout:g} s = {timeout_ms:g} ms): a request that "
+                        "slow times out before its latency is measured; lower maxLatencyMs "
+                        "or raise `timeout`",
+                    )
+                )
         if _unresolved(config.bake):
             return out
         bake = config.bake_seconds()
         if bake < config.interval:
-            out.append((("config", "bake"),
-                        f"the bake ({bake} s) is shorter than the interval between probes "
-                        f"({config.interval:g} s): it would take a single round of probes; "
-                        "lengthen `bake` or shorten `interval`"))
+            out.append(
+                (
+                    ("config", "bake"),
+                    f"the bake ({bake} s) is shorter than the interval between probes "
+                    f"({config.interval:g} s): it would take a single round of probes; "
+                    "lengthen `bake` or shorten `interval`",
+                )
+            )
         limit = action.timeout_seconds or ENGINE_DEFAULT_TIMEOUT
         if bake + config.timeout >= limit:
             where = ("timeout",) if action.timeout_seconds else ("config", "bake")
-            out.append((where,
-                        f"the bake ({bake} s) does not fit in the action's timeout ({limit} s"
-                        f"{'' if action.timeout_seconds else ', the default'}): the engine "
-                        "would stop the monitor before the end of its bake; set the action's "
-                        "`timeout` above the bake"))
+            out.append(
+                (
+                    where,
+                    f"the bake ({bake} s) does not fit in the action's timeout ({limit} s"
+                    f"{'' if action.timeout_seconds else ', the default'}): the engine "
+                    "would stop the monitor before the end of its bake; set the action's "
+                    "`timeout` above the bake",
+                )
+            )
         return out
 
     def run(self, ctx: ActionContext) -> ActionResult:
         cfg = MonitorConfig.model_validate(dict(ctx.config))
         env = ctx.environment
         if env is None:
-            raise ConfigError(f"action '{ctx.action.name}' monitors no environment: set "
-                              "`environment:` on the action")
+            raise ConfigError(
+                f"action '{ctx.action.name}' monitors no environment: set "
+                "`environment:` on the action"
+            )
         targets = _targets(cfg, lambda: _base_url(ctx, env))
         series = [ProbeSeries(t) for t in targets]
-        prom = (PrometheusClient(cfg.prometheus.url, timeout=cfg.timeout)
-                if cfg.prometheus else None)
+        prom = PrometheusClient(cfg.prometheus.url, timeout=cfg.timeout) if cfg.prometheus else None
         queries = list(cfg.prometheus.queries) if cfg.prometheus else []
         last_values: dict[str, list[dict[str, Any]]] = {}
         bake = float(cfg.bake_seconds())
@@ -254,16 +276,20 @@ class Monitor(BaseAction):
         what = ", ".join(t.describe() for t in targets)
         if queries:
             what += f" and {len(queries)} PromQL quer{'y' if len(queries) == 1 else 'ies'}"
-        log(f"baking {env.name} for {bake:.0f} s: {planned} round(s) every {cfg.interval:g} s "
-            f"of {what}\n")
+        log(
+            f"baking {env.name} for {bake:.0f} s: {planned} round(s) every {cfg.interval:g} s "
+            f"of {what}\n"
+        )
         started = time.monotonic()
         breaches: list[str] = []
         rounds = 0
         with httpx.Client(timeout=cfg.timeout) as client:
             while rounds < planned:
                 if ctx.cancel.is_set():
-                    raise ActionError(f"monitoring of {env.name} stopped after {rounds} round(s) "
-                                      "(the execution was stopped or timed out)")
+                    raise ActionError(
+                        f"monitoring of {env.name} stopped after {rounds} round(s) "
+                        "(the execution was stopped or timed out)"
+                    )
                 rounds += 1
                 for s in series:
                     sample = probe_once(client, s.target)
@@ -272,22 +298,26 @@ class Monitor(BaseAction):
                         raise ActionError(
                             f"{s.target.describe()} does not answer ({sample.error}); nothing "
                             f"listens there: check the probe's `url`/`path` and the environment "
-                            f"'{env.name}' URL ({env.url or 'its front door'})")
+                            f"'{env.name}' URL ({env.url or 'its front door'})"
+                        )
                     lat = f" {sample.latency_ms:.0f} ms" if sample.latency_ms is not None else ""
-                    log(f"[{rounds}/{planned}] {s.target.describe()}: {sample.outcome()}{lat}"
+                    log(
+                        f"[{rounds}/{planned}] {s.target.describe()}: {sample.outcome()}{lat}"
                         f"{'' if sample.ok else ' UNEXPECTED ' + repr(sample.body or sample.error)}"
-                        "\n")
+                        "\n"
+                    )
                 breaches = [b for s in series for b in _named(s, s.breaches(planned), series)]
                 for q in queries:
                     assert prom is not None
                     values = prom.query(q.query)
-                    last_values[q.name] = [{"labels": v.labels, "value": v.value}
-                                           for v in values]
+                    last_values[q.name] = [{"labels": v.labels, "value": v.value} for v in values]
                     found = [b for v in values if (b := q.breach(v))]
                     if not values and q.noData == "breach":
                         found.append(f"query '{q.name}' returned no data")
-                    log(f"[{rounds}/{planned}] query '{q.name}': "
-                        f"{', '.join(v.describe() for v in values) or 'no data'}\n")
+                    log(
+                        f"[{rounds}/{planned}] query '{q.name}': "
+                        f"{', '.join(v.describe() for v in values) or 'no data'}\n"
+                    )
                     breaches += found
                 if breaches:
                     break
@@ -297,32 +327,56 @@ class Monitor(BaseAction):
         if not breaches:
             breaches = [b for s in series for b in _named(s, s.breaches(), series)]
         elapsed = time.monotonic() - started
-        details = {"monitor": {
-            "environment": env.name, "verdict": "breach" if breaches else "healthy",
-            "bakeSeconds": bake, "intervalSeconds": cfg.interval, "rounds": rounds,
-            "plannedRounds": planned, "elapsedSeconds": round(elapsed, 3),
-            "probes": [s.summary() for s in series],
-            "queries": [{"name": q.name, "query": q.query, "max": q.max, "min": q.min,
-                         "values": last_values.get(q.name, [])} for q in queries],
-            "breaches": breaches,
-        }}
+        details = {
+            "monitor": {
+                "environment": env.name,
+                "verdict": "breach" if breaches else "healthy",
+                "bakeSeconds": bake,
+                "intervalSeconds": cfg.interval,
+                "rounds": rounds,
+                "plannedRounds": planned,
+                "elapsedSeconds": round(elapsed, 3),
+                "probes": [s.summary() for s in series],
+                "queries": [
+                    {
+                        "name": q.name,
+                        "query": q.query,
+                        "max": q.max,
+                        "min": q.min,
+                        "values": last_values.get(q.name, []),
+                    }
+                    for q in queries
+                ],
+                "breaches": breaches,
+            }
+        }
         avail = min((s.availability for s in series if s.availability is not None), default=1.0)
         p95s = [p for s in series if (p := s.p95_ms) is not None]
-        variables = {"Verdict": "breach" if breaches else "healthy",
-                     "Availability": f"{avail:.4f}",
-                     "P95LatencyMs": f"{max(p95s):.1f}" if p95s else ""}
+        variables = {
+            "Verdict": "breach" if breaches else "healthy",
+            "Availability": f"{avail:.4f}",
+            "P95LatencyMs": f"{max(p95s):.1f}" if p95s else "",
+        }
         if breaches:
-            message = (f"{env.name} breached its thresholds after {elapsed:.0f} s of a "
-                       f"{bake:.0f} s bake: {'; '.join(breaches)}")
+            message = (
+                f"{env.name} breached its thresholds after {elapsed:.0f} s of a "
+                f"{bake:.0f} s bake: {'; '.join(breaches)}"
+            )
             log(message + "\n")
-            return ActionResult(False, str(Reason.ACTION_FAILED), message, variables,
-                                details=details)
+            return ActionResult(
+                False, str(Reason.ACTION_FAILED), message, variables, details=details
+            )
         summary = "; ".join(
             f"{s.target.describe()}: availability {s.availability:.2f} over {s.count} probes"
             + (f", p95 {s.p95_ms:.0f} ms" if s.p95_ms is not None else "")
-            for s in series if s.availability is not None)
-        return ActionResult(message=f"{env.name} healthy for {elapsed:.0f} s: {summary}",
-                            variables=variables, details=details)
+            for s in series
+            if s.availability is not None
+        )
+        return ActionResult(
+            message=f"{env.name} healthy for {elapsed:.0f} s: {summary}",
+            variables=variables,
+            details=details,
+        )
 
 
 def _named(s: ProbeSeries, breaches: list[str], all_series: list[ProbeSeries]) -> list[str]:
@@ -342,8 +396,10 @@ def _base_url(ctx: ActionContext, env: Environment) -> str:
 
             platform = LocalPlatform(ctx.services.settings)
         return str(platform.podman_environment(env).url)
-    raise ConfigError(f"environment '{env.name}' has no `url`: set it in the pipeline file, or "
-                      "give each probe of the monitor an absolute `url`")
+    raise ConfigError(
+        f"environment '{env.name}' has no `url`: set it in the pipeline file, or "
+        "give each probe of the monitor an absolute `url`"
+    )
 
 
 def _targets(cfg: MonitorConfig, base: Callable[[], str]) -> list[ProbeTarget]:

@@ -64,7 +64,8 @@ class Promote(BaseAction):
     type_name: ClassVar[str] = "image.promote"
     Config: ClassVar[type[ActionConfig]] = PromoteConfig
     output_variables: ClassVar[frozenset[str] | None] = frozenset(
-        {"ImageURI", "ImageDigest", "ImageTag"})
+        {"ImageURI", "ImageDigest", "ImageTag"}
+    )
 
     def run(self, ctx: ActionContext) -> ActionResult:
         cfg = PromoteConfig.model_validate(dict(ctx.config))
@@ -76,8 +77,10 @@ class Promote(BaseAction):
             env = ctx.pipeline.environments.get(cfg.to)
             if env is None:
                 known = ", ".join(sorted(ctx.pipeline.environments)) or "none"
-                raise ConfigError(f"action '{ctx.action.name}': `to: {cfg.to}` names no "
-                                  f"environment of the pipeline (known: {known})")
+                raise ConfigError(
+                    f"action '{ctx.action.name}': `to: {cfg.to}` names no "
+                    f"environment of the pipeline (known: {known})"
+                )
             host = platform.environment_registry(env)
             env_repo = env.repository
             immutable = bool(env.settings.get("immutableTags", True))
@@ -97,17 +100,23 @@ class Promote(BaseAction):
             src = source.with_digest(digest)
             dst = ImageRef(host, repository, tag, None)
             if src.host == dst.host and src.repository == dst.repository and not tag:
-                raise ConfigError(f"action '{ctx.action.name}': source and target are the same "
-                                  f"repository ({host}/{repository})")
+                raise ConfigError(
+                    f"action '{ctx.action.name}': source and target are the same "
+                    f"repository ({host}/{repository})"
+                )
             existing = client.tag_digest(dst) if tag else None
             if existing and existing != digest and immutable:
                 raise ActionFailed(
                     f"tag '{tag}' in {host}/{repository} already names {existing}; tags are "
                     f"immutable in '{target_name}', so it cannot be moved to {digest}: promote "
-                    "under a new tag (config `tag`), or leave the tag out to promote by digest")
+                    "under a new tag (config `tag`), or leave the tag out to promote by digest"
+                )
             blobs = client.blobs(src)
-            missing = [b for b in {b.digest: b for b in blobs}.values()
-                       if not client.has_blob(host, repository, b.digest)]
+            missing = [
+                b
+                for b in {b.digest: b for b in blobs}.values()
+                if not client.has_blob(host, repository, b.digest)
+            ]
             manifest_present = client.has_manifest(host, repository, digest)
             bytes_total = sum(b.size for b in {b.digest: b for b in blobs}.values())
             bytes_missing = sum(b.size for b in missing)
@@ -117,31 +126,49 @@ class Promote(BaseAction):
                 copied = False
                 duration = 0.0
             else:
-                log(f"copying {src} -> {target}: {len(missing)} of "
+                log(
+                    f"copying {src} -> {target}: {len(missing)} of "
                     f"{len({b.digest for b in blobs})} blobs ({_size(bytes_missing)}) "
-                    "missing at the target\n")
+                    "missing at the target\n"
+                )
                 duration = _skopeo_copy(ctx, src, target)
                 copied = True
             served = client.resolve(target)
             if served != digest:
-                raise ActionError(f"after the copy, {target} is {served}, not the source digest "
-                                  f"{digest}: the target registry rewrote the image; promotion "
-                                  "refused")
+                raise ActionError(
+                    f"after the copy, {target} is {served}, not the source digest "
+                    f"{digest}: the target registry rewrote the image; promotion "
+                    "refused"
+                )
             log(f"verified: {target} serves {digest}\n")
         uri = f"{host}/{repository}@{digest}"
         promotion: dict[str, Any] = {
-            "source": str(source), "source_digest": digest, "source_ref": str(src),
-            "target": str(target), "target_ref": uri, "target_environment": cfg.to,
-            "tag": tag, "digest": digest, "execution_id": ctx.execution_id,
-            "stage": ctx.stage, "action": ctx.action.name, "copied": copied,
-            "blobs_total": len({b.digest for b in blobs}), "blobs_copied": len(missing) if copied
-            else 0, "bytes_total": bytes_total, "bytes_copied": bytes_missing if copied else 0,
-            "copy_seconds": round(duration, 3), "at": started, "tool": "skopeo copy --all "
-            "--preserve-digests",
+            "source": str(source),
+            "source_digest": digest,
+            "source_ref": str(src),
+            "target": str(target),
+            "target_ref": uri,
+            "target_environment": cfg.to,
+            "tag": tag,
+            "digest": digest,
+            "execution_id": ctx.execution_id,
+            "stage": ctx.stage,
+            "action": ctx.action.name,
+            "copied": copied,
+            "blobs_total": len({b.digest for b in blobs}),
+            "blobs_copied": len(missing) if copied else 0,
+            "bytes_total": bytes_total,
+            "bytes_copied": bytes_missing if copied else 0,
+            "copy_seconds": round(duration, 3),
+            "at": started,
+            "tool": "skopeo copy --all --preserve-digests",
         }
         variables = {"ImageURI": uri, "ImageDigest": digest, "ImageTag": tag or ""}
-        msg = (f"promoted {digest[:19]} to {target}" if copied
-               else f"{target} already had {digest[:19]}")
+        msg = (
+            f"promoted {digest[:19]} to {target}"
+            if copied
+            else f"{target} already had {digest[:19]}"
+        )
         return ActionResult(message=msg, variables=variables, details={"promotion": promotion})
 
 
@@ -157,12 +184,22 @@ def _platform(ctx: ActionContext) -> Any:
 def _skopeo_copy(ctx: ActionContext, src: ImageRef, dst: ImageRef) -> float:
     if not shutil.which("skopeo"):
         raise missing_tool("skopeo", "skopeo")
-    argv = ["skopeo", "copy", "--all", "--preserve-digests", "--retry-times", "2",
-            "--src-tls-verify=false", "--dest-tls-verify=false",
-            f"docker://{src}", f"docker://{dst}"]
+    argv = [
+        "skopeo",
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--retry-times",
+        "2",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        f"docker://{src}",
+        f"docker://{dst}",
+    ]
     ctx.log.write("$ " + " ".join(argv) + "\n")
-    res = process.run(argv, on_output=ctx.log.write, cancel=ctx.cancel, deadline=ctx.deadline,
-                      on_pid=ctx.on_pid)
+    res = process.run(
+        argv, on_output=ctx.log.write, cancel=ctx.cancel, deadline=ctx.deadline, on_pid=ctx.on_pid
+    )
     if res.cancelled:
         raise ActionError("promotion cancelled during the copy")
     if res.timed_out:
@@ -172,8 +209,10 @@ def _skopeo_copy(ctx: ActionContext, src: ImageRef, dst: ImageRef) -> float:
         tail = "\n".join(res.output.strip().splitlines()[-4:])
         if "manifest unknown" in res.output.lower():
             raise NotFound(f"skopeo could not read {src}: {advice}\n{tail}")
-        raise ActionError(f"skopeo copy {src} -> {dst} failed (exit {res.returncode})"
-                          f"{': ' + advice if advice else ''}\n{tail}")
+        raise ActionError(
+            f"skopeo copy {src} -> {dst} failed (exit {res.returncode})"
+            f"{': ' + advice if advice else ''}\n{tail}"
+        )
     return res.duration
 
 

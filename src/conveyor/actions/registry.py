@@ -39,7 +39,9 @@ class ActionRegistry:
         if name in self._types:
             return self._types[name]
         if name in self._broken:
-            raise ConfigError(f"action type '{name}' is installed but failed to load: {self._broken[name]}")
+            raise ConfigError(
+                f"action type '{name}' is installed but failed to load: {self._broken[name]}"
+            )
         raise ConfigError(f"unknown action type '{name}' (known: {', '.join(self.names())})")
 
     def register(self, name: str, cls: type[BaseAction]) -> None:

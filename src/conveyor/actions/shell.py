@@ -52,8 +52,16 @@ class Shell(BaseAction):
             if m:
                 outputs[m.group(1)] = m.group(2)
 
-        res = run([sh, "-c", script], cwd=cwd, env=env, on_output=out, cancel=ctx.cancel,
-                  deadline=ctx.deadline, on_pid=ctx.on_pid, keep_output=False)
+        res = run(
+            [sh, "-c", script],
+            cwd=cwd,
+            env=env,
+            on_output=out,
+            cancel=ctx.cancel,
+            deadline=ctx.deadline,
+            on_pid=ctx.on_pid,
+            keep_output=False,
+        )
         if res.returncode != 0:
             raise ActionFailed(f"command exited with status {res.returncode}")
         # the primary output gets the working tree when nothing else filled it

@@ -24,8 +24,16 @@ class GitSource(BaseAction):
     type_name = "source.git"
     Config = GitSourceConfig
     output_variables: ClassVar[frozenset[str] | None] = frozenset(
-        {"CommitId", "BranchName", "AuthorEmail", "AuthorName", "AuthorDate", "CommitMessage",
-         "RepositoryName"})
+        {
+            "CommitId",
+            "BranchName",
+            "AuthorEmail",
+            "AuthorName",
+            "AuthorDate",
+            "CommitMessage",
+            "RepositoryName",
+        }
+    )
     default_timeout = 600
 
     def run(self, ctx: ActionContext) -> ActionResult:
@@ -43,14 +51,27 @@ class GitSource(BaseAction):
             commit = git.commit_of(repo, f"refs/heads/{cfg.branch}")
             if commit is None:
                 branches = cache.branches(repo)
-                raise ActionError(f"branch '{cfg.branch}' does not exist in {cfg.repository}"
-                                  f"{did_you_mean(cfg.branch, branches)} (branches: {', '.join(branches) or 'none: the repository is empty'})")
+                raise ActionError(
+                    f"branch '{cfg.branch}' does not exist in {cfg.repository}"
+                    f"{did_you_mean(cfg.branch, branches)} (branches: {', '.join(branches) or 'none: the repository is empty'})"
+                )
         facts = git.commit_facts(repo, commit)
         n = 0
         for out_dir in ctx.outputs.values():
             n = git.export_tree(repo, commit, out_dir)
-        ctx.log.write(f"checked out {commit[:12]} ({n} files): {facts['CommitMessage'].splitlines()[0] if facts['CommitMessage'] else ''}\n")
+        ctx.log.write(
+            f"checked out {commit[:12]} ({n} files): {facts['CommitMessage'].splitlines()[0] if facts['CommitMessage'] else ''}\n"
+        )
         facts["BranchName"] = cfg.branch
         facts["RepositoryName"] = cfg.repository
-        return ActionResult(variables=facts, details={"revision": {"repository": cfg.repository, "url": url,
-                                                                    "commit": commit, "branch": cfg.branch}})
+        return ActionResult(
+            variables=facts,
+            details={
+                "revision": {
+                    "repository": cfg.repository,
+                    "url": url,
+                    "commit": commit,
+                    "branch": cfg.branch,
+                }
+            },
+        )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
 import tarfile
-import io
 from pathlib import Path
 
 from conveyor.adapters.process import require
@@ -16,15 +16,25 @@ from conveyor.errors import ActionError, ConfigError
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
 
 
-def _git(args: list[str], *, cwd: Path | None = None, check: bool = True, timeout: float = 600,
-         binary: bool = False) -> subprocess.CompletedProcess[bytes]:
+def _git(
+    args: list[str],
+    *,
+    cwd: Path | None = None,
+    check: bool = True,
+    timeout: float = 600,
+    binary: bool = False,
+) -> subprocess.CompletedProcess[bytes]:
     git = require("git", "git")
     env = dict(os.environ)
     env.update(GIT_ENV)
-    res = subprocess.run([git, *args], cwd=cwd, env=env, capture_output=True, timeout=timeout, check=False)
+    res = subprocess.run(
+        [git, *args], cwd=cwd, env=env, capture_output=True, timeout=timeout, check=False
+    )
     if check and res.returncode != 0:
         err = res.stderr.decode("utf-8", "replace").strip()
-        raise ActionError(f"git {' '.join(args[:2])} failed: {err.splitlines()[-1] if err else res.returncode}")
+        raise ActionError(
+            f"git {' '.join(args[:2])} failed: {err.splitlines()[-1] if err else res.returncode}"
+        )
     return res
 
 
@@ -41,9 +51,15 @@ def resolve_url(repository: str, state_dir: Path) -> str:
     if "/" not in repository and ":" not in repository:
         p = repos_dir(state_dir) / f"{repository}.git"
         if not p.exists():
-            known = sorted(x.name[:-4] for x in repos_dir(state_dir).glob("*.git")) if repos_dir(state_dir).exists() else []
-            raise ActionError(f"no repository '{repository}' in {repos_dir(state_dir)} "
-                              f"(known: {', '.join(known) or 'none'}; create it with `conveyor repo create {repository}`)")
+            known = (
+                sorted(x.name[:-4] for x in repos_dir(state_dir).glob("*.git"))
+                if repos_dir(state_dir).exists()
+                else []
+            )
+            raise ActionError(
+                f"no repository '{repository}' in {repos_dir(state_dir)} "
+                f"(known: {', '.join(known) or 'none'}; create it with `conveyor repo create {repository}`)"
+            )
         return str(p)
     if repository.startswith(("/", "./", "../", "~")):
         p = Path(repository).expanduser()
@@ -74,7 +90,7 @@ def post_receive_hook(state_dir: Path, name: str) -> str:
         "# installed by `conveyor repo create`: start the pipelines whose triggers match\n"
         f"export CONVEYOR_HOME='{state_dir}'\n"
         "while read old new ref; do\n"
-        f"  '{py}' -m conveyor trigger --repository '{name}' --ref \"$ref\" --old \"$old\" --new \"$new\" || true\n"
+        f'  \'{py}\' -m conveyor trigger --repository \'{name}\' --ref "$ref" --old "$old" --new "$new" || true\n'
         "done\n"
     )
 
@@ -91,8 +107,18 @@ class GitCache:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             _git(["init", "--bare", "-q", str(path)])
-        res = _git(["fetch", "-q", "--prune", url, f"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
-                   cwd=path, check=False)
+        res = _git(
+            [
+                "fetch",
+                "-q",
+                "--prune",
+                url,
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+            cwd=path,
+            check=False,
+        )
         if res.returncode != 0:
             err = res.stderr.decode("utf-8", "replace").strip().splitlines()
             raise ActionError(f"cannot fetch {url}: {err[-1] if err else 'git fetch failed'}")
@@ -100,7 +126,13 @@ class GitCache:
 
     @staticmethod
     def branches(repo: Path) -> list[str]:
-        return [b for b in out(["for-each-ref", "--format=%(refname:short)", "refs/heads"], cwd=repo).splitlines() if b]
+        return [
+            b
+            for b in out(
+                ["for-each-ref", "--format=%(refname:short)", "refs/heads"], cwd=repo
+            ).splitlines()
+            if b
+        ]
 
 
 def commit_of(repo: Path, rev: str) -> str | None:
@@ -112,8 +144,13 @@ def commit_facts(repo: Path, commit: str) -> dict[str, str]:
     fmt = "%H%x00%ae%x00%an%x00%aI%x00%B"
     raw = out(["show", "-s", f"--format={fmt}", commit], cwd=repo)
     h, email, name, date, msg = (raw.split("\x00") + [""] * 5)[:5]
-    return {"CommitId": h, "AuthorEmail": email, "AuthorName": name, "AuthorDate": date,
-            "CommitMessage": msg.strip()}
+    return {
+        "CommitId": h,
+        "AuthorEmail": email,
+        "AuthorName": name,
+        "AuthorDate": date,
+        "CommitMessage": msg.strip(),
+    }
 
 
 def export_tree(repo: Path, commit: str, into: Path) -> int:
@@ -137,7 +174,9 @@ def changed_files(repo: Path, old: str, new: str) -> list[str]:
 
 def log_between(repo: Path, old: str | None, new: str, limit: int = 50) -> list[dict[str, str]]:
     rng = f"{old}..{new}" if old else new
-    res = _git(["log", f"--max-count={limit}", "--format=%H%x00%an%x00%s", rng], cwd=repo, check=False)
+    res = _git(
+        ["log", f"--max-count={limit}", "--format=%H%x00%an%x00%s", rng], cwd=repo, check=False
+    )
     rows = []
     for line in res.stdout.decode("utf-8", "replace").splitlines():
         parts = line.split("\x00")

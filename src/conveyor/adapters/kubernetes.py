@@ -41,10 +41,27 @@ from conveyor.errors import ActionError, ActionFailed, ConfigError, Unavailable
 
 Log = Callable[[str], None]
 FIELD_MANAGER = "conveyor"
-CLUSTER_SCOPED = frozenset({"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
-                            "StorageClass", "CustomResourceDefinition", "IngressClass"})
-_ORDER = {"Namespace": 0, "ServiceAccount": 1, "ConfigMap": 1, "Secret": 1,
-          "PersistentVolumeClaim": 1, "Role": 1, "RoleBinding": 1, "Service": 2}
+CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "PersistentVolume",
+        "StorageClass",
+        "CustomResourceDefinition",
+        "IngressClass",
+    }
+)
+_ORDER = {
+    "Namespace": 0,
+    "ServiceAccount": 1,
+    "ConfigMap": 1,
+    "Secret": 1,
+    "PersistentVolumeClaim": 1,
+    "Role": 1,
+    "RoleBinding": 1,
+    "Service": 2,
+}
 
 
 class KubernetesApi(Protocol):
@@ -56,11 +73,13 @@ class KubernetesApi(Protocol):
 
     def apply(self, obj: Mapping[str, Any], namespace: str | None) -> dict[str, Any]: ...
 
-    def get(self, api_version: str, kind: str, name: str,
-            namespace: str | None) -> dict[str, Any] | None: ...
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> dict[str, Any] | None: ...
 
-    def replace_pod_template(self, name: str, namespace: str,
-                             template: Mapping[str, Any]) -> None: ...
+    def replace_pod_template(
+        self, name: str, namespace: str, template: Mapping[str, Any]
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -95,25 +114,40 @@ def rollout_state(dep: Mapping[str, Any]) -> RolloutState:
     generation = int(meta.get("generation") or 0)
     observed = int(status.get("observedGeneration") or 0)
     if observed < generation:
-        return RolloutState(False, False, f"deployment '{name}': waiting for the controller to "
-                                          f"observe generation {generation}")
+        return RolloutState(
+            False,
+            False,
+            f"deployment '{name}': waiting for the controller to observe generation {generation}",
+        )
     for cond in status.get("conditions") or []:
         if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-            return RolloutState(False, True, f"deployment '{name}' exceeded its progress "
-                                             f"deadline: {cond.get('message', '')}")
+            return RolloutState(
+                False,
+                True,
+                f"deployment '{name}' exceeded its progress deadline: {cond.get('message', '')}",
+            )
     replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
     updated = int(status.get("updatedReplicas") or 0)
     total = int(status.get("replicas") or 0)
     available = int(status.get("availableReplicas") or 0)
     if updated < replicas:
-        return RolloutState(False, False, f"deployment '{name}': {updated} of {replicas} new "
-                                          "replicas have been updated")
+        return RolloutState(
+            False,
+            False,
+            f"deployment '{name}': {updated} of {replicas} new replicas have been updated",
+        )
     if total > updated:
-        return RolloutState(False, False, f"deployment '{name}': {total - updated} old replicas "
-                                          "are pending termination")
+        return RolloutState(
+            False,
+            False,
+            f"deployment '{name}': {total - updated} old replicas are pending termination",
+        )
     if available < updated:
-        return RolloutState(False, False, f"deployment '{name}': {available} of {updated} "
-                                          "updated replicas are available")
+        return RolloutState(
+            False,
+            False,
+            f"deployment '{name}': {available} of {updated} updated replicas are available",
+        )
     return RolloutState(True, False, f"deployment '{name}' successfully rolled out")
 
 
@@ -121,8 +155,10 @@ def _conditions(dep: Mapping[str, Any] | None) -> str:
     if not dep:
         return ""
     conds = (dep.get("status") or {}).get("conditions") or []
-    return "; ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')}: "
-                     f"{c.get('message', '')})" for c in conds)
+    return "; ".join(
+        f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message', '')})"
+        for c in conds
+    )
 
 
 @dataclass
@@ -133,8 +169,14 @@ class KubernetesDeployer:
     poll: float = 1.0
     log: Log = field(default=lambda _m: None)
 
-    def deploy(self, objects: Sequence[ManifestObject], *, namespace: str, timeout: float,
-               cancel: threading.Event | None = None) -> dict[str, Any]:
+    def deploy(
+        self,
+        objects: Sequence[ManifestObject],
+        *,
+        namespace: str,
+        timeout: float,
+        cancel: threading.Event | None = None,
+    ) -> dict[str, Any]:
         if not objects:
             raise ConfigError("no Kubernetes object to apply")
         if not self.api.namespace_exists(namespace):
@@ -152,14 +194,17 @@ class KubernetesDeployer:
             if scoped:
                 meta = body.setdefault("metadata", {})
                 if meta.get("namespace") and meta["namespace"] != namespace:
-                    self.log(f"{o.where}: {o.kind} '{o.name}' names namespace "
-                             f"'{meta['namespace']}'; applying it into '{namespace}'")
+                    self.log(
+                        f"{o.where}: {o.kind} '{o.name}' names namespace "
+                        f"'{meta['namespace']}'; applying it into '{namespace}'"
+                    )
                 meta["namespace"] = namespace
             try:
                 self.api.apply(body, namespace if scoped else None)
             except ActionError as exc:
-                raise type(exc)(f"{o.where}: applying {o.kind} '{o.name}' failed: "
-                                f"{exc.message}") from exc
+                raise type(exc)(
+                    f"{o.where}: applying {o.kind} '{o.name}' failed: {exc.message}"
+                ) from exc
             applied.append(f"{o.kind}/{o.name}")
             self.log(f"applied {o.kind}/{o.name} (server-side, field manager {FIELD_MANAGER})")
         end = self.clock() + timeout
@@ -169,21 +214,32 @@ class KubernetesDeployer:
                 undone = self._undo(deployments, previous, namespace)
                 current = self.api.get("apps/v1", "Deployment", o.name, namespace)
                 conds = _conditions(current)
-                why = state.message if state.failed else (
-                    f"rollout not complete after {timeout:.0f}s: {state.message}")
-                raise ActionFailed(f"namespace {namespace}: {why}"
-                                   f"{'; conditions: ' + conds if conds else ''}; {undone}")
-        return {"driver": "kubernetes", "namespace": namespace, "applied": applied,
-                "previous_images": {n: _images(p) for n, p in previous.items() if p}}
+                why = (
+                    state.message
+                    if state.failed
+                    else (f"rollout not complete after {timeout:.0f}s: {state.message}")
+                )
+                raise ActionFailed(
+                    f"namespace {namespace}: {why}"
+                    f"{'; conditions: ' + conds if conds else ''}; {undone}"
+                )
+        return {
+            "driver": "kubernetes",
+            "namespace": namespace,
+            "applied": applied,
+            "previous_images": {n: _images(p) for n, p in previous.items() if p},
+        }
 
-    def _wait(self, name: str, namespace: str, end: float,
-              cancel: threading.Event | None) -> RolloutState:
+    def _wait(
+        self, name: str, namespace: str, end: float, cancel: threading.Event | None
+    ) -> RolloutState:
         last = ""
         while True:
             dep = self.api.get("apps/v1", "Deployment", name, namespace)
             if dep is None:
-                return RolloutState(False, True, f"deployment '{name}' disappeared during the "
-                                                 "rollout")
+                return RolloutState(
+                    False, True, f"deployment '{name}' disappeared during the rollout"
+                )
             state = rollout_state(dep)
             if state.message != last:
                 self.log(state.message)
@@ -196,8 +252,12 @@ class KubernetesDeployer:
                 return state
             self.sleep(self.poll)
 
-    def _undo(self, deployments: Sequence[ManifestObject],
-              previous: Mapping[str, dict[str, Any] | None], namespace: str) -> str:
+    def _undo(
+        self,
+        deployments: Sequence[ManifestObject],
+        previous: Mapping[str, dict[str, Any] | None],
+        namespace: str,
+    ) -> str:
         done: list[str] = []
         fresh: list[str] = []
         for o in deployments:
@@ -232,28 +292,35 @@ class ClientKubernetesApi:
             from kubernetes import config as kconfig
             from kubernetes.dynamic import DynamicClient
         except ImportError as exc:  # pragma: no cover - a declared dependency
-            raise Unavailable("the `kubernetes` Python package is missing: pip install "
-                              "kubernetes") from exc
+            raise Unavailable(
+                "the `kubernetes` Python package is missing: pip install kubernetes"
+            ) from exc
         try:
             api_client = kconfig.new_client_from_config(  # type: ignore[no-untyped-call]  # untyped lib
-                config_file=kubeconfig, context=context)
+                config_file=kubeconfig, context=context
+            )
         except Exception as exc:  # noqa: BLE001 - ConfigException and file errors alike
             where = kubeconfig or "~/.kube/config (or $KUBECONFIG)"
-            raise Unavailable(f"cannot load Kubernetes context '{context or '(current)'}' from "
-                              f"{where}: {exc}; create it with `kind create cluster`, "
-                              "`minikube start` or `aws eks update-kubeconfig`") from exc
+            raise Unavailable(
+                f"cannot load Kubernetes context '{context or '(current)'}' from "
+                f"{where}: {exc}; create it with `kind create cluster`, "
+                "`minikube start` or `aws eks update-kubeconfig`"
+            ) from exc
         try:
             self.client = DynamicClient(api_client)  # type: ignore[no-untyped-call]  # untyped lib
         except Exception as exc:  # noqa: BLE001 - discovery errors: urllib3, API
-            raise Unavailable(f"the Kubernetes API server of context '{context or '(current)'}' "
-                              f"does not answer: {_short(exc)}") from exc
+            raise Unavailable(
+                f"the Kubernetes API server of context '{context or '(current)'}' "
+                f"does not answer: {_short(exc)}"
+            ) from exc
 
     def _resource(self, api_version: str, kind: str) -> Any:
         try:
             return self.client.resources.get(api_version=api_version, kind=kind)
         except Exception as exc:  # noqa: BLE001 - ResourceNotFoundError
-            raise ActionFailed(f"the cluster does not know {kind} in {api_version}: "
-                               f"{_short(exc)}") from exc
+            raise ActionFailed(
+                f"the cluster does not know {kind} in {api_version}: {_short(exc)}"
+            ) from exc
 
     def namespace_exists(self, name: str) -> bool:
         return self.get("v1", "Namespace", name, None) is not None
@@ -265,21 +332,27 @@ class ClientKubernetesApi:
         res = self._resource(str(obj["apiVersion"]), str(obj["kind"]))
         try:
             out = self.client.server_side_apply(  # type: ignore[no-untyped-call]  # untyped lib
-                res, body=dict(obj), namespace=namespace,
-                                                field_manager=FIELD_MANAGER, force_conflicts=True)
+                res,
+                body=dict(obj),
+                namespace=namespace,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
         except Exception as exc:  # noqa: BLE001 - ApiException and transport errors
             raise _translate(exc) from exc
         result: dict[str, Any] = out.to_dict()
         return result
 
-    def get(self, api_version: str, kind: str, name: str,
-            namespace: str | None) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> dict[str, Any] | None:
         from kubernetes.dynamic.exceptions import NotFoundError
 
         res = self._resource(api_version, kind)
         try:
             out = self.client.get(  # type: ignore[no-untyped-call]  # untyped lib
-                res, name=name, namespace=namespace)
+                res, name=name, namespace=namespace
+            )
         except NotFoundError:
             return None
         except Exception as exc:  # noqa: BLE001
@@ -287,14 +360,17 @@ class ClientKubernetesApi:
         result: dict[str, Any] = out.to_dict()
         return result
 
-    def replace_pod_template(self, name: str, namespace: str,
-                             template: Mapping[str, Any]) -> None:
+    def replace_pod_template(self, name: str, namespace: str, template: Mapping[str, Any]) -> None:
         res = self._resource("apps/v1", "Deployment")
         patch = [{"op": "replace", "path": "/spec/template", "value": dict(template)}]
         try:
             self.client.patch(  # type: ignore[no-untyped-call]  # untyped lib
-                res, body=patch, name=name, namespace=namespace,
-                              content_type="application/json-patch+json")
+                res,
+                body=patch,
+                name=name,
+                namespace=namespace,
+                content_type="application/json-patch+json",
+            )
         except Exception as exc:  # noqa: BLE001
             raise _translate(exc) from exc
 
@@ -310,8 +386,9 @@ def _translate(exc: BaseException) -> ActionError:
     if status in (400, 422):
         return ActionFailed(f"the API server rejected it (HTTP {status}): {text[:500]}")
     if status in (401, 403):
-        return ActionError(f"not allowed (HTTP {status}): {text[:300]}; check the context's "
-                           "credentials and RBAC")
+        return ActionError(
+            f"not allowed (HTTP {status}): {text[:300]}; check the context's credentials and RBAC"
+        )
     if status is None:
         return ActionError(f"the Kubernetes API server did not answer: {_short(exc)}")
     return ActionError(f"Kubernetes API error HTTP {status}: {text[:300]}")

@@ -143,13 +143,15 @@ def manifest_files(root: Path, path: str) -> list[Path]:
     if target.is_file():
         return [target]
     if target.is_dir():
-        files = sorted(p for p in target.rglob("*") if p.suffix in (".yaml", ".yml")
-                       and p.is_file())
+        files = sorted(
+            p for p in target.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+        )
         if files:
             return files
         raise ValidationFailed([Problem(path, None, "no *.yaml or *.yml file in this directory")])
-    raise ValidationFailed([Problem(path, None, f"no such file or directory in the input artifact "
-                                                f"(looked in {root})")])
+    raise ValidationFailed(
+        [Problem(path, None, f"no such file or directory in the input artifact (looked in {root})")]
+    )
 
 
 def load_manifests(root: Path, path: str = "k8s/") -> ManifestSet:
@@ -169,8 +171,13 @@ def load_manifests(root: Path, path: str = "k8s/") -> ManifestSet:
             if data is None:
                 continue
             if not isinstance(data, CommentedMap):
-                problems.append(Problem(str(shown), line_of(data),
-                                        f"document {i + 1} is not a mapping (a Kubernetes object)"))
+                problems.append(
+                    Problem(
+                        str(shown),
+                        line_of(data),
+                        f"document {i + 1} is not a mapping (a Kubernetes object)",
+                    )
+                )
                 continue
             docs.append(Document(file=Path(shown), index=i, data=data, line=line_of(data) or 1))
     mset = ManifestSet(docs)
@@ -193,15 +200,24 @@ def validate(mset: ManifestSet) -> list[Problem]:
         d = doc.data
         for key in ("apiVersion", "kind"):
             if not isinstance(d.get(key), str) or not d.get(key):
-                bad(doc, d, None, f"missing '{key}' (every Kubernetes object needs apiVersion, "
-                                  "kind and metadata.name)")
+                bad(
+                    doc,
+                    d,
+                    None,
+                    f"missing '{key}' (every Kubernetes object needs apiVersion, "
+                    "kind and metadata.name)",
+                )
         meta = d.get("metadata")
         if not isinstance(meta, dict) or not meta.get("name"):
             bad(doc, d, "metadata" if "metadata" in d else None, "missing 'metadata.name'")
         elif (doc.kind, doc.name) in seen:
             first = seen[(doc.kind, doc.name)]
-            bad(doc, meta, "name", f"{doc.kind} '{doc.name}' is defined twice "
-                                   f"(first at {first.file}:{first.line})")
+            bad(
+                doc,
+                meta,
+                "name",
+                f"{doc.kind} '{doc.name}' is defined twice (first at {first.file}:{first.line})",
+            )
         else:
             seen[(doc.kind, doc.name)] = doc
         if doc.kind in WORKLOAD_KINDS or doc.kind == "Pod":
@@ -218,8 +234,12 @@ def _validate_workload(doc: Document, bad: Any) -> None:
     if doc.kind != "Pod":
         template = spec.get("template")
         if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
-            bad(doc, spec, "template" if "template" in spec else None,
-                f"{doc.kind} '{doc.name}' has no 'spec.template.spec'")
+            bad(
+                doc,
+                spec,
+                "template" if "template" in spec else None,
+                f"{doc.kind} '{doc.name}' has no 'spec.template.spec'",
+            )
             return
         replicas = spec.get("replicas")
         if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
@@ -228,8 +248,12 @@ def _validate_workload(doc: Document, bad: Any) -> None:
     assert pod is not None
     containers = pod.get("containers")
     if not isinstance(containers, list) or not containers:
-        bad(doc, pod, "containers" if "containers" in pod else None,
-            f"{doc.kind} '{doc.name}' has no containers")
+        bad(
+            doc,
+            pod,
+            "containers" if "containers" in pod else None,
+            f"{doc.kind} '{doc.name}' has no containers",
+        )
         return
     names: set[str] = set()
     for i, c in enumerate(containers):
@@ -252,23 +276,41 @@ def _validate_workload(doc: Document, bad: Any) -> None:
         for j, p in enumerate(ports):
             cp = p.get("containerPort") if isinstance(p, dict) else None
             if not isinstance(cp, int) or not 0 < cp < 65536:
-                bad(doc, ports, j, f"container '{cname}': 'containerPort' must be a port number "
-                                   f"(1-65535), not {cp!r}")
+                bad(
+                    doc,
+                    ports,
+                    j,
+                    f"container '{cname}': 'containerPort' must be a port number "
+                    f"(1-65535), not {cp!r}",
+                )
         for probe_key in ("readinessProbe", "livenessProbe", "startupProbe"):
             probe = c.get(probe_key)
             if probe is None:
                 continue
             kinds = [k for k in PROBE_KINDS if isinstance(probe, dict) and k in probe]
             if len(kinds) != 1:
-                bad(doc, c, probe_key, f"container '{cname}': {probe_key} needs exactly one of "
-                                       f"{', '.join(PROBE_KINDS)}")
+                bad(
+                    doc,
+                    c,
+                    probe_key,
+                    f"container '{cname}': {probe_key} needs exactly one of "
+                    f"{', '.join(PROBE_KINDS)}",
+                )
                 continue
             if kinds[0] == "exec" and not isinstance(_get(probe, "exec", "command"), list):
-                bad(doc, probe, "exec", f"container '{cname}': {probe_key}.exec.command must be "
-                                        "a list")
+                bad(
+                    doc,
+                    probe,
+                    "exec",
+                    f"container '{cname}': {probe_key}.exec.command must be a list",
+                )
             if kinds[0] == "httpGet" and _get(probe, "httpGet", "port") is None:
-                bad(doc, probe, "httpGet", f"container '{cname}': {probe_key}.httpGet needs a "
-                                           "'port'")
+                bad(
+                    doc,
+                    probe,
+                    "httpGet",
+                    f"container '{cname}': {probe_key}.httpGet needs a 'port'",
+                )
 
 
 def repository_name(image: str) -> str:
@@ -306,12 +348,24 @@ def pin_image(mset: ManifestSet, image: str, container: str | None = None) -> li
         if not chosen and len(candidates) == 1:
             chosen = candidates
     if not chosen:
-        listing = ", ".join(f"{c.get('name')} ({c.get('image')}) at {d.where(c, 'image')}"
-                            for d, c in candidates) or "none"
+        listing = (
+            ", ".join(
+                f"{c.get('name')} ({c.get('image')}) at {d.where(c, 'image')}"
+                for d, c in candidates
+            )
+            or "none"
+        )
         wanted = f"named '{container}'" if container else f"whose image repository is '{repo}'"
-        raise ValidationFailed([Problem("manifests", None,
-                                        f"no container {wanted} to pin {image} into; containers: "
-                                        f"{listing}; set the deploy action's `container`")])
+        raise ValidationFailed(
+            [
+                Problem(
+                    "manifests",
+                    None,
+                    f"no container {wanted} to pin {image} into; containers: "
+                    f"{listing}; set the deploy action's `container`",
+                )
+            ]
+        )
     pinned: list[PinnedContainer] = []
     for doc, c in chosen:
         old = str(c.get("image"))

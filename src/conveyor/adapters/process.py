@@ -125,12 +125,22 @@ def run(
     )
 
 
-def check_output(argv: Sequence[str], *, cwd: str | Path | None = None,
-                 env: Mapping[str, str] | None = None, timeout: float = 60) -> str:
+def check_output(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> str:
     """Run a short command and return its stdout; raise CalledProcessError on failure."""
     res = subprocess.run(
-        list(argv), cwd=str(cwd) if cwd else None, env=dict(env) if env is not None else None,
-        capture_output=True, text=True, timeout=timeout, check=False,
+        list(argv),
+        cwd=str(cwd) if cwd else None,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if res.returncode != 0:
         raise subprocess.CalledProcessError(res.returncode, list(argv), res.stdout, res.stderr)

@@ -49,28 +49,35 @@ class ImageRef:
     def parse(cls, text: str) -> ImageRef:
         raw = text.strip()
         if raw.startswith("docker://"):
-            raw = raw[len("docker://"):]
+            raw = raw[len("docker://") :]
         digest: str | None = None
         if "@" in raw:
             raw, digest = raw.split("@", 1)
             if not _DIGEST.match(digest):
-                raise ConfigError(f"image reference '{text}': '{digest}' is not a digest "
-                                  "(expected sha256:<64 hex>)")
+                raise ConfigError(
+                    f"image reference '{text}': '{digest}' is not a digest "
+                    "(expected sha256:<64 hex>)"
+                )
         if "/" not in raw:
-            raise ConfigError(f"image reference '{text}' has no registry host: "
-                              "write it as HOST:PORT/REPOSITORY[:TAG][@sha256:...]")
+            raise ConfigError(
+                f"image reference '{text}' has no registry host: "
+                "write it as HOST:PORT/REPOSITORY[:TAG][@sha256:...]"
+            )
         host, rest = raw.split("/", 1)
         if not ("." in host or ":" in host or host == "localhost"):
-            raise ConfigError(f"image reference '{text}' has no registry host "
-                              f"('{host}' is not host[:port])")
+            raise ConfigError(
+                f"image reference '{text}' has no registry host ('{host}' is not host[:port])"
+            )
         tag: str | None = None
         if ":" in rest:
             rest, tag = rest.rsplit(":", 1)
             if not _TAG.match(tag):
                 raise ConfigError(f"image reference '{text}': '{tag}' is not a valid tag")
         if not _REPO.match(rest):
-            raise ConfigError(f"image reference '{text}': '{rest}' is not a valid repository name "
-                              "(lower-case letters, digits, . _ - and /)")
+            raise ConfigError(
+                f"image reference '{text}': '{rest}' is not a valid repository name "
+                "(lower-case letters, digits, . _ - and /)"
+            )
         return cls(host=host, repository=rest, tag=tag, digest=digest)
 
     @property
@@ -127,8 +134,13 @@ class Blob:
 class RegistryClient:
     """A plain-HTTP client for loopback registries (https when `scheme='https'`)."""
 
-    def __init__(self, *, scheme: str = "http", timeout: float = 10.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        scheme: str = "http",
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.scheme = scheme
         self._client = httpx.Client(timeout=timeout, transport=transport)
 
@@ -143,8 +155,9 @@ class RegistryClient:
 
     # -- low level -------------------------------------------------------------------------
 
-    def _request(self, method: str, host: str, path: str,
-                 headers: dict[str, str] | None = None) -> httpx.Response:
+    def _request(
+        self, method: str, host: str, path: str, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         url = f"{self.scheme}://{host}/v2/{path}"
         try:
             return self._client.request(method, url, headers=headers)
@@ -155,7 +168,8 @@ class RegistryClient:
             ) from exc
         except httpx.TimeoutException as exc:
             raise Unavailable(
-                f"registry {host} did not answer in time ({method} /v2/{path})") from exc
+                f"registry {host} did not answer in time ({method} /v2/{path})"
+            ) from exc
         except httpx.HTTPError as exc:
             raise Unavailable(f"registry {host}: {method} /v2/{path} failed: {exc}") from exc
 
@@ -174,18 +188,23 @@ class RegistryClient:
     def manifest(self, ref: ImageRef | str) -> Manifest:
         """The manifest (or index) `ref` names, with the digest the registry serves it under."""
         r = ImageRef.parse(ref) if isinstance(ref, str) else ref
-        resp = self._request("GET", r.host, f"{r.repository}/manifests/{r.reference}",
-                             {"Accept": MANIFEST_ACCEPT})
+        resp = self._request(
+            "GET", r.host, f"{r.repository}/manifests/{r.reference}", {"Accept": MANIFEST_ACCEPT}
+        )
         if resp.status_code == 404:
             raise NotFound(_not_found(r, resp))
         if resp.status_code != 200:
-            raise ConveyorError(f"registry {r.host}: GET manifest of {r} answered "
-                                f"HTTP {resp.status_code}: {resp.text[:300]}")
+            raise ConveyorError(
+                f"registry {r.host}: GET manifest of {r} answered "
+                f"HTTP {resp.status_code}: {resp.text[:300]}"
+            )
         body = resp.content
         digest = resp.headers.get("Docker-Content-Digest") or _sha256(body)
         if r.digest and r.digest.startswith("sha256:") and _sha256(body) != r.digest:
-            raise ConveyorError(f"registry {r.host} served a manifest for {r} whose content "
-                                f"hashes to {_sha256(body)}: the registry's storage is corrupt")
+            raise ConveyorError(
+                f"registry {r.host} served a manifest for {r} whose content "
+                f"hashes to {_sha256(body)}: the registry's storage is corrupt"
+            )
         media = resp.headers.get("Content-Type", "").split(";")[0].strip()
         if not media or media == "application/json":
             media = str(json.loads(body).get("mediaType") or OCI_MANIFEST)
@@ -194,8 +213,9 @@ class RegistryClient:
     def resolve(self, ref: ImageRef | str) -> str:
         """The digest the registry serves for a tag (or verifies that a pinned digest exists)."""
         r = ImageRef.parse(ref) if isinstance(ref, str) else ref
-        resp = self._request("HEAD", r.host, f"{r.repository}/manifests/{r.reference}",
-                             {"Accept": MANIFEST_ACCEPT})
+        resp = self._request(
+            "HEAD", r.host, f"{r.repository}/manifests/{r.reference}", {"Accept": MANIFEST_ACCEPT}
+        )
         if resp.status_code == 404:
             raise NotFound(_not_found(r, resp))
         digest = resp.headers.get("Docker-Content-Digest")
@@ -211,8 +231,9 @@ class RegistryClient:
             return None
 
     def has_manifest(self, host: str, repository: str, digest: str) -> bool:
-        resp = self._request("HEAD", host, f"{repository}/manifests/{digest}",
-                             {"Accept": MANIFEST_ACCEPT})
+        resp = self._request(
+            "HEAD", host, f"{repository}/manifests/{digest}", {"Accept": MANIFEST_ACCEPT}
+        )
         return resp.status_code == 200
 
     def has_blob(self, host: str, repository: str, digest: str) -> bool:
@@ -239,11 +260,13 @@ class RegistryClient:
             return
         config = data.get("config")
         if isinstance(config, dict):
-            yield Blob(str(config["digest"]), int(config.get("size", 0)),
-                       str(config.get("mediaType", "")))
+            yield Blob(
+                str(config["digest"]), int(config.get("size", 0)), str(config.get("mediaType", ""))
+            )
         for layer in data.get("layers") or []:
-            yield Blob(str(layer["digest"]), int(layer.get("size", 0)),
-                       str(layer.get("mediaType", "")))
+            yield Blob(
+                str(layer["digest"]), int(layer.get("size", 0)), str(layer.get("mediaType", ""))
+            )
 
 
 def _sha256(body: bytes) -> str:
@@ -266,5 +289,7 @@ def _not_found(ref: ImageRef, resp: httpx.Response) -> str:
     except (ValueError, AttributeError):
         pass
     what = f"digest {ref.digest}" if ref.digest else f"tag '{ref.tag or 'latest'}'"
-    return (f"image {ref} not found: registry {ref.host} has no {what} in repository "
-            f"'{ref.repository}'{code}; check that the build pushed it (or that it was promoted)")
+    return (
+        f"image {ref} not found: registry {ref.host} has no {what} in repository "
+        f"'{ref.repository}'{code}; check that the build pushed it (or that it was promoted)"
+    )

@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,24 @@ import httpx
 
 from conveyor.errors import ConfigError, ConveyorError
 
-IGNORE = shutil.ignore_patterns("node_modules", "dist", "reports", ".angular", "__pycache__",
-                                ".pytest_cache", "busybox", "test-artifacts", "*.pyc")
-GIT_ID = {"GIT_AUTHOR_NAME": "Conveyor Demo", "GIT_AUTHOR_EMAIL": "demo@conveyor.local",
-          "GIT_COMMITTER_NAME": "Conveyor Demo", "GIT_COMMITTER_EMAIL": "demo@conveyor.local"}
-BREAK = ('src/app/tasks/task-list-page.ts', '(input)="query.set', '(change)="query.set')
+IGNORE = shutil.ignore_patterns(
+    "node_modules",
+    "dist",
+    "reports",
+    ".angular",
+    "__pycache__",
+    ".pytest_cache",
+    "busybox",
+    "test-artifacts",
+    "*.pyc",
+)
+GIT_ID = {
+    "GIT_AUTHOR_NAME": "Conveyor Demo",
+    "GIT_AUTHOR_EMAIL": "demo@conveyor.local",
+    "GIT_COMMITTER_NAME": "Conveyor Demo",
+    "GIT_COMMITTER_EMAIL": "demo@conveyor.local",
+}
+BREAK = ("src/app/tasks/task-list-page.ts", '(input)="query.set', '(change)="query.set')
 
 
 def examples_dir() -> Path:
@@ -43,13 +55,17 @@ def examples_dir() -> Path:
     for parent in here.parents:
         if (parent / "examples" / "webapp" / "buildspec.yml").exists():
             return parent / "examples"
-    raise ConfigError("the example applications were not found: run `conveyor demo` from a checkout "
-                      "of Conveyor or set CONVEYOR_EXAMPLES=/path/to/examples")
+    raise ConfigError(
+        "the example applications were not found: run `conveyor demo` from a checkout "
+        "of Conveyor or set CONVEYOR_EXAMPLES=/path/to/examples"
+    )
 
 
 def _git(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     full = {**os.environ, **GIT_ID, **(env or {})}
-    res = subprocess.run(["git", *args], cwd=cwd, env=full, capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        ["git", *args], cwd=cwd, env=full, capture_output=True, text=True, check=False
+    )
     if res.returncode != 0:
         raise ConfigError(f"git {' '.join(args)} in {cwd} failed: {res.stderr.strip()}")
     return res.stdout + res.stderr
@@ -60,7 +76,9 @@ def sync_repo(app: Any, name: str, source: Path, message: str) -> str | None:
     Returns the push's output when something was pushed, None when nothing changed."""
     from conveyor.adapters import git
 
-    bare = git.create_bare(app.settings.state_dir, name, git.post_receive_hook(app.settings.state_dir, name))
+    bare = git.create_bare(
+        app.settings.state_dir, name, git.post_receive_hook(app.settings.state_dir, name)
+    )
     work = app.settings.state_dir / "demo" / name
     if not (work / ".git").exists():
         work.mkdir(parents=True, exist_ok=True)
@@ -74,7 +92,9 @@ def sync_repo(app: Any, name: str, source: Path, message: str) -> str | None:
     if not _git(["status", "--porcelain"], work).strip():
         return None
     _git(["commit", "-qm", message], work)
-    return _git(["push", "-q", "origin", "HEAD:main"], work, env={"CONVEYOR_TRIGGER_NO_ENGINE": "1"})
+    return _git(
+        ["push", "-q", "origin", "HEAD:main"], work, env={"CONVEYOR_TRIGGER_NO_ENGINE": "1"}
+    )
 
 
 def started_execution(push_output: str | None) -> str | None:
@@ -87,11 +107,18 @@ def _auto_approve_default() -> bool:
 
 
 @click.command("demo")
-@click.option("--approve/--no-approve", "approve", default=None,
-              help="approve the release automatically (default: yes when not in a terminal or under CI;"
-                   " in a terminal you are asked)")
-@click.option("--break-e2e", is_flag=True, help="then push a commit that breaks a feature: the pipeline "
-                                                 "must stop at the Selenium stage")
+@click.option(
+    "--approve/--no-approve",
+    "approve",
+    default=None,
+    help="approve the release automatically (default: yes when not in a terminal or under CI;"
+    " in a terminal you are asked)",
+)
+@click.option(
+    "--break-e2e",
+    is_flag=True,
+    help="then push a commit that breaks a feature: the pipeline must stop at the Selenium stage",
+)
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary at the end")
 def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
     """Run the seed pipeline end to end on the example app (what `make demo` runs)."""
@@ -112,10 +139,14 @@ def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
 
         started, token = _start_server(app.settings)
         if started:
-            say(f"platform: dashboard on {app.settings.server_url} (stop everything with `conveyor down`)")
+            say(
+                f"platform: dashboard on {app.settings.server_url} (stop everything with `conveyor down`)"
+            )
         if token:
-            say(f"created user 'admin'; its token, shown once (sign in on {app.settings.server_url}/login):"
-                f"\n  {token}")
+            say(
+                f"created user 'admin'; its token, shown once (sign in on {app.settings.server_url}/login):"
+                f"\n  {token}"
+            )
     pipeline_file = ex_dir / "pipeline.yaml"
     pipeline, doc = load_file(str(pipeline_file), app.registry)
     app.store.save_pipeline(pipeline.name, doc, str(pipeline_file))
@@ -129,13 +160,21 @@ def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
         say(f"git push to webapp started execution {ex_id}")
     else:
         eng = app.engine()
-        ex_id = eng.start(pipeline.name, actor="conveyor demo",
-                          trigger={"type": "StartPipelineExecution", "by": "conveyor demo",
-                                   "note": "no new commit to push: started by hand"})
+        ex_id = eng.start(
+            pipeline.name,
+            actor="conveyor demo",
+            trigger={
+                "type": "StartPipelineExecution",
+                "by": "conveyor demo",
+                "note": "no new commit to push: started by hand",
+            },
+        )
         eng.shutdown(wait=False)
         say(f"nothing new to push: started execution {ex_id} by hand")
     prod_before = (app.store.current_deployments().get("prod") or {}).get("digest")
-    code = follow(app, ex_id, as_json=False, quiet=as_json, on_approval=_approver(app, ex_id, approve, say))
+    code = follow(
+        app, ex_id, as_json=False, quiet=as_json, on_approval=_approver(app, ex_id, approve, say)
+    )
     summary["runs"].append(_report(app, ex_id, say))
     ok = code == 0
     if ok:
@@ -156,16 +195,31 @@ def _approver(app: Any, ex_id: str, approve: bool, say: Any) -> Any:
 
     def on_approval(row: dict[str, Any]) -> None:
         if approve:
-            decide(app.store, row["execution_id"], approve=True, by="conveyor demo --approve",
-                   comment="approved automatically by the demo", digest=row["digest"])
+            decide(
+                app.store,
+                row["execution_id"],
+                approve=True,
+                by="conveyor demo --approve",
+                comment="approved automatically by the demo",
+                digest=row["digest"],
+            )
             say(f"approval: approved automatically (image {row['digest']})")
             return
         say(_evidence_text(app, row["execution_id"], row))
         yes = click.confirm("Approve the release of this image to production?", default=False)
-        comment = click.prompt("Comment", default="approved at the demo prompt" if yes else "rejected at the demo prompt")
+        comment = click.prompt(
+            "Comment",
+            default="approved at the demo prompt" if yes else "rejected at the demo prompt",
+        )
         try:
-            decide(app.store, row["execution_id"], approve=yes, by="local:demo-user", comment=comment,
-                   digest=row["digest"])
+            decide(
+                app.store,
+                row["execution_id"],
+                approve=yes,
+                by="local:demo-user",
+                comment=comment,
+                digest=row["digest"],
+            )
         except ConveyorError as e:
             say(f"approval: {e.message}")
 
@@ -176,8 +230,10 @@ def _evidence_text(app: Any, ex_id: str, approval: dict[str, Any]) -> str:
     lines = [f"approval needed for execution {ex_id}: image {approval['digest']}"]
     for a in app.store.attempts_for(ex_id):
         for r in a["reports"] or []:
-            lines.append(f"  {a['action']}: report {r['name']}: {r['passed']}/{r['total']} passed, "
-                         f"{r['failed']} failed, {r['skipped']} skipped")
+            lines.append(
+                f"  {a['action']}: report {r['name']}: {r['passed']}/{r['total']} passed, "
+                f"{r['failed']} failed, {r['skipped']} skipped"
+            )
     lines.append(f"  also: `conveyor approve {ex_id} --comment ...` from another terminal")
     return "\n".join(lines)
 
@@ -198,11 +254,25 @@ def _report(app: Any, ex_id: str, say: Any) -> dict[str, Any]:
     for name in sorted(envs):
         d = envs[name]
         say(f"{name:6} {d['digest']}  commit {str(d['commit'] or '')[:12]}  {d['url'] or ''}")
-    return {"execution": ex_id, "status": desc["status"], "message": desc["message"],
-            "stages": [{"name": s["name"], "status": s["status"],
-                        "seconds": (s["endedAt"] - s["startedAt"]) if s["endedAt"] and s["startedAt"] else None}
-                       for s in desc["stages"]],
-            "environments": {k: {"digest": v["digest"], "url": v["url"], "commit": v["commit"]} for k, v in envs.items()}}
+    return {
+        "execution": ex_id,
+        "status": desc["status"],
+        "message": desc["message"],
+        "stages": [
+            {
+                "name": s["name"],
+                "status": s["status"],
+                "seconds": (s["endedAt"] - s["startedAt"])
+                if s["endedAt"] and s["startedAt"]
+                else None,
+            }
+            for s in desc["stages"]
+        ],
+        "environments": {
+            k: {"digest": v["digest"], "url": v["url"], "commit": v["commit"]}
+            for k, v in envs.items()
+        },
+    }
 
 
 def _check_serving(app: Any, pipeline: Any, say: Any) -> bool:
@@ -225,10 +295,14 @@ def _check_serving(app: Any, pipeline: Any, say: Any) -> bool:
     return ok
 
 
-def _break_run(app: Any, pipeline: Any, ex_dir: Path, say: Any, summary: dict[str, Any], approve: bool) -> bool:
+def _break_run(
+    app: Any, pipeline: Any, ex_dir: Path, say: Any, summary: dict[str, Any], approve: bool
+) -> bool:
     from conveyor.cli.main import follow
 
-    say("\n--break-e2e: pushing a commit that breaks the task filter (the unit tests do not see it)")
+    say(
+        "\n--break-e2e: pushing a commit that breaks the task filter (the unit tests do not see it)"
+    )
     prod = app.store.current_deployments().get("prod") or {}
     broken = app.settings.state_dir / "demo" / "webapp-broken-src"
     if broken.exists():
@@ -239,11 +313,15 @@ def _break_run(app: Any, pipeline: Any, ex_dir: Path, say: Any, summary: dict[st
     if BREAK[1] not in text:
         raise ConfigError(f"cannot break the example: '{BREAK[1]}' is not in {BREAK[0]} any more")
     target.write_text(text.replace(BREAK[1], BREAK[2]))
-    out = sync_repo(app, "webapp", broken, "demo: filter the list on change instead of input (breaks e2e)")
+    out = sync_repo(
+        app, "webapp", broken, "demo: filter the list on change instead of input (breaks e2e)"
+    )
     ex_id = started_execution(out)
     if not ex_id:
         raise ConfigError("the breaking push did not start the pipeline")
-    code = follow(app, ex_id, as_json=False, quiet=False, on_approval=_approver(app, ex_id, approve, say))
+    code = follow(
+        app, ex_id, as_json=False, quiet=False, on_approval=_approver(app, ex_id, approve, say)
+    )
     run = _report(app, ex_id, say)
     summary["runs"].append(run)
     failed = [s for s in run["stages"] if s["status"] == "Failed"]
@@ -252,8 +330,15 @@ def _break_run(app: Any, pipeline: Any, ex_dir: Path, say: Any, summary: dict[st
         for r in a["reports"] or []:
             for f in r.get("failures", []):
                 say(f"  failed test: {f.get('name')}: {str(f.get('message', ''))[:160]}")
-        shots = sorted((Path(a["log_path"]).parent.parent.parent / "work").glob(
-            f"{ex_id}/{a['stage']}.{a['action']}.{a['attempt']}/out/**/screenshots/FAILED-*.png")) if a["log_path"] else []
+        shots = (
+            sorted(
+                (Path(a["log_path"]).parent.parent.parent / "work").glob(
+                    f"{ex_id}/{a['stage']}.{a['action']}.{a['attempt']}/out/**/screenshots/FAILED-*.png"
+                )
+            )
+            if a["log_path"]
+            else []
+        )
         for shot in shots:
             say(f"  screenshot: {shot}")
     now = app.store.current_deployments().get("prod") or {}

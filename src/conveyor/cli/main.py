@@ -89,9 +89,11 @@ def init(directory: str, force: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     text = resources.files("conveyor").joinpath("templates/pipeline.yaml").read_text()
     target.write_text(text)
-    click.echo(f"wrote {target}: 6 stages (Source, Build, DeployToEKS, RunSeleniumTest, "
-               "DeployToEKSProdApproval, DeployToEKSProd); check it with `conveyor validate "
-               f"{target}`")
+    click.echo(
+        f"wrote {target}: 6 stages (Source, Build, DeployToEKS, RunSeleniumTest, "
+        "DeployToEKSProdApproval, DeployToEKSProd); check it with `conveyor validate "
+        f"{target}`"
+    )
 
 
 @cli.command()
@@ -108,7 +110,9 @@ def validate(file: str, as_json: bool) -> None:
         raise
     n = sum(len(s.actions) for s in pipeline.stages)
     if as_json:
-        emit_json({"valid": True, "name": pipeline.name, "stages": len(pipeline.stages), "actions": n})
+        emit_json(
+            {"valid": True, "name": pipeline.name, "stages": len(pipeline.stages), "actions": n}
+        )
     else:
         click.echo(f"{file}: valid ({pipeline.name}: {len(pipeline.stages)} stages, {n} actions)")
 
@@ -138,8 +142,10 @@ def pipeline_apply(file: str, as_json: bool) -> None:
     if as_json:
         emit_json({"name": pipeline.name, "stages": [s.name for s in pipeline.stages]})
     else:
-        click.echo(f"pipeline {pipeline.name}: saved ({len(pipeline.stages)} stages, "
-                   f"{len(pipeline.triggers)} trigger(s))")
+        click.echo(
+            f"pipeline {pipeline.name}: saved ({len(pipeline.stages)} stages, "
+            f"{len(pipeline.triggers)} trigger(s))"
+        )
 
 
 @pipeline_group.command("list")
@@ -147,8 +153,10 @@ def pipeline_apply(file: str, as_json: bool) -> None:
 def pipeline_list(as_json: bool) -> None:
     """List pipelines."""
     app = _app()
-    rows = [{"name": r["name"], "source": r["source_path"], "updatedAt": r["updated_at"]}
-            for r in app.store.list_pipelines()]
+    rows = [
+        {"name": r["name"], "source": r["source_path"], "updatedAt": r["updated_at"]}
+        for r in app.store.list_pipelines()
+    ]
     if as_json:
         emit_json(rows)
     else:
@@ -167,8 +175,14 @@ def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def follow(app: Any, ex_id: str, *, as_json: bool, quiet: bool = False,
-           on_approval: Callable[[dict[str, Any]], None] | None = None) -> int:
+def follow(
+    app: Any,
+    ex_id: str,
+    *,
+    as_json: bool,
+    quiet: bool = False,
+    on_approval: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
     """Drive (or watch) an execution to its end; returns the exit code."""
     from conveyor.engine.views import describe_execution
     from conveyor.model.status import TERMINAL_EXECUTION
@@ -199,14 +213,20 @@ def follow(app: Any, ex_id: str, *, as_json: bool, quiet: bool = False,
                 if rollback and rollback["status"] not in terminal:
                     if rollback["id"] not in announced:
                         announced.add(rollback["id"])
-                        view.note(f"rollback execution {rollback['id']} started after {ex_id} failed")
+                        view.note(
+                            f"rollback execution {rollback['id']} started after {ex_id} failed"
+                        )
                     time.sleep(0.25)
                     continue
                 break
             time.sleep(0.25)
     except KeyboardInterrupt:
-        view.note(f"interrupted: abandoning execution {ex_id} (Ctrl-C again to leave it to recovery)")
-        app.store.add_request(ex_id, "abandon", {"reason": "Ctrl-C in `conveyor run`"}, actor=_user())
+        view.note(
+            f"interrupted: abandoning execution {ex_id} (Ctrl-C again to leave it to recovery)"
+        )
+        app.store.add_request(
+            ex_id, "abandon", {"reason": "Ctrl-C in `conveyor run`"}, actor=_user()
+        )
         deadline = time.time() + 15
         while time.time() < deadline:
             if app.store.get_execution(ex_id)["status"] in terminal:
@@ -236,9 +256,11 @@ def _rollback_of(app: Any, ex_id: str) -> dict[str, Any] | None:
 
 
 def approval_hint(app: Any, ex_id: str) -> str:
-    return (f"waiting for approval: open {app.settings.server_url}/executions/{ex_id}/approval "
-            f"(with `conveyor server` running) or run `conveyor approve {ex_id} --comment \"...\"` "
-            f"/ `conveyor reject {ex_id} --comment \"...\"`")
+    return (
+        f"waiting for approval: open {app.settings.server_url}/executions/{ex_id}/approval "
+        f'(with `conveyor server` running) or run `conveyor approve {ex_id} --comment "..."` '
+        f'/ `conveyor reject {ex_id} --comment "..."`'
+    )
 
 
 def _user() -> str:
@@ -250,8 +272,16 @@ def _user() -> str:
         return "local"
 
 
-STATUS_STYLE = {"Succeeded": "green", "Failed": "red", "InProgress": "cyan", "Stopping": "yellow",
-                "Stopped": "yellow", "Abandoned": "yellow", "Superseded": "magenta", None: "dim"}
+STATUS_STYLE = {
+    "Succeeded": "green",
+    "Failed": "red",
+    "InProgress": "cyan",
+    "Stopping": "yellow",
+    "Stopped": "yellow",
+    "Abandoned": "yellow",
+    "Superseded": "magenta",
+    None: "dim",
+}
 
 
 class LiveView:
@@ -275,8 +305,10 @@ class LiveView:
     def table(self, desc: dict[str, Any]) -> Any:
         from rich.table import Table
 
-        t = Table(title=f"{desc['pipeline']} #{desc['number']} {desc['id']}: {desc['status']}",
-                  show_lines=False)
+        t = Table(
+            title=f"{desc['pipeline']} #{desc['number']} {desc['id']}: {desc['status']}",
+            show_lines=False,
+        )
         for col in ("stage", "action", "status", "time", "message"):
             t.add_column(col)
         for s in desc["stages"]:
@@ -285,10 +317,13 @@ class LiveView:
                 dur = a["durationSeconds"]
                 if dur is None and a["startedAt"]:
                     dur = time.time() - a["startedAt"]
-                t.add_row(s["name"] if i == 0 else "", a["name"],
-                          f"[{STATUS_STYLE.get(a['status'], 'white')}]{st}[/]",
-                          f"{dur:.1f}s" if dur is not None else "",
-                          (a["message"] or "")[:80])
+                t.add_row(
+                    s["name"] if i == 0 else "",
+                    a["name"],
+                    f"[{STATUS_STYLE.get(a['status'], 'white')}]{st}[/]",
+                    f"{dur:.1f}s" if dur is not None else "",
+                    (a["message"] or "")[:80],
+                )
         if desc.get("waiting"):
             t.caption = f"waiting: {desc['waiting']}"
         return t
@@ -305,8 +340,16 @@ class LiveView:
                 sig = (a["status"], a["attempt"])
                 if a["status"] and self.seen.get(key) != sig:
                     self.seen[key] = sig
-                    extra = f" ({a['durationSeconds']:.1f}s)" if a["durationSeconds"] is not None else ""
-                    msg = f": {a['reason']}: {a['message']}" if a["status"] in ("Failed", "Abandoned") else ""
+                    extra = (
+                        f" ({a['durationSeconds']:.1f}s)"
+                        if a["durationSeconds"] is not None
+                        else ""
+                    )
+                    msg = (
+                        f": {a['reason']}: {a['message']}"
+                        if a["status"] in ("Failed", "Abandoned")
+                        else ""
+                    )
                     click.echo(f"{key}: {a['status']}{extra}{msg}")
         w = desc.get("waiting")
         if w and self.seen.get("__waiting") != (w,):
@@ -347,8 +390,12 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
     pipeline, doc = load_file(file, app.registry)
     app.store.save_pipeline(pipeline.name, doc, str(Path(file).resolve()))
     eng = app.engine()
-    ex_id = eng.start(pipeline.name, variables=parse_vars(variables), actor=_user(),
-                      trigger={"type": "StartPipelineExecution", "by": _user(), "file": str(file)})
+    ex_id = eng.start(
+        pipeline.name,
+        variables=parse_vars(variables),
+        actor=_user(),
+        trigger={"type": "StartPipelineExecution", "by": _user(), "file": str(file)},
+    )
     eng.shutdown(wait=False)
     if detach:
         emit_json({"executionId": ex_id}) if as_json else click.echo(ex_id)
@@ -380,14 +427,22 @@ def status(execution: str | None, as_json: bool) -> None:
     parts = []
     if app.services.platform is not None and hasattr(app.services.platform, "status"):
         try:
-            parts = [p if isinstance(p, dict) else p.__dict__ for p in app.services.platform.status()]
+            parts = [
+                p if isinstance(p, dict) else p.__dict__ for p in app.services.platform.status()
+            ]
         except ConveyorError as e:
             parts = [{"name": "platform", "healthy": False, "detail": e.message}]
     parts.append(_server_part(app.settings))
     engines = app.store.live_engines(app.settings.lease_seconds)
     if as_json:
-        emit_json({"pipelines": latest, "parts": parts, "engines": engines,
-                   "stateDir": str(app.settings.state_dir)})
+        emit_json(
+            {
+                "pipelines": latest,
+                "parts": parts,
+                "engines": engines,
+                "stateDir": str(app.settings.state_dir),
+            }
+        )
         return
     from rich.table import Table
 
@@ -397,17 +452,25 @@ def status(execution: str | None, as_json: bool) -> None:
         t.add_column(col)
     for row in latest:
         ex = row["latest"]
-        t.add_row(row["pipeline"], ex["id"] if ex else "—", ex["status"] if ex else "never run",
-                  time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ex["created_at"])) if ex else "",
-                  (ex["message"] or ex.get("waiting") or "")[:60] if ex else "")
+        t.add_row(
+            row["pipeline"],
+            ex["id"] if ex else "—",
+            ex["status"] if ex else "never run",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ex["created_at"])) if ex else "",
+            (ex["message"] or ex.get("waiting") or "")[:60] if ex else "",
+        )
     c.print(t)
     if parts:
         pt = Table(title="local platform")
         for col in ("part", "address", "health", "detail"):
             pt.add_column(col)
         for p in parts:
-            pt.add_row(str(p.get("name")), str(p.get("address") or ""),
-                       "[green]up[/]" if p.get("healthy") else "[red]down[/]", str(p.get("detail") or ""))
+            pt.add_row(
+                str(p.get("name")),
+                str(p.get("address") or ""),
+                "[green]up[/]" if p.get("healthy") else "[red]down[/]",
+                str(p.get("detail") or ""),
+            )
         c.print(pt)
     c.print(f"engines running: {len(engines)}; state dir: {app.settings.state_dir}")
 
@@ -432,12 +495,21 @@ def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool
     """List executions, newest first."""
     app = _app()
     rows = app.store.list_executions(pipeline=pipeline, status=status_, limit=limit, light=True)
-    out = [{"id": r["id"], "pipeline": r["pipeline"], "number": r["seq"], "kind": r["kind"],
-            "status": r["status"], "message": r["message"], "createdAt": r["created_at"],
+    out = [
+        {
+            "id": r["id"],
+            "pipeline": r["pipeline"],
+            "number": r["seq"],
+            "kind": r["kind"],
+            "status": r["status"],
+            "message": r["message"],
+            "createdAt": r["created_at"],
             "endedAt": r["ended_at"],
             "durationSeconds": round(r["ended_at"] - r["created_at"], 3) if r["ended_at"] else None,
-            "revisions": {k: v.get("CommitId", "")[:12] for k, v in (r["revisions"] or {}).items()}}
-           for r in rows]
+            "revisions": {k: v.get("CommitId", "")[:12] for k, v in (r["revisions"] or {}).items()},
+        }
+        for r in rows
+    ]
     if as_json:
         emit_json(out)
         return
@@ -447,10 +519,16 @@ def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool
     for col in ("execution", "pipeline", "#", "kind", "status", "started", "duration", "message"):
         t.add_column(col)
     for r in out:
-        t.add_row(r["id"], r["pipeline"], str(r["number"]), r["kind"],
-                  f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]",
-                  time.strftime("%m-%d %H:%M:%S", time.localtime(r["createdAt"])),
-                  f"{r['durationSeconds']:.1f}s" if r["durationSeconds"] else "", (r["message"] or "")[:70])
+        t.add_row(
+            r["id"],
+            r["pipeline"],
+            str(r["number"]),
+            r["kind"],
+            f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]",
+            time.strftime("%m-%d %H:%M:%S", time.localtime(r["createdAt"])),
+            f"{r['durationSeconds']:.1f}s" if r["durationSeconds"] else "",
+            (r["message"] or "")[:70],
+        )
     console().print(t)
 
 
@@ -470,24 +548,44 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
         chosen = [a for a in attempts if action in (a["action"], f"{a['stage']}/{a['action']}")]
         if not chosen:
             names = sorted({a["action"] for a in attempts})
-            raise ConfigError(f"execution {ex['id']} has no action '{action}' that ran (ran: {', '.join(names) or 'none'})")
+            raise ConfigError(
+                f"execution {ex['id']} has no action '{action}' that ran (ran: {', '.join(names) or 'none'})"
+            )
         chosen = [chosen[-1]]
     else:
         chosen = attempts
     if as_json:
-        emit_json([{"stage": a["stage"], "action": a["action"], "attempt": a["attempt"], "status": a["status"],
-                    "log": Path(a["log_path"]).read_text(errors="replace") if a["log_path"] and Path(a["log_path"]).exists() else ""}
-                   for a in chosen])
+        emit_json(
+            [
+                {
+                    "stage": a["stage"],
+                    "action": a["action"],
+                    "attempt": a["attempt"],
+                    "status": a["status"],
+                    "log": Path(a["log_path"]).read_text(errors="replace")
+                    if a["log_path"] and Path(a["log_path"]).exists()
+                    else "",
+                }
+                for a in chosen
+            ]
+        )
         return
     for a in chosen:
         if len(chosen) > 1:
-            click.echo(f"==> {a['stage']}/{a['action']} (attempt {a['attempt']}, {a['status']}) <==")
+            click.echo(
+                f"==> {a['stage']}/{a['action']} (attempt {a['attempt']}, {a['status']}) <=="
+            )
         if not a["log_path"]:
             continue
         path = Path(a["log_path"])
         if follow_:
+
             def done(att_id: str = a["id"]) -> bool:
-                return all(x["status"] != "InProgress" for x in app.store.attempts_for(ex["id"]) if x["id"] == att_id)
+                return all(
+                    x["status"] != "InProgress"
+                    for x in app.store.attempts_for(ex["id"])
+                    if x["id"] == att_id
+                )
 
             for line in tail(path, done):
                 click.echo(line, nl=False)
@@ -495,8 +593,14 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
             click.echo(path.read_text(errors="replace"), nl=False)
 
 
-def _request(kind: str, execution: str, payload: dict[str, Any], as_json: bool, wait: bool = True,
-             quiet: bool = False) -> None:
+def _request(
+    kind: str,
+    execution: str,
+    payload: dict[str, Any],
+    as_json: bool,
+    wait: bool = True,
+    quiet: bool = False,
+) -> None:
     app = _app()
     ex = app.store.get_execution(execution)
     req = app.store.add_request(ex["id"], kind, payload, actor=_user())
@@ -538,7 +642,9 @@ def stop(execution: str, abandon: bool, reason: str, as_json: bool) -> None:
 @click.option("--stage", help="the stage to retry (default: the failed one)")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--detach", is_flag=True, help="do not follow the execution")
-def retry(execution: str, failed_only: bool, stage: str | None, as_json: bool, detach: bool) -> None:
+def retry(
+    execution: str, failed_only: bool, stage: str | None, as_json: bool, detach: bool
+) -> None:
     """Retry the failed stage of an execution and follow it."""
     payload: dict[str, Any] = {"failed_only": failed_only}
     if stage:
@@ -584,7 +690,9 @@ def list_transitions(pipeline: str | None, as_json: bool) -> None:
         emit_json(rows)
     else:
         for r in rows:
-            click.echo(f"{r['stage']}: {'enabled' if r['enabled'] else 'DISABLED'} {r['reason'] or ''}")
+            click.echo(
+                f"{r['stage']}: {'enabled' if r['enabled'] else 'DISABLED'} {r['reason'] or ''}"
+            )
 
 
 def _one_pipeline(app: Any, pipeline: str | None) -> str:
@@ -593,11 +701,15 @@ def _one_pipeline(app: Any, pipeline: str | None) -> str:
         return pipeline
     names = app.store.pipeline_names()
     if len(names) != 1:
-        raise ConfigError(f"say which pipeline with --pipeline (known: {', '.join(names) or 'none'})")
+        raise ConfigError(
+            f"say which pipeline with --pipeline (known: {', '.join(names) or 'none'})"
+        )
     return str(names[0])
 
 
-def _set_transition(stage: str, pipeline: str | None, enabled: bool, reason: str, as_json: bool) -> None:
+def _set_transition(
+    stage: str, pipeline: str | None, enabled: bool, reason: str, as_json: bool
+) -> None:
     from conveyor.engine.engine import pipeline_of
 
     app = _app()
@@ -607,15 +719,24 @@ def _set_transition(stage: str, pipeline: str | None, enabled: bool, reason: str
         from conveyor.model.validate import did_you_mean
 
         names = [s.name for s in p.stages]
-        raise ConfigError(f"pipeline '{name}' has no stage '{stage}'{did_you_mean(stage, names)}"
-                          f" (stages: {', '.join(names)})")
+        raise ConfigError(
+            f"pipeline '{name}' has no stage '{stage}'{did_you_mean(stage, names)}"
+            f" (stages: {', '.join(names)})"
+        )
     app.store.set_transition(name, stage, enabled, reason, _user())
-    app.store.audit(_user(), "transition." + ("enable" if enabled else "disable"), f"{name}/{stage}", {"reason": reason})
+    app.store.audit(
+        _user(),
+        "transition." + ("enable" if enabled else "disable"),
+        f"{name}/{stage}",
+        {"reason": reason},
+    )
     if as_json:
         emit_json({"pipeline": name, "stage": stage, "enabled": enabled, "reason": reason})
     else:
-        click.echo(f"transition into {name}/{stage}: {'enabled' if enabled else 'disabled'}"
-                   + (f" ({reason})" if reason else ""))
+        click.echo(
+            f"transition into {name}/{stage}: {'enabled' if enabled else 'disabled'}"
+            + (f" ({reason})" if reason else "")
+        )
 
 
 # ---- repositories and triggers --------------------------------------------------------------------
@@ -632,7 +753,9 @@ def repo_create(name: str, as_json: bool) -> None:
     from conveyor.adapters import git
 
     app = _app()
-    path = git.create_bare(app.settings.state_dir, name, git.post_receive_hook(app.settings.state_dir, name))
+    path = git.create_bare(
+        app.settings.state_dir, name, git.post_receive_hook(app.settings.state_dir, name)
+    )
     if as_json:
         emit_json({"name": name, "path": str(path), "url": f"file://{path}"})
     else:
@@ -670,9 +793,13 @@ def trigger(repository: str, ref: str, old: str, new: str, no_engine: bool) -> N
 
         log = app.settings.state_dir / "logs" / "engine.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.Popen([sys.executable, "-m", "conveyor", "engine", "--until-idle"],
-                         stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True,
-                         env={**os.environ, "CONVEYOR_HOME": str(app.settings.state_dir)})
+        subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "engine", "--until-idle"],
+            stdout=log.open("a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "CONVEYOR_HOME": str(app.settings.state_dir)},
+        )
         click.echo(f"conveyor: engine started in the background (log: {log})")
 
 
@@ -717,8 +844,11 @@ def register_areas() -> None:
 
 
 def _broken(area: str, e: BaseException) -> None:
-    click.echo(f"warning: the '{area}' commands failed to load ({type(e).__name__}: {e}); "
-               "the other commands work", err=True)
+    click.echo(
+        f"warning: the '{area}' commands failed to load ({type(e).__name__}: {e}); "
+        "the other commands work",
+        err=True,
+    )
 
 
 register_areas()
@@ -726,4 +856,3 @@ register_areas()
 
 def main() -> None:
     cli(prog_name="conveyor")
-

@@ -1,10 +1,10 @@
 """`conveyor rollback | metrics | monitor watch`.
 
-    conveyor rollback ENV [--to EXECUTION|DIGEST]   redeploy the previous good version of ENV
-                                                     (or the one named) as a rollback execution
-    conveyor metrics [--days N] [--environment E]    the four DORA measures (--json: with series)
-    conveyor metrics --prometheus                    what GET /metrics serves
-    conveyor monitor watch [--interval S] [--once]   the health watcher (`conveyor up` runs it)
+conveyor rollback ENV [--to EXECUTION|DIGEST]   redeploy the previous good version of ENV
+                                                 (or the one named) as a rollback execution
+conveyor metrics [--days N] [--environment E]    the four DORA measures (--json: with series)
+conveyor metrics --prometheus                    what GET /metrics serves
+conveyor monitor watch [--interval S] [--once]   the health watcher (`conveyor up` runs it)
 """
 
 from __future__ import annotations
@@ -34,14 +34,18 @@ def _user() -> str:
 
 @click.command("rollback")
 @click.argument("environment")
-@click.option("--to", "to", default=None, metavar="EXECUTION|DIGEST",
-              help="the execution (id or prefix) or image digest to restore; default: the last "
-                   "good deployment before the current one")
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    metavar="EXECUTION|DIGEST",
+    help="the execution (id or prefix) or image digest to restore; default: the last "
+    "good deployment before the current one",
+)
 @click.option("--reason", default="", help="why (recorded in the trigger and the alert)")
 @click.option("--detach", is_flag=True, help="start the rollback and return (an engine runs it)")
 @click.option("--json", "as_json", is_flag=True, help="print the rollback execution as JSON")
-def rollback(environment: str, to: str | None, reason: str, detach: bool,
-             as_json: bool) -> None:
+def rollback(environment: str, to: str | None, reason: str, detach: bool, as_json: bool) -> None:
     """Roll ENVIRONMENT back: redeploy a previous digest with its own manifests (no rebuild)."""
     from conveyor.cli.main import emit_json, follow
     from conveyor.engine.rollback import plan_rollback, start_rollback
@@ -50,8 +54,13 @@ def rollback(environment: str, to: str | None, reason: str, detach: bool,
     plan = plan_rollback(app.store, environment, to=to)
     if not as_json:
         click.echo(f"rolling back {plan.describe()}")
-    ex_id = start_rollback(app.store, plan, failed_execution=None,
-                           reason=reason or f"manual rollback by {_user()}", actor=_user())
+    ex_id = start_rollback(
+        app.store,
+        plan,
+        failed_execution=None,
+        reason=reason or f"manual rollback by {_user()}",
+        actor=_user(),
+    )
     if detach:
         emit_json({"executionId": ex_id}) if as_json else click.echo(ex_id)
         return
@@ -63,10 +72,19 @@ def rollback(environment: str, to: str | None, reason: str, detach: bool,
 
 
 @click.command("metrics")
-@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650),
-              help="the window, in days up to today")
-@click.option("--environment", default="prod", show_default=True,
-              help="the environment whose deployments count")
+@click.option(
+    "--days",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 3650),
+    help="the window, in days up to today",
+)
+@click.option(
+    "--environment",
+    default="prod",
+    show_default=True,
+    help="the environment whose deployments count",
+)
 @click.option("--prometheus", is_flag=True, help="print the Prometheus text of /metrics instead")
 @click.option("--json", "as_json", is_flag=True, help="print the measures with their series")
 def metrics(days: int, environment: str, prometheus: bool, as_json: bool) -> None:
@@ -91,19 +109,29 @@ def metrics(days: int, environment: str, prometheus: bool, as_json: bool) -> Non
     table = Table(title=f"DORA measures of '{environment}', last {days} days", show_edge=False)
     for col in ("measure", "value", f"per {m['bucket']}"):
         table.add_column(col)
-    table.add_row("deployment frequency",
-                  f"{freq['deployments']} deployments ({freq['perDay']:g}/day, "
-                  f"{freq['perWeek']:g}/week)", _spark([p["value"] for p in freq["series"]]))
-    table.add_row("lead time for changes",
-                  f"median {_duration(lead['medianSeconds'])} over {lead['count']} deployments",
-                  _spark([p["value"] for p in lead["series"]]))
-    table.add_row("change failure rate",
-                  "-" if cfr["rate"] is None else
-                  f"{cfr['rate']:.0%} ({cfr['failed']} of {cfr['deployments']})",
-                  _spark([p["value"] for p in cfr["series"]]))
-    table.add_row("time to restore",
-                  f"median {_duration(ttr['medianSeconds'])} ({ttr['restored']} restored, "
-                  f"{ttr['open']} open)", _spark([p["value"] for p in ttr["series"]]))
+    table.add_row(
+        "deployment frequency",
+        f"{freq['deployments']} deployments ({freq['perDay']:g}/day, {freq['perWeek']:g}/week)",
+        _spark([p["value"] for p in freq["series"]]),
+    )
+    table.add_row(
+        "lead time for changes",
+        f"median {_duration(lead['medianSeconds'])} over {lead['count']} deployments",
+        _spark([p["value"] for p in lead["series"]]),
+    )
+    table.add_row(
+        "change failure rate",
+        "-"
+        if cfr["rate"] is None
+        else f"{cfr['rate']:.0%} ({cfr['failed']} of {cfr['deployments']})",
+        _spark([p["value"] for p in cfr["series"]]),
+    )
+    table.add_row(
+        "time to restore",
+        f"median {_duration(ttr['medianSeconds'])} ({ttr['restored']} restored, "
+        f"{ttr['open']} open)",
+        _spark([p["value"] for p in ttr["series"]]),
+    )
     Console().print(table)
 
 
@@ -133,14 +161,20 @@ def monitor_group() -> None:
 
 
 @monitor_group.command("watch")
-@click.option("--interval", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="seconds between two rounds of health checks")
+@click.option(
+    "--interval",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="seconds between two rounds of health checks",
+)
 @click.option("--once", is_flag=True, help="check every environment once, print, and exit")
 @click.option("--home", default=None, hidden=True, help="the state dir (set by `conveyor up`)")
 @click.option("--webhook", default=None, help="alert webhook for pipelines without one")
 @click.option("--json", "as_json", is_flag=True, help="with --once: print the readings as JSON")
-def watch(interval: float, once: bool, home: str | None, webhook: str | None,
-          as_json: bool) -> None:
+def watch(
+    interval: float, once: bool, home: str | None, webhook: str | None, as_json: bool
+) -> None:
     """Check each deployed environment's health; alert when it turns unhealthy or recovers."""
     from conveyor.bootstrap import build
     from conveyor.monitoring.watcher import Watcher
@@ -154,8 +188,10 @@ def watch(interval: float, once: bool, home: str | None, webhook: str | None,
             click.echo(json.dumps([r.as_dict() for r in readings], indent=2))
         else:
             for r in readings:
-                click.echo(f"{r.environment}: {'healthy' if r.healthy else 'UNHEALTHY'} "
-                           f"({r.url}: {r.detail})")
+                click.echo(
+                    f"{r.environment}: {'healthy' if r.healthy else 'UNHEALTHY'} "
+                    f"({r.url}: {r.detail})"
+                )
             if not readings:
                 click.echo("no environment is deployed yet")
         sys.exit(0 if all(r.healthy for r in readings) else 1)
@@ -163,10 +199,10 @@ def watch(interval: float, once: bool, home: str | None, webhook: str | None,
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logging.getLogger("conveyor.watcher").info(
-        "watching every deployed environment of %s every %g s", app.settings.state_dir, interval)
+        "watching every deployed environment of %s every %g s", app.settings.state_dir, interval
+    )
     with contextlib.suppress(KeyboardInterrupt):
         watcher.run(stop)
-
 
 
 def register(cli: click.Group) -> None:
@@ -174,4 +210,3 @@ def register(cli: click.Group) -> None:
     cli.add_command(rollback)
     cli.add_command(metrics)
     cli.add_command(monitor_group)
-

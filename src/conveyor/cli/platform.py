@@ -1,13 +1,13 @@
 """`conveyor up | down | platform status` and `conveyor env list | history ENV`.
 
-    conveyor up                  start the registries and the health watcher (and restart
-                                 dead parts); idempotent; --watch-interval S (0: no watcher)
-    conveyor down                stop the registries, the front doors, the release pods and
-                                 the watcher
-    conveyor platform status     each part with its address and health (exit 3 if one is down)
-    conveyor env list            each environment: its health (from the watcher), what it
-                                 serves, since when, from which run
-    conveyor env history ENV     the environment's deployments, newest first
+conveyor up                  start the registries and the health watcher (and restart
+                             dead parts); idempotent; --watch-interval S (0: no watcher)
+conveyor down                stop the registries, the front doors, the release pods and
+                             the watcher
+conveyor platform status     each part with its address and health (exit 3 if one is down)
+conveyor env list            each environment: its health (from the watcher), what it
+                             serves, since when, from which run
+conveyor env history ENV     the environment's deployments, newest first
 """
 
 from __future__ import annotations
@@ -71,9 +71,12 @@ def _parts_table(parts: list[Any]) -> Table:
 def _server_daemon(settings: Any) -> Any:
     from conveyor.platform.daemon import Daemon
 
-    return Daemon(name="server", run_dir=settings.state_dir / "run",
-                  log_dir=settings.state_dir / "logs" / "platform",
-                  marker=f"conveyor server --home {settings.state_dir}")
+    return Daemon(
+        name="server",
+        run_dir=settings.state_dir / "run",
+        log_dir=settings.state_dir / "logs" / "platform",
+        marker=f"conveyor server --home {settings.state_dir}",
+    )
 
 
 def _start_server(settings: Any) -> tuple[bool, str | None]:
@@ -90,15 +93,25 @@ def _start_server(settings: Any) -> tuple[bool, str | None]:
         token = ensure_admin(store)
     finally:
         store.close()
-    env = {**os.environ, "CONVEYOR_HOME": str(settings.state_dir),
-           "CONVEYOR_DATABASE_URL": settings.database_url}
-    d.start([sys.executable, "-m", "conveyor", "server", "--home", str(settings.state_dir)], env=env)
+    env = {
+        **os.environ,
+        "CONVEYOR_HOME": str(settings.state_dir),
+        "CONVEYOR_DATABASE_URL": settings.database_url,
+    }
+    d.start(
+        [sys.executable, "-m", "conveyor", "server", "--home", str(settings.state_dir)], env=env
+    )
     return True, token
 
 
 @click.command("up")
-@click.option("--watch-interval", default=30.0, show_default=True, type=click.FloatRange(min=0),
-              help="seconds between health checks of the deployed environments (0: no watcher)")
+@click.option(
+    "--watch-interval",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="seconds between health checks of the deployed environments (0: no watcher)",
+)
 @click.option("--no-server", is_flag=True, help="do not start the dashboard/API server")
 @click.option("--json", "as_json", is_flag=True, help="print the parts as JSON")
 def up(watch_interval: float, no_server: bool, as_json: bool) -> None:
@@ -120,12 +133,15 @@ def up(watch_interval: float, no_server: bool, as_json: bool) -> None:
         if start_daemon(platform.settings, watch_interval):
             started.append(f"health watcher (every {watch_interval:g} s)")
     if token and not as_json:
-        _console().print(f"created user 'admin'; its token, shown once (sign in on "
-                         f"{platform.settings.server_url}/login):\n  {token}")
+        _console().print(
+            f"created user 'admin'; its token, shown once (sign in on "
+            f"{platform.settings.server_url}/login):\n  {token}"
+        )
     parts = platform.status()
     if as_json:
-        click.echo(json.dumps({"started": started, "parts": [p.as_dict() for p in parts]},
-                              indent=2))
+        click.echo(
+            json.dumps({"started": started, "parts": [p.as_dict() for p in parts]}, indent=2)
+        )
         return
     console = _console()
     for s in started:
@@ -201,8 +217,16 @@ def env_list(as_json: bool) -> None:
     rows = [_deployment_row(d) for _, d in sorted(current.items())]
     for r in rows:
         h = health.get(r["environment"])
-        r["health"] = ({"healthy": bool(h["healthy"]), "detail": h["detail"],
-                        "since": h["since"], "checked_at": h["checked_at"]} if h else None)
+        r["health"] = (
+            {
+                "healthy": bool(h["healthy"]),
+                "detail": h["detail"],
+                "since": h["since"],
+                "checked_at": h["checked_at"],
+            }
+            if h
+            else None
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -210,16 +234,27 @@ def env_list(as_json: bool) -> None:
         click.echo("no deployment yet")
         return
     table = Table(show_edge=False)
-    for col in ("environment", "health", "digest", "url", "deployed", "execution", "commit",
-                "by"):
+    for col in ("environment", "health", "digest", "url", "deployed", "execution", "commit", "by"):
         table.add_column(col)
     for r in rows:
         h = r["health"]
-        state = "-" if not h else "ok" if h["healthy"] else (
-            f"UNHEALTHY since {_when(h['since'])}: {h['detail']}")
-        table.add_row(r["environment"], state, (r["digest"] or "-")[:19], r["url"] or "-",
-                      _when(r["at"]), r["execution_id"] or "-", (r["commit"] or "-")[:10],
-                      r["actor"] or "-")
+        state = (
+            "-"
+            if not h
+            else "ok"
+            if h["healthy"]
+            else (f"UNHEALTHY since {_when(h['since'])}: {h['detail']}")
+        )
+        table.add_row(
+            r["environment"],
+            state,
+            (r["digest"] or "-")[:19],
+            r["url"] or "-",
+            _when(r["at"]),
+            r["execution_id"] or "-",
+            (r["commit"] or "-")[:10],
+            r["actor"] or "-",
+        )
     _console().print(table)
 
 
@@ -243,19 +278,31 @@ def env_history(environment: str, limit: int, as_json: bool) -> None:
     for col in ("when", "kind", "digest", "previous", "execution", "commit", "by"):
         table.add_column(col)
     for r in rows:
-        table.add_row(_when(r["at"]), r["kind"], (r["digest"] or "-")[:19],
-                      (r["previous_digest"] or "-")[:19], r["execution_id"] or "-",
-                      (r["commit"] or "-")[:10], r["actor"] or "-")
+        table.add_row(
+            _when(r["at"]),
+            r["kind"],
+            (r["digest"] or "-")[:19],
+            (r["previous_digest"] or "-")[:19],
+            r["execution_id"] or "-",
+            (r["commit"] or "-")[:10],
+            r["actor"] or "-",
+        )
     _console().print(table)
 
 
 def _deployment_row(d: dict[str, Any]) -> dict[str, Any]:
     details = d.get("details") or {}
     return {
-        "environment": d.get("environment"), "kind": d.get("kind") or "deploy",
-        "image": d.get("image"), "digest": d.get("digest"), "url": d.get("url"),
-        "previous_digest": details.get("previous_digest"), "execution_id": d.get("execution_id"),
-        "pipeline": d.get("pipeline"), "commit": d.get("commit"), "actor": d.get("actor"),
+        "environment": d.get("environment"),
+        "kind": d.get("kind") or "deploy",
+        "image": d.get("image"),
+        "digest": d.get("digest"),
+        "url": d.get("url"),
+        "previous_digest": details.get("previous_digest"),
+        "execution_id": d.get("execution_id"),
+        "pipeline": d.get("pipeline"),
+        "commit": d.get("commit"),
+        "actor": d.get("actor"),
         "at": d.get("at"),
     }
 

@@ -11,6 +11,7 @@ Promises (DESIGN §4):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -60,9 +61,13 @@ class _InFlight:
 class Hooks:
     """Extension points for other parts (rollback, notifications)."""
 
-    on_stage_failed: list[Callable[[Engine, Row, Pipeline, str], None]] = field(default_factory=list)
+    on_stage_failed: list[Callable[[Engine, Row, Pipeline, str], None]] = field(
+        default_factory=list
+    )
     on_execution_done: list[Callable[[Engine, Row, Pipeline], None]] = field(default_factory=list)
-    on_approval_needed: list[Callable[[Engine, Row, Pipeline, Row], None]] = field(default_factory=list)
+    on_approval_needed: list[Callable[[Engine, Row, Pipeline, Row], None]] = field(
+        default_factory=list
+    )
 
 
 def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") -> Pipeline:
@@ -72,19 +77,32 @@ def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") 
 def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
     return pl.ExecutionState(
         attempts=tuple(
-            pl.AttemptView(a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"]))
+            pl.AttemptView(
+                a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
+            )
             for a in attempts
         ),
-        stage_epochs={k: pl.StageEpoch(v["epoch"], v["failed_only"]) for k, v in (ex["stage_epochs"] or {}).items()},
+        stage_epochs={
+            k: pl.StageEpoch(v["epoch"], v["failed_only"])
+            for k, v in (ex["stage_epochs"] or {}).items()
+        },
         stop_requested=bool(ex["stop_mode"]),
         superseded=bool(ex["superseded_by"]),
     )
 
 
 class Engine:
-    def __init__(self, store: Store, settings: Settings, registry: ActionRegistry, services: Services,
-                 *, artifacts: ArtifactStore | None = None, max_workers: int = 32,
-                 hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        registry: ActionRegistry,
+        services: Services,
+        *,
+        artifacts: ArtifactStore | None = None,
+        max_workers: int = 32,
+        hooks: Hooks | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.registry = registry
@@ -104,17 +122,26 @@ class Engine:
         self._auto_retried: set[tuple[str, str, int]] = set()
 
     # ---- starting executions ----------------------------------------------------------------
-    def start(self, pipeline_name: str, *, variables: Mapping[str, str] | None = None,
-              trigger: Mapping[str, Any] | None = None, revisions: Mapping[str, Any] | None = None,
-              actor: str | None = None, kind: str = "standard") -> str:
+    def start(
+        self,
+        pipeline_name: str,
+        *,
+        variables: Mapping[str, str] | None = None,
+        trigger: Mapping[str, Any] | None = None,
+        revisions: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+        kind: str = "standard",
+    ) -> str:
         row = self.store.get_pipeline(pipeline_name)
         pipeline = pipeline_of(row["definition"], pipeline_name)
         given = dict(variables or {})
         known = {v.name for v in pipeline.variables}
         unknown = sorted(set(given) - known)
         if unknown:
-            raise ConfigError(f"pipeline '{pipeline_name}' has no variable(s) {', '.join(unknown)}"
-                              f" (declared: {', '.join(sorted(known)) or 'none'})")
+            raise ConfigError(
+                f"pipeline '{pipeline_name}' has no variable(s) {', '.join(unknown)}"
+                f" (declared: {', '.join(sorted(known)) or 'none'})"
+            )
         resolved: dict[str, str] = {}
         for v in pipeline.variables:
             if v.name in given:
@@ -122,11 +149,18 @@ class Engine:
             elif v.default is not None:
                 resolved[v.name] = v.default
             else:
-                raise ConfigError(f"pipeline variable '{v.name}' has no default: pass --var {v.name}=VALUE")
+                raise ConfigError(
+                    f"pipeline variable '{v.name}' has no default: pass --var {v.name}=VALUE"
+                )
         ex_id = self.store.create_execution(
-            pipeline_name, row["definition"], variables=resolved,
+            pipeline_name,
+            row["definition"],
+            variables=resolved,
             trigger=dict(trigger or {"type": "StartPipelineExecution", "by": actor or "cli"}),
-            revisions=dict(revisions or {}), kind=kind, actor=actor)
+            revisions=dict(revisions or {}),
+            kind=kind,
+            actor=actor,
+        )
         self._wake.set()
         return ex_id
 
@@ -184,8 +218,14 @@ class Engine:
         from conveyor.store import tables as t
 
         with self.store.tx() as c:
-            return [r[0] for r in c.execute(select(t.requests.c.execution_id).where(
-                t.requests.c.handled_at.is_(None)).distinct())]
+            return [
+                r[0]
+                for r in c.execute(
+                    select(t.requests.c.execution_id)
+                    .where(t.requests.c.handled_at.is_(None))
+                    .distinct()
+                )
+            ]
 
     def pipeline(self, ex: Row) -> Pipeline:
         p = self._pipelines.get(ex["id"])
@@ -198,7 +238,9 @@ class Engine:
     # ---- one execution -------------------------------------------------------------------------
     def _tick(self, ex: Row) -> None:
         owner, expires = ex.get("lease_owner"), ex.get("lease_expires")
-        fresh = owner == self.worker and (expires or 0) > time.time() + self.settings.lease_seconds / 2
+        fresh = (
+            owner == self.worker and (expires or 0) > time.time() + self.settings.lease_seconds / 2
+        )
         if not fresh:
             if not self.store.claim(ex["id"], self.worker, self.settings.lease_seconds):
                 return
@@ -218,8 +260,12 @@ class Engine:
             around, others = self._neighbourhood(ex, pipeline)
             plan = pl.plan(pipeline, state, around)
             newer = [(e, s) for e, s in others if e["seq"] > ex["seq"] and e["kind"] != "rollback"]
-            if plan.waiting and pl.should_supersede(pipeline.execution_mode, pipeline, state,
-                                                    [pl.progress(pipeline, s) for _, s in newer]):
+            if plan.waiting and pl.should_supersede(
+                pipeline.execution_mode,
+                pipeline,
+                state,
+                [pl.progress(pipeline, s) for _, s in newer],
+            ):
                 winner = max((e for e, _ in newer), key=lambda e: e["seq"])
                 self.store.update_execution(ex["id"], superseded_by=winner["id"])
                 ex = self.store.get_execution(ex["id"], light=True)
@@ -241,7 +287,9 @@ class Engine:
             return
         self._save_status(ex, pipeline, status, attempts)
 
-    def _save_status(self, ex: Row, pipeline: Pipeline, status: ExecutionStatus, attempts: list[Row]) -> None:
+    def _save_status(
+        self, ex: Row, pipeline: Pipeline, status: ExecutionStatus, attempts: list[Row]
+    ) -> None:
         values: dict[str, Any] = {}
         if status.value != ex["status"]:
             values["status"] = status.value
@@ -262,7 +310,9 @@ class Engine:
                 for hook in self.hooks.on_execution_done:
                     _safe_hook(hook, self, done, pipeline)
                 if status == ExecutionStatus.FAILED:
-                    failed = next((a["stage"] for a in reversed(attempts) if a["status"] == "Failed"), None)
+                    failed = next(
+                        (a["stage"] for a in reversed(attempts) if a["status"] == "Failed"), None
+                    )
                     if failed:
                         for h in self.hooks.on_stage_failed:
                             _safe_hook(h, self, done, pipeline, failed)
@@ -271,12 +321,20 @@ class Engine:
         with self._lock:
             return any(f.execution_id == ex_id for f in self.inflight.values())
 
-    def _neighbourhood(self, ex: Row, pipeline: Pipeline) -> tuple[pl.Neighbourhood, list[tuple[Row, pl.ExecutionState]]]:
+    def _neighbourhood(
+        self, ex: Row, pipeline: Pipeline
+    ) -> tuple[pl.Neighbourhood, list[tuple[Row, pl.ExecutionState]]]:
         # a rollback is the way out of an incident: a release freeze does not hold it
-        disabled = {} if ex["kind"] == "rollback" else self.store.disabled_transitions(ex["pipeline"])
+        disabled = (
+            {} if ex["kind"] == "rollback" else self.store.disabled_transitions(ex["pipeline"])
+        )
         if pipeline.execution_mode.value == "PARALLEL" and not disabled:
             return pl.Neighbourhood(), []
-        others_rows = [o for o in self.store.active_executions(ex["pipeline"], light=True) if o["id"] != ex["id"]]
+        others_rows = [
+            o
+            for o in self.store.active_executions(ex["pipeline"], light=True)
+            if o["id"] != ex["id"]
+        ]
         others = [(o, state_of(o, self.store.attempts_light(o["id"]))) for o in others_rows]
         occupied: dict[str, str] = {}
         older_waiting: set[str] = set()
@@ -294,8 +352,9 @@ class Engine:
                     older_waiting.add(op.stages[p].name)
         return pl.Neighbourhood(disabled, occupied, frozenset(older_waiting)), others
 
-    def _supersede_stale_approval(self, ex: Row, pipeline: Pipeline, plan: pl.Plan,
-                                  around: pl.Neighbourhood) -> None:
+    def _supersede_stale_approval(
+        self, ex: Row, pipeline: Pipeline, plan: pl.Plan, around: pl.Neighbourhood
+    ) -> None:
         """A newer execution at the gate supersedes the older execution's pending approval."""
         holder = around.occupied.get(plan.next_stage or "")
         if not holder:
@@ -308,15 +367,21 @@ class Engine:
             return
         for a in running:
             try:
-                self.store.decide_approval(a["id"], "Superseded", by="engine",
-                                           comment=f"superseded by newer execution {ex['id']}")
+                self.store.decide_approval(
+                    a["id"],
+                    "Superseded",
+                    by="engine",
+                    comment=f"superseded by newer execution {ex['id']}",
+                )
             except ConveyorError:
                 continue
-            try:
-                self.store.transition(a["id"], ActionStatus.ABANDONED, reason=Reason.SUPERSEDED,
-                                      message=f"a newer execution ({ex['id']}) reached this approval")
-            except Conflict:
-                pass
+            with contextlib.suppress(Conflict):
+                self.store.transition(
+                    a["id"],
+                    ActionStatus.ABANDONED,
+                    reason=Reason.SUPERSEDED,
+                    message=f"a newer execution ({ex['id']}) reached this approval",
+                )
         self.store.update_execution(holder, superseded_by=ex["id"])
         self._wake.set()
 
@@ -344,8 +409,11 @@ class Engine:
         if ex["status"] not in ("InProgress", "Stopping"):
             raise Conflict(f"execution {ex['id']} is {ex['status']}: nothing to stop")
         mode = "abandon" if abandon else "finish"
-        self.store.update_execution(ex["id"], stop_mode=mode,
-                                    message=f"stop requested by {req['actor'] or 'someone'}: {req['payload'].get('reason', '')}".strip())
+        self.store.update_execution(
+            ex["id"],
+            stop_mode=mode,
+            message=f"stop requested by {req['actor'] or 'someone'}: {req['payload'].get('reason', '')}".strip(),
+        )
         if abandon:
             with self._lock:
                 mine = [f for f in self.inflight.values() if f.execution_id == ex["id"]]
@@ -356,20 +424,28 @@ class Engine:
             for a in self.store.attempts_light(ex["id"]):
                 if a["status"] == "InProgress" and a["id"] not in held:
                     self._kill(a)
-                    self._try_transition(a["id"], ActionStatus.ABANDONED, Reason.ABANDONED,
-                                         f"abandoned by {req['actor'] or 'a stop request'}")
+                    self._try_transition(
+                        a["id"],
+                        ActionStatus.ABANDONED,
+                        Reason.ABANDONED,
+                        f"abandoned by {req['actor'] or 'a stop request'}",
+                    )
                     if a["type"] == "approval":
-                        try:
-                            self.store.decide_approval(a["id"], "Rejected", by=req["actor"] or "engine",
-                                                       comment="execution stopped")
-                        except ConveyorError:
-                            pass
+                        with contextlib.suppress(ConveyorError):
+                            self.store.decide_approval(
+                                a["id"],
+                                "Rejected",
+                                by=req["actor"] or "engine",
+                                comment="execution stopped",
+                            )
         return f"stopping ({mode})"
 
     def _retry(self, ex: Row, pipeline: Pipeline, req: Row) -> str:
         if ex["status"] not in ("Failed", "Stopped"):
-            raise Conflict(f"execution {ex['id']} is {ex['status']}: only a Failed or Stopped execution "
-                           "can be retried")
+            raise Conflict(
+                f"execution {ex['id']} is {ex['status']}: only a Failed or Stopped execution "
+                "can be retried"
+            )
         attempts = self.store.attempts_light(ex["id"])
         state = state_of(ex, attempts)
         statuses = pl.stage_statuses(pipeline, state)
@@ -390,23 +466,37 @@ class Engine:
         epochs = dict(ex["stage_epochs"] or {})
         cur = epochs.get(stage_name, {"epoch": 0, "failed_only": False})
         epochs[stage_name] = {"epoch": cur["epoch"] + 1, "failed_only": failed_only}
-        self.store.update_execution(ex["id"], stage_epochs=epochs, stop_mode=None, superseded_by=None,
-                                    status="InProgress", ended_at=None,
-                                    message=f"retrying stage {stage_name} ({'failed actions' if failed_only else 'all actions'})")
+        self.store.update_execution(
+            ex["id"],
+            stage_epochs=epochs,
+            stop_mode=None,
+            superseded_by=None,
+            status="InProgress",
+            ended_at=None,
+            message=f"retrying stage {stage_name} ({'failed actions' if failed_only else 'all actions'})",
+        )
         return f"retrying {stage_name}"
 
     def _auto_retry(self, ex: Row, pipeline: Pipeline, state: pl.ExecutionState) -> bool:
         """Stage `onFailure: {result: RETRY}`: one automatic retry of the failed stage."""
         for s, st in zip(pipeline.stages, pl.stage_statuses(pipeline, state), strict=True):
-            if st is not None and st.value == "Failed" and s.on_failure and s.on_failure.result == "RETRY":
+            if (
+                st is not None
+                and st.value == "Failed"
+                and s.on_failure
+                and s.on_failure.result == "RETRY"
+            ):
                 epoch = (ex["stage_epochs"] or {}).get(s.name, {}).get("epoch", 0)
                 key = (ex["id"], s.name, epoch)
                 if epoch >= s.on_failure.max_retries or key in self._auto_retried:
                     return False
                 self._auto_retried.add(key)
-                self.store.add_request(ex["id"], "retry", {
-                    "stage": s.name, "failed_only": s.on_failure.retry_mode == "FAILED_ACTIONS"},
-                    actor="engine (onFailure: RETRY)")
+                self.store.add_request(
+                    ex["id"],
+                    "retry",
+                    {"stage": s.name, "failed_only": s.on_failure.retry_mode == "FAILED_ACTIONS"},
+                    actor="engine (onFailure: RETRY)",
+                )
                 self.store.update_execution(ex["id"], status="Failed")
                 self._wake.set()
                 return True
@@ -422,9 +512,13 @@ class Engine:
                 self.store.note_attempt(a["id"], worker=self.worker)
                 continue  # resumed by _resume_orphans
             self._kill(a)
-            self._try_transition(a["id"], ActionStatus.FAILED, Reason.ENGINE_CRASHED,
-                                 f"the engine running this action ({dead}) stopped before it finished; "
-                                 f"retry with `conveyor retry {ex['id']}`")
+            self._try_transition(
+                a["id"],
+                ActionStatus.FAILED,
+                Reason.ENGINE_CRASHED,
+                f"the engine running this action ({dead}) stopped before it finished; "
+                f"retry with `conveyor retry {ex['id']}`",
+            )
 
     def _resume_orphans(self, ex: Row, pipeline: Pipeline, attempts: list[Row]) -> None:
         """Resumable attempts (approvals) in progress with no thread here: resume their wait."""
@@ -447,7 +541,9 @@ class Engine:
     def _worker_alive(self, worker: str | None) -> bool:
         if not worker:
             return False
-        return any(e["worker"] == worker for e in self.store.live_engines(self.settings.lease_seconds))
+        return any(
+            e["worker"] == worker for e in self.store.live_engines(self.settings.lease_seconds)
+        )
 
     def _kill(self, attempt: Row) -> None:
         if attempt.get("pgid"):
@@ -470,8 +566,12 @@ class Engine:
                 f.cancel.set()
             elif f.timed_out_at is not None and now - f.timed_out_at > GRACE:
                 # the action ignores cancellation: record the timeout anyway
-                self._try_transition(f.attempt_id, ActionStatus.FAILED, Reason.TIMEOUT,
-                                     "the action did not stop within 10 s of its timeout")
+                self._try_transition(
+                    f.attempt_id,
+                    ActionStatus.FAILED,
+                    Reason.TIMEOUT,
+                    "the action did not stop within 10 s of its timeout",
+                )
 
     # ---- dispatching -------------------------------------------------------------------------------
     def _dispatch(self, ex: Row, pipeline: Pipeline, stage_name: str, action_name: str) -> None:
@@ -484,18 +584,28 @@ class Engine:
             timeout = getattr(cls, "default_timeout", DEFAULT_TIMEOUT) if cls else DEFAULT_TIMEOUT
         deadline_wall = time.time() + timeout
         row = self.store.start_attempt(
-            ex["id"], stage_name, action_name, action.type, epoch=epoch, worker=self.worker,
+            ex["id"],
+            stage_name,
+            action_name,
+            action.type,
+            epoch=epoch,
+            worker=self.worker,
             deadline=deadline_wall,
-            log_path=lambda n: str(log_path(self.settings.state_dir, ex["id"], stage_name, action_name, n)))
+            log_path=lambda n: str(
+                log_path(self.settings.state_dir, ex["id"], stage_name, action_name, n)
+            ),
+        )
         self._launch(ex, pipeline, stage_name, action, row, resumed=False)
 
-    def _launch(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row, *,
-                resumed: bool) -> None:
+    def _launch(
+        self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row, *, resumed: bool
+    ) -> None:
         remaining = (row["deadline"] - time.time()) if row.get("deadline") else None
         deadline = time.monotonic() + remaining if remaining is not None else None
         fl = _InFlight(row["id"], ex["id"], threading.Event(), deadline)
         with self._lock:
             self.inflight[row["id"]] = fl
+
         def work() -> None:
             with self._slots:
                 self._execute(ex, pipeline, stage_name, action, row, fl, resumed)
@@ -505,11 +615,29 @@ class Engine:
         self._threads.append(t)
         t.start()
 
-    def _execute(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row,
-                 fl: _InFlight, resumed: bool) -> None:
-        logf = FileLog(Path(row["log_path"]) if row.get("log_path") else
-                       log_path(self.settings.state_dir, ex["id"], stage_name, action.name, row["attempt"]))
-        workdir = self.settings.state_dir / "work" / ex["id"] / f"{stage_name}.{action.name}.{row['attempt']}"
+    def _execute(
+        self,
+        ex: Row,
+        pipeline: Pipeline,
+        stage_name: str,
+        action: Any,
+        row: Row,
+        fl: _InFlight,
+        resumed: bool,
+    ) -> None:
+        logf = FileLog(
+            Path(row["log_path"])
+            if row.get("log_path")
+            else log_path(
+                self.settings.state_dir, ex["id"], stage_name, action.name, row["attempt"]
+            )
+        )
+        workdir = (
+            self.settings.state_dir
+            / "work"
+            / ex["id"]
+            / f"{stage_name}.{action.name}.{row['attempt']}"
+        )
         result: ActionResult
         artifacts: dict[str, str] = {}
         try:
@@ -535,10 +663,17 @@ class Engine:
             logf.write(traceback.format_exc())
             result = ActionResult(False, Reason.TOOL_ERROR, f"{type(e).__name__}: {e}")
         timed_out = fl.timed_out_at is not None or (
-            not result.succeeded and fl.deadline is not None and time.monotonic() >= fl.deadline - 0.05)
+            not result.succeeded
+            and fl.deadline is not None
+            and time.monotonic() >= fl.deadline - 0.05
+        )
         if timed_out and not fl.abandon:
-            result = ActionResult(False, Reason.TIMEOUT, f"timed out after {action.timeout_seconds or DEFAULT_TIMEOUT} s"
-                                  + (f": {result.message}" if result.message else ""))
+            result = ActionResult(
+                False,
+                Reason.TIMEOUT,
+                f"timed out after {action.timeout_seconds or DEFAULT_TIMEOUT} s"
+                + (f": {result.message}" if result.message else ""),
+            )
             status = ActionStatus.FAILED
         elif fl.abandon:
             status = ActionStatus.ABANDONED
@@ -546,13 +681,21 @@ class Engine:
         else:
             status = ActionStatus.SUCCEEDED if result.succeeded else ActionStatus.FAILED
         reason = result.reason or (Reason.SUCCEEDED if result.succeeded else Reason.ACTION_FAILED)
-        logf.write(f"[conveyor] {status.value}: {reason}{': ' + result.message if result.message else ''}\n")
+        logf.write(
+            f"[conveyor] {status.value}: {reason}{': ' + result.message if result.message else ''}\n"
+        )
         logf.close()
         try:
             self.store.transition(
-                row["id"], status, reason=str(reason), message=result.message or "",
-                variables=dict(result.variables), artifacts=artifacts, details=_jsonable(result.details),
-                reports=[_jsonable(r.__dict__) for r in result.reports])
+                row["id"],
+                status,
+                reason=str(reason),
+                message=result.message or "",
+                variables=dict(result.variables),
+                artifacts=artifacts,
+                details=_jsonable(result.details),
+                reports=[_jsonable(r.__dict__) for r in result.reports],
+            )
             if status == ActionStatus.SUCCEEDED:
                 self._after_success(ex, pipeline, stage_name, action, result)
         except Conflict:
@@ -564,8 +707,9 @@ class Engine:
                 self.inflight.pop(row["id"], None)
             self._wake.set()
 
-    def _after_success(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any,
-                       result: ActionResult) -> None:
+    def _after_success(
+        self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, result: ActionResult
+    ) -> None:
         if action.type.startswith("source."):
             ex2 = self.store.get_execution(ex["id"], light=True)
             revs = dict(ex2["revisions"] or {})
@@ -577,13 +721,30 @@ class Engine:
             for r in (self.store.get_execution(ex["id"], light=True)["revisions"] or {}).values():
                 commit = commit or r.get("CommitId")
             self.store.record_deployment(
-                environment=dep["environment"], pipeline=ex["pipeline"], execution_id=ex["id"],
+                environment=dep["environment"],
+                pipeline=ex["pipeline"],
+                execution_id=ex["id"],
                 kind=dep.get("kind", "rollback" if ex["kind"] == "rollback" else "deploy"),
-                image=dep.get("image"), digest=dep.get("digest"), commit=dep.get("commit") or commit,
-                url=dep.get("url"), actor=ex["actor"] or "engine", details=_jsonable(dep))
+                image=dep.get("image"),
+                digest=dep.get("digest"),
+                commit=dep.get("commit") or commit,
+                url=dep.get("url"),
+                actor=ex["actor"] or "engine",
+                details=_jsonable(dep),
+            )
 
-    def _context(self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row,
-                 fl: _InFlight, logf: FileLog, workdir: Path, resumed: bool) -> ActionContext:
+    def _context(
+        self,
+        ex: Row,
+        pipeline: Pipeline,
+        stage_name: str,
+        action: Any,
+        row: Row,
+        fl: _InFlight,
+        logf: FileLog,
+        workdir: Path,
+        resumed: bool,
+    ) -> ActionContext:
         attempts = self.store.attempts_light(ex["id"])
         state = state_of(ex, attempts)
         current = pl.current_attempts(pipeline, state)
@@ -598,7 +759,8 @@ class Engine:
             for name, view in current[st.name].items():
                 producer = by_name[name]
                 if view.status == ActionStatus.SUCCEEDED and (
-                        producer.namespace in wanted_ns or set(producer.outputs) & set(action.inputs)):
+                    producer.namespace in wanted_ns or set(producer.outputs) & set(action.inputs)
+                ):
                     needed.append(f"{ex['id']}/{st.name}/{name}/{view.attempt}")
         produced: dict[str, str] = {}
         for a_row in self.store.attempts_by_id(needed).values():
@@ -613,7 +775,9 @@ class Engine:
         inputs: dict[str, Path] = {}
         for name in action.inputs:
             if name not in produced:
-                raise ActionError(f"input artifact '{name}' was not produced (its action did not succeed)")
+                raise ActionError(
+                    f"input artifact '{name}' was not produced (its action did not succeed)"
+                )
             inputs[name] = self.artifacts.get(produced[name], workdir / "in" / name)
         outputs: dict[str, Path] = {}
         for name in action.outputs:
@@ -621,19 +785,29 @@ class Engine:
             d.mkdir(parents=True, exist_ok=True)
             outputs[name] = d
         return ActionContext(
-            execution_id=ex["id"], pipeline=pipeline, stage=stage_name, action=action,
-            attempt=row["attempt"], config=config, inputs=inputs, outputs=outputs, workdir=workdir,
-            log=logf, cancel=fl.cancel, deadline=fl.deadline, state_dir=self.settings.state_dir,
-            services=self.services, variables=scope, revisions=dict(ex["revisions"] or {}),
+            execution_id=ex["id"],
+            pipeline=pipeline,
+            stage=stage_name,
+            action=action,
+            attempt=row["attempt"],
+            config=config,
+            inputs=inputs,
+            outputs=outputs,
+            workdir=workdir,
+            log=logf,
+            cancel=fl.cancel,
+            deadline=fl.deadline,
+            state_dir=self.settings.state_dir,
+            services=self.services,
+            variables=scope,
+            revisions=dict(ex["revisions"] or {}),
             on_pid=lambda pid: self.store.note_attempt(row["id"], pgid=pid),
             gate=ApprovalGate(self.store, row["id"], ex["id"]),
         )
 
     def _try_transition(self, att_id: str, to: ActionStatus, reason: str, message: str) -> None:
-        try:
+        with contextlib.suppress(Conflict):
             self.store.transition(att_id, to, reason=str(reason), message=message)
-        except Conflict:
-            pass
         self._wake.set()
 
     # ---- queries used by the CLI and the server -----------------------------------------------------

@@ -30,12 +30,24 @@ class ApprovalGate:
         self.attempt_id = attempt_id
         self.execution_id = execution_id
 
-    def open(self, *, summary: str, digest: str | None, timeout_seconds: int,
-             external_link: str | None = None) -> dict[str, Any]:
+    def open(
+        self,
+        *,
+        summary: str,
+        digest: str | None,
+        timeout_seconds: int,
+        external_link: str | None = None,
+    ) -> dict[str, Any]:
         """Create the pending approval (idempotent: a resumed wait finds the same one)."""
         return self.store.create_approval(
-            self.attempt_id, self.execution_id, token=secrets.token_hex(16), summary=summary,
-            digest=digest, expires_at=time.time() + timeout_seconds, external_link=external_link)
+            self.attempt_id,
+            self.execution_id,
+            token=secrets.token_hex(16),
+            summary=summary,
+            digest=digest,
+            expires_at=time.time() + timeout_seconds,
+            external_link=external_link,
+        )
 
     def wait(self, cancel: threading.Event, poll: float = 0.2) -> Decision:
         while True:
@@ -46,8 +58,12 @@ class ApprovalGate:
                 return Decision(row["status"], row["decided_by"], row["comment"])
             if time.time() > row["expires_at"]:
                 try:
-                    self.store.decide_approval(self.attempt_id, "Expired", by="engine",
-                                               comment="no decision before the approval timed out")
+                    self.store.decide_approval(
+                        self.attempt_id,
+                        "Expired",
+                        by="engine",
+                        comment="no decision before the approval timed out",
+                    )
                 except Conflict:
                     continue
                 return Decision("Expired", "engine", "timed out")
@@ -55,22 +71,36 @@ class ApprovalGate:
                 return Decision("Cancelled", None, None)
 
 
-def decide(store: Store, execution_id: str, *, approve: bool, by: str, comment: str,
-           digest: str | None = None, author: str | None = None, self_approval: bool = True) -> dict[str, Any]:
+def decide(
+    store: Store,
+    execution_id: str,
+    *,
+    approve: bool,
+    by: str,
+    comment: str,
+    digest: str | None = None,
+    author: str | None = None,
+    self_approval: bool = True,
+) -> dict[str, Any]:
     """Approve or reject the pending approval of an execution. Exactly one decision wins."""
     pending = [a for a in store.approvals_for(execution_id) if a["status"] == "Pending"]
     if not pending:
         done = store.approvals_for(execution_id)
         if done:
             last = done[-1]
-            raise Conflict(f"execution {execution_id} has no pending approval: it was {last['status']}"
-                           f" by {last['decided_by'] or 'the engine'}")
+            raise Conflict(
+                f"execution {execution_id} has no pending approval: it was {last['status']}"
+                f" by {last['decided_by'] or 'the engine'}"
+            )
         raise NotFound(f"execution {execution_id} has no approval waiting")
     row = pending[-1]
     if digest and row["digest"] and digest != row["digest"]:
-        raise Conflict(f"the approval is bound to image {row['digest']}, but you reviewed {digest}: "
-                       "reload the evidence and decide again")
+        raise Conflict(
+            f"the approval is bound to image {row['digest']}, but you reviewed {digest}: "
+            "reload the evidence and decide again"
+        )
     if approve and not self_approval and author and author == by:
         raise Forbidden(f"'{by}' wrote this change and the pipeline sets selfApproval: false")
-    return store.decide_approval(row["attempt_id"], "Approved" if approve else "Rejected",
-                                 by=by, comment=comment)
+    return store.decide_approval(
+        row["attempt_id"], "Approved" if approve else "Rejected", by=by, comment=comment
+    )

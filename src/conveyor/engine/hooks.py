@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,5 @@ def install(engine: Any) -> None:
 
 
 def _load_builtin() -> None:
-    try:
+    with contextlib.suppress(ImportError):
         import conveyor.engine.rollback  # noqa: F401 - registers its installer
-    except ImportError:
-        pass

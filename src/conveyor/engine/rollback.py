@@ -62,6 +62,7 @@ HELPER_LIMIT = 1800.0  # seconds a helper keeps a process alive to finish a roll
 
 # ---- the action the rollback execution runs ---------------------------------------------------
 
+
 class RollbackConfig(ActionConfig):
     image: str  # host/repo@sha256:... as it was deployed
     artifacts: dict[str, str]  # input name -> artifact digest (the manifests)
@@ -90,29 +91,39 @@ class RollbackDeploy(BaseAction):
             try:
                 inputs[name] = store.get(digest, ctx.workdir / "in" / name)
             except NotFound as exc:
-                raise ActionFailed(f"cannot roll back to execution {cfg.to}: its artifact "
-                                   f"'{name}' ({digest[:19]}) is gone: {exc.message}") from exc
-        ctx.log.write(f"rolling back {ctx.action.environment} to {cfg.image} (deployed by "
-                      f"execution {cfg.to})" + (f" after execution {cfg.of} failed"
-                                                if cfg.of else "") + "\n")
+                raise ActionFailed(
+                    f"cannot roll back to execution {cfg.to}: its artifact "
+                    f"'{name}' ({digest[:19]}) is gone: {exc.message}"
+                ) from exc
+        ctx.log.write(
+            f"rolling back {ctx.action.environment} to {cfg.image} (deployed by "
+            f"execution {cfg.to})" + (f" after execution {cfg.of} failed" if cfg.of else "") + "\n"
+        )
         if cfg.reason:
             ctx.log.write(f"reason: {cfg.reason}\n")
-        deploy_cfg = {"image": cfg.image, "manifests": cfg.manifests, "container": cfg.container,
-                      "timeout": cfg.timeout}
-        sub = dataclasses.replace(ctx, config={k: v for k, v in deploy_cfg.items()
-                                               if v is not None}, inputs=inputs)
+        deploy_cfg = {
+            "image": cfg.image,
+            "manifests": cfg.manifests,
+            "container": cfg.container,
+            "timeout": cfg.timeout,
+        }
+        sub = dataclasses.replace(
+            ctx, config={k: v for k, v in deploy_cfg.items() if v is not None}, inputs=inputs
+        )
         result = Deploy().run(sub)
         dep = result.details["deployment"]
         dep["kind"] = "rollback"
         dep["rollback"] = {"of": cfg.of, "to": cfg.to, "reason": cfg.reason}
         dep["artifacts"] = dict(cfg.artifacts)
-        dep["deploy_config"] = {k: v for k, v in deploy_cfg.items()
-                                if k != "image" and v is not None}
+        dep["deploy_config"] = {
+            k: v for k, v in deploy_cfg.items() if k != "image" and v is not None
+        }
         result.message = f"rolled back: {result.message}"
         return result
 
 
 # ---- choosing what to restore --------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RollbackPlan:
@@ -130,16 +141,19 @@ class RollbackPlan:
         return str(self.target["execution_id"])
 
     def describe(self) -> str:
-        return (f"{self.environment}: {_short(self.current.get('digest'))} -> "
-                f"{_short(self.target.get('digest'))} (from execution {self.to_execution})")
+        return (
+            f"{self.environment}: {_short(self.current.get('digest'))} -> "
+            f"{_short(self.target.get('digest'))} (from execution {self.to_execution})"
+        )
 
 
 def _short(digest: Any) -> str:
     return str(digest or "?")[:19]
 
 
-def plan_rollback(store: Store, environment: str, *, failed_execution: str | None = None,
-                  to: str | None = None) -> RollbackPlan:
+def plan_rollback(
+    store: Store, environment: str, *, failed_execution: str | None = None, to: str | None = None
+) -> RollbackPlan:
     """What a rollback of ENVIRONMENT would restore (raises NotFound/ConfigError if nothing).
 
     `failed_execution`: restore the last good deployment before that execution's first
@@ -149,8 +163,10 @@ def plan_rollback(store: Store, environment: str, *, failed_execution: str | Non
     """
     deps = store.deployments(environment, limit=10000)  # newest first
     if not deps:
-        raise NotFound(f"nothing was ever deployed to environment '{environment}': nothing to "
-                       "roll back (see `conveyor env list`)")
+        raise NotFound(
+            f"nothing was ever deployed to environment '{environment}': nothing to "
+            "roll back (see `conveyor env list`)"
+        )
     current = deps[0]
     statuses: dict[str, str] = {}
 
@@ -168,40 +184,58 @@ def plan_rollback(store: Store, environment: str, *, failed_execution: str | Non
         target = _match(deps, to)
         if target is None:
             known = ", ".join(f"{d['execution_id']} ({_short(d['digest'])})" for d in deps[:8])
-            raise NotFound(f"'{to}' is neither an execution nor a digest deployed to "
-                           f"'{environment}' (recent: {known})")
+            raise NotFound(
+                f"'{to}' is neither an execution nor a digest deployed to "
+                f"'{environment}' (recent: {known})"
+            )
     else:
         if failed_execution:
             mine = [i for i, d in enumerate(deps) if d["execution_id"] == failed_execution]
             if not mine:
-                raise NotFound(f"execution {failed_execution} deployed nothing to "
-                               f"'{environment}': nothing to roll back there")
-            older = deps[max(mine) + 1:]
+                raise NotFound(
+                    f"execution {failed_execution} deployed nothing to "
+                    f"'{environment}': nothing to roll back there"
+                )
+            older = deps[max(mine) + 1 :]
         else:
             older = [d for d in deps[1:] if d["digest"] != current["digest"]]
         target = next((d for d in older if status(d["execution_id"]) == "Succeeded"), None)
         if target is None:
-            raise NotFound(f"environment '{environment}' has no earlier deployment from a "
-                           "succeeded execution to roll back to; deploy a fixed version, or "
-                           "pick one with `conveyor rollback ENV --to EXECUTION|DIGEST`")
+            raise NotFound(
+                f"environment '{environment}' has no earlier deployment from a "
+                "succeeded execution to roll back to; deploy a fixed version, or "
+                "pick one with `conveyor rollback ENV --to EXECUTION|DIGEST`"
+            )
     details = target.get("details") or {}
     stage = details.get("stage") or (current.get("details") or {}).get("stage")
     action = details.get("action") or (current.get("details") or {}).get("action")
     if not stage or not action or not target.get("image"):
-        raise ConfigError(f"the deployment of execution {target['execution_id']} to "
-                          f"'{environment}' does not say which stage/action/image made it; it "
-                          "cannot be redeployed automatically")
+        raise ConfigError(
+            f"the deployment of execution {target['execution_id']} to "
+            f"'{environment}' does not say which stage/action/image made it; it "
+            "cannot be redeployed automatically"
+        )
     artifacts, config = _manifests_of(store, target)
-    return RollbackPlan(environment, str(target["pipeline"]), str(stage), str(action), current,
-                        target, artifacts, config)
+    return RollbackPlan(
+        environment,
+        str(target["pipeline"]),
+        str(stage),
+        str(action),
+        current,
+        target,
+        artifacts,
+        config,
+    )
 
 
 def _match(deps: list[Row], to: str) -> Row | None:
     text = to.strip()
     hexpart = text.split(":", 1)[1] if text.startswith("sha256:") else text
     for d in deps:
-        if d["execution_id"] and (d["execution_id"] == text or (
-                len(text) >= 4 and str(d["execution_id"]).startswith(text))):
+        if d["execution_id"] and (
+            d["execution_id"] == text
+            or (len(text) >= 4 and str(d["execution_id"]).startswith(text))
+        ):
             return d
     if len(hexpart) >= 12:
         for d in deps:
@@ -223,8 +257,10 @@ def _manifests_of(store: Store, dep: Row) -> tuple[dict[str, str], dict[str, Any
     try:
         action = pipeline.stage(details["stage"]).action(details["action"])
     except KeyError:
-        raise ConfigError(f"execution {ex['id']} has no action {details.get('stage')}/"
-                          f"{details.get('action')} any more") from None
+        raise ConfigError(
+            f"execution {ex['id']} has no action {details.get('stage')}/"
+            f"{details.get('action')} any more"
+        ) from None
     latest: dict[tuple[str, str], Row] = {}
     for a in store.attempts_for(ex["id"]):
         if a["status"] == "Succeeded":
@@ -234,50 +270,82 @@ def _manifests_of(store: Store, dep: Row) -> tuple[dict[str, str], dict[str, Any
         produced.update(a["artifacts"] or {})
     missing = [n for n in action.inputs if n not in produced]
     if missing:
-        raise NotFound(f"execution {ex['id']}: the artifact(s) {', '.join(missing)} its deploy "
-                       "read are not recorded; it cannot be redeployed")
-    config = {k: action.config[k] for k in KEPT_CONFIG
-              if k in action.config and "#{" not in str(action.config[k])}
+        raise NotFound(
+            f"execution {ex['id']}: the artifact(s) {', '.join(missing)} its deploy "
+            "read are not recorded; it cannot be redeployed"
+        )
+    config = {
+        k: action.config[k]
+        for k in KEPT_CONFIG
+        if k in action.config and "#{" not in str(action.config[k])
+    }
     return {n: produced[n] for n in action.inputs}, config
 
 
 # ---- starting a rollback execution ---------------------------------------------------------
 
-def start_rollback(store: Store, plan: RollbackPlan, *, failed_execution: str | None,
-                   reason: str, actor: str) -> str:
+
+def start_rollback(
+    store: Store, plan: RollbackPlan, *, failed_execution: str | None, reason: str, actor: str
+) -> str:
     """Create the rollback execution (kind rollback); a running engine picks it up."""
     pipeline_row = store.get_pipeline(plan.pipeline)
     current_def = dict(pipeline_row["definition"])
     source = store.get_execution(plan.to_execution)
-    env_def = (dict(current_def.get("environments") or {}).get(plan.environment)
-               or dict(source["definition"].get("environments") or {}).get(plan.environment)
-               or {})
+    env_def = (
+        dict(current_def.get("environments") or {}).get(plan.environment)
+        or dict(source["definition"].get("environments") or {}).get(plan.environment)
+        or {}
+    )
     config: dict[str, Any] = {
-        "image": plan.target["image"], "artifacts": plan.artifacts, "to": plan.to_execution,
-        "reason": reason, **plan.deploy_config}
+        "image": plan.target["image"],
+        "artifacts": plan.artifacts,
+        "to": plan.to_execution,
+        "reason": reason,
+        **plan.deploy_config,
+    }
     if failed_execution:
         config["of"] = failed_execution
-    action: dict[str, Any] = {"name": plan.action, "type": ROLLBACK_TYPE,
-                              "environment": plan.environment, "config": config}
+    action: dict[str, Any] = {
+        "name": plan.action,
+        "type": ROLLBACK_TYPE,
+        "environment": plan.environment,
+        "config": config,
+    }
     definition: dict[str, Any] = {
-        "name": plan.pipeline, "executionMode": "PARALLEL",
+        "name": plan.pipeline,
+        "executionMode": "PARALLEL",
         "environments": {plan.environment: env_def},
         "stages": [{"name": plan.stage, "actions": [action]}],
     }
     if current_def.get("settings"):
         definition["settings"] = current_def["settings"]
-    trigger = {"type": "Rollback", "of": failed_execution or plan.current.get("execution_id"),
-               "to": plan.to_execution, "environment": plan.environment,
-               "digest": plan.target.get("digest"), "from_digest": plan.current.get("digest"),
-               "reason": reason, "by": actor, "automatic": failed_execution is not None}
-    ex_id = store.create_execution(plan.pipeline, definition, variables={}, trigger=trigger,
-                                   revisions=dict(source["revisions"] or {}), kind="rollback",
-                                   actor=actor)
+    trigger = {
+        "type": "Rollback",
+        "of": failed_execution or plan.current.get("execution_id"),
+        "to": plan.to_execution,
+        "environment": plan.environment,
+        "digest": plan.target.get("digest"),
+        "from_digest": plan.current.get("digest"),
+        "reason": reason,
+        "by": actor,
+        "automatic": failed_execution is not None,
+    }
+    ex_id = store.create_execution(
+        plan.pipeline,
+        definition,
+        variables={},
+        trigger=trigger,
+        revisions=dict(source["revisions"] or {}),
+        kind="rollback",
+        actor=actor,
+    )
     store.audit(actor, "rollback", plan.environment, {"execution": ex_id, **trigger})
     return ex_id
 
 
 # ---- the engine hooks ---------------------------------------------------------------------------
+
 
 def should_roll_back(pipeline: Pipeline, stage_name: str, attempts: list[Row]) -> str | None:
     """Why the failure of STAGE calls for a rollback (None: it does not)."""
@@ -293,8 +361,10 @@ def should_roll_back(pipeline: Pipeline, stage_name: str, attempts: list[Row]) -
     if monitors:
         return f"{stage_name}/{monitors[-1]['action']} failed: {monitors[-1]['message']}"
     if stage.on_failure is not None and stage.on_failure.result == "ROLLBACK":
-        return (f"{stage_name}/{last['action']} failed ({last['reason']}) in a stage with "
-                f"onFailure ROLLBACK: {last['message']}")
+        return (
+            f"{stage_name}/{last['action']} failed ({last['reason']}) in a stage with "
+            f"onFailure ROLLBACK: {last['message']}"
+        )
     return None
 
 
@@ -312,44 +382,75 @@ def on_stage_failed(engine: Engine, ex: Row, pipeline: Pipeline, stage_name: str
     envs: list[str] = []
     for d in store.deployments(limit=10000):
         details = d.get("details") or {}
-        if (d["execution_id"] == ex["id"] and details.get("stage") == stage_name
-                and d["environment"] not in envs):
+        if (
+            d["execution_id"] == ex["id"]
+            and details.get("stage") == stage_name
+            and d["environment"] not in envs
+        ):
             envs.append(d["environment"])
     for a in attempts:  # a monitor in its own stage: roll back what it watched
         env = ((a.get("details") or {}).get("monitor") or {}).get("environment")
-        if (a["stage"] == stage_name and a["status"] == "Failed" and env and env not in envs
-                and any(d["execution_id"] == ex["id"] for d in store.deployments(env))):
+        if (
+            a["stage"] == stage_name
+            and a["status"] == "Failed"
+            and env
+            and env not in envs
+            and any(d["execution_id"] == ex["id"] for d in store.deployments(env))
+        ):
             envs.append(env)
     hook = alerts.webhook_of(ex["definition"])
     where = f"*{ex['pipeline']}* execution `{ex['id']}`"
     if not envs:
-        alerts.send_later(hook, f":warning: {where} failed: {reason}. It switched no "
-                                "environment in that stage: nothing to roll back.",
-                          "rollback-skipped", {"execution": ex["id"], "reason": reason})
+        alerts.send_later(
+            hook,
+            f":warning: {where} failed: {reason}. It switched no "
+            "environment in that stage: nothing to roll back.",
+            "rollback-skipped",
+            {"execution": ex["id"], "reason": reason},
+        )
         return
     started: list[str] = []
     for env in envs:
         try:
             plan = plan_rollback(store, env, failed_execution=ex["id"])
-            rb = start_rollback(store, plan, failed_execution=ex["id"], reason=reason,
-                                actor="engine (rollback)")
+            rb = start_rollback(
+                store, plan, failed_execution=ex["id"], reason=reason, actor="engine (rollback)"
+            )
         except ConveyorError as exc:
             log.error("no rollback of %s after %s: %s", env, ex["id"], exc.message)
-            alerts.send_later(hook, f":rotating_light: {where} failed in {env} ({reason}) and "
-                                    f"could NOT be rolled back: {exc.message}. {env} still "
-                                    "serves the failing version.", "rollback-impossible",
-                              {"execution": ex["id"], "environment": env, "error": exc.message})
+            alerts.send_later(
+                hook,
+                f":rotating_light: {where} failed in {env} ({reason}) and "
+                f"could NOT be rolled back: {exc.message}. {env} still "
+                "serves the failing version.",
+                "rollback-impossible",
+                {"execution": ex["id"], "environment": env, "error": exc.message},
+            )
             continue
         started.append(rb)
-        log.warning("execution %s failed (%s): rolling %s back in execution %s", ex["id"],
-                    reason, plan.describe(), rb)
-        alerts.send_later(hook, f":rewind: {where} failed: {reason}. Rolling *{env}* back to "
-                                f"{_short(plan.target['digest'])} (from execution "
-                                f"`{plan.to_execution}`) in execution `{rb}`.",
-                          "rollback-started",
-                          {"execution": rb, "of": ex["id"], "to": plan.to_execution,
-                           "environment": env, "digest": plan.target.get("digest"),
-                           "from_digest": plan.current.get("digest"), "reason": reason})
+        log.warning(
+            "execution %s failed (%s): rolling %s back in execution %s",
+            ex["id"],
+            reason,
+            plan.describe(),
+            rb,
+        )
+        alerts.send_later(
+            hook,
+            f":rewind: {where} failed: {reason}. Rolling *{env}* back to "
+            f"{_short(plan.target['digest'])} (from execution "
+            f"`{plan.to_execution}`) in execution `{rb}`.",
+            "rollback-started",
+            {
+                "execution": rb,
+                "of": ex["id"],
+                "to": plan.to_execution,
+                "environment": env,
+                "digest": plan.target.get("digest"),
+                "from_digest": plan.current.get("digest"),
+                "reason": reason,
+            },
+        )
     if started:
         _drive(engine, started)
     engine.wake()
@@ -371,12 +472,12 @@ def _drive(engine: Engine, executions: list[str]) -> None:
     store, settings = engine.store, engine.settings
 
     def done() -> bool:
-        return all(store.get_execution(e)["status"] not in ("InProgress", "Stopping")
-                   for e in executions)
+        return all(
+            store.get_execution(e)["status"] not in ("InProgress", "Stopping") for e in executions
+        )
 
     def alive() -> bool:
-        return any(e["worker"] == engine.worker
-                   for e in store.live_engines(settings.lease_seconds))
+        return any(e["worker"] == engine.worker for e in store.live_engines(settings.lease_seconds))
 
     def run() -> None:
         end = time.monotonic() + HELPER_LIMIT
@@ -385,11 +486,19 @@ def _drive(engine: Engine, executions: list[str]) -> None:
                 time.sleep(max(0.1, settings.poll_seconds))
             if done() or time.monotonic() >= end:
                 return
-            helper = EngineClass(store, settings, engine.registry, engine.services,
-                                 artifacts=engine.artifacts, hooks=engine.hooks, max_workers=2)
+            helper = EngineClass(
+                store,
+                settings,
+                engine.registry,
+                engine.services,
+                artifacts=engine.artifacts,
+                hooks=engine.hooks,
+                max_workers=2,
+            )
             helper.worker = engine.worker
-            log.info("driving rollback execution(s) %s after the engine stopped",
-                     ", ".join(executions))
+            log.info(
+                "driving rollback execution(s) %s after the engine stopped", ", ".join(executions)
+            )
             try:
                 while not done() and time.monotonic() < end:
                     store.renew(helper.worker, settings.lease_seconds)
@@ -411,8 +520,11 @@ def _drive(engine: Engine, executions: list[str]) -> None:
 def _already_rolled_back(store: Store, ex: Row, failed_at: float) -> bool:
     """A rollback of this failure was already started (the hook must not start two)."""
     for other in store.list_executions(ex["pipeline"], limit=50, light=True):
-        if (other["kind"] == "rollback" and (other["trigger"] or {}).get("of") == ex["id"]
-                and other["created_at"] >= failed_at):
+        if (
+            other["kind"] == "rollback"
+            and (other["trigger"] or {}).get("of") == ex["id"]
+            and other["created_at"] >= failed_at
+        ):
             return True
     return False
 
@@ -423,19 +535,30 @@ def on_execution_done(engine: Engine, ex: Row, pipeline: Pipeline) -> None:
     trig = ex["trigger"] or {}
     env = trig.get("environment") or "?"
     hook = alerts.webhook_of(ex["definition"])
-    facts = {"execution": ex["id"], "of": trig.get("of"), "to": trig.get("to"),
-             "environment": env, "digest": trig.get("digest"), "status": ex["status"],
-             "from_digest": trig.get("from_digest"), "reason": trig.get("reason")}
+    facts = {
+        "execution": ex["id"],
+        "of": trig.get("of"),
+        "to": trig.get("to"),
+        "environment": env,
+        "digest": trig.get("digest"),
+        "status": ex["status"],
+        "from_digest": trig.get("from_digest"),
+        "reason": trig.get("reason"),
+    }
     took = f" in {ex['ended_at'] - ex['created_at']:.0f} s" if ex["ended_at"] else ""
     if ex["status"] == "Succeeded":
-        text = (f":white_check_mark: *{env}* rolled back{took}: it serves "
-                f"{_short(trig.get('digest'))} again (execution `{trig.get('to')}`) instead of "
-                f"{_short(trig.get('from_digest'))}. Rollback execution `{ex['id']}`; cause: "
-                f"{trig.get('reason') or 'manual rollback'}.")
+        text = (
+            f":white_check_mark: *{env}* rolled back{took}: it serves "
+            f"{_short(trig.get('digest'))} again (execution `{trig.get('to')}`) instead of "
+            f"{_short(trig.get('from_digest'))}. Rollback execution `{ex['id']}`; cause: "
+            f"{trig.get('reason') or 'manual rollback'}."
+        )
     else:
-        text = (f":rotating_light: rollback of *{env}* {ex['status']}: {ex['message']}. {env} "
-                f"still serves {_short(trig.get('from_digest'))} (the deploy driver keeps the "
-                f"serving release until the new one is ready). Execution `{ex['id']}`.")
+        text = (
+            f":rotating_light: rollback of *{env}* {ex['status']}: {ex['message']}. {env} "
+            f"still serves {_short(trig.get('from_digest'))} (the deploy driver keeps the "
+            f"serving release until the new one is ready). Execution `{ex['id']}`."
+        )
     alerts.send_later(hook, text, "rollback-finished", facts)
 
 

@@ -19,7 +19,9 @@ def _source_repo(config: dict[str, Any]) -> str:
     return str(config.get("repository", ""))
 
 
-def start_matching(app: Any, *, repository: str, ref: str, old: str, new: str) -> list[tuple[str, str]]:
+def start_matching(
+    app: Any, *, repository: str, ref: str, old: str, new: str
+) -> list[tuple[str, str]]:
     """Start every pipeline with a trigger on a source action reading `repository` that matches."""
     branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
     tag = ref.removeprefix("refs/tags/") if ref.startswith("refs/tags/") else None
@@ -42,10 +44,20 @@ def start_matching(app: Any, *, repository: str, ref: str, old: str, new: str) -
             if not matches(t, branch=branch, tag=tag, files=files):
                 continue
             eng = app.engine()
-            ex_id = eng.start(p.name, actor=f"git push to {repository}",
-                              trigger={"type": "Push", "source": t.source_action, "repository": repository,
-                                       "ref": ref, "old": old, "new": new, "files": files[:50]},
-                              revisions={t.source_action: {"CommitId": new}})
+            ex_id = eng.start(
+                p.name,
+                actor=f"git push to {repository}",
+                trigger={
+                    "type": "Push",
+                    "source": t.source_action,
+                    "repository": repository,
+                    "ref": ref,
+                    "old": old,
+                    "new": new,
+                    "files": files[:50],
+                },
+                revisions={t.source_action: {"CommitId": new}},
+            )
             eng.shutdown(wait=False)
             started.append((ex_id, p.name))
             break
@@ -88,9 +100,17 @@ class Poller:
                     files = git.changed_files(Path(mirror), old, head)
                     if matches(t, branch=branch, tag=None, files=files):
                         eng = self.app.engine()
-                        ex = eng.start(p.name, actor=f"poll of {repository}",
-                                       trigger={"type": "Poll", "source": t.source_action, "old": old, "new": head},
-                                       revisions={t.source_action: {"CommitId": head}})
+                        ex = eng.start(
+                            p.name,
+                            actor=f"poll of {repository}",
+                            trigger={
+                                "type": "Poll",
+                                "source": t.source_action,
+                                "old": old,
+                                "new": head,
+                            },
+                            revisions={t.source_action: {"CommitId": head}},
+                        )
                         eng.shutdown(wait=False)
                         started.append((ex, p.name))
         return started

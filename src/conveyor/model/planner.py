@@ -44,7 +44,9 @@ class ExecutionState:
     cancelled: bool = False
 
 
-def current_attempts(pipeline: Pipeline, state: ExecutionState) -> dict[str, dict[str, AttemptView]]:
+def current_attempts(
+    pipeline: Pipeline, state: ExecutionState
+) -> dict[str, dict[str, AttemptView]]:
     """For each stage, the attempt that counts for each action (absent: not started)."""
     latest: dict[tuple[str, str], AttemptView] = {}
     for a in state.attempts:
@@ -123,7 +125,9 @@ class Neighbourhood:
     older_waiting_for: frozenset[str] = frozenset()  # QUEUED: stages older executions wait for
 
 
-def plan(pipeline: Pipeline, state: ExecutionState, around: Neighbourhood = Neighbourhood()) -> Plan:
+def plan(
+    pipeline: Pipeline, state: ExecutionState, around: Neighbourhood = Neighbourhood()
+) -> Plan:
     """The actions to start now (persisted InProgress before they run)."""
     status = execution_status(pipeline, state)
     if status != ExecutionStatus.IN_PROGRESS or state.stop_requested:

@@ -62,7 +62,10 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                 add((*a.path, "name"), f"duplicate action name '{a.name}' in stage '{s.name}'")
             names.add(a.name)
             if not (1 <= a.run_order <= 999):
-                add((*a.path, "runOrder"), f"action '{a.name}': runOrder must be 1..999, got {a.run_order}")
+                add(
+                    (*a.path, "runOrder"),
+                    f"action '{a.name}': runOrder must be 1..999, got {a.run_order}",
+                )
             if a.timeout_seconds is not None and a.timeout_seconds <= 0:
                 add((*a.path, "timeout"), f"action '{a.name}': timeout must be positive")
 
@@ -76,7 +79,10 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
         for i, art in enumerate(a.outputs):
             if art in producers:
                 other = producers[art]
-                add((*a.path, "outputs", i), f"artifact '{art}' is already produced by action '{other[1]}'")
+                add(
+                    (*a.path, "outputs", i),
+                    f"artifact '{art}' is already produced by action '{other[1]}'",
+                )
             else:
                 producers[art] = (s.name, a.name, (*a.path, "outputs", i))
     for s, a in p.all_actions():
@@ -92,7 +98,10 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                 continue
             ps, pa, _ = producers[art]
             if (ps, pa) == (s.name, a.name):
-                add((*a.path, "inputs", i), f"action '{a.name}' reads its own output '{art}': a cycle")
+                add(
+                    (*a.path, "inputs", i),
+                    f"action '{a.name}' reads its own output '{art}': a cycle",
+                )
             elif order[(ps, pa)] >= mine:
                 add(
                     (*a.path, "inputs", i),
@@ -117,47 +126,78 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
             ref = f"#{{{ns}.{var}}}"
             if ns == PIPELINE_NS:
                 if var not in pipeline_vars:
-                    add(path, f"{ref}: no pipeline variable '{var}'{did_you_mean(var, sorted(pipeline_vars))}")
+                    add(
+                        path,
+                        f"{ref}: no pipeline variable '{var}'{did_you_mean(var, sorted(pipeline_vars))}",
+                    )
             elif ns == SYSTEM_NS:
                 if var not in SYSTEM_VARS:
-                    add(path, f"{ref}: unknown system variable (known: {', '.join(sorted(SYSTEM_VARS))})")
+                    add(
+                        path,
+                        f"{ref}: unknown system variable (known: {', '.join(sorted(SYSTEM_VARS))})",
+                    )
             elif ns not in namespaces:
-                add(path, f"{ref}: unknown namespace '{ns}'{did_you_mean(ns, sorted(namespaces))}"
-                    f" (known: {', '.join(sorted(namespaces)) or 'none'})")
+                add(
+                    path,
+                    f"{ref}: unknown namespace '{ns}'{did_you_mean(ns, sorted(namespaces))}"
+                    f" (known: {', '.join(sorted(namespaces)) or 'none'})",
+                )
             else:
                 ps, pa = namespaces[ns]
                 if order[(ps, pa)] >= mine:
-                    add(path, f"{ref}: namespace '{ns}' belongs to action '{pa}', which does not run before '{a.name}'")
+                    add(
+                        path,
+                        f"{ref}: namespace '{ns}' belongs to action '{pa}', which does not run before '{a.name}'",
+                    )
                 else:
                     _, producer = p.stage(ps), p.stage(ps).action(pa)
                     info = catalogue.types.get(producer.type)
-                    if info and info.output_variables is not None and var not in info.output_variables:
-                        add(path, f"{ref}: action '{pa}' ({producer.type}) has no output variable '{var}'"
+                    if (
+                        info
+                        and info.output_variables is not None
+                        and var not in info.output_variables
+                    ):
+                        add(
+                            path,
+                            f"{ref}: action '{pa}' ({producer.type}) has no output variable '{var}'"
                             f"{did_you_mean(var, sorted(info.output_variables))}"
-                            f" (known: {', '.join(sorted(info.output_variables))})")
+                            f" (known: {', '.join(sorted(info.output_variables))})",
+                        )
 
     # action types and their config
     known_types = sorted(catalogue.types)
     for _, a in p.all_actions():
         info = catalogue.types.get(a.type)
         if info is None:
-            add((*a.path, "type"), f"action '{a.name}': unknown action type '{a.type}'"
-                f"{did_you_mean(a.type, known_types)} (known: {', '.join(known_types)})")
+            add(
+                (*a.path, "type"),
+                f"action '{a.name}': unknown action type '{a.type}'"
+                f"{did_you_mean(a.type, known_types)} (known: {', '.join(known_types)})",
+            )
             continue
         for path, msg in info.check_config(a):
             add((*a.path, *path), f"action '{a.name}': {msg}")
         if a.environment is not None and a.environment not in p.environments:
             envs = sorted(p.environments)
-            add((*a.path, "environment"), f"action '{a.name}': unknown environment '{a.environment}'"
-                f"{did_you_mean(a.environment, envs)} (known: {', '.join(envs) or 'none'})")
+            add(
+                (*a.path, "environment"),
+                f"action '{a.name}': unknown environment '{a.environment}'"
+                f"{did_you_mean(a.environment, envs)} (known: {', '.join(envs) or 'none'})",
+            )
         elif info.needs_environment and a.environment is None:
-            add((*a.path,), f"action '{a.name}': a {a.type} action needs `environment:`"
-                f" (one of: {', '.join(sorted(p.environments)) or 'define environments first'})")
+            add(
+                (*a.path,),
+                f"action '{a.name}': a {a.type} action needs `environment:`"
+                f" (one of: {', '.join(sorted(p.environments)) or 'define environments first'})",
+            )
 
     # triggers
     sources = {a.name for a in p.source_actions()}
     for t in p.triggers:
         if t.source_action not in sources:
-            add((*t.path, "source"), f"trigger names source action '{t.source_action}', which is not a "
-                f"source action{did_you_mean(t.source_action, sorted(sources))} (known: {', '.join(sorted(sources)) or 'none'})")
+            add(
+                (*t.path, "source"),
+                f"trigger names source action '{t.source_action}', which is not a "
+                f"source action{did_you_mean(t.source_action, sorted(sources))} (known: {', '.join(sorted(sources)) or 'none'})",
+            )
     return out

@@ -16,7 +16,9 @@ SYSTEM_NS = "codepipeline"
 SYSTEM_VARS = frozenset({"PipelineExecutionId", "PipelineName"})
 
 
-def find_refs(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
+def find_refs(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
     """Every (path, namespace, variable) referenced anywhere inside a config value."""
     if isinstance(value, str):
         for m in REF.finditer(value):

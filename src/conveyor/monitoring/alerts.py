@@ -33,13 +33,21 @@ def webhook_of(definition: Mapping[str, Any] | None) -> str | None:
 
 
 def payload(text: str, event: str, facts: Mapping[str, Any]) -> dict[str, Any]:
-    return {"text": text,
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-            "conveyor": {"event": event, **facts}}
+    return {
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        "conveyor": {"event": event, **facts},
+    }
 
 
-def send(url: str | None, text: str, event: str, facts: Mapping[str, Any] | None = None,
-         *, timeout: float = 5.0) -> bool:
+def send(
+    url: str | None,
+    text: str,
+    event: str,
+    facts: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = 5.0,
+) -> bool:
     """POST the alert; True when the webhook answered 2xx."""
     if not url:
         log.info("alert (no webhook configured): %s", text)
@@ -53,7 +61,6 @@ def send(url: str | None, text: str, event: str, facts: Mapping[str, Any] | None
         log.warning("alert to %s answered HTTP %s: %s", url, resp.status_code, text)
         return False
     return True
-
 
 
 _queue: queue.Queue[tuple[str | None, str, str, dict[str, Any]]] = queue.Queue()
@@ -70,8 +77,9 @@ def _drain() -> None:
             _queue.task_done()
 
 
-def send_later(url: str | None, text: str, event: str,
-               facts: Mapping[str, Any] | None = None) -> None:
+def send_later(
+    url: str | None, text: str, event: str, facts: Mapping[str, Any] | None = None
+) -> None:
     """`send` from one background thread, in order: the engine never waits for a webhook."""
     global _worker
     with _worker_lock:

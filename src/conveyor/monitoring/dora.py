@@ -74,8 +74,9 @@ def _median(values: Sequence[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
-def measures(history: Sequence[Deployment], *, now: float, days: int = 30,
-             environment: str = "prod") -> dict[str, Any]:
+def measures(
+    history: Sequence[Deployment], *, now: float, days: int = 30, environment: str = "prod"
+) -> dict[str, Any]:
     """The DORA measures over `days` up to `now` from an environment's deployments."""
     ordered = sorted(history, key=lambda d: d.at)
     # calendar buckets (UTC) ending with the one holding `now`: the window is whole days
@@ -96,9 +97,18 @@ def measures(history: Sequence[Deployment], *, now: float, days: int = 30,
         failed = _failed(d, nxt)
         restored: float | None = None
         if failed:
-            later = next((x for j, x in enumerate(ordered[i + 1:], i + 1)
-                          if _good(x) and not (x.kind == "deploy" and _failed(
-                              x, ordered[j + 1] if j + 1 < len(ordered) else None))), None)
+            later = next(
+                (
+                    x
+                    for j, x in enumerate(ordered[i + 1 :], i + 1)
+                    if _good(x)
+                    and not (
+                        x.kind == "deploy"
+                        and _failed(x, ordered[j + 1] if j + 1 < len(ordered) else None)
+                    )
+                ),
+                None,
+            )
             restored = later.at - d.at if later else None
         releases.append((d, failed, restored))
 
@@ -106,8 +116,9 @@ def measures(history: Sequence[Deployment], *, now: float, days: int = 30,
     leads = [d.at - d.commit_at for d, _, _ in releases if d.commit_at is not None]
     failures = [r for r in releases if r[1]]
     restores = [r for _, f, r in releases if f and r is not None]
-    per: list[dict[str, list[Any]]] = [{"deploys": [], "leads": [], "failed": [], "restores": []}
-                                       for _ in buckets]
+    per: list[dict[str, list[Any]]] = [
+        {"deploys": [], "leads": [], "failed": [], "restores": []} for _ in buckets
+    ]
     for d, failed, restored in releases:
         b = per[bucket(d.at)]
         b["deploys"].append(d)
@@ -118,35 +129,48 @@ def measures(history: Sequence[Deployment], *, now: float, days: int = 30,
             b["restores"].append(restored)
 
     def series(fn: Any) -> list[dict[str, Any]]:
-        return [{"date": dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d"),
-                 "value": fn(b)} for t, b in zip(buckets, per, strict=True)]
+        return [
+            {"date": dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d"), "value": fn(b)}
+            for t, b in zip(buckets, per, strict=True)
+        ]
 
     def rounded(v: float | None, unit: float = 1.0, digits: int = 2) -> float | None:
         return None if v is None else round(v / unit, digits)
 
     return {
-        "environment": environment, "days": days,
-        "from": start, "to": now, "bucket": "day" if step == DAY else "week",
+        "environment": environment,
+        "days": days,
+        "from": start,
+        "to": now,
+        "bucket": "day" if step == DAY else "week",
         "deploymentFrequency": {
-            "deployments": n, "perDay": round(n / days, 3) if days else None,
-            "perWeek": round(n / days * 7, 2) if days else None, "unit": "deployments",
+            "deployments": n,
+            "perDay": round(n / days, 3) if days else None,
+            "perWeek": round(n / days * 7, 2) if days else None,
+            "unit": "deployments",
             "series": series(lambda b: len(b["deploys"])),
         },
         "leadTimeForChanges": {
-            "count": len(leads), "medianSeconds": rounded(_median(leads), 1, 1),
+            "count": len(leads),
+            "medianSeconds": rounded(_median(leads), 1, 1),
             "meanSeconds": rounded(statistics.fmean(leads) if leads else None, 1, 1),
             "unit": "hours",
             "series": series(lambda b: rounded(_median(b["leads"]), 3600.0, 3)),
         },
         "changeFailureRate": {
-            "failed": len(failures), "deployments": n,
-            "rate": round(len(failures) / n, 4) if n else None, "unit": "ratio",
-            "series": series(lambda b: round(sum(b["failed"]) / len(b["failed"]), 4)
-                             if b["failed"] else None),
+            "failed": len(failures),
+            "deployments": n,
+            "rate": round(len(failures) / n, 4) if n else None,
+            "unit": "ratio",
+            "series": series(
+                lambda b: round(sum(b["failed"]) / len(b["failed"]), 4) if b["failed"] else None
+            ),
         },
         "timeToRestore": {
-            "restored": len(restores), "open": len(failures) - len(restores),
-            "medianSeconds": rounded(_median(restores), 1, 1), "unit": "minutes",
+            "restored": len(restores),
+            "open": len(failures) - len(restores),
+            "medianSeconds": rounded(_median(restores), 1, 1),
+            "unit": "minutes",
             "series": series(lambda b: rounded(_median(b["restores"]), 60.0, 2)),
         },
     }
@@ -164,26 +188,36 @@ def history_of(store: Any, environment: str) -> list[Deployment]:
     revisions: dict[str, Any] = {}
     for i in range(0, len(ids), 500):
         with store.tx() as c:
-            for r in c.execute(select(t.executions.c.id, t.executions.c.status,
-                                      t.executions.c.revisions)
-                               .where(t.executions.c.id.in_(ids[i:i + 500]))):
+            for r in c.execute(
+                select(t.executions.c.id, t.executions.c.status, t.executions.c.revisions).where(
+                    t.executions.c.id.in_(ids[i : i + 500])
+                )
+            ):
                 status[r.id] = r.status
                 revisions[r.id] = r.revisions
     out = []
     for r in rows:
         details = r.get("details") or {}
         revs = details.get("revisions") or revisions.get(r["execution_id"])
-        out.append(Deployment(
-            at=float(r["at"]), kind=r["kind"] or "deploy", execution_id=r["execution_id"] or "",
-            execution_status=status.get(r["execution_id"], "?"),
-            commit_at=author_time(revs, r.get("commit")), digest=r.get("digest") or ""))
+        out.append(
+            Deployment(
+                at=float(r["at"]),
+                kind=r["kind"] or "deploy",
+                execution_id=r["execution_id"] or "",
+                execution_status=status.get(r["execution_id"], "?"),
+                commit_at=author_time(revs, r.get("commit")),
+                digest=r.get("digest") or "",
+            )
+        )
     return out
 
 
-def dora(store: Any, days: int = 30, environment: str = "prod",
-         now: float | None = None) -> dict[str, Any]:
+def dora(
+    store: Any, days: int = 30, environment: str = "prod", now: float | None = None
+) -> dict[str, Any]:
     """The four DORA measures of ENVIRONMENT over the last DAYS days (see the module doc)."""
     import time
 
-    return measures(history_of(store, environment), now=now or time.time(), days=days,
-                    environment=environment)
+    return measures(
+        history_of(store, environment), now=now or time.time(), days=days, environment=environment
+    )

@@ -48,8 +48,13 @@ ACTION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.
 APPROVAL_BUCKETS = (60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, DAY, 3 * DAY, 7 * DAY)
 
 
-def _histogram(name: str, doc: str, labels: Sequence[str], bounds: Sequence[float],
-               groups: dict[tuple[str, ...], list[float]]) -> HistogramMetricFamily:
+def _histogram(
+    name: str,
+    doc: str,
+    labels: Sequence[str],
+    bounds: Sequence[float],
+    groups: dict[tuple[str, ...], list[float]],
+) -> HistogramMetricFamily:
     fam = HistogramMetricFamily(name, doc, labels=list(labels))
     for key, values in sorted(groups.items()):
         counts = [0] * (len(bounds) + 1)
@@ -74,21 +79,38 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         store = self.store
         with store.tx() as c:
-            executions = c.execute(select(t.executions.c.pipeline, t.executions.c.kind,
-                                          t.executions.c.status, func.count())
-                                   .group_by(t.executions.c.pipeline, t.executions.c.kind,
-                                             t.executions.c.status)).all()
-            attempts = c.execute(select(t.attempts.c.type, t.attempts.c.status,
-                                        t.attempts.c.started_at, t.attempts.c.ended_at)
-                                 .where(t.attempts.c.ended_at.is_not(None))).all()
-            approvals = c.execute(select(t.approvals.c.status, t.approvals.c.created_at,
-                                         t.approvals.c.decided_at)).all()
-            deployments = c.execute(select(t.deployments.c.environment, t.deployments.c.kind,
-                                           func.count(), func.max(t.deployments.c.at))
-                                    .group_by(t.deployments.c.environment,
-                                              t.deployments.c.kind)).all()
-        ex = GaugeMetricFamily("conveyor_executions", "Pipeline executions by current status",
-                               labels=["pipeline", "kind", "status"])
+            executions = c.execute(
+                select(
+                    t.executions.c.pipeline,
+                    t.executions.c.kind,
+                    t.executions.c.status,
+                    func.count(),
+                ).group_by(t.executions.c.pipeline, t.executions.c.kind, t.executions.c.status)
+            ).all()
+            attempts = c.execute(
+                select(
+                    t.attempts.c.type,
+                    t.attempts.c.status,
+                    t.attempts.c.started_at,
+                    t.attempts.c.ended_at,
+                ).where(t.attempts.c.ended_at.is_not(None))
+            ).all()
+            approvals = c.execute(
+                select(t.approvals.c.status, t.approvals.c.created_at, t.approvals.c.decided_at)
+            ).all()
+            deployments = c.execute(
+                select(
+                    t.deployments.c.environment,
+                    t.deployments.c.kind,
+                    func.count(),
+                    func.max(t.deployments.c.at),
+                ).group_by(t.deployments.c.environment, t.deployments.c.kind)
+            ).all()
+        ex = GaugeMetricFamily(
+            "conveyor_executions",
+            "Pipeline executions by current status",
+            labels=["pipeline", "kind", "status"],
+        )
         for pipeline, kind, status, n in executions:
             ex.add_metric([pipeline, kind or "standard", status], n)
         yield ex
@@ -96,9 +118,13 @@ class StoreCollector(Collector):
         durations: dict[tuple[str, ...], list[float]] = defaultdict(list)
         for type_, status, started, ended in attempts:
             durations[(type_, status)].append(max(0.0, ended - started))
-        yield _histogram("conveyor_action_duration_seconds",
-                         "Duration of finished action attempts", ["type", "status"],
-                         ACTION_BUCKETS, durations)
+        yield _histogram(
+            "conveyor_action_duration_seconds",
+            "Duration of finished action attempts",
+            ["type", "status"],
+            ACTION_BUCKETS,
+            durations,
+        )
 
         waits: dict[tuple[str, ...], list[float]] = defaultdict(list)
         pending = 0
@@ -107,16 +133,23 @@ class StoreCollector(Collector):
                 pending += 1
             elif decided:
                 waits[(status,)].append(max(0.0, decided - created))
-        yield _histogram("conveyor_approval_wait_seconds",
-                         "Time from an approval request to its decision", ["decision"],
-                         APPROVAL_BUCKETS, waits)
-        yield GaugeMetricFamily("conveyor_approvals_pending", "Approvals waiting for a person",
-                                value=pending)
+        yield _histogram(
+            "conveyor_approval_wait_seconds",
+            "Time from an approval request to its decision",
+            ["decision"],
+            APPROVAL_BUCKETS,
+            waits,
+        )
+        yield GaugeMetricFamily(
+            "conveyor_approvals_pending", "Approvals waiting for a person", value=pending
+        )
 
-        deps = CounterMetricFamily("conveyor_deployments", "Deployments to an environment",
-                                   labels=["environment", "kind"])
-        rollbacks = CounterMetricFamily("conveyor_rollbacks", "Rollbacks of an environment",
-                                        labels=["environment"])
+        deps = CounterMetricFamily(
+            "conveyor_deployments", "Deployments to an environment", labels=["environment", "kind"]
+        )
+        rollbacks = CounterMetricFamily(
+            "conveyor_rollbacks", "Rollbacks of an environment", labels=["environment"]
+        )
         envs: set[str] = set()
         for env, kind, n, _last in deployments:
             envs.add(env)
@@ -130,27 +163,36 @@ class StoreCollector(Collector):
         yield from self._dora(sorted(envs))
 
     def _environments(self, envs: Iterable[str]) -> Iterator[Metric]:
-        healthy = GaugeMetricFamily("conveyor_environment_healthy",
-                                    "1 if the environment answered its health check",
-                                    labels=["environment"])
-        checked = GaugeMetricFamily("conveyor_environment_health_checked_timestamp_seconds",
-                                    "When the environment's health was last checked",
-                                    labels=["environment"])
+        healthy = GaugeMetricFamily(
+            "conveyor_environment_healthy",
+            "1 if the environment answered its health check",
+            labels=["environment"],
+        )
+        checked = GaugeMetricFamily(
+            "conveyor_environment_health_checked_timestamp_seconds",
+            "When the environment's health was last checked",
+            labels=["environment"],
+        )
         for env, h in sorted(self.store.health().items()):
             healthy.add_metric([env], 1.0 if h["healthy"] else 0.0)
             checked.add_metric([env], h["checked_at"])
         yield healthy
         yield checked
-        last = GaugeMetricFamily("conveyor_environment_last_deployment_timestamp_seconds",
-                                 "When the environment's serving release was deployed",
-                                 labels=["environment"])
-        info = GaugeMetricFamily("conveyor_environment_release_info",
-                                 "The release an environment serves (value 1)",
-                                 labels=["environment", "digest", "execution", "kind"])
+        last = GaugeMetricFamily(
+            "conveyor_environment_last_deployment_timestamp_seconds",
+            "When the environment's serving release was deployed",
+            labels=["environment"],
+        )
+        info = GaugeMetricFamily(
+            "conveyor_environment_release_info",
+            "The release an environment serves (value 1)",
+            labels=["environment", "digest", "execution", "kind"],
+        )
         for env, d in sorted(self.store.current_deployments().items()):
             last.add_metric([env], d["at"])
-            info.add_metric([env, d["digest"] or "", d["execution_id"] or "",
-                             d["kind"] or "deploy"], 1.0)
+            info.add_metric(
+                [env, d["digest"] or "", d["execution_id"] or "", d["kind"] or "deploy"], 1.0
+            )
         yield last
         yield info
 
@@ -164,15 +206,20 @@ class StoreCollector(Collector):
             "cfr": ("conveyor_dora_change_failure_rate", "Share of failed deployments (DORA)"),
             "ttr": ("conveyor_dora_time_to_restore_seconds", "Median time to restore (DORA)"),
         }
-        fams = {k: GaugeMetricFamily(n, f"{d}, last {self.dora_days} days",
-                                     labels=["environment"]) for k, (n, d) in names.items()}
+        fams = {
+            k: GaugeMetricFamily(n, f"{d}, last {self.dora_days} days", labels=["environment"])
+            for k, (n, d) in names.items()
+        }
         for env in envs:
-            m = measures(dora_history(self.store, env), now=now, days=self.dora_days,
-                         environment=env)
-            values = {"freq": m["deploymentFrequency"]["perDay"],
-                      "lead": m["leadTimeForChanges"]["medianSeconds"],
-                      "cfr": m["changeFailureRate"]["rate"],
-                      "ttr": m["timeToRestore"]["medianSeconds"]}
+            m = measures(
+                dora_history(self.store, env), now=now, days=self.dora_days, environment=env
+            )
+            values = {
+                "freq": m["deploymentFrequency"]["perDay"],
+                "lead": m["leadTimeForChanges"]["medianSeconds"],
+                "cfr": m["changeFailureRate"]["rate"],
+                "ttr": m["timeToRestore"]["medianSeconds"],
+            }
             for k, v in values.items():
                 if v is not None:
                     fams[k].add_metric([env], float(v))

@@ -117,16 +117,22 @@ class ProbeSeries:
             if avail < t.min_availability and (planned is None or best < t.min_availability):
                 failures = [s for s in self.samples if not s.ok]
                 last = failures[-1]
-                detail = (f"HTTP {last.status} {last.body!r}" if last.status is not None
-                          else last.error or "no answer")
-                out.append(f"availability {avail:.2f} < {t.min_availability:g} over {self.count} "
-                           f"probe{'s' if self.count != 1 else ''} "
-                           f"({self.count - self.good} failed; last: {detail})")
+                detail = (
+                    f"HTTP {last.status} {last.body!r}"
+                    if last.status is not None
+                    else last.error or "no answer"
+                )
+                out.append(
+                    f"availability {avail:.2f} < {t.min_availability:g} over {self.count} "
+                    f"probe{'s' if self.count != 1 else ''} "
+                    f"({self.count - self.good} failed; last: {detail})"
+                )
         p95 = self.p95_ms
         if t.max_latency_ms is not None and p95 is not None and p95 > t.max_latency_ms:
             answered = sum(1 for s in self.samples if s.latency_ms is not None)
-            out.append(f"p95 latency {p95:.0f} ms > {t.max_latency_ms:g} ms over {answered} "
-                       "answers")
+            out.append(
+                f"p95 latency {p95:.0f} ms > {t.max_latency_ms:g} ms over {answered} answers"
+            )
         return out
 
     def summary(self) -> dict[str, Any]:

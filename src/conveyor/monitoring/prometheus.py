@@ -47,19 +47,25 @@ class PrometheusClient:
         try:
             resp = httpx.get(url, params={"query": expr}, timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise ActionError(f"Prometheus at {self.base_url} cannot be reached "
-                              f"({type(exc).__name__}: {exc or 'no response'}); check "
-                              "`prometheus.url`") from None
+            raise ActionError(
+                f"Prometheus at {self.base_url} cannot be reached "
+                f"({type(exc).__name__}: {exc or 'no response'}); check "
+                "`prometheus.url`"
+            ) from None
         try:
             body: dict[str, Any] = resp.json()
         except ValueError:
-            raise ActionError(f"{url} answered HTTP {resp.status_code} with something that is "
-                              f"not Prometheus JSON: {resp.text[:120]!r}; is `prometheus.url` "
-                              "the server's base URL?") from None
+            raise ActionError(
+                f"{url} answered HTTP {resp.status_code} with something that is "
+                f"not Prometheus JSON: {resp.text[:120]!r}; is `prometheus.url` "
+                "the server's base URL?"
+            ) from None
         if body.get("status") != "success":
-            raise PromQLError(f"PromQL query {expr!r} failed on {self.base_url}: "
-                              f"{body.get('errorType', 'error')}: "
-                              f"{body.get('error', resp.text[:200])}")
+            raise PromQLError(
+                f"PromQL query {expr!r} failed on {self.base_url}: "
+                f"{body.get('errorType', 'error')}: "
+                f"{body.get('error', resp.text[:200])}"
+            )
         return _series(body.get("data") or {}, expr)
 
 
@@ -70,9 +76,11 @@ def _series(data: dict[str, Any], expr: str) -> list[Series]:
         return [Series({}, _number(result[1]))]
     if kind == "vector" and isinstance(result, list):
         return [Series(dict(r.get("metric") or {}), _number(r["value"][1])) for r in result]
-    raise PromQLError(f"PromQL query {expr!r} returned a {kind} result; a monitor threshold "
-                      "needs an instant vector or a scalar (drop the range selector [..] or "
-                      "wrap it in a function such as rate())")
+    raise PromQLError(
+        f"PromQL query {expr!r} returned a {kind} result; a monitor threshold "
+        "needs an instant vector or a scalar (drop the range selector [..] or "
+        "wrap it in a function such as rate())"
+    )
 
 
 def _number(text: Any) -> float:

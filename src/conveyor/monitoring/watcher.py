@@ -48,8 +48,14 @@ class Reading:
     alerted: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"environment": self.environment, "url": self.url, "healthy": self.healthy,
-                "detail": self.detail, "changed": self.changed, "alerted": self.alerted}
+        return {
+            "environment": self.environment,
+            "url": self.url,
+            "healthy": self.healthy,
+            "detail": self.detail,
+            "changed": self.changed,
+            "alerted": self.alerted,
+        }
 
 
 def _detail(s: Sample) -> str:
@@ -61,15 +67,22 @@ def _detail(s: Sample) -> str:
 
 
 class Watcher:
-    def __init__(self, app: Any, interval: float = DEFAULT_INTERVAL, *, timeout: float = 5.0,
-                 webhook: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        interval: float = DEFAULT_INTERVAL,
+        *,
+        timeout: float = 5.0,
+        webhook: str | None = None,
+    ) -> None:
         self.app = app
         self.interval = interval
         self.timeout = timeout
         self.webhook = webhook
 
-    def _health_url(self, deployment: Mapping[str, Any],
-                    definitions: dict[str, Mapping[str, Any]]) -> tuple[str, Mapping[str, Any]]:
+    def _health_url(
+        self, deployment: Mapping[str, Any], definitions: dict[str, Mapping[str, Any]]
+    ) -> tuple[str, Mapping[str, Any]]:
         name = deployment["pipeline"]
         if name not in definitions:
             try:
@@ -109,24 +122,46 @@ class Watcher:
                 readings.append(Reading(env, url, sample.ok, detail, changed, alerted))
         return readings
 
-    def _alert(self, env: str, url: str, healthy: bool, detail: str, dep: Mapping[str, Any],
-               prev: Mapping[str, Any] | None, definition: Mapping[str, Any]) -> bool:
+    def _alert(
+        self,
+        env: str,
+        url: str,
+        healthy: bool,
+        detail: str,
+        dep: Mapping[str, Any],
+        prev: Mapping[str, Any] | None,
+        definition: Mapping[str, Any],
+    ) -> bool:
         hook = alerts.webhook_of(definition) or self.webhook
         digest = str(dep.get("digest") or "?")[:19]
         if healthy:
             down_for = f" after {time.time() - prev['since']:.0f} s" if prev else ""
-            text = (f":white_check_mark: *{env}* recovered{down_for}: {url} answers ({detail}); "
-                    f"serving {digest} (execution `{dep.get('execution_id')}`).")
+            text = (
+                f":white_check_mark: *{env}* recovered{down_for}: {url} answers ({detail}); "
+                f"serving {digest} (execution `{dep.get('execution_id')}`)."
+            )
             event = "environment-recovered"
         else:
-            text = (f":rotating_light: *{env}* is unhealthy: {url} -> {detail}; serving {digest} "
-                    f"(execution `{dep.get('execution_id')}`). Roll back with `conveyor "
-                    f"rollback {env}`.")
+            text = (
+                f":rotating_light: *{env}* is unhealthy: {url} -> {detail}; serving {digest} "
+                f"(execution `{dep.get('execution_id')}`). Roll back with `conveyor "
+                f"rollback {env}`."
+            )
             event = "environment-unhealthy"
         log.warning("%s", text)
-        return alerts.send(hook, text, event, {
-            "environment": env, "url": url, "healthy": healthy, "detail": detail,
-            "digest": dep.get("digest"), "execution": dep.get("execution_id")})
+        return alerts.send(
+            hook,
+            text,
+            event,
+            {
+                "environment": env,
+                "url": url,
+                "healthy": healthy,
+                "detail": detail,
+                "digest": dep.get("digest"),
+                "execution": dep.get("execution_id"),
+            },
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Check every `interval` seconds until `stop` is set (errors are logged, not fatal)."""
@@ -135,8 +170,12 @@ class Watcher:
             try:
                 for r in self.check_once():
                     if r.changed:
-                        log.info("%s: %s (%s)", r.environment,
-                                 "healthy" if r.healthy else "UNHEALTHY", r.detail)
+                        log.info(
+                            "%s: %s (%s)",
+                            r.environment,
+                            "healthy" if r.healthy else "UNHEALTHY",
+                            r.detail,
+                        )
             except ConveyorError as exc:
                 log.error("health check round failed: %s", exc.message)
             except Exception:  # noqa: BLE001 - the watcher outlives one bad round
@@ -146,10 +185,14 @@ class Watcher:
 
 # ---- the daemon `conveyor up` starts ----------------------------------------------------------
 
+
 def daemon(settings: Settings) -> Daemon:
-    return Daemon(name="watcher", run_dir=settings.state_dir / "run",
-                  log_dir=settings.state_dir / "logs" / "platform",
-                  marker=f"{MARKER} {settings.state_dir}")
+    return Daemon(
+        name="watcher",
+        run_dir=settings.state_dir / "run",
+        log_dir=settings.state_dir / "logs" / "platform",
+        marker=f"{MARKER} {settings.state_dir}",
+    )
 
 
 def start_daemon(settings: Settings, interval: float) -> bool:
@@ -157,10 +200,25 @@ def start_daemon(settings: Settings, interval: float) -> bool:
     d = daemon(settings)
     if d.pid() is not None:
         return False
-    env = {**os.environ, "CONVEYOR_HOME": str(settings.state_dir),
-           "CONVEYOR_DATABASE_URL": settings.database_url}
-    d.start([sys.executable, "-m", "conveyor", "monitor", "watch", "--home",
-             str(settings.state_dir), "--interval", f"{interval:g}"], env=env)
+    env = {
+        **os.environ,
+        "CONVEYOR_HOME": str(settings.state_dir),
+        "CONVEYOR_DATABASE_URL": settings.database_url,
+    }
+    d.start(
+        [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "monitor",
+            "watch",
+            "--home",
+            str(settings.state_dir),
+            "--interval",
+            f"{interval:g}",
+        ],
+        env=env,
+    )
     return True
 
 

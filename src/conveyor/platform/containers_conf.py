@@ -23,9 +23,12 @@ runtime = "runc"
 
 
 def registries_conf(hosts: Iterable[str]) -> str:
-    lines = ["# Written by Conveyor; passed as CONTAINERS_REGISTRIES_CONF.",
-             "# The local registries speak plain HTTP on loopback.",
-             'unqualified-search-registries = []', ""]
+    lines = [
+        "# Written by Conveyor; passed as CONTAINERS_REGISTRIES_CONF.",
+        "# The local registries speak plain HTTP on loopback.",
+        "unqualified-search-registries = []",
+        "",
+    ]
     for host in hosts:
         lines += ["[[registry]]", f'location = "{host}"', "insecure = true", ""]
     return "\n".join(lines)

@@ -104,8 +104,10 @@ class PodmanEnvironment:
     def runtime(self) -> ContainerRuntime:
         rt = ContainerRuntime(self.platform.container_env())
         if not rt.is_podman:
-            raise ActionError("the podman deploy driver needs podman (`podman kube play`): "
-                              "install it with `apt-get install -y podman`")
+            raise ActionError(
+                "the podman deploy driver needs podman (`podman kube play`): "
+                "install it with `apt-get install -y podman`"
+            )
         return rt
 
     def current(self) -> dict[str, Any] | None:
@@ -132,9 +134,10 @@ class PodmanEnvironment:
                     break
                 except BlockingIOError:
                     if time.monotonic() > end:
-                        raise Conflict(f"another deploy to environment '{self.name}' is still "
-                                       f"running (waited {wait:.0f}s); retry when it is done"
-                                       ) from None
+                        raise Conflict(
+                            f"another deploy to environment '{self.name}' is still "
+                            f"running (waited {wait:.0f}s); retry when it is done"
+                        ) from None
                     time.sleep(0.1)
             try:
                 yield
@@ -143,10 +146,17 @@ class PodmanEnvironment:
 
     # -- deploy ------------------------------------------------------------------------------
 
-    def deploy(self, mset: ManifestSet, image: ImageRef, *, workdir: Path,
-               timeout: float = DEFAULT_TIMEOUT, log: Log = print,
-               cancel: threading.Event | None = None, primary: str | None = None,
-               ) -> dict[str, Any]:
+    def deploy(
+        self,
+        mset: ManifestSet,
+        image: ImageRef,
+        *,
+        workdir: Path,
+        timeout: float = DEFAULT_TIMEOUT,
+        log: Log = print,
+        cancel: threading.Event | None = None,
+        primary: str | None = None,
+    ) -> dict[str, Any]:
         """Run the pinned manifests as a new release and switch traffic to it once ready."""
         assert image.digest, "deploy needs an image pinned by digest"
         started = time.time()
@@ -168,8 +178,10 @@ class PodmanEnvironment:
             runtime.ensure_network(self.network)
             pods: list[str] = []
             try:
-                log(f"starting release {release} ({image}) beside "
-                    f"{'release ' + previous['release'] if previous else 'nothing'}")
+                log(
+                    f"starting release {release} ({image}) beside "
+                    f"{'release ' + previous['release'] if previous else 'nothing'}"
+                )
                 runtime.kube_play(path, network=self.network)
                 pods = [p.name for p in runtime.pods(f"conveyor.release={release}")]
                 container = f"{plan.primary_pod}-{plan.primary_container}"
@@ -177,49 +189,71 @@ class PodmanEnvironment:
                 log(f"waiting for readiness: {probe.describe()} (timeout {timeout:.0f}s)")
                 ready, answer = self._wait_ready(runtime, probe, container, timeout, cancel)
                 if not ready:
-                    keeps = (f"release {previous['release']} ({previous['image']}) keeps serving"
-                             if previous else "nothing was serving before")
+                    keeps = (
+                        f"release {previous['release']} ({previous['image']}) keeps serving"
+                        if previous
+                        else "nothing was serving before"
+                    )
                     raise ActionFailed(
                         f"environment '{self.name}': release {release} ({image}) did not become "
                         f"ready within {timeout:.0f}s; last answer of {probe.describe()}: "
-                        f"{answer}; {keeps}")
+                        f"{answer}; {keeps}"
+                    )
                 ready_s = time.monotonic() - t0
-                log(f"release {release} is ready ({answer}); switching {door.address} to "
-                    f"{plan.upstream}")
+                log(
+                    f"release {release} is ready ({answer}); switching {door.address} to "
+                    f"{plan.upstream}"
+                )
                 door.switch(plan.upstream, release)
             except BaseException:
                 for pod in pods or [p.name for p in runtime.pods(f"conveyor.release={release}")]:
                     runtime.remove_pod(pod)
                 raise
             record = {
-                "release": release, "pods": pods, "upstream": plan.upstream,
-                "image": str(image), "digest": image.digest, "deployed_at": started,
+                "release": release,
+                "pods": pods,
+                "upstream": plan.upstream,
+                "image": str(image),
+                "digest": image.digest,
+                "deployed_at": started,
                 "manifest": str(path),
             }
             self._write_current(record)
             serving_s = time.monotonic() - t0
             if previous:
-                drained = door.drain(previous["upstream"],
-                                     float(self.environment.settings.get("drainSeconds", 30)))
+                drained = door.drain(
+                    previous["upstream"], float(self.environment.settings.get("drainSeconds", 30))
+                )
                 if not drained:
-                    log(f"connections to release {previous['release']} still open after the "
-                        "drain period: closing them")
+                    log(
+                        f"connections to release {previous['release']} still open after the "
+                        "drain period: closing them"
+                    )
                 for pod in previous.get("pods", []):
                     runtime.remove_pod(pod)
                 log(f"removed release {previous['release']}")
         return {
-            "environment": self.name, "driver": "podman", "image": str(image),
-            "digest": image.digest, "url": self.url,
+            "environment": self.name,
+            "driver": "podman",
+            "image": str(image),
+            "digest": image.digest,
+            "url": self.url,
             "previous_digest": previous.get("digest") if previous else None,
             "previous_image": previous.get("image") if previous else None,
-            "release": release, "pods": pods, "network": self.network,
-            "frontdoor": door.address, "upstream": plan.upstream,
-            "ready_seconds": round(ready_s, 3), "serving_seconds": round(serving_s, 3),
-            "started_at": started, "finished_at": time.time(),
+            "release": release,
+            "pods": pods,
+            "network": self.network,
+            "frontdoor": door.address,
+            "upstream": plan.upstream,
+            "ready_seconds": round(ready_s, 3),
+            "serving_seconds": round(serving_s, 3),
+            "started_at": started,
+            "finished_at": time.time(),
         }
 
-    def _remove_stale(self, runtime: ContainerRuntime, current: dict[str, Any] | None,
-                      log: Log) -> None:
+    def _remove_stale(
+        self, runtime: ContainerRuntime, current: dict[str, Any] | None, log: Log
+    ) -> None:
         """Pods of this environment that are not the serving release (an interrupted deploy)."""
         keep = set(current.get("pods", [])) if current else set()
         for pod in runtime.pods(f"conveyor.environment={self.name}"):
@@ -227,16 +261,22 @@ class PodmanEnvironment:
                 log(f"removing pod {pod.name} left by an interrupted deploy")
                 runtime.remove_pod(pod.name)
 
-    def _podman_manifests(self, mset: ManifestSet, release: str, primary: str | None,
-                          log: Log) -> _Plan:
+    def _podman_manifests(
+        self, mset: ManifestSet, release: str, primary: str | None, log: Log
+    ) -> _Plan:
         documents: list[Document] = []
         plan = _Plan()
-        labels = {"conveyor.environment": self.name, "conveyor.release": release,
-                  "conveyor.home": self.home}
+        labels = {
+            "conveyor.environment": self.name,
+            "conveyor.release": release,
+            "conveyor.home": self.home,
+        }
         for doc in mset.documents:
             if doc.kind == "Service":
-                log(f"{doc.file}:{doc.line}: Service '{doc.name}' is not run by the podman "
-                    f"driver: the front door {self.frontdoor.address} plays its role")
+                log(
+                    f"{doc.file}:{doc.line}: Service '{doc.name}' is not run by the podman "
+                    f"driver: the front door {self.frontdoor.address} plays its role"
+                )
                 continue
             if doc.pod_spec() is None:
                 documents.append(doc)
@@ -251,8 +291,10 @@ class PodmanEnvironment:
             else:
                 spec = data["spec"]
                 if int(spec.get("replicas", 1) or 1) != 1:
-                    log(f"{doc.file}:{doc.line}: {doc.kind} '{old_name}' runs 1 replica under "
-                        f"the podman driver (not {spec.get('replicas')})")
+                    log(
+                        f"{doc.file}:{doc.line}: {doc.kind} '{old_name}' runs 1 replica under "
+                        f"the podman driver (not {spec.get('replicas')})"
+                    )
                 spec["replicas"] = 1
                 meta = data["spec"]["template"].setdefault("metadata", CommentedMap())
                 pod_name = f"{new_name}-pod-0"
@@ -279,7 +321,8 @@ class PodmanEnvironment:
             raise ActionFailed(
                 f"environment '{self.name}': no container "
                 f"{'named ' + repr(primary) + ' ' if primary else ''}with a `containerPort` "
-                "in the manifests; the front door needs one to send traffic to")
+                "in the manifests; the front door needs one to send traffic to"
+            )
         plan.documents = documents
         return plan
 
@@ -291,19 +334,27 @@ class PodmanEnvironment:
         timeout = float(min(int(rp.get("timeoutSeconds", 1) or 1), 5)) + 1
         if "httpGet" in rp:
             hg = rp["httpGet"]
-            port = mapping.get(hg.get("port"),
-                               mapping.get(str(hg.get("port")), mapping[first_port]))
+            port = mapping.get(
+                hg.get("port"), mapping.get(str(hg.get("port")), mapping[first_port])
+            )
             return Probe("http", port, str(hg.get("path") or "/"), timeout=timeout)
         if "tcpSocket" in rp:
             port = mapping.get(rp["tcpSocket"].get("port"), mapping[first_port])
             return Probe("tcp", port, timeout=timeout)
         if "exec" in rp:
-            return Probe("exec", command=tuple(str(x) for x in rp["exec"]["command"]),
-                         timeout=timeout)
+            return Probe(
+                "exec", command=tuple(str(x) for x in rp["exec"]["command"]), timeout=timeout
+            )
         return Probe("http", mapping[first_port], default_path)
 
-    def _wait_ready(self, runtime: ContainerRuntime, probe: Probe, container: str,
-                    timeout: float, cancel: threading.Event | None) -> tuple[bool, str]:
+    def _wait_ready(
+        self,
+        runtime: ContainerRuntime,
+        probe: Probe,
+        container: str,
+        timeout: float,
+        cancel: threading.Event | None,
+    ) -> tuple[bool, str]:
         end = time.monotonic() + timeout
         answer = "no answer yet"
         checks = 0
@@ -319,15 +370,18 @@ class PodmanEnvironment:
                     state = runtime.container_state(container)
                     if state and state.get("Status") in ("exited", "stopped"):
                         logs = runtime.logs(container, 5)
-                        answer += (f" (container {container} {state.get('Status')} with code "
-                                   f"{state.get('ExitCode')}; last log lines: {logs!r})")
+                        answer += (
+                            f" (container {container} {state.get('Status')} with code "
+                            f"{state.get('ExitCode')}; last log lines: {logs!r})"
+                        )
                 if time.monotonic() + PROBE_PERIOD > end:
                     return False, answer
                 time.sleep(PROBE_PERIOD)
 
     @staticmethod
-    def _probe_once(runtime: ContainerRuntime, probe: Probe, container: str,
-                    client: httpx.Client) -> tuple[bool, str]:
+    def _probe_once(
+        runtime: ContainerRuntime, probe: Probe, container: str, client: httpx.Client
+    ) -> tuple[bool, str]:
         if probe.kind == "http":
             url = f"http://127.0.0.1:{probe.port}{probe.path}"
             try:
@@ -360,8 +414,10 @@ class PodmanEnvironment:
             running = {p.name: p.status for p in runtime.pods(f"conveyor.environment={self.name}")}
             for pod in current.get("pods", []):
                 if pod not in running:
-                    started.append(f"release {current['release']}: pod {pod} is gone; "
-                                   "deploy again to restore it")
+                    started.append(
+                        f"release {current['release']}: pod {pod} is gone; "
+                        "deploy again to restore it"
+                    )
                 elif running[pod] != "Running":
                     runtime.start_pod(pod)
                     started.append(f"pod {pod} (release {current['release']})")
@@ -398,15 +454,23 @@ class PodmanEnvironment:
         current = self.current()
         if current:
             try:
-                running = {p.name: p.status
-                           for p in self.runtime().pods(f"conveyor.environment={self.name}")}
+                running = {
+                    p.name: p.status
+                    for p in self.runtime().pods(f"conveyor.environment={self.name}")
+                }
             except ActionError as exc:
                 running, detail = {}, exc.message
             states = [running.get(p, "gone") for p in current.get("pods", [])]
             healthy = bool(states) and all(s == "Running" for s in states)
-            parts.append(Part(f"release {self.name}", "release", current.get("upstream", ""),
-                              healthy, f"{current.get('image')} pods: "
-                              f"{', '.join(states) or 'none'}"))
+            parts.append(
+                Part(
+                    f"release {self.name}",
+                    "release",
+                    current.get("upstream", ""),
+                    healthy,
+                    f"{current.get('image')} pods: {', '.join(states) or 'none'}",
+                )
+            )
         return parts
 
 

@@ -76,9 +76,14 @@ class Proxy:
 
     def write_state(self) -> None:
         body = {
-            "pid": os.getpid(), "generation": self.generation, "upstream": self.upstream,
-            "release": self.release, "active": {k: v for k, v in self.active.items() if v},
-            "served": self.served, "failed": self.failed, "time": time.time(),
+            "pid": os.getpid(),
+            "generation": self.generation,
+            "upstream": self.upstream,
+            "release": self.release,
+            "active": {k: v for k, v in self.active.items() if v},
+            "served": self.served,
+            "failed": self.failed,
+            "time": time.time(),
         }
         tmp = self.state.with_suffix(".tmp")
         tmp.write_text(json.dumps(body))
@@ -116,8 +121,11 @@ class Proxy:
                         self.active[upstream] += 1
             if conn is None:
                 self.failed += 1
-                await _answer(cwriter, 502, f"the release behind this front door ({upstream}) "
-                                            "does not accept connections")
+                await _answer(
+                    cwriter,
+                    502,
+                    f"the release behind this front door ({upstream}) does not accept connections",
+                )
                 return
             ureader, uwriter = conn
             await _splice(creader, cwriter, ureader, uwriter)
@@ -141,8 +149,12 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write_eof()
 
 
-async def _splice(creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter,
-                  ureader: asyncio.StreamReader, uwriter: asyncio.StreamWriter) -> None:
+async def _splice(
+    creader: asyncio.StreamReader,
+    cwriter: asyncio.StreamWriter,
+    ureader: asyncio.StreamReader,
+    uwriter: asyncio.StreamWriter,
+) -> None:
     up = asyncio.create_task(_pipe(creader, uwriter))
     down = asyncio.create_task(_pipe(ureader, cwriter))
     try:
@@ -164,8 +176,10 @@ async def _splice(creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter,
 async def _answer(writer: asyncio.StreamWriter, status: int, text: str) -> None:
     reason = {502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
     body = (text + "\n").encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     with contextlib.suppress(Exception):
         writer.write(head + body)
         await writer.drain()
@@ -177,8 +191,9 @@ async def serve(listen: str, config: Path, state: Path) -> None:
     proxy.reload()
     proxy.write_state()
     host, _, port = listen.rpartition(":")
-    server = await asyncio.start_server(proxy.handle, host, int(port), reuse_address=True,
-                                        backlog=512)
+    server = await asyncio.start_server(
+        proxy.handle, host, int(port), reuse_address=True, backlog=512
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -231,8 +246,12 @@ class FrontDoor:
 
     @property
     def daemon(self) -> Daemon:
-        return Daemon(name=f"frontdoor-{self.environment}", run_dir=self.state_dir / "run",
-                      log_dir=self.state_dir / "logs" / "platform", marker=str(self.config_file))
+        return Daemon(
+            name=f"frontdoor-{self.environment}",
+            run_dir=self.state_dir / "run",
+            log_dir=self.state_dir / "logs" / "platform",
+            marker=str(self.config_file),
+        )
 
     def read_config(self) -> dict[str, Any]:
         try:
@@ -261,24 +280,39 @@ class FrontDoor:
             raise Unavailable(
                 f"environment '{self.environment}': its port {self.address} is already taken"
                 f"{' by ' + owner if owner else ' by another process'}; stop that process or "
-                f"set another `port` for environment '{self.environment}' in the pipeline file")
+                f"set another `port` for environment '{self.environment}' in the pipeline file"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.config_file.exists():
             self._write_config({"generation": 0, "upstream": None, "release": None})
         self.state_file.unlink(missing_ok=True)
-        daemon.start([sys.executable, "-m", "conveyor.platform.frontdoor",
-                      "--listen", self.address, "--config", str(self.config_file),
-                      "--state", str(self.state_file)])
+        daemon.start(
+            [
+                sys.executable,
+                "-m",
+                "conveyor.platform.frontdoor",
+                "--listen",
+                self.address,
+                "--config",
+                str(self.config_file),
+                "--state",
+                str(self.state_file),
+            ]
+        )
         end = time.monotonic() + wait
         while time.monotonic() < end:
             if daemon.exited() is not None:
-                raise Unavailable(f"the front door of '{self.environment}' exited at start; "
-                                  f"{daemon.log_file} ends with:\n{daemon.log_tail()}")
+                raise Unavailable(
+                    f"the front door of '{self.environment}' exited at start; "
+                    f"{daemon.log_file} ends with:\n{daemon.log_tail()}"
+                )
             if self.state_file.exists() and self.health()[0]:
                 return True
             time.sleep(0.05)
-        raise Unavailable(f"the front door of '{self.environment}' did not listen on "
-                          f"{self.address} within {wait:.0f}s; see {daemon.log_file}")
+        raise Unavailable(
+            f"the front door of '{self.environment}' did not listen on "
+            f"{self.address} within {wait:.0f}s; see {daemon.log_file}"
+        )
 
     def health(self) -> tuple[bool, str]:
         if self.daemon.pid() is None:
@@ -302,9 +336,11 @@ class FrontDoor:
             if int(self.read_state().get("generation", -1)) >= generation:
                 return
             time.sleep(0.01)
-        raise Unavailable(f"the front door of '{self.environment}' did not apply the switch to "
-                          f"{upstream} within {wait:.0f}s (is it running? see "
-                          f"{self.daemon.log_file})")
+        raise Unavailable(
+            f"the front door of '{self.environment}' did not apply the switch to "
+            f"{upstream} within {wait:.0f}s (is it running? see "
+            f"{self.daemon.log_file})"
+        )
 
     def drain(self, upstream: str, wait: float = 30.0) -> bool:
         """Wait until no connection to `upstream` is open; False if some still are at the end."""

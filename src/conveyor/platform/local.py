@@ -64,19 +64,30 @@ class Part:
     detail: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "address": self.address,
-                "healthy": self.healthy, "detail": self.detail}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "address": self.address,
+            "healthy": self.healthy,
+            "detail": self.detail,
+        }
 
 
 class LocalPlatform:
-    def __init__(self, settings: Settings, *, registry_ports: Mapping[str, int] | None = None,
-                 environment_ports: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry_ports: Mapping[str, int] | None = None,
+        environment_ports: Mapping[str, int] | None = None,
+    ) -> None:
         self.settings = settings
         self.state_dir = Path(settings.state_dir)
         ports: dict[str, int] = {}
         for name, default in DEFAULT_REGISTRY_PORTS.items():
-            raw = (settings.extra.get(f"registry_{name}_port")
-                   or os.environ.get(f"CONVEYOR_REGISTRY_{name.upper()}_PORT"))
+            raw = settings.extra.get(f"registry_{name}_port") or os.environ.get(
+                f"CONVEYOR_REGISTRY_{name.upper()}_PORT"
+            )
             ports[name] = int(raw) if raw else default
         ports.update(registry_ports or {})
         self.registry_ports = ports
@@ -86,8 +97,10 @@ class LocalPlatform:
     # -- registries --------------------------------------------------------------------------
 
     def registries(self) -> list[RegistryServer]:
-        return [RegistryServer(name, LOOPBACK, port, self.state_dir)
-                for name, port in self.registry_ports.items()]
+        return [
+            RegistryServer(name, LOOPBACK, port, self.state_dir)
+            for name, port in self.registry_ports.items()
+        ]
 
     def registry_host(self, name_or_host: str) -> str:
         """'test' -> '127.0.0.1:5001'; a host:port passes through."""
@@ -95,13 +108,16 @@ class LocalPlatform:
             return f"{LOOPBACK}:{self.registry_ports[name_or_host]}"
         if _HOSTPORT.match(name_or_host):
             return name_or_host
-        raise ConfigError(f"unknown registry '{name_or_host}': use one of "
-                          f"{', '.join(sorted(self.registry_ports))} or a HOST:PORT")
+        raise ConfigError(
+            f"unknown registry '{name_or_host}': use one of "
+            f"{', '.join(sorted(self.registry_ports))} or a HOST:PORT"
+        )
 
     def environment_registry(self, environment: Environment) -> str:
         """The registry host of an environment: its `registry`, else the one named like it."""
         name = environment.registry or (
-            environment.name if environment.name in self.registry_ports else "test")
+            environment.name if environment.name in self.registry_ports else "test"
+        )
         return self.registry_host(name)
 
     def resolve_digest(self, image_ref: str) -> str:
@@ -155,12 +171,15 @@ class LocalPlatform:
             return int(environment.port)
         if environment.name in self.environment_ports:
             return self.environment_ports[environment.name]
-        raise ConfigError(f"environment '{environment.name}' has no `port`: set one in the "
-                          "pipeline file (test and prod default to 8081 and 8080)")
+        raise ConfigError(
+            f"environment '{environment.name}' has no `port`: set one in the "
+            "pipeline file (test and prod default to 8081 and 8080)"
+        )
 
     def frontdoor(self, environment: Environment) -> FrontDoor:
-        return FrontDoor(environment.name, LOOPBACK, self.environment_port(environment),
-                         self.state_dir)
+        return FrontDoor(
+            environment.name, LOOPBACK, self.environment_port(environment), self.state_dir
+        )
 
     def known_frontdoors(self) -> list[FrontDoor]:
         """Front doors this state dir has started (from their saved config)."""
@@ -222,8 +241,9 @@ class LocalPlatform:
                 detail = "answering, but not started by this state dir"
             elif not running:
                 detail = "not running (start it with `conveyor up`)"
-            parts.append(Part(f"registry {reg.name}", "registry", reg.address, ok and running,
-                              detail))
+            parts.append(
+                Part(f"registry {reg.name}", "registry", reg.address, ok and running, detail)
+            )
         from conveyor.platform.environment import PodmanEnvironment
 
         for door in self.known_frontdoors():

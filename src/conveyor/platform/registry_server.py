@@ -41,9 +41,12 @@ class RegistryServer:
 
     @property
     def daemon(self) -> Daemon:
-        return Daemon(name=f"registry-{self.name}", run_dir=self.state_dir / "run",
-                      log_dir=self.state_dir / "logs" / "platform",
-                      marker=str(self.config_file))
+        return Daemon(
+            name=f"registry-{self.name}",
+            run_dir=self.state_dir / "run",
+            log_dir=self.state_dir / "logs" / "platform",
+            marker=str(self.config_file),
+        )
 
     def config(self) -> str:
         return (
@@ -73,7 +76,8 @@ class RegistryServer:
             raise Unavailable(
                 f"cannot start registry '{self.name}': port {self.address} is already taken"
                 f"{' by ' + owner if owner else ' by another process'}; stop that process, "
-                f"or give Conveyor another port (CONVEYOR_REGISTRY_{self.name.upper()}_PORT)")
+                f"or give Conveyor another port (CONVEYOR_REGISTRY_{self.name.upper()}_PORT)"
+            )
         self.storage.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.config())
         daemon = self.daemon
@@ -81,14 +85,18 @@ class RegistryServer:
         end = time.monotonic() + wait
         while time.monotonic() < end:
             if daemon.exited() is not None:
-                raise Unavailable(f"registry '{self.name}' exited right after starting; "
-                                  f"its log ({daemon.log_file}) ends with:\n{daemon.log_tail()}")
+                raise Unavailable(
+                    f"registry '{self.name}' exited right after starting; "
+                    f"its log ({daemon.log_file}) ends with:\n{daemon.log_tail()}"
+                )
             ok, _ = self.health()
             if ok:
                 return True
             time.sleep(0.05)
-        raise Unavailable(f"registry '{self.name}' did not answer GET http://{self.address}/v2/ "
-                          f"within {wait:.0f}s; see {daemon.log_file}")
+        raise Unavailable(
+            f"registry '{self.name}' did not answer GET http://{self.address}/v2/ "
+            f"within {wait:.0f}s; see {daemon.log_file}"
+        )
 
     def stop(self) -> bool:
         return self.daemon.stop()

@@ -484,7 +484,9 @@ def list_environments(request: Request, user: Reader) -> dict[str, Any]:
 
 @router.get("/metrics/dora", tags=["metrics"])
 def dora_metrics(
-    request: Request, user: Reader, environment: str = "prod",
+    request: Request,
+    user: Reader,
+    environment: str = "prod",
     days: Annotated[int, Query(ge=1, le=365)] = 30,
 ) -> dict[str, Any]:
     """The four DORA measures (deployment frequency, lead time, change failure rate, time to

@@ -408,8 +408,9 @@ def delivery_page(request: Request, environment: str = "prod", days: int = 30) -
 
     _session(request)
     d = dora(ctx_of(request).store, days=max(1, min(days, 365)), environment=environment)
-    return render(request, "delivery.html", title="Delivery metrics", d=d, bucket=d["bucket"],
-                  nav="delivery")
+    return render(
+        request, "delivery.html", title="Delivery metrics", d=d, bucket=d["bucket"], nav="delivery"
+    )
 
 
 # ---- approvals ----------------------------------------------------------------------------------

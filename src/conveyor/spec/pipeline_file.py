@@ -106,7 +106,9 @@ class VariableFile(_Strict):
 
 
 class EnvironmentFile(_Strict):
-    registry: str = Field(default="", description="'test', 'prod' (local registries) or host:port / ECR URI")
+    registry: str = Field(
+        default="", description="'test', 'prod' (local registries) or host:port / ECR URI"
+    )
     repository: str = ""
     driver: Literal["podman", "kubernetes", "eks"] = "podman"
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -126,7 +128,9 @@ class PipelineFile(_Strict):
     environments: dict[str, EnvironmentFile] = {}
     triggers: list[TriggerFile] = []
     stages: list[StageFile]
-    settings: dict[str, Any] = Field(default={}, description="engine settings, e.g. approval webhook")
+    settings: dict[str, Any] = Field(
+        default={}, description="engine settings, e.g. approval webhook"
+    )
 
 
 def schema() -> dict[str, Any]:
@@ -162,15 +166,26 @@ def to_model(f: PipelineFile) -> m.Pipeline:
         if s.onFailure:
             on_failure = m.OnFailure(
                 result=s.onFailure.result,
-                retry_mode=(s.onFailure.retryConfiguration.retryMode
-                            if s.onFailure.retryConfiguration else "FAILED_ACTIONS"),
+                retry_mode=(
+                    s.onFailure.retryConfiguration.retryMode
+                    if s.onFailure.retryConfiguration
+                    else "FAILED_ACTIONS"
+                ),
             )
         stages.append(m.Stage(s.name, actions, on_failure, path=("stages", si)))
     envs = {
         name: m.Environment(
-            name=name, registry=e.registry, repository=e.repository, driver=e.driver, port=e.port,
-            url=e.url, namespace=e.namespace, context=e.context, cluster=e.cluster,
-            settings=e.settings, path=("environments", name),
+            name=name,
+            registry=e.registry,
+            repository=e.repository,
+            driver=e.driver,
+            port=e.port,
+            url=e.url,
+            namespace=e.namespace,
+            context=e.context,
+            cluster=e.cluster,
+            settings=e.settings,
+            path=("environments", name),
         )
         for name, e in f.environments.items()
     }
@@ -207,23 +222,45 @@ def from_model(p: m.Pipeline) -> dict[str, Any]:
     doc: dict[str, Any] = {"name": p.name, "executionMode": p.execution_mode.value}
     if p.variables:
         doc["variables"] = [
-            {k: v for k, v in {"name": x.name, "defaultValue": x.default,
-                               "description": x.description}.items() if v not in (None, "")}
+            {
+                k: v
+                for k, v in {
+                    "name": x.name,
+                    "defaultValue": x.default,
+                    "description": x.description,
+                }.items()
+                if v not in (None, "")
+            }
             for x in p.variables
         ]
     if p.environments:
         doc["environments"] = {
-            n: {k: v for k, v in {
-                "registry": e.registry, "repository": e.repository, "driver": e.driver,
-                "port": e.port, "url": e.url, "namespace": e.namespace, "context": e.context,
-                "cluster": e.cluster, "settings": dict(e.settings) or None}.items() if v not in (None, "")}
+            n: {
+                k: v
+                for k, v in {
+                    "registry": e.registry,
+                    "repository": e.repository,
+                    "driver": e.driver,
+                    "port": e.port,
+                    "url": e.url,
+                    "namespace": e.namespace,
+                    "context": e.context,
+                    "cluster": e.cluster,
+                    "settings": dict(e.settings) or None,
+                }.items()
+                if v not in (None, "")
+            }
             for n, e in p.environments.items()
         }
     if p.triggers:
         trig = []
         for t in p.triggers:
             d: dict[str, Any] = {"source": t.source_action}
-            for key, val in (("branches", gf(t.branches)), ("tags", gf(t.tags)), ("filePaths", gf(t.file_paths))):
+            for key, val in (
+                ("branches", gf(t.branches)),
+                ("tags", gf(t.tags)),
+                ("filePaths", gf(t.file_paths)),
+            ):
                 if val:
                     d[key] = val
             trig.append(d)
@@ -271,8 +308,15 @@ def _plain(v: Any) -> Any:
 
 def parse(data: Any, lines: Lines) -> m.Pipeline:
     if not isinstance(data, dict):
-        raise ValidationFailed([Problem(lines.file, 1, "a pipeline file must be a mapping with "
-                                        "'name' and 'stages' at the top level")])
+        raise ValidationFailed(
+            [
+                Problem(
+                    lines.file,
+                    1,
+                    "a pipeline file must be a mapping with 'name' and 'stages' at the top level",
+                )
+            ]
+        )
     try:
         f = PipelineFile.model_validate(data)
     except ValidationError as e:
@@ -280,8 +324,9 @@ def parse(data: Any, lines: Lines) -> m.Pipeline:
     return to_model(f)
 
 
-def load_pipeline(path: str | Path, catalogue: Catalogue | None = None, *,
-                  text: str | None = None) -> m.Pipeline:
+def load_pipeline(
+    path: str | Path, catalogue: Catalogue | None = None, *, text: str | None = None
+) -> m.Pipeline:
     """Load and fully validate a pipeline file; raise ValidationFailed with every problem."""
     data, lines = load(path, text=text)
     pipeline = parse(data, lines)

@@ -6,6 +6,7 @@ the document (('stages', 2, 'actions', 0, 'runOrder')) to its 1-based line.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,10 +57,8 @@ def _plain(node: Any, path: Key, lines: Lines) -> Any:
         lines.index.setdefault(path, node.lc.line + 1)
         items = []
         for i, v in enumerate(node):
-            try:
+            with contextlib.suppress(KeyError, TypeError, IndexError):
                 lines.index[(*path, i)] = node.lc.item(i)[0] + 1
-            except (KeyError, TypeError, IndexError):
-                pass
             items.append(_plain(v, (*path, i), lines))
         return items
     if isinstance(node, str):
@@ -67,7 +66,9 @@ def _plain(node: Any, path: Key, lines: Lines) -> Any:
     return node
 
 
-def load(source: str | Path, *, text: str | None = None, name: str | None = None) -> tuple[Any, Lines]:
+def load(
+    source: str | Path, *, text: str | None = None, name: str | None = None
+) -> tuple[Any, Lines]:
     """Parse YAML from a file (or `text`), naming it `name` in messages."""
     label = name or str(source)
     if text is None:
@@ -88,7 +89,9 @@ def load(source: str | Path, *, text: str | None = None, name: str | None = None
     except DuplicateKeyError as e:
         mark = e.problem_mark
         line = mark.line + 1 if mark else None
-        raise ValidationFailed([Problem(label, line, f"duplicate key: {e.problem}".strip())]) from None
+        raise ValidationFailed(
+            [Problem(label, line, f"duplicate key: {e.problem}".strip())]
+        ) from None
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
@@ -98,8 +101,9 @@ def load(source: str | Path, *, text: str | None = None, name: str | None = None
     return _plain(doc, (), lines), lines
 
 
-def pydantic_problems(err: ValidationError, lines: Lines, model: type[BaseModel],
-                      prefix: Key = ()) -> list[Problem]:
+def pydantic_problems(
+    err: ValidationError, lines: Lines, model: type[BaseModel], prefix: Key = ()
+) -> list[Problem]:
     """Turn pydantic's errors into located, readable problems (with did-you-mean for keys)."""
     out: list[Problem] = []
     for e in err.errors():
@@ -116,7 +120,9 @@ def pydantic_problems(err: ValidationError, lines: Lines, model: type[BaseModel]
                 hint = f" (allowed: {', '.join(allowed)})"
             out.append(lines.problem(loc, f"unknown key '{key}'{hint}"))
         elif e["type"] == "missing":
-            out.append(lines.problem(loc[:-1] or loc, f"missing required key '{e['loc'][-1]}' at {where}"))
+            out.append(
+                lines.problem(loc[:-1] or loc, f"missing required key '{e['loc'][-1]}' at {where}")
+            )
         else:
             out.append(lines.problem(loc, f"{where}: {e['msg']}"))
     return out

@@ -38,7 +38,9 @@ class ArtifactStore:
         size = 0
         for dirpath, dirnames, filenames in os.walk(directory):
             dirnames.sort()
-            for name in sorted(filenames) + sorted(d for d in dirnames if (Path(dirpath) / d).is_symlink()):
+            for name in sorted(filenames) + sorted(
+                d for d in dirnames if (Path(dirpath) / d).is_symlink()
+            ):
                 p = Path(dirpath) / name
                 rel = p.relative_to(directory).as_posix()
                 if p.is_symlink():

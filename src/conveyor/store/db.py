@@ -14,11 +14,22 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from conveyor.errors import Conflict, NotFound, Unavailable
@@ -52,8 +63,12 @@ def make_engine(url: str) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise Unavailable(f"cannot open database {url}: {e.strerror} ({path.parent})") from None
-        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15},
-                            pool_size=10, max_overflow=20)
+        eng = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 15},
+            pool_size=10,
+            max_overflow=20,
+        )
         event.listen(eng, "connect", _sqlite_pragmas)
         return eng
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -108,48 +123,88 @@ class Store:
             raise Unavailable(f"database {_safe(self.url)} failed: {_first_line(e)}") from None
 
     # ---- pipelines -------------------------------------------------------------------------
-    def save_pipeline(self, name: str, definition: Mapping[str, Any], source_path: str | None) -> None:
+    def save_pipeline(
+        self, name: str, definition: Mapping[str, Any], source_path: str | None
+    ) -> None:
         now = time.time()
         with self.tx() as c:
             exists = c.execute(select(t.pipelines.c.name).where(t.pipelines.c.name == name)).first()
             if exists:
-                c.execute(update(t.pipelines).where(t.pipelines.c.name == name).values(
-                    definition=dict(definition), source_path=source_path, updated_at=now))
+                c.execute(
+                    update(t.pipelines)
+                    .where(t.pipelines.c.name == name)
+                    .values(definition=dict(definition), source_path=source_path, updated_at=now)
+                )
             else:
-                c.execute(insert(t.pipelines).values(name=name, definition=dict(definition),
-                                                     source_path=source_path, updated_at=now))
+                c.execute(
+                    insert(t.pipelines).values(
+                        name=name,
+                        definition=dict(definition),
+                        source_path=source_path,
+                        updated_at=now,
+                    )
+                )
 
     def get_pipeline(self, name: str) -> Row:
         with self.tx() as c:
             r = c.execute(select(t.pipelines).where(t.pipelines.c.name == name)).first()
         if r is None:
-            raise NotFound(f"no pipeline named '{name}' (known: {', '.join(self.pipeline_names()) or 'none'})")
+            raise NotFound(
+                f"no pipeline named '{name}' (known: {', '.join(self.pipeline_names()) or 'none'})"
+            )
         return _row(r)
 
     def pipeline_names(self) -> list[str]:
         with self.tx() as c:
-            return [r[0] for r in c.execute(select(t.pipelines.c.name).order_by(t.pipelines.c.name))]
+            return [
+                r[0] for r in c.execute(select(t.pipelines.c.name).order_by(t.pipelines.c.name))
+            ]
 
     def list_pipelines(self) -> list[Row]:
         with self.tx() as c:
             return [_row(r) for r in c.execute(select(t.pipelines).order_by(t.pipelines.c.name))]
 
     # ---- executions ------------------------------------------------------------------------
-    def create_execution(self, pipeline: str, definition: Mapping[str, Any], *,
-                         variables: Mapping[str, str], trigger: Mapping[str, Any],
-                         revisions: Mapping[str, Any] | None = None, kind: str = "standard",
-                         actor: str | None = None) -> str:
+    def create_execution(
+        self,
+        pipeline: str,
+        definition: Mapping[str, Any],
+        *,
+        variables: Mapping[str, str],
+        trigger: Mapping[str, Any],
+        revisions: Mapping[str, Any] | None = None,
+        kind: str = "standard",
+        actor: str | None = None,
+    ) -> str:
         for _ in range(5):
             ex_id = uuid.uuid4().hex[:12]
             try:
                 with self.tx() as c:
-                    seq = c.execute(select(func.coalesce(func.max(t.executions.c.seq), 0)).where(
-                        t.executions.c.pipeline == pipeline)).scalar_one() + 1
-                    c.execute(insert(t.executions).values(
-                        id=ex_id, pipeline=pipeline, seq=seq, kind=kind, status="InProgress",
-                        message="", definition=dict(definition), variables=dict(variables),
-                        trigger=dict(trigger), revisions=dict(revisions or {}), stage_epochs={},
-                        actor=actor, created_at=time.time()))
+                    seq = (
+                        c.execute(
+                            select(func.coalesce(func.max(t.executions.c.seq), 0)).where(
+                                t.executions.c.pipeline == pipeline
+                            )
+                        ).scalar_one()
+                        + 1
+                    )
+                    c.execute(
+                        insert(t.executions).values(
+                            id=ex_id,
+                            pipeline=pipeline,
+                            seq=seq,
+                            kind=kind,
+                            status="InProgress",
+                            message="",
+                            definition=dict(definition),
+                            variables=dict(variables),
+                            trigger=dict(trigger),
+                            revisions=dict(revisions or {}),
+                            stage_epochs={},
+                            actor=actor,
+                            created_at=time.time(),
+                        )
+                    )
                 return ex_id
             except IntegrityError:
                 continue  # two starts raced for the same seq: take the next one
@@ -167,18 +222,44 @@ class Store:
         with self.tx() as c:
             r = c.execute(select(*cols).where(t.executions.c.id == ex_id)).first()
             if r is None and ex_id and len(ex_id) >= 4:
-                rows = c.execute(select(*cols).where(t.executions.c.id.like(f"{ex_id}%")).limit(2)).all()
+                rows = c.execute(
+                    select(*cols).where(t.executions.c.id.like(f"{ex_id}%")).limit(2)
+                ).all()
                 if len(rows) == 1:
                     r = rows[0]
         if r is None:
             raise NotFound(f"no execution '{ex_id}' (see `conveyor history`)")
         return _row(r)
 
-    def list_executions(self, pipeline: str | None = None, status: str | None = None,
-                        limit: int = 50, offset: int = 0, light: bool = False) -> list[Row]:
-        cols = [t.executions] if not light else [
-            t.executions.c[n] for n in ("id", "pipeline", "seq", "kind", "status", "message", "waiting",
-                                        "revisions", "trigger", "actor", "created_at", "ended_at")]
+    def list_executions(
+        self,
+        pipeline: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        light: bool = False,
+    ) -> list[Row]:
+        cols = (
+            [t.executions]
+            if not light
+            else [
+                t.executions.c[n]
+                for n in (
+                    "id",
+                    "pipeline",
+                    "seq",
+                    "kind",
+                    "status",
+                    "message",
+                    "waiting",
+                    "revisions",
+                    "trigger",
+                    "actor",
+                    "created_at",
+                    "ended_at",
+                )
+            ]
+        )
         q = select(*cols).order_by(t.executions.c.created_at.desc(), t.executions.c.seq.desc())
         if pipeline:
             q = q.where(t.executions.c.pipeline == pipeline)
@@ -197,7 +278,11 @@ class Store:
             return int(c.execute(q).scalar_one())
 
     def active_executions(self, pipeline: str | None = None, *, light: bool = False) -> list[Row]:
-        q = select(*self._execution_cols(light)).where(t.executions.c.status.in_(ACTIVE)).order_by(t.executions.c.created_at)
+        q = (
+            select(*self._execution_cols(light))
+            .where(t.executions.c.status.in_(ACTIVE))
+            .order_by(t.executions.c.created_at)
+        )
         if pipeline:
             q = q.where(t.executions.c.pipeline == pipeline)
         with self.tx() as c:
@@ -205,7 +290,9 @@ class Store:
 
     def execution_definition(self, ex_id: str) -> dict[str, Any]:
         with self.tx() as c:
-            r = c.execute(select(t.executions.c.definition).where(t.executions.c.id == ex_id)).first()
+            r = c.execute(
+                select(t.executions.c.definition).where(t.executions.c.id == ex_id)
+            ).first()
         if r is None:
             raise NotFound(f"no execution '{ex_id}'")
         return dict(r[0])
@@ -218,37 +305,61 @@ class Store:
     def claim(self, ex_id: str, worker: str, ttl: float) -> bool:
         now = time.time()
         with self.tx() as c:
-            res = c.execute(update(t.executions).where(and_(
-                t.executions.c.id == ex_id,
-                or_(t.executions.c.lease_owner.is_(None), t.executions.c.lease_owner == worker,
-                    t.executions.c.lease_expires < now),
-            )).values(lease_owner=worker, lease_expires=now + ttl))
+            res = c.execute(
+                update(t.executions)
+                .where(
+                    and_(
+                        t.executions.c.id == ex_id,
+                        or_(
+                            t.executions.c.lease_owner.is_(None),
+                            t.executions.c.lease_owner == worker,
+                            t.executions.c.lease_expires < now,
+                        ),
+                    )
+                )
+                .values(lease_owner=worker, lease_expires=now + ttl)
+            )
             return bool(res.rowcount)
 
     def previous_owner(self, ex_id: str) -> tuple[str | None, float | None]:
         with self.tx() as c:
-            r = c.execute(select(t.executions.c.lease_owner, t.executions.c.lease_expires).where(
-                t.executions.c.id == ex_id)).first()
+            r = c.execute(
+                select(t.executions.c.lease_owner, t.executions.c.lease_expires).where(
+                    t.executions.c.id == ex_id
+                )
+            ).first()
         return (r[0], r[1]) if r else (None, None)
 
     def renew(self, worker: str, ttl: float) -> None:
         now = time.time()
         with self.tx() as c:
-            c.execute(update(t.executions).where(t.executions.c.lease_owner == worker).values(
-                lease_expires=now + ttl))
+            c.execute(
+                update(t.executions)
+                .where(t.executions.c.lease_owner == worker)
+                .values(lease_expires=now + ttl)
+            )
             c.execute(update(t.engines).where(t.engines.c.worker == worker).values(heartbeat=now))
 
     def release(self, ex_id: str, worker: str) -> None:
         with self.tx() as c:
-            c.execute(update(t.executions).where(and_(
-                t.executions.c.id == ex_id, t.executions.c.lease_owner == worker)).values(
-                lease_owner=None, lease_expires=None))
+            c.execute(
+                update(t.executions)
+                .where(and_(t.executions.c.id == ex_id, t.executions.c.lease_owner == worker))
+                .values(lease_owner=None, lease_expires=None)
+            )
 
     def register_engine(self, worker: str) -> None:
         now = time.time()
         with self.tx() as c:
-            c.execute(insert(t.engines).values(worker=worker, pid=os.getpid(), host=socket.gethostname(),
-                                               started_at=now, heartbeat=now))
+            c.execute(
+                insert(t.engines).values(
+                    worker=worker,
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                    started_at=now,
+                    heartbeat=now,
+                )
+            )
 
     def unregister_engine(self, worker: str) -> None:
         with self.tx() as c:
@@ -258,37 +369,93 @@ class Store:
         """Engines with a recent heartbeat; on this host, only those whose process still runs."""
         host = socket.gethostname()
         with self.tx() as c:
-            rows = [_row(r) for r in c.execute(select(t.engines).where(
-                t.engines.c.heartbeat > time.time() - max_age))]
+            rows = [
+                _row(r)
+                for r in c.execute(
+                    select(t.engines).where(t.engines.c.heartbeat > time.time() - max_age)
+                )
+            ]
         return [r for r in rows if r["host"] != host or _pid_running(r["pid"])]
 
     # ---- attempts --------------------------------------------------------------------------
-    def start_attempt(self, ex_id: str, stage: str, action: str, type_: str, *, epoch: int,
-                      worker: str, deadline: float | None, log_path: str | Callable[[int], str],
-                      actor: str = "engine") -> Row:
+    def start_attempt(
+        self,
+        ex_id: str,
+        stage: str,
+        action: str,
+        type_: str,
+        *,
+        epoch: int,
+        worker: str,
+        deadline: float | None,
+        log_path: str | Callable[[int], str],
+        actor: str = "engine",
+    ) -> Row:
         """Persist an InProgress attempt before the action runs (its id is deterministic)."""
         with self.tx() as c:
-            n = c.execute(select(func.coalesce(func.max(t.attempts.c.attempt), 0)).where(and_(
-                t.attempts.c.execution_id == ex_id, t.attempts.c.stage == stage,
-                t.attempts.c.action == action))).scalar_one() + 1
+            n = (
+                c.execute(
+                    select(func.coalesce(func.max(t.attempts.c.attempt), 0)).where(
+                        and_(
+                            t.attempts.c.execution_id == ex_id,
+                            t.attempts.c.stage == stage,
+                            t.attempts.c.action == action,
+                        )
+                    )
+                ).scalar_one()
+                + 1
+            )
             att_id = f"{ex_id}/{stage}/{action}/{n}"
             now = time.time()
             check_transition(None, ActionStatus.IN_PROGRESS)
-            row = dict(id=att_id, execution_id=ex_id, stage=stage, action=action, attempt=n, epoch=epoch,
-                       type=type_, status="InProgress", reason="Started", message="", started_at=now,
-                       deadline=deadline, variables={}, artifacts={}, details={}, reports=[],
-                       worker=worker, log_path=log_path(n) if callable(log_path) else log_path)
+            row = dict(
+                id=att_id,
+                execution_id=ex_id,
+                stage=stage,
+                action=action,
+                attempt=n,
+                epoch=epoch,
+                type=type_,
+                status="InProgress",
+                reason="Started",
+                message="",
+                started_at=now,
+                deadline=deadline,
+                variables={},
+                artifacts={},
+                details={},
+                reports=[],
+                worker=worker,
+                log_path=log_path(n) if callable(log_path) else log_path,
+            )
             try:
                 c.execute(insert(t.attempts).values(**row))
             except IntegrityError:
                 raise Conflict(f"attempt {att_id} already exists") from None
-            c.execute(insert(t.history).values(attempt_id=att_id, execution_id=ex_id, from_status=None,
-                                               to_status="InProgress", reason="Started", message="",
-                                               actor=actor, at=now))
+            c.execute(
+                insert(t.history).values(
+                    attempt_id=att_id,
+                    execution_id=ex_id,
+                    from_status=None,
+                    to_status="InProgress",
+                    reason="Started",
+                    message="",
+                    actor=actor,
+                    at=now,
+                )
+            )
         return row
 
-    def transition(self, att_id: str, to: ActionStatus, *, reason: str, message: str = "",
-                   actor: str = "engine", **values: Any) -> Row:
+    def transition(
+        self,
+        att_id: str,
+        to: ActionStatus,
+        *,
+        reason: str,
+        message: str = "",
+        actor: str = "engine",
+        **values: Any,
+    ) -> Row:
         """The one guarded move of an action attempt; raises Conflict when it lost a race."""
         with self.tx() as c:
             r = c.execute(select(t.attempts).where(t.attempts.c.id == att_id)).first()
@@ -301,13 +468,25 @@ class Store:
                 raise Conflict(f"{att_id}: {e} (it is already {cur}: {r.reason})") from None
             now = time.time()
             vals = dict(status=to.value, reason=reason, message=message, ended_at=now, **values)
-            res = c.execute(update(t.attempts).where(and_(
-                t.attempts.c.id == att_id, t.attempts.c.status == cur.value)).values(**vals))
+            res = c.execute(
+                update(t.attempts)
+                .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
+                .values(**vals)
+            )
             if res.rowcount != 1:
                 raise Conflict(f"{att_id}: changed concurrently")
-            c.execute(insert(t.history).values(attempt_id=att_id, execution_id=r.execution_id,
-                                               from_status=cur.value, to_status=to.value, reason=reason,
-                                               message=message, actor=actor, at=now))
+            c.execute(
+                insert(t.history).values(
+                    attempt_id=att_id,
+                    execution_id=r.execution_id,
+                    from_status=cur.value,
+                    to_status=to.value,
+                    reason=reason,
+                    message=message,
+                    actor=actor,
+                    at=now,
+                )
+            )
             out = _row(r)
             out.update(vals)
             return out
@@ -319,59 +498,122 @@ class Store:
 
     def attempts_for(self, ex_id: str) -> list[Row]:
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(t.attempts).where(
-                t.attempts.c.execution_id == ex_id).order_by(t.attempts.c.started_at, t.attempts.c.attempt))]
+            return [
+                _row(r)
+                for r in c.execute(
+                    select(t.attempts)
+                    .where(t.attempts.c.execution_id == ex_id)
+                    .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
+                )
+            ]
 
-    LIGHT = ("id", "execution_id", "stage", "action", "attempt", "epoch", "type", "status", "reason",
-             "message", "started_at", "ended_at", "deadline", "pgid", "worker", "log_path")
+    LIGHT = (
+        "id",
+        "execution_id",
+        "stage",
+        "action",
+        "attempt",
+        "epoch",
+        "type",
+        "status",
+        "reason",
+        "message",
+        "started_at",
+        "ended_at",
+        "deadline",
+        "pgid",
+        "worker",
+        "log_path",
+    )
 
     def attempts_light(self, ex_id: str) -> list[Row]:
         """The attempts without their JSON payloads: what planning needs, cheap to load."""
         cols = [t.attempts.c[n] for n in self.LIGHT]
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(*cols).where(
-                t.attempts.c.execution_id == ex_id).order_by(t.attempts.c.started_at, t.attempts.c.attempt))]
+            return [
+                _row(r)
+                for r in c.execute(
+                    select(*cols)
+                    .where(t.attempts.c.execution_id == ex_id)
+                    .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
+                )
+            ]
 
     def attempts_by_id(self, ids: Sequence[str]) -> dict[str, Row]:
         if not ids:
             return {}
         with self.tx() as c:
-            return {r.id: _row(r) for r in c.execute(select(t.attempts).where(t.attempts.c.id.in_(list(ids))))}
+            return {
+                r.id: _row(r)
+                for r in c.execute(select(t.attempts).where(t.attempts.c.id.in_(list(ids))))
+            }
 
     def attempts_for_many(self, ex_ids: Sequence[str]) -> dict[str, list[Row]]:
         out: dict[str, list[Row]] = {e: [] for e in ex_ids}
         if not ex_ids:
             return out
         with self.tx() as c:
-            for r in c.execute(select(t.attempts).where(t.attempts.c.execution_id.in_(list(ex_ids))).order_by(
-                    t.attempts.c.started_at, t.attempts.c.attempt)):
+            for r in c.execute(
+                select(t.attempts)
+                .where(t.attempts.c.execution_id.in_(list(ex_ids)))
+                .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
+            ):
                 out[r.execution_id].append(_row(r))
         return out
 
     def history_for(self, ex_id: str) -> list[Row]:
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(t.history).where(
-                t.history.c.execution_id == ex_id).order_by(t.history.c.id))]
+            return [
+                _row(r)
+                for r in c.execute(
+                    select(t.history)
+                    .where(t.history.c.execution_id == ex_id)
+                    .order_by(t.history.c.id)
+                )
+            ]
 
     # ---- requests --------------------------------------------------------------------------
-    def add_request(self, ex_id: str, kind: str, payload: Mapping[str, Any] | None = None,
-                    actor: str | None = None) -> int:
+    def add_request(
+        self,
+        ex_id: str,
+        kind: str,
+        payload: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> int:
         with self.tx() as c:
-            res = c.execute(insert(t.requests).values(execution_id=ex_id, kind=kind, payload=dict(payload or {}),
-                                                      actor=actor, created_at=time.time()))
+            res = c.execute(
+                insert(t.requests).values(
+                    execution_id=ex_id,
+                    kind=kind,
+                    payload=dict(payload or {}),
+                    actor=actor,
+                    created_at=time.time(),
+                )
+            )
             key = res.inserted_primary_key
             assert key is not None
             return int(key[0])
 
     def pending_requests(self, ex_id: str) -> list[Row]:
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(t.requests).where(and_(
-                t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None))).order_by(t.requests.c.id))]
+            return [
+                _row(r)
+                for r in c.execute(
+                    select(t.requests)
+                    .where(
+                        and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None))
+                    )
+                    .order_by(t.requests.c.id)
+                )
+            ]
 
     def handle_request(self, req_id: int, outcome: str) -> None:
         with self.tx() as c:
-            c.execute(update(t.requests).where(t.requests.c.id == req_id).values(
-                handled_at=time.time(), outcome=outcome))
+            c.execute(
+                update(t.requests)
+                .where(t.requests.c.id == req_id)
+                .values(handled_at=time.time(), outcome=outcome)
+            )
 
     def get_request(self, req_id: int) -> Row:
         with self.tx() as c:
@@ -381,27 +623,69 @@ class Store:
         return _row(r)
 
     # ---- transitions -----------------------------------------------------------------------
-    def set_transition(self, pipeline: str, stage: str, enabled: bool, reason: str, actor: str | None) -> None:
+    def set_transition(
+        self, pipeline: str, stage: str, enabled: bool, reason: str, actor: str | None
+    ) -> None:
         with self.tx() as c:
-            c.execute(t.transitions.delete().where(and_(t.transitions.c.pipeline == pipeline,
-                                                        t.transitions.c.stage == stage)))
-            c.execute(insert(t.transitions).values(pipeline=pipeline, stage=stage, enabled=enabled,
-                                                   reason=reason, actor=actor, at=time.time()))
+            c.execute(
+                t.transitions.delete().where(
+                    and_(t.transitions.c.pipeline == pipeline, t.transitions.c.stage == stage)
+                )
+            )
+            c.execute(
+                insert(t.transitions).values(
+                    pipeline=pipeline,
+                    stage=stage,
+                    enabled=enabled,
+                    reason=reason,
+                    actor=actor,
+                    at=time.time(),
+                )
+            )
 
     def transitions_for(self, pipeline: str) -> list[Row]:
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(t.transitions).where(t.transitions.c.pipeline == pipeline))]
+            return [
+                _row(r)
+                for r in c.execute(
+                    select(t.transitions).where(t.transitions.c.pipeline == pipeline)
+                )
+            ]
 
     def disabled_transitions(self, pipeline: str) -> dict[str, str]:
-        return {r["stage"]: r["reason"] or "disabled" for r in self.transitions_for(pipeline) if not r["enabled"]}
+        return {
+            r["stage"]: r["reason"] or "disabled"
+            for r in self.transitions_for(pipeline)
+            if not r["enabled"]
+        }
 
     # ---- approvals -------------------------------------------------------------------------
-    def create_approval(self, att_id: str, ex_id: str, *, token: str, summary: str, digest: str | None,
-                        expires_at: float, external_link: str | None = None) -> Row:
-        row = dict(attempt_id=att_id, execution_id=ex_id, token=token, status="Pending", summary=summary,
-                   digest=digest, expires_at=expires_at, external_link=external_link, created_at=time.time())
+    def create_approval(
+        self,
+        att_id: str,
+        ex_id: str,
+        *,
+        token: str,
+        summary: str,
+        digest: str | None,
+        expires_at: float,
+        external_link: str | None = None,
+    ) -> Row:
+        row = dict(
+            attempt_id=att_id,
+            execution_id=ex_id,
+            token=token,
+            status="Pending",
+            summary=summary,
+            digest=digest,
+            expires_at=expires_at,
+            external_link=external_link,
+            created_at=time.time(),
+        )
         with self.tx() as c:
-            existing = c.execute(select(t.approvals).where(t.approvals.c.attempt_id == att_id)).first()
+            existing = c.execute(
+                select(t.approvals).where(t.approvals.c.attempt_id == att_id)
+            ).first()
             if existing:
                 return _row(existing)
             c.execute(insert(t.approvals).values(**row))
@@ -409,8 +693,14 @@ class Store:
 
     def approvals_for(self, ex_id: str) -> list[Row]:
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(t.approvals).where(
-                t.approvals.c.execution_id == ex_id).order_by(t.approvals.c.created_at))]
+            return [
+                _row(r)
+                for r in c.execute(
+                    select(t.approvals)
+                    .where(t.approvals.c.execution_id == ex_id)
+                    .order_by(t.approvals.c.created_at)
+                )
+            ]
 
     def get_approval(self, att_id: str) -> Row | None:
         with self.tx() as c:
@@ -419,21 +709,31 @@ class Store:
 
     def pending_approvals(self) -> list[Row]:
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(t.approvals).where(
-                t.approvals.c.status == "Pending").order_by(t.approvals.c.created_at))]
+            return [
+                _row(r)
+                for r in c.execute(
+                    select(t.approvals)
+                    .where(t.approvals.c.status == "Pending")
+                    .order_by(t.approvals.c.created_at)
+                )
+            ]
 
     def decide_approval(self, att_id: str, status: str, *, by: str, comment: str) -> Row:
         """Pending -> Approved/Rejected/Expired/Superseded, once. A second decision is a Conflict."""
         with self.tx() as c:
-            res = c.execute(update(t.approvals).where(and_(
-                t.approvals.c.attempt_id == att_id, t.approvals.c.status == "Pending")).values(
-                status=status, decided_by=by, comment=comment, decided_at=time.time()))
+            res = c.execute(
+                update(t.approvals)
+                .where(and_(t.approvals.c.attempt_id == att_id, t.approvals.c.status == "Pending"))
+                .values(status=status, decided_by=by, comment=comment, decided_at=time.time())
+            )
             r = c.execute(select(t.approvals).where(t.approvals.c.attempt_id == att_id)).first()
         if r is None:
             raise NotFound(f"no approval for {att_id}")
         if res.rowcount != 1:
-            raise Conflict(f"this approval was already decided: {r.status} by {r.decided_by or 'the engine'}"
-                           + (f" ({r.comment})" if r.comment else ""))
+            raise Conflict(
+                f"this approval was already decided: {r.status} by {r.decided_by or 'the engine'}"
+                + (f" ({r.comment})" if r.comment else "")
+            )
         return _row(r)
 
     # ---- deployments and health ---------------------------------------------------------------
@@ -462,12 +762,27 @@ class Store:
         with self.tx() as c:
             r = c.execute(select(t.health).where(t.health.c.environment == environment)).first()
             if r is None:
-                c.execute(insert(t.health).values(environment=environment, healthy=healthy, detail=detail,
-                                                  since=now, checked_at=now))
+                c.execute(
+                    insert(t.health).values(
+                        environment=environment,
+                        healthy=healthy,
+                        detail=detail,
+                        since=now,
+                        checked_at=now,
+                    )
+                )
                 return True
             changed = bool(r.healthy) != healthy
-            c.execute(update(t.health).where(t.health.c.environment == environment).values(
-                healthy=healthy, detail=detail, checked_at=now, since=now if changed else r.since))
+            c.execute(
+                update(t.health)
+                .where(t.health.c.environment == environment)
+                .values(
+                    healthy=healthy,
+                    detail=detail,
+                    checked_at=now,
+                    since=now if changed else r.since,
+                )
+            )
             return changed
 
     def health(self) -> dict[str, Row]:
@@ -477,22 +792,41 @@ class Store:
     # ---- artifacts and audit ---------------------------------------------------------------------
     def record_artifact(self, digest: str, files: int, size: int) -> None:
         with self.tx() as c:
-            if c.execute(select(t.artifacts.c.digest).where(t.artifacts.c.digest == digest)).first():
+            if c.execute(
+                select(t.artifacts.c.digest).where(t.artifacts.c.digest == digest)
+            ).first():
                 return
-            try:
-                c.execute(insert(t.artifacts).values(digest=digest, files=files, size=size, created_at=time.time()))
-            except IntegrityError:
-                pass
+            with suppress(IntegrityError):
+                c.execute(
+                    insert(t.artifacts).values(
+                        digest=digest, files=files, size=size, created_at=time.time()
+                    )
+                )
 
-    def audit(self, actor: str, action: str, target: str | None = None,
-              detail: Mapping[str, Any] | None = None) -> None:
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        target: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
         with self.tx() as c:
-            c.execute(insert(t.audit).values(actor=actor, action=action, target=target,
-                                             detail=dict(detail or {}), at=time.time()))
+            c.execute(
+                insert(t.audit).values(
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    detail=dict(detail or {}),
+                    at=time.time(),
+                )
+            )
 
     def audit_log(self, limit: int = 200) -> list[Row]:
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(t.audit).order_by(t.audit.c.id.desc()).limit(limit))]
+            return [
+                _row(r)
+                for r in c.execute(select(t.audit).order_by(t.audit.c.id.desc()).limit(limit))
+            ]
 
 
 def _pid_running(pid: int) -> bool:

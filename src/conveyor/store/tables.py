@@ -19,7 +19,8 @@ from sqlalchemy import (
 metadata = MetaData()
 
 pipelines = Table(
-    "pipelines", metadata,
+    "pipelines",
+    metadata,
     Column("name", String(100), primary_key=True),
     Column("definition", JSON, nullable=False),  # the pipeline file, as data
     Column("source_path", Text),
@@ -27,7 +28,8 @@ pipelines = Table(
 )
 
 executions = Table(
-    "executions", metadata,
+    "executions",
+    metadata,
     Column("id", String(64), primary_key=True),
     Column("pipeline", String(100), nullable=False),
     Column("seq", Integer, nullable=False),  # order within the pipeline
@@ -54,7 +56,8 @@ Index("ix_executions_created", executions.c.created_at)
 Index("ix_executions_pipeline_created", executions.c.pipeline, executions.c.created_at)
 
 attempts = Table(
-    "attempts", metadata,
+    "attempts",
+    metadata,
     Column("id", String(300), primary_key=True),  # exec/stage/action/attempt: deterministic
     Column("execution_id", String(64), ForeignKey("executions.id"), nullable=False),
     Column("stage", String(100), nullable=False),
@@ -80,7 +83,8 @@ Index("ix_attempts_execution", attempts.c.execution_id)
 Index("ix_attempts_status", attempts.c.status)
 
 history = Table(
-    "history", metadata,
+    "history",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("attempt_id", String(300), nullable=False),
     Column("execution_id", String(64), nullable=False),
@@ -94,7 +98,8 @@ history = Table(
 Index("ix_history_execution", history.c.execution_id)
 
 requests = Table(
-    "requests", metadata,
+    "requests",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("execution_id", String(64), nullable=False),
     Column("kind", String(20), nullable=False),  # stop | abandon | retry | approve | reject
@@ -107,7 +112,8 @@ requests = Table(
 Index("ix_requests_pending", requests.c.execution_id, requests.c.handled_at)
 
 transitions = Table(
-    "transitions", metadata,
+    "transitions",
+    metadata,
     Column("pipeline", String(100), primary_key=True),
     Column("stage", String(100), primary_key=True),
     Column("enabled", Boolean, nullable=False),
@@ -117,7 +123,8 @@ transitions = Table(
 )
 
 artifacts = Table(
-    "artifacts", metadata,
+    "artifacts",
+    metadata,
     Column("digest", String(80), primary_key=True),
     Column("files", Integer, nullable=False),
     Column("size", Integer, nullable=False),
@@ -125,11 +132,14 @@ artifacts = Table(
 )
 
 approvals = Table(
-    "approvals", metadata,
+    "approvals",
+    metadata,
     Column("attempt_id", String(300), primary_key=True),
     Column("execution_id", String(64), nullable=False),
     Column("token", String(64), nullable=False, unique=True),
-    Column("status", String(20), nullable=False),  # Pending | Approved | Rejected | Expired | Superseded
+    Column(
+        "status", String(20), nullable=False
+    ),  # Pending | Approved | Rejected | Expired | Superseded
     Column("summary", Text, default=""),
     Column("external_link", Text),
     Column("digest", String(100)),  # the image digest the decision is bound to
@@ -142,7 +152,8 @@ approvals = Table(
 Index("ix_approvals_execution", approvals.c.execution_id)
 
 deployments = Table(
-    "deployments", metadata,
+    "deployments",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("environment", String(100), nullable=False),
     Column("pipeline", String(100), nullable=False),
@@ -159,7 +170,8 @@ deployments = Table(
 Index("ix_deployments_env", deployments.c.environment, deployments.c.at)
 
 health = Table(
-    "health", metadata,
+    "health",
+    metadata,
     Column("environment", String(100), primary_key=True),
     Column("healthy", Boolean, nullable=False),
     Column("detail", Text, default=""),
@@ -168,7 +180,8 @@ health = Table(
 )
 
 engines = Table(
-    "engines", metadata,
+    "engines",
+    metadata,
     Column("worker", String(200), primary_key=True),
     Column("pid", Integer, nullable=False),
     Column("host", String(200), nullable=False),
@@ -177,7 +190,8 @@ engines = Table(
 )
 
 users = Table(
-    "users", metadata,
+    "users",
+    metadata,
     Column("name", String(100), primary_key=True),
     Column("role", String(20), nullable=False),  # viewer | operator | approver | admin
     Column("token_hash", String(128), nullable=False, unique=True),
@@ -187,7 +201,8 @@ users = Table(
 )
 
 audit = Table(
-    "audit", metadata,
+    "audit",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("actor", String(200), nullable=False),
     Column("action", String(100), nullable=False),
