@@ -93,8 +93,8 @@ def test_run_json_status_history_logs_and_transitions(tmp_path: Path) -> None:
     desc = json.loads(res.stdout)
     assert desc["status"] == "Failed"
     hello, fail = desc["stages"][0]["actions"][0], desc["stages"][1]["actions"][0]
-    assert hello["status"] == "Succeeded" and hello["outputVariables"] == {"V": "1"}
-    assert hello["startedAt"] and hello["endedAt"]
+    assert hello["status"] == "Succeeded" and hello["variables"] == {"V": "1"}
+    assert hello["started_at"] and hello["ended_at"]
     assert fail["reason"] == "ActionFailed" and "status 4" in fail["message"]
     hist = json.loads(cli(tmp_path, "history", "--json").stdout)
     assert hist[0]["id"] == desc["id"] and hist[0]["status"] == "Failed"

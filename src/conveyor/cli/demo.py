@@ -239,13 +239,13 @@ def _evidence_text(app: Any, ex_id: str, approval: dict[str, Any]) -> str:
 
 
 def _report(app: Any, ex_id: str, say: Any) -> dict[str, Any]:
-    from conveyor.engine.views import describe_execution
+    from conveyor.cli.main import describe
 
-    desc = describe_execution(app.store, ex_id)
+    desc = describe(app, ex_id)
     say("")
     say(f"{'stage':28} {'status':11} {'seconds':>8}")
     for s in desc["stages"]:
-        dur = (s["endedAt"] - s["startedAt"]) if s["endedAt"] and s["startedAt"] else None
+        dur = s["duration_seconds"]
         say(f"{s['name']:28} {s['status'] or '—':11} {dur if dur is None else round(dur, 1)!s:>8}")
         for a in s["actions"]:
             if a["status"] == "Failed":
@@ -262,9 +262,7 @@ def _report(app: Any, ex_id: str, say: Any) -> dict[str, Any]:
             {
                 "name": s["name"],
                 "status": s["status"],
-                "seconds": (s["endedAt"] - s["startedAt"])
-                if s["endedAt"] and s["startedAt"]
-                else None,
+                "seconds": s["duration_seconds"],
             }
             for s in desc["stages"]
         ],

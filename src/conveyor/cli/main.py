@@ -175,6 +175,19 @@ def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+_VIEWS: Any = None
+
+
+def describe(app: Any, ex_id: str) -> dict[str, Any]:
+    """An execution as the API shows it (stages, actions, reports with their failed cases)."""
+    global _VIEWS
+    from conveyor.server.views import PipelineCache, execution_detail
+
+    if _VIEWS is None:
+        _VIEWS = PipelineCache()
+    return execution_detail(app.store, _VIEWS, app.store.get_execution(ex_id), full_reports=True)
+
+
 def follow(
     app: Any,
     ex_id: str,
@@ -184,7 +197,6 @@ def follow(
     on_approval: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
     """Drive (or watch) an execution to its end; returns the exit code."""
-    from conveyor.engine.views import describe_execution
     from conveyor.model.status import TERMINAL_EXECUTION
 
     terminal = {s.value for s in TERMINAL_EXECUTION}
@@ -199,7 +211,7 @@ def follow(
     announced: set[str] = set()
     try:
         while True:
-            desc = describe_execution(app.store, ex_id)
+            desc = describe(app, ex_id)
             view.update(desc)
             for a in app.store.approvals_for(ex_id):
                 if a["status"] == "Pending" and a["attempt_id"] not in announced:
@@ -239,7 +251,7 @@ def follow(
         if engine:
             engine.shutdown(wait=False)
         view.close()
-    desc = describe_execution(app.store, ex_id)
+    desc = describe(app, ex_id)
     if as_json:
         emit_json(desc)
     else:
@@ -306,7 +318,7 @@ class LiveView:
         from rich.table import Table
 
         t = Table(
-            title=f"{desc['pipeline']} #{desc['number']} {desc['id']}: {desc['status']}",
+            title=f"{desc['pipeline']} #{desc['seq']} {desc['id']}: {desc['status']}",
             show_lines=False,
         )
         for col in ("stage", "action", "status", "time", "message"):
@@ -314,9 +326,7 @@ class LiveView:
         for s in desc["stages"]:
             for i, a in enumerate(s["actions"]):
                 st = a["status"] or "—"
-                dur = a["durationSeconds"]
-                if dur is None and a["startedAt"]:
-                    dur = time.time() - a["startedAt"]
+                dur = a["duration_seconds"]
                 t.add_row(
                     s["name"] if i == 0 else "",
                     a["name"],
@@ -341,8 +351,8 @@ class LiveView:
                 if a["status"] and self.seen.get(key) != sig:
                     self.seen[key] = sig
                     extra = (
-                        f" ({a['durationSeconds']:.1f}s)"
-                        if a["durationSeconds"] is not None
+                        f" ({a['duration_seconds']:.1f}s)"
+                        if a["duration_seconds"] is not None
                         else ""
                     )
                     msg = (
@@ -372,7 +382,7 @@ class LiveView:
     def summary(self, desc: dict[str, Any]) -> None:
         if self.silent:
             return
-        dur = desc["durationSeconds"]
+        dur = desc["duration_seconds"]
         line = f"execution {desc['id']} {desc['status']}" + (f" in {dur:.1f}s" if dur else "")
         if desc["message"]:
             line += f": {desc['message']}"
@@ -408,11 +418,9 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
 @click.option("--json", "as_json", is_flag=True)
 def status(execution: str | None, as_json: bool) -> None:
     """Show an execution, or every pipeline's latest execution and the platform's parts."""
-    from conveyor.engine.views import describe_execution
-
     app = _app()
     if execution:
-        desc = describe_execution(app.store, app.store.get_execution(execution)["id"])
+        desc = describe(app, execution)
         if as_json:
             emit_json(desc)
         else:
@@ -495,21 +503,9 @@ def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool
     """List executions, newest first."""
     app = _app()
     rows = app.store.list_executions(pipeline=pipeline, status=status_, limit=limit, light=True)
-    out = [
-        {
-            "id": r["id"],
-            "pipeline": r["pipeline"],
-            "number": r["seq"],
-            "kind": r["kind"],
-            "status": r["status"],
-            "message": r["message"],
-            "createdAt": r["created_at"],
-            "endedAt": r["ended_at"],
-            "durationSeconds": round(r["ended_at"] - r["created_at"], 3) if r["ended_at"] else None,
-            "revisions": {k: v.get("CommitId", "")[:12] for k, v in (r["revisions"] or {}).items()},
-        }
-        for r in rows
-    ]
+    from conveyor.server.views import execution_summary
+
+    out = [execution_summary(r) for r in rows]
     if as_json:
         emit_json(out)
         return
@@ -522,11 +518,11 @@ def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool
         t.add_row(
             r["id"],
             r["pipeline"],
-            str(r["number"]),
+            str(r["seq"]),
             r["kind"],
             f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]",
-            time.strftime("%m-%d %H:%M:%S", time.localtime(r["createdAt"])),
-            f"{r['durationSeconds']:.1f}s" if r["durationSeconds"] else "",
+            time.strftime("%m-%d %H:%M:%S", time.localtime(r["created_at"])),
+            f"{r['duration_seconds']:.1f}s" if r["duration_seconds"] else "",
             (r["message"] or "")[:70],
         )
     console().print(t)

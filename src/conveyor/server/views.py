@@ -85,7 +85,7 @@ def execution_summary(ex: Row) -> dict[str, Any]:
 
 
 def _action_view(
-    ex_id: str, stage: str, action: Any, row: Row | None, tries: int
+    ex_id: str, stage: str, action: Any, row: Row | None, tries: int, full_reports: bool = False
 ) -> dict[str, Any]:
     base = {
         "name": action.name,
@@ -123,7 +123,7 @@ def _action_view(
         "variables": row["variables"] or {},
         "artifacts": row["artifacts"] or {},
         "reports": [
-            {k: v for k, v in r.items() if k != "failures"}
+            (r if full_reports else {k: v for k, v in r.items() if k != "failures"})
             | {"failed_cases": len(r.get("failures") or [])}
             for r in (row["reports"] or [])
         ],
@@ -133,9 +133,16 @@ def _action_view(
 
 
 def execution_detail(
-    store: Store, cache: PipelineCache, ex: Row, attempts: list[Row] | None = None
+    store: Store,
+    cache: PipelineCache,
+    ex: Row,
+    attempts: list[Row] | None = None,
+    *,
+    full_reports: bool = False,
 ) -> dict[str, Any]:
-    """An execution with its stages (derived status, inbound transition) and actions."""
+    """An execution with its stages (derived status, inbound transition) and actions: what the
+    API returns and what `conveyor run/status --json` print. `full_reports` keeps each report's
+    failed cases (the API serves them on the reports route instead)."""
     pipeline = cache.of_execution(ex)
     attempts = store.attempts_for(ex["id"]) if attempts is None else attempts
     state = state_of(ex, attempts)
@@ -156,7 +163,12 @@ def execution_detail(
             )
             actions.append(
                 _action_view(
-                    ex["id"], stage.name, action, row, tries.get((stage.name, action.name), 0)
+                    ex["id"],
+                    stage.name,
+                    action,
+                    row,
+                    tries.get((stage.name, action.name), 0),
+                    full_reports,
                 )
             )
         starts = [a["started_at"] for a in actions if a["started_at"]]
