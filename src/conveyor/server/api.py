@@ -534,40 +534,34 @@ def get_approval(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     return approval_evidence(ctx_of(request), ex_id)
 
 
-@router.post("/approvals/{ex_id}/approve", tags=["approvals"])
-def approve(request: Request, ex_id: str, body: DecisionRequest, user: Writer) -> dict[str, Any]:
-    """Approve (approver). `digest` must be the one shown: a changed image is a 409."""
+def _decide(
+    request: Request, ex_id: str, body: DecisionRequest, user: User, approve: bool
+) -> dict[str, Any]:
     ctx = ctx_of(request)
     row = ap.decide_as(
         ctx.store,
         ctx.cache,
         ex_id,
         user,
-        approve=True,
+        approve=approve,
         comment=body.comment,
         digest=body.digest,
         require_digest=True,
     )
     ctx.wake()
     return ev.approval_view(row)
+
+
+@router.post("/approvals/{ex_id}/approve", tags=["approvals"])
+def approve(request: Request, ex_id: str, body: DecisionRequest, user: Writer) -> dict[str, Any]:
+    """Approve (approver). `digest` must be the one shown: a changed image is a 409."""
+    return _decide(request, ex_id, body, user, approve=True)
 
 
 @router.post("/approvals/{ex_id}/reject", tags=["approvals"])
 def reject(request: Request, ex_id: str, body: DecisionRequest, user: Writer) -> dict[str, Any]:
     """Reject (approver); the approval action fails with reason Rejected."""
-    ctx = ctx_of(request)
-    row = ap.decide_as(
-        ctx.store,
-        ctx.cache,
-        ex_id,
-        user,
-        approve=False,
-        comment=body.comment,
-        digest=body.digest,
-        require_digest=True,
-    )
-    ctx.wake()
-    return ev.approval_view(row)
+    return _decide(request, ex_id, body, user, approve=False)
 
 
 # ---- users and audit (admin) --------------------------------------------------------------------
