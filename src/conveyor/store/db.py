@@ -9,6 +9,7 @@ to `history`. Two writers racing: exactly one wins, the other gets `Conflict`.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
@@ -28,6 +29,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -176,10 +178,15 @@ class Store:
         kind: str = "standard",
         actor: str | None = None,
     ) -> str:
-        for _ in range(5):
+        for _ in range(20):
             ex_id = uuid.uuid4().hex[:12]
             try:
                 with self.tx() as c:
+                    if self.engine.dialect.name == "postgresql":
+                        # numbers are per pipeline: concurrent starts of one pipeline take turns
+                        c.execute(
+                            text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": pipeline}
+                        )
                     seq = (
                         c.execute(
                             select(func.coalesce(func.max(t.executions.c.seq), 0)).where(
@@ -207,7 +214,8 @@ class Store:
                     )
                 return ex_id
             except IntegrityError:
-                continue  # two starts raced for the same seq: take the next one
+                time.sleep(random.uniform(0, 0.02))  # two starts raced for one number: next one
+                continue
         raise Conflict(f"could not allocate an execution number for pipeline '{pipeline}'")
 
     @staticmethod
