@@ -124,6 +124,11 @@ class Store:
         except OperationalError as e:
             raise Unavailable(f"database {_safe(self.url)} failed: {_first_line(e)}") from None
 
+    def _all(self, query: Any) -> list[Row]:
+        """Every row of a query, as dicts, in one short transaction."""
+        with self.tx() as c:
+            return [_row(r) for r in c.execute(query)]
+
     # ---- pipelines -------------------------------------------------------------------------
     def save_pipeline(
         self, name: str, definition: Mapping[str, Any], source_path: str | None
@@ -505,15 +510,11 @@ class Store:
             c.execute(update(t.attempts).where(t.attempts.c.id == att_id).values(**values))
 
     def attempts_for(self, ex_id: str) -> list[Row]:
-        with self.tx() as c:
-            return [
-                _row(r)
-                for r in c.execute(
-                    select(t.attempts)
-                    .where(t.attempts.c.execution_id == ex_id)
-                    .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
-                )
-            ]
+        return self._all(
+            select(t.attempts)
+            .where(t.attempts.c.execution_id == ex_id)
+            .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
+        )
 
     LIGHT = (
         "id",
@@ -537,15 +538,11 @@ class Store:
     def attempts_light(self, ex_id: str) -> list[Row]:
         """The attempts without their JSON payloads: what planning needs, cheap to load."""
         cols = [t.attempts.c[n] for n in self.LIGHT]
-        with self.tx() as c:
-            return [
-                _row(r)
-                for r in c.execute(
-                    select(*cols)
-                    .where(t.attempts.c.execution_id == ex_id)
-                    .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
-                )
-            ]
+        return self._all(
+            select(*cols)
+            .where(t.attempts.c.execution_id == ex_id)
+            .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
+        )
 
     def attempts_by_id(self, ids: Sequence[str]) -> dict[str, Row]:
         if not ids:
@@ -556,29 +553,10 @@ class Store:
                 for r in c.execute(select(t.attempts).where(t.attempts.c.id.in_(list(ids))))
             }
 
-    def attempts_for_many(self, ex_ids: Sequence[str]) -> dict[str, list[Row]]:
-        out: dict[str, list[Row]] = {e: [] for e in ex_ids}
-        if not ex_ids:
-            return out
-        with self.tx() as c:
-            for r in c.execute(
-                select(t.attempts)
-                .where(t.attempts.c.execution_id.in_(list(ex_ids)))
-                .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
-            ):
-                out[r.execution_id].append(_row(r))
-        return out
-
     def history_for(self, ex_id: str) -> list[Row]:
-        with self.tx() as c:
-            return [
-                _row(r)
-                for r in c.execute(
-                    select(t.history)
-                    .where(t.history.c.execution_id == ex_id)
-                    .order_by(t.history.c.id)
-                )
-            ]
+        return self._all(
+            select(t.history).where(t.history.c.execution_id == ex_id).order_by(t.history.c.id)
+        )
 
     # ---- requests --------------------------------------------------------------------------
     def add_request(
@@ -603,17 +581,11 @@ class Store:
             return int(key[0])
 
     def pending_requests(self, ex_id: str) -> list[Row]:
-        with self.tx() as c:
-            return [
-                _row(r)
-                for r in c.execute(
-                    select(t.requests)
-                    .where(
-                        and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None))
-                    )
-                    .order_by(t.requests.c.id)
-                )
-            ]
+        return self._all(
+            select(t.requests)
+            .where(and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None)))
+            .order_by(t.requests.c.id)
+        )
 
     def handle_request(self, req_id: int, outcome: str) -> None:
         with self.tx() as c:
@@ -652,13 +624,7 @@ class Store:
             )
 
     def transitions_for(self, pipeline: str) -> list[Row]:
-        with self.tx() as c:
-            return [
-                _row(r)
-                for r in c.execute(
-                    select(t.transitions).where(t.transitions.c.pipeline == pipeline)
-                )
-            ]
+        return self._all(select(t.transitions).where(t.transitions.c.pipeline == pipeline))
 
     def disabled_transitions(self, pipeline: str) -> dict[str, str]:
         return {
@@ -700,15 +666,11 @@ class Store:
         return row
 
     def approvals_for(self, ex_id: str) -> list[Row]:
-        with self.tx() as c:
-            return [
-                _row(r)
-                for r in c.execute(
-                    select(t.approvals)
-                    .where(t.approvals.c.execution_id == ex_id)
-                    .order_by(t.approvals.c.created_at)
-                )
-            ]
+        return self._all(
+            select(t.approvals)
+            .where(t.approvals.c.execution_id == ex_id)
+            .order_by(t.approvals.c.created_at)
+        )
 
     def get_approval(self, att_id: str) -> Row | None:
         with self.tx() as c:
@@ -716,15 +678,11 @@ class Store:
         return _row(r) if r else None
 
     def pending_approvals(self) -> list[Row]:
-        with self.tx() as c:
-            return [
-                _row(r)
-                for r in c.execute(
-                    select(t.approvals)
-                    .where(t.approvals.c.status == "Pending")
-                    .order_by(t.approvals.c.created_at)
-                )
-            ]
+        return self._all(
+            select(t.approvals)
+            .where(t.approvals.c.status == "Pending")
+            .order_by(t.approvals.c.created_at)
+        )
 
     def decide_approval(self, att_id: str, status: str, *, by: str, comment: str) -> Row:
         """Pending -> Approved/Rejected/Expired/Superseded, once. A second decision is a Conflict."""
