@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 import click
 import httpx
 
+from conveyor.engine.gate import decide
 from conveyor.errors import ConfigError, ConveyorError
 
 IGNORE = shutil.ignore_patterns(
@@ -172,9 +174,7 @@ def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
         eng.shutdown(wait=False)
         say(f"nothing new to push: started execution {ex_id} by hand")
     prod_before = (app.store.current_deployments().get("prod") or {}).get("digest")
-    code = follow(
-        app, ex_id, as_json=False, quiet=as_json, on_approval=_approver(app, ex_id, approve, say)
-    )
+    code = follow(app, ex_id, as_json=False, quiet=as_json, approver=Approver(app, approve))
     summary["runs"].append(_report(app, ex_id, say))
     ok = code == 0
     if ok:
@@ -190,40 +190,57 @@ def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
     sys.exit(0 if ok else 1)
 
 
-def _approver(app: Any, ex_id: str, approve: bool, say: Any) -> Any:
-    from conveyor.engine.gate import decide
+class Approver:
+    """The demo's side of the approval: automatic (CI), or typed in the terminal while the live
+    view keeps running — the dashboard and `conveyor approve` work at the same time, and the
+    first decision wins."""
 
-    def on_approval(row: dict[str, Any]) -> None:
-        if approve:
+    def __init__(self, app: Any, auto: bool) -> None:
+        self.app = app
+        self.auto = auto
+        self.pending: dict[str, Any] | None = None
+
+    def on_approval(self, row: dict[str, Any]) -> str:
+        if self.auto:
             decide(
-                app.store,
+                self.app.store,
                 row["execution_id"],
                 approve=True,
                 by="conveyor demo --approve",
                 comment="approved automatically by the demo",
                 digest=row["digest"],
             )
-            say(f"approval: approved automatically (image {row['digest']})")
-            return
-        say(_evidence_text(app, row["execution_id"], row))
-        yes = click.confirm("Approve the release of this image to production?", default=False)
-        comment = click.prompt(
-            "Comment",
-            default="approved at the demo prompt" if yes else "rejected at the demo prompt",
+            return f"approval: approved automatically (image {row['digest']})"
+        self.pending = row
+        return (
+            _evidence_text(self.app, row["execution_id"], row)
+            + f"\n  decide on {self.app.settings.server_url}/executions/{row['execution_id']}/approval"
+            + "\n  or type  y + Enter  to approve,  n + Enter  to reject"
         )
+
+    def on_tick(self) -> str | None:
+        """Reads a y/n answer when one was typed; never blocks the live view."""
+        if self.pending is None or not sys.stdin.isatty():
+            return None
+        if not select.select([sys.stdin], [], [], 0)[0]:
+            return None
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes", "n", "no"):
+            return "type y (approve) or n (reject), then Enter"
+        yes = answer.startswith("y")
+        row, self.pending = self.pending, None
         try:
             decide(
-                app.store,
+                self.app.store,
                 row["execution_id"],
                 approve=yes,
                 by="local:demo-user",
-                comment=comment,
+                comment=f"{'approved' if yes else 'rejected'} at the demo prompt",
                 digest=row["digest"],
             )
         except ConveyorError as e:
-            say(f"approval: {e.message}")
-
-    return on_approval
+            return f"approval: {e.message}"
+        return f"approval: {'approved' if yes else 'rejected'}"
 
 
 def _evidence_text(app: Any, ex_id: str, approval: dict[str, Any]) -> str:
@@ -317,9 +334,7 @@ def _break_run(
     ex_id = started_execution(out)
     if not ex_id:
         raise ConfigError("the breaking push did not start the pipeline")
-    code = follow(
-        app, ex_id, as_json=False, quiet=False, on_approval=_approver(app, ex_id, approve, say)
-    )
+    code = follow(app, ex_id, as_json=False, quiet=False, approver=Approver(app, approve))
     run = _report(app, ex_id, say)
     summary["runs"].append(run)
     failed = [s for s in run["stages"] if s["status"] == "Failed"]

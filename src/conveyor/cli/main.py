@@ -11,7 +11,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -194,7 +193,7 @@ def follow(
     *,
     as_json: bool,
     quiet: bool = False,
-    on_approval: Callable[[dict[str, Any]], None] | None = None,
+    approver: Any = None,
 ) -> int:
     """Drive (or watch) an execution to its end; returns the exit code."""
     from conveyor.model.status import TERMINAL_EXECUTION
@@ -216,10 +215,14 @@ def follow(
             for a in app.store.approvals_for(ex_id):
                 if a["status"] == "Pending" and a["attempt_id"] not in announced:
                     announced.add(a["attempt_id"])
-                    if not as_json:
+                    if not as_json and approver is None:
                         view.note(approval_hint(app, ex_id))
-                    if on_approval:
-                        on_approval(a)
+                    if approver is not None:
+                        view.note(approver.on_approval(a), force=True)
+            if approver is not None:
+                said = approver.on_tick()
+                if said:
+                    view.note(said, force=True)
             if desc["status"] in terminal and not app.store.pending_requests(ex_id):
                 rollback = _rollback_of(app, ex_id)
                 if rollback and rollback["status"] not in terminal:
@@ -366,13 +369,14 @@ class LiveView:
             self.seen["__waiting"] = (w,)
             click.echo(f"waiting: {w}")
 
-    def note(self, text: str) -> None:
-        if self.silent:
+    def note(self, text: str | None, force: bool = False) -> None:
+        """Print above the live table (`force`: even when the table itself is silent)."""
+        if not text or (self.silent and not force):
             return
         if self.live:
-            self.live.console.print(text)
+            self.live.console.print(text, markup=False, highlight=False)
         else:
-            click.echo(text)
+            click.echo(text, err=self.silent)  # a silent view keeps stdout for the JSON
 
     def close(self) -> None:
         if self.live:
