@@ -110,3 +110,24 @@ def test_run_json_status_history_logs_and_transitions(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "(stages: A, B)" in bad.stderr
     stop = cli(tmp_path, "stop", desc["id"])
     assert stop.returncode == 2 and "nothing to stop" in stop.stdout + stop.stderr
+
+
+def test_detached_run_and_logs_follow(tmp_path: Path) -> None:
+    """`run --detach` returns at once (a background engine drives it); `logs -f` streams to the end."""
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "name: detached\nstages:\n  - name: A\n    actions:\n"
+        '      - {name: talk, type: shell, config: {commands: ["for i in 1 2 3; do echo line $i; sleep 0.5; done"]}}\n'
+    )
+    res = cli(tmp_path, "run", str(f), "--detach", "--json")
+    assert res.returncode == 0, res.stderr
+    ex = json.loads(res.stdout)["executionId"]
+    logs = cli(tmp_path, "logs", ex, "talk", "--follow")
+    assert logs.returncode == 0
+    assert [x for x in logs.stdout.splitlines() if x.startswith("line ")] == [
+        "line 1",
+        "line 2",
+        "line 3",
+    ]
+    st = json.loads(cli(tmp_path, "status", ex, "--json").stdout)
+    assert st["status"] == "Succeeded"

@@ -397,7 +397,11 @@ class LiveView:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--var", "variables", multiple=True, help="NAME=VALUE, overrides a pipeline variable")
 @click.option("--json", "as_json", is_flag=True, help="print the final execution as JSON")
-@click.option("--detach", is_flag=True, help="start it and return (a running engine drives it)")
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="start it and return (a running engine, or one started in the background, drives it)",
+)
 def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> None:
     """Start an execution of the pipeline in FILE and follow it to its end."""
     app = _app()
@@ -412,6 +416,7 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
     )
     eng.shutdown(wait=False)
     if detach:
+        background_engine(app)  # unless one runs (`conveyor up`, `conveyor server`)
         emit_json({"executionId": ex_id}) if as_json else click.echo(ex_id)
         return
     sys.exit(follow(app, ex_id, as_json=as_json))
@@ -788,19 +793,33 @@ def trigger(repository: str, ref: str, old: str, new: str, no_engine: bool) -> N
     for ex_id, pipeline in started:
         click.echo(f"conveyor: started {pipeline} execution {ex_id}")
     no_engine = no_engine or bool(os.environ.get("CONVEYOR_TRIGGER_NO_ENGINE"))
-    if started and not no_engine and not app.store.live_engines(app.settings.lease_seconds):
-        import subprocess
+    if started and not no_engine:
+        log = background_engine(app)
+        if log:
+            click.echo(f"conveyor: engine started in the background (log: {log})")
 
-        log = app.settings.state_dir / "logs" / "engine.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
+
+def background_engine(app: Any) -> Path | None:
+    """Start `conveyor engine --until-idle` detached unless an engine runs; returns its log."""
+    import subprocess
+
+    if app.store.live_engines(app.settings.lease_seconds):
+        return None
+    log = app.settings.state_dir / "logs" / "engine.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
         subprocess.Popen(
             [sys.executable, "-m", "conveyor", "engine", "--until-idle"],
-            stdout=log.open("a"),
+            stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "CONVEYOR_HOME": str(app.settings.state_dir)},
+            env={
+                **os.environ,
+                "CONVEYOR_HOME": str(app.settings.state_dir),
+                "CONVEYOR_DATABASE_URL": app.settings.database_url,
+            },
         )
-        click.echo(f"conveyor: engine started in the background (log: {log})")
+    return log
 
 
 @cli.command()
