@@ -805,7 +805,7 @@ def background_engine(app: Any) -> Path | None:
 
     if app.store.live_engines(app.settings.lease_seconds):
         return None
-    log = app.settings.state_dir / "logs" / "engine.log"
+    log: Path = app.settings.state_dir / "logs" / "engine.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
         subprocess.Popen(
