@@ -212,9 +212,9 @@ stages:
     drive(
         app,
         app.engine(),
+        # settled: the engine took the retry request (the status moved on) and the run ended
         lambda a: (
-            _status(a, ex) in ("Succeeded",)
-            or (_status(a, ex) == "Failed" and len(a.store.attempts_for(ex)) > 2)
+            not a.store.pending_requests(ex) and _status(a, ex) not in ("InProgress", "Stopping")
         ),
         timeout=30,
     )
@@ -248,10 +248,9 @@ stages:
     drive(
         app,
         app.engine(),
+        # settled: the engine took the retry request (the status moved on) and the run ended
         lambda a: (
-            _status(a, ex) == "Succeeded"
-            or len(a.store.attempts_for(ex)) >= 4
-            and _status(a, ex) != "InProgress"
+            not a.store.pending_requests(ex) and _status(a, ex) not in ("InProgress", "Stopping")
         ),
         timeout=30,
     )
