@@ -210,6 +210,9 @@ def follow(
     announced: set[str] = set()
     try:
         while True:
+            # read pending requests before the status: a request handled in between has
+            # already moved the status on, so "terminal and nothing pending" is never stale
+            pending = app.store.pending_requests(ex_id)
             desc = describe(app, ex_id)
             view.update(desc)
             for a in app.store.approvals_for(ex_id):
@@ -223,7 +226,7 @@ def follow(
                 said = approver.on_tick()
                 if said:
                     view.note(said, force=True)
-            if desc["status"] in terminal and not app.store.pending_requests(ex_id):
+            if desc["status"] in terminal and not pending:
                 rollback = _rollback_of(app, ex_id)
                 if rollback and rollback["status"] not in terminal:
                     if rollback["id"] not in announced:
