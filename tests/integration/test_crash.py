@@ -28,7 +28,7 @@ def conveyor(home: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(cond: Any, timeout: float = 30) -> Any:
+def wait_for(cond: Any, timeout: float = 90) -> Any:
     end = time.time() + timeout
     while time.time() < end:
         v = cond()
