@@ -21,12 +21,12 @@ from conveyor.model.pipeline import Action, Environment
 from conveyor.platform.daemon import free_port
 from conveyor.platform.environment import PodmanEnvironment
 from conveyor.platform.local import LocalPlatform
-from conveyor.settings import Settings
 from tests.integration.testimages import (
     action_context,
     build_image,
     pipeline_with,
     remove_images,
+    started_platform,
     write_manifests,
 )
 
@@ -35,12 +35,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    tmp = tmp_path_factory.mktemp("deploy")
-    settings = Settings(state_dir=tmp / "state", database_url="sqlite://")
-    p = LocalPlatform(settings, registry_ports={"test": free_port(), "prod": free_port()})
-    p.up()
-    yield p
-    p.down()
+    yield from started_platform(tmp_path_factory.mktemp("deploy"))
 
 
 @pytest.fixture(scope="module")

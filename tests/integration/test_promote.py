@@ -23,6 +23,7 @@ from tests.integration.testimages import (
     build_image,
     pipeline_with,
     remove_images,
+    started_platform,
 )
 
 pytestmark = pytest.mark.integration
@@ -30,12 +31,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    tmp = tmp_path_factory.mktemp("promote")
-    settings = Settings(state_dir=tmp / "state", database_url="sqlite://")
-    p = LocalPlatform(settings, registry_ports={"test": free_port(), "prod": free_port()})
-    p.up()
-    yield p
-    p.down()
+    yield from started_platform(tmp_path_factory.mktemp("promote"))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +178,16 @@ def action_context(
         state_dir=platform.state_dir,
         services=Services(settings=platform.settings, platform=platform),
     )
+
+
+def started_platform(tmp: Path) -> Iterator[LocalPlatform]:
+    """A local platform with its own state dir and free registry ports, stopped afterwards
+    (the body of the module-scoped `platform` fixtures)."""
+    from conveyor.platform.daemon import free_port
+    from conveyor.settings import Settings
+
+    settings = Settings(state_dir=tmp / "state", database_url="sqlite://")
+    p = LocalPlatform(settings, registry_ports={"test": free_port(), "prod": free_port()})
+    p.up()
+    yield p
+    p.down()
