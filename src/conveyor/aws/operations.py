@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -527,13 +527,3 @@ def state_rows(state: Mapping[str, Any]) -> list[dict[str, str]]:
                 }
             )
     return rows
-
-
-def parse_parameters(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise ConfigError(f"--parameter '{p}': expected NAME=VALUE")
-        k, v = p.split("=", 1)
-        out[k] = v
-    return out

@@ -33,15 +33,11 @@ def _write(text: str, output: str | None) -> None:
 def _load_for_aws(file: str, target_env: tuple[str, ...]) -> tuple[Any, dict[str, str]]:
     """Load a pipeline file keeping its line index, so synth problems say FILE:LINE."""
     from conveyor.aws.synth import Unmappable, synthesize
+    from conveyor.cli.main import parse_pairs
     from conveyor.spec.pipeline_file import parse
     from conveyor.spec.yamlfile import load
 
-    targets = {}
-    for t in target_env:
-        if "=" not in t:
-            raise ConfigError(f"--target-env '{t}': expected ENV=eks (e.g. --target-env test=eks)")
-        k, v = t.split("=", 1)
-        targets[k] = v
+    targets = parse_pairs(target_env, "--target-env", "ENV=eks (e.g. --target-env test=eks)")
     data, lines = load(file)
     pipeline = parse(data, lines)
     try:
@@ -186,7 +182,6 @@ def deploy(
         Aws,
         Change,
         check_stack_name,
-        parse_parameters,
         stack_name_for,
     )
 
@@ -195,7 +190,9 @@ def deploy(
     pname = synthesis.template["Metadata"]["Conveyor"]["pipeline"]
     stack = stack_name or stack_name_for(pname)
     check_stack_name(stack)
-    params = parse_parameters(parameters)
+    from conveyor.cli.main import parse_pairs
+
+    params = parse_pairs(parameters, "--parameter")
     unknown = sorted(set(params) - set(synthesis.template["Parameters"]))
     if unknown:
         raise ConfigError(

@@ -66,16 +66,6 @@ def validate_cmd(file: Path, as_json: bool) -> None:
         click.echo(f"{file}: valid buildspec {spec.version} (phases: {phases}{extra})")
 
 
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for v in values:
-        if "=" not in v:
-            raise click.BadParameter(f"{v!r}: expected NAME=VALUE", param_hint=what)
-        k, val = v.split("=", 1)
-        out[k] = val
-    return out
-
-
 def _sources(values: tuple[str, ...]) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for i, v in enumerate(values):
@@ -135,7 +125,9 @@ def run_cmd(
     """Run the buildspec FILE against --source directories, like CodeBuild's local agent."""
     settings = Settings.from_env()
     srcs = _sources(sources)
-    env = _pairs(envs, "--env")
+    from conveyor.cli.main import parse_pairs
+
+    env = parse_pairs(envs, "--env")
     try:
         spec = load_buildspec(file)
     except ValidationFailed as e:

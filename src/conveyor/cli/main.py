@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -164,11 +165,12 @@ def pipeline_list(as_json: bool) -> None:
 
 
 # ---- running ------------------------------------------------------------------------------------
-def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+def parse_pairs(pairs: Sequence[str], flag: str, form: str = "NAME=VALUE") -> dict[str, str]:
+    """`NAME=VALUE` options (--var, --env, --parameter, --target-env) as a dict."""
     out = {}
     for p in pairs:
         if "=" not in p:
-            raise ConfigError(f"--var '{p}': expected NAME=VALUE")
+            raise ConfigError(f"{flag} '{p}': expected {form}")
         k, v = p.split("=", 1)
         out[k] = v
     return out
@@ -413,7 +415,7 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
     eng = app.engine()
     ex_id = eng.start(
         pipeline.name,
-        variables=parse_vars(variables),
+        variables=parse_pairs(variables, "--var"),
         actor=_user(),
         trigger={"type": "StartPipelineExecution", "by": _user(), "file": str(file)},
     )
