@@ -3,8 +3,10 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+# The Node that setup brings when the machine's is missing or too old (scripts/node_tool.py).
+export PATH := $(CURDIR)/.tools/node/bin:$(PATH)
 
-.PHONY: setup demo test test-unit lint bench clean
+.PHONY: setup demo test test-fresh test-unit lint bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +19,10 @@ test: setup
 	$(VENV)/bin/mypy
 	@export CONVEYOR_TEST_PG_URL=$$(bash scripts/postgres.sh start) && \
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS); rc=$$?; bash scripts/postgres.sh stop; exit $$rc
+
+# A clean Debian 12 root, this commit cloned into it, then `make demo` and `make test` inside.
+test-fresh:
+	@bash scripts/test_fresh.sh
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Conveyor needs on a fresh Debian 12 machine, and nothing when it is already there.
-#   apt packages (as root), the Python venv (.venv), the example app's npm packages.
+#   apt packages (as root), the Python venv (.venv), a Node for the example when the machine's is
+#   missing or older than examples/webapp's `engines` (.tools/node), the example's npm packages.
+# It ends with `conveyor doctor`, which checks every tool and names the fix of anything missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(git podman buildah skopeo docker-registry busybox-static runc uidmap
-              chromium chromium-driver postgresql prometheus)
+# --no-install-recommends below, so what podman only recommends is listed: catatonit is its
+# pause binary (`kube play` fails without it), uidmap and slirp4netns its helpers.
+APT_PACKAGES=(git podman catatonit runc uidmap slirp4netns buildah skopeo docker-registry
+              busybox-static chromium chromium-driver prometheus postgresql iproute2 procps)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,7 +36,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   echo "$want" > "$stamp"
 fi
 
-if [ -f examples/webapp/package-lock.json ] && command -v npm >/dev/null; then
+# Node: the machine's when it satisfies the example's engines, else one in .tools/node.
+node_bin=$(python3 scripts/node_tool.py ensure)
+if [ -n "$node_bin" ]; then
+  echo "setup: using Node from $node_bin ($("$node_bin/node" --version))"
+  export PATH="$node_bin:$PATH"
+fi
+
+if [ -f examples/webapp/package-lock.json ]; then
   lock=examples/webapp/package-lock.json
   mark=examples/webapp/node_modules/.conveyor-lock
   if [ ! -f "$mark" ] || [ "$(sha256sum "$lock" | cut -d' ' -f1)" != "$(cat "$mark")" ]; then
@@ -41,4 +52,5 @@ if [ -f examples/webapp/package-lock.json ] && command -v npm >/dev/null; then
     sha256sum "$lock" | cut -d' ' -f1 > "$mark"
   fi
 fi
+.venv/bin/conveyor doctor || { echo "setup: \`conveyor doctor\` found a missing tool (above)" >&2; exit 3; }
 echo "setup: ready"

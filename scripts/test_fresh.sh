@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# make test-fresh: prove the README's two commands on a fresh machine.
+#
+# A clean Debian 12 root (mmdebstrap minbase + ca-certificates python3 python3-venv make git,
+# Debian's usual sources), this commit cloned into it as /src/conveyor and ../shared copied
+# beside it (/src/shared), then `make demo` and `make test` inside with CI=true, in a private
+# mount namespace (the recipe of MACHINE-NOTES "A clean Debian 12 root": plain chroot does not
+# work for podman). Downloads are cached outside the root (apt archives, pip, npm); installed
+# state never is: the root is built anew each time and removed afterwards.
+#
+#   FRESH_CMD   what to run inside instead of `make demo && make test` (for debugging)
+#   FRESH_KEEP=1  keep the root (its path is printed) instead of removing it
+#   FRESH_CACHE   the download cache (default /var/cache/conveyor-fresh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+SHARED=$(cd .. && pwd)/shared
+CACHE=${FRESH_CACHE:-/var/cache/conveyor-fresh}
+CMD=${FRESH_CMD:-make demo && make test}
+DEMO_PORTS=(5001 5002 8080 8081 8700)
+PG_PORT=${FRESH_PG_PORT:-55433}
+
+say() { echo "test-fresh: $*" >&2; }
+die() { say "$*"; exit 3; }
+now() { date +%s; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (mmdebstrap, unshare --mount and mount); run it as root"
+if ! command -v mmdebstrap >/dev/null; then
+  say "installing mmdebstrap"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
+fi
+command -v unshare >/dev/null || die "needs unshare (util-linux)"
+# The demo inside shares this machine's network: its fixed ports must be free.
+busy=()
+for p in "${DEMO_PORTS[@]}" "$PG_PORT"; do
+  ss -Hltn "sport = :$p" | grep -q . && busy+=("$p")
+done
+[ ${#busy[@]} -eq 0 ] || die "ports ${busy[*]} are in use on this machine; the demo inside the \
+fresh root needs them (same network namespace): stop what listens there (ss -ltnp) and retry"
+
+ROOT=$(mktemp -d /var/tmp/conveyor-fresh.XXXXXX)
+chmod 755 "$ROOT"
+cleanup() {
+  local rc=$?
+  # Processes left inside the root (a registry, conmon, a front door): end them by pid.
+  for d in /proc/[0-9]*; do
+    r=$(readlink "$d/root" 2>/dev/null) || continue
+    case "$r" in "$ROOT"|"$ROOT"/*) kill -9 "${d#/proc/}" 2>/dev/null || true ;; esac
+  done
+  if [ "${FRESH_KEEP:-}" = 1 ]; then
+    say "root kept at $ROOT"
+  elif ! grep -q " $ROOT" /proc/self/mounts; then
+    rm -rf --one-file-system "$ROOT"
+  else
+    say "mounts under $ROOT are still there: not removing it (umount -R $ROOT, then rm -rf)"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+
+# Can we make a private mount namespace with the root bound onto itself?
+if ! err=$(unshare --mount --fork sh -c \
+    "mount --make-rprivate / && mount --bind '$ROOT' '$ROOT'" 2>&1); then
+  die "cannot make a private mount namespace (unshare --mount, mount --bind): ${err##*$'\n'}; \
+it needs root with CAP_SYS_ADMIN (not an unprivileged container)"
+fi
+
+t0=$(now)
+say "building a clean Debian 12 root in $ROOT"
+mmdebstrap --quiet --variant=minbase --include=ca-certificates,python3,python3-venv,make,git \
+  bookworm "$ROOT" >/dev/null
+# Debian 12's usual sources (a fresh install has updates and security, as this machine has).
+cat > "$ROOT/etc/apt/sources.list" <<'EOF'
+deb http://deb.debian.org/debian bookworm main
+deb http://deb.debian.org/debian bookworm-updates main
+deb http://deb.debian.org/debian-security bookworm-security main
+EOF
+cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# apt in the root keeps its downloaded archives (they land in the bind-mounted cache).
+echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > "$ROOT/etc/apt/apt.conf.d/01keep"
+rm -f "$ROOT/etc/apt/apt.conf.d/docker-clean"
+t1=$(now)
+
+say "cloning $(git rev-parse --short HEAD) into the root, ../shared beside it"
+mkdir -p "$ROOT/src"
+git clone --quiet --no-hardlinks "$REPO" "$ROOT/src/conveyor"
+git -C "$ROOT/src/conveyor" checkout --quiet --detach "$(git rev-parse HEAD)"
+if [ -d "$SHARED" ]; then
+  cp -a "$SHARED" "$ROOT/src/shared"
+  chmod -R a-w "$ROOT/src/shared"
+fi
+mkdir -p "$CACHE/apt/partial" "$CACHE/pip" "$CACHE/npm" "$ROOT/root/.cache/pip" "$ROOT/root/.npm"
+
+cat > "$ROOT/src/inside.sh" <<EOF
+set -e
+cd /src/conveyor
+export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LANG=C.UTF-8 CI=true DEBIAN_FRONTEND=noninteractive CONVEYOR_PG_PORT=$PG_PORT
+export CONVEYOR_PG_DIR=/tmp/conveyor-pg
+$CMD
+EOF
+
+say "running \`$CMD\` inside (CI=true)"
+set +e
+unshare --mount --fork env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin sh -c '
+  set -e
+  R=$1; C=$2
+  mount --make-rprivate /
+  mount --bind "$R" "$R"
+  mount -t proc proc "$R/proc"
+  mount --rbind /sys "$R/sys"
+  mount --rbind /dev "$R/dev"
+  mount --bind "$C/apt" "$R/var/cache/apt/archives"
+  mount --bind "$C/pip" "$R/root/.cache/pip"
+  mount --bind "$C/npm" "$R/root/.npm"
+  exec chroot "$R" /bin/bash /src/inside.sh
+' fresh "$ROOT" "$CACHE"
+rc=$?
+set -e
+t2=$(now)
+say "root built in $((t1 - t0)) s; \`$CMD\` took $((t2 - t1)) s; exit $rc"
+exit $rc
