@@ -68,7 +68,9 @@ def pick(package: str, major: int) -> dict[str, object]:
     """The registry's metadata of the highest `major`.x version of `package`."""
     meta = json.loads(fetch(f"{REGISTRY}/{package}"))
     candidates = [
-        v for v in meta["versions"] if re.fullmatch(r"\d+\.\d+\.\d+", v) and v.startswith(f"{major}.")
+        v
+        for v in meta["versions"]
+        if re.fullmatch(r"\d+\.\d+\.\d+", v) and v.startswith(f"{major}.")
     ]
     if not candidates:
         sys.exit(f"node_tool: the npm registry has no {package}@{major}.x")
@@ -85,7 +87,9 @@ def download_verified(info: dict[str, object]) -> bytes:
     if integrity.startswith("sha512-"):
         want = base64.b64decode(integrity.removeprefix("sha512-"))
         if hashlib.sha512(data).digest() != want:
-            sys.exit(f"node_tool: {dist['tarball']}: sha512 does not match the registry's integrity")
+            sys.exit(
+                f"node_tool: {dist['tarball']}: sha512 does not match the registry's integrity"
+            )
     elif dist.get("shasum"):
         if hashlib.sha1(data).hexdigest() != dist["shasum"]:  # noqa: S324 (the registry's own check)
             sys.exit(f"node_tool: {dist['tarball']}: sha1 does not match the registry's shasum")

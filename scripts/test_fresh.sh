@@ -76,6 +76,13 @@ deb http://deb.debian.org/debian bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 EOF
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# This machine's network trust is part of the image, not of Conveyor: its extra CA certificates
+# (a TLS-inspecting egress) and pip's `cert` setting, so apt, pip and npm reach their registries.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+  chroot "$ROOT" update-ca-certificates >/dev/null 2>&1
+fi
+[ -f /etc/pip.conf ] && cp /etc/pip.conf "$ROOT/etc/pip.conf"
 # apt in the root keeps its downloaded archives (they land in the bind-mounted cache).
 echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > "$ROOT/etc/apt/apt.conf.d/01keep"
 rm -f "$ROOT/etc/apt/apt.conf.d/docker-clean"
@@ -96,7 +103,7 @@ set -e
 cd /src/conveyor
 export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LANG=C.UTF-8 CI=true DEBIAN_FRONTEND=noninteractive CONVEYOR_PG_PORT=$PG_PORT
-export CONVEYOR_PG_DIR=/tmp/conveyor-pg
+export CONVEYOR_PG_DIR=/tmp/conveyor-pg NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 $CMD
 EOF
 

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
 from conveyor.actions.buildspec_runner import PRIMARY, BuildResult, resolve_secrets, run_buildspec
+from conveyor.adapters.tools import tool_path
 from conveyor.errors import ActionError, ActionFailed, ConfigError, ValidationFailed
 from conveyor.spec.buildspec import Buildspec, find_buildspec, load_buildspec, parse_buildspec
 
@@ -85,9 +86,9 @@ class Build(BaseAction):
             env.update(_call(platform, "image_env", ctx.pipeline) or {})
         if not (cfg.image or (cfg.environment and cfg.environment.image)):
             # on the host, Conveyor's own Python environment (pytest, selenium) comes first,
-            # as a CodeBuild image's runtimes do
+            # as a CodeBuild image's runtimes do; then the Node set-up brought (.tools/node)
             venv_bin = str(Path(sys.executable).parent)
-            env["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+            env["PATH"] = venv_bin + os.pathsep + tool_path()
         env.update(cfg.env)
         settings = getattr(ctx.services, "settings", None)
         secrets_file = getattr(settings, "secrets_file", None)

@@ -125,7 +125,9 @@ def _auto_approve_default() -> bool:
 def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
     """Run the seed pipeline end to end on the example app (what `make demo` runs)."""
     from conveyor.cli.main import _app, follow, load_file
+    from conveyor.platform.doctor import require
 
+    require()  # a missing tool is named with its fix before any stage starts (exit 3)
     approve = _auto_approve_default() if approve is None else approve
     app = _app()
     ex_dir = examples_dir()

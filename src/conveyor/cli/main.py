@@ -20,7 +20,7 @@ import click
 
 from conveyor.errors import ConfigError, ConveyorError, ValidationFailed
 
-AREAS = ("buildspec", "platform", "aws", "server", "monitor", "demo")
+AREAS = ("buildspec", "platform", "aws", "server", "monitor", "demo", "doctor")
 
 
 def _app() -> Any:

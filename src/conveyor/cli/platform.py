@@ -117,6 +117,12 @@ def _start_server(settings: Any) -> tuple[bool, str | None]:
 def up(watch_interval: float, no_server: bool, as_json: bool) -> None:
     """Start the local platform: registries test/prod, the dashboard/API server with its engine,
     the health watcher (dead parts are restarted)."""
+    from conveyor.platform.doctor import require
+
+    try:
+        require()  # a missing tool is named with its fix before anything starts (exit 3)
+    except ConveyorError as exc:
+        _fail(exc)
     platform = _platform()
     try:
         started = platform.up()
