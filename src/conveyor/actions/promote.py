@@ -41,8 +41,8 @@ from pydantic import Field, model_validator
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
 from conveyor.adapters import process
-from conveyor.adapters.containers import explain
 from conveyor.adapters.registry import ImageRef, RegistryClient
+from conveyor.adapters.tool_errors import describe, error_line
 from conveyor.errors import ActionError, ActionFailed, ConfigError, NotFound, missing_tool
 
 
@@ -205,14 +205,12 @@ def _skopeo_copy(ctx: ActionContext, src: ImageRef, dst: ImageRef) -> float:
     if res.timed_out:
         raise ActionError("promotion timed out during the copy (the action's timeout)")
     if res.returncode != 0:
-        advice = explain(res.output)
-        tail = "\n".join(res.output.strip().splitlines()[-4:])
-        if "manifest unknown" in res.output.lower():
-            raise NotFound(f"skopeo could not read {src}: {advice}\n{tail}")
-        raise ActionError(
-            f"skopeo copy {src} -> {dst} failed (exit {res.returncode})"
-            f"{': ' + advice if advice else ''}\n{tail}"
+        said = describe(
+            "skopeo", f"skopeo copy {src} -> {dst} failed (exit {res.returncode})", res.output
         )
+        if "manifest unknown" in error_line(res.output).lower():
+            raise NotFound(said)
+        raise ActionError(said)
     return res.duration
 
 

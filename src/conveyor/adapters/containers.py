@@ -4,9 +4,8 @@ Every call runs with the environment the local platform gives (`CONTAINERS_CONF`
 `CONTAINERS_REGISTRIES_CONF`: runtime runc, ulimits below the host's hard limits, the
 loopback registries insecure), so podman works on this machine without editing /etc.
 
-A failing command raises `ContainerError` (an `ActionError`) whose message is the
-translation of podman's error into what to do (see `explain`), followed by podman's
-own last lines.
+A failing command raises `ContainerError` (an `ActionError`) whose message quotes podman's own
+error line and, when that line is a known failure, what to do (`adapters.tool_errors`).
 """
 
 from __future__ import annotations
@@ -20,72 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.adapters.tool_errors import describe, explain
 from conveyor.errors import ActionError, missing_tool
 
-# (substring of podman/docker output, advice); the first match wins.
-_ADVICE: tuple[tuple[str, str], ...] = (
-    (
-        "cgroups in hybrid mode not supported",
-        "the OCI runtime crun cannot run here: use runtime runc (Conveyor's CONTAINERS_CONF "
-        "sets it; is CONTAINERS_CONF overridden?)",
-    ),
-    (
-        "setrlimit",
-        "the container's ulimits exceed the host's hard limits: Conveyor's "
-        "CONTAINERS_CONF lowers them (nofile=1000, nproc=1000); is CONTAINERS_CONF overridden?",
-    ),
-    (
-        "server gave http response to https client",
-        "the registry speaks plain HTTP: pass --tls-verify=false or list it as insecure in "
-        "registries.conf (Conveyor's CONTAINERS_REGISTRIES_CONF does for 127.0.0.1:5001/5002)",
-    ),
-    (
-        "connection refused",
-        "a registry is not answering: start the local registries with `conveyor up`",
-    ),
-    (
-        "manifest unknown",
-        "the image (tag or digest) is not in the registry: check that the "
-        "build pushed it, or that it was promoted to this environment's registry",
-    ),
-    ("name unknown", "the repository does not exist in the registry: check the image name"),
-    ("address already in use", "a port the pod publishes is already taken by another process"),
-    ("port is already allocated", "a port the pod publishes is already taken by another process"),
-    ("no such container", "the container does not exist (it was removed or never started)"),
-    ("no such pod", "the pod does not exist (it was removed or never started)"),
-    (
-        "executable file not found",
-        "the image has no such command: check the image's CMD / the probe's command",
-    ),
-    ("no space left on device", "the disk is full: free space (podman system prune)"),
-)
-
-
-def explain(output: str) -> str | None:
-    """The advice for a runtime's error output, or None if it is not a known failure."""
-    low = output.lower()
-    for needle, advice in _ADVICE:
-        if needle in low:
-            return advice
-    return None
+__all__ = ["ContainerError", "ContainerRuntime", "PodInfo", "explain", "find_runtime"]
 
 
 class ContainerError(ActionError):
-    """A podman/docker command failed; the message says what to do."""
+    """A podman/docker command failed; the message quotes podman's error line and says what to
+    do when that line is a known failure (`tool_errors.advice`)."""
 
     def __init__(self, argv: Sequence[str], returncode: int, output: str) -> None:
         self.argv = list(argv)
         self.returncode = returncode
         self.output = output
-        tail = "\n".join(
-            line
-            for line in output.strip().splitlines()[-6:]
-            if "failed to connect to syslog" not in line
-        )
-        advice = explain(output)
+        tool = Path(self.argv[0]).name if self.argv else "podman"
         head = f"`{' '.join(self.argv[:4])}` failed (exit {returncode})"
-        msg = f"{head}: {advice}" if advice else head
-        super().__init__(f"{msg}\n{tail}" if tail else msg)
+        super().__init__(describe(tool, head, output))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 from conveyor.adapters.process import require
+from conveyor.adapters.tool_errors import describe
 from conveyor.errors import ActionError, ConfigError
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
@@ -31,9 +32,9 @@ def _git(
         [git, *args], cwd=cwd, env=env, capture_output=True, timeout=timeout, check=False
     )
     if check and res.returncode != 0:
-        err = res.stderr.decode("utf-8", "replace").strip()
+        err = res.stderr.decode("utf-8", "replace")
         raise ActionError(
-            f"git {' '.join(args[:2])} failed: {err.splitlines()[-1] if err else res.returncode}"
+            describe("git", f"git {' '.join(args[:2])} failed (exit {res.returncode})", err)
         )
     return res
 
@@ -120,8 +121,8 @@ class GitCache:
             check=False,
         )
         if res.returncode != 0:
-            err = res.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise ActionError(f"cannot fetch {url}: {err[-1] if err else 'git fetch failed'}")
+            err = res.stderr.decode("utf-8", "replace")
+            raise ActionError(describe("git", f"cannot fetch {url}", err))
         return path
 
     @staticmethod

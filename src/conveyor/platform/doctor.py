@@ -72,12 +72,12 @@ class Doctor:
     def __init__(
         self,
         path: str | None = None,
-        helper_dirs: Sequence[str] = PODMAN_HELPER_DIRS,
+        helper_dirs: Sequence[str] | None = None,
         examples: Path | None = None,
         containers_conf: str | None = None,
     ) -> None:
         self.path = tool_path(path)
-        self.helper_dirs = tuple(helper_dirs)
+        self.helper_dirs = tuple(PODMAN_HELPER_DIRS if helper_dirs is None else helper_dirs)
         self.examples = examples
         self.containers_conf = containers_conf
 
