@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -11,13 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from conveyor.cli.buildspec import register
+from tests.conftest import CORPUS
 
 pytestmark = pytest.mark.integration
-
-CORPUS = Path(
-    os.environ.get("CONVEYOR_CORPUS")
-    or Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-)
 
 
 @pytest.fixture
@@ -55,6 +50,7 @@ def test_validate_ok_and_problems(cli: click.Group, tmp_path: Path) -> None:
     assert f"{bad}:6: phases.post_build.on-failure 'MAYBE'" in res.output
 
 
+@pytest.mark.corpus
 def test_validate_windows_corpus_file(cli: click.Group) -> None:
     """The corpus' PowerShell buildspec fails validation as needing Windows."""
     path = CORPUS / "buildspecs" / "aws__aws-toolkit-jetbrains__buildspec_windowsTests.yml"

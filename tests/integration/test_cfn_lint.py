@@ -14,11 +14,12 @@ from conveyor.aws.template import render
 from conveyor.errors import ValidationFailed
 from conveyor.spec.codepipeline import load_codepipeline
 from conveyor.spec.pipeline_file import load_pipeline
+from tests.conftest import CORPUS
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-PIPELINES = REPO.parent / "shared" / "corpus" / "pipelines"
+PIPELINES = CORPUS / "pipelines"
 EXAMPLE = REPO / "examples" / "pipeline.yaml"
 FIXTURE = REPO / "tests" / "unit" / "data" / "seed_eks.yaml"
 
@@ -85,7 +86,7 @@ def test_lint_catches_a_bad_property(tmp_path: Path) -> None:
     assert r.returncode != 0 and "E3002" in r.stdout
 
 
-@pytest.mark.skipif(not PIPELINES.is_dir(), reason=f"corpus not found at {PIPELINES}")
+@pytest.mark.corpus
 def test_every_importable_corpus_pipeline_synthesizes_lint_clean(tmp_path: Path) -> None:
     """Each importable corpus pipeline, imported then synthesized, gives a lint-clean template."""
     files = _importable()

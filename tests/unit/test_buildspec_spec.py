@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,8 @@ from conveyor.spec.buildspec import (
     load_buildspec,
     parse_buildspec,
 )
+from tests.conftest import CORPUS, corpus_cases
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONVEYOR_CORPUS") or REPO.parent / "shared" / "corpus")
 BUILDSPECS = CORPUS / "buildspecs"
 
 # file -> a fragment the (first) problem must contain; absent: the file must validate
@@ -41,12 +39,14 @@ def problems(text: str) -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
+@pytest.mark.corpus
 def test_corpus_is_present() -> None:
     """The shared corpus is found beside the repository (or via CONVEYOR_CORPUS)."""
     assert len(corpus_files()) >= 14, f"corpus not found at {BUILDSPECS}"
 
 
-@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+@pytest.mark.corpus
+@pytest.mark.parametrize("path", corpus_cases(corpus_files()), ids=lambda p: p.name)
 def test_corpus_file(path: Path) -> None:
     """Each corpus buildspec validates, or is rejected naming its real problem."""
     expected = BROKEN.get(path.name)
@@ -63,6 +63,7 @@ def test_corpus_file(path: Path) -> None:
     assert str(first).startswith(f"{path}:{first.line}: ")
 
 
+@pytest.mark.corpus
 def test_windows_buildspec_points_at_powershell() -> None:
     """The PowerShell buildspec is rejected at the first PowerShell line, naming the syntax."""
     path = BUILDSPECS / "aws__aws-toolkit-jetbrains__buildspec_windowsTests.yml"
@@ -73,6 +74,7 @@ def test_windows_buildspec_points_at_powershell() -> None:
     assert "$Env:CODE_COV_TOKEN" in p.message and "Linux" in p.message
 
 
+@pytest.mark.corpus
 def test_single_string_docs_bug_is_explained() -> None:
     """The AWS docs' single-string example fails at line 2 with the escaping explained."""
     path = (
@@ -85,6 +87,7 @@ def test_single_string_docs_bug_is_explained() -> None:
     assert "column 91" in msg and "closing quote" in msg
 
 
+@pytest.mark.corpus
 def test_corpus_details_are_read() -> None:
     """Values the runner relies on are read from the corpus as written."""
     s2n = load_buildspec(BUILDSPECS / "aws__s2n-tls__codebuild_spec_buildspec_generalbatch.yml")

@@ -15,9 +15,9 @@ from conveyor.spec.codepipeline import (
     load_json,
 )
 from conveyor.spec.pipeline_file import from_model, load_pipeline
+from tests.conftest import CORPUS, corpus_cases
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-PIPELINES = SHARED / "corpus" / "pipelines"
+PIPELINES = CORPUS / "pipelines"
 JSON_FILES = sorted(PIPELINES.glob("*.json"))
 BROKEN = {
     "NTT-DATA-Cloud-Transformation__devops-springboard-pipelines__cf-templates_deploy-with-approval_"
@@ -26,8 +26,6 @@ BROKEN = {
 ALL = sorted(PIPELINES.glob("*"))
 IMPORTABLE = [p for p in ALL if p.name not in BROKEN and p.name != "README.md"]
 SEED = Path(__file__).resolve().parent / "data" / "seed_eks.yaml"
-
-pytestmark = pytest.mark.skipif(not PIPELINES.is_dir(), reason=f"corpus not found at {PIPELINES}")
 
 
 def _shape(
@@ -45,13 +43,15 @@ def _reimport(doc: dict[str, object]) -> object:
     return import_document(data, lines).pipeline
 
 
+@pytest.mark.corpus
 def test_corpus_is_complete() -> None:
     """Every corpus pipeline is either importable or listed as broken with its expected message."""
     assert len(JSON_FILES) == 4
     assert {p.name for p in ALL} - {p.name for p in IMPORTABLE} - {"README.md"} == set(BROKEN)
 
 
-@pytest.mark.parametrize("path", IMPORTABLE, ids=lambda p: p.name[:60])
+@pytest.mark.corpus
+@pytest.mark.parametrize("path", corpus_cases(IMPORTABLE), ids=lambda p: p.name[:60])
 def test_corpus_imports_and_round_trips(path: Path) -> None:
     """Each importable corpus file imports, and import -> export -> import keeps stages, actions,
     runOrder, artifacts and namespaces."""
@@ -63,7 +63,8 @@ def test_corpus_imports_and_round_trips(path: Path) -> None:
     assert _shape(second) == _shape(first)
 
 
-@pytest.mark.parametrize("path", JSON_FILES, ids=lambda p: p.name[:60])
+@pytest.mark.corpus
+@pytest.mark.parametrize("path", corpus_cases(JSON_FILES), ids=lambda p: p.name[:60])
 def test_json_round_trip_is_exact(path: Path) -> None:
     """For get-pipeline JSON, the whole file survives a round trip (AWS-only keys included)."""
     first = load_codepipeline(path).pipeline
@@ -71,6 +72,7 @@ def test_json_round_trip_is_exact(path: Path) -> None:
     assert from_model(second) == from_model(first)
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_corpus_file_fails_precisely(name: str) -> None:
     """A broken corpus file fails with its file, line and what is wrong."""
@@ -81,6 +83,7 @@ def test_broken_corpus_file_fails_precisely(name: str) -> None:
     assert (p.file.endswith(name), p.line, what in p.message) == (True, line, True)
 
 
+@pytest.mark.corpus
 def test_codebuild_typo_is_accepted_with_a_warning() -> None:
     """The docs bug `"provider": "AWS CodeBuild"` imports as build, with a located did-you-mean."""
     path = (
@@ -102,6 +105,7 @@ def test_codebuild_typo_is_accepted_with_a_warning() -> None:
     assert action["actionTypeId"]["provider"] == "CodeBuild"
 
 
+@pytest.mark.corpus
 def test_unknown_provider_is_kept_and_reported() -> None:
     """A CodeDeploy action is kept as aws.CodeDeploy with its configuration, and reported."""
     path = PIPELINES / "aws__aws-cli__awscli_examples_codepipeline_get-pipeline.rst__output.json"
@@ -115,6 +119,7 @@ def test_unknown_provider_is_kept_and_reported() -> None:
     assert [w.line for w in imported.warnings if "aws.CodeDeploy" in w.message] == [40]
 
 
+@pytest.mark.corpus
 def test_metadata_is_stripped_and_poll_string_kept() -> None:
     """`metadata` is dropped with a note; `PollForSourceChanges: "false"` stays a string."""
     path = PIPELINES / "awsdocs__aws-codepipeline-user-guide__doc_source_pipelines-create.md.json"
@@ -127,6 +132,7 @@ def test_metadata_is_stripped_and_poll_string_kept() -> None:
     assert exported["tags"] == [{"key": "Project", "value": "ProjectA"}]
 
 
+@pytest.mark.corpus
 def test_codecommit_maps_to_git_source() -> None:
     """CodeCommit becomes source.git (repository, branch); a cross-region action keeps region."""
     path = (
@@ -142,6 +148,7 @@ def test_codecommit_maps_to_git_source() -> None:
     assert p.stage("Deploy").action("Deploy").region == "us-east-1"
 
 
+@pytest.mark.corpus
 def test_cloudformation_template_imports_its_pipeline_resource() -> None:
     """A CFN template's AWS::CodePipeline::Pipeline imports; parameters become variables."""
     path = PIPELINES / "aws-samples__eks-workshop__templates_ci-cd-codepipeline.cfn.yml"
