@@ -163,7 +163,14 @@ def export_tree(repo: Path, commit: str, into: Path) -> int:
         for member in tar.getmembers():
             if member.isfile():
                 n += 1
-        tar.extractall(into, filter="tar")
+        if hasattr(tarfile, "tar_filter"):
+            tar.extractall(into, filter="tar")
+        else:  # Python < 3.11.4 (Debian 12's own 3.11.2) has no extraction filters
+            for member in tar.getmembers():
+                name = Path(member.name)
+                if name.is_absolute() or ".." in name.parts:
+                    raise ActionError(f"git archive of {commit}: unsafe path {member.name!r}")
+            tar.extractall(into)  # noqa: S202 - names checked above; git archive of our repo
     return n
 
 
