@@ -17,6 +17,9 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	@# a demo left running holds the ports the end-to-end test's demo needs: stop it first
+	@if [ -d .conveyor ]; then echo "test: stopping the demo's platform (conveyor down)"; \
+	  $(VENV)/bin/conveyor down >/dev/null; fi
 	@export CONVEYOR_TEST_PG_URL=$$(bash scripts/postgres.sh start) && \
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS); rc=$$?; bash scripts/postgres.sh stop; exit $$rc
 

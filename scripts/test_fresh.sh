@@ -11,10 +11,14 @@
 #   FRESH_CMD   what to run inside instead of `make demo && make test` (for debugging)
 #   FRESH_KEEP=1  keep the root (its path is printed) instead of removing it
 #   FRESH_CACHE   the download cache (default /var/cache/conveyor-fresh)
+#   FRESH_SHARED  the shared dir to put beside the clone (default ../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-SHARED=$(cd .. && pwd)/shared
+SHARED=${FRESH_SHARED:-$(cd .. && pwd)/shared}
+if [ ! -d "$SHARED" ] && [ -n "${CONVEYOR_CORPUS:-}" ] && [ -d "$CONVEYOR_CORPUS" ]; then
+  SHARED=$(cd "$CONVEYOR_CORPUS/.." && pwd)
+fi
 CACHE=${FRESH_CACHE:-/var/cache/conveyor-fresh}
 CMD=${FRESH_CMD:-make demo && make test}
 DEMO_PORTS=(5001 5002 8080 8081 8700)
@@ -96,6 +100,8 @@ git -C "$ROOT/src/conveyor" checkout --quiet --detach "$(git rev-parse HEAD)"
 if [ -d "$SHARED" ]; then
   cp -a "$SHARED" "$ROOT/src/shared"
   chmod -R a-w "$ROOT/src/shared"
+else
+  say "no shared dir at $SHARED (FRESH_SHARED=DIR): the corpus tests will fail under CI=true"
 fi
 mkdir -p "$CACHE/apt/partial" "$CACHE/pip" "$CACHE/npm" "$ROOT/root/.cache/pip" "$ROOT/root/.npm"
 
