@@ -12,15 +12,36 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import click
 
-from conveyor.errors import ConfigError, ConveyorError, ValidationFailed
+from conveyor.errors import ConfigError, ConveyorError, Unavailable, ValidationFailed
 
-AREAS = ("buildspec", "platform", "aws", "server", "monitor", "demo")
+# The other areas' commands, imported only when one runs: `conveyor --help` lists them from
+# this table without importing anything. A new command is one line here:
+#     "NAME": ("conveyor.cli.MODULE:ATTRIBUTE", "the one line `conveyor --help` shows"),
+# (a subcommand of an existing group, like `aws rehearse` or `env diff`, needs no line).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "approve": ("conveyor.cli.server:approve_cmd", "Approve the pending approval of EXECUTION."),
+    "audit": ("conveyor.cli.server:audit_cmd", "Every change made through the API, the dashboard or the CLI."),
+    "aws": ("conveyor.cli.aws:aws_group", "Run the same pipeline on AWS: synthesize, deploy, operate."),
+    "buildspec": ("conveyor.cli.buildspec:buildspec_group", "Check and run CodeBuild buildspec files locally."),
+    "demo": ("conveyor.cli.demo:demo", "Run the seed pipeline end to end on the example app."),
+    "down": ("conveyor.cli.platform:down", "Stop the local platform: registries, front doors, release pods."),
+    "env": ("conveyor.cli.platform:env_group", "Deployment environments and their history."),
+    "export": ("conveyor.cli.aws:export_group", "Convert a Conveyor pipeline file into another CI/CD definition."),
+    "import": ("conveyor.cli.aws:import_group", "Convert other CI/CD definitions into a Conveyor pipeline file."),
+    "metrics": ("conveyor.cli.monitor:metrics", "The four DORA measures of the deployments."),
+    "monitor": ("conveyor.cli.monitor:monitor_group", "Continuous monitoring of the deployed environments."),
+    "platform": ("conveyor.cli.platform:platform_group", "The local platform's parts."),
+    "reject": ("conveyor.cli.server:reject_cmd", "Reject the pending approval of EXECUTION."),
+    "rollback": ("conveyor.cli.monitor:rollback", "Roll ENVIRONMENT back to a previous digest (no rebuild)."),
+    "server": ("conveyor.cli.server:server_cmd", "Serve the dashboard and REST API (with an engine loop)."),
+    "up": ("conveyor.cli.platform:up", "Start the local platform: registries, server, health watcher."),
+    "user": ("conveyor.cli.server:user_group", "Users of the dashboard and API, their roles and tokens."),
+}  # fmt: skip
 
 
 def _app() -> Any:
@@ -41,25 +62,88 @@ def console() -> Any:
 
 
 class ConveyorGroup(click.Group):
-    """Turns ConveyorError into one clear line (or one per problem) and its exit code."""
+    """The root group: loads the commands of `COMMANDS` on first use (click's lazy group) and
+    turns ConveyorError into one clear line (or one per problem) and its exit code; with
+    `--json` anywhere on the command line, into `{"error": {"code", "message"}}` on stdout."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.add_command(self._load(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def _load(self, name: str) -> click.Command:
+        target = self.lazy[name][0]
+        module, _, attr = target.partition(":")
+        try:
+            cmd = getattr(importlib.import_module(module), attr)
+        except Exception as e:  # noqa: BLE001 - one broken area must not take the CLI down
+            raise Unavailable(
+                f"the '{name}' command failed to load ({type(e).__name__}: {e}); "
+                "the other commands work"
+            ) from None
+        if not isinstance(cmd, click.Command):
+            raise TypeError(f"COMMANDS['{name}']: {target} is not a click command")
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of `--help`, without importing the lazy ones."""
+        names = [
+            n for n in self.list_commands(ctx) if n in self.lazy or not self.commands[n].hidden
+        ]
+        limit = formatter.width - 6 - max(map(len, names), default=0)
+        rows = []
+        for name in names:
+            cmd = self.commands.get(name)
+            rows.append((name, cmd.get_short_help_str(limit) if cmd else self.lazy[name][1]))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["conveyor.json"] = "--json" in args
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = bool(ctx.meta.get("conveyor.json"))
         try:
             return super().invoke(ctx)
         except ValidationFailed as e:
+            if as_json:
+                _json_error(e.code, e.message, problems=[p.__dict__ for p in e.problems])
+                ctx.exit(e.exit_code)
             for p in e.problems:
                 click.echo(str(p), err=True)
             click.echo(f"{len(e.problems)} problem(s) found", err=True)
             ctx.exit(e.exit_code)
         except ConveyorError as e:
-            click.echo(f"error: {e.message}", err=True)
+            if as_json:
+                _json_error(e.code, e.message)
+            else:
+                click.echo(f"error: {e.message}", err=True)
+            ctx.exit(e.exit_code)
+        except click.ClickException as e:
+            if not as_json:
+                raise
+            _json_error("usage" if isinstance(e, click.UsageError) else "error", e.format_message())
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
 
 
-@click.group(cls=ConveyorGroup)
+def _json_error(code: str, message: str, **extra: Any) -> None:
+    """An error as the REST API shows it, on stdout where a `--json` reader looks."""
+    emit_json({"error": {"code": code, "message": message, **extra}})
+
+
+@click.group(cls=ConveyorGroup, lazy=COMMANDS)
 @click.version_option(package_name="conveyor")
 def cli() -> None:
     """Conveyor: one pipeline definition, run on this machine with real components or on AWS."""
@@ -86,6 +170,8 @@ def init(directory: str, force: bool) -> None:
     target = Path(directory) / "pipeline.yaml"
     if target.exists() and not force:
         raise ConfigError(f"{target} already exists (use --force to overwrite)")
+    from importlib import resources
+
     target.parent.mkdir(parents=True, exist_ok=True)
     text = resources.files("conveyor").joinpath("templates/pipeline.yaml").read_text()
     target.write_text(text)
@@ -550,12 +636,29 @@ def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool
 def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> None:
     """Print the logs of an execution's actions (ACTION: a name or Stage/Action)."""
     from conveyor.engine.logs import follow as tail
+    from conveyor.model.status import TERMINAL_EXECUTION
 
     app = _app()
     ex = app.store.get_execution(execution)
     attempts = app.store.attempts_for(ex["id"])
+
+    def ran(rows: list[Any]) -> list[Any]:
+        return [a for a in rows if action in (a["action"], f"{a['stage']}/{a['action']}")]
+
+    # --follow on an action of the pipeline that has not started yet (a detached run): wait
+    declared = {
+        n
+        for st in (ex["definition"] or {}).get("stages", [])
+        for a in st.get("actions", [])
+        for n in (a.get("name"), f"{st.get('name')}/{a.get('name')}")
+    }
+    terminal = {s.value for s in TERMINAL_EXECUTION}
+    while action in declared and follow_ and not ran(attempts) and ex["status"] not in terminal:
+        time.sleep(0.2)
+        ex = app.store.get_execution(ex["id"])
+        attempts = app.store.attempts_for(ex["id"])
     if action:
-        chosen = [a for a in attempts if action in (a["action"], f"{a['stage']}/{a['action']}")]
+        chosen = ran(attempts)
         if not chosen:
             names = sorted({a["action"] for a in attempts})
             raise ConfigError(
@@ -850,32 +953,6 @@ def engine(until_idle: bool, poll: float | None) -> None:
     finally:
         stop.set()
         eng.shutdown(wait=False)
-
-
-def register_areas() -> None:
-    for area in AREAS:
-        try:
-            mod = importlib.import_module(f"conveyor.cli.{area}")
-        except ModuleNotFoundError as e:
-            if e.name == f"conveyor.cli.{area}":
-                continue
-            _broken(area, e)
-            continue
-        except Exception as e:  # noqa: BLE001 - one broken area must not take the CLI down
-            _broken(area, e)
-            continue
-        mod.register(cli)
-
-
-def _broken(area: str, e: BaseException) -> None:
-    click.echo(
-        f"warning: the '{area}' commands failed to load ({type(e).__name__}: {e}); "
-        "the other commands work",
-        err=True,
-    )
-
-
-register_areas()
 
 
 def main() -> None:
