@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from conveyor import __version__
 from conveyor.errors import ConfigError, ConveyorError, Unavailable, ValidationFailed
 
 # The other areas' commands, imported only when one runs: `conveyor --help` lists them from
@@ -48,6 +49,13 @@ def _app() -> Any:
     from conveyor.bootstrap import build
 
     return build()
+
+
+def _reader() -> Any:
+    """Settings and store only, for the commands that only read (`history`, `status`, `logs`)."""
+    from conveyor.bootstrap import build_reader
+
+    return build_reader()
 
 
 def emit_json(data: Any) -> None:
@@ -144,7 +152,7 @@ def _json_error(code: str, message: str, **extra: Any) -> None:
 
 
 @click.group(cls=ConveyorGroup, lazy=COMMANDS)
-@click.version_option(package_name="conveyor")
+@click.version_option(__version__, prog_name="conveyor")
 def cli() -> None:
     """Conveyor: one pipeline definition, run on this machine with real components or on AWS."""
 
@@ -238,7 +246,7 @@ def pipeline_apply(file: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def pipeline_list(as_json: bool) -> None:
     """List pipelines."""
-    app = _app()
+    app = _reader()
     rows = [
         {"name": r["name"], "source": r["source_path"], "updatedAt": r["updated_at"]}
         for r in app.store.list_pipelines()
@@ -518,7 +526,7 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
 @click.option("--json", "as_json", is_flag=True)
 def status(execution: str | None, as_json: bool) -> None:
     """Show an execution, or every pipeline's latest execution and the platform's parts."""
-    app = _app()
+    app = _reader()
     if execution:
         desc = describe(app, execution)
         if as_json:
@@ -532,12 +540,13 @@ def status(execution: str | None, as_json: bool) -> None:
     for p in app.store.list_pipelines():
         rows = app.store.list_executions(pipeline=p["name"], limit=1, light=True)
         latest.append({"pipeline": p["name"], "latest": rows[0] if rows else None})
+    from conveyor.bootstrap import platform_for
+
     parts = []
-    if app.services.platform is not None and hasattr(app.services.platform, "status"):
+    platform = platform_for(app.settings)
+    if platform is not None and hasattr(platform, "status"):
         try:
-            parts = [
-                p if isinstance(p, dict) else p.__dict__ for p in app.services.platform.status()
-            ]
+            parts = [p if isinstance(p, dict) else p.__dict__ for p in platform.status()]
         except ConveyorError as e:
             parts = [{"name": "platform", "healthy": False, "detail": e.message}]
     parts.append(_server_part(app.settings))
@@ -584,13 +593,17 @@ def status(execution: str | None, as_json: bool) -> None:
 
 
 def _server_part(settings: Any) -> dict[str, Any]:
-    import httpx
+    import http.client
 
+    conn = http.client.HTTPConnection(settings.server_host, settings.server_port, timeout=0.5)
     try:
-        ok = httpx.get(f"{settings.server_url}/healthz", timeout=0.5).status_code == 200
+        conn.request("GET", "/healthz")
+        ok = conn.getresponse().status == 200
         detail = "dashboard and API" if ok else "answers, but not healthy"
-    except httpx.HTTPError:
+    except (OSError, http.client.HTTPException):
         ok, detail = False, "not running (`conveyor up` or `conveyor server` starts it)"
+    finally:
+        conn.close()
     return {"name": "server", "address": settings.server_url, "healthy": ok, "detail": detail}
 
 
@@ -601,7 +614,7 @@ def _server_part(settings: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True)
 def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool) -> None:
     """List executions, newest first."""
-    app = _app()
+    app = _reader()
     rows = app.store.list_executions(pipeline=pipeline, status=status_, limit=limit, light=True)
     from conveyor.server.views import execution_summary
 
@@ -638,7 +651,7 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
     from conveyor.engine.logs import follow as tail
     from conveyor.model.status import TERMINAL_EXECUTION
 
-    app = _app()
+    app = _reader()
     ex = app.store.get_execution(execution)
     attempts = app.store.attempts_for(ex["id"])
 
@@ -796,7 +809,7 @@ def enable(stage: str, pipeline: str | None, reason: str, as_json: bool) -> None
 @click.option("--pipeline")
 @click.option("--json", "as_json", is_flag=True)
 def list_transitions(pipeline: str | None, as_json: bool) -> None:
-    app = _app()
+    app = _reader()
     name = _one_pipeline(app, pipeline)
     rows = app.store.transitions_for(name)
     if as_json:

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.adapters.registry import ImageRef, RegistryClient
 from conveyor.errors import ConfigError
 from conveyor.model.pipeline import Environment, Pipeline
 from conveyor.platform.containers_conf import write_containers_config
@@ -122,6 +121,8 @@ class LocalPlatform:
 
     def resolve_digest(self, image_ref: str) -> str:
         """'host/repo:tag' -> 'sha256:...' (as the registry serves it)."""
+        from conveyor.adapters.registry import ImageRef, RegistryClient
+
         with RegistryClient() as client:
             return client.resolve(ImageRef.parse(image_ref))
 
@@ -244,8 +245,10 @@ class LocalPlatform:
             parts.append(
                 Part(f"registry {reg.name}", "registry", reg.address, ok and running, detail)
             )
-        from conveyor.platform.environment import PodmanEnvironment
+        doors = self.known_frontdoors()
+        if doors:  # a module of a tenth of a second: not for a platform with no environment
+            from conveyor.platform.environment import PodmanEnvironment
 
-        for door in self.known_frontdoors():
+        for door in doors:
             parts += PodmanEnvironment.from_state(self, door.environment).status()
         return parts
