@@ -22,12 +22,15 @@ class App:
     registry: ActionRegistry
     services: Services
 
-    def engine(self, **kw: object) -> Engine:
+    def engine(self, *, install_hooks: bool = True, **kw: object) -> Engine:
+        """The engine; `install_hooks=False` for one that only starts executions (no rollback
+        or alert hooks to import: `run --detach` hands the execution to a running engine)."""
         from conveyor.engine import hooks
         from conveyor.engine.engine import Engine
 
         eng = Engine(self.store, self.settings, self.registry, self.services, **kw)  # type: ignore[arg-type]
-        hooks.install(eng)
+        if install_hooks:
+            hooks.install(eng)
         return eng
 
 

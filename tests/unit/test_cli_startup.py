@@ -7,6 +7,7 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from click.testing import CliRunner
@@ -84,3 +85,19 @@ def test_a_lazy_command_runs_through_the_table() -> None:
     result = CliRunner().invoke(cli, ["buildspec", "--help"], prog_name="conveyor")
     assert result.exit_code == 0, result.output
     assert "validate" in result.output and "run" in result.output
+
+
+def test_validating_a_pipeline_loads_only_the_action_types_it_names(tmp_path: Path) -> None:
+    """Checking a shell-only pipeline imports the shell action, not the build or deploy ones."""
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "name: p\nstages:\n  - name: A\n    actions:\n"
+        '      - {name: a, type: shell, config: {commands: ["true"]}}\n'
+    )
+    loaded = _loaded_after(
+        "from conveyor.actions.registry import ActionRegistry\n"
+        "from conveyor.spec.pipeline_file import load_pipeline\n"
+        f"load_pipeline({str(f)!r}, ActionRegistry().catalogue())"
+    )
+    assert "conveyor.actions.shell" in loaded
+    assert not loaded & {"conveyor.actions.build", "conveyor.actions.deploy", "httpx"}

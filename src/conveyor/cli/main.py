@@ -62,11 +62,22 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+# Off a terminal (a pipe, a file), tables are as wide as their content: full ids, digests and
+# URLs for `grep` and `cut`, never cut to 80 columns with an ellipsis.
+PIPE_WIDTH = 100_000
+
+
 def console() -> Any:
     from rich.console import Console
 
-    plain = bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
-    return Console(no_color=plain, highlight=False, force_terminal=None if not plain else False)
+    tty = sys.stdout.isatty()
+    plain = bool(os.environ.get("NO_COLOR")) or not tty
+    return Console(
+        no_color=plain,
+        highlight=False,
+        force_terminal=None if not plain else False,
+        width=None if tty else PIPE_WIDTH,
+    )
 
 
 class ConveyorGroup(click.Group):
@@ -194,7 +205,11 @@ def init(directory: str, force: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 def validate(file: str, as_json: bool) -> None:
-    """Check a pipeline file; print every problem as FILE:LINE: message."""
+    """Check a pipeline file; print every problem as FILE:LINE: message, and warnings (a
+    pipeline variable no action reads) as `warning: FILE:LINE: message` (exit 0)."""
+    from conveyor.model.validate import warnings
+    from conveyor.spec.yamlfile import load
+
     try:
         pipeline, _ = load_file(file)
     except ValidationFailed as e:
@@ -202,13 +217,23 @@ def validate(file: str, as_json: bool) -> None:
             emit_json({"valid": False, "problems": [p.__dict__ for p in e.problems]})
             sys.exit(2)
         raise
+    _, lines = load(file)
+    found = [lines.problem(w.path, w.message) for w in warnings(pipeline)]
     n = sum(len(s.actions) for s in pipeline.stages)
     if as_json:
         emit_json(
-            {"valid": True, "name": pipeline.name, "stages": len(pipeline.stages), "actions": n}
+            {
+                "valid": True,
+                "name": pipeline.name,
+                "stages": len(pipeline.stages),
+                "actions": n,
+                "warnings": [w.__dict__ for w in found],
+            }
         )
-    else:
-        click.echo(f"{file}: valid ({pipeline.name}: {len(pipeline.stages)} stages, {n} actions)")
+        return
+    for w in found:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"{file}: valid ({pipeline.name}: {len(pipeline.stages)} stages, {n} actions)")
 
 
 @cli.command()
@@ -280,7 +305,41 @@ def describe(app: Any, ex_id: str) -> dict[str, Any]:
 
     if _VIEWS is None:
         _VIEWS = PipelineCache()
-    return execution_detail(app.store, _VIEWS, app.store.get_execution(ex_id), full_reports=True)
+    desc = execution_detail(app.store, _VIEWS, app.store.get_execution(ex_id), full_reports=True)
+    desc["waiting"] = waiting(app, desc)
+    return desc
+
+
+def waiting(app: Any, desc: dict[str, Any]) -> dict[str, Any] | None:
+    """What the execution waits for: a pending approval `{type: approval, stage, action,
+    digest, expires}`, or why nothing can start `{type: blocked, message}` (a disabled
+    transition, a busy stage); None when it waits for nothing."""
+    for a in app.store.approvals_for(desc["id"]):
+        if a["status"] == "Pending":
+            _, stage, action, _ = a["attempt_id"].split("/")
+            return {
+                "type": "approval",
+                "stage": stage,
+                "action": action,
+                "digest": a["digest"],
+                "expires": _iso(a["expires_at"]),
+            }
+    if desc["waiting"]:
+        return {"type": "blocked", "message": desc["waiting"]}
+    return None
+
+
+def waiting_text(w: dict[str, Any]) -> str:
+    if w["type"] != "approval":
+        return str(w["message"])
+    digest = f" of image {w['digest']}" if w["digest"] else ""
+    return f"approval {w['stage']}/{w['action']}{digest} (expires {w['expires']})"
+
+
+def _iso(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
 def follow(
@@ -386,6 +445,8 @@ def _user() -> str:
         return "local"
 
 
+FAILED_EXECUTION = ("Failed", "Stopped")  # `status EXECUTION` exits 1 for these
+
 STATUS_STYLE = {
     "Succeeded": "green",
     "Failed": "red",
@@ -437,7 +498,7 @@ class LiveView:
                     (a["message"] or "")[:80],
                 )
         if desc.get("waiting"):
-            t.caption = f"waiting: {desc['waiting']}"
+            t.caption = f"waiting: {waiting_text(desc['waiting'])}"
         return t
 
     def update(self, desc: dict[str, Any]) -> None:
@@ -466,7 +527,7 @@ class LiveView:
         w = desc.get("waiting")
         if w and self.seen.get("__waiting") != (w,):
             self.seen["__waiting"] = (w,)
-            click.echo(f"waiting: {w}")
+            click.echo(f"waiting: {waiting_text(w)}")
 
     def note(self, text: str | None, force: bool = False) -> None:
         """Print above the live table (`force`: even when the table itself is silent)."""
@@ -506,7 +567,7 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
     app = _app()
     pipeline, doc = load_file(file, app.registry)
     app.store.save_pipeline(pipeline.name, doc, str(Path(file).resolve()))
-    eng = app.engine()
+    eng = app.engine(install_hooks=not detach)
     ex_id = eng.start(
         pipeline.name,
         variables=parse_pairs(variables, "--var"),
@@ -525,7 +586,11 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
 @click.argument("execution", required=False)
 @click.option("--json", "as_json", is_flag=True)
 def status(execution: str | None, as_json: bool) -> None:
-    """Show an execution, or every pipeline's latest execution and the platform's parts."""
+    """Show an execution, or every pipeline's latest execution and the platform's parts.
+
+    Exit code with EXECUTION: 0, or 1 when the execution Failed or was Stopped (scripts can
+    test it: `conveyor status ID || alert`).
+    """
     app = _reader()
     if execution:
         desc = describe(app, execution)
@@ -534,7 +599,9 @@ def status(execution: str | None, as_json: bool) -> None:
         else:
             console().print(LiveView(app, desc["id"], True).table(desc))
             if desc["waiting"]:
-                click.echo(f"waiting: {desc['waiting']}")
+                click.echo(f"waiting: {waiting_text(desc['waiting'])}")
+        if desc["status"] in FAILED_EXECUTION:
+            sys.exit(1)
         return
     latest = []
     for p in app.store.list_pipelines():
@@ -744,11 +811,15 @@ def _request(
         time.sleep(0.1)
     if quiet:
         return
+    refused = bool(outcome and outcome.startswith("refused"))
     if as_json:
-        emit_json({"request": req, "execution": ex["id"], "kind": kind, "outcome": outcome})
+        result = {"request": req, "execution": ex["id"], "kind": kind, "outcome": outcome}
+        if refused:
+            result["error"] = {"code": "conflict", "message": f"{kind} {ex['id']}: {outcome}"}
+        emit_json(result)
     else:
         click.echo(f"{kind} {ex['id']}: {outcome or 'requested'}")
-    if outcome and outcome.startswith("refused"):
+    if refused:
         sys.exit(2)
 
 
