@@ -76,11 +76,11 @@ def main() -> None:
     pipeline.write_text(PIPELINE)
     # an engine runs (as after `conveyor up`), so `run --detach` hands its execution over;
     # the pipeline parks at an approval, so the engine has little to do while we measure
+    subprocess.run([*conveyor, "pipeline", "apply", str(pipeline)], env=env, check=True)
     engine = subprocess.Popen(
         [*conveyor, "engine"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        subprocess.run([*conveyor, "pipeline", "apply", str(pipeline)], env=env, check=True)
         time.sleep(2)  # the engine has registered its lease
         out = subprocess.run(
             [*conveyor, "run", "--detach", str(pipeline)],
