@@ -225,3 +225,49 @@ def test_the_monitor_reports_the_bake_it_was_given(home: Any, healthy_url: str) 
     (attempt,) = app.store.attempts_for(ex)
     assert attempt["message"].startswith("web healthy for 2 s:"), attempt["message"]
     assert attempt["details"]["monitor"]["rounds"] == 3
+
+
+def _release_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str) -> tuple[Any, str]:
+    """A real podman pod recorded as environment `env`'s release in a fresh state dir."""
+    import secrets
+    import shutil
+
+    from conveyor.adapters.containers import ContainerRuntime
+    from conveyor.platform.local import LocalPlatform
+    from conveyor.settings import Settings
+
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed")
+    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "state"))
+    platform = LocalPlatform(Settings.from_env())
+    runtime = ContainerRuntime(platform.container_env())
+    pod = f"conveyor-downtest-{secrets.token_hex(3)}"
+    runtime.run("pod", "create", "--infra=false", "--label", f"conveyor.environment={env}", pod)
+    d = platform.state_dir / "environments" / env
+    d.mkdir(parents=True)
+    (d / "port").write_text("1\n")
+    (d / "frontdoor.json").write_text("{}")
+    (d / "current.json").write_text(json.dumps({"release": "r1", "pods": [pod]}))
+    return runtime, pod
+
+
+def test_down_removes_the_release_pods_it_created_or_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`down` removes the release pods and names them; `down --keep` stops them and keeps them."""
+    runtime, pod = _release_pod(tmp_path / "a", monkeypatch, "web")
+    try:
+        res = run("down")
+        assert res.exit_code == 0, res.output
+        assert f"stopped pod {pod} (removed)" in res.output
+        assert runtime.run("pod", "exists", pod, check=False).returncode != 0
+    finally:
+        runtime.remove_pod(pod)
+    runtime, pod = _release_pod(tmp_path / "b", monkeypatch, "web")
+    try:
+        res = run("down", "--keep")
+        assert res.exit_code == 0, res.output
+        assert f"pod {pod} (kept: `podman pod start {pod}` restarts it)" in res.output
+        assert runtime.run("pod", "exists", pod, check=False).returncode == 0
+    finally:
+        runtime.remove_pod(pod)

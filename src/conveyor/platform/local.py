@@ -220,14 +220,15 @@ class LocalPlatform:
             started += env.start()
         return started
 
-    def down(self) -> list[str]:
-        """Stop every part (the environments' pods are stopped, not removed)."""
+    def down(self, *, keep: bool = False) -> list[str]:
+        """Stop every part; the release pods this state dir created are removed (`keep`:
+        stopped only)."""
         stopped: list[str] = []
         from conveyor.platform.environment import PodmanEnvironment
 
         for door in self.known_frontdoors():
             env = PodmanEnvironment.from_state(self, door.environment)
-            stopped += env.stop()
+            stopped += env.stop(remove=not keep)
         for reg in self.registries():
             if reg.stop():
                 stopped.append(f"registry {reg.name}")
