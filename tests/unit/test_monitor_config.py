@@ -117,9 +117,9 @@ def test_unresolved_variables_are_left_for_run_time() -> None:
 
 
 def test_the_planned_rounds_cover_the_bake() -> None:
-    """A 60 s bake probed every 5 s takes 12 rounds; 61 s takes 13."""
-    assert MonitorConfig(bake="60s", interval=5).planned_rounds() == 12
-    assert MonitorConfig(bake=61, interval=5).planned_rounds() == 13
+    """A 60 s bake probed every 5 s takes 13 rounds (0 s to 60 s); 61 s takes 14 (the last at 61 s)."""
+    assert MonitorConfig(bake="60s", interval=5).planned_rounds() == 13
+    assert MonitorConfig(bake=61, interval=5).planned_rounds() == 14
 
 
 def test_availability_breaches_as_soon_as_the_minimum_is_out_of_reach() -> None:

@@ -197,8 +197,14 @@ class MonitorConfig(ActionConfig):
         return parse_duration(self.bake) or 0
 
     def planned_rounds(self) -> int:
-        """Rounds of probes over the bake: at 0, interval, 2*interval... before its end."""
-        return max(1, math.ceil(self.bake_seconds() / self.interval))
+        """Rounds of probes over the bake: at 0, interval, 2*interval... and one at its end."""
+        return rounds_for(self.bake_seconds(), self.interval)
+
+
+def rounds_for(bake: float, interval: float) -> int:
+    """Probes at 0, interval, 2*interval... and the last one at the end of the bake, so a
+    release said healthy for a 10 s bake was seen healthy at 10 s."""
+    return math.ceil(bake / interval) + 1
 
 
 class Monitor(BaseAction):
@@ -271,7 +277,7 @@ class Monitor(BaseAction):
         if remaining is not None and bake > remaining - cfg.timeout - 2:
             bake = max(cfg.interval, remaining - cfg.timeout - 2)
             ctx.log.write(f"the action's deadline shortens the bake to {bake:.0f} s\n")
-        planned = max(1, math.ceil(bake / cfg.interval))
+        planned = rounds_for(bake, cfg.interval)
         log = ctx.log.write
         what = ", ".join(t.describe() for t in targets)
         if queries:
@@ -321,7 +327,7 @@ class Monitor(BaseAction):
                     breaches += found
                 if breaches:
                     break
-                next_at = started + rounds * cfg.interval
+                next_at = started + min(rounds * cfg.interval, bake)
                 if rounds < planned:
                     ctx.cancel.wait(max(0.0, next_at - time.monotonic()))
         if not breaches:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from importlib.metadata import entry_points
+from collections.abc import Iterator, Mapping
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,25 +17,32 @@ GROUP = "conveyor.actions"
 
 
 class ActionRegistry:
+    """Action types by name. Entry points are loaded when a type is first used: a command that
+    validates or starts a pipeline imports the modules of the types it names, not all."""
+
     def __init__(self, types: Mapping[str, type[BaseAction]] | None = None) -> None:
         self._types: dict[str, type[BaseAction]] = dict(types) if types is not None else {}
         self._broken: dict[str, str] = {}
+        self._entry_points: dict[str, EntryPoint] = {}
         if types is None:
-            self._discover()
+            self._entry_points = {ep.name: ep for ep in entry_points(group=GROUP)}
 
-    def _discover(self) -> None:
-        for ep in entry_points(group=GROUP):
-            try:
-                cls = ep.load()
-            except Exception as e:  # noqa: BLE001 - a broken plugin must not break the others
-                self._broken[ep.name] = f"{type(e).__name__}: {e}"
-                continue
-            self._types[ep.name] = cls
+    def _load(self, name: str) -> None:
+        ep = self._entry_points.pop(name, None)
+        if ep is None or name in self._types:
+            return
+        try:
+            self._types[name] = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not break the others
+            self._broken[name] = f"{type(e).__name__}: {e}"
 
     def names(self) -> list[str]:
+        for name in list(self._entry_points):
+            self._load(name)
         return sorted(self._types)
 
     def get(self, name: str) -> type[BaseAction]:
+        self._load(name)
         if name in self._types:
             return self._types[name]
         if name in self._broken:
@@ -52,14 +59,45 @@ class ActionRegistry:
         return self.get(action.type).Config.model_validate(dict(action.config))
 
     def catalogue(self) -> Catalogue:
-        infos: dict[str, ActionTypeInfo] = {}
-        for name, cls in self._types.items():
-            infos[name] = ActionTypeInfo(
-                check_config=_checker(cls),
-                output_variables=cls.output_variables,
-                needs_environment=cls.needs_environment,
-            )
-        return Catalogue(infos)
+        return Catalogue(_Infos(self))
+
+    def info(self, name: str) -> ActionTypeInfo | None:
+        """What validation knows of a type (None if unknown or broken)."""
+        self._load(name)
+        cls = self._types.get(name)
+        if cls is None:
+            return None
+        return ActionTypeInfo(
+            check_config=_checker(cls),
+            output_variables=cls.output_variables,
+            needs_environment=cls.needs_environment,
+        )
+
+
+class _Infos(Mapping[str, ActionTypeInfo]):
+    """The catalogue's types: names without loading, a type's info loaded when asked for."""
+
+    def __init__(self, registry: ActionRegistry) -> None:
+        self._registry = registry
+        self._cache: dict[str, ActionTypeInfo] = {}
+
+    def _names(self) -> list[str]:
+        r = self._registry
+        return sorted(set(r._types) | (set(r._entry_points) - set(r._broken)))
+
+    def __getitem__(self, name: str) -> ActionTypeInfo:
+        if name not in self._cache:
+            info = self._registry.info(name)
+            if info is None:
+                raise KeyError(name)
+            self._cache[name] = info
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
 
 
 def _checker(cls: type[BaseAction]) -> Any:

@@ -98,13 +98,14 @@ def export_codepipeline(
     _write(json.dumps(doc, indent=2) + "\n", output)
 
 
-def _subgroup(cli: click.Group, name: str, help_text: str) -> click.Group:
-    existing = cli.commands.get(name)
-    if isinstance(existing, click.Group):
-        return existing
-    group = click.Group(name=name, help=help_text)
-    cli.add_command(group)
-    return group
+import_group = click.Group(
+    "import", help="Convert other CI/CD definitions into a Conveyor pipeline file."
+)
+import_group.add_command(import_codepipeline)
+export_group = click.Group(
+    "export", help="Convert a Conveyor pipeline file into another CI/CD definition."
+)
+export_group.add_command(export_codepipeline)
 
 
 # ---------------------------------------------------------------------------- aws
@@ -339,10 +340,5 @@ aws_group.add_command(_decide(False))
 
 def register(cli: click.Group) -> None:
     """Add `import codepipeline`, `export codepipeline` and the `aws` group to the CLI."""
-    _subgroup(
-        cli, "import", "Convert other CI/CD definitions into a Conveyor pipeline file."
-    ).add_command(import_codepipeline)
-    _subgroup(
-        cli, "export", "Convert a Conveyor pipeline file into another CI/CD definition."
-    ).add_command(export_codepipeline)
-    cli.add_command(aws_group)
+    for group in (import_group, export_group, aws_group):
+        cli.add_command(group)

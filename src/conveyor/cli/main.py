@@ -12,15 +12,38 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import click
 
-from conveyor.errors import ConfigError, ConveyorError, ValidationFailed
+from conveyor import __version__
+from conveyor.errors import ConfigError, ConveyorError, Unavailable, ValidationFailed
 
-AREAS = ("buildspec", "platform", "aws", "server", "monitor", "demo", "doctor")
+# The other areas' commands, imported only when one runs: `conveyor --help` lists them from
+# this table without importing anything. A new command is one line here:
+#     "NAME": ("conveyor.cli.MODULE:ATTRIBUTE", "the one line `conveyor --help` shows"),
+# (a subcommand of an existing group, like `aws rehearse` or `env diff`, needs no line).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "approve": ("conveyor.cli.server:approve_cmd", "Approve the pending approval of EXECUTION."),
+    "audit": ("conveyor.cli.server:audit_cmd", "Every change made through the API, the dashboard or the CLI."),
+    "aws": ("conveyor.cli.aws:aws_group", "Run the same pipeline on AWS: synthesize, deploy, operate."),
+    "buildspec": ("conveyor.cli.buildspec:buildspec_group", "Check and run CodeBuild buildspec files locally."),
+    "demo": ("conveyor.cli.demo:demo", "Run the seed pipeline end to end on the example app."),
+    "doctor": ("conveyor.cli.doctor:doctor_cmd", "Check every tool Conveyor and the example need, with the fix."),
+    "down": ("conveyor.cli.platform:down", "Stop the local platform: registries, front doors, release pods."),
+    "env": ("conveyor.cli.platform:env_group", "Deployment environments and their history."),
+    "export": ("conveyor.cli.aws:export_group", "Convert a Conveyor pipeline file into another CI/CD definition."),
+    "import": ("conveyor.cli.aws:import_group", "Convert other CI/CD definitions into a Conveyor pipeline file."),
+    "metrics": ("conveyor.cli.monitor:metrics", "The four DORA measures of the deployments."),
+    "monitor": ("conveyor.cli.monitor:monitor_group", "Continuous monitoring of the deployed environments."),
+    "platform": ("conveyor.cli.platform:platform_group", "The local platform's parts."),
+    "reject": ("conveyor.cli.server:reject_cmd", "Reject the pending approval of EXECUTION."),
+    "rollback": ("conveyor.cli.monitor:rollback", "Roll ENVIRONMENT back to a previous digest (no rebuild)."),
+    "server": ("conveyor.cli.server:server_cmd", "Serve the dashboard and REST API (with an engine loop)."),
+    "up": ("conveyor.cli.platform:up", "Start the local platform: registries, server, health watcher."),
+    "user": ("conveyor.cli.server:user_group", "Users of the dashboard and API, their roles and tokens."),
+}  # fmt: skip
 
 
 def _app() -> Any:
@@ -29,38 +52,119 @@ def _app() -> Any:
     return build()
 
 
+def _reader() -> Any:
+    """Settings and store only, for the commands that only read (`history`, `status`, `logs`)."""
+    from conveyor.bootstrap import build_reader
+
+    return build_reader()
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+# Off a terminal (a pipe, a file), tables are as wide as their content: full ids, digests and
+# URLs for `grep` and `cut`, never cut to 80 columns with an ellipsis.
+PIPE_WIDTH = 100_000
 
 
 def console() -> Any:
     from rich.console import Console
 
-    plain = bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
-    return Console(no_color=plain, highlight=False, force_terminal=None if not plain else False)
+    tty = sys.stdout.isatty()
+    plain = bool(os.environ.get("NO_COLOR")) or not tty
+    return Console(
+        no_color=plain,
+        highlight=False,
+        force_terminal=None if not plain else False,
+        width=None if tty else PIPE_WIDTH,
+    )
 
 
 class ConveyorGroup(click.Group):
-    """Turns ConveyorError into one clear line (or one per problem) and its exit code."""
+    """The root group: loads the commands of `COMMANDS` on first use (click's lazy group) and
+    turns ConveyorError into one clear line (or one per problem) and its exit code; with
+    `--json` anywhere on the command line, into `{"error": {"code", "message"}}` on stdout."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.add_command(self._load(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def _load(self, name: str) -> click.Command:
+        target = self.lazy[name][0]
+        module, _, attr = target.partition(":")
+        try:
+            cmd = getattr(importlib.import_module(module), attr)
+        except Exception as e:  # noqa: BLE001 - one broken area must not take the CLI down
+            raise Unavailable(
+                f"the '{name}' command failed to load ({type(e).__name__}: {e}); "
+                "the other commands work"
+            ) from None
+        if not isinstance(cmd, click.Command):
+            raise TypeError(f"COMMANDS['{name}']: {target} is not a click command")
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of `--help`, without importing the lazy ones."""
+        names = [
+            n for n in self.list_commands(ctx) if n in self.lazy or not self.commands[n].hidden
+        ]
+        limit = formatter.width - 6 - max(map(len, names), default=0)
+        rows = []
+        for name in names:
+            cmd = self.commands.get(name)
+            rows.append((name, cmd.get_short_help_str(limit) if cmd else self.lazy[name][1]))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["conveyor.json"] = "--json" in args
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = bool(ctx.meta.get("conveyor.json"))
         try:
             return super().invoke(ctx)
         except ValidationFailed as e:
+            if as_json:
+                _json_error(e.code, e.message, problems=[p.__dict__ for p in e.problems])
+                ctx.exit(e.exit_code)
             for p in e.problems:
                 click.echo(str(p), err=True)
             click.echo(f"{len(e.problems)} problem(s) found", err=True)
             ctx.exit(e.exit_code)
         except ConveyorError as e:
-            click.echo(f"error: {e.message}", err=True)
+            if as_json:
+                _json_error(e.code, e.message)
+            else:
+                click.echo(f"error: {e.message}", err=True)
+            ctx.exit(e.exit_code)
+        except click.ClickException as e:
+            if not as_json:
+                raise
+            _json_error("usage" if isinstance(e, click.UsageError) else "error", e.format_message())
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
 
 
-@click.group(cls=ConveyorGroup)
-@click.version_option(package_name="conveyor")
+def _json_error(code: str, message: str, **extra: Any) -> None:
+    """An error as the REST API shows it, on stdout where a `--json` reader looks."""
+    emit_json({"error": {"code": code, "message": message, **extra}})
+
+
+@click.group(cls=ConveyorGroup, lazy=COMMANDS)
+@click.version_option(__version__, prog_name="conveyor")
 def cli() -> None:
     """Conveyor: one pipeline definition, run on this machine with real components or on AWS."""
 
@@ -86,6 +190,8 @@ def init(directory: str, force: bool) -> None:
     target = Path(directory) / "pipeline.yaml"
     if target.exists() and not force:
         raise ConfigError(f"{target} already exists (use --force to overwrite)")
+    from importlib import resources
+
     target.parent.mkdir(parents=True, exist_ok=True)
     text = resources.files("conveyor").joinpath("templates/pipeline.yaml").read_text()
     target.write_text(text)
@@ -100,7 +206,11 @@ def init(directory: str, force: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 def validate(file: str, as_json: bool) -> None:
-    """Check a pipeline file; print every problem as FILE:LINE: message."""
+    """Check a pipeline file; print every problem as FILE:LINE: message, and warnings (a
+    pipeline variable no action reads) as `warning: FILE:LINE: message` (exit 0)."""
+    from conveyor.model.validate import warnings
+    from conveyor.spec.yamlfile import load
+
     try:
         pipeline, _ = load_file(file)
     except ValidationFailed as e:
@@ -108,13 +218,23 @@ def validate(file: str, as_json: bool) -> None:
             emit_json({"valid": False, "problems": [p.__dict__ for p in e.problems]})
             sys.exit(2)
         raise
+    _, lines = load(file)
+    found = [lines.problem(w.path, w.message) for w in warnings(pipeline)]
     n = sum(len(s.actions) for s in pipeline.stages)
     if as_json:
         emit_json(
-            {"valid": True, "name": pipeline.name, "stages": len(pipeline.stages), "actions": n}
+            {
+                "valid": True,
+                "name": pipeline.name,
+                "stages": len(pipeline.stages),
+                "actions": n,
+                "warnings": [w.__dict__ for w in found],
+            }
         )
-    else:
-        click.echo(f"{file}: valid ({pipeline.name}: {len(pipeline.stages)} stages, {n} actions)")
+        return
+    for w in found:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"{file}: valid ({pipeline.name}: {len(pipeline.stages)} stages, {n} actions)")
 
 
 @cli.command()
@@ -152,7 +272,7 @@ def pipeline_apply(file: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def pipeline_list(as_json: bool) -> None:
     """List pipelines."""
-    app = _app()
+    app = _reader()
     rows = [
         {"name": r["name"], "source": r["source_path"], "updatedAt": r["updated_at"]}
         for r in app.store.list_pipelines()
@@ -186,7 +306,41 @@ def describe(app: Any, ex_id: str) -> dict[str, Any]:
 
     if _VIEWS is None:
         _VIEWS = PipelineCache()
-    return execution_detail(app.store, _VIEWS, app.store.get_execution(ex_id), full_reports=True)
+    desc = execution_detail(app.store, _VIEWS, app.store.get_execution(ex_id), full_reports=True)
+    desc["waiting"] = waiting(app, desc)
+    return desc
+
+
+def waiting(app: Any, desc: dict[str, Any]) -> dict[str, Any] | None:
+    """What the execution waits for: a pending approval `{type: approval, stage, action,
+    digest, expires}`, or why nothing can start `{type: blocked, message}` (a disabled
+    transition, a busy stage); None when it waits for nothing."""
+    for a in app.store.approvals_for(desc["id"]):
+        if a["status"] == "Pending":
+            _, stage, action, _ = a["attempt_id"].split("/")
+            return {
+                "type": "approval",
+                "stage": stage,
+                "action": action,
+                "digest": a["digest"],
+                "expires": _iso(a["expires_at"]),
+            }
+    if desc["waiting"]:
+        return {"type": "blocked", "message": desc["waiting"]}
+    return None
+
+
+def waiting_text(w: dict[str, Any]) -> str:
+    if w["type"] != "approval":
+        return str(w["message"])
+    digest = f" of image {w['digest']}" if w["digest"] else ""
+    return f"approval {w['stage']}/{w['action']}{digest} (expires {w['expires']})"
+
+
+def _iso(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
 def follow(
@@ -292,6 +446,8 @@ def _user() -> str:
         return "local"
 
 
+FAILED_EXECUTION = ("Failed", "Stopped")  # `status EXECUTION` exits 1 for these
+
 STATUS_STYLE = {
     "Succeeded": "green",
     "Failed": "red",
@@ -343,7 +499,7 @@ class LiveView:
                     (a["message"] or "")[:80],
                 )
         if desc.get("waiting"):
-            t.caption = f"waiting: {desc['waiting']}"
+            t.caption = f"waiting: {waiting_text(desc['waiting'])}"
         return t
 
     def update(self, desc: dict[str, Any]) -> None:
@@ -372,7 +528,7 @@ class LiveView:
         w = desc.get("waiting")
         if w and self.seen.get("__waiting") != (w,):
             self.seen["__waiting"] = (w,)
-            click.echo(f"waiting: {w}")
+            click.echo(f"waiting: {waiting_text(w)}")
 
     def note(self, text: str | None, force: bool = False) -> None:
         """Print above the live table (`force`: even when the table itself is silent)."""
@@ -412,7 +568,7 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
     app = _app()
     pipeline, doc = load_file(file, app.registry)
     app.store.save_pipeline(pipeline.name, doc, str(Path(file).resolve()))
-    eng = app.engine()
+    eng = app.engine(install_hooks=not detach)
     ex_id = eng.start(
         pipeline.name,
         variables=parse_pairs(variables, "--var"),
@@ -431,8 +587,12 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
 @click.argument("execution", required=False)
 @click.option("--json", "as_json", is_flag=True)
 def status(execution: str | None, as_json: bool) -> None:
-    """Show an execution, or every pipeline's latest execution and the platform's parts."""
-    app = _app()
+    """Show an execution, or every pipeline's latest execution and the platform's parts.
+
+    Exit code with EXECUTION: 0, or 1 when the execution Failed or was Stopped (scripts can
+    test it: `conveyor status ID || alert`).
+    """
+    app = _reader()
     if execution:
         desc = describe(app, execution)
         if as_json:
@@ -440,18 +600,21 @@ def status(execution: str | None, as_json: bool) -> None:
         else:
             console().print(LiveView(app, desc["id"], True).table(desc))
             if desc["waiting"]:
-                click.echo(f"waiting: {desc['waiting']}")
+                click.echo(f"waiting: {waiting_text(desc['waiting'])}")
+        if desc["status"] in FAILED_EXECUTION:
+            sys.exit(1)
         return
     latest = []
     for p in app.store.list_pipelines():
         rows = app.store.list_executions(pipeline=p["name"], limit=1, light=True)
         latest.append({"pipeline": p["name"], "latest": rows[0] if rows else None})
+    from conveyor.bootstrap import platform_for
+
     parts = []
-    if app.services.platform is not None and hasattr(app.services.platform, "status"):
+    platform = platform_for(app.settings)
+    if platform is not None and hasattr(platform, "status"):
         try:
-            parts = [
-                p if isinstance(p, dict) else p.__dict__ for p in app.services.platform.status()
-            ]
+            parts = [p if isinstance(p, dict) else p.__dict__ for p in platform.status()]
         except ConveyorError as e:
             parts = [{"name": "platform", "healthy": False, "detail": e.message}]
     parts.append(_server_part(app.settings))
@@ -498,13 +661,17 @@ def status(execution: str | None, as_json: bool) -> None:
 
 
 def _server_part(settings: Any) -> dict[str, Any]:
-    import httpx
+    import http.client
 
+    conn = http.client.HTTPConnection(settings.server_host, settings.server_port, timeout=0.5)
     try:
-        ok = httpx.get(f"{settings.server_url}/healthz", timeout=0.5).status_code == 200
+        conn.request("GET", "/healthz")
+        ok = conn.getresponse().status == 200
         detail = "dashboard and API" if ok else "answers, but not healthy"
-    except httpx.HTTPError:
+    except (OSError, http.client.HTTPException):
         ok, detail = False, "not running (`conveyor up` or `conveyor server` starts it)"
+    finally:
+        conn.close()
     return {"name": "server", "address": settings.server_url, "healthy": ok, "detail": detail}
 
 
@@ -515,7 +682,7 @@ def _server_part(settings: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True)
 def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool) -> None:
     """List executions, newest first."""
-    app = _app()
+    app = _reader()
     rows = app.store.list_executions(pipeline=pipeline, status=status_, limit=limit, light=True)
     from conveyor.server.views import execution_summary
 
@@ -550,12 +717,29 @@ def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool
 def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> None:
     """Print the logs of an execution's actions (ACTION: a name or Stage/Action)."""
     from conveyor.engine.logs import follow as tail
+    from conveyor.model.status import TERMINAL_EXECUTION
 
-    app = _app()
+    app = _reader()
     ex = app.store.get_execution(execution)
     attempts = app.store.attempts_for(ex["id"])
+
+    def ran(rows: list[Any]) -> list[Any]:
+        return [a for a in rows if action in (a["action"], f"{a['stage']}/{a['action']}")]
+
+    # --follow on an action of the pipeline that has not started yet (a detached run): wait
+    declared = {
+        n
+        for st in (ex["definition"] or {}).get("stages", [])
+        for a in st.get("actions", [])
+        for n in (a.get("name"), f"{st.get('name')}/{a.get('name')}")
+    }
+    terminal = {s.value for s in TERMINAL_EXECUTION}
+    while action in declared and follow_ and not ran(attempts) and ex["status"] not in terminal:
+        time.sleep(0.2)
+        ex = app.store.get_execution(ex["id"])
+        attempts = app.store.attempts_for(ex["id"])
     if action:
-        chosen = [a for a in attempts if action in (a["action"], f"{a['stage']}/{a['action']}")]
+        chosen = ran(attempts)
         if not chosen:
             names = sorted({a["action"] for a in attempts})
             raise ConfigError(
@@ -628,11 +812,15 @@ def _request(
         time.sleep(0.1)
     if quiet:
         return
+    refused = bool(outcome and outcome.startswith("refused"))
     if as_json:
-        emit_json({"request": req, "execution": ex["id"], "kind": kind, "outcome": outcome})
+        result = {"request": req, "execution": ex["id"], "kind": kind, "outcome": outcome}
+        if refused:
+            result["error"] = {"code": "conflict", "message": f"{kind} {ex['id']}: {outcome}"}
+        emit_json(result)
     else:
         click.echo(f"{kind} {ex['id']}: {outcome or 'requested'}")
-    if outcome and outcome.startswith("refused"):
+    if refused:
         sys.exit(2)
 
 
@@ -693,7 +881,7 @@ def enable(stage: str, pipeline: str | None, reason: str, as_json: bool) -> None
 @click.option("--pipeline")
 @click.option("--json", "as_json", is_flag=True)
 def list_transitions(pipeline: str | None, as_json: bool) -> None:
-    app = _app()
+    app = _reader()
     name = _one_pipeline(app, pipeline)
     rows = app.store.transitions_for(name)
     if as_json:
@@ -850,32 +1038,6 @@ def engine(until_idle: bool, poll: float | None) -> None:
     finally:
         stop.set()
         eng.shutdown(wait=False)
-
-
-def register_areas() -> None:
-    for area in AREAS:
-        try:
-            mod = importlib.import_module(f"conveyor.cli.{area}")
-        except ModuleNotFoundError as e:
-            if e.name == f"conveyor.cli.{area}":
-                continue
-            _broken(area, e)
-            continue
-        except Exception as e:  # noqa: BLE001 - one broken area must not take the CLI down
-            _broken(area, e)
-            continue
-        mod.register(cli)
-
-
-def _broken(area: str, e: BaseException) -> None:
-    click.echo(
-        f"warning: the '{area}' commands failed to load ({type(e).__name__}: {e}); "
-        "the other commands work",
-        err=True,
-    )
-
-
-register_areas()
 
 
 def main() -> None:

@@ -158,12 +158,14 @@ def up(watch_interval: float, no_server: bool, as_json: bool) -> None:
 
 
 @click.command("down")
+@click.option("--keep", is_flag=True, help="stop the release pods but keep them (default: remove)")
 @click.option("--json", "as_json", is_flag=True, help="print what was stopped as JSON")
-def down(as_json: bool) -> None:
-    """Stop the local platform: registries, front doors and release pods (data is kept)."""
+def down(keep: bool, as_json: bool) -> None:
+    """Stop the local platform: registries, front doors; remove the release pods it created
+    (--keep: stop them only). Data is kept."""
     platform = _platform()
     try:
-        stopped = platform.down()
+        stopped = platform.down(keep=keep)
     except ConveyorError as exc:
         _fail(exc)
     from conveyor.monitoring.watcher import stop_daemon

@@ -191,6 +191,34 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                 f" (one of: {', '.join(sorted(p.environments)) or 'define environments first'})",
             )
 
+    # a published image goes to the repository its environment deploys from
+    for _, a in p.all_actions():
+        pub = a.config.get("publishes")
+        if not isinstance(pub, Mapping) or not isinstance(pub.get("repository"), str):
+            continue
+        env_name = pub.get("environment")
+        env = p.environments.get(env_name) if isinstance(env_name, str) else None
+        if isinstance(env_name, str) and env is None:
+            envs = sorted(p.environments)
+            add(
+                (*a.path, "config", "publishes", "environment"),
+                f"action '{a.name}': publishes to unknown environment '{env_name}'"
+                f"{did_you_mean(env_name, envs)} (known: {', '.join(envs) or 'none'})",
+            )
+        elif (
+            env is not None
+            and env.repository
+            and not any(find_refs([pub["repository"], env.repository]))
+        ):
+            repo = _repository_path(pub["repository"])
+            if repo != _repository_path(env.repository):
+                add(
+                    (*a.path, "config", "publishes", "repository"),
+                    f"action '{a.name}' publishes to repository '{repo}' but environment "
+                    f"'{env.name}' deploys from '{env.repository}': the deploy would not find "
+                    "the image; use the same repository in both places",
+                )
+
     # triggers
     sources = {a.name for a in p.source_actions()}
     for t in p.triggers:
@@ -201,3 +229,34 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                 f"source action{did_you_mean(t.source_action, sorted(sources))} (known: {', '.join(sorted(sources)) or 'none'})",
             )
     return out
+
+
+def _repository_path(repository: str) -> str:
+    """`127.0.0.1:5001/webapp` and `webapp` name the same repository of an environment."""
+    first, _, rest = repository.partition("/")
+    return rest if rest and ("." in first or ":" in first or first == "localhost") else repository
+
+
+def warnings(p: Pipeline) -> list[Finding]:
+    """What is legal but probably a mistake: a pipeline variable no action reads."""
+    read = {
+        var
+        for _, a in p.all_actions()
+        for _, ns, var in find_refs(dict(a.config))
+        if ns == PIPELINE_NS
+    }
+    read |= {
+        var
+        for env in p.environments.values()
+        for _, ns, var in find_refs(dict(env.settings))
+        if ns == PIPELINE_NS
+    }
+    return [
+        Finding(
+            v.path or ("variables",),
+            f"pipeline variable '{v.name}' is declared but no action reads it "
+            f"(#{{{PIPELINE_NS}.{v.name}}}): use it in an action's config, or remove it",
+        )
+        for v in p.variables
+        if v.name not in read
+    ]

@@ -423,14 +423,19 @@ class PodmanEnvironment:
                     started.append(f"pod {pod} (release {current['release']})")
         return started
 
-    def stop(self) -> list[str]:
+    def stop(self, *, remove: bool = False) -> list[str]:
+        """Stop the release's pods (`remove`: remove them) and the front door; says which."""
         stopped: list[str] = []
         current = self.current()
         if current:
             runtime = self.runtime()
             for pod in current.get("pods", []):
-                runtime.stop_pod(pod)
-                stopped.append(f"pod {pod}")
+                if remove:
+                    runtime.remove_pod(pod)
+                    stopped.append(f"pod {pod} (removed)")
+                else:
+                    runtime.stop_pod(pod)
+                    stopped.append(f"pod {pod} (kept: `podman pod start {pod}` restarts it)")
         if self.frontdoor.stop():
             stopped.append(f"front door {self.name}")
         return stopped

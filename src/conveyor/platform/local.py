@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.adapters.registry import ImageRef, RegistryClient
 from conveyor.errors import ConfigError
 from conveyor.model.pipeline import Environment, Pipeline
 from conveyor.platform.containers_conf import write_containers_config
@@ -122,6 +121,8 @@ class LocalPlatform:
 
     def resolve_digest(self, image_ref: str) -> str:
         """'host/repo:tag' -> 'sha256:...' (as the registry serves it)."""
+        from conveyor.adapters.registry import ImageRef, RegistryClient
+
         with RegistryClient() as client:
             return client.resolve(ImageRef.parse(image_ref))
 
@@ -219,14 +220,15 @@ class LocalPlatform:
             started += env.start()
         return started
 
-    def down(self) -> list[str]:
-        """Stop every part (the environments' pods are stopped, not removed)."""
+    def down(self, *, keep: bool = False) -> list[str]:
+        """Stop every part; the release pods this state dir created are removed (`keep`:
+        stopped only)."""
         stopped: list[str] = []
         from conveyor.platform.environment import PodmanEnvironment
 
         for door in self.known_frontdoors():
             env = PodmanEnvironment.from_state(self, door.environment)
-            stopped += env.stop()
+            stopped += env.stop(remove=not keep)
         for reg in self.registries():
             if reg.stop():
                 stopped.append(f"registry {reg.name}")
@@ -244,8 +246,10 @@ class LocalPlatform:
             parts.append(
                 Part(f"registry {reg.name}", "registry", reg.address, ok and running, detail)
             )
-        from conveyor.platform.environment import PodmanEnvironment
+        doors = self.known_frontdoors()
+        if doors:  # a module of a tenth of a second: not for a platform with no environment
+            from conveyor.platform.environment import PodmanEnvironment
 
-        for door in self.known_frontdoors():
+        for door in doors:
             parts += PodmanEnvironment.from_state(self, door.environment).status()
         return parts

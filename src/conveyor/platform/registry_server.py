@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.adapters.registry import RegistryClient
 from conveyor.errors import Unavailable, missing_tool
 from conveyor.platform.daemon import Daemon, port_free, port_owner
 
@@ -61,6 +60,10 @@ class RegistryServer:
         )
 
     def health(self) -> tuple[bool, str]:
+        if port_free(self.host, self.port):  # nothing listens: no need for an HTTP client
+            return False, f"nothing listens on {self.address}"
+        from conveyor.adapters.registry import RegistryClient
+
         with RegistryClient(timeout=2) as client:
             return client.ping(self.address)
 

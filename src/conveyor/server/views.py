@@ -7,13 +7,14 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conveyor.engine.engine import pipeline_of, state_of
 from conveyor.errors import NotFound
 from conveyor.model import planner as pl
-from conveyor.model.pipeline import Pipeline
-from conveyor.store.db import Row, Store
+
+if TYPE_CHECKING:  # the CLI reads these views: it must not pay for the engine and SQLAlchemy
+    from conveyor.model.pipeline import Pipeline
+    from conveyor.store.db import Row, Store
 
 TERMINAL = ("Succeeded", "Failed", "Stopped", "Superseded", "Cancelled")
 STATUSES = ("InProgress", "Stopping", "Stopped", "Succeeded", "Superseded", "Failed", "Cancelled")
@@ -30,6 +31,8 @@ class PipelineCache:
     def get(self, key: str, definition: Mapping[str, Any], name: str) -> Pipeline:
         p = self._items.get(key)
         if p is None:
+            from conveyor.engine.engine import pipeline_of
+
             p = pipeline_of(definition, name)
             self._items[key] = p
             if len(self._items) > self.size:
@@ -143,6 +146,8 @@ def execution_detail(
     """An execution with its stages (derived status, inbound transition) and actions: what the
     API returns and what `conveyor run/status --json` print. `full_reports` keeps each report's
     failed cases (the API serves them on the reports route instead)."""
+    from conveyor.engine.engine import state_of
+
     pipeline = cache.of_execution(ex)
     attempts = store.attempts_for(ex["id"]) if attempts is None else attempts
     state = state_of(ex, attempts)

@@ -37,6 +37,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from conveyor.errors import Conflict, NotFound, Unavailable
 from conveyor.model.status import ActionStatus, TransitionRefused, check_transition
 from conveyor.store import tables as t
+from conveyor.store.schema_version import head_revision
+from conveyor.store.sqlite_reader import pid_running as _pid_running
 
 Row = dict[str, Any]
 ACTIVE = ("InProgress", "Stopping")
@@ -77,7 +79,17 @@ def make_engine(url: str) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision with Alembic (a no-op when current)."""
+    """Bring the schema to the newest revision with Alembic (a no-op when current; when the
+    database is at the head of the migration files, Alembic is not even imported)."""
+    head = head_revision()
+    if head is not None:
+        try:
+            with engine.connect() as conn:
+                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SQLAlchemyError:
+            current = None
+        if current == head:
+            return
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
@@ -793,20 +805,6 @@ class Store:
                 _row(r)
                 for r in c.execute(select(t.audit).order_by(t.audit.c.id.desc()).limit(limit))
             ]
-
-
-def _pid_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _first_line(e: SQLAlchemyError) -> str:
