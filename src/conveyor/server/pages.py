@@ -23,6 +23,7 @@ from conveyor.server import api, views
 from conveyor.server import approvals as ap
 from conveyor.server.auth import SESSION_SECONDS, Session, User, require
 from conveyor.server.context import Context, ctx_of
+from conveyor.server.headers import http_link
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF = "conveyor_login_csrf"
@@ -76,7 +77,12 @@ def _status_icon(status: str | None) -> str:
 
 
 templates.env.filters.update(
-    ts=_ts, dur=_dur, short=_short, status_label=_status_label, status_icon=_status_icon
+    ts=_ts,
+    dur=_dur,
+    short=_short,
+    status_label=_status_label,
+    status_icon=_status_icon,
+    http_link=http_link,
 )
 
 
@@ -109,7 +115,6 @@ def render(request: Request, name: str, status_code: int = 200, **data: Any) -> 
         "pending_count", len(ctx_of(request).store.pending_approvals()) if data["user"] else 0
     )
     resp = templates.TemplateResponse(request, name, data, status_code=status_code)
-    resp.headers["X-Frame-Options"] = "DENY"
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
