@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -699,3 +703,97 @@ def test_metrics_dora_and_the_delivery_page(env: Env) -> None:
         d = c.get("/api/v1/metrics/dora", params={"environment": "prod"}).json()
         assert d["deploymentFrequency"]["deployments"] >= 1
         assert {"leadTimeForChanges", "changeFailureRate", "timeToRestore"} <= set(d)
+
+
+# ---- hostile input ------------------------------------------------------------------------------
+HOSTILE = [
+    str(2**70),
+    str(2**63),
+    "-1",
+    "0",
+    "x" * 5000,
+    "sha256:" + "f" * 5000,
+    "\x00",
+    "a\x00b",
+    "../../../etc/passwd",
+    "..",
+    "ünïcødé ✓ 名前",
+    "\u202e\ufeff",
+]
+BODIES = {
+    "/api/v1/pipelines/{name}/transitions/{stage}/disable": {"reason": "crawl"},
+    "/api/v1/approvals/{ex_id}/approve": {"comment": "crawl", "digest": IMAGE_DIGEST},
+    "/api/v1/approvals/{ex_id}/reject": {"comment": "crawl", "digest": IMAGE_DIGEST},
+}
+ABSOLUTE = re.compile(r"(?<![\w.])/(tmp|work|root|home|usr|var|etc|proc)/")
+
+
+def test_hostile_values_in_every_parameter_never_give_a_500_or_a_path(
+    env: Env, waiting: str
+) -> None:
+    """Crawling the OpenAPI with hostile values (huge ints, negatives, 5,000 characters, NUL,
+    ../, unicode) in every path and query parameter gives 4xx JSON errors, never a 500, and no
+    body names an absolute path."""
+    with env.client() as c:
+        spec = c.get("/api/v1/openapi.json").json()
+    state = str(env.settings.state_dir)
+    tried = 0
+    with env.client("admin") as c:
+        for path, ops in spec["paths"].items():
+            for method, op in ops.items():
+                params = [p for p in op.get("parameters", []) if p["in"] in ("path", "query")]
+                for param in params:
+                    for value in HOSTILE:
+                        url, query = path, {}
+                        if param["in"] == "path":
+                            url = url.replace("{" + param["name"] + "}", quote(value, safe=""))
+                            url = url.replace("{" + param["name"] + ":path}", quote(value, safe=""))
+                        else:
+                            query[param["name"]] = value
+                        r = c.request(
+                            method.upper(),
+                            fill(url, waiting).replace("{rel:path}", "x"),
+                            params=query,
+                            json=BODIES.get(path, {}) if method == "post" else None,
+                        )
+                        tried += 1
+                        where = (method, path, param["name"], value[:20], r.status_code, r.text)
+                        assert r.status_code < 500, where
+                        assert state not in r.text and not ABSOLUTE.search(r.text), where
+                        if r.status_code >= 400:
+                            assert set(r.json()) == {"error"}, where
+    assert tried > 300
+
+
+def test_an_unexpected_error_is_a_clean_500_on_a_connection_that_stays_open(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that breaks answers a JSON 500 without the exception's text or paths, and the
+    same keep-alive connection serves the next request."""
+    secret_path = str(env.settings.state_dir / "conveyor.db")
+
+    def broken() -> Any:
+        raise OSError(f"[Errno 5] Input/output error: '{secret_path}'")
+
+    monkeypatch.setattr(env.store, "list_pipelines", broken)
+    host, port = env.url.removeprefix("http://").split(":")
+    head = "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        f = sock.makefile("rb")
+        answers = []
+        for path in ("/api/v1/pipelines", "/api/v1/me"):
+            sock.sendall(head.format(path=path, host=host, token=env.tokens["viewer"]).encode())
+            status = f.readline().decode()
+            headers = {}
+            while line := f.readline().decode().strip():
+                k, _, v = line.partition(":")
+                headers[k.lower()] = v.strip()
+            body = f.read(int(headers.get("content-length", 0))).decode()
+            answers.append((status or "connection closed", headers, body))
+    (status, headers, body), (status2, _, body2) = answers
+    assert " 500 " in status and headers.get("connection") != "close"
+    error = json.loads(body)["error"]
+    assert error["code"] == "internal" and "reference" in error["message"]
+    assert secret_path not in body and "OSError" not in body and "Errno" not in body
+    assert " 200 " in status2, status2
+    assert json.loads(body2)["name"] == "viewer"

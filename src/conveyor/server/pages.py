@@ -11,10 +11,10 @@ import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -333,8 +333,8 @@ def executions_page(
     ctx = ctx_of(request)
     if status and status not in views.STATUSES:
         status = ""
-    page = max(1, page)
     per = 50
+    page = max(1, min(page, api.MAX_INT // per))
     rows = ctx.store.list_executions(
         pipeline or None, status or None, limit=per, offset=(page - 1) * per, light=True
     )
@@ -364,7 +364,11 @@ def execution_page(request: Request, ex_id: str) -> Response:
 
 @router.get("/executions/{ex_id}/logs/{stage}/{action}")
 def log_page(
-    request: Request, ex_id: str, stage: str, action: str, attempt: int | None = None
+    request: Request,
+    ex_id: str,
+    stage: str,
+    action: str,
+    attempt: Annotated[int | None, Query(ge=1, le=api.MAX_INT)] = None,
 ) -> Response:
     _session(request)
     ctx = ctx_of(request)
