@@ -797,3 +797,39 @@ def test_an_unexpected_error_is_a_clean_500_on_a_connection_that_stays_open(
     assert secret_path not in body and "OSError" not in body and "Errno" not in body
     assert " 200 " in status2, status2
     assert json.loads(body2)["name"] == "viewer"
+
+
+# ---- sessions -----------------------------------------------------------------------------------
+def sign_in(env: Env, role: str) -> httpx.Client:
+    """A client signed in on the dashboard's form (session cookie, no bearer token)."""
+    c = httpx.Client(base_url=env.url, timeout=30)
+    c.get("/login")
+    r = c.post(
+        "/login",
+        data={"token": env.tokens[role], "csrf": c.cookies["conveyor_login_csrf"], "next": "/"},
+    )
+    assert r.status_code == 303, r.text
+    return c
+
+
+def test_a_session_cookie_saved_before_logout_is_refused_after(env: Env) -> None:
+    """Logout revokes the session in the store: a copy of the cookie taken before is refused
+    afterwards by the pages and the API; other sessions of the same user stay signed in."""
+    c = sign_in(env, "viewer")
+    other = sign_in(env, "viewer")
+    saved = c.cookies["conveyor_session"]
+    assert c.get("/api/v1/me").json()["name"] == "viewer"
+    page = c.get("/")
+    assert page.status_code == 200
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    r = c.post("/logout", data={"csrf": csrf.group(1)})
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    c.close()
+    with httpx.Client(base_url=env.url, timeout=30, cookies={"conveyor_session": saved}) as thief:
+        error(thief.get("/api/v1/me"), 401, "unauthorized")
+        r = thief.get("/")
+        assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert other.get("/api/v1/me").json()["name"] == "viewer"
+    other.close()
+    assert any(a["action"] == "session.end" for a in env.store.audit_log(20))

@@ -50,7 +50,7 @@ def authenticate(request: Request, *, allow_cookie: bool) -> User:
     if allow_cookie:
         s = ctx.signer.read_session(request.cookies.get(SESSION_COOKIE))
         if s is not None:
-            user = ctx.users.session_user(s.user, s.token_hash_prefix)
+            user = ctx.users.session_user(s)
             if user is not None:
                 return user
     raise AuthError(

@@ -91,7 +91,7 @@ def _session(request: Request) -> tuple[User, Session]:
     ctx = ctx_of(request)
     s = ctx.signer.read_session(request.cookies.get(api.SESSION_COOKIE))
     if s is not None:
-        user = ctx.users.session_user(s.user, s.token_hash_prefix)
+        user = ctx.users.session_user(s)
         if user is not None:
             return user, s
     raise AuthError("sign in with your API token")
@@ -178,11 +178,13 @@ def login(
         )
         return page
     user, token_hash = found
+    cookie, session = ctx.signer.session_cookie(user, token_hash)
+    ctx.users.open_session(session)
     ctx.store.audit(user.name, "session.start", None, {"via": "dashboard"})
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(
         api.SESSION_COOKIE,
-        ctx.signer.session_cookie(user, token_hash),
+        cookie,
         httponly=True,
         samesite="lax",
         max_age=SESSION_SECONDS,
@@ -194,8 +196,10 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form("")) -> Response:
-    _, s = _session(request)
+    user, s = _session(request)
     _check_csrf(request, s, csrf)
+    ctx_of(request).users.close_session(s)
+    ctx_of(request).store.audit(user.name, "session.end", None, {"via": "dashboard"})
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(api.SESSION_COOKIE, path="/")
     return resp
