@@ -302,8 +302,11 @@ class Env:
 
 
 @contextmanager
-def running(tmp: Path, pipelines: dict[str, dict[str, Any]] | None = None) -> Iterator[Env]:
-    """Store + engine thread + uvicorn server, all real, in `tmp`."""
+def running(
+    tmp: Path, pipelines: dict[str, dict[str, Any]] | None = None, **settings_overrides: Any
+) -> Iterator[Env]:
+    """Store + engine thread + uvicorn server, all real, in `tmp` (always on loopback;
+    `settings_overrides`, e.g. server_host, change only what the app is told)."""
     state = tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
     settings = Settings(
@@ -311,6 +314,7 @@ def running(tmp: Path, pipelines: dict[str, dict[str, Any]] | None = None) -> It
         database_url=f"sqlite:///{state / 'conveyor.db'}",
         poll_seconds=0.05,
         heartbeat_seconds=0.5,
+        **settings_overrides,
     )
     app = bootstrap.build(settings)
     app.registry.register("test.junit", JUnitShell)

@@ -833,3 +833,32 @@ def test_a_session_cookie_saved_before_logout_is_refused_after(env: Env) -> None
     assert other.get("/api/v1/me").json()["name"] == "viewer"
     other.close()
     assert any(a["action"] == "session.end" for a in env.store.audit_log(20))
+
+
+# ---- /metrics access ----------------------------------------------------------------------------
+def test_metrics_are_open_on_loopback_without_a_metrics_token(env: Env) -> None:
+    """Bound to loopback with no metrics token set, /metrics answers without credentials."""
+    assert env.settings.server_host == "127.0.0.1" and env.settings.metrics_token is None
+    with env.client() as c:
+        assert c.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize("metrics_token", ["m-" + "s" * 30, None])
+def test_metrics_need_a_token_when_the_server_is_bound_elsewhere(
+    tmp_path: Path, metrics_token: str | None
+) -> None:
+    """A server bound beyond loopback (0.0.0.0) serves /metrics only with the metrics token or
+    a user's API token; without one it is a 401 saying what to send."""
+    pipelines = {"slow": small_pipeline("slow", ["true"])}
+    with running(tmp_path, pipelines, server_host="0.0.0.0", metrics_token=metrics_token) as e:
+        with e.client() as c:
+            r = c.get("/metrics")
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            assert "CONVEYOR_METRICS_TOKEN" in r.text and "conveyor_" not in r.text
+            bad = c.get("/metrics", headers={"Authorization": "Bearer cvy_wrong"})
+            assert bad.status_code == 401
+            if metrics_token:
+                ok = c.get("/metrics", headers={"Authorization": f"Bearer {metrics_token}"})
+                assert ok.status_code == 200 and "conveyor_executions" in ok.text
+        with e.client("viewer") as c:
+            assert c.get("/metrics").status_code == 200

@@ -5,6 +5,9 @@ runs it with uvicorn next to an engine loop, so approvals given on a page releas
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
+import ipaddress
 import logging
 import re
 import threading
@@ -28,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from conveyor.engine.engine import Engine
 from conveyor.errors import AuthError, ConveyorError
 from conveyor.server import api, pages
-from conveyor.server.auth import Signer, Users, ensure_admin, session_key
+from conveyor.server.auth import Signer, Users, bearer_token, ensure_admin, session_key
 from conveyor.server.context import Context
 from conveyor.server.failures import Failures
 from conveyor.server.headers import CSP, SecurityHeaders, script_hash
@@ -55,6 +58,41 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def metrics_refusal(ctx: Context, authorization: str | None) -> str | None:
+    """Why a scrape of /metrics is refused, or None to serve it.
+
+    Open when the server is bound to loopback and no metrics token is set; otherwise it needs
+    `Authorization: Bearer` with the metrics token (CONVEYOR_METRICS_TOKEN) or a user's token.
+    """
+    expected = ctx.settings.metrics_token
+    if expected is None and is_loopback(ctx.settings.server_host):
+        return None
+    try:
+        presented = bearer_token(authorization)
+    except AuthError:
+        presented = None
+    if presented and expected and hmac.compare_digest(presented.encode(), expected.encode()):
+        return None
+    if presented and ctx.users.by_token(presented) is not None:
+        return None
+    how = "the metrics token (CONVEYOR_METRICS_TOKEN) or a user's API token"
+    if expected is None:
+        how = "a user's API token, or set CONVEYOR_METRICS_TOKEN on the server and use it"
+    return (
+        f"/metrics needs `Authorization: Bearer <token>` on a server bound to "
+        f"{ctx.settings.server_host}: send {how}"
+    )
 
 
 def docs_page(title: str) -> Response:
@@ -153,11 +191,16 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
         """Prometheus text format: executions, action durations, approval waits, deployments,
         rollbacks and environment health, read from the store at each scrape."""
         from conveyor.monitoring.metrics import CONTENT_TYPE, render_metrics
 
+        refused = metrics_refusal(ctx, request.headers.get("authorization"))
+        if refused:
+            return PlainTextResponse(
+                refused + "\n", status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         return Response(render_metrics(app.state.ctx.store), media_type=CONTENT_TYPE)
 
     @app.get("/api/v1/docs", include_in_schema=False)
@@ -193,6 +236,7 @@ def serve(
 
     host = host or settings.server_host
     port = port or settings.server_port
+    settings = dataclasses.replace(settings, server_host=host, server_port=port)
     stop_event = stop_event or threading.Event()
     built = bootstrap.build(settings)
     token = ensure_admin(built.store)
