@@ -862,3 +862,41 @@ def test_metrics_need_a_token_when_the_server_is_bound_elsewhere(
                 assert ok.status_code == 200 and "conveyor_executions" in ok.text
         with e.client("viewer") as c:
             assert c.get("/metrics").status_code == 200
+
+
+def test_hostile_values_in_the_dashboard_pages_never_give_a_500_or_a_path(
+    env: Env, waiting: str
+) -> None:
+    """The same hostile values in every path and query parameter of the dashboard's GET pages
+    give a 4xx page (or a redirect), never a 500, and no page names an absolute path."""
+    from fastapi.routing import APIRoute
+
+    from conveyor.server.pages import router
+
+    state = str(env.settings.state_dir)
+    tried = 0
+    c = sign_in(env, "admin")
+    try:
+        for route in router.routes:
+            if not isinstance(route, APIRoute) or "GET" not in route.methods:
+                continue
+            dep = route.dependant
+            for param in [*dep.path_params, *dep.query_params]:
+                for value in HOSTILE:
+                    url, query = route.path, {}
+                    if param in dep.path_params:
+                        url = url.replace("{" + param.name + "}", quote(value, safe=""))
+                    else:
+                        query[param.name] = value
+                    r = c.get(
+                        fill(url, waiting).replace("{pipeline}", "webapp"),
+                        params=query,
+                        follow_redirects=False,
+                    )
+                    tried += 1
+                    where = (route.path, param.name, value[:20], r.status_code, r.text[:300])
+                    assert r.status_code < 500, where
+                    assert state not in r.text and not ABSOLUTE.search(r.text), where
+    finally:
+        c.close()
+    assert tried > 100
