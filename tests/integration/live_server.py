@@ -309,13 +309,13 @@ def running(
     `settings_overrides`, e.g. server_host, change only what the app is told)."""
     state = tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
-    settings = Settings(
-        state_dir=state,
-        database_url=f"sqlite:///{state / 'conveyor.db'}",
-        poll_seconds=0.05,
-        heartbeat_seconds=0.5,
+    options: dict[str, Any] = {
+        "database_url": f"sqlite:///{state / 'conveyor.db'}",
+        "poll_seconds": 0.05,
+        "heartbeat_seconds": 0.5,
         **settings_overrides,
-    )
+    }
+    settings = Settings(state_dir=state, **options)
     app = bootstrap.build(settings)
     app.registry.register("test.junit", JUnitShell)
     shas = make_repo(state)
