@@ -147,17 +147,15 @@ class Users:
     def session_user(self, s: Session) -> User | None:
         """The user of a signed session, if the session is still open in the store (not
         logged out, not expired) and the user's token is the one it was opened with."""
-        open_session = (
-            select(t.sessions.c.id)
+        query = (
+            select(t.users)
+            .join(t.sessions, t.sessions.c.user_name == t.users.c.name)
             .where(t.sessions.c.id == _sid_hash(s.sid))
-            .where(t.sessions.c.user_name == s.user)
+            .where(t.users.c.name == s.user)
             .where(t.sessions.c.expires_at > time.time())
-            .exists()
         )
         with self.store.tx() as c:
-            r = c.execute(
-                select(t.users).where(t.users.c.name == s.user).where(open_session)
-            ).first()
+            r = c.execute(query).first()
         if r is None or r.disabled:
             return None
         if not hmac.compare_digest(r.token_hash[:16], s.token_hash_prefix):
