@@ -56,6 +56,15 @@ def http_link(value: object) -> str | None:
     return value
 
 
+def local_path(value: object) -> str:
+    """`value` if it is a path on this site (`/…`, not `//host`), else `#` (a dead link)."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return "#"
+    if value.startswith(("//", "/\\")) or re.search(r"[\x00-\x1f\x7f]", value):
+        return "#"
+    return value
+
+
 def script_hash(script: str) -> str:
     """The CSP source that allows exactly this inline script (for pages we do not write)."""
     return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"

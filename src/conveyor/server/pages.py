@@ -23,7 +23,7 @@ from conveyor.server import api, views
 from conveyor.server import approvals as ap
 from conveyor.server.auth import SESSION_SECONDS, Session, User, require
 from conveyor.server.context import Context, ctx_of
-from conveyor.server.headers import http_link
+from conveyor.server.headers import http_link, local_path
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF = "conveyor_login_csrf"
@@ -83,6 +83,7 @@ templates.env.filters.update(
     status_label=_status_label,
     status_icon=_status_icon,
     http_link=http_link,
+    local_path=local_path,
 )
 
 
