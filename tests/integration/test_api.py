@@ -916,3 +916,30 @@ def test_hostile_values_in_the_dashboard_pages_never_give_a_500_or_a_path(
     finally:
         c.close()
     assert tried > 100
+
+
+def test_an_environment_url_from_data_is_a_link_only_when_http(env: Env) -> None:
+    """On the environments page a deployment's URL is a link only when it is http(s); a
+    `javascript:` URL is shown as text."""
+    for name, url in (
+        ("qa-js", "javascript:alert(document.cookie)"),
+        ("qa-ok", "https://qa.example/"),
+    ):
+        env.store.record_deployment(
+            environment=name,
+            pipeline="webapp",
+            execution_id="e-" + name,
+            image="r/app@x",
+            digest="sha256:" + "cd" * 32,
+            commit=env.shas[0],
+            actor="engine",
+            url=url,
+        )
+    c = sign_in(env, "viewer")
+    try:
+        page = c.get("/environments").text
+    finally:
+        c.close()
+    assert 'href="javascript:' not in page
+    assert "javascript:alert(document.cookie)" in page
+    assert 'href="https://qa.example/"' in page
