@@ -1,13 +1,14 @@
 """The server's composition root: `create_app(settings, store=...)` builds one FastAPI app
 (REST API under /api/v1, dashboard pages, static files) from what it is given; `serve()`
 runs it with uvicorn next to an engine loop, so approvals given on a page release the engine.
+
+Every response goes through two middlewares: `headers.SecurityHeaders` (CSP, framing,
+referrer, nosniff) and `failures.Failures` (NUL refused, unexpected errors as clean 500s).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hmac
-import ipaddress
 import logging
 import re
 import threading
@@ -31,10 +32,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from conveyor.engine.engine import Engine
 from conveyor.errors import AuthError, ConveyorError
 from conveyor.server import api, pages
-from conveyor.server.auth import Signer, Users, bearer_token, ensure_admin, session_key
+from conveyor.server.auth import Signer, Users, ensure_admin, session_key
 from conveyor.server.context import Context
 from conveyor.server.failures import Failures
 from conveyor.server.headers import CSP, SecurityHeaders, script_hash
+from conveyor.server.scrape import metrics_refusal
 from conveyor.settings import Settings
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.db import Store
@@ -58,41 +60,6 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def metrics_refusal(ctx: Context, authorization: str | None) -> str | None:
-    """Why a scrape of /metrics is refused, or None to serve it.
-
-    Open when the server is bound to loopback and no metrics token is set; otherwise it needs
-    `Authorization: Bearer` with the metrics token (CONVEYOR_METRICS_TOKEN) or a user's token.
-    """
-    expected = ctx.settings.metrics_token
-    if expected is None and is_loopback(ctx.settings.server_host):
-        return None
-    try:
-        presented = bearer_token(authorization)
-    except AuthError:
-        presented = None
-    if presented and expected and hmac.compare_digest(presented.encode(), expected.encode()):
-        return None
-    if presented and ctx.users.by_token(presented) is not None:
-        return None
-    how = "the metrics token (CONVEYOR_METRICS_TOKEN) or a user's API token"
-    if expected is None:
-        how = "a user's API token, or set CONVEYOR_METRICS_TOKEN on the server and use it"
-    return (
-        f"/metrics needs `Authorization: Bearer <token>` on a server bound to "
-        f"{ctx.settings.server_host}: send {how}"
-    )
 
 
 def docs_page(title: str) -> Response:
