@@ -17,6 +17,7 @@ class Settings:
     heartbeat_seconds: float = 1.0
     poll_seconds: float = 0.2
     secrets_file: Path | None = None
+    metrics_token: str | None = None  # /metrics needs it, unless open on loopback without one
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -35,4 +36,5 @@ class Settings:
             server_port=int(os.environ.get("CONVEYOR_SERVER_PORT", "8700")),
             lease_seconds=float(os.environ.get("CONVEYOR_LEASE_SECONDS", "6")),
             secrets_file=Path(secrets) if secrets else home / "secrets.env",
+            metrics_token=os.environ.get("CONVEYOR_METRICS_TOKEN") or None,
         )

@@ -118,12 +118,28 @@ def make_repo(state_dir: Path, name: str = "webapp", commits: int = 3) -> list[s
 
 
 def release_pipeline(
-    name: str = "webapp", *, self_approval: bool = True, mode: str = "SUPERSEDED"
+    name: str = "webapp",
+    *,
+    self_approval: bool = True,
+    mode: str = "SUPERSEDED",
+    link: str | None = None,
 ) -> dict[str, Any]:
-    """The seed's shape, small: source, unit tests + 'image', e2e tests, approval, prod."""
+    """The seed's shape, small: source, unit tests + 'image', e2e tests, approval, prod.
+    `link`: the approval's externalEntityLink (a start variable LINK is declared)."""
+    approval_config: dict[str, Any] = {
+        "customData": "Read the e2e report, then approve the release to prod",
+        "digest": "#{Build.ImageDigest}",
+        "timeout": "1h",
+        "selfApproval": self_approval,
+    }
+    variables = []
+    if link is not None:
+        approval_config["externalEntityLink"] = link
+        variables = [{"name": "LINK", "defaultValue": "https://example.com/change"}]
     return {
         "name": name,
         "executionMode": mode,
+        "variables": variables,
         "stages": [
             {
                 "name": "Source",
@@ -182,12 +198,7 @@ def release_pipeline(
                     {
                         "name": "DeployToProdApproval",
                         "type": "approval",
-                        "config": {
-                            "customData": "Read the e2e report, then approve the release to prod",
-                            "digest": "#{Build.ImageDigest}",
-                            "timeout": "1h",
-                            "selfApproval": self_approval,
-                        },
+                        "config": approval_config,
                     }
                 ],
             },
@@ -291,16 +302,20 @@ class Env:
 
 
 @contextmanager
-def running(tmp: Path, pipelines: dict[str, dict[str, Any]] | None = None) -> Iterator[Env]:
-    """Store + engine thread + uvicorn server, all real, in `tmp`."""
+def running(
+    tmp: Path, pipelines: dict[str, dict[str, Any]] | None = None, **settings_overrides: Any
+) -> Iterator[Env]:
+    """Store + engine thread + uvicorn server, all real, in `tmp` (always on loopback;
+    `settings_overrides`, e.g. server_host, change only what the app is told)."""
     state = tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
-    settings = Settings(
-        state_dir=state,
-        database_url=f"sqlite:///{state / 'conveyor.db'}",
-        poll_seconds=0.05,
-        heartbeat_seconds=0.5,
-    )
+    options: dict[str, Any] = {
+        "database_url": f"sqlite:///{state / 'conveyor.db'}",
+        "poll_seconds": 0.05,
+        "heartbeat_seconds": 0.5,
+        **settings_overrides,
+    }
+    settings = Settings(state_dir=state, **options)
     app = bootstrap.build(settings)
     app.registry.register("test.junit", JUnitShell)
     shas = make_repo(state)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -699,3 +703,243 @@ def test_metrics_dora_and_the_delivery_page(env: Env) -> None:
         d = c.get("/api/v1/metrics/dora", params={"environment": "prod"}).json()
         assert d["deploymentFrequency"]["deployments"] >= 1
         assert {"leadTimeForChanges", "changeFailureRate", "timeToRestore"} <= set(d)
+
+
+# ---- hostile input ------------------------------------------------------------------------------
+HOSTILE = [
+    str(2**70),
+    str(2**63),
+    "-1",
+    "0",
+    "x" * 5000,
+    "sha256:" + "f" * 5000,
+    "\x00",
+    "a\x00b",
+    "../../../etc/passwd",
+    "..",
+    "ünïcødé ✓ 名前",
+    "\u202e\ufeff",
+]
+BODIES = {
+    "/api/v1/pipelines/{name}/transitions/{stage}/disable": {"reason": "crawl"},
+    "/api/v1/approvals/{ex_id}/approve": {"comment": "crawl", "digest": IMAGE_DIGEST},
+    "/api/v1/approvals/{ex_id}/reject": {"comment": "crawl", "digest": IMAGE_DIGEST},
+}
+ABSOLUTE = re.compile(r"(?<![\w.])/(tmp|work|root|home|usr|var|etc|proc)/")
+
+
+def test_hostile_values_in_every_parameter_never_give_a_500_or_a_path(
+    env: Env, waiting: str
+) -> None:
+    """Crawling the OpenAPI with hostile values (huge ints, negatives, 5,000 characters, NUL,
+    ../, unicode) in every path and query parameter gives 4xx JSON errors, never a 500, and no
+    body names an absolute path."""
+    assert crawl_api(env, waiting) > 300
+
+
+def test_hostile_values_on_postgresql(db_url: str, tmp_path: Path) -> None:
+    """The same crawl against a server whose store is PostgreSQL (NUL, huge ints, long text
+    are errors there that SQLite lets through): no 500, no path."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the module's server already crawls SQLite")
+    with running(tmp_path, {"webapp": release_pipeline()}, database_url=db_url) as e:
+        ex = e.start("webapp")
+        e.wait_approval(ex)
+        assert crawl_api(e, ex) > 300
+
+
+def crawl_api(env: Env, waiting: str) -> int:
+    """Send every hostile value in every parameter of every route; return the request count."""
+    with env.client() as c:
+        spec = c.get("/api/v1/openapi.json").json()
+    state = str(env.settings.state_dir)
+    tried = 0
+    with env.client("admin") as c:
+        for path, ops in spec["paths"].items():
+            for method, op in ops.items():
+                params = [p for p in op.get("parameters", []) if p["in"] in ("path", "query")]
+                for param in params:
+                    for value in HOSTILE:
+                        url, query = path, {}
+                        if param["in"] == "path":
+                            url = url.replace("{" + param["name"] + "}", quote(value, safe=""))
+                            url = url.replace("{" + param["name"] + ":path}", quote(value, safe=""))
+                        else:
+                            query[param["name"]] = value
+                        r = c.request(
+                            method.upper(),
+                            fill(url, waiting).replace("{rel:path}", "x"),
+                            params=query,
+                            json=BODIES.get(path, {}) if method == "post" else None,
+                        )
+                        tried += 1
+                        where = (method, path, param["name"], value[:20], r.status_code, r.text)
+                        assert r.status_code < 500, where
+                        assert state not in r.text and not ABSOLUTE.search(r.text), where
+                        if r.status_code >= 400:
+                            assert set(r.json()) == {"error"}, where
+    return tried
+
+
+def test_an_unexpected_error_is_a_clean_500_on_a_connection_that_stays_open(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that breaks answers a JSON 500 without the exception's text or paths, and the
+    same keep-alive connection serves the next request."""
+    secret_path = str(env.settings.state_dir / "conveyor.db")
+
+    def broken() -> Any:
+        raise OSError(f"[Errno 5] Input/output error: '{secret_path}'")
+
+    monkeypatch.setattr(env.store, "list_pipelines", broken)
+    host, port = env.url.removeprefix("http://").split(":")
+    head = "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        f = sock.makefile("rb")
+        answers = []
+        for path in ("/api/v1/pipelines", "/api/v1/me"):
+            sock.sendall(head.format(path=path, host=host, token=env.tokens["viewer"]).encode())
+            status = f.readline().decode()
+            headers = {}
+            while line := f.readline().decode().strip():
+                k, _, v = line.partition(":")
+                headers[k.lower()] = v.strip()
+            body = f.read(int(headers.get("content-length", 0))).decode()
+            answers.append((status or "connection closed", headers, body))
+    (status, headers, body), (status2, _, body2) = answers
+    assert " 500 " in status and headers.get("connection") != "close"
+    error = json.loads(body)["error"]
+    assert error["code"] == "internal" and "reference" in error["message"]
+    assert secret_path not in body and "OSError" not in body and "Errno" not in body
+    assert " 200 " in status2, status2
+    assert json.loads(body2)["name"] == "viewer"
+
+
+# ---- sessions -----------------------------------------------------------------------------------
+def sign_in(env: Env, role: str) -> httpx.Client:
+    """A client signed in on the dashboard's form (session cookie, no bearer token)."""
+    c = httpx.Client(base_url=env.url, timeout=30)
+    c.get("/login")
+    r = c.post(
+        "/login",
+        data={"token": env.tokens[role], "csrf": c.cookies["conveyor_login_csrf"], "next": "/"},
+    )
+    assert r.status_code == 303, r.text
+    return c
+
+
+def test_a_session_cookie_saved_before_logout_is_refused_after(env: Env) -> None:
+    """Logout revokes the session in the store: a copy of the cookie taken before is refused
+    afterwards by the pages and the API; other sessions of the same user stay signed in."""
+    c = sign_in(env, "viewer")
+    other = sign_in(env, "viewer")
+    saved = c.cookies["conveyor_session"]
+    assert c.get("/api/v1/me").json()["name"] == "viewer"
+    page = c.get("/")
+    assert page.status_code == 200
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    r = c.post("/logout", data={"csrf": csrf.group(1)})
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    c.close()
+    with httpx.Client(base_url=env.url, timeout=30, cookies={"conveyor_session": saved}) as thief:
+        error(thief.get("/api/v1/me"), 401, "unauthorized")
+        r = thief.get("/")
+        assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert other.get("/api/v1/me").json()["name"] == "viewer"
+    other.close()
+    assert any(a["action"] == "session.end" for a in env.store.audit_log(20))
+
+
+# ---- /metrics access ----------------------------------------------------------------------------
+def test_metrics_are_open_on_loopback_without_a_metrics_token(env: Env) -> None:
+    """Bound to loopback with no metrics token set, /metrics answers without credentials."""
+    assert env.settings.server_host == "127.0.0.1" and env.settings.metrics_token is None
+    with env.client() as c:
+        assert c.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize("metrics_token", ["m-" + "s" * 30, None])
+def test_metrics_need_a_token_when_the_server_is_bound_elsewhere(
+    tmp_path: Path, metrics_token: str | None
+) -> None:
+    """A server bound beyond loopback (0.0.0.0) serves /metrics only with the metrics token or
+    a user's API token; without one it is a 401 saying what to send."""
+    pipelines = {"slow": small_pipeline("slow", ["true"])}
+    with running(tmp_path, pipelines, server_host="0.0.0.0", metrics_token=metrics_token) as e:
+        with e.client() as c:
+            r = c.get("/metrics")
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            assert "CONVEYOR_METRICS_TOKEN" in r.text and "conveyor_" not in r.text
+            bad = c.get("/metrics", headers={"Authorization": "Bearer cvy_wrong"})
+            assert bad.status_code == 401
+            if metrics_token:
+                ok = c.get("/metrics", headers={"Authorization": f"Bearer {metrics_token}"})
+                assert ok.status_code == 200 and "conveyor_executions" in ok.text
+        with e.client("viewer") as c:
+            assert c.get("/metrics").status_code == 200
+
+
+def test_hostile_values_in_the_dashboard_pages_never_give_a_500_or_a_path(
+    env: Env, waiting: str
+) -> None:
+    """The same hostile values in every path and query parameter of the dashboard's GET pages
+    give a 4xx page (or a redirect), never a 500, and no page names an absolute path."""
+    from fastapi.routing import APIRoute
+
+    from conveyor.server.pages import router
+
+    state = str(env.settings.state_dir)
+    tried = 0
+    c = sign_in(env, "admin")
+    try:
+        for route in router.routes:
+            if not isinstance(route, APIRoute) or "GET" not in route.methods:
+                continue
+            dep = route.dependant
+            for param in [*dep.path_params, *dep.query_params]:
+                for value in HOSTILE:
+                    url, query = route.path, {}
+                    if param in dep.path_params:
+                        url = url.replace("{" + param.name + "}", quote(value, safe=""))
+                    else:
+                        query[param.name] = value
+                    r = c.get(
+                        fill(url, waiting).replace("{pipeline}", "webapp"),
+                        params=query,
+                        follow_redirects=False,
+                    )
+                    tried += 1
+                    where = (route.path, param.name, value[:20], r.status_code, r.text[:300])
+                    assert r.status_code < 500, where
+                    assert state not in r.text and not ABSOLUTE.search(r.text), where
+    finally:
+        c.close()
+    assert tried > 100
+
+
+def test_an_environment_url_from_data_is_a_link_only_when_http(env: Env) -> None:
+    """On the environments page a deployment's URL is a link only when it is http(s); a
+    `javascript:` URL is shown as text."""
+    for name, url in (
+        ("qa-js", "javascript:alert(document.cookie)"),
+        ("qa-ok", "https://qa.example/"),
+    ):
+        env.store.record_deployment(
+            environment=name,
+            pipeline="webapp",
+            execution_id="e-" + name,
+            image="r/app@x",
+            digest="sha256:" + "cd" * 32,
+            commit=env.shas[0],
+            actor="engine",
+            url=url,
+        )
+    c = sign_in(env, "viewer")
+    try:
+        page = c.get("/environments").text
+    finally:
+        c.close()
+    assert 'href="javascript:' not in page
+    assert "javascript:alert(document.cookie)" in page
+    assert 'href="https://qa.example/"' in page

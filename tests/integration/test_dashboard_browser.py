@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium import webdriver
@@ -19,7 +20,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.integration.live_server import IMAGE_DIGEST, Env, running
+from tests.integration.live_server import IMAGE_DIGEST, Env, release_pipeline, running
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,11 @@ FLAGS = [
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    with running(tmp_path_factory.mktemp("browser")) as e:
+    pipelines = {
+        "webapp": release_pipeline(),
+        "linked": release_pipeline("linked", link="#{variables.LINK}"),
+    }
+    with running(tmp_path_factory.mktemp("browser"), pipelines) as e:
         yield e
 
 
@@ -56,6 +61,7 @@ def browser() -> Iterator[WebDriver]:
     for f in FLAGS:
         opts.add_argument(f)
     opts.add_argument("--window-size=1280,900")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.implicitly_wait(0)
     try:
@@ -245,3 +251,117 @@ def test_keyboard_reaches_the_skip_link_first(env: Env, browser: WebDriver) -> N
     browser.get(env.url + "/")
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
     assert browser.switch_to.active_element.text == "Skip to content"
+
+
+# What an operator can put in a start variable: a link that, clicked by an approver, reads the
+# page's CSRF token and posts the approval.
+INJECTED = (
+    "javascript:(function(){var f=document.querySelector('form[action$=\"/approval\"]');"
+    "f.comment.value='approved by injected JS';var d=document.createElement('input');"
+    "d.type='hidden';d.name='decision';d.value='approve';f.appendChild(d);f.submit();})()"
+)
+
+
+def console(driver: WebDriver) -> list[dict[str, Any]]:
+    """The browser console entries since the last call."""
+    return list(driver.get_log("browser"))  # type: ignore[no-untyped-call]
+
+
+def test_an_injected_javascript_link_cannot_approve(env: Env, browser: WebDriver) -> None:
+    """A `javascript:` externalEntityLink from a start variable is text, and even forced back
+    into the page as a link the CSP refuses to run it: clicking approves nothing."""
+    with env.client("operator") as c:
+        r = c.post("/api/v1/pipelines/linked/executions", json={"variables": {"LINK": INJECTED}})
+    assert r.status_code == 201, r.text
+    ex = r.json()["id"]
+    env.wait_approval(ex)
+    sign_in(browser, env, "approver")
+    browser.get(f"{env.url}/executions/{ex}/approval")
+    related = browser.find_element(By.XPATH, "//main//p[contains(., 'Related link')]")
+    related.find_element(By.XPATH, ".//*[contains(text(), 'Related link')]").click()
+
+    def csp_refusals(d: WebDriver) -> list[dict[str, Any]]:
+        gate = env.store.approvals_for(ex)[-1]
+        assert gate["status"] == "Pending", f"the injected link decided the approval: {gate}"
+        return [e for e in console(d) if "Content Security Policy" in e["message"]]
+
+    # a javascript: link forced back into the page (another bug, an extension): the CSP
+    # refuses to run it
+    browser.execute_script(
+        "const a = document.createElement('a'); a.id = 'forced'; a.href = arguments[0];"
+        "a.textContent = 'forced link'; document.querySelector('main').prepend(a);",
+        INJECTED,
+    )
+    browser.find_element(By.ID, "forced").click()
+    refused = wait(
+        browser,
+        "the browser to refuse the javascript: URL (Content-Security-Policy)",
+        csp_refusals,
+        timeout=10,
+    )
+    assert "script-src" in refused[0]["message"]  # type: ignore[index]
+    assert browser.current_url == f"{env.url}/executions/{ex}/approval"
+    assert related.find_elements(By.TAG_NAME, "a") == []  # shown as text, not as a link
+    assert "javascript:(function()" in related.text
+    gate = env.store.approvals_for(ex)[-1]
+    assert gate["status"] == "Pending" and gate["decided_by"] is None
+
+    with env.client("operator") as c:
+        good = c.post("/api/v1/pipelines/linked/executions").json()["id"]
+    env.wait_approval(good)
+    browser.get(f"{env.url}/executions/{good}/approval")
+    a = browser.find_element(By.CSS_SELECTOR, "#related-link a")
+    assert a.get_attribute("href") == "https://example.com/change"
+
+
+def test_every_page_sends_the_policy_and_runs_without_violations(
+    env: Env, browser: WebDriver
+) -> None:
+    """Each dashboard page carries a strict CSP and framing/referrer headers, and in Chromium
+    its scripts and styles load with no CSP violation or console error."""
+    ex = env.start("webapp")
+    env.wait_approval(ex)
+    pages = [
+        "/",
+        "/pipelines/webapp",
+        f"/pipelines/webapp?execution={ex}",
+        "/executions",
+        "/environments",
+        "/delivery",
+        "/approvals",
+        "/audit",
+        f"/executions/{ex}/approval",
+        f"/executions/{ex}/logs/Build/UnitTestsAndImage",
+        "/pipelines/no-such-pipeline",
+    ]
+    with env.client() as c:
+        for path in ["/login", "/api/v1/docs", "/api/v1/pipelines", *pages]:
+            r = c.get(path)
+            csp = r.headers.get("content-security-policy", "")
+            for directive in (
+                "object-src 'none'",
+                "base-uri 'none'",
+                "frame-ancestors 'none'",
+                "form-action 'self'",
+            ):
+                assert directive in csp, (path, csp)
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("style-src")[0]
+            assert r.headers.get("x-frame-options") == "DENY", path
+            assert r.headers.get("referrer-policy") == "same-origin", path
+            assert r.headers.get("x-content-type-options") == "nosniff", path
+    sign_in(browser, env, "admin")
+    console(browser)
+    for path in pages:
+        browser.get(env.url + path)
+        wait(browser, f"{path} to load", lambda d: d.find_elements(By.ID, "main"))
+        errors = [
+            e
+            for e in console(browser)
+            if e["level"] == "SEVERE" and "status of 404" not in e["message"]
+        ]
+        assert errors == [], (path, errors)
+    # the scripts run under the policy: the error page's "Go back" is wired by app.js
+    browser.get(env.url + "/approvals")
+    browser.get(env.url + "/pipelines/no-such-pipeline")
+    browser.find_element(By.LINK_TEXT, "Go back").click()
+    wait(browser, "going back", lambda d: d.current_url.endswith("/approvals"))

@@ -13,6 +13,7 @@ reject (CLI, REST API or dashboard); fails on rejection or when its timeout pass
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import httpx
@@ -20,6 +21,7 @@ from pydantic import Field, field_validator
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
 from conveyor.errors import ActionError, ActionFailed
+from conveyor.model.pipeline import Action
 from conveyor.spec.pipeline_file import parse_duration
 
 MIN_TIMEOUT, MAX_TIMEOUT, DEFAULT_TIMEOUT = 300, 60 * 86400, 7 * 86400
@@ -130,3 +132,28 @@ class Approval(BaseAction):
         if decision.status == "Superseded":
             return ActionResult(False, "Superseded", comment, details={"approval": vars_})
         raise ActionFailed(f"approval ended: {decision.status}")
+
+    @classmethod
+    def extra_checks(
+        cls, action: Action, config: ActionConfig
+    ) -> Sequence[tuple[tuple[str | int, ...], str]]:
+        assert isinstance(config, ApprovalConfig)
+        link = config.externalEntityLink
+        if link is None or link_may_be_http(link):
+            return ()
+        return [
+            (
+                ("config", "externalEntityLink"),
+                f"externalEntityLink '{link[:80]}' is not an http(s) URL: the approval page "
+                "shows only http:// and https:// links (write https://…)",
+            )
+        ]
+
+
+def link_may_be_http(link: str) -> bool:
+    """True when the literal part of a link (before any `#{…}`) can start an http(s) URL;
+    a value from a variable is checked again where it is shown."""
+    literal = link.split("#{", 1)[0].strip().lower()
+    if not literal:
+        return "#{" in link
+    return any(s.startswith(literal) or literal.startswith(s) for s in ("http://", "https://"))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +29,8 @@ from conveyor.server.context import Context, ctx_of
 
 router = APIRouter(prefix="/api/v1")
 SESSION_COOKIE = "conveyor_session"
+MAX_INT = 2**31 - 1  # ids, attempts and offsets fit a 32-bit column; larger is a 422
+MAX_PATH = 1024  # a longer file path inside an attempt or artifact is refused (404)
 Status = Literal[
     "InProgress", "Stopping", "Stopped", "Succeeded", "Superseded", "Failed", "Cancelled"
 ]
@@ -47,7 +50,7 @@ def authenticate(request: Request, *, allow_cookie: bool) -> User:
     if allow_cookie:
         s = ctx.signer.read_session(request.cookies.get(SESSION_COOKIE))
         if s is not None:
-            user = ctx.users.session_user(s.user, s.token_hash_prefix)
+            user = ctx.users.session_user(s)
             if user is not None:
                 return user
     raise AuthError(
@@ -211,7 +214,7 @@ def list_executions(
     pipeline: str | None = None,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> dict[str, Any]:
     """Executions, newest first; filter by pipeline and status; page with limit/offset."""
     ctx = ctx_of(request)
@@ -293,7 +296,9 @@ def retry_execution(
 
 
 @router.get("/requests/{req_id}", tags=["executions"])
-def get_request(request: Request, req_id: int, user: Reader) -> dict[str, Any]:
+def get_request(
+    request: Request, req_id: Annotated[int, FastAPIPath(ge=1, le=MAX_INT)], user: Reader
+) -> dict[str, Any]:
     """A stop/abandon/retry request and what the engine did with it."""
     return ctx_of(request).store.get_request(req_id)
 
@@ -320,7 +325,7 @@ def get_log(
     stage: str,
     action: str,
     user: Reader,
-    attempt: Annotated[int | None, Query(ge=1)] = None,
+    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> Response:
     """An action attempt's log so far (the latest attempt unless `attempt` is given)."""
     _, path = _log_file(ctx_of(request), ex_id, stage, action, attempt)
@@ -335,7 +340,7 @@ def stream_log(
     stage: str,
     action: str,
     user: Reader,
-    attempt: Annotated[int | None, Query(ge=1)] = None,
+    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> StreamingResponse:
     """The log as server-sent events: one `data:` event per line, live, then `event: end`."""
     ctx = ctx_of(request)
@@ -374,16 +379,23 @@ def serve_file(path: Path, name: str) -> FileResponse:
 
 def _inside(root: Path, rel: str) -> Path:
     """`root/rel`, refusing any path that leaves root (.., absolute paths, symlinks out)."""
+    shown = rel if len(rel) <= 100 else rel[:100] + "…"
     if (
         not rel
+        or len(rel) > MAX_PATH
         or rel.startswith("/")
         or "\\" in rel
+        or "\x00" in rel
         or any(p in ("..", "") for p in rel.split("/"))
     ):
-        raise NotFound(f"no file '{rel}' here (paths are relative, without '..')")
-    p = (root / rel).resolve()
-    if not p.is_relative_to(root.resolve()) or not p.is_file():
-        raise NotFound(f"no file '{rel}' here")
+        raise NotFound(f"no file '{shown}' here (paths are relative, without '..')")
+    try:
+        p = (root / rel).resolve()
+        found = p.is_relative_to(root.resolve()) and p.is_file()
+    except (OSError, ValueError):  # a name too long for the filesystem, a loop of links
+        found = False
+    if not found:
+        raise NotFound(f"no file '{shown}' here")
     return p
 
 
@@ -440,7 +452,7 @@ def get_attempt_file(
     action: str,
     rel: str,
     user: Reader,
-    attempt: Annotated[int | None, Query(ge=1)] = None,
+    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> FileResponse:
     """A file of an action attempt's working directory (its report files, screenshots)."""
     ctx = ctx_of(request)
@@ -472,7 +484,7 @@ def get_artifact_file(request: Request, digest: str, rel: str, user: Reader) -> 
         if f["path"] == rel and "blob" in f:
             blob = str(f["blob"])
             return serve_file(store.blobs / blob[:2] / blob, rel)
-    raise NotFound(f"artifact {digest} has no file '{rel}'")
+    raise NotFound(f"artifact {digest} has no file '{rel[:100]}'")
 
 
 # ---- environments -------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
 """The server's composition root: `create_app(settings, store=...)` builds one FastAPI app
 (REST API under /api/v1, dashboard pages, static files) from what it is given; `serve()`
 runs it with uvicorn next to an engine loop, so approvals given on a page release the engine.
+
+Every response goes through two middlewares: `headers.SecurityHeaders` (CSP, framing,
+referrer, nosniff) and `failures.Failures` (NUL refused, unexpected errors as clean 500s).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +18,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,6 +34,9 @@ from conveyor.errors import AuthError, ConveyorError
 from conveyor.server import api, pages
 from conveyor.server.auth import Signer, Users, ensure_admin, session_key
 from conveyor.server.context import Context
+from conveyor.server.failures import Failures
+from conveyor.server.headers import CSP, SecurityHeaders, script_hash
+from conveyor.server.scrape import metrics_refusal
 from conveyor.settings import Settings
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.db import Store
@@ -47,6 +62,20 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+def docs_page(title: str) -> Response:
+    """Swagger UI (from its CDN, as FastAPI serves it), under a policy naming what it loads."""
+    page = get_swagger_ui_html(openapi_url="/api/v1/openapi.json", title=f"{title} API")
+    html = bytes(page.body).decode()
+    inline = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    cdn = "https://cdn.jsdelivr.net"
+    policy = CSP.replace(
+        "script-src 'self'", f"script-src 'self' {cdn} " + " ".join(script_hash(s) for s in inline)
+    )
+    policy = policy.replace("style-src 'self'", f"style-src 'self' {cdn} 'unsafe-inline'")
+    policy = policy.replace("img-src 'self'", "img-src 'self' data: https://fastapi.tiangolo.com")
+    return HTMLResponse(html, headers={"Content-Security-Policy": policy})
+
+
 def create_app(
     settings: Settings,
     store: Store | None = None,
@@ -70,7 +99,7 @@ def create_app(
         title="Conveyor",
         version="1",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,
         redoc_url=None,
         description="Pipelines, executions, approvals and environments of Conveyor.",
     )
@@ -113,25 +142,38 @@ def create_app(
             error_body(code, message), status_code=exc.status_code, headers=exc.headers
         )
 
-    @app.exception_handler(Exception)
-    async def crash(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        message = f"internal error: {type(exc).__name__}: {exc}"
+    def answer(request: Request, status: int, code: str, message: str) -> Response:
         if not _wants_json(request):
-            return pages.error_page(request, 500, "internal", message)
-        return JSONResponse(error_body("internal", message), status_code=500)
+            try:
+                return pages.error_page(request, status, code, message)
+            except Exception:  # noqa: BLE001 - the page itself failed (store down): plain text
+                log.exception("the error page failed on %s", request.url.path)
+                return PlainTextResponse(f"{status} {code}: {message}", status_code=status)
+        return JSONResponse(error_body(code, message), status_code=status)
 
+    app.add_middleware(Failures, render=answer)
+    app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
         """Prometheus text format: executions, action durations, approval waits, deployments,
         rollbacks and environment health, read from the store at each scrape."""
         from conveyor.monitoring.metrics import CONTENT_TYPE, render_metrics
 
+        refused = metrics_refusal(ctx, request.headers.get("authorization"))
+        if refused:
+            return PlainTextResponse(
+                refused + "\n", status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         return Response(render_metrics(app.state.ctx.store), media_type=CONTENT_TYPE)
+
+    @app.get("/api/v1/docs", include_in_schema=False)
+    def docs() -> Response:
+        """Swagger UI: its one inline script is allowed by its hash, nothing else inline."""
+        return docs_page(app.title)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -161,6 +203,7 @@ def serve(
 
     host = host or settings.server_host
     port = port or settings.server_port
+    settings = dataclasses.replace(settings, server_host=host, server_port=port)
     stop_event = stop_event or threading.Event()
     built = bootstrap.build(settings)
     token = ensure_admin(built.store)

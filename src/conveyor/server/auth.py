@@ -12,8 +12,10 @@ the unique `token_hash` index. The token is shown once, when it is made.
 The dashboard signs in with a token and then carries a session cookie (HttpOnly,
 SameSite=Lax, 12 h) whose value is `base64(json).hmac-sha256`; the key is random and kept in
 the state dir (`session.key`, mode 0600). The session names the user and the first 16 hex
-digits of their token hash, so replacing a user's token ends their sessions. Forms carry a
-CSRF token: HMAC(key, "csrf:" + the session id).
+digits of their token hash, so replacing a user's token ends their sessions. Each session
+is also a row in the store (the SHA-256 of its random id, its user, its expiry): a cookie
+is accepted only while that row exists, and logout deletes it, so a cookie copied before
+logout is refused after. Forms carry a CSRF token: HMAC(key, "csrf:" + the session id).
 
 The CLI runs as the local OS user with admin rights (`local:<login>` in the audit log): who
 can read the state dir can change the database anyway.
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from conveyor.errors import AuthError, ConfigError, Conflict, Forbidden, NotFound
 from conveyor.store import tables as t
@@ -142,18 +144,52 @@ class Users:
             return None
         return User(r.name, r.role, r.email), h
 
-    def session_user(self, name: str, token_hash_prefix: str) -> User | None:
+    def session_user(self, s: Session) -> User | None:
+        """The user of a signed session, if the session is still open in the store (not
+        logged out, not expired) and the user's token is the one it was opened with."""
+        query = (
+            select(t.users)
+            .join(t.sessions, t.sessions.c.user_name == t.users.c.name)
+            .where(t.sessions.c.id == _sid_hash(s.sid))
+            .where(t.users.c.name == s.user)
+            .where(t.sessions.c.expires_at > time.time())
+        )
         with self.store.tx() as c:
-            r = c.execute(select(t.users).where(t.users.c.name == name)).first()
-        if r is None or r.disabled or not hmac.compare_digest(r.token_hash[:16], token_hash_prefix):
+            r = c.execute(query).first()
+        if r is None or r.disabled:
+            return None
+        if not hmac.compare_digest(r.token_hash[:16], s.token_hash_prefix):
             return None
         return User(r.name, r.role, r.email)
+
+    def open_session(self, s: Session) -> None:
+        """Record a new dashboard session (and forget expired ones)."""
+        now = time.time()
+        with self.store.tx() as c:
+            c.execute(delete(t.sessions).where(t.sessions.c.expires_at <= now))
+            c.execute(
+                insert(t.sessions).values(
+                    id=_sid_hash(s.sid),
+                    user_name=s.user,
+                    created_at=now,
+                    expires_at=s.issued + SESSION_SECONDS,
+                )
+            )
+
+    def close_session(self, s: Session) -> None:
+        """Revoke a session: its cookie is refused from now on, wherever it was copied."""
+        with self.store.tx() as c:
+            c.execute(delete(t.sessions).where(t.sessions.c.id == _sid_hash(s.sid)))
 
     def disable(self, name: str) -> None:
         with self.store.tx() as c:
             res = c.execute(update(t.users).where(t.users.c.name == name).values(disabled=True))
         if not res.rowcount:
             raise NotFound(f"no user '{name}'")
+
+
+def _sid_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 def ensure_admin(store: Store, name: str = "admin") -> str | None:
@@ -218,17 +254,14 @@ class Signer:
     def _mac(self, data: bytes) -> str:
         return _b64(hmac.new(self.key, data, hashlib.sha256).digest())
 
-    def session_cookie(self, user: User, token_hash: str) -> str:
+    def session_cookie(self, user: User, token_hash: str) -> tuple[str, Session]:
+        """A new signed session cookie and the session it carries (to record in the store)."""
+        s = Session(user.name, token_hash[:16], secrets.token_hex(16), int(time.time()))
         body = json.dumps(
-            {
-                "u": user.name,
-                "t": token_hash[:16],
-                "s": secrets.token_hex(16),
-                "i": int(time.time()),
-            },
+            {"u": s.user, "t": s.token_hash_prefix, "s": s.sid, "i": s.issued},
             separators=(",", ":"),
         ).encode()
-        return f"{_b64(body)}.{self._mac(body)}"
+        return f"{_b64(body)}.{self._mac(body)}", s
 
     def read_session(self, cookie: str | None) -> Session | None:
         if not cookie or "." not in cookie:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from conveyor.adapters import git
 from conveyor.errors import ConveyorError
@@ -37,12 +38,16 @@ def kind_of(report: Mapping[str, Any], attempt: Row) -> str:
 
 
 def file_url(ex_id: str, attempt: Row, rel: str) -> str:
-    where = f"{attempt['stage']}/{attempt['action']}"
-    return f"/api/v1/executions/{ex_id}/actions/{where}/files/{rel}?attempt={attempt['attempt']}"
+    """A same-origin path; names from data are percent-encoded (no `?`, `#` or scheme)."""
+    where = f"{quote(str(attempt['stage']), safe='')}/{quote(str(attempt['action']), safe='')}"
+    return (
+        f"/api/v1/executions/{quote(ex_id, safe='')}/actions/{where}/files/"
+        f"{quote(rel, safe='/')}?attempt={int(attempt['attempt'])}"
+    )
 
 
 def artifact_url(digest: str, rel: str) -> str:
-    return f"/api/v1/artifacts/{digest}/files/{rel}"
+    return f"/api/v1/artifacts/{quote(digest, safe=':')}/files/{quote(rel, safe='/')}"
 
 
 def latest_before(attempts: list[Row], before: float) -> list[Row]:

@@ -11,10 +11,10 @@ import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -23,6 +23,7 @@ from conveyor.server import api, views
 from conveyor.server import approvals as ap
 from conveyor.server.auth import SESSION_SECONDS, Session, User, require
 from conveyor.server.context import Context, ctx_of
+from conveyor.server.headers import http_link, local_path
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF = "conveyor_login_csrf"
@@ -76,7 +77,13 @@ def _status_icon(status: str | None) -> str:
 
 
 templates.env.filters.update(
-    ts=_ts, dur=_dur, short=_short, status_label=_status_label, status_icon=_status_icon
+    ts=_ts,
+    dur=_dur,
+    short=_short,
+    status_label=_status_label,
+    status_icon=_status_icon,
+    http_link=http_link,
+    local_path=local_path,
 )
 
 
@@ -85,7 +92,7 @@ def _session(request: Request) -> tuple[User, Session]:
     ctx = ctx_of(request)
     s = ctx.signer.read_session(request.cookies.get(api.SESSION_COOKIE))
     if s is not None:
-        user = ctx.users.session_user(s.user, s.token_hash_prefix)
+        user = ctx.users.session_user(s)
         if user is not None:
             return user, s
     raise AuthError("sign in with your API token")
@@ -109,7 +116,6 @@ def render(request: Request, name: str, status_code: int = 200, **data: Any) -> 
         "pending_count", len(ctx_of(request).store.pending_approvals()) if data["user"] else 0
     )
     resp = templates.TemplateResponse(request, name, data, status_code=status_code)
-    resp.headers["X-Frame-Options"] = "DENY"
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
@@ -173,11 +179,13 @@ def login(
         )
         return page
     user, token_hash = found
+    cookie, session = ctx.signer.session_cookie(user, token_hash)
+    ctx.users.open_session(session)
     ctx.store.audit(user.name, "session.start", None, {"via": "dashboard"})
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(
         api.SESSION_COOKIE,
-        ctx.signer.session_cookie(user, token_hash),
+        cookie,
         httponly=True,
         samesite="lax",
         max_age=SESSION_SECONDS,
@@ -189,8 +197,10 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form("")) -> Response:
-    _, s = _session(request)
+    user, s = _session(request)
     _check_csrf(request, s, csrf)
+    ctx_of(request).users.close_session(s)
+    ctx_of(request).store.audit(user.name, "session.end", None, {"via": "dashboard"})
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(api.SESSION_COOKIE, path="/")
     return resp
@@ -328,8 +338,8 @@ def executions_page(
     ctx = ctx_of(request)
     if status and status not in views.STATUSES:
         status = ""
-    page = max(1, page)
     per = 50
+    page = max(1, min(page, api.MAX_INT // per))
     rows = ctx.store.list_executions(
         pipeline or None, status or None, limit=per, offset=(page - 1) * per, light=True
     )
@@ -359,7 +369,11 @@ def execution_page(request: Request, ex_id: str) -> Response:
 
 @router.get("/executions/{ex_id}/logs/{stage}/{action}")
 def log_page(
-    request: Request, ex_id: str, stage: str, action: str, attempt: int | None = None
+    request: Request,
+    ex_id: str,
+    stage: str,
+    action: str,
+    attempt: Annotated[int | None, Query(ge=1, le=api.MAX_INT)] = None,
 ) -> Response:
     _session(request)
     ctx = ctx_of(request)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ class Stored:
     digest: str
     files: int
     size: int
+
+
+DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class ArtifactStore:
@@ -72,9 +76,13 @@ class ArtifactStore:
         return Stored(digest, len(entries), size)
 
     def manifest(self, digest: str) -> list[dict[str, object]]:
-        mf = self.manifests / (digest.split(":", 1)[-1] + ".json")
+        hexdigest = digest.removeprefix("sha256:")
+        if not DIGEST.fullmatch(hexdigest):
+            shown = digest if len(digest) <= 80 else digest[:80] + "…"
+            raise NotFound(f"no artifact '{shown}' (a digest is sha256: and 64 hex digits)")
+        mf = self.manifests / (hexdigest + ".json")
         if not mf.exists():
-            raise NotFound(f"artifact {digest} is not in the store ({self.root})")
+            raise NotFound(f"artifact {digest} is not in the artifact store")
         files: list[dict[str, object]] = json.loads(mf.read_text())["files"]
         return files
 

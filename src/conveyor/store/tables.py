@@ -200,6 +200,17 @@ users = Table(
     Column("disabled", Boolean, nullable=False, default=False),
 )
 
+# dashboard sessions: a signed cookie is valid only while its row is here (logout deletes it)
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 of the cookie's session id
+    Column("user_name", String(100), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_sessions_user", "user_name"),
+)
+
 audit = Table(
     "audit",
     metadata,

@@ -1,5 +1,7 @@
 // Conveyor dashboard: live refresh of the pipeline view, and live logs.
 // Plain JavaScript, no build. Pages work without it (reload to refresh).
+// The pages hold no inline script or event handler: the Content-Security-Policy allows
+// scripts from /static only, so everything interactive is wired here.
 (function () {
   "use strict";
 
@@ -57,5 +59,10 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-refresh-url]").forEach(startRefresh);
     document.querySelectorAll("pre[data-stream]").forEach(followLog);
+    document.querySelectorAll("a[data-back]").forEach(function (a) {
+      a.addEventListener("click", function (e) {
+        if (window.history.length > 1) { e.preventDefault(); window.history.back(); }
+      });
+    });
   });
 })();
