@@ -109,11 +109,22 @@ def validate(file: str, as_json: bool) -> None:
             sys.exit(2)
         raise
     n = sum(len(s.actions) for s in pipeline.stages)
+    from conveyor.spec.pipeline_file import pipeline_warnings
+
+    warnings = pipeline_warnings(file, pipeline)
     if as_json:
         emit_json(
-            {"valid": True, "name": pipeline.name, "stages": len(pipeline.stages), "actions": n}
+            {
+                "valid": True,
+                "name": pipeline.name,
+                "stages": len(pipeline.stages),
+                "actions": n,
+                "warnings": [str(w) for w in warnings],
+            }
         )
     else:
+        for w in warnings:
+            click.echo(str(w), err=True)
         click.echo(f"{file}: valid ({pipeline.name}: {len(pipeline.stages)} stages, {n} actions)")
 
 
