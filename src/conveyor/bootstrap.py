@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from conveyor.actions.registry import ActionRegistry
 from conveyor.engine.engine import Engine
 from conveyor.engine.services import Services
+from conveyor.errors import Unavailable
 from conveyor.settings import Settings
 from conveyor.store.db import Store
 
@@ -36,7 +37,13 @@ def platform_for(settings: Settings) -> object | None:
 
 def build(settings: Settings | None = None) -> App:
     settings = settings or Settings.from_env()
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.database_url)
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Unavailable(
+            f"cannot create the state directory {settings.state_dir} (CONVEYOR_HOME): "
+            f"{e.strerror}; point CONVEYOR_HOME at a directory you can write"
+        ) from None
+    store = Store.from_settings(settings)
     services = Services(settings=settings, platform=platform_for(settings))
     return App(settings, store, ActionRegistry(), services)
