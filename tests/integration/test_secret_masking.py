@@ -142,9 +142,52 @@ def test_secrets_are_masked_in_every_view(tmp_path: Path) -> None:
         text = f.read_bytes().decode("utf-8", errors="replace")
         assert leaks(text) == [], f
     build_log = next(home.rglob("build.log")).read_text()
+    _check_api(home, ex or json.loads(status.stdout)["id"])
     [report] = [f for f in home.glob("work/*/*/reports/**/junit.xml")]
     assert "login failed with ***" in report.read_text()
     assert leaks(build_log) == [] and "***" in build_log
+
+
+def _check_api(home: Path, ex: str) -> None:
+    """The API as a viewer reads it: the execution, its log, its log stream, its reports."""
+    import asyncio
+
+    import httpx
+
+    from conveyor.server.app import create_app
+    from conveyor.server.auth import Users
+    from conveyor.settings import Settings
+    from conveyor.store.db import Store
+
+    settings = Settings.from_env(home, {})
+    store = Store.from_settings(settings)
+    token = Users(store).add("viewer", "viewer")
+    base = f"/api/v1/executions/{ex}"
+    app = create_app(settings, store)
+
+    async def read() -> dict[str, httpx.Response]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://test",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as c:
+            return {
+                url: await c.get(url)
+                for url in (
+                    base,
+                    f"{base}/actions/Build/Leaky/log",
+                    f"{base}/actions/Build/Leaky/log/stream",
+                    f"{base}/artifacts",
+                )
+            }
+
+    try:
+        for url, r in asyncio.run(read()).items():
+            assert r.status_code == 200, (url, r.text)
+            assert leaks(r.text) == [], url
+            assert "***" in r.text or url.endswith(("artifacts", ex)), url
+    finally:
+        store.close()
 
 
 def test_buildspec_run_output_is_masked(tmp_path: Path) -> None:
