@@ -182,6 +182,23 @@ def _check_api(home: Path, ex: str) -> None:
             }
 
     try:
+        # the approval evidence a later approval of this execution would show
+        from conveyor.engine.engine import pipeline_of
+        from conveyor.server.evidence import gather
+        from conveyor.store.artifacts import ArtifactStore
+
+        ex_row = store.get_execution(ex)
+        store.create_approval(
+            f"{ex}/Approve/Gate/1", ex, token="t", summary="", digest=None, expires_at=2e9
+        )
+        approval = store.get_approval(f"{ex}/Approve/Gate/1")
+        assert approval is not None
+        pipeline = pipeline_of(ex_row["definition"], "secrets")
+        evidence = gather(
+            store, ArtifactStore(home / "artifacts"), settings, pipeline, ex_row, approval
+        )
+        assert evidence["failures"] and leaks(json.dumps(evidence)) == []
+        assert evidence["failures"][0]["message"] == "login failed with ***"
         for url, r in asyncio.run(read()).items():
             assert r.status_code == 200, (url, r.text)
             assert leaks(r.text) == [], url
