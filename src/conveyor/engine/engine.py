@@ -35,14 +35,7 @@ from conveyor.errors import ActionError, ActionFailed, ConfigError, Conflict, Co
 from conveyor.model import planner as pl
 from conveyor.model.pipeline import Pipeline
 from conveyor.model.status import TERMINAL_EXECUTION, ActionStatus, ExecutionStatus, Reason
-from conveyor.model.variables import (
-    PIPELINE_NS,
-    SYSTEM_NS,
-    UnresolvedVariable,
-    find_refs,
-    resolve,
-    value_problem,
-)
+from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, UnresolvedVariable, find_refs, resolve
 from conveyor.settings import Settings
 from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
@@ -149,11 +142,13 @@ class Engine:
                 f"pipeline '{pipeline_name}' has no variable(s) {', '.join(unknown)}"
                 f" (declared: {', '.join(sorted(known)) or 'none'})"
             )
+        from conveyor.model import variables as variables_
+
         resolved: dict[str, str] = {}
         for v in pipeline.variables:
             if v.name in given:
                 resolved[v.name] = str(given[v.name])
-                refused = value_problem(v.name, resolved[v.name], v.allowed_pattern)
+                refused = variables_.value_problem(v.name, resolved[v.name], v.allowed_pattern)
                 if refused:
                     raise ConfigError(refused)
             elif v.default is not None:
