@@ -156,3 +156,24 @@ def test_validate_warns_about_a_reference_in_a_command_and_checks_the_pattern(
     res = cli(tmp_path / "home", "validate", str(pipeline))
     assert res.returncode == 2
     assert f"{pipeline}:3: variable 'NOTE': allowedPattern '(['" in res.stderr
+
+
+@pytest.mark.parametrize("repo", ["--upload-pack=touch {marker}", "ext::sh -c touch% {marker}"])
+def test_repository_from_a_variable_runs_nothing(tmp_path: Path, repo: str) -> None:
+    """A repository URL given as a start variable cannot make git run a command."""
+    marker = tmp_path / "f"
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "name: repo\n"
+        "variables: [{name: REPO, defaultValue: app}]\n"
+        "stages:\n"
+        "  - name: S\n"
+        "    actions:\n"
+        "      - {name: App, type: source.git, outputs: [o],\n"
+        "         config: {repository: '#{variables.REPO}', branch: main}}\n"
+    )
+    res = cli(
+        tmp_path / "home", "run", str(pipeline), "--var", f"REPO={repo.format(marker=marker)}"
+    )
+    assert res.returncode == 1
+    assert not marker.exists()
