@@ -41,6 +41,7 @@ phases:
       - python3 -c 'import json,os; print(json.dumps(os.environ["KEY"]))'
       - python3 -c 'import os,urllib.parse as u; print(u.quote(os.environ["CREDS"], safe=""))'
       - echo "$CREDS"
+      - python3 -c 'import json,os; print(json.dumps(json.loads(os.environ["CREDS"])))'
       - printf '%s' "$KEY" | head -c 100; sleep 0.2; printf '%s\\n' "${KEY:100}"
       - export COPY="$DB_PASS" SAFE=fine
       - mkdir -p reports
@@ -104,6 +105,7 @@ def leaks(text: str) -> list[str]:
         "creds": JSON_SECRET,
         "creds password": "p@ss w/rd&more",
         "creds url": quote(JSON_SECRET, safe=""),
+        "creds compact": json.dumps(json.loads(JSON_SECRET)),
         "db pass": DB_PASS,
     }
     return [name for name, form in forms.items() if form in text]

@@ -2,7 +2,7 @@
 
 `Masker` knows the secrets and every form a build is likely to print them in: the value
 itself (and its CRLF form), each long line of a multi-line value (a PEM key printed with
-`head`), base64 (standard and URL-safe, with or without padding, and wrapped at 76 columns
+`head`), a JSON value re-serialized (compact, indented) and its long string values, base64 (standard and URL-safe, with or without padding, and wrapped at 76 columns
 as `base64` prints it), JSON-escaped (`json.dumps`), and URL-encoded. `StreamMasker` feeds
 text through a Masker as it arrives in chunks or lines and holds back only the tail that
 could still be the start of a secret, so a secret split over two writes is masked too.
@@ -33,6 +33,7 @@ def variants(secret: str) -> set[str]:
             line = line.strip()
             if len(line) >= MIN_LINE and not line.startswith("-----"):
                 out.add(line)
+    out |= _json_forms(value)
     raw = value.encode("utf-8")
     for enc in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
         text = enc.decode("ascii")
@@ -45,6 +46,27 @@ def variants(secret: str) -> set[str]:
     out.add(quote(value, safe=""))
     out.add(quote_plus(value, safe=""))
     return {v for v in out if len(v) >= MIN_SECRET}
+
+
+def _json_forms(value: str) -> set[str]:
+    """A JSON secret printed another way (`jq -c`, re-indented), and its long string values."""
+    if not value.lstrip().startswith(("{", "[")):
+        return set()
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return set()
+    out = {json.dumps(data), json.dumps(data, separators=(",", ":")), json.dumps(data, indent=2)}
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and len(item) >= MIN_LINE:
+            out.add(item)
+    return out
 
 
 class Masker:
