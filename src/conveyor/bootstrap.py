@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from conveyor.errors import Unavailable
 from conveyor.settings import Settings
 
 if TYPE_CHECKING:  # imported when built: `conveyor history` needs none of them
@@ -62,7 +63,7 @@ def build_reader(settings: Settings | None = None) -> Reader:
     from conveyor.store.db import Store
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    return Reader(settings, Store(settings.database_url))
+    return Reader(settings, Store.from_settings(settings))
 
 
 def build(settings: Settings | None = None) -> App:
@@ -71,7 +72,13 @@ def build(settings: Settings | None = None) -> App:
     from conveyor.store.db import Store
 
     settings = settings or Settings.from_env()
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.database_url)
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Unavailable(
+            f"cannot create the state directory {settings.state_dir} (CONVEYOR_HOME): "
+            f"{e.strerror}; point CONVEYOR_HOME at a directory you can write"
+        ) from None
+    store = Store.from_settings(settings)
     services = Services(settings=settings, platform=platform_for(settings))
     return App(settings, store, ActionRegistry(), services)

@@ -78,3 +78,12 @@ def test_no_image_at_all_fails(src: Path) -> None:
     r = _run(src, None)
     assert r.returncode != 0
     assert "no image given" in r.stderr
+
+
+def test_image_that_is_not_a_reference_is_refused_before_sed(src: Path, tmp_path: Path) -> None:
+    """An IMAGE value with shell or sed syntax (from a variable) is refused, and runs nothing."""
+    marker = tmp_path / "f"
+    r = _run(src, f"x@sha256:{'a' * 64}#e id > {marker}#$(id > {marker})")
+    assert r.returncode == 1
+    assert "IMAGE is not an image reference" in r.stderr
+    assert not marker.exists()

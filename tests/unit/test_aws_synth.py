@@ -271,3 +271,27 @@ def test_fixture_is_a_valid_pipeline() -> None:
 
     p = load_pipeline(SEED, ActionRegistry().catalogue())
     assert [a.type for _, a in p.all_actions()][-1] == "monitor"
+
+
+def test_shell_command_reads_variables_from_the_environment() -> None:
+    """A `#{...}` in a shell command becomes a CodePipeline environment variable, quoted in the command."""
+    from conveyor.model.pipeline import Action, Stage
+
+    p = load_pipeline(SEED)
+    check = Action(
+        name="Echo",
+        type="shell",
+        inputs=(p.stages[0].actions[0].outputs[0],),
+        config={"commands": ['echo "#{SourceApp.CommitMessage}"']},
+    )
+    p = replace(p, stages=(*p.stages, Stage(name="Check", actions=(check,))))
+    t = synthesize(p).template
+    action = t["Resources"]["Pipeline"]["Properties"]["Stages"][-1]["Actions"][0]
+    assert action["Commands"] == ['echo "${CONVEYOR_VAR_SOURCEAPP_COMMITMESSAGE}"']
+    assert action["EnvironmentVariables"] == [
+        {
+            "Name": "CONVEYOR_VAR_SOURCEAPP_COMMITMESSAGE",
+            "Value": "#{SourceApp.CommitMessage}",
+            "Type": "PLAINTEXT",
+        }
+    ]

@@ -143,3 +143,22 @@ def test_supersede_only_waiting_executions_overtaken_by_newer_ones() -> None:
     assert not pl.should_supersede(ExecutionMode.QUEUED, p, waiting, [1])
     inside = pl.ExecutionState((att("Source", "a", A.IN_PROGRESS),))
     assert not pl.should_supersede(ExecutionMode.SUPERSEDED, p, inside, [2])
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ('echo "#{variables.A}"', 'echo "${CONVEYOR_VAR_VARIABLES_A}"'),
+        ("echo #{variables.A}", 'echo "${CONVEYOR_VAR_VARIABLES_A}"'),
+        ("echo '#{variables.A}'", "echo ''\"${CONVEYOR_VAR_VARIABLES_A}\"''"),
+        ("echo $'x#{variables.A}'", "echo $'x'\"${CONVEYOR_VAR_VARIABLES_A}\"$''"),
+        ('echo "a\\"#{variables.A}"', 'echo "a\\"${CONVEYOR_VAR_VARIABLES_A}"'),
+    ],
+)
+def test_command_as_data_follows_the_shell_quoting(command: str, expected: str) -> None:
+    """A `#{...}` becomes a quoted environment reference in every quoting context."""
+    from conveyor.model.variables import command_as_data
+
+    text, env = command_as_data(command, {"variables": {"A": "$(id)"}})
+    assert text == expected
+    assert env == {"CONVEYOR_VAR_VARIABLES_A": "$(id)"}

@@ -19,10 +19,12 @@ action outputs ImageURI (repository@sha256:...), ImageDigest and ImageTag, and w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,14 @@ from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, Bas
 from conveyor.actions.buildspec_runner import PRIMARY, BuildResult, resolve_secrets, run_buildspec
 from conveyor.adapters.tools import tool_path
 from conveyor.errors import ActionError, ActionFailed, ConfigError, ValidationFailed
-from conveyor.spec.buildspec import Buildspec, find_buildspec, load_buildspec, parse_buildspec
+from conveyor.model.variables import REF, command_as_data
+from conveyor.spec.buildspec import (
+    Buildspec,
+    Command,
+    find_buildspec,
+    load_buildspec,
+    parse_buildspec,
+)
 
 
 class Publishes(BaseModel):
@@ -183,9 +192,11 @@ class Build(BaseAction):
     ) -> Buildspec:
         try:
             if cfg.buildspec and _is_inline(cfg.buildspec):
-                return parse_buildspec(
-                    cfg.buildspec, f"{ctx.stage}/{ctx.action.name}: config.buildspec"
-                )
+                label = f"{ctx.stage}/{ctx.action.name}: config.buildspec"
+                raw = ctx.action.config.get("buildspec")
+                if isinstance(raw, str) and REF.search(raw):
+                    return _inline_as_data(raw, label, ctx.variables)
+                return parse_buildspec(cfg.buildspec, label)
             rel = cfg.buildspec or "buildspec.yml"
             path = find_buildspec(src, rel)
             return load_buildspec(path, name=f"{primary}/{rel}")
@@ -219,6 +230,55 @@ class Build(BaseAction):
             )
         ctx.log.write(f"[Container] Published {ref} -> {uri}\n")
         return {"ImageURI": uri, "ImageDigest": digest, "ImageTag": pub.tag}
+
+
+_TOKEN = re.compile(r"CONVEYORREF(\d+)FERYEVNOC")
+
+
+def _inline_as_data(raw: str, label: str, scope: Mapping[str, Mapping[str, str]]) -> Buildspec:
+    """An inline buildspec whose `#{ns.var}` values are data: in commands they become quoted
+    environment references (their values go in `env.variables`), elsewhere plain values."""
+    refs: list[tuple[str, str]] = []
+
+    def token(m: re.Match[str]) -> str:
+        refs.append((m.group(1), m.group(2)))
+        return f"CONVEYORREF{len(refs) - 1}FERYEVNOC"
+
+    spec = parse_buildspec(REF.sub(token, raw), label)
+    values: dict[str, str] = {}
+
+    def ref_text(m: re.Match[str]) -> str:
+        ns, var = refs[int(m.group(1))]
+        return f"#{{{ns}.{var}}}"
+
+    def value(m: re.Match[str]) -> str:
+        ns, var = refs[int(m.group(1))]
+        try:
+            return str(scope[ns][var])
+        except KeyError:
+            raise ActionFailed(f"{label}: unknown variable #{{{ns}.{var}}}") from None
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, Command):
+            text, env = command_as_data(_TOKEN.sub(ref_text, obj.text), scope)
+            values.update(env)
+            return dataclasses.replace(obj, text=text)
+        if isinstance(obj, str):
+            return _TOKEN.sub(value, obj)
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            changes = {f.name: walk(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+            return dataclasses.replace(obj, **changes)
+        if isinstance(obj, Mapping):
+            return {walk(k): walk(v) for k, v in obj.items()}
+        if isinstance(obj, tuple):
+            return tuple(walk(x) for x in obj)
+        return obj
+
+    out: Buildspec = walk(spec)
+    # project-level values for the references: exported by the runner, quoted, as data
+    return dataclasses.replace(
+        out, env=dataclasses.replace(out.env, variables={**values, **out.env.variables})
+    )
 
 
 def _call(obj: Any, name: str, *args: Any) -> Any:

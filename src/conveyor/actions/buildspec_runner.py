@@ -63,6 +63,7 @@ from typing import Any
 from conveyor.actions.base import Report
 from conveyor.adapters import reports as report_files
 from conveyor.errors import ConfigError, Unavailable, missing_tool
+from conveyor.model.masking import Masker, StreamMasker
 from conveyor.spec.buildspec import (
     PHASE_NAMES,
     ArtifactSpec,
@@ -74,7 +75,6 @@ from conveyor.spec.buildspec import (
 )
 
 Log = Callable[[str], None]
-MASK = "***"
 PRIMARY = "primary"
 
 
@@ -246,26 +246,6 @@ def _split_secret_ref(ref: str) -> tuple[str, str | None]:
     else:
         sid, rest = parts[0], parts[1:]
     return sid, (rest[0] or None) if rest else None
-
-
-class Masker:
-    """Replaces every secret value by *** (longest first)."""
-
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        self.values: list[str] = []
-        for v in values:
-            self.add(v)
-
-    def add(self, value: str) -> None:
-        if value and value not in self.values:
-            self.values.append(value)
-            self.values.sort(key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for v in self.values:
-            if v in text:
-                text = text.replace(v, MASK)
-        return text
 
 
 # ---------------------------------------------------------------- the shell
@@ -718,12 +698,15 @@ def run_buildspec(
 
     secret_values = resolve_secrets(spec, secrets_file, secrets)
     masker = Masker(secret_values.values())
+    stream = StreamMasker(masker)  # a secret split over two writes is masked too
     logfile = result.log_path.open("a", encoding="utf-8")  # type: ignore[union-attr]
     lock = threading.Lock()
 
-    def emit(text: str) -> None:
-        text = masker(text)
+    def emit(text: str, *, final: bool = False) -> None:
         with lock:
+            text = stream.feed(text) + (stream.flush() if final else "")
+            if not text:
+                return
             logfile.write(text)
             logfile.flush()
         if log:
@@ -860,6 +843,7 @@ def run_buildspec(
         )
         return result
     finally:
+        emit("", final=True)
         logfile.close()
 
 
@@ -917,6 +901,14 @@ def _run_phases(ctx: _Context) -> None:
         if v is None:
             result.warnings.append(f"exported variable {var} is not set at the end of the build")
             note(f"WARNING: exported variable {var} is not set at the end of the build")
+        elif ctx.masker.contains(v):
+            # an output variable is shown to every viewer: a secret never becomes one
+            msg = (
+                f"exported variable {var} holds a secret value (or one of its encodings): "
+                "not exported; pass the secret itself to the actions that need it"
+            )
+            result.warnings.append(msg)
+            note(f"WARNING: {msg}")
         else:
             result.exported[var] = v
     if ctx_artifacts is not None:
@@ -1255,6 +1247,7 @@ def _collect_reports(ctx: _Context, quiet: bool = False) -> None:
                     target = dest / (os.path.basename(rel) if rs.discard_paths else rel)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src_file, target)
+                    _mask_file(target, ctx.masker)
                     files.append(target)
         if not files:
             msg = f"report group {rs.group}: no report files matched {', '.join(rs.files)}" + (
@@ -1278,12 +1271,28 @@ def _collect_reports(ctx: _Context, quiet: bool = False) -> None:
         for p in problems:
             ctx.log(f"[Container] WARNING: {p}\n")
             result.warnings.append(p)
+        report.failures = [
+            {k: ctx.masker.mask(str(v)) for k, v in f.items()} for f in report.failures
+        ]
         result.reports.append(report)
         ctx.log(
             f"[Container] Report {rs.group} ({report.format}): {report.total} tests, "
             f"{report.passed} "
             f"passed, {report.failed} failed, {report.errors} errors, {report.skipped} skipped\n"
         )
+
+
+def _mask_file(path: Path, masker: Masker) -> None:
+    """Mask secrets in a copied text report (the copy others read), in place."""
+    if not masker:
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return  # a screenshot or another binary file
+    masked = masker.mask(text)
+    if masked != text:
+        path.write_text(masked, encoding="utf-8")
 
 
 # ---------------------------------------------------------------- cache

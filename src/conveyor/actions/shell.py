@@ -6,6 +6,9 @@
       config: {commands: ["npm run lint"], env: {CI: "true"}}
 
 Exported variables: lines of the form `::set-output NAME=VALUE` become output variables.
+
+A `#{ns.var}` in a command is data, never code: it is rewritten to a quoted reference to an
+environment variable (`"${CONVEYOR_VAR_NS_VAR}"`) that holds the value.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pydantic import Field
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
 from conveyor.adapters.process import require, run
 from conveyor.errors import ActionFailed
+from conveyor.model.variables import command_as_data
 
 SET_OUTPUT = re.compile(r"^::set-output ([A-Za-z0-9_]+)=(.*)$")
 
@@ -43,7 +47,17 @@ class Shell(BaseAction):
         env["CONVEYOR_EXECUTION_ID"] = ctx.execution_id
         for name, d in ctx.outputs.items():
             env[f"CONVEYOR_OUTPUT_{name.upper()}"] = str(d)
-        script = "set -e\n" + "\n".join(cfg.commands) + "\n"
+        commands = list(cfg.commands)
+        raw = ctx.action.config.get("commands")
+        if isinstance(raw, list | tuple) and len(raw) == len(commands):
+            # the engine resolved `#{...}` into the text; start again from the raw commands
+            # and pass each value in the environment instead
+            commands = []
+            for text in raw:
+                command, values = command_as_data(str(text), ctx.variables)
+                commands.append(command)
+                env.update(values)
+        script = "set -e\n" + "\n".join(commands) + "\n"
         outputs: dict[str, str] = {}
 
         def out(line: str) -> None:

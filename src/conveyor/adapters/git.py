@@ -14,7 +14,13 @@ from conveyor.adapters.process import require
 from conveyor.adapters.tool_errors import describe
 from conveyor.errors import ActionError, ConfigError
 
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "true",
+    "LC_ALL": "C",
+    # a repository URL may come from a variable: no transport that runs commands (ext::, fd::)
+    "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
+}
 
 
 def _git(
@@ -49,6 +55,9 @@ def repos_dir(state_dir: Path) -> Path:
 
 def resolve_url(repository: str, state_dir: Path) -> str:
     """A bare name is a repo in the state dir (`conveyor repo create NAME`); else a URL or path."""
+    if repository.startswith("-"):
+        # it would reach git as an option (`--upload-pack=...` runs a command): data only
+        raise ActionError(f"repository {repository!r} is not a repository name, URL or path")
     if "/" not in repository and ":" not in repository:
         p = repos_dir(state_dir) / f"{repository}.git"
         if not p.exists():
@@ -113,6 +122,7 @@ class GitCache:
                 "fetch",
                 "-q",
                 "--prune",
+                "--",
                 url,
                 "+refs/heads/*:refs/heads/*",
                 "+refs/tags/*:refs/tags/*",

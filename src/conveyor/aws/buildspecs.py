@@ -38,6 +38,9 @@ case "$IMAGE" in
        --image-ids imageTag="$TAG" --query 'imageDetails[0].imageDigest' --output text)";
      IMAGE="${REPO_URI}@${DIGEST}";;
 esac
+case "$IMAGE" in
+  *[!A-Za-z0-9._/:@-]*) echo "IMAGE is not an image reference (repo@sha256:... or repo:tag)" >&2; exit 1;;
+esac
 echo "image: $IMAGE"
 """.strip()
 

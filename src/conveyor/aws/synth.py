@@ -29,7 +29,7 @@ from typing import Any
 from conveyor.aws import buildspecs
 from conveyor.errors import ConfigError
 from conveyor.model.pipeline import Action, Environment, Path, Pipeline, Stage
-from conveyor.model.variables import REF
+from conveyor.model.variables import REF, command_as_data
 from conveyor.spec.codepipeline import (
     SETTINGS_KEY,
     _git_url,
@@ -691,7 +691,19 @@ class _Synth:
                 "Provider": "Commands",
                 "Version": "1",
             }
-            decl["Commands"] = [str(c) for c in cfg.get("commands") or []]
+            # a `#{ns.var}` is passed as data: an environment variable CodePipeline resolves,
+            # referenced quoted in the command (as the local `shell` action does)
+            commands: list[str] = []
+            refs: dict[str, str] = {}
+            for c in cfg.get("commands") or []:
+                text, names = command_as_data(str(c), _RefScope())
+                commands.append(text)
+                refs.update(names)
+            decl["Commands"] = commands
+            if refs:
+                decl["EnvironmentVariables"] = [
+                    {"Name": k, "Value": v, "Type": "PLAINTEXT"} for k, v in sorted(refs.items())
+                ]
             if not inputs:
                 self.fail(
                     a.path,
@@ -1435,3 +1447,19 @@ def synthesize(p: Pipeline, target_envs: Mapping[str, str] | None = None) -> Syn
     s = _Synth(p, target_envs or {})
     template = s.run()
     return Synthesis(template, sorted(set(s.warnings)))
+
+
+class _RefScope(dict[str, Mapping[str, str]]):
+    """A scope whose values are the references themselves: CodePipeline resolves them."""
+
+    def __missing__(self, ns: str) -> Mapping[str, str]:
+        return _RefVars(ns)
+
+
+class _RefVars(dict[str, str]):
+    def __init__(self, ns: str) -> None:
+        super().__init__()
+        self.ns = ns
+
+    def __missing__(self, var: str) -> str:
+        return f"#{{{self.ns}.{var}}}"

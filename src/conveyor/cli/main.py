@@ -208,7 +208,7 @@ def init(directory: str, force: bool) -> None:
 def validate(file: str, as_json: bool) -> None:
     """Check a pipeline file; print every problem as FILE:LINE: message, and warnings (a
     pipeline variable no action reads) as `warning: FILE:LINE: message` (exit 0)."""
-    from conveyor.model.validate import warnings
+    from conveyor.model.validate import warnings as unused_variables
     from conveyor.spec.yamlfile import load
 
     try:
@@ -219,8 +219,11 @@ def validate(file: str, as_json: bool) -> None:
             sys.exit(2)
         raise
     _, lines = load(file)
-    found = [lines.problem(w.path, w.message) for w in warnings(pipeline)]
+    found = [lines.problem(w.path, w.message) for w in unused_variables(pipeline)]
     n = sum(len(s.actions) for s in pipeline.stages)
+    from conveyor.spec.pipeline_file import pipeline_warnings
+
+    warnings = pipeline_warnings(file, pipeline)
     if as_json:
         emit_json(
             {
@@ -228,12 +231,14 @@ def validate(file: str, as_json: bool) -> None:
                 "name": pipeline.name,
                 "stages": len(pipeline.stages),
                 "actions": n,
-                "warnings": [w.__dict__ for w in found],
+                "warnings": [f"warning: {w}" for w in found] + [str(w) for w in warnings],
             }
         )
         return
     for w in found:
         click.echo(f"warning: {w}", err=True)
+    for cw in warnings:
+        click.echo(str(cw), err=True)
     click.echo(f"{file}: valid ({pipeline.name}: {len(pipeline.stages)} stages, {n} actions)")
 
 

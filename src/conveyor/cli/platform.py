@@ -88,7 +88,7 @@ def _start_server(settings: Any) -> tuple[bool, str | None]:
     d = _server_daemon(settings)
     if d.pid() is not None:
         return False, None
-    store = Store(settings.database_url)
+    store = Store.from_settings(settings)
     try:
         token = ensure_admin(store)
     finally:
@@ -204,7 +204,7 @@ def platform_status(as_json: bool) -> None:
 def _store() -> Any:
     from conveyor.store.db import Store
 
-    return Store(_settings().database_url)
+    return Store.from_settings(_settings())
 
 
 @click.group("env")

@@ -142,10 +142,15 @@ class Engine:
                 f"pipeline '{pipeline_name}' has no variable(s) {', '.join(unknown)}"
                 f" (declared: {', '.join(sorted(known)) or 'none'})"
             )
+        from conveyor.model import variables as variables_
+
         resolved: dict[str, str] = {}
         for v in pipeline.variables:
             if v.name in given:
                 resolved[v.name] = str(given[v.name])
+                refused = variables_.value_problem(v.name, resolved[v.name], v.allowed_pattern)
+                if refused:
+                    raise ConfigError(refused)
             elif v.default is not None:
                 resolved[v.name] = v.default
             else:

@@ -7,31 +7,39 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from conveyor.model.masking import Masker, StreamMasker
+
 
 class FileLog:
-    """A LogSink writing to a file; every registered secret is replaced by ***."""
+    """A LogSink writing to a file; every registered secret is replaced by ***.
+
+    Masking follows `conveyor.model.masking`: multi-line secrets and their encodings, even
+    when split over several writes (the tail that may start a secret is held until the next
+    write or `close`).
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._f = path.open("a", encoding="utf-8", buffering=1)
-        self._secrets: list[str] = []
+        self._masker = Masker()
+        self._stream = StreamMasker(self._masker)
         self._lock = threading.Lock()
 
     def mask(self, secret: str) -> None:
-        if secret and len(secret) >= 3 and secret not in self._secrets:
-            self._secrets.append(secret)
-            self._secrets.sort(key=len, reverse=True)
+        with self._lock:
+            self._masker.add(secret)
 
     def write(self, text: str) -> None:
-        for s in self._secrets:
-            text = text.replace(s, "***")
         with self._lock:
-            if not self._f.closed:
+            text = self._stream.feed(text)
+            if text and not self._f.closed:
                 self._f.write(text)
 
     def close(self) -> None:
         with self._lock:
+            if not self._f.closed:
+                self._f.write(self._stream.flush())
             self._f.close()
 
 

@@ -84,6 +84,7 @@ class Variable:
     default: str | None = None
     description: str = ""
     path: Path = ()
+    allowed_pattern: str | None = None  # a regex a value given at start must match (fully)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,20 @@ config, their declared output variables) is passed in, so this module stays pure
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from conveyor.model.pipeline import Action, Path, Pipeline
-from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, SYSTEM_VARS, find_refs
+from conveyor.model.variables import (
+    PIPELINE_NS,
+    REF,
+    SYSTEM_NS,
+    SYSTEM_VARS,
+    find_refs,
+    pattern_problem,
+    safe_form,
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,20 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
             else:
                 namespaces[a.namespace] = (s.name, a.name)
     pipeline_vars = {v.name for v in p.variables}
+    for i, v in enumerate(p.variables):
+        bad = v.allowed_pattern is not None and pattern_problem(v.allowed_pattern)
+        if bad:
+            add((*(v.path or ("variables", i)), "allowedPattern"), f"variable '{v.name}': {bad}")
+        elif (
+            v.allowed_pattern is not None
+            and v.default is not None
+            and re.fullmatch(v.allowed_pattern, v.default) is None
+        ):
+            add(
+                (*(v.path or ("variables", i)), "defaultValue"),
+                f"variable '{v.name}': defaultValue {v.default!r} does not match its "
+                f"allowedPattern {v.allowed_pattern!r}",
+            )
     for s, a in p.all_actions():
         mine = order[(s.name, a.name)]
         for path, ns, var in find_refs(dict(a.config), (*a.path, "config")):
@@ -260,3 +283,34 @@ def warnings(p: Pipeline) -> list[Finding]:
         for v in p.variables
         if v.name not in read
     ]
+
+
+def command_warnings(p: Pipeline) -> list[Finding]:
+    """`#{ns.var}` written inside command text: Conveyor passes it as data, and says how to be
+    explicit about it (the value in `env:`, the command reading the quoted variable)."""
+    out: list[Finding] = []
+    for _, a in p.all_actions():
+        commands = a.config.get("commands") if a.type == "shell" else None
+        if isinstance(commands, list | tuple):
+            for i, c in enumerate(commands):
+                if isinstance(c, str) and REF.search(c):
+                    refs = ", ".join(sorted({m.group(0) for m in REF.finditer(c)}))
+                    out.append(
+                        Finding(
+                            (*a.path, "config", "commands", i),
+                            f"warning: action '{a.name}': {refs} inside a command is passed as "
+                            f"data in an environment variable, never spliced; the safe form "
+                            f"Conveyor runs is: {safe_form(c)}",
+                        )
+                    )
+        spec = a.config.get("buildspec") if a.type == "build" else None
+        if isinstance(spec, str) and "\n" in spec.strip() and REF.search(spec):
+            out.append(
+                Finding(
+                    (*a.path, "config", "buildspec"),
+                    f"warning: action '{a.name}': an inline buildspec uses #{{...}}; in its "
+                    'commands each value is passed as data ("${CONVEYOR_VAR_NS_VAR}"); to be '
+                    'explicit, put it in config.env (NAME: "#{ns.var}") and use "$NAME"',
+                )
+            )
+    return out

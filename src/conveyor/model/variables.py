@@ -52,3 +52,96 @@ def resolve(value: Any, scope: Mapping[str, Mapping[str, str]]) -> Any:
     if isinstance(value, list | tuple):
         return [resolve(v, scope) for v in value]
     return value
+
+
+ENV_PREFIX = "CONVEYOR_VAR_"
+
+
+def env_name(ns: str, var: str) -> str:
+    """The environment variable a `#{ns.var}` reference in a command is passed in."""
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", f"{ns}_{var}").upper()
+
+
+def command_as_data(
+    command: str, scope: Mapping[str, Mapping[str, str]]
+) -> tuple[str, dict[str, str]]:
+    """Rewrite every `#{ns.var}` in a shell command into a quoted `$CONVEYOR_VAR_NS_VAR`.
+
+    Returns the new command and the variables to put in its environment, so a value reaches
+    the shell as data, never as code: `echo "#{variables.NOTE}"` with NOTE=`$(id)` prints
+    `$(id)`. The rewrite follows the shell's quoting: outside quotes the reference becomes
+    `"${V}"`, inside double quotes `${V}`, inside single quotes `'"${V}"'` (the quote is
+    closed and reopened). Raises UnresolvedVariable for an unknown reference.
+    """
+    out: list[str] = []
+    env: dict[str, str] = {}
+    quote = ""  # "", "'", '"', "$'"
+    i, n = 0, len(command)
+    while i < n:
+        c = command[i]
+        if c == "#":
+            m = REF.match(command, i)
+            if m:
+                ns, var = m.group(1), m.group(2)
+                try:
+                    env[env_name(ns, var)] = str(scope[ns][var])
+                except KeyError:
+                    raise UnresolvedVariable(f"#{{{ns}.{var}}}") from None
+                ref = "${" + env_name(ns, var) + "}"
+                out.append(
+                    {"": f'"{ref}"', '"': ref, "'": f"'\"{ref}\"'", "$'": f"'\"{ref}\"$'"}[quote]
+                )
+                i = m.end()
+                continue
+        out.append(c)
+        i += 1
+        if c == "\\" and quote != "'" and i < n:
+            out.append(command[i])
+            i += 1
+        elif quote == "":
+            if c == "$" and i < n and command[i] == "'":
+                out.append("'")
+                i += 1
+                quote = "$'"
+            elif c in "'\"":
+                quote = c
+        elif (quote == "$'" and c == "'") or c == quote:
+            quote = ""
+    return "".join(out), env
+
+
+def safe_form(command: str) -> str:
+    """The explicit safe form of a command, for `validate`'s warning."""
+    return command_as_data(command, _AnyScope())[0]
+
+
+class _AnyScope(dict[str, Mapping[str, str]]):
+    def __missing__(self, ns: str) -> Mapping[str, str]:
+        return _AnyVar()
+
+
+class _AnyVar(dict[str, str]):
+    def __missing__(self, var: str) -> str:
+        return ""
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why `allowedPattern` is not a usable regular expression, or None."""
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        return f"allowedPattern {pattern!r} is not a regular expression: {e}"
+    return None
+
+
+def value_problem(name: str, value: str, pattern: str | None) -> str | None:
+    """Why a value given at start for variable `name` is refused by its allowedPattern, or None."""
+    if pattern is None or pattern_problem(pattern):
+        return None
+    if re.fullmatch(pattern, value) is None:
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return (
+            f"variable {name}={shown!r} does not match its allowedPattern {pattern!r}; "
+            "give a value that matches it"
+        )
+    return None

@@ -30,9 +30,10 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from conveyor.errors import ConfigError, Problem, ValidationFailed
+from conveyor.spec import limits
 
 PHASE_NAMES = ("install", "pre_build", "build", "post_build")
 TOP_KEYS = ("version", "run-as", "env", "proxy", "batch", "phases", "reports", "artifacts", "cache")
@@ -249,6 +250,7 @@ def _quoted_hint(source: str, line: int, column: int) -> str:
 
 
 def _read_yaml(text: str, label: str, offset: int = 0) -> Any:
+    limits.check_yaml(text, label, offset)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
@@ -261,6 +263,8 @@ def _read_yaml(text: str, label: str, offset: int = 0) -> Any:
         ) from None
     except MarkedYAMLError as e:
         raise ValidationFailed([_yaml_error(label, e, offset, text)]) from None
+    except (YAMLError, ValueError, RecursionError) as e:
+        raise limits.parse_failure(label, e, offset) from None
 
 
 def load_buildspec(path: str | Path, *, name: str | None = None) -> Buildspec:
@@ -273,6 +277,7 @@ def load_buildspec(path: str | Path, *, name: str | None = None) -> Buildspec:
         raise ValidationFailed(
             [Problem(label, None, "is a directory, expected a buildspec YAML file")]
         )
+    limits.check_file(p, label)
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

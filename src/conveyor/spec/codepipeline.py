@@ -34,6 +34,7 @@ from typing import Any
 
 from conveyor.errors import ConfigError, Problem, ValidationFailed
 from conveyor.model import pipeline as m
+from conveyor.spec import limits
 from conveyor.spec.yamlfile import Lines
 
 NAME = re.compile(r"^[A-Za-z0-9.@\-_]+$")
@@ -107,12 +108,15 @@ def _index_json(text: str, lines: Lines) -> None:
 
 def load_json(text: str, label: str) -> tuple[Any, Lines]:
     """Parse JSON; a syntax error becomes `file:line: invalid JSON, column C: what`."""
+    limits.check_json(text, label)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValidationFailed(
             [Problem(label, e.lineno, f"invalid JSON, column {e.colno}: {e.msg}")]
         ) from None
+    except (ValueError, RecursionError) as e:
+        raise limits.parse_failure(label, e) from None
     lines = Lines(label)
     _index_json(text, lines)
     return data, lines
@@ -399,7 +403,9 @@ class _Importer:
                     )
                     env = None
                 if isinstance(env, list) and all(
-                    isinstance(x, Mapping) and x.get("type", "PLAINTEXT") == "PLAINTEXT"
+                    isinstance(x, Mapping)
+                    and "name" in x
+                    and x.get("type", "PLAINTEXT") == "PLAINTEXT"
                     for x in env
                 ):
                     config["env"] = {str(x["name"]): str(x.get("value", "")) for x in env}
@@ -553,6 +559,9 @@ def load_codepipeline(path: str | Path, *, text: str | None = None) -> Imported:
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"{label}: no such file")
+        if p.is_dir():
+            raise ConfigError(f"{label}: is a directory, expected a JSON or YAML file")
+        limits.check_file(p, label)
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
@@ -562,7 +571,20 @@ def load_codepipeline(path: str | Path, *, text: str | None = None) -> Imported:
         data, lines = load_json(text, label)
     else:
         data, lines = _load_cfn_yaml(text, label)
-    return import_document(data, lines)
+    try:
+        return import_document(data, lines)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+        # a shape the importer does not expect: one line, not a traceback
+        raise ValidationFailed(
+            [
+                Problem(
+                    label,
+                    None,
+                    f"not a pipeline Conveyor can import ({type(e).__name__}: {e}); "
+                    "check it against `aws codepipeline get-pipeline` output",
+                )
+            ]
+        ) from None
 
 
 # ------------------------------------------------------------------- CloudFormation templates
@@ -596,8 +618,9 @@ def _load_cfn_yaml(text: str, label: str) -> tuple[Any, Lines]:
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
     from ruamel.yaml.constructor import DuplicateKeyError
-    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+    limits.check_yaml(text, label)
     yaml = YAML(typ="rt")
     try:
         doc = yaml.load(text)
@@ -627,6 +650,8 @@ def _load_cfn_yaml(text: str, label: str) -> tuple[Any, Lines]:
                 )
             ]
         ) from None
+    except (YAMLError, ValueError, RecursionError) as e:
+        raise limits.parse_failure(label, e) from None
     lines = Lines(label)
 
     def tag_of(node: Any) -> str | None:

@@ -103,6 +103,9 @@ class VariableFile(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9@\-_]+$")
     default: str | None = Field(default=None, alias="defaultValue")
     description: str = ""
+    allowedPattern: str | None = Field(
+        default=None, description="a regular expression every value given at start must match"
+    )
 
 
 class EnvironmentFile(_Strict):
@@ -194,7 +197,13 @@ def to_model(f: PipelineFile) -> m.Pipeline:
         stages=tuple(stages),
         execution_mode=m.ExecutionMode(f.executionMode),
         variables=tuple(
-            m.Variable(v.name, v.default, v.description, path=("variables", i))
+            m.Variable(
+                v.name,
+                v.default,
+                v.description,
+                path=("variables", i),
+                allowed_pattern=v.allowedPattern,
+            )
             for i, v in enumerate(f.variables)
         ),
         triggers=tuple(
@@ -228,6 +237,7 @@ def from_model(p: m.Pipeline) -> dict[str, Any]:
                     "name": x.name,
                     "defaultValue": x.default,
                     "description": x.description,
+                    "allowedPattern": x.allowed_pattern,
                 }.items()
                 if v not in (None, "")
             }
@@ -349,3 +359,11 @@ def dump_yaml(doc: dict[str, Any]) -> str:
     buf = io.StringIO()
     y.dump(doc, buf)
     return buf.getvalue()
+
+
+def pipeline_warnings(path: str | Path, pipeline: m.Pipeline) -> list[Problem]:
+    """What `validate` warns about without refusing the file, located (`file:line: warning`)."""
+    from conveyor.model.validate import command_warnings
+
+    _, lines = load(path)
+    return [lines.problem(f.path, f.message) for f in command_warnings(pipeline)]

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from conveyor.errors import ConfigError, Problem, ValidationFailed
+from conveyor.spec import limits
 
 Key = tuple[str | int, ...]
 
@@ -77,10 +78,12 @@ def load(
             raise ConfigError(f"{label}: no such file")
         if p.is_dir():
             raise ConfigError(f"{label}: is a directory, expected a YAML file")
+        limits.check_file(p, label)
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    limits.check_yaml(text, label)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     lines = Lines(label)
@@ -98,7 +101,12 @@ def load(
         col = f", column {mark.column + 1}" if mark else ""
         what = (e.problem or e.context or "invalid YAML").strip()
         raise ValidationFailed([Problem(label, line, f"invalid YAML{col}: {what}")]) from None
-    return _plain(doc, (), lines), lines
+    except (YAMLError, ValueError, RecursionError) as e:
+        raise limits.parse_failure(label, e) from None
+    try:
+        return _plain(doc, (), lines), lines
+    except RecursionError as e:
+        raise limits.parse_failure(label, e) from None
 
 
 def pydantic_problems(

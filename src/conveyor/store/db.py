@@ -59,14 +59,47 @@ def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+SCHEMES = ("sqlite", "postgresql+psycopg")
+
+
+def make_engine(
+    url: str,
+    *,
+    connect_timeout: float = 10.0,
+    statement_timeout: float = 60.0,
+    create_dirs: bool = True,
+) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL; anything else is Unavailable, in one line.
+
+    PostgreSQL gets a connect timeout (the whole handshake: a port that accepts and never
+    answers fails after it) and a server-side statement timeout. A SQLite file's missing
+    directory is created only when `create_dirs`.
+    """
     url = normalize_url(url)
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise Unavailable(
+            f"unsupported database URL {_safe(url)!r}: Conveyor keeps its state in SQLite "
+            "(sqlite:///PATH) or PostgreSQL (postgresql://USER@HOST:PORT/DATABASE); "
+            "fix CONVEYOR_DATABASE_URL"
+        )
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise Unavailable(f"cannot open database {url}: {e.strerror} ({path.parent})") from None
+        if not path.parent.is_dir():
+            if not create_dirs:
+                raise Unavailable(
+                    f"cannot open database {url}: the directory {path.parent} does not exist "
+                    "(outside the state directory, Conveyor creates it only with "
+                    "CONVEYOR_DATABASE_CREATE_DIRS=1); create it first"
+                )
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise Unavailable(
+                    f"cannot open database {url}: {e.strerror} ({path.parent})"
+                ) from None
+        if path.is_dir():
+            raise Unavailable(f"cannot open database {url}: {path} is a directory")
         eng = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 15},
@@ -75,7 +108,19 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(eng, "connect", _sqlite_pragmas)
         return eng
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    try:
+        return create_engine(
+            url,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+            connect_args={
+                "connect_timeout": max(2, round(connect_timeout)),  # libpq: whole seconds, >= 2
+                "options": f"-c statement_timeout={max(1, round(statement_timeout * 1000))}",
+            },
+        )
+    except (SQLAlchemyError, ValueError) as e:
+        raise Unavailable(f"unusable database URL {_safe(url)!r}: {e}") from None
 
 
 def migrate(engine: Engine) -> None:
@@ -110,9 +155,22 @@ def _row(r: Any) -> Row:
 
 
 class Store:
-    def __init__(self, url: str, *, migrate_schema: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        migrate_schema: bool = True,
+        connect_timeout: float = 10.0,
+        statement_timeout: float = 60.0,
+        create_dirs: bool = True,
+    ) -> None:
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(
+            self.url,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            create_dirs=create_dirs,
+        )
         # SQLite allows one writer; its busy handler backs off with sleeps of up to 100 ms.
         # Serializing this process's transactions ourselves is much faster than contending.
         self._serial: Any = threading.RLock() if self.url.startswith("sqlite") else nullcontext()
@@ -122,8 +180,26 @@ class Store:
             else:
                 with self.engine.connect():
                     pass
-        except OperationalError as e:
+        except SQLAlchemyError as e:  # not a database, refused, timed out, ...
+            self.engine.dispose()
             raise Unavailable(f"cannot open database {_safe(self.url)}: {_first_line(e)}") from None
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kw: Any) -> Store:
+        """The store the settings name: their timeouts; a SQLite directory is created only
+        inside the state directory, unless `database_create_dirs`."""
+        url = normalize_url(settings.database_url)
+        create = bool(settings.database_create_dirs)
+        if url.startswith("sqlite:///"):
+            parent = Path(url.removeprefix("sqlite:///")).resolve().parent
+            create = create or parent.is_relative_to(Path(settings.state_dir).resolve())
+        return cls(
+            url,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout=settings.db_statement_timeout,
+            create_dirs=create,
+            **kw,
+        )
 
     def close(self) -> None:
         self.engine.dispose()
