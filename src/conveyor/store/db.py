@@ -301,6 +301,35 @@ class Store:
         with self.tx() as c:
             return [_row(r) for r in c.execute(q)]
 
+    def active_execution_ids(self) -> list[str]:
+        """The ids of the executions in progress, oldest first (cheap: no JSON columns)."""
+        with self.tx() as c:
+            return [
+                r[0]
+                for r in c.execute(
+                    select(t.executions.c.id)
+                    .where(t.executions.c.status.in_(ACTIVE))
+                    .order_by(t.executions.c.created_at)
+                )
+            ]
+
+    def executions_by_id(self, ids: Sequence[str], *, light: bool = True) -> list[Row]:
+        """The given executions, oldest first, in one query."""
+        if not ids:
+            return []
+        out: list[Row] = []
+        with self.tx() as c:
+            for i in range(0, len(ids), 500):
+                out.extend(
+                    _row(r)
+                    for r in c.execute(
+                        select(*self._execution_cols(light)).where(
+                            t.executions.c.id.in_(list(ids[i : i + 500]))
+                        )
+                    )
+                )
+        return sorted(out, key=lambda r: (r["created_at"], r["id"]))
+
     def execution_definition(self, ex_id: str) -> dict[str, Any]:
         with self.tx() as c:
             r = c.execute(
@@ -459,6 +488,138 @@ class Store:
             )
         return row
 
+    def start_attempts(
+        self,
+        ex_id: str,
+        starts: Sequence[tuple[str, str, str, int, float | None]],
+        *,
+        worker: str,
+        log_path: Callable[[str, str, int], str],
+        actor: str = "engine",
+    ) -> list[Row]:
+        """`start_attempt` for several actions (stage, action, type, epoch, deadline) at once:
+        one short transaction persists every InProgress row and its history before any runs."""
+        if not starts:
+            return []
+        out: list[Row] = []
+        with self.tx() as c:
+            wanted = {(s[0], s[1]) for s in starts}
+            latest: dict[tuple[str, str], int] = {}
+            for r in c.execute(
+                select(t.attempts.c.stage, t.attempts.c.action, func.max(t.attempts.c.attempt))
+                .where(t.attempts.c.execution_id == ex_id)
+                .group_by(t.attempts.c.stage, t.attempts.c.action)
+            ):
+                if (r[0], r[1]) in wanted:
+                    latest[(r[0], r[1])] = int(r[2])
+            now = time.time()
+            check_transition(None, ActionStatus.IN_PROGRESS)
+            history = []
+            for stage, action, type_, epoch, deadline in starts:
+                n = latest.get((stage, action), 0) + 1
+                att_id = f"{ex_id}/{stage}/{action}/{n}"
+                out.append(
+                    dict(
+                        id=att_id,
+                        execution_id=ex_id,
+                        stage=stage,
+                        action=action,
+                        attempt=n,
+                        epoch=epoch,
+                        type=type_,
+                        status="InProgress",
+                        reason="Started",
+                        message="",
+                        started_at=now,
+                        deadline=deadline,
+                        variables={},
+                        artifacts={},
+                        details={},
+                        reports=[],
+                        worker=worker,
+                        log_path=log_path(stage, action, n),
+                    )
+                )
+                history.append(
+                    dict(
+                        attempt_id=att_id,
+                        execution_id=ex_id,
+                        from_status=None,
+                        to_status="InProgress",
+                        reason="Started",
+                        message="",
+                        actor=actor,
+                        at=now,
+                    )
+                )
+            try:
+                c.execute(insert(t.attempts), out)
+            except IntegrityError:
+                raise Conflict(f"an attempt of execution {ex_id} already exists") from None
+            c.execute(insert(t.history), history)
+        return out
+
+    def transition_many(
+        self, moves: Sequence[tuple[str, ActionStatus, dict[str, Any]]]
+    ) -> list[Row | None]:
+        """Several guarded moves (attempt id, to, {reason, message, ...}) in one transaction;
+        each is a compare-and-set on its own: a move that lost its race is None, the others
+        are applied."""
+        out: list[Row | None] = []
+        if not moves:
+            return out
+        with self.tx() as c:
+            ids = [m[0] for m in moves]
+            current = {
+                r.id: r
+                for r in c.execute(
+                    select(t.attempts.c.id, t.attempts.c.status, t.attempts.c.execution_id).where(
+                        t.attempts.c.id.in_(ids)
+                    )
+                )
+            }
+            history = []
+            now = time.time()
+            for att_id, to, values in moves:
+                r = current.get(att_id)
+                if r is None:
+                    out.append(None)
+                    continue
+                cur = ActionStatus(r.status)
+                try:
+                    check_transition(cur, to)
+                except TransitionRefused:
+                    out.append(None)
+                    continue
+                vals = dict(values)
+                vals.setdefault("message", "")
+                actor = vals.pop("actor", "engine")
+                vals.update(status=to.value, ended_at=now)
+                res = c.execute(
+                    update(t.attempts)
+                    .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
+                    .values(**vals)
+                )
+                if res.rowcount != 1:
+                    out.append(None)
+                    continue
+                history.append(
+                    dict(
+                        attempt_id=att_id,
+                        execution_id=r.execution_id,
+                        from_status=cur.value,
+                        to_status=to.value,
+                        reason=vals["reason"],
+                        message=vals["message"],
+                        actor=actor,
+                        at=now,
+                    )
+                )
+                out.append(vals)
+            if history:
+                c.execute(insert(t.history), history)
+        return out
+
     def transition(
         self,
         att_id: str,
@@ -543,6 +704,17 @@ class Store:
             .where(t.attempts.c.execution_id == ex_id)
             .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
         )
+
+    def history_count(self, ex_id: str) -> int:
+        """How many status moves an execution's attempts made: a cheap version of its state."""
+        with self.tx() as c:
+            return int(
+                c.execute(
+                    select(func.count())
+                    .select_from(t.history)
+                    .where(t.history.c.execution_id == ex_id)
+                ).scalar_one()
+            )
 
     def attempts_by_id(self, ids: Sequence[str]) -> dict[str, Row]:
         if not ids:
@@ -683,6 +855,26 @@ class Store:
             .where(t.approvals.c.status == "Pending")
             .order_by(t.approvals.c.created_at)
         )
+
+    def ready_approvals(self, now: float) -> list[str]:
+        """Executions with an approval that waits no more (decided or expired) while its
+        attempt is still InProgress: the events that resume a parked wait."""
+        a, att = t.approvals, t.attempts
+        with self.tx() as c:
+            return [
+                r[0]
+                for r in c.execute(
+                    select(a.c.execution_id)
+                    .select_from(a.join(att, att.c.id == a.c.attempt_id))
+                    .where(
+                        and_(
+                            att.c.status == "InProgress",
+                            or_(a.c.status != "Pending", a.c.expires_at < now),
+                        )
+                    )
+                    .distinct()
+                )
+            ]
 
     def decide_approval(self, att_id: str, status: str, *, by: str, comment: str) -> Row:
         """Pending -> Approved/Rejected/Expired/Superseded, once. A second decision is a Conflict."""
