@@ -102,7 +102,9 @@ def run_once(
         assert status == "Succeeded", status
         if prof:
             buf = io.StringIO()
-            pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
+            pstats.Stats(prof, stream=buf).sort_stats(
+                os.environ.get("BENCH_SORT", "cumulative")
+            ).print_stats(25)
             top = buf.getvalue()
     base = command_baseline(stages, parallel)
     n = stages * parallel
@@ -198,9 +200,7 @@ def main() -> None:
         "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
     }
     (out / "engine_overhead.json").write_text(
-        json.dumps(
-            {"machine": machine, "results": results, "ratio_1000_to_100": ratios}, indent=2
-        )
+        json.dumps({"machine": machine, "results": results, "ratio_1000_to_100": ratios}, indent=2)
     )
 
 

@@ -94,6 +94,11 @@ class _Known:
 
     rows: dict[str, Row]
     moves: int  # the execution's history count these rows reflect
+    listed: list[Row] | None = None  # rows as a list, until they change
+    views: tuple[pl.AttemptView, ...] | None = None  # their planner views, until they change
+
+    def changed(self) -> None:
+        self.listed = self.views = None
 
 
 class _Pool:
@@ -183,6 +188,36 @@ def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
     )
 
 
+def _state(ex: Row, attempts: list[Row], known: _Known | None = None) -> pl.ExecutionState:
+    """`state_of` for the engine's own rows: each row keeps its view until its status moves,
+    and the list of views is kept until a row changes."""
+    views: tuple[pl.AttemptView, ...] | None = None
+    if known is not None and known.listed is attempts:
+        views = known.views
+    if views is None:
+        built = []
+        for a in attempts:
+            v = a.get("_view")
+            if v is None or v.status.value != a["status"]:
+                v = pl.AttemptView(
+                    a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
+                )
+                a["_view"] = v
+            built.append(v)
+        views = tuple(built)
+        if known is not None and known.listed is attempts:
+            known.views = views
+    return pl.ExecutionState(
+        attempts=views,
+        stage_epochs={
+            k: pl.StageEpoch(v["epoch"], v["failed_only"])
+            for k, v in (ex["stage_epochs"] or {}).items()
+        },
+        stop_requested=bool(ex["stop_mode"]),
+        superseded=bool(ex["superseded_by"]),
+    )
+
+
 class Engine:
     def __init__(
         self,
@@ -210,6 +245,9 @@ class Engine:
         self._pipelines: dict[str, Pipeline] = {}
         self._auto_retried: set[tuple[str, str, int]] = set()
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
+        self._pids: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._disabled: dict[str, dict[str, str]] | None = None  # per step
+        self._active_per_pipeline: dict[str, int] = {}
         self._record_lock = threading.Lock()
         self._known: dict[str, _Known] = {}
         self.quiet: set[str] = set()  # executions only waiting for an event (parked approvals)
@@ -299,7 +337,12 @@ class Engine:
             self.store.renew(self.worker, self.settings.lease_seconds)
             self._renewed = now
         self._record_done()
-        ids = self.store.active_execution_ids()
+        keys = self.store.active_execution_keys()
+        ids = [k[0] for k in keys]
+        self._active_per_pipeline = {}
+        for _, name in keys:
+            self._active_per_pipeline[name] = self._active_per_pipeline.get(name, 0) + 1
+        self._disabled = None
         self._requested = set(self._executions_with_requests())
         if time.monotonic() > self._sweep_at:
             self.quiet.clear()
@@ -362,7 +405,7 @@ class Engine:
         self._watch_deadlines(ex)
         attempts = self._attempts(ex["id"])
         parked_only = self._resume_orphans(ex, pipeline, attempts)
-        state = state_of(ex, attempts)
+        state = _state(ex, attempts, self._known.get(ex["id"]))
         status = pl.execution_status(pipeline, state)
 
         if status == ExecutionStatus.IN_PROGRESS:
@@ -378,16 +421,15 @@ class Engine:
                 winner = max((e for e, _ in newer), key=lambda e: e["seq"])
                 self.store.update_execution(ex["id"], superseded_by=winner["id"])
                 ex = self.store.get_execution(ex["id"], light=True)
-                state = state_of(ex, attempts)
+                state = _state(ex, attempts, self._known.get(ex["id"]))
                 status = pl.execution_status(pipeline, state)
             else:
                 if plan.waiting and pipeline.execution_mode.value == "SUPERSEDED":
                     self._supersede_stale_approval(ex, pipeline, plan, around)
                 if plan.start:
                     self._dispatch_all(ex, pipeline, plan.start, state)
+                    # the stage now has attempts in progress: the execution stays InProgress
                     attempts = self._attempts(ex["id"], check=False)
-                    state = state_of(ex, attempts)
-                    status = pl.execution_status(pipeline, state)
                 elif parked_only and not self._has_inflight(ex["id"]):
                     self.quiet.add(ex["id"])
                 if (plan.waiting or None) != ex["waiting"]:
@@ -437,17 +479,24 @@ class Engine:
         self, ex: Row, pipeline: Pipeline
     ) -> tuple[pl.Neighbourhood, list[tuple[Row, pl.ExecutionState]]]:
         # a rollback is the way out of an incident: a release freeze does not hold it
-        disabled = (
-            {} if ex["kind"] == "rollback" else self.store.disabled_transitions(ex["pipeline"])
-        )
+        if self._disabled is None:
+            self._disabled = self.store.disabled_transitions_all()
+        disabled = {} if ex["kind"] == "rollback" else self._disabled.get(ex["pipeline"], {})
         if pipeline.execution_mode.value == "PARALLEL" and not disabled:
             return pl.Neighbourhood(), []
-        others_rows = [
-            o
-            for o in self.store.active_executions(ex["pipeline"], light=True)
-            if o["id"] != ex["id"]
+        others_rows = (
+            [
+                o
+                for o in self.store.active_executions(ex["pipeline"], light=True)
+                if o["id"] != ex["id"]
+            ]
+            if self._active_per_pipeline.get(ex["pipeline"], 0) > 1
+            or ex["status"] not in ("InProgress", "Stopping")
+            else []
+        )
+        others = [
+            (o, _state(o, self._attempts(o["id"]), self._known.get(o["id"]))) for o in others_rows
         ]
-        others = [(o, state_of(o, self._attempts(o["id"]))) for o in others_rows]
         occupied: dict[str, str] = {}
         older_waiting: set[str] = set()
         for o, st in others:
@@ -559,7 +608,7 @@ class Engine:
                 "can be retried"
             )
         attempts = self.store.attempts_light(ex["id"])
-        state = state_of(ex, attempts)
+        state = _state(ex, attempts, self._known.get(ex["id"]))
         statuses = pl.stage_statuses(pipeline, state)
         stage_name = req["payload"].get("stage")
         if not stage_name:
@@ -752,7 +801,9 @@ class Engine:
         with self._lock:
             self.inflight[row["id"]] = fl
         if current is None:
-            current = pl.current_attempts(pipeline, state_of(ex, self._attempts(ex["id"])))
+            current = pl.current_attempts(
+                pipeline, _state(ex, self._attempts(ex["id"]), self._known.get(ex["id"]))
+            )
         self.quiet.discard(ex["id"])
         self.pool.submit(
             lambda: self._execute(
@@ -852,6 +903,11 @@ class Engine:
             _Done(ex, pipeline, stage_name, action, row, fl, status, result, artifacts, stored_rows)
         )
 
+    def _note_pid(self, att_id: str, pgid: int) -> None:
+        """A worker's child process group, written by the engine loop (workers do not write)."""
+        self._pids.put((att_id, pgid))
+        self._wake.set()
+
     def _finish(self, done: _Done) -> None:
         self._done.put(done)
         self._wake.set()
@@ -859,6 +915,18 @@ class Engine:
     def _record_done(self) -> None:
         """Record every action the workers finished since the last call: one transaction."""
         with self._record_lock:
+            pids: dict[str, int] = {}
+            while True:
+                try:
+                    att_id, pgid = self._pids.get_nowait()
+                except queue.Empty:
+                    break
+                pids[att_id] = pgid
+            if pids:
+                try:
+                    self.store.note_pgids(pids)
+                except ConveyorError as e:
+                    log.error("could not record process groups: %s", e.message)
             batch: list[_Done] = []
             while True:
                 try:
@@ -900,8 +968,9 @@ class Engine:
                     continue
                 k = self._known.get(d.ex["id"])
                 if k is not None and d.row["id"] in k.rows:
-                    k.rows[d.row["id"]] = {**k.rows[d.row["id"]], **_light(out)}
+                    k.rows[d.row["id"]].update(_light(out))
                     k.moves += 1
+                    k.changed()
                 if d.status == ActionStatus.SUCCEEDED:
                     try:
                         self._after_success(d.ex, d.pipeline, d.stage, d.action, d.result)
@@ -1008,7 +1077,7 @@ class Engine:
             services=self.services,
             variables=scope,
             revisions=dict(ex["revisions"] or {}),
-            on_pid=lambda pid: self.store.note_attempt(row["id"], pgid=pid),
+            on_pid=lambda pid: self._note_pid(row["id"], pid),
             gate=ApprovalGate(self.store, row["id"], ex["id"], park=True),
         )
 
@@ -1022,14 +1091,15 @@ class Engine:
     def _attempts(self, ex_id: str, *, check: bool = True) -> list[Row]:
         """The execution's attempts (light), re-read only when its history count moved."""
         k = self._known.get(ex_id)
-        if k is not None and not check:
-            return list(k.rows.values())
-        moves = self.store.history_count(ex_id)
-        if k is None or k.moves != moves:
-            rows = self.store.attempts_light(ex_id)
-            k = _Known({r["id"]: r for r in rows}, moves)
-            self._known[ex_id] = k
-        return list(k.rows.values())
+        if k is None or check:
+            moves = self.store.history_count(ex_id)
+            if k is None or k.moves != moves:
+                rows = self.store.attempts_light(ex_id)
+                k = _Known({r["id"]: r for r in rows}, moves)
+                self._known[ex_id] = k
+        if k.listed is None:
+            k.listed = list(k.rows.values())
+        return k.listed
 
     def _remember(self, ex_id: str, rows: list[Row]) -> None:
         """Attempts this engine just started (one history row each)."""
@@ -1039,6 +1109,7 @@ class Engine:
         for r in rows:
             k.rows[r["id"]] = _light(r)
         k.moves += len(rows)
+        k.changed()
 
     # ---- queries used by the CLI and the server -----------------------------------------------------
     def wake(self) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -301,13 +302,13 @@ class Store:
         with self.tx() as c:
             return [_row(r) for r in c.execute(q)]
 
-    def active_execution_ids(self) -> list[str]:
-        """The ids of the executions in progress, oldest first (cheap: no JSON columns)."""
+    def active_execution_keys(self) -> list[tuple[str, str]]:
+        """(id, pipeline) of the executions in progress, oldest first (no JSON columns)."""
         with self.tx() as c:
             return [
-                r[0]
+                (r[0], r[1])
                 for r in c.execute(
-                    select(t.executions.c.id)
+                    select(t.executions.c.id, t.executions.c.pipeline)
                     .where(t.executions.c.status.in_(ACTIVE))
                     .order_by(t.executions.c.created_at)
                 )
@@ -507,7 +508,12 @@ class Store:
             latest: dict[tuple[str, str], int] = {}
             for r in c.execute(
                 select(t.attempts.c.stage, t.attempts.c.action, func.max(t.attempts.c.attempt))
-                .where(t.attempts.c.execution_id == ex_id)
+                .where(
+                    and_(
+                        t.attempts.c.execution_id == ex_id,
+                        t.attempts.c.stage.in_(sorted({s[0] for s in starts})),
+                    )
+                )
                 .group_by(t.attempts.c.stage, t.attempts.c.action)
             ):
                 if (r[0], r[1]) in wanted:
@@ -670,6 +676,16 @@ class Store:
         with self.tx() as c:
             c.execute(update(t.attempts).where(t.attempts.c.id == att_id).values(**values))
 
+    def note_pgids(self, pgids: Mapping[str, int]) -> None:
+        """The process groups of running attempts, in one transaction."""
+        with self.tx() as c:
+            c.execute(
+                update(t.attempts)
+                .where(t.attempts.c.id == bindparam("att_id"))
+                .values(pgid=bindparam("att_pgid")),
+                [{"att_id": k, "att_pgid": v} for k, v in pgids.items()],
+            )
+
     def attempts_for(self, ex_id: str) -> list[Row]:
         return self._all(
             select(t.attempts)
@@ -797,6 +813,13 @@ class Store:
 
     def transitions_for(self, pipeline: str) -> list[Row]:
         return self._all(select(t.transitions).where(t.transitions.c.pipeline == pipeline))
+
+    def disabled_transitions_all(self) -> dict[str, dict[str, str]]:
+        """Every pipeline's disabled transitions: pipeline -> stage -> reason (one query)."""
+        out: dict[str, dict[str, str]] = {}
+        for r in self._all(select(t.transitions).where(t.transitions.c.enabled.is_(False))):
+            out.setdefault(r["pipeline"], {})[r["stage"]] = r["reason"] or "disabled"
+        return out
 
     def disabled_transitions(self, pipeline: str) -> dict[str, str]:
         return {
