@@ -248,6 +248,8 @@ class Engine:
         self._pids: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self._disabled: dict[str, dict[str, str]] | None = None  # per step
         self._active_per_pipeline: dict[str, int] = {}
+        self._active_keys: list[tuple[str, str]] | None = None
+        self._active_mark: tuple[int, float] = (0, 0.0)
         self._record_lock = threading.Lock()
         self._known: dict[str, _Known] = {}
         self.quiet: set[str] = set()  # executions only waiting for an event (parked approvals)
@@ -337,13 +339,21 @@ class Engine:
             self.store.renew(self.worker, self.settings.lease_seconds)
             self._renewed = now
         self._record_done()
-        keys = self.store.active_execution_keys()
+        # requests (a retry) and this engine's status changes reset _active_keys; a new
+        # execution moves the fingerprint
+        mark = self.store.active_fingerprint()
+        if mark != self._active_mark or self._active_keys is None:
+            self._active_keys = self.store.active_execution_keys()
+            self._active_mark = mark
+        keys = self._active_keys
         ids = [k[0] for k in keys]
         self._active_per_pipeline = {}
         for _, name in keys:
             self._active_per_pipeline[name] = self._active_per_pipeline.get(name, 0) + 1
         self._disabled = None
         self._requested = set(self._executions_with_requests())
+        if self._requested:
+            self._active_keys = None
         if time.monotonic() > self._sweep_at:
             self.quiet.clear()
             self._sweep_at = time.monotonic() + SWEEP_SECONDS
@@ -355,6 +365,8 @@ class Engine:
         todo = [i for i in ids if i not in self.quiet]
         todo += sorted(self._requested - active)
         for ex in self.store.executions_by_id(todo):
+            if ex["status"] not in ("InProgress", "Stopping") and ex["id"] not in self._requested:
+                continue  # it ended since the list was read
             try:
                 self._tick(ex)
             except ConveyorError as e:
@@ -454,6 +466,8 @@ class Engine:
             values["ended_at"] = None
         if values:
             self.store.update_execution(ex["id"], **values)
+            if "status" in values:
+                self._active_keys = None  # the set of active executions moved
         if status in TERMINAL_EXECUTION and not self._has_inflight(ex["id"]):
             self.store.release(ex["id"], self.worker)
             self._pipelines.pop(ex["id"], None)
