@@ -7,7 +7,9 @@ parallel actions, run end to end on SQLite and on PostgreSQL.
 P `bash -c true` processes concurrently from threads (what a runner with zero bookkeeping
 would spend), times S stages. The report also gives the 1,000-to-100 wall ratio (10x the
 work; linear is 10x), the machine's load average before and after each run, and the top of
-a cProfile of the engine loop (the thread that plans and records) for the largest size.
+a cProfile of the engine loop (the thread that plans and records), from one more run of
+`--profile-size` actions (a profiler slows what it watches: the figures come from runs
+without it).
 
     .venv/bin/python bench/engine_overhead.py                 # 100 and 1,000 actions
     .venv/bin/python bench/engine_overhead.py --sizes 100,1000,10000 --db sqlite
@@ -157,6 +159,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,1000", help="action counts (10 parallel per stage)")
     ap.add_argument("--db", default="sqlite,postgresql", help="sqlite, postgresql or both")
     ap.add_argument("--no-profile", action="store_true", help="skip the profile")
+    ap.add_argument("--profile-size", type=int, default=1000, help="actions of the profiled run")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     dbs = args.db.split(",")
@@ -167,14 +170,15 @@ def main() -> None:
         if db == "postgresql" and not pg:
             print("postgresql: not available, skipped")
             continue
-        for n in sizes:
-            profile = not args.no_profile and n == max(sizes)
+        if not args.no_profile:
             url = fresh_pg(pg) if db == "postgresql" and pg else None
-            r, top = run_once(url, n // PARALLEL, PARALLEL, profile)
+            n = args.profile_size
+            profiles[db] = run_once(url, n // PARALLEL, PARALLEL, True)[1]
+        for n in sizes:
+            url = fresh_pg(pg) if db == "postgresql" and pg else None
+            r, _ = run_once(url, n // PARALLEL, PARALLEL)
             r["database"] = db
             results.append(r)
-            if top:
-                profiles[db] = top
             print(
                 f"{db:10} {r['actions']:6} actions: wall {r['wall_s']:.2f}s, commands"
                 f" {r['commands_s']:.2f}s, overhead {r['overhead_ms_per_action']:.2f} ms/action,"
@@ -189,7 +193,7 @@ def main() -> None:
             ratios[db] = round(by_n[1000]["wall_s"] / by_n[100]["wall_s"], 2)
             print(f"{db:10} 1000-to-100 wall ratio {ratios[db]:.2f}x (linear: 10x)")
     for db, top in profiles.items():
-        print(f"\n--- profile of the engine loop, {db}, {max(sizes)} actions (top 25, cumulative)")
+        print(f"\n--- profile of the engine loop, {db}, {args.profile_size} actions (top 25)")
         print("\n".join(top.splitlines()[:45]))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
