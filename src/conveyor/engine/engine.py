@@ -59,7 +59,8 @@ from conveyor.store.db import Row, Store
 log = logging.getLogger("conveyor.engine")
 DEFAULT_TIMEOUT = 3600
 GRACE = 10.0
-SWEEP_SECONDS = 600.0  # quiet executions are looked at anyway this often (a safety net)
+SWEEP_SECONDS = 600.0
+CHECK_SECONDS = 1.0  # how often what the engine knows of an execution's attempts is compared  # quiet executions are looked at anyway this often (a safety net)
 
 
 @dataclass
@@ -94,6 +95,7 @@ class _Known:
 
     rows: dict[str, Row]
     moves: int  # the execution's history count these rows reflect
+    checked: float = field(default_factory=time.monotonic)  # when `moves` was last compared
     listed: list[Row] | None = None  # rows as a list, until they change
     views: tuple[pl.AttemptView, ...] | None = None  # their planner views, until they change
 
@@ -557,6 +559,7 @@ class Engine:
                     reason=Reason.SUPERSEDED,
                     message=f"a newer execution ({ex['id']}) reached this approval",
                 )
+        self._known.pop(holder, None)
         self.store.update_execution(holder, superseded_by=ex["id"])
         self._wake.set()
 
@@ -1105,12 +1108,15 @@ class Engine:
     def _attempts(self, ex_id: str, *, check: bool = True) -> list[Row]:
         """The execution's attempts (light), re-read only when its history count moved."""
         k = self._known.get(ex_id)
-        if k is None or check:
+        # this engine writes the attempts of the executions it holds and updates what it
+        # knows as it does; the count is compared now and then for anyone else's writes
+        if k is None or (check and time.monotonic() - k.checked > CHECK_SECONDS):
             moves = self.store.history_count(ex_id)
             if k is None or k.moves != moves:
                 rows = self.store.attempts_light(ex_id)
                 k = _Known({r["id"]: r for r in rows}, moves)
                 self._known[ex_id] = k
+            k.checked = time.monotonic()
         if k.listed is None:
             k.listed = list(k.rows.values())
         return k.listed
