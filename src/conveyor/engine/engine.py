@@ -371,7 +371,7 @@ class Engine:
             if ex["status"] not in ("InProgress", "Stopping") and ex["id"] not in self._requested:
                 continue  # it ended since the list was read
             try:
-                self._tick(ex)
+                self._tick(ex, in_step=True)
             except ConveyorError as e:
                 log.error("execution %s: %s", ex["id"], e.message)
             except Exception:  # noqa: BLE001 - one bad execution must not stop the others
@@ -401,7 +401,15 @@ class Engine:
         return p
 
     # ---- one execution -------------------------------------------------------------------------
-    def _tick(self, ex: Row) -> None:
+    def _tick(self, ex: Row, *, in_step: bool = False) -> None:
+        """One execution's turn. `in_step`: step() has read the requests, the active set and
+        recorded finished actions; a caller driving one execution (the rollback helper)
+        leaves it False and the tick does those itself."""
+        if not in_step:
+            self._record_done()
+            self._requested.add(ex["id"])
+            self._active_keys = None
+            self._active_per_pipeline = {}
         owner, expires = ex.get("lease_owner"), ex.get("lease_expires")
         fresh = (
             owner == self.worker and (expires or 0) > time.time() + self.settings.lease_seconds / 2
@@ -508,7 +516,7 @@ class Engine:
                 for o in self.store.active_executions(ex["pipeline"], light=True)
                 if o["id"] != ex["id"]
             ]
-            if self._active_per_pipeline.get(ex["pipeline"], 0) > 1
+            if self._active_per_pipeline.get(ex["pipeline"], 2) > 1
             or ex["status"] not in ("InProgress", "Stopping")
             else []
         )
