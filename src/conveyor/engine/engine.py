@@ -60,7 +60,6 @@ log = logging.getLogger("conveyor.engine")
 DEFAULT_TIMEOUT = 3600
 GRACE = 10.0
 SWEEP_SECONDS = 600.0
-DISABLED_SECONDS = 0.25  # how long a read of the disabled transitions is used
 CHECK_SECONDS = 1.0  # how often what the engine knows of an execution's attempts is compared  # quiet executions are looked at anyway this often (a safety net)
 
 
@@ -249,8 +248,7 @@ class Engine:
         self._auto_retried: set[tuple[str, str, int]] = set()
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self._pids: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
-        self._disabled: dict[str, dict[str, str]] | None = None
-        self._disabled_at = 0.0
+        self._disabled: dict[str, dict[str, str]] | None = None  # per step
         self._active_per_pipeline: dict[str, int] = {}
         self._active_keys: list[tuple[str, str]] | None = None
         self._active_mark: tuple[int, float] = (0, 0.0)
@@ -354,6 +352,7 @@ class Engine:
         self._active_per_pipeline = {}
         for _, name in keys:
             self._active_per_pipeline[name] = self._active_per_pipeline.get(name, 0) + 1
+        self._disabled = None
         self._requested = set(self._executions_with_requests())
         if self._requested:
             self._active_keys = None
@@ -406,6 +405,7 @@ class Engine:
         recorded finished actions; a caller driving one execution (the rollback helper)
         leaves it False and the tick does those itself."""
         if not in_step:
+            self._disabled = None
             self._record_done()
             self._requested.add(ex["id"])
             self._active_keys = None
@@ -504,9 +504,8 @@ class Engine:
         self, ex: Row, pipeline: Pipeline
     ) -> tuple[pl.Neighbourhood, list[tuple[Row, pl.ExecutionState]]]:
         # a rollback is the way out of an incident: a release freeze does not hold it
-        if self._disabled is None or time.monotonic() - self._disabled_at > DISABLED_SECONDS:
+        if self._disabled is None:  # read once per step: a freeze holds from the next step
             self._disabled = self.store.disabled_transitions_all()
-            self._disabled_at = time.monotonic()
         disabled = {} if ex["kind"] == "rollback" else self._disabled.get(ex["pipeline"], {})
         if pipeline.execution_mode.value == "PARALLEL" and not disabled:
             return pl.Neighbourhood(), []
