@@ -1104,7 +1104,13 @@ class Engine:
             variables=scope,
             revisions=dict(ex["revisions"] or {}),
             on_pid=lambda pid: self._note_pid(row["id"], pid),
-            gate=ApprovalGate(self.store, row["id"], ex["id"], park=True),
+            # a resumable type's wait parks (the engine resumes it); any other polls in place
+            gate=ApprovalGate(
+                self.store,
+                row["id"],
+                ex["id"],
+                park=bool(getattr(self._type(action.type), "resumable", False)),
+            ),
         )
 
     def _try_transition(self, att_id: str, to: ActionStatus, reason: str, message: str) -> None:
