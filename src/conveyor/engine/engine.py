@@ -60,6 +60,7 @@ log = logging.getLogger("conveyor.engine")
 DEFAULT_TIMEOUT = 3600
 GRACE = 10.0
 SWEEP_SECONDS = 600.0
+POOL_IDLE_SECONDS = 30.0  # a worker with nothing to do this long ends (the pool shrinks)
 CHECK_SECONDS = 1.0  # how often what the engine knows of an execution's attempts is compared  # quiet executions are looked at anyway this often (a safety net)
 
 
@@ -132,7 +133,14 @@ class _Pool:
 
     def _work(self) -> None:
         while True:
-            fn = self._q.get()
+            try:
+                fn = self._q.get(timeout=POOL_IDLE_SECONDS)
+            except queue.Empty:
+                with self._cv:  # submit() puts under this lock: no task is left behind
+                    if self._q.empty():
+                        self._threads.remove(threading.current_thread())
+                        return
+                continue
             try:
                 fn()
             except Exception:  # noqa: BLE001 - a worker survives anything a task raises
