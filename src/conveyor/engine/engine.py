@@ -94,14 +94,31 @@ class _Done:
 class _Known:
     """An execution's attempts as this engine last read or wrote them."""
 
-    rows: dict[str, Row]
     moves: int  # the execution's history count these rows reflect
+    listed: list[Row] = field(default_factory=list)  # the rows, in the order they came
+    views: list[pl.AttemptView] = field(default_factory=list)  # their planner views, aligned
+    index: dict[str, int] = field(default_factory=dict)  # attempt id -> position
     checked: float = field(default_factory=time.monotonic)  # when `moves` was last compared
-    listed: list[Row] | None = None  # rows as a list, until they change
-    views: tuple[pl.AttemptView, ...] | None = None  # their planner views, until they change
 
-    def changed(self) -> None:
-        self.listed = self.views = None
+    def add(self, row: Row) -> None:
+        self.index[row["id"]] = len(self.listed)
+        self.listed.append(row)
+        self.views.append(_view(row))
+
+    def update(self, att_id: str, values: Row) -> bool:
+        """Apply a move this engine made; False when the attempt is not known here."""
+        i = self.index.get(att_id)
+        if i is None:
+            return False
+        self.listed[i].update(values)
+        self.views[i] = _view(self.listed[i])
+        return True
+
+
+def _view(a: Row) -> pl.AttemptView:
+    return pl.AttemptView(
+        a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
+    )
 
 
 class _Pool:
@@ -199,24 +216,12 @@ def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
 
 
 def _state(ex: Row, attempts: list[Row], known: _Known | None = None) -> pl.ExecutionState:
-    """`state_of` for the engine's own rows: each row keeps its view until its status moves,
-    and the list of views is kept until a row changes."""
-    views: tuple[pl.AttemptView, ...] | None = None
+    """`state_of` for the engine's own rows: their views are kept up to date as the engine
+    moves them (no walk over every attempt per tick)."""
     if known is not None and known.listed is attempts:
-        views = known.views
-    if views is None:
-        built = []
-        for a in attempts:
-            v = a.get("_view")
-            if v is None or v.status.value != a["status"]:
-                v = pl.AttemptView(
-                    a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
-                )
-                a["_view"] = v
-            built.append(v)
-        views = tuple(built)
-        if known is not None and known.listed is attempts:
-            known.views = views
+        views = tuple(known.views)
+    else:
+        views = tuple(_view(a) for a in attempts)
     return pl.ExecutionState(
         attempts=views,
         stage_epochs={
@@ -1001,10 +1006,8 @@ class Engine:
                     self._known.pop(d.ex["id"], None)
                     continue
                 k = self._known.get(d.ex["id"])
-                if k is not None and d.row["id"] in k.rows:
-                    k.rows[d.row["id"]].update(_light(out))
+                if k is not None and k.update(d.row["id"], _light(out)):
                     k.moves += 1
-                    k.changed()
                 if d.status == ActionStatus.SUCCEEDED:
                     try:
                         self._after_success(d.ex, d.pipeline, d.stage, d.action, d.result)
@@ -1136,12 +1139,11 @@ class Engine:
         if k is None or (check and time.monotonic() - k.checked > CHECK_SECONDS):
             moves = self.store.history_count(ex_id)
             if k is None or k.moves != moves:
-                rows = self.store.attempts_light(ex_id)
-                k = _Known({r["id"]: r for r in rows}, moves)
+                k = _Known(moves)
+                for r in self.store.attempts_light(ex_id):
+                    k.add(r)
                 self._known[ex_id] = k
             k.checked = time.monotonic()
-        if k.listed is None:
-            k.listed = list(k.rows.values())
         return k.listed
 
     def _remember(self, ex_id: str, rows: list[Row]) -> None:
@@ -1150,9 +1152,8 @@ class Engine:
         if k is None:
             return
         for r in rows:
-            k.rows[r["id"]] = _light(r)
+            k.add(_light(r))
         k.moves += len(rows)
-        k.changed()
 
     # ---- queries used by the CLI and the server -----------------------------------------------------
     def wake(self) -> None:
