@@ -356,7 +356,9 @@ class Engine:
         self._record_done()
         # requests (a retry) and this engine's status changes reset _active_keys; a new
         # execution moves the fingerprint
-        mark = self.store.active_fingerprint()
+        mark, requested, ready_now, disabled = self.store.step_view(
+            now, ready_approvals=bool(self.quiet)
+        )
         if mark != self._active_mark or self._active_keys is None:
             self._active_keys = self.store.active_execution_keys()
             self._active_mark = mark
@@ -365,8 +367,8 @@ class Engine:
         self._active_per_pipeline = {}
         for _, name in keys:
             self._active_per_pipeline[name] = self._active_per_pipeline.get(name, 0) + 1
-        self._disabled = None
-        self._requested = set(self._executions_with_requests())
+        self._disabled = disabled
+        self._requested = requested
         if self._requested:
             self._active_keys = None
         if time.monotonic() > self._sweep_at:
@@ -375,7 +377,7 @@ class Engine:
         if self.quiet:
             self.quiet &= set(ids)
             self.quiet -= self._requested
-            self.quiet -= set(self.store.ready_approvals(now))
+            self.quiet -= ready_now
         active = set(ids)
         todo = [i for i in ids if i not in self.quiet]
         todo += sorted(self._requested - active)
@@ -388,21 +390,6 @@ class Engine:
                 log.error("execution %s: %s", ex["id"], e.message)
             except Exception:  # noqa: BLE001 - one bad execution must not stop the others
                 log.error("execution %s: %s", ex["id"], traceback.format_exc())
-
-    def _executions_with_requests(self) -> list[str]:
-        from sqlalchemy import select
-
-        from conveyor.store import tables as t
-
-        with self.store.tx() as c:
-            return [
-                r[0]
-                for r in c.execute(
-                    select(t.requests.c.execution_id)
-                    .where(t.requests.c.handled_at.is_(None))
-                    .distinct()
-                )
-            ]
 
     def pipeline(self, ex: Row) -> Pipeline:
         p = self._pipelines.get(ex["id"])
@@ -961,25 +948,21 @@ class Engine:
                 except queue.Empty:
                     break
                 pids[att_id] = pgid
-            if pids:
-                try:
-                    self.store.note_pgids(pids)
-                except ConveyorError as e:
-                    log.error("could not record process groups: %s", e.message)
             batch: list[_Done] = []
             while True:
                 try:
                     batch.append(self._done.get_nowait())
                 except queue.Empty:
                     break
-            if not batch:
+            if not batch and not pids:
                 return
             ended = [d for d in batch if d.status is not None]
             try:
                 for d in ended:
                     for digest, files, size in d.stored:
                         self.store.record_artifact(digest, files, size)
-                outcomes = self.store.transition_many(
+                outcomes = self.store.record_finished(
+                    pids,
                     [
                         (
                             d.row["id"],
@@ -995,7 +978,7 @@ class Engine:
                         )
                         for d in ended
                         if d.status is not None
-                    ]
+                    ],
                 )
             except ConveyorError as e:
                 log.error("could not record %d finished actions: %s", len(ended), e.message)
@@ -1016,7 +999,7 @@ class Engine:
             with self._lock:
                 for d in batch:
                     self.inflight.pop(d.row["id"], None)
-            self._wake.set()
+            # no wake here: the step that called this ticks the executions right after
 
     def _after_success(
         self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, result: ActionResult

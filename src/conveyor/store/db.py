@@ -314,15 +314,41 @@ class Store:
                 )
             ]
 
+    def step_view(
+        self, now: float, *, ready_approvals: bool
+    ) -> tuple[tuple[int, float], set[str], set[str], dict[str, dict[str, str]]]:
+        """What the engine reads at the start of a step, in one transaction: the active
+        set's fingerprint, the executions with pending requests, (when asked) those with an
+        approval that waits no more, and every pipeline's disabled transitions."""
+        with self.tx() as c:
+            mark = self._fingerprint(c)
+            requested = {
+                r[0]
+                for r in c.execute(
+                    select(t.requests.c.execution_id)
+                    .where(t.requests.c.handled_at.is_(None))
+                    .distinct()
+                )
+            }
+            ready = set(self._ready(c, now)) if ready_approvals else set()
+            disabled: dict[str, dict[str, str]] = {}
+            for r in c.execute(select(t.transitions).where(t.transitions.c.enabled.is_(False))):
+                disabled.setdefault(r.pipeline, {})[r.stage] = r.reason or "disabled"
+        return mark, requested, ready, disabled
+
     def active_fingerprint(self) -> tuple[int, float]:
         """How many executions are in progress and the newest one's creation time: when
         neither moved, the set of active executions did not either (one cheap row)."""
         with self.tx() as c:
-            r = c.execute(
-                select(func.count(), func.coalesce(func.max(t.executions.c.created_at), 0.0)).where(
-                    t.executions.c.status.in_(ACTIVE)
-                )
-            ).one()
+            return self._fingerprint(c)
+
+    @staticmethod
+    def _fingerprint(c: Connection) -> tuple[int, float]:
+        r = c.execute(
+            select(func.count(), func.coalesce(func.max(t.executions.c.created_at), 0.0)).where(
+                t.executions.c.status.in_(ACTIVE)
+            )
+        ).one()
         return int(r[0]), float(r[1])
 
     def executions_by_id(self, ids: Sequence[str], *, light: bool = True) -> list[Row]:
@@ -589,59 +615,78 @@ class Store:
         """Several guarded moves (attempt id, to, {reason, message, ...}) in one transaction;
         each is a compare-and-set on its own: a move that lost its race is None, the others
         are applied."""
-        out: list[Row | None] = []
         if not moves:
-            return out
+            return []
         with self.tx() as c:
-            ids = [m[0] for m in moves]
-            current = {
-                r.id: r
-                for r in c.execute(
-                    select(t.attempts.c.id, t.attempts.c.status, t.attempts.c.execution_id).where(
-                        t.attempts.c.id.in_(ids)
-                    )
+            return self._moves(c, moves)
+
+    def record_finished(
+        self,
+        pgids: Mapping[str, int],
+        moves: Sequence[tuple[str, ActionStatus, dict[str, Any]]],
+    ) -> list[Row | None]:
+        """What the engine loop records after a step's worth of work, in one transaction:
+        the process groups of running attempts and guarded moves (as `transition_many`)."""
+        if not pgids and not moves:
+            return []
+        with self.tx() as c:
+            if pgids:
+                self._pgids(c, pgids)
+            return self._moves(c, moves) if moves else []
+
+    def _moves(
+        self, c: Connection, moves: Sequence[tuple[str, ActionStatus, dict[str, Any]]]
+    ) -> list[Row | None]:
+        out: list[Row | None] = []
+        ids = [m[0] for m in moves]
+        current = {
+            r.id: r
+            for r in c.execute(
+                select(t.attempts.c.id, t.attempts.c.status, t.attempts.c.execution_id).where(
+                    t.attempts.c.id.in_(ids)
                 )
-            }
-            history = []
-            now = time.time()
-            for att_id, to, values in moves:
-                r = current.get(att_id)
-                if r is None:
-                    out.append(None)
-                    continue
-                cur = ActionStatus(r.status)
-                try:
-                    check_transition(cur, to)
-                except TransitionRefused:
-                    out.append(None)
-                    continue
-                vals = dict(values)
-                vals.setdefault("message", "")
-                actor = vals.pop("actor", "engine")
-                vals.update(status=to.value, ended_at=now)
-                res = c.execute(
-                    update(t.attempts)
-                    .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
-                    .values(**vals)
+            )
+        }
+        history = []
+        now = time.time()
+        for att_id, to, values in moves:
+            r = current.get(att_id)
+            if r is None:
+                out.append(None)
+                continue
+            cur = ActionStatus(r.status)
+            try:
+                check_transition(cur, to)
+            except TransitionRefused:
+                out.append(None)
+                continue
+            vals = dict(values)
+            vals.setdefault("message", "")
+            actor = vals.pop("actor", "engine")
+            vals.update(status=to.value, ended_at=now)
+            res = c.execute(
+                update(t.attempts)
+                .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
+                .values(**vals)
+            )
+            if res.rowcount != 1:
+                out.append(None)
+                continue
+            history.append(
+                dict(
+                    attempt_id=att_id,
+                    execution_id=r.execution_id,
+                    from_status=cur.value,
+                    to_status=to.value,
+                    reason=vals["reason"],
+                    message=vals["message"],
+                    actor=actor,
+                    at=now,
                 )
-                if res.rowcount != 1:
-                    out.append(None)
-                    continue
-                history.append(
-                    dict(
-                        attempt_id=att_id,
-                        execution_id=r.execution_id,
-                        from_status=cur.value,
-                        to_status=to.value,
-                        reason=vals["reason"],
-                        message=vals["message"],
-                        actor=actor,
-                        at=now,
-                    )
-                )
-                out.append(vals)
-            if history:
-                c.execute(insert(t.history), history)
+            )
+            out.append(vals)
+        if history:
+            c.execute(insert(t.history), history)
         return out
 
     def transition(
@@ -697,12 +742,16 @@ class Store:
     def note_pgids(self, pgids: Mapping[str, int]) -> None:
         """The process groups of running attempts, in one transaction."""
         with self.tx() as c:
-            c.execute(
-                update(t.attempts)
-                .where(t.attempts.c.id == bindparam("att_id"))
-                .values(pgid=bindparam("att_pgid")),
-                [{"att_id": k, "att_pgid": v} for k, v in pgids.items()],
-            )
+            self._pgids(c, pgids)
+
+    @staticmethod
+    def _pgids(c: Connection, pgids: Mapping[str, int]) -> None:
+        c.execute(
+            update(t.attempts)
+            .where(t.attempts.c.id == bindparam("att_id"))
+            .values(pgid=bindparam("att_pgid")),
+            [{"att_id": k, "att_pgid": v} for k, v in pgids.items()],
+        )
 
     def attempts_for(self, ex_id: str) -> list[Row]:
         return self._all(
@@ -900,22 +949,26 @@ class Store:
     def ready_approvals(self, now: float) -> list[str]:
         """Executions with an approval that waits no more (decided or expired) while its
         attempt is still InProgress: the events that resume a parked wait."""
-        a, att = t.approvals, t.attempts
         with self.tx() as c:
-            return [
-                r[0]
-                for r in c.execute(
-                    select(a.c.execution_id)
-                    .select_from(a.join(att, att.c.id == a.c.attempt_id))
-                    .where(
-                        and_(
-                            att.c.status == "InProgress",
-                            or_(a.c.status != "Pending", a.c.expires_at < now),
-                        )
+            return self._ready(c, now)
+
+    @staticmethod
+    def _ready(c: Connection, now: float) -> list[str]:
+        a, att = t.approvals, t.attempts
+        return [
+            r[0]
+            for r in c.execute(
+                select(a.c.execution_id)
+                .select_from(a.join(att, att.c.id == a.c.attempt_id))
+                .where(
+                    and_(
+                        att.c.status == "InProgress",
+                        or_(a.c.status != "Pending", a.c.expires_at < now),
                     )
-                    .distinct()
                 )
-            ]
+                .distinct()
+            )
+        ]
 
     def decide_approval(self, att_id: str, status: str, *, by: str, comment: str) -> Row:
         """Pending -> Approved/Rejected/Expired/Superseded, once. A second decision is a Conflict."""
