@@ -5,14 +5,25 @@ parallel actions, run end to end on SQLite and on PostgreSQL.
 
 "Time the commands need" is measured in the same run: per stage, the wall time of starting
 P `bash -c true` processes concurrently from threads (what a runner with zero bookkeeping
-would spend), times S stages. Run: `.venv/bin/python bench/engine_overhead.py`.
+would spend), times S stages. The report also gives the 1,000-to-100 wall ratio (10x the
+work; linear is 10x), the machine's load average before and after each run, and the top of
+a cProfile of the engine loop (the thread that plans and records), from one more run of
+`--profile-size` actions (a profiler slows what it watches: the figures come from runs
+without it).
+
+    .venv/bin/python bench/engine_overhead.py                 # 100 and 1,000 actions, median of 3
+    .venv/bin/python bench/engine_overhead.py --sizes 100,1000,10000 --db sqlite
 """
 
 from __future__ import annotations
 
+import argparse
+import cProfile
+import io
 import json
 import os
 import platform
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -23,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+PARALLEL = 10
 
 
 def pipeline_yaml(stages: int, parallel: int) -> str:
@@ -46,12 +58,15 @@ def command_baseline(stages: int, parallel: int) -> float:
         return time.perf_counter() - t0
 
 
-def run_once(db_url: str | None, stages: int, parallel: int) -> dict[str, float]:
+def run_once(
+    db_url: str | None, stages: int, parallel: int, profile: bool = False
+) -> tuple[dict[str, float], str]:
     from conveyor.bootstrap import build
     from conveyor.settings import Settings
     from conveyor.spec.pipeline_file import load_pipeline
     from conveyor.spec.yamlfile import load
 
+    top = ""
     with tempfile.TemporaryDirectory() as d:
         home = Path(d)
         url = db_url or f"sqlite:///{home / 'c.db'}"
@@ -59,22 +74,36 @@ def run_once(db_url: str | None, stages: int, parallel: int) -> dict[str, float]
         app = build(settings)
         f = home / "p.yaml"
         f.write_text(pipeline_yaml(stages, parallel))
+        t_parse = time.perf_counter()
         p = load_pipeline(f, app.registry.catalogue())
+        parse_s = time.perf_counter() - t_parse
         doc, _ = load(f)
         app.store.save_pipeline(p.name, doc, str(f))
         eng = app.engine(max_workers=max(parallel, 4))
         stop = threading.Event()
+        prof = cProfile.Profile() if profile else None
+        load0 = os.getloadavg()[0]
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         ex = eng.start(p.name)
-        eng.run(
-            stop,
-            until=lambda: app.store.get_execution(ex)["status"] not in ("InProgress", "Stopping"),
-        )
+        if prof:
+            prof.enable()
+        # the only execution has ended when none is active (one cheap row per check)
+        eng.run(stop, until=lambda: app.store.active_fingerprint()[0] == 0)
+        if prof:
+            prof.disable()
         wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
         status = app.store.get_execution(ex)["status"]
         eng.shutdown()
         app.store.close()
         assert status == "Succeeded", status
+        if prof:
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats(
+                os.environ.get("BENCH_SORT", "cumulative")
+            ).print_stats(25)
+            top = buf.getvalue()
     base = command_baseline(stages, parallel)
     n = stages * parallel
     return {
@@ -84,7 +113,11 @@ def run_once(db_url: str | None, stages: int, parallel: int) -> dict[str, float]
         "wall_s": round(wall, 3),
         "commands_s": round(base, 3),
         "overhead_ms_per_action": round((wall - base) / n * 1000, 2),
-    }
+        "process_cpu_s": round(cpu, 2),
+        "parse_s": round(parse_s, 3),
+        "load_before": round(load0, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }, top
 
 
 def postgres_url() -> str | None:
@@ -118,29 +151,62 @@ def fresh_pg(url: str) -> str:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="100,1000", help="action counts (10 parallel per stage)")
+    ap.add_argument("--db", default="sqlite,postgresql", help="sqlite, postgresql or both")
+    ap.add_argument("--no-profile", action="store_true", help="skip the profile")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per size up to 1,000 (median)")
+    ap.add_argument("--profile-size", type=int, default=1000, help="actions of the profiled run")
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    dbs = args.db.split(",")
     results = []
-    pg = postgres_url()
-    for stages, parallel in ((10, 10), (100, 10)):
-        for db in ("sqlite", "postgresql"):
-            if db == "postgresql" and not pg:
-                print("postgresql: not available, skipped")
-                continue
-            r = run_once(fresh_pg(pg) if db == "postgresql" and pg else None, stages, parallel)
+    profiles: dict[str, str] = {}
+    pg = postgres_url() if "postgresql" in dbs else None
+    for db in dbs:
+        if db == "postgresql" and not pg:
+            print("postgresql: not available, skipped")
+            continue
+        if not args.no_profile:
+            url = fresh_pg(pg) if db == "postgresql" and pg else None
+            n = args.profile_size
+            profiles[db] = run_once(url, n // PARALLEL, PARALLEL, True)[1]
+        for n in sizes:
+            runs = []
+            for _ in range(args.repeat if n <= 1000 else 1):
+                url = fresh_pg(pg) if db == "postgresql" and pg else None
+                runs.append(run_once(url, n // PARALLEL, PARALLEL)[0])
+            # the median run by wall time (a shared machine's load comes and goes)
+            r = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]
             r["database"] = db
+            r["runs_wall_s"] = [x["wall_s"] for x in runs]
             results.append(r)
             print(
-                f"{db:10} {r['actions']:5} actions: wall {r['wall_s']:.2f}s, commands {r['commands_s']:.2f}s, "
-                f"overhead {r['overhead_ms_per_action']:.1f} ms/action"
+                f"{db:10} {r['actions']:6} actions: wall {r['wall_s']:.2f}s, commands"
+                f" {r['commands_s']:.2f}s, overhead {r['overhead_ms_per_action']:.2f} ms/action,"
+                f" engine process CPU {r['process_cpu_s']:.1f}s, parse {r['parse_s']:.2f}s"
+                f" (load {r['load_before']:.2f} -> {r['load_after']:.2f}; walls {r['runs_wall_s']})",
+                flush=True,
             )
+    ratios = {}
+    for db in dbs:
+        by_n = {r["actions"]: r for r in results if r["database"] == db}
+        if 100 in by_n and 1000 in by_n:
+            ratios[db] = round(by_n[1000]["wall_s"] / by_n[100]["wall_s"], 2)
+            print(f"{db:10} 1000-to-100 wall ratio {ratios[db]:.2f}x (linear: 10x)")
+    for db, top in profiles.items():
+        print(f"\n--- profile of the engine loop, {db}, {args.profile_size} actions (top 25)")
+        print("\n".join(top.splitlines()[:45]))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     machine = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "system": platform.platform(),
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
     }
     (out / "engine_overhead.json").write_text(
-        json.dumps({"machine": machine, "results": results}, indent=2)
+        json.dumps({"machine": machine, "results": results, "ratio_1000_to_100": ratios}, indent=2)
     )
 
 

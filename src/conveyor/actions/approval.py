@@ -90,15 +90,19 @@ class Approval(BaseAction):
         )
         settings = ctx.services.settings
         link = f"{settings.server_url}/executions/{ctx.execution_id}/approval"
-        ctx.log.write(
-            f"waiting for approval (token {row['token'][:8]}…); decide on {link}\n"
-            f"  or: conveyor approve {ctx.execution_id} --comment '...'"
-            f" | conveyor reject {ctx.execution_id} --comment '...'\n"
-        )
+        # a resumed wait (a decision arrived, or a new engine took over) found the row:
+        # the approvers were told when it opened
+        opened_now = getattr(ctx.gate, "opened_now", True)
+        if opened_now:
+            ctx.log.write(
+                f"waiting for approval (token {row['token'][:8]}…); decide on {link}\n"
+                f"  or: conveyor approve {ctx.execution_id} --comment '...'"
+                f" | conveyor reject {ctx.execution_id} --comment '...'\n"
+            )
         hook = cfg.notify.webhook or (ctx.pipeline.settings.get("notifications") or {}).get(
             "webhook"
         )
-        if hook:
+        if hook and opened_now:
             try:
                 httpx.post(hook, json=slack_payload(ctx, cfg, link), timeout=5).raise_for_status()
                 ctx.log.write(f"notified {hook}\n")

@@ -7,12 +7,14 @@ tree, and so the engine can record the group id and kill leftovers after a crash
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,16 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+@contextmanager
+def _killed_on_error(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        kill_group(proc.pid)
+        proc.wait()
+        raise
 
 
 def run(
@@ -79,42 +91,59 @@ def run(
         proc.stdin.close()
     chunks: list[str] = []
     state = {"timed_out": False, "cancelled": False}
-    finished = threading.Event()
-
-    def watchdog() -> None:
-        while not finished.wait(0.05):
-            if cancel is not None and cancel.is_set():
-                state["cancelled"] = True
-            elif deadline is not None and time.monotonic() > deadline:
-                state["timed_out"] = True
-            else:
-                continue
-            kill_group(proc.pid, signal.SIGTERM)
-            if not finished.wait(2):
-                kill_group(proc.pid)
-            return
-
-    dog = threading.Thread(target=watchdog, daemon=True)
-    dog.start()
     assert proc.stdout is not None
     stdout = proc.stdout
+    fd = stdout.fileno()
+    os.set_blocking(fd, False)
+    pending = b""
+    term_at: float | None = None  # when SIGTERM went to the group (a stop or a timeout)
+    exited_at: float | None = None
 
-    def reader() -> None:
-        for raw in iter(stdout.readline, b""):
-            line = raw.decode("utf-8", "replace")
-            if keep_output:
-                chunks.append(line)
-            if on_output:
-                on_output(line)
+    def emit(data: bytes) -> None:
+        line = data.decode("utf-8", "replace")
+        if keep_output:
+            chunks.append(line)
+        if on_output:
+            on_output(line)
 
-    pump = threading.Thread(target=reader, daemon=True)
-    pump.start()
+    # one thread reads the output and watches cancel/deadline (no helper threads per command)
+    with selectors.DefaultSelector() as sel, _killed_on_error(proc):
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            if term_at is None:
+                if cancel is not None and cancel.is_set():
+                    state["cancelled"] = True
+                elif deadline is not None and time.monotonic() > deadline:
+                    state["timed_out"] = True
+                if state["cancelled"] or state["timed_out"]:
+                    kill_group(proc.pid, signal.SIGTERM)
+                    term_at = time.monotonic()
+            elif time.monotonic() - term_at > 2:
+                kill_group(proc.pid)
+            if not sel.select(0.05):
+                if proc.poll() is not None:
+                    # exited, but something left in its group holds the pipe open: a daemon
+                    # left behind must not outlive its step (and one that left the group
+                    # is not waited for past 10 s)
+                    kill_group(proc.pid)
+                    exited_at = exited_at or time.monotonic()
+                    if time.monotonic() - exited_at > 10:
+                        break
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                emit(raw + b"\n")
+    if pending:
+        emit(pending)
     rc = proc.wait()
-    finished.set()
-    # a daemon left in the group (e.g. a backgrounded server) must not outlive its step,
-    # nor hold the pipe open
     kill_group(proc.pid)
-    pump.join(10)
     stdout.close()
     return Completed(
         returncode=rc,

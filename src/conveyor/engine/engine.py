@@ -7,6 +7,19 @@ Promises (DESIGN §4):
    expired lease takes the execution over: resumable waits (approvals) resume, other
    in-flight attempts fail with reason EngineCrashed (retryable), their processes killed.
 4. Failed (ActionFailed) and errored (ToolError) are different reasons.
+
+How it scales (issue 18) and why waiting is free (issue 12):
+- actions run on a bounded pool of daemon worker threads (`max_workers`), never a thread
+  per action; a worker runs the action's code and hands the result back, and the engine
+  loop records every finished action of a step in one short transaction (workers write no
+  status, so they never contend with the engine's writes);
+- the engine keeps each execution's attempts in memory and re-reads them only when the
+  execution's history count says someone else moved one;
+- a waiting approval holds no worker: its action parks (`gate.Parked`), the attempt stays
+  InProgress with the approval row as its state, and the execution goes quiet (skipped by
+  the loop) until an event wakes it: the row decided or expired, a request (stop, abandon),
+  or a takeover after a crash. Waits on a disabled transition or a busy stage never held a
+  worker: they are a plan with nothing to start.
 """
 
 from __future__ import annotations
@@ -14,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import shutil
 import socket
 import threading
@@ -28,7 +42,7 @@ from typing import Any
 from conveyor.actions.base import ActionContext, ActionResult, BaseAction
 from conveyor.actions.registry import ActionRegistry
 from conveyor.adapters.process import kill_group
-from conveyor.engine.gate import ApprovalGate
+from conveyor.engine.gate import ApprovalGate, Parked, ready
 from conveyor.engine.logs import FileLog, log_path
 from conveyor.engine.services import Services
 from conveyor.errors import ActionError, ActionFailed, ConfigError, Conflict, ConveyorError
@@ -45,6 +59,9 @@ from conveyor.store.db import Row, Store
 log = logging.getLogger("conveyor.engine")
 DEFAULT_TIMEOUT = 3600
 GRACE = 10.0
+SWEEP_SECONDS = 600.0
+POOL_IDLE_SECONDS = 30.0  # a worker with nothing to do this long ends (the pool shrinks)
+CHECK_SECONDS = 1.0  # how often what the engine knows of an execution's attempts is compared  # quiet executions are looked at anyway this often (a safety net)
 
 
 @dataclass
@@ -55,6 +72,113 @@ class _InFlight:
     deadline: float | None
     abandon: bool = False
     timed_out_at: float | None = None
+
+
+@dataclass
+class _Done:
+    """A finished action, handed by its worker to the engine loop to record."""
+
+    ex: Row
+    pipeline: Pipeline
+    stage: str
+    action: Any
+    row: Row
+    fl: _InFlight
+    status: ActionStatus | None  # None: parked (an approval still waiting), nothing to record
+    result: ActionResult
+    artifacts: dict[str, str] = field(default_factory=dict)
+    stored: list[tuple[str, int, int]] = field(default_factory=list)  # digest, files, size
+
+
+@dataclass
+class _Known:
+    """An execution's attempts as this engine last read or wrote them."""
+
+    moves: int  # the execution's history count these rows reflect
+    listed: list[Row] = field(default_factory=list)  # the rows, in the order they came
+    views: list[pl.AttemptView] = field(default_factory=list)  # their planner views, aligned
+    index: dict[str, int] = field(default_factory=dict)  # attempt id -> position
+    checked: float = field(default_factory=time.monotonic)  # when `moves` was last compared
+
+    def add(self, row: Row) -> None:
+        self.index[row["id"]] = len(self.listed)
+        self.listed.append(row)
+        self.views.append(_view(row))
+
+    def update(self, att_id: str, values: Row) -> bool:
+        """Apply a move this engine made; False when the attempt is not known here."""
+        i = self.index.get(att_id)
+        if i is None:
+            return False
+        self.listed[i].update(values)
+        self.views[i] = _view(self.listed[i])
+        return True
+
+
+def _view(a: Row) -> pl.AttemptView:
+    return pl.AttemptView(
+        a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
+    )
+
+
+class _Pool:
+    """A bounded pool of daemon worker threads, started as work needs them.
+
+    Daemon threads, as before: a process that exits (kill, Ctrl-C, the end of `conveyor run`)
+    does not wait for a running action; its lease expires and the next engine fails it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._q: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._cv = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self.submitted = 0
+        self.finished = 0
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        with self._cv:
+            self.submitted += 1
+            self._q.put(fn)
+            busy = self.submitted - self.finished
+            if busy > len(self._threads) and len(self._threads) < self.size:
+                t = threading.Thread(
+                    target=self._work, name=f"conveyor-worker-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(t)
+                t.start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                fn = self._q.get(timeout=POOL_IDLE_SECONDS)
+            except queue.Empty:
+                with self._cv:  # submit() puts under this lock: no task is left behind
+                    if self._q.empty():
+                        self._threads.remove(threading.current_thread())
+                        return
+                continue
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a worker survives anything a task raises
+                log.error("worker: %s", traceback.format_exc())
+            finally:
+                with self._cv:
+                    self.finished += 1
+                    self._cv.notify_all()
+
+    def idle(self) -> bool:
+        with self._cv:
+            return self.submitted == self.finished
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait until every submitted task finished; False when `timeout` passed first."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self.submitted == self.finished, timeout)
+
+    @property
+    def threads(self) -> int:
+        return len(self._threads)
 
 
 @dataclass
@@ -91,6 +215,24 @@ def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
     )
 
 
+def _state(ex: Row, attempts: list[Row], known: _Known | None = None) -> pl.ExecutionState:
+    """`state_of` for the engine's own rows: their views are kept up to date as the engine
+    moves them (no walk over every attempt per tick)."""
+    if known is not None and known.listed is attempts:
+        views = tuple(known.views)
+    else:
+        views = tuple(_view(a) for a in attempts)
+    return pl.ExecutionState(
+        attempts=views,
+        stage_epochs={
+            k: pl.StageEpoch(v["epoch"], v["failed_only"])
+            for k, v in (ex["stage_epochs"] or {}).items()
+        },
+        stop_requested=bool(ex["stop_mode"]),
+        superseded=bool(ex["superseded_by"]),
+    )
+
+
 class Engine:
     def __init__(
         self,
@@ -110,16 +252,25 @@ class Engine:
         self.artifacts = artifacts or ArtifactStore(settings.state_dir / "artifacts")
         self.hooks = hooks or Hooks()
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        # one daemon thread per running action: an approval may wait for days, and a process
-        # that exits (kill, Ctrl-C, the end of `conveyor run`) must not wait for it — its lease
-        # expires and the next engine resumes or fails it
-        self._slots = threading.BoundedSemaphore(max_workers)
-        self._threads: list[threading.Thread] = []
+        self.pool = _Pool(max_workers)
+        # attempts handed to the pool and not recorded yet (parked approvals are not here)
         self.inflight: dict[str, _InFlight] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._pipelines: dict[str, Pipeline] = {}
         self._auto_retried: set[tuple[str, str, int]] = set()
+        self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
+        self._pids: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._disabled: dict[str, dict[str, str]] | None = None  # per step
+        self._active_per_pipeline: dict[str, int] = {}
+        self._active_keys: list[tuple[str, str]] | None = None
+        self._active_mark: tuple[int, float] = (0, 0.0)
+        self._record_lock = threading.Lock()
+        self._known: dict[str, _Known] = {}
+        self.quiet: set[str] = set()  # executions only waiting for an event (parked approvals)
+        self._requested: set[str] = set()
+        self._renewed = 0.0
+        self._sweep_at = time.monotonic() + SWEEP_SECONDS
 
     # ---- starting executions ----------------------------------------------------------------
     def start(
@@ -188,11 +339,11 @@ class Engine:
             self.store.unregister_engine(self.worker)
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
-        """Wait (up to `timeout` s) for the actions this engine started; never blocks process exit."""
+        """Wait (up to `timeout` s) for the actions this engine started and record them;
+        never blocks process exit."""
         if wait:
-            end = None if timeout is None else time.monotonic() + timeout
-            for t in list(self._threads):
-                t.join(None if end is None else max(0.0, end - time.monotonic()))
+            self.pool.join(timeout)
+            self._record_done()
 
     def _heartbeat(self, stop: threading.Event) -> None:
         while not stop.wait(self.settings.heartbeat_seconds):
@@ -202,35 +353,48 @@ class Engine:
                 log.warning("heartbeat failed: %s", e)
 
     def step(self) -> None:
-        """One pass over every execution that may need work."""
-        self.store.renew(self.worker, self.settings.lease_seconds)
-        rows = self.store.active_executions(light=True)
-        seen = {r["id"] for r in rows}
-        for ex_id in self._executions_with_requests():
-            if ex_id not in seen:
-                rows.append(self.store.get_execution(ex_id, light=True))
-        for ex in rows:
+        """One pass over every execution that may need work (quiet ones only on an event)."""
+        now = time.time()
+        if now - self._renewed > self.settings.heartbeat_seconds / 2:
+            self.store.renew(self.worker, self.settings.lease_seconds)
+            self._renewed = now
+        self._record_done()
+        # requests (a retry) and this engine's status changes reset _active_keys; a new
+        # execution moves the fingerprint
+        mark, requested, ready_now, disabled = self.store.step_view(
+            now, ready_approvals=bool(self.quiet)
+        )
+        if mark != self._active_mark or self._active_keys is None:
+            self._active_keys = self.store.active_execution_keys()
+            self._active_mark = mark
+        keys = self._active_keys
+        ids = [k[0] for k in keys]
+        self._active_per_pipeline = {}
+        for _, name in keys:
+            self._active_per_pipeline[name] = self._active_per_pipeline.get(name, 0) + 1
+        self._disabled = disabled
+        self._requested = requested
+        if self._requested:
+            self._active_keys = None
+        if time.monotonic() > self._sweep_at:
+            self.quiet.clear()
+            self._sweep_at = time.monotonic() + SWEEP_SECONDS
+        if self.quiet:
+            self.quiet &= set(ids)
+            self.quiet -= self._requested
+            self.quiet -= ready_now
+        active = set(ids)
+        todo = [i for i in ids if i not in self.quiet]
+        todo += sorted(self._requested - active)
+        for ex in self.store.executions_by_id(todo):
+            if ex["status"] not in ("InProgress", "Stopping") and ex["id"] not in self._requested:
+                continue  # it ended since the list was read
             try:
-                self._tick(ex)
+                self._tick(ex, in_step=True)
             except ConveyorError as e:
                 log.error("execution %s: %s", ex["id"], e.message)
             except Exception:  # noqa: BLE001 - one bad execution must not stop the others
                 log.error("execution %s: %s", ex["id"], traceback.format_exc())
-
-    def _executions_with_requests(self) -> list[str]:
-        from sqlalchemy import select
-
-        from conveyor.store import tables as t
-
-        with self.store.tx() as c:
-            return [
-                r[0]
-                for r in c.execute(
-                    select(t.requests.c.execution_id)
-                    .where(t.requests.c.handled_at.is_(None))
-                    .distinct()
-                )
-            ]
 
     def pipeline(self, ex: Row) -> Pipeline:
         p = self._pipelines.get(ex["id"])
@@ -241,7 +405,16 @@ class Engine:
         return p
 
     # ---- one execution -------------------------------------------------------------------------
-    def _tick(self, ex: Row) -> None:
+    def _tick(self, ex: Row, *, in_step: bool = False) -> None:
+        """One execution's turn. `in_step`: step() has read the requests, the active set and
+        recorded finished actions; a caller driving one execution (the rollback helper)
+        leaves it False and the tick does those itself."""
+        if not in_step:
+            self._disabled = None
+            self._record_done()
+            self._requested.add(ex["id"])
+            self._active_keys = None
+            self._active_per_pipeline = {}
         owner, expires = ex.get("lease_owner"), ex.get("lease_expires")
         fresh = (
             owner == self.worker and (expires or 0) > time.time() + self.settings.lease_seconds / 2
@@ -250,15 +423,17 @@ class Engine:
             if not self.store.claim(ex["id"], self.worker, self.settings.lease_seconds):
                 return
             ex = self.store.get_execution(ex["id"], light=True)
+            if owner != self.worker:
+                self._known.pop(ex["id"], None)
         pipeline = self.pipeline(ex)
         if owner and owner != self.worker and expires is not None:
             self._recover(ex, pipeline, owner)
-        if self._handle_requests(ex, pipeline):
+        if ex["id"] in self._requested and self._handle_requests(ex, pipeline):
             ex = self.store.get_execution(ex["id"], light=True)
         self._watch_deadlines(ex)
-        attempts = self.store.attempts_light(ex["id"])
-        self._resume_orphans(ex, pipeline, attempts)
-        state = state_of(ex, attempts)
+        attempts = self._attempts(ex["id"])
+        parked_only = self._resume_orphans(ex, pipeline, attempts)
+        state = _state(ex, attempts, self._known.get(ex["id"]))
         status = pl.execution_status(pipeline, state)
 
         if status == ExecutionStatus.IN_PROGRESS:
@@ -274,17 +449,17 @@ class Engine:
                 winner = max((e for e, _ in newer), key=lambda e: e["seq"])
                 self.store.update_execution(ex["id"], superseded_by=winner["id"])
                 ex = self.store.get_execution(ex["id"], light=True)
-                state = state_of(ex, attempts)
+                state = _state(ex, attempts, self._known.get(ex["id"]))
                 status = pl.execution_status(pipeline, state)
             else:
                 if plan.waiting and pipeline.execution_mode.value == "SUPERSEDED":
                     self._supersede_stale_approval(ex, pipeline, plan, around)
-                for stage, action in plan.start:
-                    self._dispatch(ex, pipeline, stage, action)
                 if plan.start:
-                    attempts = self.store.attempts_light(ex["id"])
-                    state = state_of(ex, attempts)
-                    status = pl.execution_status(pipeline, state)
+                    self._dispatch_all(ex, pipeline, plan.start, state)
+                    # the stage now has attempts in progress: the execution stays InProgress
+                    attempts = self._attempts(ex["id"], check=False)
+                elif parked_only and not self._has_inflight(ex["id"]):
+                    self.quiet.add(ex["id"])
                 if (plan.waiting or None) != ex["waiting"]:
                     self.store.update_execution(ex["id"], waiting=plan.waiting)
 
@@ -307,9 +482,13 @@ class Engine:
             values["ended_at"] = None
         if values:
             self.store.update_execution(ex["id"], **values)
+            if "status" in values:
+                self._active_keys = None  # the set of active executions moved
         if status in TERMINAL_EXECUTION and not self._has_inflight(ex["id"]):
             self.store.release(ex["id"], self.worker)
             self._pipelines.pop(ex["id"], None)
+            self._known.pop(ex["id"], None)
+            self.quiet.discard(ex["id"])
             if "status" in values:
                 done = self.store.get_execution(ex["id"])
                 for hook in self.hooks.on_execution_done:
@@ -330,17 +509,24 @@ class Engine:
         self, ex: Row, pipeline: Pipeline
     ) -> tuple[pl.Neighbourhood, list[tuple[Row, pl.ExecutionState]]]:
         # a rollback is the way out of an incident: a release freeze does not hold it
-        disabled = (
-            {} if ex["kind"] == "rollback" else self.store.disabled_transitions(ex["pipeline"])
-        )
+        if self._disabled is None:  # read once per step: a freeze holds from the next step
+            self._disabled = self.store.disabled_transitions_all()
+        disabled = {} if ex["kind"] == "rollback" else self._disabled.get(ex["pipeline"], {})
         if pipeline.execution_mode.value == "PARALLEL" and not disabled:
             return pl.Neighbourhood(), []
-        others_rows = [
-            o
-            for o in self.store.active_executions(ex["pipeline"], light=True)
-            if o["id"] != ex["id"]
+        others_rows = (
+            [
+                o
+                for o in self.store.active_executions(ex["pipeline"], light=True)
+                if o["id"] != ex["id"]
+            ]
+            if self._active_per_pipeline.get(ex["pipeline"], 2) > 1
+            or ex["status"] not in ("InProgress", "Stopping")
+            else []
+        )
+        others = [
+            (o, _state(o, self._attempts(o["id"]), self._known.get(o["id"]))) for o in others_rows
         ]
-        others = [(o, state_of(o, self.store.attempts_light(o["id"]))) for o in others_rows]
         occupied: dict[str, str] = {}
         older_waiting: set[str] = set()
         for o, st in others:
@@ -367,7 +553,7 @@ class Engine:
         h = self.store.get_execution(holder, light=True)
         if h["seq"] > ex["seq"]:
             return
-        running = [a for a in self.store.attempts_light(holder) if a["status"] == "InProgress"]
+        running = [a for a in self._attempts(holder) if a["status"] == "InProgress"]
         if not running or any(a["type"] != "approval" for a in running):
             return
         for a in running:
@@ -387,6 +573,7 @@ class Engine:
                     reason=Reason.SUPERSEDED,
                     message=f"a newer execution ({ex['id']}) reached this approval",
                 )
+        self._known.pop(holder, None)
         self.store.update_execution(holder, superseded_by=ex["id"])
         self._wake.set()
 
@@ -452,7 +639,7 @@ class Engine:
                 "can be retried"
             )
         attempts = self.store.attempts_light(ex["id"])
-        state = state_of(ex, attempts)
+        state = _state(ex, attempts, self._known.get(ex["id"]))
         statuses = pl.stage_statuses(pipeline, state)
         stage_name = req["payload"].get("stage")
         if not stage_name:
@@ -509,7 +696,7 @@ class Engine:
 
     # ---- crash recovery ------------------------------------------------------------------------
     def _recover(self, ex: Row, pipeline: Pipeline, dead: str) -> None:
-        for a in self.store.attempts_light(ex["id"]):
+        for a in self._attempts(ex["id"]):
             if a["status"] != "InProgress":
                 continue
             cls = self._type(a["type"])
@@ -525,11 +712,16 @@ class Engine:
                 f"retry with `conveyor retry {ex['id']}`",
             )
 
-    def _resume_orphans(self, ex: Row, pipeline: Pipeline, attempts: list[Row]) -> None:
-        """Resumable attempts (approvals) in progress with no thread here: resume their wait."""
-        for a in attempts:
-            if a["status"] != "InProgress":
-                continue
+    def _resume_orphans(self, ex: Row, pipeline: Pipeline, attempts: list[Row]) -> bool:
+        """Resumable attempts (approvals) in progress with no worker here: take over their
+        wait, and run them again once their approval was decided or expired (a parked wait
+        holds no worker). True when every attempt in progress is such a parked wait."""
+        running = [a for a in attempts if a["status"] == "InProgress"]
+        if not running:
+            return False
+        approvals: dict[str, Row] | None = None
+        parked = 0
+        for a in running:
             with self._lock:
                 if a["id"] in self.inflight:
                     continue
@@ -539,9 +731,20 @@ class Engine:
             owner = a.get("worker")
             if owner != self.worker and self._worker_alive(owner):
                 continue
-            self.store.note_attempt(a["id"], worker=self.worker)
+            takeover = owner != self.worker
+            if takeover:
+                self.store.note_attempt(a["id"], worker=self.worker)
+                a["worker"] = self.worker
+            if approvals is None:
+                approvals = {r["attempt_id"]: r for r in self.store.approvals_for(ex["id"])}
+            if not ready(approvals.get(a["id"]), time.time()):
+                parked += 1
+                if takeover:
+                    _append_log(a, f"[conveyor] resumed by engine {self.worker}\n")
+                continue
             action = pipeline.stage(a["stage"]).action(a["action"])
-            self._launch(ex, pipeline, a["stage"], action, a, resumed=True)
+            self._launch(ex, pipeline, a["stage"], action, a, resumed=True, banner=takeover)
+        return parked == len(running)
 
     def _worker_alive(self, worker: str | None) -> bool:
         if not worker:
@@ -579,46 +782,65 @@ class Engine:
                 )
 
     # ---- dispatching -------------------------------------------------------------------------------
-    def _dispatch(self, ex: Row, pipeline: Pipeline, stage_name: str, action_name: str) -> None:
-        stage = pipeline.stage(stage_name)
-        action = stage.action(action_name)
-        epoch = (ex["stage_epochs"] or {}).get(stage_name, {}).get("epoch", 0)
-        timeout = action.timeout_seconds
-        if timeout is None:
-            cls = self._type(action.type)
-            timeout = getattr(cls, "default_timeout", DEFAULT_TIMEOUT) if cls else DEFAULT_TIMEOUT
-        deadline_wall = time.time() + timeout
-        row = self.store.start_attempt(
-            ex["id"],
-            stage_name,
-            action_name,
-            action.type,
-            epoch=epoch,
+    def _dispatch_all(
+        self,
+        ex: Row,
+        pipeline: Pipeline,
+        start: tuple[tuple[str, str], ...],
+        state: pl.ExecutionState,
+    ) -> None:
+        """Persist every action of the plan InProgress (one transaction), then run them."""
+        todo = []
+        for stage_name, action_name in start:
+            action = pipeline.stage(stage_name).action(action_name)
+            epoch = (ex["stage_epochs"] or {}).get(stage_name, {}).get("epoch", 0)
+            timeout = action.timeout_seconds
+            if timeout is None:
+                cls = self._type(action.type)
+                timeout = (
+                    getattr(cls, "default_timeout", DEFAULT_TIMEOUT) if cls else DEFAULT_TIMEOUT
+                )
+            todo.append((stage_name, action_name, action.type, epoch, time.time() + timeout))
+        state_dir, ex_id = self.settings.state_dir, ex["id"]
+        rows = self.store.start_attempts(
+            ex_id,
+            todo,
             worker=self.worker,
-            deadline=deadline_wall,
-            log_path=lambda n: str(
-                log_path(self.settings.state_dir, ex["id"], stage_name, action_name, n)
-            ),
+            log_path=lambda st, a, n: str(log_path(state_dir, ex_id, st, a, n)),
         )
-        self._launch(ex, pipeline, stage_name, action, row, resumed=False)
+        self._remember(ex_id, rows)
+        current = pl.current_attempts(pipeline, state)
+        for row in rows:
+            action = pipeline.stage(row["stage"]).action(row["action"])
+            self._launch(ex, pipeline, row["stage"], action, row, resumed=False, current=current)
 
     def _launch(
-        self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, row: Row, *, resumed: bool
+        self,
+        ex: Row,
+        pipeline: Pipeline,
+        stage_name: str,
+        action: Any,
+        row: Row,
+        *,
+        resumed: bool,
+        banner: bool = False,
+        current: dict[str, dict[str, pl.AttemptView]] | None = None,
     ) -> None:
         remaining = (row["deadline"] - time.time()) if row.get("deadline") else None
         deadline = time.monotonic() + remaining if remaining is not None else None
         fl = _InFlight(row["id"], ex["id"], threading.Event(), deadline)
         with self._lock:
             self.inflight[row["id"]] = fl
-
-        def work() -> None:
-            with self._slots:
-                self._execute(ex, pipeline, stage_name, action, row, fl, resumed)
-
-        t = threading.Thread(target=work, name=f"action {row['id']}", daemon=True)
-        self._threads = [x for x in self._threads if x.is_alive()]
-        self._threads.append(t)
-        t.start()
+        if current is None:
+            current = pl.current_attempts(
+                pipeline, _state(ex, self._attempts(ex["id"]), self._known.get(ex["id"]))
+            )
+        self.quiet.discard(ex["id"])
+        self.pool.submit(
+            lambda: self._execute(
+                ex, pipeline, stage_name, action, row, fl, resumed, banner, current
+            )
+        )
 
     def _execute(
         self,
@@ -629,7 +851,10 @@ class Engine:
         row: Row,
         fl: _InFlight,
         resumed: bool,
+        banner: bool,
+        current: dict[str, dict[str, pl.AttemptView]],
     ) -> None:
+        """Run one action on a worker; the engine loop records the outcome (`_record_done`)."""
         logf = FileLog(
             Path(row["log_path"])
             if row.get("log_path")
@@ -645,17 +870,24 @@ class Engine:
         )
         result: ActionResult
         artifacts: dict[str, str] = {}
+        stored_rows: list[tuple[str, int, int]] = []
         try:
-            if resumed:
+            if banner:
                 logf.write(f"[conveyor] resumed by engine {self.worker}\n")
             cls = self.registry.get(action.type)
-            ctx = self._context(ex, pipeline, stage_name, action, row, fl, logf, workdir, resumed)
+            ctx = self._context(
+                ex, pipeline, stage_name, action, row, fl, logf, workdir, resumed, current
+            )
             result = cls().run(ctx)
             if result.succeeded:
                 for name, d in ctx.outputs.items():
                     stored = self.artifacts.put(d)
-                    self.store.record_artifact(stored.digest, stored.files, stored.size)
+                    stored_rows.append((stored.digest, stored.files, stored.size))
                     artifacts[name] = stored.digest
+        except Parked:
+            logf.close()
+            self._finish(_Done(ex, pipeline, stage_name, action, row, fl, None, ActionResult()))
+            return
         except ActionFailed as e:
             result = ActionResult(False, Reason.ACTION_FAILED, e.message)
         except UnresolvedVariable as e:
@@ -690,27 +922,89 @@ class Engine:
             f"[conveyor] {status.value}: {reason}{': ' + result.message if result.message else ''}\n"
         )
         logf.close()
-        try:
-            self.store.transition(
-                row["id"],
-                status,
-                reason=str(reason),
-                message=result.message or "",
-                variables=dict(result.variables),
-                artifacts=artifacts,
-                details=_jsonable(result.details),
-                reports=[_jsonable(r.__dict__) for r in result.reports],
-            )
-            if status == ActionStatus.SUCCEEDED:
-                self._after_success(ex, pipeline, stage_name, action, result)
-        except Conflict:
-            pass  # someone else (a stop, a timeout, a recovery) recorded the end first
-        except ConveyorError as e:
-            log.error("could not record %s: %s", row["id"], e.message)
-        finally:
+        result = ActionResult(
+            result.succeeded,
+            str(reason),
+            result.message or "",
+            dict(result.variables),
+            result.reports,
+            result.details,
+        )
+        self._finish(
+            _Done(ex, pipeline, stage_name, action, row, fl, status, result, artifacts, stored_rows)
+        )
+
+    def _note_pid(self, att_id: str, pgid: int) -> None:
+        """A worker's child process group, written by the engine loop (workers do not write)."""
+        self._pids.put((att_id, pgid))
+        self._wake.set()
+
+    def _finish(self, done: _Done) -> None:
+        self._done.put(done)
+        self._wake.set()
+
+    def _record_done(self) -> None:
+        """Record every action the workers finished since the last call: one transaction."""
+        with self._record_lock:
+            pids: dict[str, int] = {}
+            while True:
+                try:
+                    att_id, pgid = self._pids.get_nowait()
+                except queue.Empty:
+                    break
+                pids[att_id] = pgid
+            batch: list[_Done] = []
+            while True:
+                try:
+                    batch.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
+            if not batch and not pids:
+                return
+            ended = [d for d in batch if d.status is not None]
+            try:
+                for d in ended:
+                    for digest, files, size in d.stored:
+                        self.store.record_artifact(digest, files, size)
+                outcomes = self.store.record_finished(
+                    pids,
+                    [
+                        (
+                            d.row["id"],
+                            d.status,
+                            {
+                                "reason": d.result.reason,
+                                "message": d.result.message,
+                                "variables": dict(d.result.variables),
+                                "artifacts": d.artifacts,
+                                "details": _jsonable(d.result.details),
+                                "reports": [_jsonable(r.__dict__) for r in d.result.reports],
+                            },
+                        )
+                        for d in ended
+                        if d.status is not None
+                    ],
+                )
+            except ConveyorError as e:
+                log.error("could not record %d finished actions: %s", len(ended), e.message)
+                outcomes = [None] * len(ended)
+            for d, out in zip(ended, outcomes, strict=True):
+                # None: someone else (a stop, a timeout, a recovery) recorded the end first
+                if out is None:
+                    self._known.pop(d.ex["id"], None)
+                    continue
+                k = self._known.get(d.ex["id"])
+                if k is not None and k.update(d.row["id"], _light(out)):
+                    k.moves += 1
+                if d.status == ActionStatus.SUCCEEDED:
+                    try:
+                        self._after_success(d.ex, d.pipeline, d.stage, d.action, d.result)
+                    except ConveyorError as e:
+                        log.error("could not record %s: %s", d.row["id"], e.message)
             with self._lock:
-                self.inflight.pop(row["id"], None)
-            self._wake.set()
+                for d in batch:
+                    self.inflight.pop(d.row["id"], None)
+            # no wake here: the step that called this ticks the executions right after
 
     def _after_success(
         self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, result: ActionResult
@@ -749,24 +1043,26 @@ class Engine:
         logf: FileLog,
         workdir: Path,
         resumed: bool,
+        current: dict[str, dict[str, pl.AttemptView]],
     ) -> ActionContext:
-        attempts = self.store.attempts_light(ex["id"])
-        state = state_of(ex, attempts)
-        current = pl.current_attempts(pipeline, state)
-        by_name = {a.name: a for _, a in pipeline.all_actions()}
+        """What the action sees; `current` is the plan's view of the attempts that count."""
         scope: dict[str, dict[str, str]] = {
             PIPELINE_NS: dict(ex["variables"] or {}),
             SYSTEM_NS: {"PipelineExecutionId": ex["id"], "PipelineName": ex["pipeline"]},
         }
         wanted_ns = {ns for _, ns, _ in find_refs(dict(action.config))}
         needed: list[str] = []
-        for st in pipeline.stages:
-            for name, view in current[st.name].items():
-                producer = by_name[name]
-                if view.status == ActionStatus.SUCCEEDED and (
-                    producer.namespace in wanted_ns or set(producer.outputs) & set(action.inputs)
-                ):
-                    needed.append(f"{ex['id']}/{st.name}/{name}/{view.attempt}")
+        by_name: dict[str, Any] = {}
+        if wanted_ns or action.inputs:
+            by_name = {a.name: a for _, a in pipeline.all_actions()}
+            for st in pipeline.stages:
+                for name, view in current[st.name].items():
+                    producer = by_name[name]
+                    if view.status == ActionStatus.SUCCEEDED and (
+                        producer.namespace in wanted_ns
+                        or set(producer.outputs) & set(action.inputs)
+                    ):
+                        needed.append(f"{ex['id']}/{st.name}/{name}/{view.attempt}")
         produced: dict[str, str] = {}
         for a_row in self.store.attempts_by_id(needed).values():
             ns = by_name[a_row["action"]].namespace
@@ -806,14 +1102,46 @@ class Engine:
             services=self.services,
             variables=scope,
             revisions=dict(ex["revisions"] or {}),
-            on_pid=lambda pid: self.store.note_attempt(row["id"], pgid=pid),
-            gate=ApprovalGate(self.store, row["id"], ex["id"]),
+            on_pid=lambda pid: self._note_pid(row["id"], pid),
+            # a resumable type's wait parks (the engine resumes it); any other polls in place
+            gate=ApprovalGate(
+                self.store,
+                row["id"],
+                ex["id"],
+                park=bool(getattr(self._type(action.type), "resumable", False)),
+            ),
         )
 
     def _try_transition(self, att_id: str, to: ActionStatus, reason: str, message: str) -> None:
         with contextlib.suppress(Conflict):
             self.store.transition(att_id, to, reason=str(reason), message=message)
+        self._known.pop(att_id.split("/", 1)[0], None)
         self._wake.set()
+
+    # ---- the attempts this engine knows ------------------------------------------------------
+    def _attempts(self, ex_id: str, *, check: bool = True) -> list[Row]:
+        """The execution's attempts (light), re-read only when its history count moved."""
+        k = self._known.get(ex_id)
+        # this engine writes the attempts of the executions it holds and updates what it
+        # knows as it does; the count is compared now and then for anyone else's writes
+        if k is None or (check and time.monotonic() - k.checked > CHECK_SECONDS):
+            moves = self.store.history_count(ex_id)
+            if k is None or k.moves != moves:
+                k = _Known(moves)
+                for r in self.store.attempts_light(ex_id):
+                    k.add(r)
+                self._known[ex_id] = k
+            k.checked = time.monotonic()
+        return k.listed
+
+    def _remember(self, ex_id: str, rows: list[Row]) -> None:
+        """Attempts this engine just started (one history row each)."""
+        k = self._known.get(ex_id)
+        if k is None:
+            return
+        for r in rows:
+            k.add(_light(r))
+        k.moves += len(rows)
 
     # ---- queries used by the CLI and the server -----------------------------------------------------
     def wake(self) -> None:
@@ -830,6 +1158,16 @@ def _execution_message(status: ExecutionStatus, attempts: list[Row], ex: Row) ->
         a = bad[-1]
         return f"{a['stage']}/{a['action']}: {a['reason']}: {a['message']}"
     return str(ex.get("message") or "")
+
+
+def _light(row: Row) -> Row:
+    return {k: v for k, v in row.items() if k in Store.LIGHT}
+
+
+def _append_log(attempt: Row, text: str) -> None:
+    if attempt.get("log_path"):
+        with contextlib.suppress(OSError), Path(attempt["log_path"]).open("a") as f:
+            f.write(text)
 
 
 def _jsonable(v: Any) -> Any:

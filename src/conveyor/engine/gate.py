@@ -1,8 +1,13 @@
 """The approval gate an `approval` action waits at: the engine's side of a manual approval.
 
 The approval row is the request: people decide through `decide()` (CLI, API, page), which
-is a compare-and-set on the row (exactly one decision wins). The waiting action polls the
-row; after an engine crash a new engine resumes the same wait.
+is a compare-and-set on the row (exactly one decision wins).
+
+A wait holds no thread (issue 12): under the engine, `wait()` looks at the row once and, while
+it is Pending and not expired, raises `Parked`. The attempt stays InProgress; the row is the
+state. The engine runs the action again when the row is decided or expires (or after a crash,
+when a new engine takes the execution over); `open()` then finds the same row and `wait()`
+returns the decision.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.errors import Conflict, Forbidden, NotFound
-from conveyor.store.db import Store
+from conveyor.store.db import Row, Store
 
 
 @dataclass
@@ -24,11 +29,24 @@ class Decision:
     comment: str | None
 
 
+class Parked(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The approval is still pending: the engine lets the action go and resumes it on an event."""
+
+
+def ready(row: Row | None, now: float) -> bool:
+    """Whether a parked approval has something to act on (decided, expired, or not opened)."""
+    return row is None or row["status"] != "Pending" or now > row["expires_at"]
+
+
 class ApprovalGate:
-    def __init__(self, store: Store, attempt_id: str, execution_id: str) -> None:
+    def __init__(
+        self, store: Store, attempt_id: str, execution_id: str, *, park: bool = False
+    ) -> None:
         self.store = store
         self.attempt_id = attempt_id
         self.execution_id = execution_id
+        self.park = park  # raise Parked instead of polling (the engine's mode)
+        self.opened_now = False  # open() created the row (False: a resumed wait found it)
 
     def open(
         self,
@@ -39,15 +57,18 @@ class ApprovalGate:
         external_link: str | None = None,
     ) -> dict[str, Any]:
         """Create the pending approval (idempotent: a resumed wait finds the same one)."""
-        return self.store.create_approval(
+        token = secrets.token_hex(16)
+        row = self.store.create_approval(
             self.attempt_id,
             self.execution_id,
-            token=secrets.token_hex(16),
+            token=token,
             summary=summary,
             digest=digest,
             expires_at=time.time() + timeout_seconds,
             external_link=external_link,
         )
+        self.opened_now = row["token"] == token
+        return row
 
     def wait(self, cancel: threading.Event, poll: float = 0.2) -> Decision:
         while True:
@@ -67,6 +88,8 @@ class ApprovalGate:
                 except Conflict:
                     continue
                 return Decision("Expired", "engine", "timed out")
+            if self.park:
+                raise Parked(self.attempt_id)
             if cancel.wait(poll):
                 return Decision("Cancelled", None, None)
 

@@ -44,10 +44,30 @@ class ExecutionState:
     cancelled: bool = False
 
 
+# The engine asks several questions (status, plan, progress) of one state per tick: the last
+# answer of the two functions below is kept, keyed by the identity of their (immutable)
+# arguments, so a tick walks the attempts once instead of five times. Callers must not
+# mutate what they get.
+_last_current: tuple[Pipeline, ExecutionState, dict[str, dict[str, AttemptView]]] | None = None
+_last_statuses: tuple[Pipeline, ExecutionState, list[StageStatus | None]] | None = None
+
+
 def current_attempts(
     pipeline: Pipeline, state: ExecutionState
 ) -> dict[str, dict[str, AttemptView]]:
     """For each stage, the attempt that counts for each action (absent: not started)."""
+    global _last_current
+    last = _last_current
+    if last is not None and last[0] is pipeline and last[1] is state:
+        return last[2]
+    out = _current_attempts(pipeline, state)
+    _last_current = (pipeline, state, out)
+    return out
+
+
+def _current_attempts(
+    pipeline: Pipeline, state: ExecutionState
+) -> dict[str, dict[str, AttemptView]]:
     latest: dict[tuple[str, str], AttemptView] = {}
     for a in state.attempts:
         key = (a.stage, a.action)
@@ -71,8 +91,12 @@ def current_attempts(
 
 
 def stage_statuses(pipeline: Pipeline, state: ExecutionState) -> list[StageStatus | None]:
+    global _last_statuses
+    last = _last_statuses
+    if last is not None and last[0] is pipeline and last[1] is state:
+        return list(last[2])
     cur = current_attempts(pipeline, state)
-    return [
+    out = [
         derive_stage(
             [a.name for a in s.actions],
             {n: att.status for n, att in cur[s.name].items()},
@@ -80,6 +104,8 @@ def stage_statuses(pipeline: Pipeline, state: ExecutionState) -> list[StageStatu
         )
         for s in pipeline.stages
     ]
+    _last_statuses = (pipeline, state, out)
+    return list(out)
 
 
 def execution_status(pipeline: Pipeline, state: ExecutionState) -> ExecutionStatus:

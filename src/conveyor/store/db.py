@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -389,6 +390,72 @@ class Store:
         with self.tx() as c:
             return [_row(r) for r in c.execute(q)]
 
+    def active_execution_keys(self) -> list[tuple[str, str]]:
+        """(id, pipeline) of the executions in progress, oldest first (no JSON columns)."""
+        with self.tx() as c:
+            return [
+                (r[0], r[1])
+                for r in c.execute(
+                    select(t.executions.c.id, t.executions.c.pipeline)
+                    .where(t.executions.c.status.in_(ACTIVE))
+                    .order_by(t.executions.c.created_at)
+                )
+            ]
+
+    def step_view(
+        self, now: float, *, ready_approvals: bool
+    ) -> tuple[tuple[int, float], set[str], set[str], dict[str, dict[str, str]]]:
+        """What the engine reads at the start of a step, in one transaction: the active
+        set's fingerprint, the executions with pending requests, (when asked) those with an
+        approval that waits no more, and every pipeline's disabled transitions."""
+        with self.tx() as c:
+            mark = self._fingerprint(c)
+            requested = {
+                r[0]
+                for r in c.execute(
+                    select(t.requests.c.execution_id)
+                    .where(t.requests.c.handled_at.is_(None))
+                    .distinct()
+                )
+            }
+            ready = set(self._ready(c, now)) if ready_approvals else set()
+            disabled: dict[str, dict[str, str]] = {}
+            for r in c.execute(select(t.transitions).where(t.transitions.c.enabled.is_(False))):
+                disabled.setdefault(r.pipeline, {})[r.stage] = r.reason or "disabled"
+        return mark, requested, ready, disabled
+
+    def active_fingerprint(self) -> tuple[int, float]:
+        """How many executions are in progress and the newest one's creation time: when
+        neither moved, the set of active executions did not either (one cheap row)."""
+        with self.tx() as c:
+            return self._fingerprint(c)
+
+    @staticmethod
+    def _fingerprint(c: Connection) -> tuple[int, float]:
+        r = c.execute(
+            select(func.count(), func.coalesce(func.max(t.executions.c.created_at), 0.0)).where(
+                t.executions.c.status.in_(ACTIVE)
+            )
+        ).one()
+        return int(r[0]), float(r[1])
+
+    def executions_by_id(self, ids: Sequence[str], *, light: bool = True) -> list[Row]:
+        """The given executions, oldest first, in one query."""
+        if not ids:
+            return []
+        out: list[Row] = []
+        with self.tx() as c:
+            for i in range(0, len(ids), 500):
+                out.extend(
+                    _row(r)
+                    for r in c.execute(
+                        select(*self._execution_cols(light)).where(
+                            t.executions.c.id.in_(list(ids[i : i + 500]))
+                        )
+                    )
+                )
+        return sorted(out, key=lambda r: (r["created_at"], r["id"]))
+
     def execution_definition(self, ex_id: str) -> dict[str, Any]:
         with self.tx() as c:
             r = c.execute(
@@ -432,11 +499,18 @@ class Store:
         return (r[0], r[1]) if r else (None, None)
 
     def renew(self, worker: str, ttl: float) -> None:
+        """Extend the worker's leases that have run past 40 % of their time (a lease is
+        written every ~ttl/2, not at every heartbeat: 1,000 waiting executions stay cheap)."""
         now = time.time()
         with self.tx() as c:
             c.execute(
                 update(t.executions)
-                .where(t.executions.c.lease_owner == worker)
+                .where(
+                    and_(
+                        t.executions.c.lease_owner == worker,
+                        t.executions.c.lease_expires < now + ttl * 0.6,
+                    )
+                )
                 .values(lease_expires=now + ttl)
             )
             c.execute(update(t.engines).where(t.engines.c.worker == worker).values(heartbeat=now))
@@ -547,6 +621,162 @@ class Store:
             )
         return row
 
+    def start_attempts(
+        self,
+        ex_id: str,
+        starts: Sequence[tuple[str, str, str, int, float | None]],
+        *,
+        worker: str,
+        log_path: Callable[[str, str, int], str],
+        actor: str = "engine",
+    ) -> list[Row]:
+        """`start_attempt` for several actions (stage, action, type, epoch, deadline) at once:
+        one short transaction persists every InProgress row and its history before any runs."""
+        if not starts:
+            return []
+        out: list[Row] = []
+        with self.tx() as c:
+            wanted = {(s[0], s[1]) for s in starts}
+            latest: dict[tuple[str, str], int] = {}
+            for r in c.execute(
+                select(t.attempts.c.stage, t.attempts.c.action, func.max(t.attempts.c.attempt))
+                .where(
+                    and_(
+                        t.attempts.c.execution_id == ex_id,
+                        t.attempts.c.stage.in_(sorted({s[0] for s in starts})),
+                    )
+                )
+                .group_by(t.attempts.c.stage, t.attempts.c.action)
+            ):
+                if (r[0], r[1]) in wanted:
+                    latest[(r[0], r[1])] = int(r[2])
+            now = time.time()
+            check_transition(None, ActionStatus.IN_PROGRESS)
+            history = []
+            for stage, action, type_, epoch, deadline in starts:
+                n = latest.get((stage, action), 0) + 1
+                att_id = f"{ex_id}/{stage}/{action}/{n}"
+                out.append(
+                    dict(
+                        id=att_id,
+                        execution_id=ex_id,
+                        stage=stage,
+                        action=action,
+                        attempt=n,
+                        epoch=epoch,
+                        type=type_,
+                        status="InProgress",
+                        reason="Started",
+                        message="",
+                        started_at=now,
+                        deadline=deadline,
+                        variables={},
+                        artifacts={},
+                        details={},
+                        reports=[],
+                        worker=worker,
+                        log_path=log_path(stage, action, n),
+                    )
+                )
+                history.append(
+                    dict(
+                        attempt_id=att_id,
+                        execution_id=ex_id,
+                        from_status=None,
+                        to_status="InProgress",
+                        reason="Started",
+                        message="",
+                        actor=actor,
+                        at=now,
+                    )
+                )
+            try:
+                c.execute(insert(t.attempts), out)
+            except IntegrityError:
+                raise Conflict(f"an attempt of execution {ex_id} already exists") from None
+            c.execute(insert(t.history), history)
+        return out
+
+    def transition_many(
+        self, moves: Sequence[tuple[str, ActionStatus, dict[str, Any]]]
+    ) -> list[Row | None]:
+        """Several guarded moves (attempt id, to, {reason, message, ...}) in one transaction;
+        each is a compare-and-set on its own: a move that lost its race is None, the others
+        are applied."""
+        if not moves:
+            return []
+        with self.tx() as c:
+            return self._moves(c, moves)
+
+    def record_finished(
+        self,
+        pgids: Mapping[str, int],
+        moves: Sequence[tuple[str, ActionStatus, dict[str, Any]]],
+    ) -> list[Row | None]:
+        """What the engine loop records after a step's worth of work, in one transaction:
+        the process groups of running attempts and guarded moves (as `transition_many`)."""
+        if not pgids and not moves:
+            return []
+        with self.tx() as c:
+            if pgids:
+                self._pgids(c, pgids)
+            return self._moves(c, moves) if moves else []
+
+    def _moves(
+        self, c: Connection, moves: Sequence[tuple[str, ActionStatus, dict[str, Any]]]
+    ) -> list[Row | None]:
+        out: list[Row | None] = []
+        ids = [m[0] for m in moves]
+        current = {
+            r.id: r
+            for r in c.execute(
+                select(t.attempts.c.id, t.attempts.c.status, t.attempts.c.execution_id).where(
+                    t.attempts.c.id.in_(ids)
+                )
+            )
+        }
+        history = []
+        now = time.time()
+        for att_id, to, values in moves:
+            r = current.get(att_id)
+            if r is None:
+                out.append(None)
+                continue
+            cur = ActionStatus(r.status)
+            try:
+                check_transition(cur, to)
+            except TransitionRefused:
+                out.append(None)
+                continue
+            vals = dict(values)
+            vals.setdefault("message", "")
+            actor = vals.pop("actor", "engine")
+            vals.update(status=to.value, ended_at=now)
+            res = c.execute(
+                update(t.attempts)
+                .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
+                .values(**vals)
+            )
+            if res.rowcount != 1:
+                out.append(None)
+                continue
+            history.append(
+                dict(
+                    attempt_id=att_id,
+                    execution_id=r.execution_id,
+                    from_status=cur.value,
+                    to_status=to.value,
+                    reason=vals["reason"],
+                    message=vals["message"],
+                    actor=actor,
+                    at=now,
+                )
+            )
+            out.append(vals)
+        if history:
+            c.execute(insert(t.history), history)
+        return out
+
     def transition(
         self,
         att_id: str,
@@ -597,6 +827,20 @@ class Store:
         with self.tx() as c:
             c.execute(update(t.attempts).where(t.attempts.c.id == att_id).values(**values))
 
+    def note_pgids(self, pgids: Mapping[str, int]) -> None:
+        """The process groups of running attempts, in one transaction."""
+        with self.tx() as c:
+            self._pgids(c, pgids)
+
+    @staticmethod
+    def _pgids(c: Connection, pgids: Mapping[str, int]) -> None:
+        c.execute(
+            update(t.attempts)
+            .where(t.attempts.c.id == bindparam("att_id"))
+            .values(pgid=bindparam("att_pgid")),
+            [{"att_id": k, "att_pgid": v} for k, v in pgids.items()],
+        )
+
     def attempts_for(self, ex_id: str) -> list[Row]:
         return self._all(
             select(t.attempts)
@@ -631,6 +875,17 @@ class Store:
             .where(t.attempts.c.execution_id == ex_id)
             .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
         )
+
+    def history_count(self, ex_id: str) -> int:
+        """How many status moves an execution's attempts made: a cheap version of its state."""
+        with self.tx() as c:
+            return int(
+                c.execute(
+                    select(func.count())
+                    .select_from(t.history)
+                    .where(t.history.c.execution_id == ex_id)
+                ).scalar_one()
+            )
 
     def attempts_by_id(self, ids: Sequence[str]) -> dict[str, Row]:
         if not ids:
@@ -714,6 +969,13 @@ class Store:
     def transitions_for(self, pipeline: str) -> list[Row]:
         return self._all(select(t.transitions).where(t.transitions.c.pipeline == pipeline))
 
+    def disabled_transitions_all(self) -> dict[str, dict[str, str]]:
+        """Every pipeline's disabled transitions: pipeline -> stage -> reason (one query)."""
+        out: dict[str, dict[str, str]] = {}
+        for r in self._all(select(t.transitions).where(t.transitions.c.enabled.is_(False))):
+            out.setdefault(r["pipeline"], {})[r["stage"]] = r["reason"] or "disabled"
+        return out
+
     def disabled_transitions(self, pipeline: str) -> dict[str, str]:
         return {
             r["stage"]: r["reason"] or "disabled"
@@ -771,6 +1033,30 @@ class Store:
             .where(t.approvals.c.status == "Pending")
             .order_by(t.approvals.c.created_at)
         )
+
+    def ready_approvals(self, now: float) -> list[str]:
+        """Executions with an approval that waits no more (decided or expired) while its
+        attempt is still InProgress: the events that resume a parked wait."""
+        with self.tx() as c:
+            return self._ready(c, now)
+
+    @staticmethod
+    def _ready(c: Connection, now: float) -> list[str]:
+        a, att = t.approvals, t.attempts
+        return [
+            r[0]
+            for r in c.execute(
+                select(a.c.execution_id)
+                .select_from(a.join(att, att.c.id == a.c.attempt_id))
+                .where(
+                    and_(
+                        att.c.status == "InProgress",
+                        or_(a.c.status != "Pending", a.c.expires_at < now),
+                    )
+                )
+                .distinct()
+            )
+        ]
 
     def decide_approval(self, att_id: str, status: str, *, by: str, comment: str) -> Row:
         """Pending -> Approved/Rejected/Expired/Superseded, once. A second decision is a Conflict."""
