@@ -166,3 +166,57 @@ def test_migrations_build_exactly_the_declared_tables(db_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     s.close()
     assert diff == []
+
+
+def test_two_sources_finishing_at_the_same_moment_both_keep_their_revision(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Two sources recorded at once, 100 times: every execution keeps both revisions."""
+    from conveyor.actions.base import ActionResult
+    from conveyor.bootstrap import build
+    from conveyor.engine.engine import pipeline_of
+    from conveyor.settings import Settings
+
+    definition = {
+        "name": "two",
+        "stages": [
+            {
+                "name": "Source",
+                "actions": [
+                    {"name": "app", "type": "source.git", "outputs": ["a"],
+                     "config": {"repository": "app"}},
+                    {"name": "tests", "type": "source.git", "outputs": ["t"],
+                     "config": {"repository": "tests"}},
+                ],
+            }
+        ],
+    }  # fmt: skip
+    settings = Settings(state_dir=tmp_path / "state", database_url=db_url)
+    app: Any = build(settings)
+    app.store.save_pipeline("two", definition, None)
+    pipeline = pipeline_of(definition, "two")
+    eng = app.engine()
+    lost = []
+    for i in range(100):
+        ex_id = app.store.create_execution("two", definition, variables={}, trigger={})
+        ex = app.store.get_execution(ex_id, light=True)
+        barrier = threading.Barrier(2)
+
+        def finish(name: str, ex: Any = ex, barrier: threading.Barrier = barrier) -> None:
+            _, action = pipeline.find_action(name)
+            barrier.wait()
+            eng._after_success(
+                ex, pipeline, "Source", action, ActionResult(variables={"CommitId": name * 4})
+            )
+
+        threads = [threading.Thread(target=finish, args=(n,)) for n in ("app", "tests")]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        revs = app.store.get_execution(ex_id)["revisions"]
+        if set(revs) != {"app", "tests"}:
+            lost.append((i, sorted(revs)))
+    eng.shutdown(wait=False)
+    app.store.close()
+    assert lost == []
