@@ -13,7 +13,17 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("CONVEYOR_CORPUS", REPO.parent / "shared" / "corpus"))
+CORPUS = Path(
+    os.environ.get("CONVEYOR_CORPUS")
+    or next(
+        (
+            c
+            for c in (REPO.parent / "shared" / "corpus", REPO.parents[1] / "shared" / "corpus")
+            if c.is_dir()
+        ),
+        REPO.parent / "shared" / "corpus",
+    )
+)  # the checkout's sibling `shared/`, or a worktree's (under wt/) grandparent's
 PG_URL = os.environ.get("CONVEYOR_TEST_PG_URL")
 
 

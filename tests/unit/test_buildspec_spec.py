@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,8 @@ from conveyor.spec.buildspec import (
     load_buildspec,
     parse_buildspec,
 )
+from tests.conftest import CORPUS
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CONVEYOR_CORPUS") or REPO.parent / "shared" / "corpus")
 BUILDSPECS = CORPUS / "buildspecs"
 
 # file -> a fragment the (first) problem must contain; absent: the file must validate

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Iterator, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -14,6 +15,38 @@ from conveyor.model.pipeline import Action
 from conveyor.model.validate import ActionTypeInfo, Catalogue
 
 GROUP = "conveyor.actions"
+# Built-ins the registry loads itself when no entry point provides them (an install whose
+# metadata predates them, like an editable install made before they were added).
+BUILTINS = {
+    "source.s3": "conveyor.actions.source_s3:S3Source",
+    "aws.*": "conveyor.actions.aws_passthrough:AwsPassthrough",
+}
+
+
+class _Types(Mapping[str, Any]):
+    """A type table where a name ending in `.*` (e.g. `aws.*`) answers for every name with
+    that prefix (`aws.Deploy.CodeDeploy`); iteration lists the names as registered."""
+
+    def __init__(self, exact: Mapping[str, Any]) -> None:
+        self.exact = dict(exact)
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.exact:
+            return self.exact[name]
+        for pattern, value in self.exact.items():
+            if (
+                pattern.endswith(".*")
+                and name.startswith(pattern[:-1])
+                and len(name) > len(pattern) - 1
+            ):
+                return value
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.exact)
+
+    def __len__(self) -> int:
+        return len(self.exact)
 
 
 class ActionRegistry:
@@ -31,13 +64,18 @@ class ActionRegistry:
                 self._broken[ep.name] = f"{type(e).__name__}: {e}"
                 continue
             self._types[ep.name] = cls
+        for name, target in BUILTINS.items():
+            if name not in self._types and name not in self._broken:
+                module, _, attr = target.partition(":")
+                self._types[name] = getattr(importlib.import_module(module), attr)
 
     def names(self) -> list[str]:
         return sorted(self._types)
 
     def get(self, name: str) -> type[BaseAction]:
-        if name in self._types:
-            return self._types[name]
+        found: type[BaseAction] | None = _Types(self._types).get(name)
+        if found is not None:
+            return found
         if name in self._broken:
             raise ConfigError(
                 f"action type '{name}' is installed but failed to load: {self._broken[name]}"
@@ -59,7 +97,7 @@ class ActionRegistry:
                 output_variables=cls.output_variables,
                 needs_environment=cls.needs_environment,
             )
-        return Catalogue(infos)
+        return Catalogue(_Types(infos))
 
 
 def _checker(cls: type[BaseAction]) -> Any:
