@@ -307,9 +307,18 @@ class Store:
     def record_revision(
         self, ex_id: str, action: str, revision: Mapping[str, Any], *, position: int = 0
     ) -> None:
-        """Record one source action's revision: its own row, so parallel sources never collide."""
+        """Record one source action's revision: its own row, so parallel sources never collide.
+
+        The execution's `revisions` column is rewritten in the same transaction, under the
+        execution row's lock, from every recorded row: readers of the column alone see them all.
+        """
+        ex = t.executions
         with self.tx() as c:
+            if self.engine.dialect.name == "postgresql":
+                c.execute(select(ex.c.id).where(ex.c.id == ex_id).with_for_update())
             sr = t.source_revisions
+            # on SQLite this first write takes the database's write lock: the read below sees
+            # every other source's committed row
             c.execute(sr.delete().where(and_(sr.c.execution_id == ex_id, sr.c.action == action)))
             c.execute(
                 insert(sr).values(
@@ -320,6 +329,12 @@ class Store:
                     recorded_at=time.time(),
                 )
             )
+            r = c.execute(
+                select(ex.c.id, ex.c.revisions, ex.c.trigger).where(ex.c.id == ex_id)
+            ).first()
+            if r is not None:
+                (merged,) = self._with_revisions(c, [_row(r)])
+                c.execute(update(ex).where(ex.c.id == ex_id).values(revisions=merged["revisions"]))
 
     @staticmethod
     def _with_revisions(c: Connection, rows: list[Row]) -> list[Row]:
