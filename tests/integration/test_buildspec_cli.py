@@ -12,13 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from conveyor.cli.buildspec import register
+from tests.conftest import CORPUS
 
 pytestmark = pytest.mark.integration
-
-CORPUS = Path(
-    os.environ.get("CONVEYOR_CORPUS")
-    or Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-)
 
 
 @pytest.fixture
@@ -292,6 +288,11 @@ def test_run_json_prints_errors_as_json(cli: click.Group, tmp_path: Path) -> Non
     )
     assert res.exit_code == 2
     assert "needs a name" in json.loads(res.stdout)["error"]["message"]
+    res = _run(cli, str(good), "--json")
+    assert res.exit_code == 2
+    assert "Missing option '--source'" in json.loads(res.stdout)["error"]["message"]
+    res = _run(cli, str(tmp_path / "none.yml"), "--source", str(tmp_path / "a"), "--json")
+    assert res.exit_code == 2 and "not found" in json.loads(res.stdout)["error"]["message"]
 
 
 PRINT_PLATFORM = """version: 0.2

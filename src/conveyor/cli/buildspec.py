@@ -103,7 +103,6 @@ def _sources(values: tuple[str, ...]) -> dict[str, Path]:
     "--source",
     "sources",
     multiple=True,
-    required=True,
     help="Source directory; the first is primary. Secondary: NAME=DIR (CODEBUILD_SRC_DIR_NAME).",
 )
 @click.option(
@@ -188,6 +187,8 @@ def _run(
     as_json: bool,
 ) -> None:
     settings = Settings.from_env()
+    if not sources:
+        raise click.UsageError("Missing option '--source' (the directory to build)")
     srcs = _sources(sources)
     from conveyor.cli.main import parse_pairs
 
