@@ -723,7 +723,7 @@ class Engine:
         dep = result.details.get("deployment")
         if isinstance(dep, dict) and dep.get("environment"):
             revs = self.store.get_execution(ex["id"], light=True)["revisions"] or {}
-            commit = _deployed_commit(pipeline, action.name, ex, revs) or dep.get("commit")
+            commit = self._deployed_commit(pipeline, action.name, ex, revs) or dep.get("commit")
             self.store.record_deployment(
                 environment=dep["environment"],
                 pipeline=ex["pipeline"],
@@ -736,6 +736,21 @@ class Engine:
                 actor=ex["actor"] or "engine",
                 details=_jsonable({**dep, "commit": commit, "revisions": dict(revs)}),
             )
+
+    @staticmethod
+    def _deployed_commit(
+        pipeline: Pipeline, action_name: str, ex: Row, revisions: Mapping[str, Any]
+    ) -> str | None:
+        """The commit a deployment's image was built from: its lineage's source, else the
+        headline source (a rollback's generated pipeline has no source action)."""
+        if ex["kind"] == "rollback":
+            return (ex["trigger"] or {}).get("commit")  # the release rolled back to
+        commit = provenance.commit_of(revisions, provenance.source_of(pipeline, action_name))
+        if commit is None:
+            commit = provenance.commit_of(
+                revisions, provenance.headline_source(pipeline, ex["trigger"])
+            )
+        return commit
 
     def _context(
         self,
@@ -829,21 +844,6 @@ def _execution_message(status: ExecutionStatus, attempts: list[Row], ex: Row) ->
         a = bad[-1]
         return f"{a['stage']}/{a['action']}: {a['reason']}: {a['message']}"
     return str(ex.get("message") or "")
-
-
-def _deployed_commit(
-    pipeline: Pipeline, action_name: str, ex: Row, revisions: Mapping[str, Any]
-) -> str | None:
-    """The commit a deployment's image was built from: its lineage's source, else the headline
-    source (a rollback's generated pipeline has no source action)."""
-    if ex["kind"] == "rollback":
-        return (ex["trigger"] or {}).get("commit")  # the commit of the release rolled back to
-    commit = provenance.commit_of(revisions, provenance.source_of(pipeline, action_name))
-    if commit is None:
-        commit = provenance.commit_of(
-            revisions, provenance.headline_source(pipeline, ex["trigger"])
-        )
-    return commit
 
 
 def _jsonable(v: Any) -> Any:
