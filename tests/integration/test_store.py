@@ -227,3 +227,21 @@ def test_two_sources_finishing_at_the_same_moment_both_keep_their_revision(
     eng.shutdown(wait=False)
     app.store.close()
     assert lost == []
+
+
+def test_the_headline_source_is_the_trigger_else_the_first_declared(db_url: str) -> None:
+    """A push to the tests repo heads its execution; a manual start heads with the first source,
+    whatever order the sources finished in."""
+    from conveyor.server.views import source_summary
+
+    s = Store(db_url)
+    pushed = s.create_execution("p", {"name": "p"}, variables={}, trigger={"source": "tests"})
+    manual = s.create_execution("p", {"name": "p"}, variables={}, trigger={"type": "Start"})
+    for ex in (pushed, manual):
+        s.record_revision(ex, "tests", {"CommitId": "t" * 40}, position=1)
+        s.record_revision(ex, "app", {"CommitId": "a" * 40}, position=0)
+    assert source_summary(s.get_execution(pushed)["revisions"])["action"] == "tests"
+    assert source_summary(s.get_execution(manual)["revisions"])["action"] == "app"
+    assert [r["id"] for r in s.list_executions(light=True)] == [manual, pushed]
+    assert list(s.list_executions(light=True)[0]["revisions"]) == ["app", "tests"]
+    s.close()
