@@ -166,3 +166,82 @@ def test_migrations_build_exactly_the_declared_tables(db_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     s.close()
     assert diff == []
+
+
+def test_two_sources_finishing_at_the_same_moment_both_keep_their_revision(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Two sources recorded at once, 100 times: every execution keeps both revisions."""
+    from sqlalchemy import select
+
+    from conveyor.actions.base import ActionResult
+    from conveyor.bootstrap import build
+    from conveyor.engine.engine import pipeline_of
+    from conveyor.settings import Settings
+    from conveyor.store import tables as t
+
+    definition = {
+        "name": "two",
+        "stages": [
+            {
+                "name": "Source",
+                "actions": [
+                    {"name": "app", "type": "source.git", "outputs": ["a"],
+                     "config": {"repository": "app"}},
+                    {"name": "tests", "type": "source.git", "outputs": ["t"],
+                     "config": {"repository": "tests"}},
+                ],
+            }
+        ],
+    }  # fmt: skip
+    settings = Settings(state_dir=tmp_path / "state", database_url=db_url)
+    app: Any = build(settings)
+    app.store.save_pipeline("two", definition, None)
+    pipeline = pipeline_of(definition, "two")
+    eng = app.engine()
+    lost = []
+    for i in range(100):
+        ex_id = app.store.create_execution("two", definition, variables={}, trigger={})
+        ex = app.store.get_execution(ex_id, light=True)
+        barrier = threading.Barrier(2)
+
+        def finish(name: str, ex: Any = ex, barrier: threading.Barrier = barrier) -> None:
+            _, action = pipeline.find_action(name)
+            barrier.wait()
+            eng._after_success(
+                ex, pipeline, "Source", action, ActionResult(variables={"CommitId": name * 4})
+            )
+
+        threads = [threading.Thread(target=finish, args=(n,)) for n in ("app", "tests")]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        revs = app.store.get_execution(ex_id)["revisions"]
+        with app.store.tx() as c:  # the column itself, as readers that bypass the store see it
+            column = c.execute(
+                select(t.executions.c.revisions).where(t.executions.c.id == ex_id)
+            ).scalar_one()
+        if set(revs) != {"app", "tests"} or set(column) != {"app", "tests"}:
+            lost.append((i, sorted(revs), sorted(column)))
+    eng.shutdown(wait=False)
+    app.store.close()
+    assert lost == []
+
+
+def test_the_headline_source_is_the_trigger_else_the_first_declared(db_url: str) -> None:
+    """A push to the tests repo heads its execution; a manual start heads with the first source,
+    whatever order the sources finished in."""
+    from conveyor.server.views import source_summary
+
+    s = Store(db_url)
+    pushed = s.create_execution("p", {"name": "p"}, variables={}, trigger={"source": "tests"})
+    manual = s.create_execution("p", {"name": "p"}, variables={}, trigger={"type": "Start"})
+    for ex in (pushed, manual):
+        s.record_revision(ex, "tests", {"CommitId": "t" * 40}, position=1)
+        s.record_revision(ex, "app", {"CommitId": "a" * 40}, position=0)
+    assert source_summary(s.get_execution(pushed)["revisions"])["action"] == "tests"
+    assert source_summary(s.get_execution(manual)["revisions"])["action"] == "app"
+    assert [r["id"] for r in s.list_executions(light=True)] == [manual, pushed]
+    assert list(s.list_executions(light=True)[0]["revisions"]) == ["app", "tests"]
+    s.close()

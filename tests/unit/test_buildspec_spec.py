@@ -265,3 +265,46 @@ def test_version_01_and_missing_phases() -> None:
     assert parse_buildspec("version: 0.1\nphases:\n  build:\n    commands: [ls]\n").version == "0.1"
     (msg,) = problems("version: 0.2\nenv:\n  variables: {A: b}\n")
     assert "missing required key 'phases'" in msg
+
+
+def test_version_0_1_warns_with_its_line_that_cd_and_export_do_not_carry_over() -> None:
+    """D3: a `version: 0.1` buildspec is valid but warned about, on the version line."""
+    spec = parse_buildspec(
+        "# old\nversion: 0.1\nphases:\n  build:\n    commands: [cd app]\n", "b.yml"
+    )
+    (w,) = spec.warnings
+    assert w.line == 2 and "each command in its own shell" in w.message
+    assert "`cd` and `export`" in w.message
+
+
+def test_bash_only_syntax_in_a_sh_buildspec_is_warned_with_the_line() -> None:
+    """D2: `source`, `[[ ]]` and arrays under sh are each warned about on their line."""
+    text = """version: 0.2
+phases:
+  build:
+    commands:
+      - source ./env.sh
+      - if [[ -n "$X" ]]; then echo x; fi
+      - ARR=(a b)
+      - . ./env.sh
+      - FOO=$(date) && test "$FOO" != ""
+"""
+    spec = parse_buildspec(text, "b.yml")
+    found = {w.line: w.message for w in spec.warnings}
+    assert set(found) == {5, 6, 7}
+    assert "`source` is bash-only" in found[5] and "env.shell: bash" in found[5]
+    assert "`[[ ]]`" in found[6] and "arrays" in found[7]
+    bash = parse_buildspec(text.replace("version: 0.2\n", "version: 0.2\nenv: {shell: bash}\n"))
+    assert bash.warnings == ()
+
+
+def test_a_cloudformation_intrinsic_is_named_as_written_never_as_a_parser_object() -> None:
+    """A `!Ref` in a buildspec is reported as `!Ref X` on its line, not TaggedScalar(...)."""
+    text = "version: 0.2\nenv:\n  variables:\n    B: !Ref Bucket\nphases:\n  build:\n    commands:\n      - !Sub echo ${B}\nartifacts:\n  files: !Ref Files\n"
+    with pytest.raises(ValidationFailed) as e:
+        parse_buildspec(text, "b.yml")
+    msgs = {p.line: p.message for p in e.value.problems}
+    assert "TaggedScalar" not in str(e.value)
+    assert "`!Ref Bucket` is a CloudFormation intrinsic" in msgs[4]
+    assert "`!Sub echo ${B}`" in msgs[8]
+    assert "got a CloudFormation intrinsic (`!Ref Files`)" in msgs[10]

@@ -115,11 +115,13 @@ def test_long_windows_use_weekly_points() -> None:
 
 
 def test_author_time_prefers_the_deployed_commit() -> None:
-    """The AuthorDate of the revision whose CommitId was deployed is used, else the earliest."""
+    """The AuthorDate of the deployed commit is used; another source's date never stands in for
+    it; only a deployment with no recorded commit falls back to the earliest."""
     revs = {
         "Tests": {"CommitId": "t1", "AuthorDate": "2025-03-01T10:00:00+00:00"},
         "App": {"CommitId": "a1", "AuthorDate": "2025-03-05T10:00:00+02:00"},
     }
     assert author_time(revs, "a1") == dt.datetime(2025, 3, 5, 8, 0, tzinfo=dt.UTC).timestamp()
-    assert author_time(revs, "zz") == dt.datetime(2025, 3, 1, 10, 0, tzinfo=dt.UTC).timestamp()
+    assert author_time(revs, "zz") is None
+    assert author_time(revs, None) == dt.datetime(2025, 3, 1, 10, 0, tzinfo=dt.UTC).timestamp()
     assert author_time({"App": {"CommitId": "a1", "AuthorDate": "not a date"}}, "a1") is None

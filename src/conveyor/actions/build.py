@@ -42,6 +42,7 @@ from conveyor.spec.buildspec import (
     load_buildspec,
     parse_buildspec,
 )
+from conveyor.model.pipeline import Pipeline
 
 
 class Publishes(BaseModel):
@@ -89,15 +90,14 @@ class Build(BaseAction):
         primary = next(iter(sources))
         spec = self._buildspec(ctx, cfg, sources[primary], primary)
         platform = getattr(ctx.services, "platform", None)
-        env: dict[str, str] = {}
-        if platform is not None:
-            env.update(_call(platform, "container_env") or {})
-            env.update(_call(platform, "image_env", ctx.pipeline) or {})
-        if not (cfg.image or (cfg.environment and cfg.environment.image)):
-            # on the host, Conveyor's own Python environment (pytest, selenium) comes first,
-            # as a CodeBuild image's runtimes do; then the Node set-up brought (.tools/node)
-            venv_bin = str(Path(sys.executable).parent)
-            env["PATH"] = venv_bin + os.pathsep + tool_path()
+        revision = _revision(ctx, primary)
+        env = build_environment(
+            platform,
+            ctx.pipeline,
+            environment=cfg.publishes.environment if cfg.publishes else None,
+            revision=revision,
+            on_host=not (cfg.image or (cfg.environment and cfg.environment.image)),
+        )
         env.update(cfg.env)
         settings = getattr(ctx.services, "settings", None)
         secrets_file = getattr(settings, "secrets_file", None)
@@ -151,7 +151,7 @@ class Build(BaseAction):
             project=_safe(ctx.action.name),
             build_number=_next_build_number(ctx.state_dir, key),
             initiator=f"codepipeline/{ctx.pipeline.name}",
-            resolved_source_version=_revision(ctx, primary),
+            resolved_source_version=revision,
             on_pid=ctx.on_pid,
             report_dir=ctx.workdir / "reports",
         )
@@ -279,6 +279,38 @@ def _inline_as_data(raw: str, label: str, scope: Mapping[str, Mapping[str, str]]
     return dataclasses.replace(
         out, env=dataclasses.replace(out.env, variables={**values, **out.env.variables})
     )
+
+
+def build_environment(
+    platform: Any,
+    pipeline: Pipeline,
+    *,
+    environment: str | None = None,
+    revision: str = "",
+    on_host: bool = True,
+) -> dict[str, str]:
+    """The variables a Build gets from the platform, shared by the `build` action and
+    `conveyor buildspec run --environment` (so a pipeline's Build reproduces by hand):
+    CONTAINERS_CONF and the registries file (CONTAINERS_REGISTRIES_CONF), CONTAINER_RUNTIME,
+    REGISTRY_HOST / REPOSITORY_URI / IMAGE_REPO_NAME of the target environment, IMAGE_TAG
+    (the source revision) and, on the host, Conveyor's own Python first on PATH."""
+    env: dict[str, str] = {}
+    if platform is not None:
+        env.update(_call(platform, "container_env") or {})
+        env.update(_call(platform, "image_env", pipeline) or {})
+        key = re.sub(r"[^A-Z0-9]", "_", (environment or "").upper())
+        if environment and f"REGISTRY_HOST_{key}" in env:
+            env["REGISTRY_HOST"] = env[f"REGISTRY_HOST_{key}"]
+            env["REPOSITORY_URI"] = env[f"REPOSITORY_URI_{key}"]
+            env["IMAGE_REPO_NAME"] = env["REPOSITORY_URI"].split("/", 1)[1]
+    if revision:
+        env["IMAGE_TAG"] = revision
+    if on_host:
+        # on the host, Conveyor's own Python environment (pytest, selenium) comes first, as a
+        # CodeBuild image's runtimes do; then the Node set-up brought (.tools/node)
+        venv_bin = str(Path(sys.executable).parent)
+        env["PATH"] = venv_bin + os.pathsep + tool_path()
+    return env
 
 
 def _call(obj: Any, name: str, *args: Any) -> Any:

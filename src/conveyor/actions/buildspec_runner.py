@@ -55,7 +55,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -748,6 +748,9 @@ def run_buildspec(
         }
         for name in names[1:]:
             cb[f"CODEBUILD_SRC_DIR_{name}"] = str(src_dirs[name])
+        for k in ("CODEBUILD_RESOLVED_SOURCE_VERSION", "CODEBUILD_SOURCE_VERSION"):
+            if env and k in env:
+                cb[k] = env[k]  # a project variable (`--env`) may set the source version
         if batch_identifier:
             cb["CODEBUILD_BATCH_BUILD_IDENTIFIER"] = batch_identifier
         build_env: dict[str, str] = {}
@@ -1014,6 +1017,11 @@ def _run_block(ctx: _Context, phase: Phase) -> tuple[bool, str, list[str]]:
         if block == "commands" and failure:
             continue
         for cmd in commands:
+            unset = _unset_source_dir(ctx, cmd.text)
+            if unset:
+                ctx.log(f"[Container] {unset}\n")
+                failure = failure or unset
+                break
             ctx.log(f"[Container] Running command {cmd.text}\n")
             o = session.run(cmd.text)
             output.extend(o.output[-400:])
@@ -1030,7 +1038,12 @@ def _run_block(ctx: _Context, phase: Phase) -> tuple[bool, str, list[str]]:
                 if cause:
                     msg += f": {cause}"
                 missing = _missing_command(o.output)
-                if o.rc == 127 and missing:
+                if o.rc == 127 and missing == "source" and ctx.spec.env.shell == "sh":
+                    msg = (
+                        f"`source` is not a command of sh, this buildspec's shell (in "
+                        f"{_short(cmd.text)!r}): write `. FILE` instead, or set `env.shell: bash`"
+                    )
+                elif o.rc == 127 and missing:
                     msg = (
                         f"command not found: {missing!r} (in {_short(cmd.text)!r}); "
                         "install it in the "
@@ -1045,6 +1058,28 @@ def _run_block(ctx: _Context, phase: Phase) -> tuple[bool, str, list[str]]:
                     failure = msg
                 break
     return (not failure), failure, output
+
+
+_SRC_DIR_REF = re.compile(r"\$\{?(CODEBUILD_SRC_DIR_\w+)")
+
+
+def _unset_source_dir(ctx: _Context, text: str) -> str:
+    """A command's `$CODEBUILD_SRC_DIR_x` that no source sets (`cd` would go to $HOME)."""
+    for name in dict.fromkeys(_SRC_DIR_REF.findall(text)):
+        if name in ctx.session.env or ctx.session.value(name) is not None:
+            continue
+        known = sorted(
+            k.removeprefix("CODEBUILD_SRC_DIR_")
+            for k in ctx.session.env
+            if k.startswith("CODEBUILD_SRC_DIR_")
+        )
+        return (
+            f"${name} is not set (in {_short(text)!r}): no secondary source is named "
+            f"'{name.removeprefix('CODEBUILD_SRC_DIR_')}' (secondary sources: "
+            f"{', '.join(known) or 'none'}); name it with `--source "
+            f"{name.removeprefix('CODEBUILD_SRC_DIR_')}=DIR` or the action's input artifact"
+        )
+    return ""
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -1168,7 +1203,8 @@ def _collect_artifact(ctx: _Context, art: ArtifactSpec, dest: Path) -> Collected
     if not bases or not all(b.is_dir() for b in bases):
         missing = art.base_directory if not bases else next(str(b) for b in bases if not b.is_dir())
         raise ConfigError(
-            f"{where}: base-directory {missing!r} does not exist; no matching artifact paths found"
+            f"{where}: base-directory {art.base_directory!r} does not exist ({missing}); "
+            "no matching artifact paths found"
         )
     dest.mkdir(parents=True, exist_ok=True)
     chosen: dict[str, tuple[Path, str]] = {}  # destination rel path -> (source file, rel)
@@ -1193,11 +1229,11 @@ def _collect_artifact(ctx: _Context, art: ArtifactSpec, dest: Path) -> Collected
             if os.path.isabs(pat):
                 break
         if hits == 0:
-            unmatched.append(pattern)
+            unmatched.append(repr(pattern) + _missing_dir(bases, pat))
     if unmatched:
         raise ConfigError(
             f"{where}: no matching artifact paths found for "
-            + ", ".join(repr(u) for u in unmatched)
+            + ", ".join(unmatched)
             + (
                 f" (base-directory {art.base_directory!r})"
                 if art.base_directory
@@ -1215,6 +1251,22 @@ def _collect_artifact(ctx: _Context, art: ArtifactSpec, dest: Path) -> Collected
             shutil.copy2(file, out)
     name = ctx.session.expand(art.name) if art.name and "$" in art.name else art.name
     return CollectedArtifact(ident, name, dest, sorted(chosen))
+
+
+def _missing_dir(bases: Sequence[Path], pattern: str) -> str:
+    """' (directory X does not exist)' when a pattern's fixed leading directory is missing."""
+    pattern = pattern.strip().removeprefix("./")
+    prefix = _static_prefix(pattern)
+    if not prefix or os.path.isabs(pattern):
+        return ""
+    if prefix == pattern.strip("/"):
+        prefix = os.path.dirname(prefix)  # a plain file name: its directory
+        if not prefix:
+            return ""
+    for base in bases:
+        if not (base / prefix).is_dir():
+            return f" (directory {prefix} does not exist in {base})"
+    return ""
 
 
 def _excluded(rel: str, pattern: str) -> bool:
@@ -1250,9 +1302,14 @@ def _collect_reports(ctx: _Context, quiet: bool = False) -> None:
                     _mask_file(target, ctx.masker)
                     files.append(target)
         if not files:
+            gone = [b for b in bases if not b.is_dir()]
             msg = f"report group {rs.group}: no report files matched {', '.join(rs.files)}" + (
                 f" in {rs.base_directory}" if rs.base_directory else ""
             )
+            if rs.base_directory and (gone or not bases):
+                msg += f" (base-directory {gone[0] if gone else rs.base_directory} does not exist)"
+            else:
+                msg += "".join(_missing_dir(bases, p) for p in rs.files[:1])
             if not quiet:
                 ctx.log(f"[Container] WARNING: {msg}\n")
             result.warnings.append(msg)

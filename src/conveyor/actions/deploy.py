@@ -39,6 +39,7 @@ from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, Bas
 from conveyor.adapters.manifests import ManifestSet, load_manifests, pin_image, repository_name
 from conveyor.adapters.registry import ImageRef, RegistryClient
 from conveyor.errors import ActionFailed, ConfigError, NotFound, ValidationFailed
+from conveyor.model import provenance
 from conveyor.model.pipeline import Environment
 
 DEFAULT_TIMEOUT = 120
@@ -128,8 +129,10 @@ class Deploy(BaseAction):
             }
         )
         details.setdefault("url", env.url or "")
-        commit = next(
-            (v.get("CommitId") for v in ctx.revisions.values() if v.get("CommitId")), None
+        # the commit the image was built from, through the artifact lineage (not whichever
+        # source happened to finish first)
+        commit = provenance.commit_of(
+            ctx.revisions, provenance.source_of(ctx.pipeline, ctx.action.name)
         )
         if commit:
             details["commit"] = commit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -14,6 +15,12 @@ from conveyor.model.pipeline import Action
 from conveyor.model.validate import ActionTypeInfo, Catalogue
 
 GROUP = "conveyor.actions"
+# Built-ins the registry loads itself when no entry point provides them (an install whose
+# metadata predates them, like an editable install made before they were added).
+BUILTINS = {
+    "source.s3": "conveyor.actions.source_s3:S3Source",
+    "aws.*": "conveyor.actions.aws_passthrough:AwsPassthrough",
+}
 
 
 class ActionRegistry:
@@ -24,27 +31,47 @@ class ActionRegistry:
         self._types: dict[str, type[BaseAction]] = dict(types) if types is not None else {}
         self._broken: dict[str, str] = {}
         self._entry_points: dict[str, EntryPoint] = {}
+        self._builtins: dict[str, str] = {}
         if types is None:
             self._entry_points = {ep.name: ep for ep in entry_points(group=GROUP)}
+            self._builtins = {n: t for n, t in BUILTINS.items() if n not in self._entry_points}
+
+    def _key(self, name: str) -> str:
+        """The registered name that answers for `name`: itself, or a `prefix.*` pattern."""
+        if name in self._types or name in self._entry_points or name in self._builtins:
+            return name
+        for pattern in (*self._types, *self._entry_points, *self._builtins):
+            if pattern.endswith(".*") and name.startswith(pattern[:-1]) and len(name) > len(pattern) - 1:
+                return pattern
+        return name
 
     def _load(self, name: str) -> None:
+        if name in self._types:
+            return
         ep = self._entry_points.pop(name, None)
-        if ep is None or name in self._types:
+        target = self._builtins.pop(name, None)
+        if ep is None and target is None:
             return
         try:
-            self._types[name] = ep.load()
+            if ep is not None:
+                self._types[name] = ep.load()
+            else:
+                assert target is not None
+                module, _, attr = target.partition(":")
+                self._types[name] = getattr(importlib.import_module(module), attr)
         except Exception as e:  # noqa: BLE001 - a broken plugin must not break the others
             self._broken[name] = f"{type(e).__name__}: {e}"
 
     def names(self) -> list[str]:
-        for name in list(self._entry_points):
+        for name in [*self._entry_points, *self._builtins]:
             self._load(name)
         return sorted(self._types)
 
     def get(self, name: str) -> type[BaseAction]:
-        self._load(name)
-        if name in self._types:
-            return self._types[name]
+        key = self._key(name)
+        self._load(key)
+        if key in self._types:
+            return self._types[key]
         if name in self._broken:
             raise ConfigError(
                 f"action type '{name}' is installed but failed to load: {self._broken[name]}"
@@ -63,6 +90,7 @@ class ActionRegistry:
 
     def info(self, name: str) -> ActionTypeInfo | None:
         """What validation knows of a type (None if unknown or broken)."""
+        name = self._key(name)
         self._load(name)
         cls = self._types.get(name)
         if cls is None:
@@ -83,7 +111,7 @@ class _Infos(Mapping[str, ActionTypeInfo]):
 
     def _names(self) -> list[str]:
         r = self._registry
-        return sorted(set(r._types) | (set(r._entry_points) - set(r._broken)))
+        return sorted(set(r._types) | ((set(r._entry_points) | set(r._builtins)) - set(r._broken)))
 
     def __getitem__(self, name: str) -> ActionTypeInfo:
         if name not in self._cache:

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -23,7 +24,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.actions.buildspec_runner import BuildResult, run_buildspec
-from conveyor.errors import ConveyorError, ValidationFailed
+from conveyor.adapters import git
+from conveyor.errors import ConfigError, ConveyorError, NotFound, Unavailable, ValidationFailed
+from conveyor.model.pipeline import Pipeline
 from conveyor.settings import Settings
 from conveyor.spec.buildspec import load_buildspec
 
@@ -59,8 +62,11 @@ def validate_cmd(file: Path, as_json: bool) -> None:
                 click.echo(str(p), err=True)
         sys.exit(2)
     if as_json:
-        click.echo(json.dumps({"valid": True, "problems": []}))
+        warnings = [{"file": w.file, "line": w.line, "message": w.message} for w in spec.warnings]
+        click.echo(json.dumps({"valid": True, "problems": [], "warnings": warnings}))
     else:
+        for w in spec.warnings:
+            click.echo(str(w), err=True)
         phases = ", ".join(p.name for p in spec.phases) or "none"
         extra = f"; batch {spec.batch.kind} of {len(spec.batch.builds)}" if spec.batch else ""
         click.echo(f"{file}: valid buildspec {spec.version} (phases: {phases}{extra})")
@@ -71,7 +77,13 @@ def _sources(values: tuple[str, ...]) -> dict[str, Path]:
     for i, v in enumerate(values):
         name, sep, path = v.partition("=")
         if not sep or "/" in name or not name:
-            name, path = ("src" if i == 0 else f"src{i + 1}"), v
+            if i > 0:
+                raise click.BadParameter(
+                    f"{v}: a secondary source needs a name: --source NAME={v} "
+                    "(the buildspec reads it as $CODEBUILD_SRC_DIR_NAME)",
+                    param_hint="--source",
+                )
+            name, path = "src", v
         if not re.fullmatch(r"[A-Za-z0-9_]+", name):
             raise click.BadParameter(
                 f"source name {name!r}: use letters, digits and _", param_hint="--source"
@@ -91,7 +103,6 @@ def _sources(values: tuple[str, ...]) -> dict[str, Path]:
     "--source",
     "sources",
     multiple=True,
-    required=True,
     help="Source directory; the first is primary. Secondary: NAME=DIR (CODEBUILD_SRC_DIR_NAME).",
 )
 @click.option(
@@ -111,6 +122,20 @@ def _sources(values: tuple[str, ...]) -> dict[str, Path]:
     help="NAME=VALUE lines for parameter-store / secrets-manager (default: the state dir's).",
 )
 @click.option(
+    "--environment",
+    default=None,
+    help="Give the build the variables a pipeline Build gets for this environment "
+    "(REGISTRY_HOST, REPOSITORY_URI, CONTAINER_RUNTIME, CONTAINERS_CONF, IMAGE_TAG...); "
+    "needs the platform up (`conveyor up`).",
+)
+@click.option(
+    "--pipeline",
+    "pipeline_ref",
+    default=None,
+    help="With --environment: the registered pipeline (or pipeline file) whose environment "
+    "it is (default: the only registered pipeline that has it).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print the summary as JSON (the log goes to stderr)."
 )
 def run_cmd(
@@ -120,20 +145,60 @@ def run_cmd(
     image: str | None,
     workdir: Path | None,
     secrets_file: Path | None,
+    environment: str | None,
+    pipeline_ref: str | None,
     as_json: bool,
 ) -> None:
     """Run the buildspec FILE against --source directories, like CodeBuild's local agent."""
+    try:
+        _run(file, sources, envs, image, workdir, secrets_file, environment, pipeline_ref, as_json)
+    except click.ClickException as e:
+        if not as_json:
+            raise
+        _json_error("usage", e.format_message(), 2)
+    except ValidationFailed as e:
+        if not as_json:
+            for p in e.problems:
+                click.echo(str(p), err=True)
+            sys.exit(2)
+        _json_error(e.code, str(e), 2, problems=[str(p) for p in e.problems])
+    except ConveyorError as e:
+        if not as_json:
+            click.echo(f"error: {e.message}", err=True)
+            sys.exit(e.exit_code)
+        _json_error(e.code, e.message, e.exit_code)
+
+
+def _json_error(code: str, message: str, exit_code: int, **extra: object) -> None:
+    """An error as JSON on stdout (`{"error": {"code", "message"}}`, as the API's)."""
+    click.echo(json.dumps({"error": {"code": code, "message": message, **extra}}, indent=2))
+    sys.exit(exit_code)
+
+
+def _run(
+    file: Path,
+    sources: tuple[str, ...],
+    envs: tuple[str, ...],
+    image: str | None,
+    workdir: Path | None,
+    secrets_file: Path | None,
+    environment: str | None,
+    pipeline_ref: str | None,
+    as_json: bool,
+) -> None:
     settings = Settings.from_env()
+    if not sources:
+        raise click.UsageError("Missing option '--source' (the directory to build)")
     srcs = _sources(sources)
     from conveyor.cli.main import parse_pairs
 
-    env = parse_pairs(envs, "--env")
-    try:
-        spec = load_buildspec(file)
-    except ValidationFailed as e:
-        for p in e.problems:
-            click.echo(str(p), err=True)
-        sys.exit(2)
+    given = parse_pairs(envs, "--env")
+    spec = load_buildspec(file)
+    revision = git.commit_of(next(iter(srcs.values())), "HEAD") or ""
+    env: dict[str, str] = {}
+    if environment:
+        env.update(_platform_env(settings, environment, pipeline_ref, revision, image is None))
+    env.update(given)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = workdir or settings.state_dir / "builds" / f"{stamp}-{file.stem}"
     key = re.sub(
@@ -161,19 +226,89 @@ def run_cmd(
             state_dir=settings.state_dir,
             project=file.stem,
             initiator="conveyor-cli",
+            resolved_source_version=revision,
         )
     except KeyboardInterrupt:
         cancel.set()
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except ConveyorError as e:
-        click.echo(f"error: {e.message}", err=True)
-        sys.exit(e.exit_code)
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     else:
         render_summary(result, Console(file=sys.stdout))
     sys.exit(0 if result.succeeded else 1)
+
+
+def _platform_env(
+    settings: Settings, environment: str, pipeline_ref: str | None, revision: str, on_host: bool
+) -> dict[str, str]:
+    """What the pipeline's `build` action would give the buildspec for `environment`."""
+    from conveyor.actions.build import build_environment
+    from conveyor.bootstrap import platform_for
+
+    pipeline = _pipeline_with(settings, environment, pipeline_ref)
+    platform: Any = platform_for(settings)
+    if platform is None:
+        raise Unavailable("--environment needs the local platform, which is not installed")
+    env_spec = pipeline.environments[environment]
+    host = platform.environment_registry(env_spec)
+    down = [
+        p for p in platform.status() if p.kind == "registry" and p.address == host and not p.healthy
+    ]
+    if down:
+        raise Unavailable(
+            f"--environment {environment}: registry {down[0].name} at {host} is not up "
+            f"({down[0].detail}); start the platform with `conveyor up`"
+        )
+    return build_environment(
+        platform, pipeline, environment=environment, revision=revision, on_host=on_host
+    )
+
+
+def _pipeline_with(settings: Settings, environment: str, ref: str | None) -> Pipeline:
+    """The pipeline `--pipeline` names (registered name or file), else the only registered
+    pipeline that has the environment."""
+    from conveyor.engine.engine import pipeline_of
+    from conveyor.spec.pipeline_file import load_pipeline
+    from conveyor.store.db import Store
+
+    if ref and Path(ref).is_file():
+        pipeline = load_pipeline(Path(ref))
+    else:
+        store = Store(settings.database_url)
+        try:
+            rows = store.list_pipelines()
+        finally:
+            store.close()
+        known = {r["name"]: pipeline_of(r["definition"], r["name"]) for r in rows}
+        if ref:
+            if ref not in known:
+                raise NotFound(
+                    f"--pipeline {ref}: no such file or registered pipeline "
+                    f"(registered: {', '.join(sorted(known)) or 'none'})"
+                )
+            pipeline = known[ref]
+        else:
+            having = [p for p in known.values() if environment in p.environments]
+            if len(having) != 1:
+                raise ConfigError(
+                    f"--environment {environment}: "
+                    + (
+                        "no registered pipeline has it"
+                        if not having
+                        else "several pipelines have it ("
+                        + ", ".join(sorted(p.name for p in having))
+                        + ")"
+                    )
+                    + ": name one with --pipeline NAME|FILE"
+                )
+            pipeline = having[0]
+    if environment not in pipeline.environments:
+        raise ConfigError(
+            f"--environment {environment}: pipeline '{pipeline.name}' has no such environment "
+            f"(environments: {', '.join(sorted(pipeline.environments)) or 'none'})"
+        )
+    return pipeline
 
 
 _STYLE = {

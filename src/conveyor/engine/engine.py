@@ -47,6 +47,7 @@ from conveyor.engine.logs import FileLog, log_path
 from conveyor.engine.services import Services
 from conveyor.errors import ActionError, ActionFailed, ConfigError, Conflict, ConveyorError
 from conveyor.model import planner as pl
+from conveyor.model import provenance
 from conveyor.model.pipeline import Pipeline
 from conveyor.model.status import TERMINAL_EXECUTION, ActionStatus, ExecutionStatus, Reason
 from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, UnresolvedVariable, find_refs, resolve
@@ -1010,15 +1011,18 @@ class Engine:
         self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, result: ActionResult
     ) -> None:
         if action.type.startswith("source."):
-            ex2 = self.store.get_execution(ex["id"], light=True)
-            revs = dict(ex2["revisions"] or {})
-            revs[action.name] = dict(result.variables)
-            self.store.update_execution(ex["id"], revisions=revs)
+            # one row per source: two sources finishing together both keep their revision
+            names = [a.name for a in pipeline.source_actions()]
+            self.store.record_revision(
+                ex["id"],
+                action.name,
+                dict(result.variables),
+                position=names.index(action.name) if action.name in names else len(names),
+            )
         dep = result.details.get("deployment")
         if isinstance(dep, dict) and dep.get("environment"):
-            commit = None
-            for r in (self.store.get_execution(ex["id"], light=True)["revisions"] or {}).values():
-                commit = commit or r.get("CommitId")
+            revs = self.store.get_execution(ex["id"], light=True)["revisions"] or {}
+            commit = self._deployed_commit(pipeline, action.name, ex, revs) or dep.get("commit")
             self.store.record_deployment(
                 environment=dep["environment"],
                 pipeline=ex["pipeline"],
@@ -1026,11 +1030,26 @@ class Engine:
                 kind=dep.get("kind", "rollback" if ex["kind"] == "rollback" else "deploy"),
                 image=dep.get("image"),
                 digest=dep.get("digest"),
-                commit=dep.get("commit") or commit,
+                commit=commit,
                 url=dep.get("url"),
                 actor=ex["actor"] or "engine",
-                details=_jsonable(dep),
+                details=_jsonable({**dep, "commit": commit, "revisions": dict(revs)}),
             )
+
+    @staticmethod
+    def _deployed_commit(
+        pipeline: Pipeline, action_name: str, ex: Row, revisions: Mapping[str, Any]
+    ) -> str | None:
+        """The commit a deployment's image was built from: its lineage's source, else the
+        headline source (a rollback's generated pipeline has no source action)."""
+        if ex["kind"] == "rollback":
+            return (ex["trigger"] or {}).get("commit")  # the release rolled back to
+        commit = provenance.commit_of(revisions, provenance.source_of(pipeline, action_name))
+        if commit is None:
+            commit = provenance.commit_of(
+                revisions, provenance.headline_source(pipeline, ex["trigger"])
+            )
+        return commit
 
     def _context(
         self,

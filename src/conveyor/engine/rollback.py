@@ -326,6 +326,7 @@ def start_rollback(
         "to": plan.to_execution,
         "environment": plan.environment,
         "digest": plan.target.get("digest"),
+        "commit": plan.target.get("commit"),
         "from_digest": plan.current.get("digest"),
         "reason": reason,
         "by": actor,

@@ -46,7 +46,9 @@ class Deployment:
 def author_time(revisions: Mapping[str, Any] | None, commit: str | None) -> float | None:
     """The AuthorDate (epoch seconds) of the deployed commit among an execution's revisions.
 
-    The revision whose CommitId is the deployed commit, else the earliest of them all.
+    The revision whose CommitId is the deployed commit (the image's source, not another
+    source of the execution: none when it is not among them); without a recorded commit (an
+    old deployment), the earliest of them all.
     """
     found: list[float] = []
     for rev in (revisions or {}).values():
@@ -59,7 +61,7 @@ def author_time(revisions: Mapping[str, Any] | None, commit: str | None) -> floa
         if commit and rev.get("CommitId") == commit:
             return when
         found.append(when)
-    return min(found) if found else None
+    return min(found) if found and not commit else None
 
 
 def _failed(d: Deployment, nxt: Deployment | None) -> bool:

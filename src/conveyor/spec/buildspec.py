@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -89,6 +89,22 @@ _POWERSHELL = re.compile(
     r"Copy-Item|Remove-Item|New-Item|Test-Path|Start-Process|Resolve-Path|Get-Content|"
     r"Set-Content|Expand-Archive|Out-File)\b|\[Net\.ServicePointManager\]|\$LastExitCode\b",
     re.IGNORECASE,
+)
+
+# bash-only syntax that `sh` (CodeBuild's default shell on Linux) does not run
+_BASH_ONLY = (
+    (
+        re.compile(r"(?:^|[;&|({]\s*|\b(?:then|do|else)\s+)source\s+\S"),
+        "`source` is bash-only: write `. FILE` instead, or set `env.shell: bash`",
+    ),
+    (
+        re.compile(r"\[\[\s"),
+        "`[[ ]]` is bash-only: use `[ ]`, or set `env.shell: bash`",
+    ),
+    (
+        re.compile(r"(?:^|[\s;])[A-Za-z_]\w*=\(|\$\{[A-Za-z_]\w*\[|\bdeclare\s+-[aA]\b"),
+        "arrays are bash-only: set `env.shell: bash`, or use plain variables",
+    ),
 )
 
 
@@ -203,6 +219,7 @@ class Buildspec:
     reports: tuple[ReportSpec, ...] = ()
     cache: CacheSpec | None = None
     batch: Batch | None = None
+    warnings: tuple[Problem, ...] = ()  # valid, but likely not what the author meant
 
     def phase(self, name: str) -> Phase | None:
         for p in self.phases:
@@ -337,12 +354,16 @@ class _Parser:
         self.source_lines = text.splitlines()
         self.offset = offset
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
         self.windows: list[tuple[int | None, str]] = []
 
     # -- helpers
 
     def add(self, line: int | None, message: str) -> None:
         self.problems.append(Problem(self.label, line, message))
+
+    def warn(self, line: int | None, message: str) -> None:
+        self.warnings.append(Problem(self.label, line, f"warning: {message}"))
 
     def key_line(self, node: CommentedMap, key: Any) -> int | None:
         try:
@@ -382,6 +403,17 @@ class _Parser:
 
     def scalar_text(self, parent: Any, key: Any, value: Any) -> str:
         """A scalar as written: `GCC_VERSION: 4.10` stays '4.10', `true` becomes 'true'."""
+        if isinstance(value, TaggedScalar):
+            where = self.key_line(parent, key) if isinstance(parent, CommentedMap) else None
+            if where is None and isinstance(parent, CommentedSeq):
+                where = self.item_line(parent, key)
+            self.add(
+                where,
+                f"`{_tagged(value)}` is a CloudFormation intrinsic: it resolves only inside a "
+                "CloudFormation template, not in a buildspec file; write the value itself "
+                "(or pass it as an environment variable)",
+            )
+            return str(value.value)
         if isinstance(value, str):
             return str(value)
         if isinstance(value, bool):
@@ -512,6 +544,14 @@ class _Parser:
             )
         if self.problems:
             raise ValidationFailed(sorted(self.problems, key=lambda p: p.line or 0))
+        if version == "0.1":
+            self.warn(
+                self.key_line(doc, "version"),
+                "buildspec version 0.1 runs each command in its own shell: `cd` and `export` "
+                "do not carry over to the next command; use `version: 0.2`",
+            )
+        if env.shell == "sh":
+            self.bash_only(phases)
         return Buildspec(
             file=self.label,
             version=version,
@@ -522,7 +562,16 @@ class _Parser:
             reports=reports,
             cache=cache,
             batch=batch,
+            warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
         )
+
+    def bash_only(self, phases: Sequence[Phase]) -> None:
+        """Warn about bash-only syntax in a buildspec that runs under `sh`."""
+        for phase in phases:
+            for cmd in (*phase.commands, *phase.finally_):
+                for pattern, advice in _BASH_ONLY:
+                    if pattern.search(cmd.text):
+                        self.warn(cmd.line, f"this buildspec runs under sh: {advice}")
 
     def version(self, doc: CommentedMap) -> str:
         if "version" not in doc:
@@ -1002,9 +1051,21 @@ def _find_cycle(builds: Sequence[BatchBuild]) -> list[str] | None:
     return None
 
 
+def _tagged(v: Any) -> str:
+    """A tagged YAML value as written: `!Ref Bucket`, `!GetAtt A.B`."""
+    tag = getattr(getattr(v, "tag", None), "value", None) or "!"
+    if isinstance(v, TaggedScalar):
+        return f"{tag} {v.value}"
+    if isinstance(v, CommentedSeq):
+        return f"{tag} [{', '.join(str(x) for x in v)}]"
+    return str(tag)
+
+
 def _kind(v: Any) -> str:
     if v is None:
         return "nothing"
+    if isinstance(v, TaggedScalar) or getattr(getattr(v, "tag", None), "value", None):
+        return f"a CloudFormation intrinsic (`{_tagged(v)}`)"
     if isinstance(v, CommentedMap | dict):
         return "a mapping"
     if isinstance(v, CommentedSeq | list):

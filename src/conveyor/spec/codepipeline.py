@@ -40,6 +40,7 @@ from conveyor.spec.yamlfile import Lines
 NAME = re.compile(r"^[A-Za-z0-9.@\-_]+$")
 GIT_HOSTS = {"github.com": "GitHub", "gitlab.com": "GitLab", "bitbucket.org": "Bitbucket"}
 SETTINGS_KEY = "codepipeline"
+ROLE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 PLACEHOLDER_ROLE = "arn:aws:iam::111111111111:role/REPLACE-WITH-PIPELINE-ROLE"
 PLACEHOLDER_BUCKET = "replace-with-artifact-bucket"
 PLACEHOLDER_CONNECTION = "arn:aws:codeconnections:us-east-1:111111111111:connection/REPLACE-ME"
@@ -159,6 +160,10 @@ class _Importer:
         ):
             if key in p:
                 settings[key] = p[key]
+        settings["pipelineType"] = self.pipeline_type(p, root)
+        role = p.get("roleArn")
+        if isinstance(role, str):
+            self.check_role(role, (*root, "roleArn"), "the pipeline's roleArn")
         mode = p.get("executionMode", "SUPERSEDED")
         if mode not in m.ExecutionMode.__members__:
             self.err(
@@ -193,6 +198,38 @@ class _Importer:
             variables=tuple(variables),
             triggers=tuple(triggers),
             settings={SETTINGS_KEY: settings} if settings else {},
+        )
+
+    def pipeline_type(self, p: Mapping[str, Any], root: tuple[str | int, ...]) -> str:
+        """V1 or V2, as given; no pipelineType means V1 (CodePipeline's default) unless the
+        pipeline uses what only V2 has."""
+        given = p.get("pipelineType")
+        if given in ("V1", "V2"):
+            return str(given)
+        if given is not None:
+            self.err((*root, "pipelineType"), f"pipelineType {given!r} is not V1 or V2")
+            return "V2"
+        v2_only = [k for k in ("variables", "triggers") if p.get(k)]
+        if p.get("executionMode", "SUPERSEDED") != "SUPERSEDED":
+            v2_only.append(f"executionMode {p['executionMode']}")
+        if v2_only:
+            self.warn(
+                root,
+                "no pipelineType (which means V1), but "
+                + ", ".join(v2_only)
+                + " need(s) V2: imported as V2",
+            )
+            return "V2"
+        return "V1"
+
+    def check_role(self, role: str, path: tuple[str | int, ...], what: str) -> None:
+        """Warn about a role ARN AWS would refuse (placeholders and `${...}` are left alone)."""
+        if "${" in role or "#{" in role or ROLE_ARN.match(role):
+            return
+        self.warn(
+            path,
+            f"{what} {role!r} is not a valid IAM role ARN "
+            "(arn:aws:iam::ACCOUNT-ID:role/NAME, a 12-digit account id): AWS will refuse it",
         )
 
     def stage(self, s: Any, path: tuple[str | int, ...]) -> m.Stage | None:
@@ -280,6 +317,19 @@ class _Importer:
         timeout = a.get("timeoutInMinutes")
         tid = dict(tid)
         type_, config, leftover = self.map_type(name, tid, dict(cfg_raw), path)
+        if isinstance(a.get("roleArn"), str):
+            self.check_role(a["roleArn"], (*path, "roleArn"), f"action '{name}': roleArn")
+        if type_ == "build":
+            primary = config.get("primarySource") or (inputs[0] if inputs else None)
+            for i, art in enumerate(inputs):
+                if art != primary and not re.fullmatch(r"[A-Za-z0-9_]+", art):
+                    self.warn(
+                        (*path, "inputArtifacts", i),
+                        f"action '{name}': input artifact '{art}' cannot become "
+                        f"CODEBUILD_SRC_DIR_{art} (a variable name has only letters, digits "
+                        f"and _), so the buildspec cannot find it: rename it "
+                        f"(e.g. '{re.sub(r'[^A-Za-z0-9_]', '_', art)}')",
+                    )
         extra: dict[str, Any] = {}
         if leftover:
             extra["configuration"] = leftover
@@ -378,10 +428,13 @@ class _Importer:
             }
             return "source.git", config, cfg
         if category == "Source" and provider == "S3" and owner == "AWS":
-            self.warn(
-                (*path, "actionTypeId"),
-                f"action '{name}': S3 sources map to type 'source.s3', which the "
-                "local engine does not run yet",
+            self.warnings.append(
+                self.lines.problem(
+                    (*path, "actionTypeId"),
+                    f"note: action '{name}': an S3 source runs locally from the state dir's "
+                    "s3/BUCKET/KEY (a directory or a .zip), config.path, or an S3-compatible "
+                    "URL (config.endpoint or CONVEYOR_S3_ENDPOINT)",
+                )
             )
             return (
                 "source.s3",
@@ -424,12 +477,12 @@ class _Importer:
             if "ExternalEntityLink" in cfg:
                 config["externalEntityLink"] = cfg.pop("ExternalEntityLink")
             return "approval", config, cfg
-        type_ = "aws." + provider.replace(" ", "")
+        type_ = f"aws.{category}.{provider}".replace(" ", "")
         self.warn(
             (*path, "actionTypeId"),
-            f"action '{name}': no Conveyor action type for {owner}/{category}/"
-            f"{provider}; kept as '{type_}' (exported unchanged, reported as unknown by "
-            "`conveyor validate`)",
+            f"action '{name}': no local Conveyor action type for {owner}/{category}/"
+            f"{provider}; kept as '{type_}': it validates and exports unchanged, and runs on "
+            "AWS only (a local run fails it)",
         )
         return type_, {"actionTypeId": dict(tid), "configuration": cfg}, {}
 
@@ -552,6 +605,29 @@ def _fill_commands(p: m.Pipeline, raw: Mapping[str, Any]) -> m.Pipeline:
     return replace(p, stages=tuple(stages))
 
 
+CODE_SUFFIXES = {
+    ".ts": "TypeScript",
+    ".js": "JavaScript",
+    ".py": "Python",
+    ".java": "Java",
+    ".cs": "C#",
+    ".go": "Go",
+}
+
+
+def source_code_hint(path: str | Path, text: str) -> str | None:
+    """What to do with a program given where a pipeline file was expected (CDK code above all)."""
+    lang = CODE_SUFFIXES.get(Path(path).suffix.lower())
+    if lang is None:
+        return None
+    if re.search(r"aws[-_]cdk|awscdk|Amazon\.CDK|from ['\"]constructs['\"]", text):
+        return (
+            f"this is CDK code ({lang}), not a pipeline file: run `cdk synth` and import the "
+            "template: `conveyor import codepipeline cdk.out/STACK.template.json`"
+        )
+    return f"this is {lang} source code, not a pipeline file (YAML or JSON)"
+
+
 def load_codepipeline(path: str | Path, *, text: str | None = None) -> Imported:
     """Import a get-pipeline JSON file, or a CloudFormation template (YAML or JSON)."""
     label = str(path)
@@ -566,6 +642,9 @@ def load_codepipeline(path: str | Path, *, text: str | None = None) -> Imported:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    hint = source_code_hint(path, text)
+    if hint:
+        raise ValidationFailed([Problem(label, None, hint)])
     stripped = text.lstrip()
     if stripped.startswith("{") or stripped.startswith("["):
         data, lines = load_json(text, label)
@@ -685,6 +764,18 @@ def _load_cfn_yaml(text: str, label: str) -> tuple[Any, Lines]:
         return value
 
     return conv(doc, ()), lines
+
+
+def _short_intrinsic(fn: str, arg: Any) -> str:
+    """An intrinsic as it is written in YAML: `!Ref Bucket`, `!GetAtt Role.Arn`, `!Sub '...'`."""
+    name = fn.removeprefix("Fn::")
+    if name in ("Ref", "Condition") and isinstance(arg, str):
+        return f"!{name} {arg}"
+    if name == "GetAtt" and isinstance(arg, list):
+        return "!GetAtt " + ".".join(map(str, arg))
+    if name == "Sub" and isinstance(arg, str):
+        return f"!Sub {json.dumps(arg)}"
+    return f"!{name} {json.dumps(arg, default=str)}"
 
 
 class _CfnRenderer:
@@ -863,8 +954,16 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
             return out
         if isinstance(v, list):
             return [camel(x, (*src, i), (*dst, i), in_config) for i, x in enumerate(v)]
-        return rnd.render(v)
+        rendered = rnd.render(v)
+        if isinstance(v, Mapping) and v:
+            ((fn, arg),) = v.items()
+            # a parameter inside an action's configuration is a pipeline variable: faithful
+            faithful = fn == "Ref" and in_config and "#{variables." in str(rendered)
+            if not faithful:
+                intrinsics.append((src, dst, _short_intrinsic(fn, arg), rendered))
+        return rendered
 
+    intrinsics: list[tuple[tuple[str | int, ...], tuple[str | int, ...], str, Any]] = []
     body = camel(props, src_root, ("pipeline",), False)
     for stage in body.get("stages") or []:
         for a in stage.get("actions") or []:
@@ -909,9 +1008,25 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
                 "CloudFormation; kept as ${...} text: edit them before running locally",
             )
         )
+    for src, dst, short, rendered in intrinsics:
+        warnings.append(
+            Problem(
+                lines.file,
+                lines.line(src),
+                f"warning: {_dotted(list(dst[1:]))}: `{short}` is a CloudFormation intrinsic; "
+                f"imported as {rendered!r}, which AWS would not resolve: kept in "
+                "settings.codepipeline.intrinsics and reported again by export",
+            )
+        )
     warnings.extend(imp.warnings)
     if imp.errors:
         raise ValidationFailed(imp.errors)
+    if intrinsics:
+        cp = dict(pipeline.settings.get(SETTINGS_KEY, {}))
+        cp["intrinsics"] = [
+            {"path": list(dst[1:]), "intrinsic": short} for _, dst, short, _ in intrinsics
+        ]
+        pipeline = _with_settings(pipeline, cp)
     params = template.get("Parameters") or {}
     from dataclasses import replace
 
@@ -1040,8 +1155,19 @@ def export_pipeline(
     for key in ("version", "disableInboundStageTransitions"):
         if key in cp:
             doc[key] = cp[key]
-    doc["pipelineType"] = "V2"
-    doc["executionMode"] = p.execution_mode.value
+    # an imported V1 pipeline stays V1 (no executionMode: V1 runs SUPERSEDED only)
+    doc["pipelineType"] = str(cp.get("pipelineType") or "V2")
+    if doc["pipelineType"] == "V1":
+        v2_only = [k for k, used in (("variables", p.variables), ("triggers", p.triggers)) if used]
+        if p.execution_mode != m.ExecutionMode.SUPERSEDED:
+            v2_only.append(f"executionMode {p.execution_mode.value}")
+        if v2_only:
+            warnings.append(
+                f"pipelineType V1 (as imported), but {', '.join(v2_only)} need(s) V2: set "
+                "settings.codepipeline.pipelineType to V2"
+            )
+    else:
+        doc["executionMode"] = p.execution_mode.value
     if p.variables:
         doc["variables"] = [
             {
@@ -1086,7 +1212,28 @@ def export_pipeline(
     out: dict[str, Any] = {"pipeline": doc}
     if "tags" in cp:
         out["tags"] = cp["tags"]
+    for entry in cp.get("intrinsics") or []:
+        where = _dotted(entry.get("path") or [])
+        value = _at(doc, entry.get("path") or [])
+        written = "not written" if value is None else f"written as {value!r}"
+        warnings.append(
+            f"{where}: was `{entry.get('intrinsic')}` in the CloudFormation template; {written}: "
+            "replace it with the real value (or deploy the template itself)"
+        )
     return out, warnings
+
+
+def _dotted(path: list[Any]) -> str:
+    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path).lstrip(".")
+
+
+def _at(doc: Any, path: list[Any]) -> Any:
+    for k in path:
+        try:
+            doc = doc[k]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return doc
 
 
 def monitor_wait_minutes(a: m.Action) -> int:

@@ -21,6 +21,7 @@ errors, conversion into the pure model, and writing back.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -338,13 +339,42 @@ def load_pipeline(
     path: str | Path, catalogue: Catalogue | None = None, *, text: str | None = None
 ) -> m.Pipeline:
     """Load and fully validate a pipeline file; raise ValidationFailed with every problem."""
+    from conveyor.spec.codepipeline import source_code_hint
+
+    if text is None and Path(path).is_file():
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            text = Path(path).read_text(encoding="utf-8")
+    hint = source_code_hint(path, text or "")
+    if hint:
+        raise ValidationFailed([Problem(str(path), None, hint)])
     data, lines = load(path, text=text)
+    foreign = _foreign_format(data)
+    if foreign:
+        raise ValidationFailed([Problem(lines.file, 1, foreign)])
     pipeline = parse(data, lines)
     if catalogue is not None:
         findings = validate(pipeline, catalogue)
         if findings:
             raise ValidationFailed([lines.problem(f.path, f.message) for f in findings])
     return pipeline
+
+
+def _foreign_format(data: Any) -> str | None:
+    """A CodePipeline document given where a Conveyor pipeline file was expected."""
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("pipeline"), dict) and "name" not in data:
+        return (
+            "this is CodePipeline JSON (`aws codepipeline get-pipeline` output), not a Conveyor "
+            "pipeline file: convert it with `conveyor import codepipeline FILE -o pipeline.yaml`"
+        )
+    if "Resources" in data or "AWSTemplateFormatVersion" in data:
+        return (
+            "this is a CloudFormation template, not a Conveyor pipeline file: if it holds an "
+            "AWS::CodePipeline::Pipeline, convert it with "
+            "`conveyor import codepipeline FILE -o pipeline.yaml`"
+        )
+    return None
 
 
 def dump_yaml(doc: dict[str, Any]) -> str:

@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from conveyor.errors import Conflict, NotFound, Unavailable
+from conveyor.model.provenance import ordered_revisions
 from conveyor.model.status import ActionStatus, TransitionRefused, check_transition
 from conveyor.store import tables as t
 from conveyor.store.schema_version import head_revision
@@ -329,9 +330,9 @@ class Store:
                 ).all()
                 if len(rows) == 1:
                     r = rows[0]
-        if r is None:
-            raise NotFound(f"no execution '{ex_id}' (see `conveyor history`)")
-        return _row(r)
+            if r is None:
+                raise NotFound(f"no execution '{ex_id}' (see `conveyor history`)")
+            return self._with_revisions(c, [_row(r)])[0]
 
     def list_executions(
         self,
@@ -368,7 +369,9 @@ class Store:
         if status:
             q = q.where(t.executions.c.status == status)
         with self.tx() as c:
-            return [_row(r) for r in c.execute(q.limit(limit).offset(offset))]
+            return self._with_revisions(
+                c, [_row(r) for r in c.execute(q.limit(limit).offset(offset))]
+            )
 
     def count_executions(self, pipeline: str | None = None, status: str | None = None) -> int:
         q = select(func.count()).select_from(t.executions)
@@ -388,7 +391,69 @@ class Store:
         if pipeline:
             q = q.where(t.executions.c.pipeline == pipeline)
         with self.tx() as c:
-            return [_row(r) for r in c.execute(q)]
+            return self._with_revisions(c, [_row(r) for r in c.execute(q)])
+
+    def record_revision(
+        self, ex_id: str, action: str, revision: Mapping[str, Any], *, position: int = 0
+    ) -> None:
+        """Record one source action's revision: its own row, so parallel sources never collide.
+
+        The execution's `revisions` column is rewritten in the same transaction, under the
+        execution row's lock, from every recorded row: readers of the column alone see them all.
+        """
+        ex = t.executions
+        with self.tx() as c:
+            if self.engine.dialect.name == "postgresql":
+                c.execute(select(ex.c.id).where(ex.c.id == ex_id).with_for_update())
+            sr = t.source_revisions
+            # on SQLite this first write takes the database's write lock: the read below sees
+            # every other source's committed row
+            c.execute(sr.delete().where(and_(sr.c.execution_id == ex_id, sr.c.action == action)))
+            c.execute(
+                insert(sr).values(
+                    execution_id=ex_id,
+                    action=action,
+                    position=position,
+                    revision=dict(revision),
+                    recorded_at=time.time(),
+                )
+            )
+            r = c.execute(
+                select(ex.c.id, ex.c.revisions, ex.c.trigger).where(ex.c.id == ex_id)
+            ).first()
+            if r is not None:
+                (merged,) = self._with_revisions(c, [_row(r)])
+                c.execute(update(ex).where(ex.c.id == ex_id).values(revisions=merged["revisions"]))
+
+    @staticmethod
+    def _with_revisions(c: Connection, rows: list[Row]) -> list[Row]:
+        """Each execution's `revisions`: the pins it started with, overlaid by what each source
+        recorded, the headline (triggering, else first declared) source first."""
+        ids = [r["id"] for r in rows if "revisions" in r]
+        if not ids:
+            return rows
+        sr = t.source_revisions
+        recorded: dict[str, dict[str, Any]] = {}
+        order: dict[str, dict[str, int]] = {}
+        for i in range(0, len(ids), 500):
+            for r in c.execute(
+                select(sr.c.execution_id, sr.c.action, sr.c.position, sr.c.revision).where(
+                    sr.c.execution_id.in_(ids[i : i + 500])
+                )
+            ):
+                recorded.setdefault(r.execution_id, {})[r.action] = r.revision
+                order.setdefault(r.execution_id, {})[r.action] = r.position
+        for row in rows:
+            if "revisions" not in row:
+                continue
+            revs = dict(row["revisions"] or {})
+            revs.update(recorded.get(row["id"], {}))
+            trigger = row.get("trigger") or {}
+            headline = trigger.get("source") if isinstance(trigger, Mapping) else None
+            row["revisions"] = ordered_revisions(
+                revs, headline=headline, order=order.get(row["id"], {})
+            )
+        return rows
 
     def active_execution_keys(self) -> list[tuple[str, str]]:
         """(id, pipeline) of the executions in progress, oldest first (no JSON columns)."""

@@ -55,6 +55,18 @@ Index("ix_executions_status", executions.c.status)
 Index("ix_executions_created", executions.c.created_at)
 Index("ix_executions_pipeline_created", executions.c.pipeline, executions.c.created_at)
 
+# one row per source action of an execution: a source that finishes writes its own row, so
+# two sources finishing together never overwrite each other (migration 0003)
+source_revisions = Table(
+    "source_revisions",
+    metadata,
+    Column("execution_id", String(64), ForeignKey("executions.id"), primary_key=True),
+    Column("action", String(100), primary_key=True),
+    Column("position", Integer, nullable=False),  # the source's place among declared sources
+    Column("revision", JSON, nullable=False),  # {CommitId, BranchName, AuthorDate, ...}
+    Column("recorded_at", Float, nullable=False),
+)
+
 attempts = Table(
     "attempts",
     metadata,
