@@ -16,9 +16,13 @@ The environment (pipeline file) chooses the driver:
 
 - `podman` (local default): see conveyor.platform.environment — the new release starts
   beside the old one, is probed, then the environment's front door switches to it.
-- `kubernetes` / `eks`: see conveyor.adapters.kubernetes — server-side apply into the
-  environment's `namespace` with its kubeconfig `context`, wait for the rollout, undo on
-  failure.
+- `kubernetes` / `eks`: see conveyor.adapters.kubernetes — a release is the whole set of
+  objects: ConfigMaps renamed after their content (`webapp-config-<hash>`, references
+  rewritten; `settings.hashConfigMaps: false` keeps the names), a server-side dry run of
+  every object first, then server-side apply into the environment's `namespace` with its
+  kubeconfig `context`, wait for the rollout; on failure every object is put back as it
+  was and the objects the release added are deleted. Hashed ConfigMaps of the last
+  `settings.keepConfigMaps` (default 5) releases are kept.
 
 Whatever fails (registry down, digest not found, manifest invalid, port taken, podman
 missing, timeout), the environment keeps serving its last good version. The result's
@@ -36,7 +40,13 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
-from conveyor.adapters.manifests import ManifestSet, load_manifests, pin_image, repository_name
+from conveyor.adapters.manifests import (
+    ManifestSet,
+    hash_config_maps,
+    load_manifests,
+    pin_image,
+    repository_name,
+)
 from conveyor.adapters.registry import ImageRef, RegistryClient
 from conveyor.errors import ActionFailed, ConfigError, NotFound, ValidationFailed
 from conveyor.model.pipeline import Environment
@@ -87,6 +97,11 @@ class Deploy(BaseAction):
             ) from exc
         for p in pinned:
             log(f"{p.where}: container '{p.container}': {p.old_image} -> {p.new_image}\n")
+        objects = (
+            kubernetes_release(env, mset, lambda m: log(m + "\n"))
+            if env.driver in ("kubernetes", "eks")
+            else []
+        )
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         (ctx.workdir / f"manifests-{env.name}.yaml").write_text(mset.dump())
         timeout = float(cfg.timeout or env.settings.get("deployTimeout") or DEFAULT_TIMEOUT)
@@ -105,7 +120,7 @@ class Deploy(BaseAction):
                 primary=pinned[0].container,
             )
         elif env.driver in ("kubernetes", "eks"):
-            details = _deploy_kubernetes(ctx, env, mset, image, timeout)
+            details = _deploy_kubernetes(ctx, env, objects, image, timeout)
         else:
             raise ConfigError(
                 f"environment '{env.name}': unknown driver '{env.driver}' "
@@ -121,6 +136,7 @@ class Deploy(BaseAction):
                 "action": ctx.action.name,
                 "attempt": ctx.attempt,
                 "revisions": {k: dict(v) for k, v in ctx.revisions.items()},
+                "environment_definition": environment_definition(env),
                 "pinned": [
                     {"container": p.container, "where": p.where, "old_image": p.old_image}
                     for p in pinned
@@ -211,27 +227,77 @@ def _pin(text: str, log: Any) -> ImageRef:
     return ref.with_digest(digest)
 
 
-def _deploy_kubernetes(
-    ctx: ActionContext, env: Environment, mset: ManifestSet, image: ImageRef, timeout: float
-) -> dict[str, Any]:
+def environment_definition(env: Environment) -> dict[str, Any]:
+    """The environment as the pipeline file wrote it (recorded with each deployment).
+
+    `conveyor rollback` deploys with the definition recorded at the deployment it rolls
+    back to (its context, namespace, kubeconfig), not whichever pipeline ran last.
+    """
+    return {
+        k: v
+        for k, v in {
+            "registry": env.registry,
+            "repository": env.repository,
+            "driver": env.driver,
+            "port": env.port,
+            "url": env.url,
+            "namespace": env.namespace,
+            "context": env.context,
+            "cluster": env.cluster,
+            "settings": dict(env.settings) or None,
+        }.items()
+        if v not in (None, "")
+    }
+
+
+def kubernetes_release(env: Environment, mset: ManifestSet, log: Any) -> list[Any]:
+    """The objects of a Kubernetes release: ConfigMaps content-hashed (unless the
+    environment's `settings.hashConfigMaps` is false), each with its file:line."""
+    from conveyor.adapters.kubernetes import ManifestObject
+
+    if env.settings.get("hashConfigMaps", True) is not False:
+        for h in hash_config_maps(mset):
+            log(f"{h.where}: ConfigMap '{h.name}' is applied as '{h.hashed}' (content-hashed)")
+    return [
+        ManifestObject(body, f"{d.file}:{d.line}")
+        for d, body in zip(mset.documents, mset.plain(), strict=True)
+    ]
+
+
+def kubernetes_deployer(env: Environment, log: Any) -> Any:
+    """A KubernetesDeployer on the environment's kubeconfig and context."""
     from conveyor.adapters.kubernetes import (
+        KEEP_CONFIG_MAPS,
         ClientKubernetesApi,
         KubernetesDeployer,
-        ManifestObject,
     )
 
-    namespace = env.namespace or env.name
     kubeconfig = env.settings.get("kubeconfig")
     api = ClientKubernetesApi(
         context=env.context, kubeconfig=str(kubeconfig) if kubeconfig else None
     )
-    deployer = KubernetesDeployer(api, log=lambda m: ctx.log.write(m + "\n"))
-    objects = [
-        ManifestObject(body, f"{d.file}:{d.line}")
-        for d, body in zip(mset.documents, mset.plain(), strict=True)
-    ]
+    keep = env.settings.get("keepConfigMaps", KEEP_CONFIG_MAPS)
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+        raise ConfigError(
+            f"environment '{env.name}': settings.keepConfigMaps must be a whole number >= 1, "
+            f"not {keep!r}"
+        )
+    return KubernetesDeployer(api, log=log, keep_config_maps=keep)
+
+
+def _deploy_kubernetes(
+    ctx: ActionContext,
+    env: Environment,
+    objects: list[Any],
+    image: ImageRef,
+    timeout: float,
+) -> dict[str, Any]:
+    namespace = env.namespace or env.name
+    deployer = kubernetes_deployer(env, lambda m: ctx.log.write(m + "\n"))
     started = time.time()
-    details = deployer.deploy(objects, namespace=namespace, timeout=timeout, cancel=ctx.cancel)
+    details: dict[str, Any] = deployer.deploy(
+        objects, namespace=namespace, timeout=timeout, cancel=ctx.cancel
+    )
     previous = [
         img
         for imgs in details.get("previous_images", {}).values()

@@ -9,7 +9,10 @@ What is restored: the environment's last deployment before the failing one whose
 succeeded (a rollback execution counts) — its digest, from the registry it was deployed
 from (no rebuild; the image is pinned by digest and must still be there), with that
 execution's own manifests (the input artifacts of its deploy action, from the artifact
-store, by digest).
+store, by digest), into the environment as it was defined at that deployment (recorded
+with it: a Kubernetes context, namespace and kubeconfig), not as the pipeline that ran
+last defines it. On Kubernetes the whole set of objects is re-applied (ConfigMaps by their
+content-hashed names, Services, every Deployment field).
 
 How — a rollback *execution*, not a side door. The rollback is a new execution of the same
 pipeline with kind `rollback`, trigger `{"type": "Rollback", "of": FAILED, "to": PREVIOUS}`
@@ -285,6 +288,24 @@ def _manifests_of(store: Store, dep: Row) -> tuple[dict[str, str], dict[str, Any
 # ---- starting a rollback execution ---------------------------------------------------------
 
 
+def environment_at(target: Row, source: Row, current_def: dict[str, Any]) -> dict[str, Any]:
+    """The environment as it was when TARGET was deployed: its context, namespace, kubeconfig.
+
+    In order: the definition recorded with the deployment (since deployments record it),
+    the definition of the execution that made it, then the pipeline's current one (only
+    for an environment neither knows).
+    """
+    name = str(target["environment"])
+    recorded = (target.get("details") or {}).get("environment_definition")
+    if isinstance(recorded, dict) and recorded:
+        return dict(recorded)
+    for definition in (source.get("definition") or {}, current_def):
+        env = dict(definition.get("environments") or {}).get(name)
+        if env:
+            return dict(env)
+    return {}
+
+
 def start_rollback(
     store: Store, plan: RollbackPlan, *, failed_execution: str | None, reason: str, actor: str
 ) -> str:
@@ -292,11 +313,7 @@ def start_rollback(
     pipeline_row = store.get_pipeline(plan.pipeline)
     current_def = dict(pipeline_row["definition"])
     source = store.get_execution(plan.to_execution)
-    env_def = (
-        dict(current_def.get("environments") or {}).get(plan.environment)
-        or dict(source["definition"].get("environments") or {}).get(plan.environment)
-        or {}
-    )
+    env_def = environment_at(plan.target, source, current_def)
     config: dict[str, Any] = {
         "image": plan.target["image"],
         "artifacts": plan.artifacts,
