@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.adapters.manifests import load_manifests, pin_image, repository_name
+from conveyor.adapters.manifests import (
+    config_map_hash,
+    load_manifests,
+    pin_image,
+    repository_name,
+)
 from conveyor.adapters.registry import ImageRef
 from conveyor.errors import ConfigError, ValidationFailed
 
@@ -235,3 +240,10 @@ def test_image_references_parse_and_print_back() -> None:
         ImageRef.parse("webapp:1.0")
     with pytest.raises(ConfigError, match="is not a digest"):
         ImageRef.parse("127.0.0.1:5001/webapp@sha256:abc")
+
+
+def test_the_configmap_name_changes_with_its_content_only() -> None:
+    """Same data, same name (a rollback reuses it); one changed value, a new name."""
+    assert config_map_hash({"A": "1", "B": "2"}) == config_map_hash({"B": "2", "A": "1"})
+    assert config_map_hash({"A": "1"}) != config_map_hash({"A": "2"})
+    assert config_map_hash({"A": "1"}) != config_map_hash({"A": "1"}, {"bin": "AA=="})
