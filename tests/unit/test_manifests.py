@@ -174,6 +174,29 @@ spec:
     ]
 
 
+def test_a_service_port_out_of_range_is_refused_before_any_driver_runs(tmp_path: Path) -> None:
+    """Port 70000, which a cluster answers with 422, is refused at its line for podman too."""
+    write(
+        tmp_path,
+        "service.yaml",
+        """\
+apiVersion: v1
+kind: Service
+metadata: {name: webapp}
+spec:
+  ports:
+    - port: 70000
+      targetPort: http
+""",
+    )
+    with pytest.raises(ValidationFailed) as info:
+        load_manifests(tmp_path, "k8s")
+    assert str(info.value) == (
+        "k8s/service.yaml:6: Service 'webapp': spec.ports[0].port must be a port number "
+        "(1-65535), not 70000"
+    )
+
+
 def test_broken_yaml_is_reported_at_its_line(tmp_path: Path) -> None:
     """A YAML syntax error names the file and the line of the problem."""
     write(

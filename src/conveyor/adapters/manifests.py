@@ -224,7 +224,32 @@ def validate(mset: ManifestSet) -> list[Problem]:
             seen[(doc.kind, doc.name)] = doc
         if doc.kind in WORKLOAD_KINDS or doc.kind == "Pod":
             _validate_workload(doc, bad)
+        if doc.kind == "Service":
+            _validate_service(doc, bad)
     return problems
+
+
+def _validate_service(doc: Document, bad: Any) -> None:
+    """Port numbers, as the API server checks them: a Kubernetes cluster would refuse the
+    release, so the podman driver refuses it too, before anything changes."""
+    ports = _get(doc.data, "spec", "ports")
+    if not isinstance(ports, list):
+        return
+    for i, p in enumerate(ports):
+        if not isinstance(p, dict):
+            continue
+        for key in ("port", "nodePort", "targetPort"):
+            value = p.get(key)
+            if value is None or (key == "targetPort" and isinstance(value, str)):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+                bad(
+                    doc,
+                    p,
+                    key,
+                    f"Service '{doc.name}': spec.ports[{i}].{key} must be a port number "
+                    f"(1-65535), not {value!r}",
+                )
 
 
 def _validate_workload(doc: Document, bad: Any) -> None:
