@@ -380,7 +380,7 @@ def release(
     from conveyor.model.pipeline import Environment
 
     k8s = tmp_path / "k8s"
-    k8s.mkdir(exist_ok=True)
+    k8s.mkdir(parents=True, exist_ok=True)
     dep = DEPLOYMENT
     if deadline is not None:
         dep = dep.replace(

@@ -314,3 +314,41 @@ def _deploy_kubernetes(
         }
     )
     return details
+
+
+def diff_release(
+    env: Environment,
+    root: Path,
+    manifests: str,
+    image: str,
+    *,
+    container: str | None = None,
+    log: Any = lambda _m: None,
+    api: Any = None,
+) -> list[Any]:
+    """What deploying MANIFESTS with IMAGE to ENV would change (`conveyor env diff`).
+
+    The same release a deploy would apply — image pinned, ConfigMaps hashed — dry-run on
+    the API server and compared with what is live, object by object (ObjectDiff). `api`:
+    a KubernetesApi (default: the environment's kubeconfig and context).
+    """
+    if env.driver not in ("kubernetes", "eks"):
+        raise ConfigError(
+            f"environment '{env.name}' uses the {env.driver} driver: `env diff` compares with "
+            "a Kubernetes API server's dry run (driver kubernetes or eks)"
+        )
+    pinned = _pin(image, lambda m: log(m.rstrip("\n")))
+    try:
+        mset = load_manifests(root, manifests)
+        pin_image(mset, str(pinned), container)
+    except ValidationFailed as exc:
+        raise ConfigError(f"manifests in '{manifests}' are invalid:\n{exc.message}") from exc
+    objects = kubernetes_release(env, mset, log)
+    if api is None:
+        deployer = kubernetes_deployer(env, log)
+    else:
+        from conveyor.adapters.kubernetes import KubernetesDeployer
+
+        deployer = KubernetesDeployer(api, log=log)
+    diffs: list[Any] = deployer.diff(objects, env.namespace or env.name)
+    return diffs
