@@ -37,6 +37,12 @@ def _deployment(store: Store, env_def: dict[str, Any], digest: str, *, record: b
     }
     if record:
         details["environment_definition"] = env_def
+        details["applied"] = [
+            "ConfigMap/webapp-config-h2m4k6b8d9",
+            "Service/webapp",
+            "Service/extra",
+        ]
+        details["hashed_config_maps"] = ["ConfigMap/webapp-config-h2m4k6b8d9"]
     store.record_deployment(
         environment="prod",
         pipeline="web",
@@ -52,7 +58,7 @@ def _deployment(store: Store, env_def: dict[str, Any], digest: str, *, record: b
 def test_a_rollback_targets_the_environment_of_the_restored_deployment(
     db_url: str, recorded: bool
 ) -> None:
-    """The pipeline now names another context/namespace: the rollback uses the old ones."""
+    """The pipeline now names another context/namespace: the rollback uses the recorded one."""
     store = Store(db_url)
     try:
         old = _deployment(store, OLD_ENV, "sha256:" + "0" * 64, record=recorded)
@@ -62,6 +68,8 @@ def test_a_rollback_targets_the_environment_of_the_restored_deployment(
         rb = start_rollback(store, plan, failed_execution=None, reason="test", actor="me")
         definition = store.get_execution(rb)["definition"]
         assert definition["environments"]["prod"] == OLD_ENV
+        config = definition["stages"][0]["actions"][0]["config"]
+        assert config["replaces"] == ["Service/webapp", "Service/extra"]
     finally:
         store.close()
 

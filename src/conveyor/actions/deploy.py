@@ -41,6 +41,7 @@ from pydantic import Field
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
 from conveyor.adapters.manifests import (
+    CONFIG_OF_LABEL,
     ManifestSet,
     hash_config_maps,
     load_manifests,
@@ -311,6 +312,12 @@ def _deploy_kubernetes(
             "finished_at": time.time(),
             "url": env.url or "",
             "previous_digest": previous[0].split("@", 1)[1] if previous else None,
+            "hashed_config_maps": [
+                f"ConfigMap/{o.name}"
+                for o in objects
+                if o.kind == "ConfigMap"
+                and CONFIG_OF_LABEL in ((o.body.get("metadata") or {}).get("labels") or {})
+            ],
         }
     )
     return details
