@@ -41,7 +41,7 @@ METRICS = "apiVersion: v1\nkind: Service\nmetadata: {name: webapp-metrics}\nspec
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeKubernetesApi:
     api = FakeKubernetesApi(namespaces=("webapp-prod",))
-    monkeypatch.setattr("conveyor.adapters.kubernetes.ClientKubernetesApi", lambda **_kw: api)
+    monkeypatch.setattr("conveyor.actions.deploy.ClientKubernetesApi", lambda **_kw: api)
     return api
 
 

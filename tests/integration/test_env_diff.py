@@ -41,7 +41,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeKubernetesAp
     api = FakeKubernetesApi(namespaces=("ns",))
     deployer(api).deploy(release(tmp_path / "live", image=IMAGE), namespace="ns", timeout=60)
     api.settle()
-    monkeypatch.setattr("conveyor.adapters.kubernetes.ClientKubernetesApi", lambda **_kw: api)
+    monkeypatch.setattr("conveyor.actions.deploy.ClientKubernetesApi", lambda **_kw: api)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "state"))
     (tmp_path / "pipeline.yaml").write_text(PIPELINE)

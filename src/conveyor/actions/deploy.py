@@ -40,6 +40,14 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
+from conveyor.adapters.kubernetes import (
+    KEEP_CONFIG_MAPS,
+    ClientKubernetesApi,
+    KubernetesApi,
+    KubernetesDeployer,
+    ManifestObject,
+    ObjectDiff,
+)
 from conveyor.adapters.manifests import (
     CONFIG_OF_LABEL,
     ManifestSet,
@@ -251,11 +259,9 @@ def environment_definition(env: Environment) -> dict[str, Any]:
     }
 
 
-def kubernetes_release(env: Environment, mset: ManifestSet, log: Any) -> list[Any]:
+def kubernetes_release(env: Environment, mset: ManifestSet, log: Any) -> list[ManifestObject]:
     """The objects of a Kubernetes release: ConfigMaps content-hashed (unless the
     environment's `settings.hashConfigMaps` is false), each with its file:line."""
-    from conveyor.adapters.kubernetes import ManifestObject
-
     if env.settings.get("hashConfigMaps", True) is not False:
         for h in hash_config_maps(mset):
             log(f"{h.where}: ConfigMap '{h.name}' is applied as '{h.hashed}' (content-hashed)")
@@ -265,31 +271,25 @@ def kubernetes_release(env: Environment, mset: ManifestSet, log: Any) -> list[An
     ]
 
 
-def kubernetes_deployer(env: Environment, log: Any) -> Any:
+def kubernetes_deployer(env: Environment, log: Any) -> KubernetesDeployer:
     """A KubernetesDeployer on the environment's kubeconfig and context."""
-    from conveyor.adapters.kubernetes import (
-        KEEP_CONFIG_MAPS,
-        ClientKubernetesApi,
-        KubernetesDeployer,
-    )
-
-    kubeconfig = env.settings.get("kubeconfig")
-    api = ClientKubernetesApi(
-        context=env.context, kubeconfig=str(kubeconfig) if kubeconfig else None
-    )
     keep = env.settings.get("keepConfigMaps", KEEP_CONFIG_MAPS)
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
         raise ConfigError(
             f"environment '{env.name}': settings.keepConfigMaps must be a whole number >= 1, "
             f"not {keep!r}"
         )
+    kubeconfig = env.settings.get("kubeconfig")
+    api = ClientKubernetesApi(
+        context=env.context, kubeconfig=str(kubeconfig) if kubeconfig else None
+    )
     return KubernetesDeployer(api, log=log, keep_config_maps=keep)
 
 
 def _deploy_kubernetes(
     ctx: ActionContext,
     env: Environment,
-    objects: list[Any],
+    objects: list[ManifestObject],
     image: ImageRef,
     timeout: float,
 ) -> dict[str, Any]:
@@ -331,8 +331,8 @@ def diff_release(
     *,
     container: str | None = None,
     log: Any = lambda _m: None,
-    api: Any = None,
-) -> list[Any]:
+    api: KubernetesApi | None = None,
+) -> list[ObjectDiff]:
     """What deploying MANIFESTS with IMAGE to ENV would change (`conveyor env diff`).
 
     The same release a deploy would apply — image pinned, ConfigMaps hashed — dry-run on
@@ -351,11 +351,5 @@ def diff_release(
     except ValidationFailed as exc:
         raise ConfigError(f"manifests in '{manifests}' are invalid:\n{exc.message}") from exc
     objects = kubernetes_release(env, mset, log)
-    if api is None:
-        deployer = kubernetes_deployer(env, log)
-    else:
-        from conveyor.adapters.kubernetes import KubernetesDeployer
-
-        deployer = KubernetesDeployer(api, log=log)
-    diffs: list[Any] = deployer.diff(objects, env.namespace or env.name)
-    return diffs
+    deployer = kubernetes_deployer(env, log) if api is None else KubernetesDeployer(api, log=log)
+    return deployer.diff(objects, env.namespace or env.name)
