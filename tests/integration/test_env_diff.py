@@ -91,7 +91,7 @@ def test_a_manifest_the_server_refuses_is_exit_2_at_its_line(
     release(tmp_path, image=IMAGE, extra_container_field="imagePullPolicyy: Always")
     result = env_diff("prod")
     assert result.exit_code == 2
-    assert "k8s/deployment.yaml:1: Deployment 'webapp'" in result.output
+    assert "k8s/deployment.yaml:19: Deployment 'webapp'" in result.output
     assert "field not declared in schema" in result.output
     assert "Traceback" not in result.output
     assert cluster.objects == before

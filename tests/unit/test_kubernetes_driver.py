@@ -71,19 +71,22 @@ _SCHEMA: dict[str, frozenset[str]] = {
 }
 
 
-def _status(code: int, reason: str, message: str) -> str:
-    """A `Status` body as the API server sends it."""
-    return json.dumps(
-        {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": reason,
-            "code": code,
+def _status(code: int, reason: str, message: str, field: str | None = None) -> str:
+    """A `Status` body as the API server sends it (with the cause's field for a 422)."""
+    doc: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if field:
+        doc["details"] = {
+            "causes": [{"reason": "FieldValueInvalid", "message": message, "field": field}]
         }
-    )
+    return json.dumps(doc)
 
 
 class FakeKubernetesApi:
@@ -204,6 +207,7 @@ class FakeKubernetesApi:
                             "Invalid",
                             f'Service "{name}" is invalid: spec.ports[{i}].port: Invalid '
                             f"value: {p.get('port')}: must be between 1 and 65535, inclusive",
+                            f"spec.ports[{i}].port",
                         ),
                     )
             spec.setdefault("type", "ClusterIP")
@@ -509,7 +513,7 @@ def test_a_service_rejected_with_422_leaves_every_object_as_it_was(
     msg = info.value.message
     assert "nothing was changed" in msg
     assert (
-        "k8s/service.yaml:1: Service 'webapp': the API server rejected it (HTTP 422 Invalid): "
+        "k8s/service.yaml:4: Service 'webapp': the API server rejected it (HTTP 422 Invalid): "
         'Service "webapp" is invalid: spec.ports[0].port: Invalid value: 70000' in msg
     )
     assert [c for c in api.calls if c[0] != "dry-run"] == []
@@ -528,8 +532,8 @@ def test_every_rejected_object_is_reported_at_once(tmp_path: Path) -> None:
             timeout=60,
         )
     assert "rejected 2 of 3 object(s)" in info.value.message
-    assert "k8s/service.yaml:1: Service 'webapp'" in info.value.message
-    assert "k8s/deployment.yaml:1: Deployment 'webapp'" in info.value.message
+    assert "k8s/service.yaml:4: Service 'webapp'" in info.value.message
+    assert "k8s/deployment.yaml:19: Deployment 'webapp'" in info.value.message
     assert api.objects == {}
 
 
@@ -624,7 +628,7 @@ def test_an_unknown_field_answered_with_500_is_a_manifest_error(tmp_path: Path) 
         )
     assert info.value.reason == "ActionFailed"
     assert (
-        "k8s/deployment.yaml:1: Deployment 'webapp': the API server rejected it (HTTP 500): "
+        "k8s/deployment.yaml:19: Deployment 'webapp': the API server rejected it (HTTP 500): "
         "failed to create typed patch object (ns/webapp; apps/v1, Kind=Deployment): "
         '.spec.template.spec.containers[name="web"].imagePullPolicyy: field not declared '
         "in schema"

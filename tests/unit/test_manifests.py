@@ -8,6 +8,7 @@ import pytest
 
 from conveyor.adapters.manifests import (
     config_map_hash,
+    line_of_path,
     load_manifests,
     pin_image,
     repository_name,
@@ -270,3 +271,12 @@ def test_the_configmap_name_changes_with_its_content_only() -> None:
     assert config_map_hash({"A": "1", "B": "2"}) == config_map_hash({"B": "2", "A": "1"})
     assert config_map_hash({"A": "1"}) != config_map_hash({"A": "2"})
     assert config_map_hash({"A": "1"}) != config_map_hash({"A": "1"}, {"bin": "AA=="})
+
+
+def test_a_field_the_api_server_names_is_found_at_its_line(tmp_path: Path) -> None:
+    """`containers[name="sidecar"].image` and `spec.replicas` resolve to their own lines."""
+    write(tmp_path, "deployment.yaml", DEPLOYMENT)
+    doc = load_manifests(tmp_path, "k8s").documents[0]
+    assert line_of_path(doc.data, '.spec.template.spec.containers[name="sidecar"].image') == 20
+    assert line_of_path(doc.data, "spec.replicas") == 7
+    assert line_of_path(doc.data, "spec.template.spec.containers[0].imagePullPolicyy") == 15

@@ -32,6 +32,7 @@ variables: `URL`, `ImageDigest`, `ImageURI`.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -50,8 +51,10 @@ from conveyor.adapters.kubernetes import (
 )
 from conveyor.adapters.manifests import (
     CONFIG_OF_LABEL,
+    Document,
     ManifestSet,
     hash_config_maps,
+    line_of_path,
     load_manifests,
     pin_image,
     repository_name,
@@ -266,9 +269,14 @@ def kubernetes_release(env: Environment, mset: ManifestSet, log: Any) -> list[Ma
         for h in hash_config_maps(mset):
             log(f"{h.where}: ConfigMap '{h.name}' is applied as '{h.hashed}' (content-hashed)")
     return [
-        ManifestObject(body, f"{d.file}:{d.line}")
+        ManifestObject(body, f"{d.file}:{d.line}", functools.partial(_field_line, d))
         for d, body in zip(mset.documents, mset.plain(), strict=True)
     ]
+
+
+def _field_line(doc: Document, path: str) -> str | None:
+    line = line_of_path(doc.data, path)
+    return f"{doc.file}:{line}" if line else None
 
 
 def kubernetes_deployer(env: Environment, log: Any) -> KubernetesDeployer:

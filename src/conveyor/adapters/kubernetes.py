@@ -54,6 +54,7 @@ import copy
 import difflib
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -117,6 +118,12 @@ _MANIFEST_ERRORS = (
     "unsupported value",
     "required value",
 )
+# the field a message names: SSA's schema errors, strict decoding, "X is invalid: FIELD: ..."
+_FIELD_IN_MESSAGE = re.compile(
+    r"\): (\S+): field not declared in schema"
+    r'|(?:unknown|duplicate) field "([^"]+)"'
+    r"|is invalid: \[?([A-Za-z][\w.\[\]\-/=\"]*): "
+)
 _MANIFEST_REASONS = frozenset({"Invalid", "BadRequest", "UnsupportedMediaType", "NotAcceptable"})
 
 
@@ -150,12 +157,34 @@ class KubernetesApi(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
+class ManifestRejected(ActionFailed):
+    """The API server refused a manifest; `fields` are the paths it named, if any."""
+
+    def __init__(self, message: str, fields: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.fields = list(fields)
+
+
 @dataclass(frozen=True)
 class ManifestObject:
-    """An object to apply and where it came from (`k8s/deployment.yaml:3`) for messages."""
+    """An object to apply and where it came from (`k8s/deployment.yaml:3`) for messages.
+
+    `locate` maps a field path the API server names (`spec.ports[0].port`) to its
+    `file:line` in the manifests, when it can.
+    """
 
     body: Mapping[str, Any]
     where: str = ""
+    locate: Callable[[str], str | None] | None = field(default=None, compare=False)
+
+    def where_is(self, exc: ActionError) -> str:
+        """The place of a rejection: the field the server named, else the object."""
+        if isinstance(exc, ManifestRejected) and self.locate is not None:
+            for path in exc.fields:
+                found = self.locate(path)
+                if found:
+                    return found
+        return self.where
 
     @property
     def kind(self) -> str:
@@ -352,7 +381,7 @@ class KubernetesDeployer:
                 live = self.api.get(o.api_version, o.kind, o.name, ns)
                 result = self.api.apply(body, ns, dry_run=True, field_validation=FIELD_VALIDATION)
             except ActionFailed as exc:
-                problems.append(f"{o.where}: {o.kind} '{o.name}': {exc.message}")
+                problems.append(f"{o.where_is(exc)}: {o.kind} '{o.name}': {exc.message}")
                 continue
             except ActionError as exc:
                 raise ActionError(
@@ -431,7 +460,7 @@ class KubernetesDeployer:
             except ActionError as exc:
                 restored = self._restore(applied, namespace)
                 raise type(exc)(
-                    f"{p.source.where}: applying {p.ref} failed: {exc.message}; {restored}"
+                    f"{p.source.where_is(exc)}: applying {p.ref} failed: {exc.message}; {restored}"
                 ) from exc
             applied.append(p)
             self.log(f"applied {p.ref} (server-side, field manager {FIELD_MANAGER})")
@@ -688,6 +717,7 @@ def api_error(status: int | None, body: str) -> ActionError:
     ActionFailed; missing rights, an unreachable or failing server are ActionError.
     """
     message, reason = body.strip(), ""
+    fields: list[str] = []
     try:
         doc = json.loads(body)
     except ValueError:
@@ -695,6 +725,10 @@ def api_error(status: int | None, body: str) -> ActionError:
     if isinstance(doc, dict):
         message = str(doc.get("message") or message)
         reason = str(doc.get("reason") or "")
+        causes = (doc.get("details") or {}).get("causes") or []
+        fields = [str(c["field"]) for c in causes if isinstance(c, dict) and c.get("field")]
+    for m in _FIELD_IN_MESSAGE.finditer(message):
+        fields += [g for g in m.groups() if g]
     lowered = message.lower()
     code = f"HTTP {status}" + (f" {reason}" if reason else "")
     if status is None:
@@ -708,7 +742,7 @@ def api_error(status: int | None, body: str) -> ActionError:
         or reason in _MANIFEST_REASONS
         or any(marker in lowered for marker in _MANIFEST_ERRORS)
     ):
-        return ActionFailed(f"the API server rejected it ({code}): {message[:800]}")
+        return ManifestRejected(f"the API server rejected it ({code}): {message[:800]}", fields)
     return ActionError(f"Kubernetes API error ({code}): {message[:300]}")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -485,3 +486,41 @@ def _rename_references(pod_spec: Any, renamed: dict[str, str]) -> None:
         swap(v.get("configMap"))
         for s in _get(v, "projected", "sources") or []:
             swap(s.get("configMap") if isinstance(s, dict) else None)
+
+
+_PATH_PART = re.compile(r"""\.?([^.\[\]]+)|\[(\d+)\]|\[([^=\]]+)=("[^"]*"|[^\]]*)\]""")
+
+
+def line_of_path(data: Any, path: str) -> int | None:
+    """The line of a field the API server names (`spec.ports[0].port`,
+    `.spec.template.spec.containers[name="web"].imagePullPolicyy`) in a loaded document;
+    the deepest line found when the path goes further than the document."""
+    node, line = data, None
+    for m in _PATH_PART.finditer(path):
+        key, index, sel_key, sel_value = m.groups()
+        if key is not None:
+            if not isinstance(node, dict) or key not in node:
+                break
+            line = line_of(node, key) or line
+            node = node[key]
+        elif index is not None:
+            i = int(index)
+            if not isinstance(node, list) or i >= len(node):
+                break
+            line = line_of(node, i) or line
+            node = node[i]
+        else:
+            wanted = sel_value.strip('"')
+            match = next(
+                (
+                    (i, item)
+                    for i, item in enumerate(node if isinstance(node, list) else [])
+                    if isinstance(item, dict) and str(item.get(sel_key)) == wanted
+                ),
+                None,
+            )
+            if match is None:
+                break
+            line = line_of(node, match[0]) or line
+            node = match[1]
+    return line
