@@ -96,6 +96,9 @@ class FakeKubernetesApi:
     (never available), "deadline" (ProgressDeadlineExceeded after `polls` reads).
     `fail_apply`: (kind, HTTP status, Status body) answered to the next real (not dry-run)
     apply of that kind, e.g. an etcd timeout after the dry run passed.
+    A dry run admits and answers the object as a write would, and stores nothing. Every
+    request's `fieldValidation` is recorded; an apply is strict about unknown fields
+    whatever it says (server-side apply always is: HTTP 500 "field not declared in schema").
     """
 
     def __init__(
