@@ -20,6 +20,7 @@ from conveyor.errors import ActionFailed, Unavailable
 from conveyor.model.pipeline import Action, Environment
 from conveyor.platform.daemon import free_port
 from conveyor.platform.environment import PodmanEnvironment
+from conveyor.platform.frontdoor import FrontDoor
 from conveyor.platform.local import LocalPlatform
 from tests.integration.testimages import (
     action_context,
@@ -168,6 +169,37 @@ def test_a_release_that_never_gets_ready_leaves_the_previous_one_serving(
     runtime = ContainerRuntime(platform.container_env())
     pods = runtime.pods(f"conveyor.environment={environment.name}")
     assert len(pods) == 1 and images["v1"].split(":")[-1][:8] in pods[0].name
+
+
+def test_a_switch_the_front_door_never_confirms_leaves_the_previous_release_serving(
+    platform: LocalPlatform,
+    images: dict[str, str],
+    environment: Environment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The switch to v2 is written but not acknowledged: the door goes back to v1, v1 serves."""
+    first = deploy(platform, environment, tmp_path, images["v1"])
+    url = first.variables["URL"]
+    real = FrontDoor.switch
+    asked: list[str | None] = []
+
+    def unconfirmed(door: FrontDoor, upstream: str | None, release: str | None) -> None:
+        asked.append(upstream)
+        if len(asked) == 1:  # the config is written (the door applies it), the wait times out
+            generation = int(door.read_config().get("generation", 0)) + 1
+            door._write_config({"generation": generation, "upstream": upstream, "release": release})  # noqa: SLF001 - a door that applies but never confirms
+            raise Unavailable(f"the front door did not apply the switch to {upstream}")
+        real(door, upstream, release)
+
+    monkeypatch.setattr(FrontDoor, "switch", unconfirmed)
+    with pytest.raises(Unavailable):
+        deploy(platform, environment, tmp_path, images["v2"])
+    assert asked[1] == first.details["deployment"]["upstream"]
+    assert served(url) == "v1"
+    runtime = ContainerRuntime(platform.container_env())
+    pods = [p.name for p in runtime.pods(f"conveyor.environment={environment.name}")]
+    assert pods == first.details["deployment"]["pods"]
 
 
 def test_the_image_can_come_from_an_image_detail_file(

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.adapters.manifests import load_manifests, pin_image, repository_name
+from conveyor.adapters.manifests import (
+    config_map_hash,
+    line_of_path,
+    load_manifests,
+    pin_image,
+    repository_name,
+)
 from conveyor.adapters.registry import ImageRef
 from conveyor.errors import ConfigError, ValidationFailed
 
@@ -169,6 +175,29 @@ spec:
     ]
 
 
+def test_a_service_port_out_of_range_is_refused_before_any_driver_runs(tmp_path: Path) -> None:
+    """Port 70000, which a cluster answers with 422, is refused at its line for podman too."""
+    write(
+        tmp_path,
+        "service.yaml",
+        """\
+apiVersion: v1
+kind: Service
+metadata: {name: webapp}
+spec:
+  ports:
+    - port: 70000
+      targetPort: http
+""",
+    )
+    with pytest.raises(ValidationFailed) as info:
+        load_manifests(tmp_path, "k8s")
+    assert str(info.value) == (
+        "k8s/service.yaml:6: Service 'webapp': spec.ports[0].port must be a port number "
+        "(1-65535), not 70000"
+    )
+
+
 def test_broken_yaml_is_reported_at_its_line(tmp_path: Path) -> None:
     """A YAML syntax error names the file and the line of the problem."""
     write(
@@ -235,3 +264,19 @@ def test_image_references_parse_and_print_back() -> None:
         ImageRef.parse("webapp:1.0")
     with pytest.raises(ConfigError, match="is not a digest"):
         ImageRef.parse("127.0.0.1:5001/webapp@sha256:abc")
+
+
+def test_the_configmap_name_changes_with_its_content_only() -> None:
+    """Same data, same name (a rollback reuses it); one changed value, a new name."""
+    assert config_map_hash({"A": "1", "B": "2"}) == config_map_hash({"B": "2", "A": "1"})
+    assert config_map_hash({"A": "1"}) != config_map_hash({"A": "2"})
+    assert config_map_hash({"A": "1"}) != config_map_hash({"A": "1"}, {"bin": "AA=="})
+
+
+def test_a_field_the_api_server_names_is_found_at_its_line(tmp_path: Path) -> None:
+    """`containers[name="sidecar"].image` and `spec.replicas` resolve to their own lines."""
+    write(tmp_path, "deployment.yaml", DEPLOYMENT)
+    doc = load_manifests(tmp_path, "k8s").documents[0]
+    assert line_of_path(doc.data, '.spec.template.spec.containers[name="sidecar"].image') == 20
+    assert line_of_path(doc.data, "spec.replicas") == 7
+    assert line_of_path(doc.data, "spec.template.spec.containers[0].imagePullPolicyy") == 15

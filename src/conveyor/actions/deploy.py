@@ -16,9 +16,13 @@ The environment (pipeline file) chooses the driver:
 
 - `podman` (local default): see conveyor.platform.environment — the new release starts
   beside the old one, is probed, then the environment's front door switches to it.
-- `kubernetes` / `eks`: see conveyor.adapters.kubernetes — server-side apply into the
-  environment's `namespace` with its kubeconfig `context`, wait for the rollout, undo on
-  failure.
+- `kubernetes` / `eks`: see conveyor.adapters.kubernetes — a release is the whole set of
+  objects: ConfigMaps renamed after their content (`webapp-config-<hash>`, references
+  rewritten; `settings.hashConfigMaps: false` keeps the names), a server-side dry run of
+  every object first, then server-side apply into the environment's `namespace` with its
+  kubeconfig `context`, wait for the rollout; on failure every object is put back as it
+  was and the objects the release added are deleted. Hashed ConfigMaps of the last
+  `settings.keepConfigMaps` (default 5) releases are kept.
 
 Whatever fails (registry down, digest not found, manifest invalid, port taken, podman
 missing, timeout), the environment keeps serving its last good version. The result's
@@ -28,6 +32,7 @@ variables: `URL`, `ImageDigest`, `ImageURI`.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -36,7 +41,24 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
-from conveyor.adapters.manifests import ManifestSet, load_manifests, pin_image, repository_name
+from conveyor.adapters.kubernetes import (
+    KEEP_CONFIG_MAPS,
+    ClientKubernetesApi,
+    KubernetesApi,
+    KubernetesDeployer,
+    ManifestObject,
+    ObjectDiff,
+)
+from conveyor.adapters.manifests import (
+    CONFIG_OF_LABEL,
+    Document,
+    ManifestSet,
+    hash_config_maps,
+    line_of_path,
+    load_manifests,
+    pin_image,
+    repository_name,
+)
 from conveyor.adapters.registry import ImageRef, RegistryClient
 from conveyor.errors import ActionFailed, ConfigError, NotFound, ValidationFailed
 from conveyor.model import provenance
@@ -88,6 +110,11 @@ class Deploy(BaseAction):
             ) from exc
         for p in pinned:
             log(f"{p.where}: container '{p.container}': {p.old_image} -> {p.new_image}\n")
+        objects = (
+            kubernetes_release(env, mset, lambda m: log(m + "\n"))
+            if env.driver in ("kubernetes", "eks")
+            else []
+        )
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         (ctx.workdir / f"manifests-{env.name}.yaml").write_text(mset.dump())
         timeout = float(cfg.timeout or env.settings.get("deployTimeout") or DEFAULT_TIMEOUT)
@@ -106,7 +133,7 @@ class Deploy(BaseAction):
                 primary=pinned[0].container,
             )
         elif env.driver in ("kubernetes", "eks"):
-            details = _deploy_kubernetes(ctx, env, mset, image, timeout)
+            details = _deploy_kubernetes(ctx, env, objects, image, timeout)
         else:
             raise ConfigError(
                 f"environment '{env.name}': unknown driver '{env.driver}' "
@@ -122,6 +149,7 @@ class Deploy(BaseAction):
                 "action": ctx.action.name,
                 "attempt": ctx.attempt,
                 "revisions": {k: dict(v) for k, v in ctx.revisions.items()},
+                "environment_definition": environment_definition(env),
                 "pinned": [
                     {"container": p.container, "where": p.where, "old_image": p.old_image}
                     for p in pinned
@@ -214,27 +242,74 @@ def _pin(text: str, log: Any) -> ImageRef:
     return ref.with_digest(digest)
 
 
-def _deploy_kubernetes(
-    ctx: ActionContext, env: Environment, mset: ManifestSet, image: ImageRef, timeout: float
-) -> dict[str, Any]:
-    from conveyor.adapters.kubernetes import (
-        ClientKubernetesApi,
-        KubernetesDeployer,
-        ManifestObject,
-    )
+def environment_definition(env: Environment) -> dict[str, Any]:
+    """The environment as the pipeline file wrote it (recorded with each deployment).
 
-    namespace = env.namespace or env.name
+    `conveyor rollback` deploys with the definition recorded at the deployment it rolls
+    back to (its context, namespace, kubeconfig), not whichever pipeline ran last.
+    """
+    return {
+        k: v
+        for k, v in {
+            "registry": env.registry,
+            "repository": env.repository,
+            "driver": env.driver,
+            "port": env.port,
+            "url": env.url,
+            "namespace": env.namespace,
+            "context": env.context,
+            "cluster": env.cluster,
+            "settings": dict(env.settings) or None,
+        }.items()
+        if v not in (None, "")
+    }
+
+
+def kubernetes_release(env: Environment, mset: ManifestSet, log: Any) -> list[ManifestObject]:
+    """The objects of a Kubernetes release: ConfigMaps content-hashed (unless the
+    environment's `settings.hashConfigMaps` is false), each with its file:line."""
+    if env.settings.get("hashConfigMaps", True) is not False:
+        for h in hash_config_maps(mset):
+            log(f"{h.where}: ConfigMap '{h.name}' is applied as '{h.hashed}' (content-hashed)")
+    return [
+        ManifestObject(body, f"{d.file}:{d.line}", functools.partial(_field_line, d))
+        for d, body in zip(mset.documents, mset.plain(), strict=True)
+    ]
+
+
+def _field_line(doc: Document, path: str) -> str | None:
+    line = line_of_path(doc.data, path)
+    return f"{doc.file}:{line}" if line else None
+
+
+def kubernetes_deployer(env: Environment, log: Any) -> KubernetesDeployer:
+    """A KubernetesDeployer on the environment's kubeconfig and context."""
+    keep = env.settings.get("keepConfigMaps", KEEP_CONFIG_MAPS)
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+        raise ConfigError(
+            f"environment '{env.name}': settings.keepConfigMaps must be a whole number >= 1, "
+            f"not {keep!r}"
+        )
     kubeconfig = env.settings.get("kubeconfig")
     api = ClientKubernetesApi(
         context=env.context, kubeconfig=str(kubeconfig) if kubeconfig else None
     )
-    deployer = KubernetesDeployer(api, log=lambda m: ctx.log.write(m + "\n"))
-    objects = [
-        ManifestObject(body, f"{d.file}:{d.line}")
-        for d, body in zip(mset.documents, mset.plain(), strict=True)
-    ]
+    return KubernetesDeployer(api, log=log, keep_config_maps=keep)
+
+
+def _deploy_kubernetes(
+    ctx: ActionContext,
+    env: Environment,
+    objects: list[ManifestObject],
+    image: ImageRef,
+    timeout: float,
+) -> dict[str, Any]:
+    namespace = env.namespace or env.name
+    deployer = kubernetes_deployer(env, lambda m: ctx.log.write(m + "\n"))
     started = time.time()
-    details = deployer.deploy(objects, namespace=namespace, timeout=timeout, cancel=ctx.cancel)
+    details: dict[str, Any] = deployer.deploy(
+        objects, namespace=namespace, timeout=timeout, cancel=ctx.cancel
+    )
     previous = [
         img
         for imgs in details.get("previous_images", {}).values()
@@ -248,6 +323,44 @@ def _deploy_kubernetes(
             "finished_at": time.time(),
             "url": env.url or "",
             "previous_digest": previous[0].split("@", 1)[1] if previous else None,
+            "hashed_config_maps": [
+                f"ConfigMap/{o.name}"
+                for o in objects
+                if o.kind == "ConfigMap"
+                and CONFIG_OF_LABEL in ((o.body.get("metadata") or {}).get("labels") or {})
+            ],
         }
     )
     return details
+
+
+def diff_release(
+    env: Environment,
+    root: Path,
+    manifests: str,
+    image: str,
+    *,
+    container: str | None = None,
+    log: Any = lambda _m: None,
+    api: KubernetesApi | None = None,
+) -> list[ObjectDiff]:
+    """What deploying MANIFESTS with IMAGE to ENV would change (`conveyor env diff`).
+
+    The same release a deploy would apply — image pinned, ConfigMaps hashed — dry-run on
+    the API server and compared with what is live, object by object (ObjectDiff). `api`:
+    a KubernetesApi (default: the environment's kubeconfig and context).
+    """
+    if env.driver not in ("kubernetes", "eks"):
+        raise ConfigError(
+            f"environment '{env.name}' uses the {env.driver} driver: `env diff` compares with "
+            "a Kubernetes API server's dry run (driver kubernetes or eks)"
+        )
+    pinned = _pin(image, lambda m: log(m.rstrip("\n")))
+    try:
+        mset = load_manifests(root, manifests)
+        pin_image(mset, str(pinned), container)
+    except ValidationFailed as exc:
+        raise ConfigError(f"manifests in '{manifests}' are invalid:\n{exc.message}") from exc
+    objects = kubernetes_release(env, mset, log)
+    deployer = kubernetes_deployer(env, log) if api is None else KubernetesDeployer(api, log=log)
+    return deployer.diff(objects, env.namespace or env.name)

@@ -13,7 +13,10 @@ pinned image; `container=NAME` picks containers by name instead.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +225,32 @@ def validate(mset: ManifestSet) -> list[Problem]:
             seen[(doc.kind, doc.name)] = doc
         if doc.kind in WORKLOAD_KINDS or doc.kind == "Pod":
             _validate_workload(doc, bad)
+        if doc.kind == "Service":
+            _validate_service(doc, bad)
     return problems
+
+
+def _validate_service(doc: Document, bad: Any) -> None:
+    """Port numbers, as the API server checks them: a Kubernetes cluster would refuse the
+    release, so the podman driver refuses it too, before anything changes."""
+    ports = _get(doc.data, "spec", "ports")
+    if not isinstance(ports, list):
+        return
+    for i, p in enumerate(ports):
+        if not isinstance(p, dict):
+            continue
+        for key in ("port", "nodePort", "targetPort"):
+            value = p.get(key)
+            if value is None or (key == "targetPort" and isinstance(value, str)):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+                bad(
+                    doc,
+                    p,
+                    key,
+                    f"Service '{doc.name}': spec.ports[{i}].{key} must be a port number "
+                    f"(1-65535), not {value!r}",
+                )
 
 
 def _validate_workload(doc: Document, bad: Any) -> None:
@@ -373,3 +401,126 @@ def pin_image(mset: ManifestSet, image: str, container: str | None = None) -> li
         c["image"] = image
         pinned.append(PinnedContainer(doc, str(c.get("name")), old, image, where))
     return pinned
+
+
+# ---- content-hashed ConfigMaps ------------------------------------------------------------------
+
+CONFIG_OF_LABEL = "conveyor/config-of"  # on a hashed ConfigMap: the name in the manifests
+_HASH_LETTERS = str.maketrans({"0": "g", "1": "h", "3": "k", "a": "m", "e": "t"})
+
+
+@dataclass(frozen=True)
+class HashedConfigMap:
+    """A ConfigMap renamed after its content, and where the manifests define it."""
+
+    name: str  # as in the manifests
+    hashed: str  # name-<hash>
+    where: str
+
+
+def config_map_hash(data: Any, binary_data: Any = None) -> str:
+    """The 10-character suffix `kustomize` (5.x) gives a generated ConfigMap with this content.
+
+    As kustomize's hasher: the sorted-key JSON of `{"data", "kind", "name"}` (plus
+    `binaryData`), the name empty as kustomize 5 hashes it, Go's escapes of <, > and &;
+    SHA-256; the first 10 hex digits with 0 1 3 a e spelt g h k m t. A test checks it
+    against `kubectl kustomize`.
+    """
+    doc: dict[str, Any] = {"kind": "ConfigMap", "name": "", "data": _plain(data) or {}}
+    if binary_data:
+        doc["binaryData"] = _plain(binary_data)
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return hashlib.sha256(text.encode()).hexdigest()[:10].translate(_HASH_LETTERS)
+
+
+def hash_config_maps(mset: ManifestSet) -> list[HashedConfigMap]:
+    """Rename every ConfigMap `NAME` to `NAME-<content hash>`, immutable, and point at it.
+
+    The references rewritten in every pod template: `env[].valueFrom.configMapKeyRef`,
+    `envFrom[].configMapRef`, `volumes[].configMap` and `volumes[].projected.sources[]
+    .configMap` (containers and initContainers). A ConfigMap whose content changes gets a
+    new name, so running pods never see the new release's config and a rollback is a
+    pointer change. Each carries the label `conveyor/config-of: NAME` (for garbage collection).
+    """
+    renamed: dict[str, str] = {}
+    out: list[HashedConfigMap] = []
+    for doc in mset.of_kind("ConfigMap"):
+        name = doc.name
+        hashed = f"{name}-{config_map_hash(doc.data.get('data'), doc.data.get('binaryData'))}"
+        meta = doc.data["metadata"]
+        meta["name"] = hashed
+        labels = meta.get("labels")
+        if not isinstance(labels, dict):
+            labels = CommentedMap()
+            meta["labels"] = labels
+        labels[CONFIG_OF_LABEL] = name
+        doc.data["immutable"] = True
+        renamed[name] = hashed
+        out.append(HashedConfigMap(name, hashed, doc.where()))
+    if renamed:
+        for doc in mset.workloads():
+            spec = doc.pod_spec()
+            assert spec is not None
+            _rename_references(spec, renamed)
+    return out
+
+
+def _rename_references(pod_spec: Any, renamed: dict[str, str]) -> None:
+    def swap(ref: Any) -> None:
+        if isinstance(ref, dict) and ref.get("name") in renamed:
+            ref["name"] = renamed[ref["name"]]
+
+    for key in ("initContainers", "containers"):
+        for c in pod_spec.get(key) or []:
+            if not isinstance(c, dict):
+                continue
+            for e in c.get("env") or []:
+                swap(_get(e, "valueFrom", "configMapKeyRef"))
+            for e in c.get("envFrom") or []:
+                swap(e.get("configMapRef") if isinstance(e, dict) else None)
+    for v in pod_spec.get("volumes") or []:
+        if not isinstance(v, dict):
+            continue
+        swap(v.get("configMap"))
+        for s in _get(v, "projected", "sources") or []:
+            swap(s.get("configMap") if isinstance(s, dict) else None)
+
+
+_PATH_PART = re.compile(r"""\.?([^.\[\]]+)|\[(\d+)\]|\[([^=\]]+)=("[^"]*"|[^\]]*)\]""")
+
+
+def line_of_path(data: Any, path: str) -> int | None:
+    """The line of a field the API server names (`spec.ports[0].port`,
+    `.spec.template.spec.containers[name="web"].imagePullPolicyy`) in a loaded document;
+    the deepest line found when the path goes further than the document."""
+    node, line = data, None
+    for m in _PATH_PART.finditer(path):
+        key, index, sel_key, sel_value = m.groups()
+        if key is not None:
+            if not isinstance(node, dict) or key not in node:
+                break
+            line = line_of(node, key) or line
+            node = node[key]
+        elif index is not None:
+            i = int(index)
+            if not isinstance(node, list) or i >= len(node):
+                break
+            line = line_of(node, i) or line
+            node = node[i]
+        else:
+            wanted = sel_value.strip('"')
+            match = next(
+                (
+                    (i, item)
+                    for i, item in enumerate(node if isinstance(node, list) else [])
+                    if isinstance(item, dict) and str(item.get(sel_key)) == wanted
+                ),
+                None,
+            )
+            if match is None:
+                break
+            line = line_of(node, match[0]) or line
+            node = match[1]
+    return line

@@ -8,6 +8,8 @@ conveyor platform status     each part with its address and health (exit 3 if on
 conveyor env list            each environment: its health (from the watcher), what it
                              serves, since when, from which run
 conveyor env history ENV     the environment's deployments, newest first
+conveyor env diff ENV        what the next deploy would change (the API server's dry run
+                             against what is live, per object; kubernetes/eks drivers)
 """
 
 from __future__ import annotations
@@ -298,6 +300,136 @@ def env_history(environment: str, limit: int, as_json: bool) -> None:
     _console().print(table)
 
 
+@env_group.command("diff")
+@click.argument("environment")
+@click.option(
+    "--file",
+    "pipeline_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="the pipeline file defining ENVIRONMENT (default: the stored pipeline that deploys it)",
+)
+@click.option(
+    "--manifests",
+    default=None,
+    help="manifests file or directory, from the current directory (default: the deploy "
+    "action's `manifests`, else k8s/)",
+)
+@click.option(
+    "--image",
+    default=None,
+    help="the image to deploy (default: the image ENVIRONMENT runs now)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the changes as JSON")
+def env_diff(
+    environment: str,
+    pipeline_file: str | None,
+    manifests: str | None,
+    image: str | None,
+    as_json: bool,
+) -> None:
+    """What the next deploy to ENVIRONMENT would change, from the API server's dry run.
+
+    Per object: created, updated (a unified diff of YAML, live -> release, without status
+    and managed fields) or unchanged. Exit 0: no change; 1: changes; 2: the manifests are
+    refused; 3: the cluster does not answer.
+    """
+    from pathlib import Path
+
+    from conveyor.actions.deploy import diff_release
+    from conveyor.errors import ActionError, ActionFailed, ConfigError
+
+    env, action_config, current = _environment_for_diff(
+        environment, pipeline_file, need_current=image is None
+    )
+    image = image or (current or {}).get("image")
+    if not image:
+        raise ConfigError(
+            f"nothing was deployed to '{environment}' yet: give the image to compare with "
+            "--image host/repo@sha256:..."
+        )
+    notes: list[str] = []
+    try:
+        diffs = diff_release(
+            env,
+            Path.cwd(),
+            manifests or str(action_config.get("manifests") or "k8s/"),
+            str(image),
+            container=action_config.get("container"),
+            log=notes.append,
+        )
+    except ActionFailed as exc:
+        raise ConfigError(exc.message) from exc
+    except ActionError as exc:
+        raise Unavailable(exc.message) from exc
+    changed = [d for d in diffs if d.change != "unchanged"]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "environment": environment,
+                    "namespace": env.namespace or env.name,
+                    "image": image,
+                    "changes": len(changed),
+                    "objects": [
+                        {"object": d.ref, "where": d.where, "change": d.change, "diff": d.diff}
+                        for d in diffs
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for note in notes:
+            click.echo(note, err=True)
+        for d in diffs:
+            click.echo(f"{d.ref} ({d.where}): {d.change}")
+            if d.diff:
+                click.echo(d.diff, nl=not d.diff.endswith("\n"))
+        click.echo(
+            f"{len(changed)} of {len(diffs)} object(s) would change in namespace "
+            f"{env.namespace or env.name}"
+        )
+    raise SystemExit(1 if changed else 0)
+
+
+def _environment_for_diff(
+    name: str, pipeline_file: str | None, need_current: bool
+) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+    """The environment's definition, the config of the action deploying to it, and what
+    runs there now. The store is opened only when it is needed (no --file, or no --image)."""
+    from conveyor.engine.engine import pipeline_of
+    from conveyor.errors import NotFound
+    from conveyor.spec.pipeline_file import load_pipeline
+
+    current: dict[str, Any] | None = None
+    pipeline: Any = None
+    if pipeline_file is None or need_current:
+        store = _store()
+        current = store.current_deployments().get(name)
+        if pipeline_file is None:
+            mine = [
+                r
+                for r in store.list_pipelines()
+                if name in (r["definition"].get("environments") or {})
+            ]
+            if current is not None:
+                mine.sort(key=lambda r: r["name"] != current.get("pipeline"))
+            if mine:
+                pipeline = pipeline_of(mine[0]["definition"], mine[0]["name"])
+    if pipeline_file is not None:
+        pipeline = load_pipeline(pipeline_file)
+    if pipeline is None or name not in pipeline.environments:
+        where = pipeline_file or "the stored pipelines"
+        raise NotFound(f"no environment '{name}' in {where}; give the pipeline file with --file")
+    config: dict[str, Any] = {}
+    for _, action in pipeline.all_actions():
+        if action.environment == name and action.type == "deploy":
+            config = dict(action.config)
+            break
+    return pipeline.environments[name], config, current
+
+
 def _deployment_row(d: dict[str, Any]) -> dict[str, Any]:
     details = d.get("details") or {}
     return {
@@ -316,7 +448,7 @@ def _deployment_row(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(cli: click.Group) -> None:
-    """Add `up`, `down`, `platform status` and `env list|history` to the `conveyor` group."""
+    """Add `up`, `down`, `platform status` and `env list|history|diff` to the `conveyor` group."""
     cli.add_command(up)
     cli.add_command(down)
     cli.add_command(platform_group)

@@ -9,7 +9,14 @@ What is restored: the environment's last deployment before the failing one whose
 succeeded (a rollback execution counts) — its digest, from the registry it was deployed
 from (no rebuild; the image is pinned by digest and must still be there), with that
 execution's own manifests (the input artifacts of its deploy action, from the artifact
-store, by digest).
+store, by digest), into the environment as it was defined at that deployment (recorded
+with it: a Kubernetes context, namespace and kubeconfig), not as the pipeline that ran
+last defines it. On Kubernetes the whole set of objects is re-applied (ConfigMaps by their
+content-hashed names, Services, every Deployment field); objects that the release rolled
+back added and the restored one does not have are **kept and reported** (in the log, the
+result and the deployment's `kept`), never deleted by a rollback: they may hold data or
+be used by others (a failed deploy's own undo does delete what it added, see
+conveyor.adapters.kubernetes). Old hashed ConfigMaps are left to the garbage collection.
 
 How — a rollback *execution*, not a side door. The rollback is a new execution of the same
 pipeline with kind `rollback`, trigger `{"type": "Rollback", "of": FAILED, "to": PREVIOUS}`
@@ -72,6 +79,7 @@ class RollbackConfig(ActionConfig):
     of: str | None = None  # the failing execution, if automatic
     to: str  # the execution whose deployment is restored
     reason: str = ""
+    replaces: list[str] = []  # Kubernetes objects of the release rolled back (Kind/name)
 
 
 class RollbackDeploy(BaseAction):
@@ -118,7 +126,18 @@ class RollbackDeploy(BaseAction):
         dep["deploy_config"] = {
             k: v for k, v in deploy_cfg.items() if k != "image" and v is not None
         }
-        result.message = f"rolled back: {result.message}"
+        kept = [r for r in cfg.replaces if r not in (dep.get("applied") or [])]
+        if kept:
+            dep["kept"] = kept
+            ctx.log.write(
+                f"kept {', '.join(kept)}: added by the release rolled back, not part of the "
+                "restored one (delete by hand what should go)\n"
+            )
+        result.message = f"rolled back: {result.message}" + (
+            f"; kept {len(kept)} object(s) the rolled-back release added: {', '.join(kept)}"
+            if kept
+            else ""
+        )
         return result
 
 
@@ -285,6 +304,24 @@ def _manifests_of(store: Store, dep: Row) -> tuple[dict[str, str], dict[str, Any
 # ---- starting a rollback execution ---------------------------------------------------------
 
 
+def environment_at(target: Row, source: Row, current_def: dict[str, Any]) -> dict[str, Any]:
+    """The environment as it was when TARGET was deployed: its context, namespace, kubeconfig.
+
+    In order: the definition recorded with the deployment (since deployments record it),
+    the definition of the execution that made it, then the pipeline's current one (only
+    for an environment neither knows).
+    """
+    name = str(target["environment"])
+    recorded = (target.get("details") or {}).get("environment_definition")
+    if isinstance(recorded, dict) and recorded:
+        return dict(recorded)
+    for definition in (source.get("definition") or {}, current_def):
+        env = dict(definition.get("environments") or {}).get(name)
+        if env:
+            return dict(env)
+    return {}
+
+
 def start_rollback(
     store: Store, plan: RollbackPlan, *, failed_execution: str | None, reason: str, actor: str
 ) -> str:
@@ -292,11 +329,7 @@ def start_rollback(
     pipeline_row = store.get_pipeline(plan.pipeline)
     current_def = dict(pipeline_row["definition"])
     source = store.get_execution(plan.to_execution)
-    env_def = (
-        dict(current_def.get("environments") or {}).get(plan.environment)
-        or dict(source["definition"].get("environments") or {}).get(plan.environment)
-        or {}
-    )
+    env_def = environment_at(plan.target, source, current_def)
     config: dict[str, Any] = {
         "image": plan.target["image"],
         "artifacts": plan.artifacts,
@@ -306,6 +339,14 @@ def start_rollback(
     }
     if failed_execution:
         config["of"] = failed_execution
+    current = plan.current.get("details") or {}
+    replaces = [
+        r
+        for r in current.get("applied") or []
+        if r not in (current.get("hashed_config_maps") or [])
+    ]
+    if replaces:
+        config["replaces"] = replaces
     action: dict[str, Any] = {
         "name": plan.action,
         "type": ROLLBACK_TYPE,

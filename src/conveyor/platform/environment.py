@@ -21,7 +21,9 @@ A deploy to environment ENV, with the manifests already pinned to a digest:
 
 If the release is not ready before the timeout, its pods are removed, the front door is
 not touched (the previous release keeps serving) and the deploy fails with the probe's
-last answer.
+last answer. If the front door does not acknowledge the switch, it is pointed back at the
+previous release before the new pods are removed: as with the kubernetes driver, a failed
+deploy leaves the last good version serving.
 
 State: `state_dir/environments/ENV/current.json` (the release serving), `port`,
 the front door's files, `deploy.lock`.
@@ -49,7 +51,7 @@ from ruamel.yaml.comments import CommentedMap
 from conveyor.adapters.containers import ContainerRuntime
 from conveyor.adapters.manifests import Document, ManifestSet
 from conveyor.adapters.registry import ImageRef
-from conveyor.errors import ActionError, ActionFailed, Conflict
+from conveyor.errors import ActionError, ActionFailed, Conflict, ConveyorError
 from conveyor.model.pipeline import Environment
 from conveyor.platform.daemon import free_port
 from conveyor.platform.frontdoor import FrontDoor
@@ -177,6 +179,7 @@ class PodmanEnvironment:
             log(f"wrote the manifests for podman to {path}")
             runtime.ensure_network(self.network)
             pods: list[str] = []
+            switching = False
             try:
                 log(
                     f"starting release {release} ({image}) beside "
@@ -204,8 +207,11 @@ class PodmanEnvironment:
                     f"release {release} is ready ({answer}); switching {door.address} to "
                     f"{plan.upstream}"
                 )
+                switching = True
                 door.switch(plan.upstream, release)
             except BaseException:
+                if switching:  # written but not acknowledged: point the door back first
+                    self._switch_back(door, previous, log)
                 for pod in pods or [p.name for p in runtime.pods(f"conveyor.release={release}")]:
                     runtime.remove_pod(pod)
                 raise
@@ -250,6 +256,16 @@ class PodmanEnvironment:
             "started_at": started,
             "finished_at": time.time(),
         }
+
+    @staticmethod
+    def _switch_back(door: FrontDoor, previous: dict[str, Any] | None, log: Log) -> None:
+        """A switch that failed half-way: the previous release serves again (or nothing)."""
+        upstream = previous["upstream"] if previous else None
+        try:
+            door.switch(upstream, previous["release"] if previous else None)
+            log(f"the front door points at {upstream or 'nothing'} again")
+        except ConveyorError as exc:
+            log(f"could not point the front door back at {upstream}: {exc.message}")
 
     def _remove_stale(
         self, runtime: ContainerRuntime, current: dict[str, Any] | None, log: Log
