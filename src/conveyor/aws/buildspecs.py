@@ -78,9 +78,9 @@ def deploy_buildspec() -> str:
     (optional: else the Service's load balancer).
     """
     install = [
-        "curl -fsSLo /usr/local/bin/kubectl "
-        f"https://dl.k8s.io/release/{KUBECTL_VERSION}/bin/linux/amd64/kubectl",
-        "chmod +x /usr/local/bin/kubectl",
+        "command -v kubectl >/dev/null || { curl -fsSLo /usr/local/bin/kubectl "
+        f"https://dl.k8s.io/release/{KUBECTL_VERSION}/bin/linux/amd64/kubectl && "
+        "chmod +x /usr/local/bin/kubectl; }",
     ]
     pre = [
         _RESOLVE_IMAGE,
@@ -125,7 +125,7 @@ def promote_buildspec() -> str:
     TARGET_REPOSITORY_NAME, TAG (optional), REGISTRY_HOST.
     """
     install = [
-        "curl -fsSL "
+        "command -v crane >/dev/null || curl -fsSL "
         f"https://github.com/google/go-containerregistry/releases/download/{CRANE_VERSION}/"
         "go-containerregistry_Linux_x86_64.tar.gz | tar -xz -C /usr/local/bin crane",
         "crane version",

@@ -333,6 +333,54 @@ def logs(
         click.echo(line)
 
 
+@aws_group.command("rehearse")
+@click.argument("pipeline_file", type=click.Path(dir_okay=False, exists=True))
+@TARGET_ENV
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="REPOSITORY=DIR",
+    help="the directory of a source repository (default: DIR named like it beside the file)",
+)
+@click.option("--workdir", type=click.Path(file_okay=False), help="default: a temporary directory")
+@click.option("--keep", is_flag=True, help="leave the local environments running afterwards")
+def rehearse_cmd(
+    pipeline_file: str,
+    target_env: tuple[str, ...],
+    sources: tuple[str, ...],
+    workdir: str | None,
+    keep: bool,
+) -> None:
+    """Run the synthesized AWS pipeline's buildspecs here, in order, with aws/kubectl/crane
+    faked; check the data flow and print every recorded fake call (exit 1 if it fails)."""
+    import tempfile
+
+    from conveyor.aws.rehearsal import default_targets, rehearse, render
+    from conveyor.cli.main import parse_pairs
+    from conveyor.spec.pipeline_file import load_pipeline
+
+    targets = parse_pairs(
+        target_env, "--target-env", "ENV=eks (e.g. --target-env test=eks)"
+    ) or default_targets(load_pipeline(pipeline_file))
+    # the FILE:LINE problems of synth, if any, before anything starts
+    _load_for_aws(pipeline_file, tuple(f"{k}={v}" for k, v in targets.items()))
+    dirs = {k: Path(v) for k, v in parse_pairs(sources, "--source", "REPOSITORY=DIR").items()}
+    with tempfile.TemporaryDirectory(prefix="conveyor-rehearsal-") as tmp:
+        result = rehearse(
+            Path(pipeline_file),
+            Path(workdir) if workdir else Path(tmp),
+            targets=targets,
+            sources=dirs,
+            say=lambda m: click.echo(m),
+            keep=keep,
+        )
+    for line in render(result):
+        click.echo(line)
+    if not result.succeeded:
+        sys.exit(1)
+
+
 aws_group.add_command(_decide(True))
 aws_group.add_command(_decide(False))
 
