@@ -193,13 +193,20 @@ def kubectl(argv: list[str], state: dict[str, Any]) -> int:
     if verb == "version":
         print("Client Version: rehearsal-fake")
         return 0
+    if verb in ("get", "create", "delete") and pos[1:2] in (["namespace"], ["ns"]):
+        # the deploy roles' access entries are scoped to their namespace: a cluster-scoped
+        # request is refused, as EKS refuses it
+        name = pos[2] if len(pos) > 2 else ""
+        print(
+            f'Error from server (Forbidden): namespaces "{name}" is forbidden: User '
+            f'"arn:aws:sts::{ACCOUNT}:assumed-role/codebuild-role/AWSCodeBuild" cannot {verb} '
+            'resource "namespaces" in API group "" at the cluster scope',
+            file=sys.stderr,
+        )
+        return 1
     env = _namespace(argv, state)
-    ns = env["namespace"]
     if verb == "get" and pos[1:3] in (["serviceaccount", "default"], ["sa", "default"]):
         print("NAME      SECRETS   AGE\ndefault   0         1d")
-        return 0
-    if verb == "get" and pos[1:2] == ["namespace"]:
-        print(f"NAME   STATUS   AGE\n{ns}   Active   1d")
         return 0
     if verb == "apply":
         path = _opt(argv, "-f", "--filename") or ""
