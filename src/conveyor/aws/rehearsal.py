@@ -547,16 +547,34 @@ class _Run:
                     f"crane copy sources: {copied or '(none)'}; exported ImageDigest={p.exported.get('ImageDigest', '(none)')}",
                 )
             )
+        forwards = [
+            c
+            for c in self.calls()
+            if c["tool"] == "kubectl" and c["argv"][:1] == ["port-forward"] and c.get("note")
+        ]
+        deploy_urls = {d.exported.get("URL", ""): d for d in deploys}
         for _, a in self.pipeline.all_actions():
             if a.type != "monitor":
                 continue
-            probed = [s for s in self.result.steps if s.env.get("MONITOR_URL") and s.succeeded]
+            step = next((x for x in self.result.steps if x.action == a.name), None)
+            url = step.env.get("URL", "") if step else ""
+            target = deploy_urls.get(url) if url else None
+            ns = target.env["K8S_NAMESPACE"] if target else ""
+            forwarded = any(ns and ns in c["argv"] for c in forwards)
             add(
                 Check(
                     f"monitor {a.name} probes the prod URL",
-                    bool(probed),
-                    "; ".join(f"{s.action}: MONITOR_URL={s.env['MONITOR_URL']}" for s in probed)
-                    or "no CodeBuild action probes the environment (on AWS the monitor is only a CloudWatch alarm)",
+                    bool(
+                        step
+                        and step.succeeded
+                        and target
+                        and (forwarded or "svc.cluster" not in url)
+                    ),
+                    f"{a.name}: URL={url or '(none)'} (from {target.action if target else 'no deploy'}); "
+                    f"port-forward to {ns or '-'}: {'yes' if forwarded else 'no'}"
+                    if step
+                    else "no CodeBuild action probes the environment (on AWS the monitor is only a "
+                    "CloudWatch alarm)",
                 )
             )
         for s in self.result.steps:

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.aws import buildspecs
+from conveyor.aws import buildspecs, images
 from conveyor.errors import ConfigError
 from conveyor.model.pipeline import Action, Environment, Path, Pipeline, Stage
 from conveyor.model.variables import REF
@@ -37,13 +37,14 @@ from conveyor.spec.codepipeline import (
     monitor_wait_minutes,
     project_name,
 )
+from conveyor.spec.pipeline_file import parse_duration
 
-CODEBUILD_IMAGE = (
-    "aws/codebuild/standard:7.0"  # Ubuntu 22.04 with Docker, Node, Python, Google Chrome
-)
+CODEBUILD_IMAGE = images.DEFAULT.name  # Ubuntu 22.04 with Docker, Node, Python, kubectl
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9.@\-_]{1,100}$")
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_]{1,254}$")
 CODEBUILD_TYPES = ("build", "deploy", "image.promote")
+PROVISIONING_MARGIN_MINUTES = 10
+PORT_FORWARD_GROUP = "conveyor-port-forward"  # Kubernetes group: prepare-cluster binds its Role
 MAPPED = (
     "source.git",
     "source.s3",
@@ -377,6 +378,8 @@ class _Synth:
         log_group = f"/aws/codebuild/{name}"
         self.resources[f"{lid}LogGroup"] = {
             "Type": "AWS::Logs::LogGroup",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
             "Properties": {"LogGroupName": log_group, "RetentionInDays": 30},
         }
         base = [
@@ -443,7 +446,11 @@ class _Synth:
             },
         }
         if a.timeout_seconds:
-            props["TimeoutInMinutes"] = min(2160, max(5, -(-a.timeout_seconds // 60)))
+            # the action's own time plus a margin for provisioning (the build's clock starts
+            # before the image is ready), so that a deploy's `rollout undo` always runs
+            props["TimeoutInMinutes"] = min(
+                2160, max(5, -(-a.timeout_seconds // 60)) + PROVISIONING_MARGIN_MINUTES
+            )
         self.resources[f"{lid}Project"] = {"Type": "AWS::CodeBuild::Project", "Properties": props}
         self.project_arns.append({"Fn::GetAtt": [f"{lid}Project", "Arn"]})
         return f"{lid}Project"
@@ -799,6 +806,17 @@ class _Synth:
                         "Resource": "*",
                     },
                 ]
+        reached = self.reached_environment(a)
+        if reached is not None:
+            # a test suite reading a deploy's URL: a browser at the image's paths (installed by
+            # the suite's buildspec, the image has none), and port-forward to a
+            # cluster-internal URL
+            env["CHROME_BINARY"] = images.DEFAULT.chrome
+            env["CHROMEDRIVER"] = images.DEFAULT.chromedriver
+            env["INSTALL_BROWSER"] = "google-chrome"
+            cluster, _ = self.cluster(reached)
+            env["EKS_CLUSTER"] = cluster
+            statements.append(self.eks_describe(reached))
         if cfg.get("image"):
             self.warnings.append(
                 f"action '{a.name}': build image '{cfg['image']}' is local; on AWS the project "
@@ -810,7 +828,7 @@ class _Synth:
                 f"the template creates its own project '{project_name(self.p.name, a.name)}' "
                 f"running {spec if not _inline(a) else 'the inline buildspec'}"
             )
-        return self.project(
+        proj = self.project(
             s,
             a,
             buildspec=spec,
@@ -819,10 +837,112 @@ class _Synth:
             privileged=privileged,
             description=f"{self.p.name}: {s.name}/{a.name} (buildspec from the source)",
         )
+        if reached is not None:
+            self.kubectl_role(proj)
+            self.port_forward_access(a, reached)
+        return proj
+
+    def reached_environment(self, a: Action) -> Environment | None:
+        """The EKS environment whose deploy URL `#{NS.URL}` this action reads, if any."""
+        for text in _strings(a.config):
+            for mt in REF.finditer(text):
+                owner = self.ns_owner.get(mt.group(1))
+                if owner is None or owner.type != "deploy" or mt.group(2) != "URL":
+                    continue
+                e = self.p.environments.get(owner.environment or "")
+                if e is not None and self.target_envs.get(e.name, e.driver) == "eks":
+                    return e
+        return None
+
+    def eks_describe(self, e: Environment) -> dict[str, Any]:
+        return {
+            "Sid": "EksDescribe",
+            "Effect": "Allow",
+            "Action": "eks:DescribeCluster",
+            "Resource": arn("eks", f"cluster/${{{logical_id(e.name)}EksClusterName}}"),
+        }
+
+    def kubectl_role(self, proj: str) -> None:
+        """The optional EksKubectlRoleArn: passed to the project, and assumable by its role."""
+        self.param(
+            "EksKubectlRoleArn",
+            "optional role for kubectl (`update-kubeconfig --role-arn`); empty: the "
+            "projects' own roles, which the EKS access entries authorize",
+            "",
+        )
+        self.conditions["HasKubectlRole"] = {
+            "Fn::Not": [{"Fn::Equals": [{"Ref": "EksKubectlRoleArn"}, ""]}]
+        }
+        variables = self.resources[proj]["Properties"]["Environment"]["EnvironmentVariables"]
+        variables.append(
+            {
+                "Fn::If": [
+                    "HasKubectlRole",
+                    {
+                        "Name": "EKS_KUBECTL_ROLE_ARN",
+                        "Type": "PLAINTEXT",
+                        "Value": {"Ref": "EksKubectlRoleArn"},
+                    },
+                    {"Ref": "AWS::NoValue"},
+                ]
+            }
+        )
+        role = proj.removesuffix("Project") + "Role"
+        statements = self.resources[role]["Properties"]["Policies"][0]["PolicyDocument"][
+            "Statement"
+        ]
+        statements.append(
+            {
+                "Fn::If": [
+                    "HasKubectlRole",
+                    {
+                        "Sid": "AssumeKubectlRole",
+                        "Effect": "Allow",
+                        "Action": "sts:AssumeRole",
+                        "Resource": {"Ref": "EksKubectlRoleArn"},
+                    },
+                    {"Ref": "AWS::NoValue"},
+                ]
+            }
+        )
+
+    def port_forward_access(self, a: Action, e: Environment) -> None:
+        """Read-only access to the namespace plus port-forward (the Kubernetes group whose
+        Role `conveyor aws prepare-cluster` creates there)."""
+        cluster, ns = self.cluster(e)
+        role = f"{logical_id(a.name)}Role"
+        self.resources[f"{logical_id(a.name)}AccessEntry"] = {
+            "Type": "AWS::EKS::AccessEntry",
+            "Metadata": {
+                "Conveyor": {
+                    "why": (
+                        f"lets the CodeBuild project of '{a.name}' reach the app of environment "
+                        f"'{e.name}' with kubectl port-forward: AmazonEKSViewPolicy in its "
+                        f"namespace only, plus the Kubernetes group {PORT_FORWARD_GROUP}, bound "
+                        "by `conveyor aws prepare-cluster` to a Role allowing pods/portforward "
+                        "in that namespace"
+                    )
+                }
+            },
+            "Properties": {
+                "ClusterName": cluster,
+                "PrincipalArn": {"Fn::GetAtt": [role, "Arn"]},
+                "Type": "STANDARD",
+                "KubernetesGroups": [PORT_FORWARD_GROUP],
+                "AccessPolicies": [
+                    {
+                        "PolicyArn": {
+                            "Fn::Sub": "arn:${AWS::Partition}:eks::aws:cluster-access-policy/"
+                            "AmazonEKSViewPolicy"
+                        },
+                        "AccessScope": {"Type": "namespace", "Namespaces": [ns]},
+                    }
+                ],
+            },
+        }
 
     def deploy(self, s: Stage, a: Action, e: Environment, cfg: dict[str, Any]) -> str:
         cluster, ns = self.cluster(e)
-        lid = logical_id(e.name)
         repo = self.repository(e.name, (*a.path, "environment"))
         image_name = (e.repository or self.p.name).split("/")[-1]
         env: dict[str, Any] = {
@@ -830,27 +950,11 @@ class _Synth:
             "K8S_NAMESPACE": ns,
             "MANIFESTS": str(cfg.get("manifests", "k8s/")),
             "IMAGE_NAME": image_name,
-            "ROLLOUT_TIMEOUT": str(cfg.get("timeout") or a.timeout_seconds or 300),
+            "ROLLOUT_TIMEOUT": str(parse_duration(cfg.get("timeout")) or a.timeout_seconds or 300),
         }
         if e.url:
             env["APP_URL"] = e.url
-        self.param(
-            "EksKubectlRoleArn",
-            "optional role for kubectl (`update-kubeconfig --role-arn`); empty: the "
-            "deploy projects' own roles, which the EKS access entries authorize",
-            "",
-        )
-        self.conditions["HasKubectlRole"] = {
-            "Fn::Not": [{"Fn::Equals": [{"Ref": "EksKubectlRoleArn"}, ""]}]
-        }
-        statements: list[dict[str, Any]] = [
-            {
-                "Sid": "EksDescribe",
-                "Effect": "Allow",
-                "Action": "eks:DescribeCluster",
-                "Resource": arn("eks", f"cluster/${{{lid}EksClusterName}}"),
-            },
-        ]
+        statements: list[dict[str, Any]] = [self.eks_describe(e)]
         if repo:
             statements.append(
                 {
@@ -868,20 +972,7 @@ class _Synth:
             statements=statements,
             description=f"{self.p.name}: {s.name}/{a.name} (kubectl apply to {e.name})",
         )
-        variables = self.resources[proj]["Properties"]["Environment"]["EnvironmentVariables"]
-        variables.append(
-            {
-                "Fn::If": [
-                    "HasKubectlRole",
-                    {
-                        "Name": "EKS_KUBECTL_ROLE_ARN",
-                        "Type": "PLAINTEXT",
-                        "Value": {"Ref": "EksKubectlRoleArn"},
-                    },
-                    {"Ref": "AWS::NoValue"},
-                ]
-            }
-        )
+        self.kubectl_role(proj)
         role = f"{logical_id(a.name)}Role"
         self.resources[f"{logical_id(a.name)}AccessEntry"] = {
             "Type": "AWS::EKS::AccessEntry",
@@ -1089,7 +1180,10 @@ class _Synth:
                 },
             }
 
-    def monitor(self, s: Stage, a: Action) -> dict[str, Any] | None:
+    def monitor(self, s: Stage, a: Action) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """A CodeBuild action running the local monitor's HTTP probes for the bake time (its
+        failure fails the stage, whose OnFailure is ROLLBACK), and the optional CloudWatch
+        alarm condition (parameter UseMonitorAlarm)."""
         env_name = a.environment or next(
             (x.environment for x in s.actions if x.type == "deploy" and x.environment), None
         )
@@ -1100,42 +1194,133 @@ class _Synth:
                 "or "
                 "put it in a stage with a deploy action",
             )
-            return None
+            return None, None
         e = self.env(env_name, a.path)
         if e is None:
-            return None
+            return None, None
         if self.target_envs.get(e.name, e.driver) != "eks":
             self.fail(
                 (*e.path, "driver"),
                 f"environment '{e.name}' (watched by '{a.name}') uses driver '{e.driver}', "
                 f"which AWS cannot run: set `driver: eks` or pass `--target-env {e.name}=eks`",
             )
-            return None
+            return None, None
+        deploy = next(
+            (
+                x
+                for _, x in self.p.all_actions()
+                if x.type == "deploy" and x.environment == e.name and x.namespace
+            ),
+            None,
+        )
         cluster, ns = self.cluster(e)
         lid = logical_id(a.name)
+        cfg = dict(a.config)
+        bake = parse_duration(cfg.get("bake")) or 60
+        probes = [
+            {
+                k: v
+                for k, v in (
+                    ("path", str(p.get("path", "/healthz"))),
+                    ("minAvailability", p.get("minAvailability", 0.99)),
+                    ("maxLatencyMs", p.get("maxLatencyMs")),
+                    ("expectStatus", p.get("expectStatus")),
+                )
+                if v is not None
+            }
+            for p in (cfg.get("probes") or [{"path": "/healthz"}])
+            if isinstance(p, Mapping)
+        ]
+        if "prometheus" in cfg:
+            self.warnings.append(
+                f"monitor '{a.name}': prometheus queries are local-only; on AWS the HTTP probes "
+                "(and the optional CloudWatch alarm) decide the rollback"
+            )
+        inputs = [x.outputs[0] for _, x in self.p.all_actions() if x.outputs][:1]
+        if deploy is None or not inputs:
+            self.fail(
+                a.path,
+                f"action '{a.name}': on AWS a monitor probes the URL a deploy to "
+                f"'{e.name}' exports: give that deploy a `namespace:`",
+            )
+            return None, None
+        env: dict[str, Any] = {
+            "EKS_CLUSTER": cluster,
+            "BAKE_SECONDS": str(bake),
+            "INTERVAL": str(cfg.get("interval", 5)),
+            "PROBES": json.dumps(probes, separators=(",", ":")),
+        }
+        proj = self.project(
+            s,
+            a,
+            buildspec=buildspecs.monitor_buildspec(),
+            env=env,
+            statements=[self.eks_describe(e)],
+            description=f"{self.p.name}: {s.name}/{a.name} (HTTP probes of {e.name})",
+        )
+        if not a.timeout_seconds:
+            self.resources[proj]["Properties"]["TimeoutInMinutes"] = min(
+                2160, -(-bake // 60) + 5 + PROVISIONING_MARGIN_MINUTES
+            )
+        self.kubectl_role(proj)
+        self.port_forward_access(a, e)
+        decl: dict[str, Any] = {
+            "Name": a.name,
+            "RunOrder": a.run_order,
+            "ActionTypeId": {
+                "Category": "Test",
+                "Owner": "AWS",
+                "Provider": "CodeBuild",
+                "Version": "1",
+            },
+            "Configuration": {
+                "ProjectName": {"Ref": proj},
+                "EnvironmentVariables": json.dumps(
+                    [
+                        {
+                            "name": "URL",
+                            "value": f"#{{{deploy.namespace}.URL}}",
+                            "type": "PLAINTEXT",
+                        }
+                    ],
+                    separators=(",", ":"),
+                ),
+            },
+            "InputArtifacts": [{"Name": inputs[0]}],
+        }
+        if a.region:
+            decl["Region"] = a.region
+        # the optional alarm: Container Insights' running pods, missing data is not a breach
+        self.param(
+            "UseMonitorAlarm",
+            "also roll back when the CloudWatch alarm of a monitor fires during its bake "
+            "(needs Container Insights on the cluster)",
+            "false",
+            AllowedValues=["true", "false"],
+        )
+        self.conditions["UseMonitorAlarm"] = {"Fn::Equals": [{"Ref": "UseMonitorAlarm"}, "true"]}
         service = self.param(
             f"{logical_id(e.name)}ServiceName",
             f"Kubernetes Service of environment '{e.name}' (Container Insights dimension)",
             (e.repository or self.p.name).split("/")[-1],
         )
-        minimum = 1
+        alarm_name = f"${{AWS::StackName}}-{a.name}"[:255]
         self.resources[f"{lid}Alarm"] = {
             "Type": "AWS::CloudWatch::Alarm",
+            "Condition": "UseMonitorAlarm",
             "Metadata": {
                 "Conveyor": {
                     "why": (
-                        f"monitor '{a.name}' on AWS: ALARM when the Service runs fewer than "
-                        f"{minimum} ready pod(s) "
-                        "(Container Insights must be enabled on the cluster); the stage's "
-                        "onSuccess condition rolls the "
-                        "stage back when this alarm fires within the bake time. HTTP probes and "
-                        "Prometheus queries of the "
-                        "local monitor are not translated."
+                        f"optional (UseMonitorAlarm) for monitor '{a.name}': ALARM when the "
+                        "Service runs no ready pod (Container Insights must be enabled on the "
+                        "cluster); missing data is not a breach, so a first deploy without "
+                        "metrics yet is not rolled back. The HTTP probes run in the CodeBuild "
+                        f"action {a.name}."
                     )
                 }
             },
             "Properties": {
-                "AlarmName": {"Fn::Sub": f"${{AWS::StackName}}-{a.name}"[:255]},
+                "AlarmName": {"Fn::Sub": alarm_name},
                 "AlarmDescription": f"{self.p.name}: {s.name}/{a.name} watches environment "
                 f"{e.name}",
                 "Namespace": "ContainerInsights",
@@ -1148,26 +1333,20 @@ class _Synth:
                 "Statistic": "Minimum",
                 "Period": 60,
                 "EvaluationPeriods": 1,
-                "Threshold": float(minimum),
+                "Threshold": 1.0,
                 "ComparisonOperator": "LessThanThreshold",
-                "TreatMissingData": "breaching",
+                "TreatMissingData": "notBreaching",
             },
         }
-        probes = [k for k in ("probes", "prometheus") if k in a.config]
-        if probes:
-            self.warnings.append(
-                f"monitor '{a.name}': {', '.join(probes)} are local-only; on AWS the CloudWatch "
-                f"alarm {lid}Alarm decides the rollback"
-            )
         self.pipeline_statements.append(
             {
                 "Sid": f"Alarm{lid}",
                 "Effect": "Allow",
                 "Action": ["cloudwatch:DescribeAlarmHistory", "cloudwatch:DescribeAlarms"],
-                "Resource": arn("cloudwatch", f"alarm:${{{lid}Alarm}}"),
+                "Resource": arn("cloudwatch", f"alarm:{alarm_name}"),
             }
         )
-        return {
+        rule = {
             "Name": f"{lid}Alarm"[:100],
             "RuleTypeId": {
                 "Category": "Rule",
@@ -1176,11 +1355,12 @@ class _Synth:
                 "Version": "1",
             },
             "Configuration": {
-                "AlarmName": {"Ref": f"{lid}Alarm"},
+                "AlarmName": {"Fn::Sub": alarm_name},
                 "AlarmStates": "ALARM",
                 "WaitTime": str(monitor_wait_minutes(a)),
             },
         }
+        return decl, rule
 
     # ------------------------------------------------------------------ the whole
     def run(self) -> dict[str, Any]:
@@ -1209,7 +1389,9 @@ class _Synth:
             rules = []
             for a in s.actions:
                 if a.type == "monitor":
-                    rule = self.monitor(s, a)
+                    mdecl, rule = self.monitor(s, a)
+                    if mdecl:
+                        actions.append(mdecl)
                     if rule:
                         rules.append(rule)
                     continue
@@ -1217,21 +1399,21 @@ class _Synth:
                 if decl is not None:
                     actions.append(decl)
             sd: dict[str, Any] = {"Name": s.name, "Actions": actions}
-            if not actions and any(a.type == "monitor" for a in s.actions):
-                self.fail(
-                    s.path,
-                    f"stage '{s.name}' holds only monitor actions; on AWS a monitor is a condition "
-                    "of the stage it watches: move it into the stage of the deploy",
-                )
             if s.on_failure and s.on_failure.result == "RETRY":
                 sd["OnFailure"] = {
                     "Result": "RETRY",
                     "RetryConfiguration": {"RetryMode": s.on_failure.retry_mode},
                 }
-            elif s.on_failure and s.on_failure.result == "ROLLBACK":
-                sd["OnFailure"] = {"Result": "ROLLBACK"}
+            elif (s.on_failure and s.on_failure.result == "ROLLBACK") or rules:
+                sd["OnFailure"] = {"Result": "ROLLBACK"}  # a failed monitor rolls back
             if rules:
-                sd["OnSuccess"] = {"Conditions": [{"Result": "ROLLBACK", "Rules": rules}]}
+                sd["OnSuccess"] = {
+                    "Fn::If": [
+                        "UseMonitorAlarm",
+                        {"Conditions": [{"Result": "ROLLBACK", "Rules": rules}]},
+                        {"Ref": "AWS::NoValue"},
+                    ]
+                }
             stages.append(sd)
         if approvals:
             self.approval_topic()
