@@ -381,6 +381,28 @@ def rehearse_cmd(
         sys.exit(1)
 
 
+@aws_group.command("prepare-cluster")
+@click.option("--context", help="the kubeconfig context of the cluster (default: the current one)")
+@click.option("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    required=True,
+    help="a namespace the pipeline deploys to (repeat for each environment)",
+)
+def prepare_cluster_cmd(
+    context: str | None, kubeconfig: str | None, namespaces: tuple[str, ...]
+) -> None:
+    """With your own credentials: create the namespaces the deploy roles may not create, and
+    the Role that lets the Selenium and monitor projects port-forward there."""
+    from conveyor.adapters.kubernetes import ClientKubernetesApi
+    from conveyor.aws.cluster import prepare_cluster
+
+    api = ClientKubernetesApi(context=context, kubeconfig=kubeconfig)
+    prepare_cluster(api, namespaces, say=click.echo)
+
+
 aws_group.add_command(_decide(True))
 aws_group.add_command(_decide(False))
 
