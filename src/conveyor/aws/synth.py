@@ -32,6 +32,7 @@ from conveyor.model.pipeline import Action, Environment, Path, Pipeline, Stage
 from conveyor.model.variables import REF
 from conveyor.spec.codepipeline import (
     SETTINGS_KEY,
+    _codebuild_input,
     _git_url,
     is_codecommit_name,
     monitor_wait_minutes,
@@ -1236,7 +1237,7 @@ class _Synth:
                 f"monitor '{a.name}': prometheus queries are local-only; on AWS the HTTP probes "
                 "(and the optional CloudWatch alarm) decide the rollback"
             )
-        inputs = [x.outputs[0] for _, x in self.p.all_actions() if x.outputs][:1]
+        inputs = _codebuild_input(self.p, s, a)  # the same artifact the export reads
         if deploy is None or not inputs:
             self.fail(
                 a.path,
