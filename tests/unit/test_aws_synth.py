@@ -349,3 +349,20 @@ def test_fixture_is_a_valid_pipeline() -> None:
 
     p = load_pipeline(SEED, ActionRegistry().catalogue())
     assert [a.type for _, a in p.all_actions()][-1] == "monitor"
+
+
+def test_report_groups_cache_and_log_groups() -> None:
+    """The buildspecs' report groups are stack resources named as CodeBuild names them; the build
+    project has an S3 cache; log groups have a retention and deletion policies."""
+    t = synthesize(
+        load_pipeline(SEED),
+        report_groups={"AngularBuildAndCreateDockerImage": ["unit-tests"]},
+    ).template
+    group = t["Resources"]["AngularBuildAndCreateDockerImageUnitTestsReportGroup"]
+    assert group["Type"] == "AWS::CodeBuild::ReportGroup"
+    assert group["Properties"]["Name"] == "seed-webapp-AngularBuildAndCreateDockerImage-unit-tests"
+    build = t["Resources"]["AngularBuildAndCreateDockerImageProject"]["Properties"]
+    assert build["Cache"]["Type"] == "S3"
+    for lid, log in _of_type(t, "AWS::Logs::LogGroup").items():
+        assert log["Properties"]["RetentionInDays"] == 30, lid
+        assert (log["DeletionPolicy"], log["UpdateReplacePolicy"]) == ("Delete", "Delete"), lid

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,9 +122,15 @@ def _assume(service: str) -> dict[str, Any]:
 
 
 class _Synth:
-    def __init__(self, p: Pipeline, target_envs: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        p: Pipeline,
+        target_envs: Mapping[str, str],
+        report_groups: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.p = p
         self.target_envs = dict(target_envs)
+        self.report_groups = {k: list(v) for k, v in (report_groups or {}).items()}
         self.findings: list[Finding] = []
         self.warnings: list[str] = []
         self.params: dict[str, dict[str, Any]] = {}
@@ -446,6 +452,24 @@ class _Synth:
                 "CloudWatchLogs": {"Status": "ENABLED", "GroupName": {"Ref": f"{lid}LogGroup"}}
             },
         }
+        for report in self.report_groups.get(a.name, []):
+            self.resources[logical_id(a.name, report, "ReportGroup")] = {
+                "Type": "AWS::CodeBuild::ReportGroup",
+                "DeletionPolicy": "Delete",
+                "UpdateReplacePolicy": "Delete",
+                "Properties": {
+                    "Name": f"{name}-{report}"[:128],
+                    "Type": "TEST",
+                    "DeleteReports": True,
+                    "ExportConfig": {"ExportConfigType": "NO_EXPORT"},
+                },
+            }
+        if a.type == "build":
+            # the buildspec's `cache:` paths, kept in the artifact bucket between builds
+            props["Cache"] = {
+                "Type": "S3",
+                "Location": {"Fn::Sub": f"${{ArtifactBucket}}/codebuild-cache/{name}"},
+            }
         if a.timeout_seconds:
             # the action's own time plus a margin for provisioning (the build's clock starts
             # before the image is ready), so that a deploy's `rollout undo` always runs
@@ -1613,8 +1637,17 @@ def _inline(a: Action) -> bool:
     return isinstance(spec, str) and "\n" in spec.strip()
 
 
-def synthesize(p: Pipeline, target_envs: Mapping[str, str] | None = None) -> Synthesis:
-    """The template of a pipeline; raises Unmappable listing every part AWS cannot run."""
-    s = _Synth(p, target_envs or {})
+def synthesize(
+    p: Pipeline,
+    target_envs: Mapping[str, str] | None = None,
+    report_groups: Mapping[str, Sequence[str]] | None = None,
+) -> Synthesis:
+    """The template of a pipeline; raises Unmappable listing every part AWS cannot run.
+
+    `report_groups` names, per build action, the report groups its buildspec declares (read by
+    the caller from the source's buildspec): each becomes an AWS::CodeBuild::ReportGroup named
+    as CodeBuild names it (`<project>-<report>`), so that the stack manages it.
+    """
+    s = _Synth(p, target_envs or {}, report_groups or {})
     template = s.run()
     return Synthesis(template, sorted(set(s.warnings)))

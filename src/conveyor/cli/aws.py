@@ -41,7 +41,7 @@ def _load_for_aws(file: str, target_env: tuple[str, ...]) -> tuple[Any, dict[str
     data, lines = load(file)
     pipeline = parse(data, lines)
     try:
-        synthesis = synthesize(pipeline, targets)
+        synthesis = synthesize(pipeline, targets, _report_groups(Path(file), pipeline))
     except Unmappable as e:
         raise ValidationFailed(
             [
@@ -50,6 +50,30 @@ def _load_for_aws(file: str, target_env: tuple[str, ...]) -> tuple[Any, dict[str
             ]
         ) from None
     return synthesis, targets
+
+
+def _report_groups(file: Path, pipeline: Any) -> dict[str, list[str]]:
+    """The report groups each build action's buildspec declares, when its source sits beside
+    the pipeline file (`examples/webapp/buildspec.yml` for repository `webapp`)."""
+    from conveyor.spec.buildspec import load_buildspec
+
+    out: dict[str, list[str]] = {}
+    sources = {
+        x.outputs[0]: str(x.config.get("repository", ""))
+        for _, x in pipeline.all_actions()
+        if x.type == "source.git" and x.outputs
+    }
+    for _, a in pipeline.all_actions():
+        spec = str(a.config.get("buildspec") or "buildspec.yml")
+        repo = sources.get(a.inputs[0], "") if a.type == "build" and a.inputs else ""
+        path = file.parent / repo / spec
+        if not repo or "\n" in spec or not path.is_file():
+            continue
+        try:
+            out[a.name] = [r.group for r in load_buildspec(path).reports]
+        except ConfigError:
+            continue  # the action's own run reports a bad buildspec
+    return out
 
 
 # ---------------------------------------------------------------------------- import / export
