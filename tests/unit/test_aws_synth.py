@@ -366,3 +366,19 @@ def test_report_groups_cache_and_log_groups() -> None:
     for lid, log in _of_type(t, "AWS::Logs::LogGroup").items():
         assert log["Properties"]["RetentionInDays"] == 30, lid
         assert (log["DeletionPolicy"], log["UpdateReplacePolicy"]) == ("Delete", "Delete"), lid
+
+
+def test_checkov_findings_are_justified_in_metadata(template: dict[str, Any]) -> None:
+    """What checkov flags (log groups and ECR without KMS, the test repository's mutable tags,
+    no access logs on the artifact bucket) carries a one-line justification checkov reads."""
+    expected = {
+        "AWS::Logs::LogGroup": {"CKV_AWS_158"},
+        "AWS::ECR::Repository": {"CKV_AWS_136"},
+        "AWS::S3::Bucket": {"CKV_AWS_18"},
+    }
+    for lid, res in template["Resources"].items():
+        for check in expected.get(res["Type"], set()):
+            skips = res["Metadata"]["checkov"]["skip"]
+            assert any(s["id"] == check and len(s["comment"]) > 20 for s in skips), (lid, check)
+    test_repo = template["Resources"]["TestRepository"]["Metadata"]["checkov"]["skip"]
+    assert "CKV_AWS_51" in {s["id"] for s in test_repo}
