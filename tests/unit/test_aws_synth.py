@@ -222,7 +222,8 @@ def test_one_project_per_codebuild_action_with_buildspecs(template: dict[str, An
     promote = projects["PushImageToEcrProdProject"]["Properties"]["Source"]["BuildSpec"]
     assert "crane copy" in promote and "aws ecr describe-images" in promote
     selenium = projects["RunTestSeleniumonEc2Project"]["Properties"]["Environment"]["Image"]
-    assert selenium == "aws/codebuild/standard:7.0"
+    assert selenium == {"Ref": "CodeBuildImage"}
+    assert template["Parameters"]["CodeBuildImage"]["Default"] == "aws/codebuild/standard:7.0"
 
 
 @pytest.mark.parametrize(

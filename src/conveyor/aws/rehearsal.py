@@ -379,7 +379,7 @@ class _Run:
         name = decl["Name"]
         project_id = decl["Configuration"]["ProjectName"]["Ref"]
         project = self.template["Resources"][project_id]["Properties"]
-        image_name = str(project["Environment"].get("Image", ""))
+        image_name = str(self.values.resolve(project["Environment"].get("Image", "")))
         image = images.IMAGES.get(image_name, images.DEFAULT)
         inputs = [a["Name"] for a in decl.get("InputArtifacts", [])]
         missing = [a for a in inputs if a not in self.artifacts]

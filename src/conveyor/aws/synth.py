@@ -464,7 +464,13 @@ class _Synth:
             }
         environment: dict[str, Any] = {
             "ComputeType": "BUILD_GENERAL1_SMALL",
-            "Image": CODEBUILD_IMAGE,
+            "Image": self.param(
+                "CodeBuildImage",
+                "the CodeBuild image of every project (the Selenium project's CHROME_BINARY and "
+                "CHROMEDRIVER are this image's paths; another image: see the README)",
+                CODEBUILD_IMAGE,
+                MinLength=1,
+            ),
             "Type": "LINUX_CONTAINER",
             "EnvironmentVariables": _env_vars(env),
         }
