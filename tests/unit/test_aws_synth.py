@@ -383,3 +383,57 @@ def test_checkov_findings_are_justified_in_metadata(template: dict[str, Any]) ->
             assert any(s["id"] == check and len(s["comment"]) > 20 for s in skips), (lid, check)
     test_repo = template["Resources"]["TestRepository"]["Metadata"]["checkov"]["skip"]
     assert "CKV_AWS_51" in {s["id"] for s in test_repo}
+
+
+NATIVE = """\
+name: native-demo
+environments:
+  prod: {registry: prod, repository: webapp, driver: eks, cluster: c1, namespace: webapp-prod}
+stages:
+  - name: Source
+    actions:
+      - {name: Src, type: source.git, outputs: [src], namespace: S,
+         config: {repository: webapp, branch: main}}
+  - name: Deploy
+    actions:
+      - {name: DeployProd, type: deploy, environment: prod, inputs: [src],
+         config: {manifests: k8s/, image: "#{S.CommitId}"}}
+"""
+
+
+def test_native_eks_deploy_where_nothing_reads_its_variables(tmp_path: Path) -> None:
+    """--eks-deploy native: a deploy whose variables nothing reads becomes Deploy/AWS/EKS/1 with
+    the cluster, namespace and manifests, and the pipeline role gets namespace-scoped access."""
+    f = tmp_path / "p.yaml"
+    f.write_text(NATIVE)
+    synthesis = synthesize(load_pipeline(f), eks_deploy="native")
+    t = synthesis.template
+    action = t["Resources"]["Pipeline"]["Properties"]["Stages"][1]["Actions"][0]
+    assert action["ActionTypeId"] == {
+        "Category": "Deploy",
+        "Owner": "AWS",
+        "Provider": "EKS",
+        "Version": "1",
+    }
+    assert action["Configuration"] == {
+        "ClusterName": {"Ref": "ProdEksClusterName"},
+        "Namespace": {"Ref": "ProdNamespace"},
+        "ManifestFiles": "k8s/",
+    }
+    entry = t["Resources"]["DeployProdAccessEntry"]["Properties"]
+    assert entry["PrincipalArn"] == {"Fn::GetAtt": ["PipelineRole", "Arn"]}
+    assert "DeployProdProject" not in t["Resources"]
+    assert any("must already name the image by digest" in w for w in synthesis.warnings)
+
+
+def test_native_eks_deploy_keeps_codebuild_where_its_url_is_read() -> None:
+    """In the seed, the Selenium suite and the monitor read the deploys' URLs: they stay
+    CodeBuild deploys, with a warning naming the readers."""
+    synthesis = synthesize(load_pipeline(SEED), eks_deploy="native")
+    providers = {
+        a["Name"]: a["ActionTypeId"]["Provider"]
+        for s in synthesis.template["Resources"]["Pipeline"]["Properties"]["Stages"]
+        for a in s["Actions"]
+    }
+    assert providers["DeployToEKS"] == providers["DeployToEKSNamespaceProd"] == "CodeBuild"
+    assert any("RunTestSeleniumonEc2" in w and "stays a CodeBuild" in w for w in synthesis.warnings)

@@ -155,6 +155,7 @@ class _Synth:
         self.p = p
         self.target_envs = dict(target_envs)
         self.report_groups = {k: list(v) for k, v in (report_groups or {}).items()}
+        self.eks_deploy = "codebuild"
         self.findings: list[Finding] = []
         self.warnings: list[str] = []
         self.params: dict[str, dict[str, Any]] = {}
@@ -663,6 +664,17 @@ class _Synth:
                     separators=(",", ":"),
                 )
             last_project[:] = [proj]
+        elif a.type == "deploy" and self.eks_deploy == "native" and self.native_ok(a):
+            e = self.eks_env(a)
+            if e is None:
+                return None
+            decl["ActionTypeId"] = {
+                "Category": "Deploy",
+                "Owner": "AWS",
+                "Provider": "EKS",
+                "Version": "1",
+            }
+            configuration = self.native_deploy(a, e, cfg)
         elif a.type == "deploy":
             e = self.eks_env(a)
             if e is None:
@@ -901,6 +913,74 @@ class _Synth:
             self.kubectl_role(proj)
             self.port_forward_access(a, reached)
         return proj
+
+    def native_ok(self, a: Action) -> bool:
+        """CodePipeline's EKS action exports no URL nor ImageURI: only a deploy whose variables
+        nothing reads (no `#{NS.*}`, no monitor of its environment) can use it."""
+        readers = [
+            x.name
+            for _, x in self.p.all_actions()
+            if x is not a
+            and (
+                (a.namespace and any(f"#{{{a.namespace}." in t for t in _strings(x.config)))
+                or (x.type == "monitor" and x.environment == a.environment)
+            )
+        ]
+        if readers:
+            self.warnings.append(
+                f"action '{a.name}' stays a CodeBuild deploy under --eks-deploy native: "
+                f"{', '.join(readers)} read(s) its URL or image, which the EKS action does not "
+                "export"
+            )
+        return not readers
+
+    def native_deploy(self, a: Action, e: Environment, cfg: dict[str, Any]) -> dict[str, Any]:
+        """Deploy/AWS/EKS/1: the pipeline role applies the manifests in the input artifact."""
+        cluster, ns = self.cluster(e)
+        lid = logical_id(a.name)
+        self.pipeline_statements.append(
+            {
+                "Sid": f"EksDescribe{lid}",
+                "Effect": "Allow",
+                "Action": "eks:DescribeCluster",
+                "Resource": arn("eks", f"cluster/${{{logical_id(e.name)}EksClusterName}}"),
+            }
+        )
+        self.resources[f"{lid}AccessEntry"] = {
+            "Type": "AWS::EKS::AccessEntry",
+            "Metadata": {
+                "Conveyor": {
+                    "why": (
+                        f"lets the pipeline role (CodePipeline's EKS action '{a.name}') apply "
+                        f"manifests in the namespace of environment '{e.name}' only"
+                    )
+                }
+            },
+            "Properties": {
+                "ClusterName": cluster,
+                "PrincipalArn": {"Fn::GetAtt": ["PipelineRole", "Arn"]},
+                "Type": "STANDARD",
+                "AccessPolicies": [
+                    {
+                        "PolicyArn": {
+                            "Fn::Sub": "arn:${AWS::Partition}:eks::aws:cluster-access-policy/"
+                            "AmazonEKSEditPolicy"
+                        },
+                        "AccessScope": {"Type": "namespace", "Namespaces": [ns]},
+                    }
+                ],
+            },
+        }
+        self.warnings.append(
+            f"action '{a.name}' uses CodePipeline's EKS action: it applies the manifests as they "
+            "are in its input artifact, so they must already name the image by digest; it "
+            "neither checks the namespace, nor undoes a failed rollout, nor exports a URL"
+        )
+        return {
+            "ClusterName": cluster,
+            "Namespace": ns,
+            "ManifestFiles": str(cfg.get("manifests", "k8s/")),
+        }
 
     def reached_environment(self, a: Action) -> Environment | None:
         """The EKS environment whose deploy URL `#{NS.URL}` this action reads, if any."""
@@ -1676,6 +1756,7 @@ def synthesize(
     p: Pipeline,
     target_envs: Mapping[str, str] | None = None,
     report_groups: Mapping[str, Sequence[str]] | None = None,
+    eks_deploy: str = "codebuild",
 ) -> Synthesis:
     """The template of a pipeline; raises Unmappable listing every part AWS cannot run.
 
@@ -1683,6 +1764,9 @@ def synthesize(
     the caller from the source's buildspec): each becomes an AWS::CodeBuild::ReportGroup named
     as CodeBuild names it (`<project>-<report>`), so that the stack manages it.
     """
+    if eks_deploy not in ("codebuild", "native"):
+        raise ConfigError(f"--eks-deploy {eks_deploy}: expected codebuild or native")
     s = _Synth(p, target_envs or {}, report_groups or {})
+    s.eks_deploy = eks_deploy
     template = s.run()
     return Synthesis(template, sorted(set(s.warnings)))

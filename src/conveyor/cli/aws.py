@@ -30,7 +30,9 @@ def _write(text: str, output: str | None) -> None:
         click.echo(text, nl=False)
 
 
-def _load_for_aws(file: str, target_env: tuple[str, ...]) -> tuple[Any, dict[str, str]]:
+def _load_for_aws(
+    file: str, target_env: tuple[str, ...], eks_deploy: str = "codebuild"
+) -> tuple[Any, dict[str, str]]:
     """Load a pipeline file keeping its line index, so synth problems say FILE:LINE."""
     from conveyor.aws.synth import Unmappable, synthesize
     from conveyor.cli.main import parse_pairs
@@ -41,7 +43,9 @@ def _load_for_aws(file: str, target_env: tuple[str, ...]) -> tuple[Any, dict[str
     data, lines = load(file)
     pipeline = parse(data, lines)
     try:
-        synthesis = synthesize(pipeline, targets, _report_groups(Path(file), pipeline))
+        synthesis = synthesize(
+            pipeline, targets, _report_groups(Path(file), pipeline), eks_deploy=eks_deploy
+        )
     except Unmappable as e:
         raise ValidationFailed(
             [
@@ -145,6 +149,13 @@ TARGET_ENV = click.option(
     metavar="ENV=eks",
     help="deploy a local (podman/kubernetes) environment to EKS instead",
 )
+EKS_DEPLOY = click.option(
+    "--eks-deploy",
+    type=click.Choice(["codebuild", "native"]),
+    default="codebuild",
+    show_default=True,
+    help="native: CodePipeline's EKS deploy action where nothing reads the deploy's variables",
+)
 
 
 @aws_group.command("synth")
@@ -158,13 +169,18 @@ TARGET_ENV = click.option(
     help="default: from the output's extension, else yaml",
 )
 @TARGET_ENV
+@EKS_DEPLOY
 def synth(
-    pipeline_file: str, output: str | None, fmt: str | None, target_env: tuple[str, ...]
+    pipeline_file: str,
+    output: str | None,
+    fmt: str | None,
+    target_env: tuple[str, ...],
+    eks_deploy: str,
 ) -> None:
     """Write the CloudFormation template of PIPELINE_FILE (same input, same bytes)."""
     from conveyor.aws.template import render
 
-    synthesis, _ = _load_for_aws(pipeline_file, target_env)
+    synthesis, _ = _load_for_aws(pipeline_file, target_env, eks_deploy)
     fmt = fmt or ("json" if output and output.endswith(".json") else "yaml")
     _echo_warnings(synthesis.warnings)
     header = [
@@ -193,6 +209,7 @@ def synth(
 )
 @click.option("--yes", is_flag=True, help="execute the change set without asking")
 @TARGET_ENV
+@EKS_DEPLOY
 def deploy(
     pipeline_file: str,
     stack_name: str | None,
@@ -200,6 +217,7 @@ def deploy(
     parameters: tuple[str, ...],
     yes: bool,
     target_env: tuple[str, ...],
+    eks_deploy: str,
 ) -> None:
     """Create or update the pipeline's stack through a change set, showing changes and events."""
     from conveyor.aws.operations import (
@@ -209,7 +227,7 @@ def deploy(
         stack_name_for,
     )
 
-    synthesis, _ = _load_for_aws(pipeline_file, target_env)
+    synthesis, _ = _load_for_aws(pipeline_file, target_env, eks_deploy)
     _echo_warnings(synthesis.warnings)
     pname = synthesis.template["Metadata"]["Conveyor"]["pipeline"]
     stack = stack_name or stack_name_for(pname)
