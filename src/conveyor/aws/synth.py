@@ -1654,8 +1654,10 @@ class _Synth:
                 "Conveyor": {
                     "pipeline": p.name,
                     "generator": "conveyor aws synth",
-                    "codebuildImage": f"{CODEBUILD_IMAGE}: Ubuntu 22.04 with Docker, Node.js, "
-                    "Python and Google Chrome + ChromeDriver (the Selenium suite needs a browser)",
+                    "codebuildImage": f"{CODEBUILD_IMAGE} by default (parameter CodeBuildImage): "
+                    "Ubuntu 22.04 with Docker, Node.js, Python and kubectl, but no browser; the "
+                    "Selenium project sets CHROME_BINARY, CHROMEDRIVER and INSTALL_BROWSER, and "
+                    "the suite's buildspec installs Google Chrome and chromedriver there",
                     "notes": sorted(set(self.warnings)),
                 }
             },
