@@ -61,3 +61,17 @@ def test_an_empty_test_url_fails_the_check(tmp_path: Path) -> None:
     failed = {c.name for c in run.result.checks if not c.ok}
     assert "DeployToEKS exports a non-empty URL" in failed
     assert not run.result.succeeded
+
+
+def test_result_as_json_names_each_check(tmp_path: Path) -> None:
+    """`--json` gives the steps, checks, calls and substitutions, and the overall verdict."""
+    run = _run(tmp_path)
+    run.result.steps = [Step("Build", "B", "codebuild", True, exported={"ImageDigest": ""})]
+    run.check()
+    data = run.result.as_dict()
+    assert data["succeeded"] is False
+    assert data["checks"][0] == {
+        "name": "the build exports ImageURI and ImageDigest",
+        "ok": False,
+        "detail": "ImageURI=(empty) ImageDigest=(empty)",
+    }

@@ -76,6 +76,25 @@ class Rehearsal:
     def succeeded(self) -> bool:
         return all(s.succeeded for s in self.steps) and all(c.ok for c in self.checks)
 
+    def as_dict(self) -> dict[str, Any]:
+        """What `conveyor aws rehearse --json` prints."""
+        return {
+            "succeeded": self.succeeded,
+            "steps": [
+                {
+                    "stage": s.stage,
+                    "action": s.action,
+                    "succeeded": s.succeeded,
+                    "message": s.message,
+                    "exported": s.exported,
+                }
+                for s in self.steps
+            ],
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "calls": self.calls,
+            "substitutions": self.substitutions,
+        }
+
 
 def default_targets(p: Pipeline) -> dict[str, str]:
     """Every environment AWS cannot run as is goes to EKS (what `--target-env ENV=eks` says)."""

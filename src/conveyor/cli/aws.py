@@ -387,12 +387,16 @@ def logs(
 )
 @click.option("--workdir", type=click.Path(file_okay=False), help="default: a temporary directory")
 @click.option("--keep", is_flag=True, help="leave the local environments running afterwards")
+@click.option(
+    "--json", "as_json", is_flag=True, help="print the result as JSON (progress on stderr)"
+)
 def rehearse_cmd(
     pipeline_file: str,
     target_env: tuple[str, ...],
     sources: tuple[str, ...],
     workdir: str | None,
     keep: bool,
+    as_json: bool,
 ) -> None:
     """Run the synthesized AWS pipeline's buildspecs here, in order, with aws/kubectl/crane
     faked; check the data flow and print every recorded fake call (exit 1 if it fails)."""
@@ -414,11 +418,14 @@ def rehearse_cmd(
             Path(workdir) if workdir else Path(tmp),
             targets=targets,
             sources=dirs,
-            say=lambda m: click.echo(m),
+            say=lambda m: click.echo(m, err=as_json),
             keep=keep,
         )
-    for line in render(result):
-        click.echo(line)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        for line in render(result):
+            click.echo(line)
     if not result.succeeded:
         sys.exit(1)
 
