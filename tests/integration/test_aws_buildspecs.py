@@ -87,3 +87,85 @@ def test_image_that_is_not_a_reference_is_refused_before_sed(src: Path, tmp_path
     assert r.returncode == 1
     assert "IMAGE is not an image reference" in r.stderr
     assert not marker.exists()
+
+
+def _fake_kubectl_bin(tmp: Path, *, service: bool, namespace_exists: bool = True) -> Path:
+    """A FAKE kubectl (a cluster cannot run here): answers the deploy buildspec's calls."""
+    bindir = tmp / "fake-bin"
+    bindir.mkdir(exist_ok=True)
+    svc = (
+        ',{"kind":"Service","metadata":{"name":"webapp"},"spec":{"ports":[{"port":80}]}}'
+        if service
+        else ""
+    )
+    (bindir / "kubectl").write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        f'  *"serviceaccount default"*) exit {0 if namespace_exists else 1} ;;\n'
+        '  *"-o json"*) echo \'{"kind":"List","items":[{"kind":"Deployment",'
+        f'"metadata":{{"name":"webapp"}}}}{svc}]}}\' ;;\n'
+        '  *"-o name"*) echo deployment.apps/webapp ;;\n'
+        "esac\n"
+    )
+    (bindir / "aws").write_text("#!/bin/sh\nexit 0\n")
+    for f in bindir.iterdir():
+        f.chmod(0o755)
+    return bindir
+
+
+def _run_phases(src: Path, bindir: Path, extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    phases = {p.name: p for p in parse_buildspec(deploy_buildspec()).phases}
+    script = "set -e\n" + "\n".join(
+        c.text for name in ("pre_build", "build") for c in phases[name].commands
+    )
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{bindir}:{os.environ['PATH']}",
+        CODEBUILD_SRC_DIR=str(src),
+        MANIFESTS="k8s/",
+        IMAGE_NAME="webapp",
+        IMAGE=DIGEST_REF,
+        EKS_CLUSTER="seed-test",
+        K8S_NAMESPACE="webapp-test",
+        **extra,
+    )
+    if "APP_URL" not in extra:
+        env.pop("APP_URL", None)
+    return subprocess.run(
+        ["bash", "-c", script + '\necho "URL=$URL"'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_url_is_the_services_cluster_address(src: Path, tmp_path: Path) -> None:
+    """Without `url:`, the deploy exports the Service's cluster-internal URL (never empty)."""
+    r = _run_phases(src, _fake_kubectl_bin(tmp_path, service=True), {})
+    assert r.returncode == 0, r.stderr
+    assert "URL=http://webapp.webapp-test.svc.cluster.local:80" in r.stdout
+
+
+def test_environment_url_wins(src: Path, tmp_path: Path) -> None:
+    """With the environment's `url:` (APP_URL), that is the URL."""
+    r = _run_phases(
+        src, _fake_kubectl_bin(tmp_path, service=False), {"APP_URL": "https://test.example.com"}
+    )
+    assert r.returncode == 0, r.stderr
+    assert "URL=https://test.example.com" in r.stdout
+
+
+def test_no_service_and_no_url_fails_saying_how(src: Path, tmp_path: Path) -> None:
+    """Neither a Service nor `url:`: the deploy fails and says how to set a URL."""
+    r = _run_phases(src, _fake_kubectl_bin(tmp_path, service=False), {})
+    assert r.returncode != 0
+    assert "add one, or set url: on the environment" in r.stderr
+
+
+def test_missing_namespace_fails_with_the_create_command(src: Path, tmp_path: Path) -> None:
+    """A namespace that is not there: the exact `kubectl create namespace` command, no create."""
+    r = _run_phases(src, _fake_kubectl_bin(tmp_path, service=True, namespace_exists=False), {})
+    assert r.returncode != 0
+    assert "kubectl create namespace webapp-test" in r.stderr
+    assert "conveyor aws prepare-cluster" in r.stderr

@@ -98,3 +98,15 @@ def test_every_importable_corpus_pipeline_synthesizes_lint_clean(tmp_path: Path)
         outs.append(out)
     r = _lint(*outs)
     assert (r.returncode, r.stdout) == (0, "")
+
+
+def test_native_eks_deploy_template_is_lint_clean(tmp_path: Path) -> None:
+    """--eks-deploy native (Deploy/AWS/EKS/1 and the pipeline role's access entry) lints clean."""
+    from tests.unit.test_aws_synth import NATIVE
+
+    src = tmp_path / "native.yaml"
+    src.write_text(NATIVE)
+    out = tmp_path / "native-template.yaml"
+    out.write_text(render(synthesize(load_pipeline(src), eks_deploy="native").template))
+    r = _lint(out)
+    assert (r.returncode, r.stdout) == (0, "")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conveyor.aws.buildspecs import deploy_buildspec, promote_buildspec
+from conveyor.aws.buildspecs import deploy_buildspec, monitor_buildspec, promote_buildspec
 from conveyor.aws.synth import Unmappable, synthesize
 from conveyor.aws.template import render
 from conveyor.spec.buildspec import parse_buildspec
@@ -31,7 +31,12 @@ def _of_type(t: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
 
 
 def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    """Every statement of a role, the conditional ones (Fn::If) included."""
+    out = []
+    for p in role["Properties"]["Policies"]:
+        for s in p["PolicyDocument"]["Statement"]:
+            out.append(s["Fn::If"][1] if "Fn::If" in s else s)
+    return out
 
 
 def test_same_input_same_bytes() -> None:
@@ -58,6 +63,7 @@ def test_pipeline_keeps_stages_actions_and_order(template: dict[str, Any]) -> No
     assert [(a["Name"], a["RunOrder"]) for a in prod["Actions"]] == [
         ("PushImageToEcrProd", 1),
         ("DeployToEKSNamespaceProd", 2),
+        ("Monitor", 3),
     ]
     build = stages["Build"]["Actions"][0]
     assert (build["InputArtifacts"], build["OutputArtifacts"], build["Namespace"]) == (
@@ -69,23 +75,88 @@ def test_pipeline_keeps_stages_actions_and_order(template: dict[str, Any]) -> No
     assert props["Variables"] == [{"Name": "APP_VERSION", "DefaultValue": "1.0.0"}]
 
 
-def test_monitor_becomes_alarm_condition_with_rollback(template: dict[str, Any]) -> None:
-    """The monitor becomes an onSuccess ROLLBACK condition on a CloudWatch alarm."""
+def test_monitor_is_a_probe_action_with_optional_alarm(template: dict[str, Any]) -> None:
+    """The monitor runs the local probes in a CodeBuild Test action (its failure rolls the stage
+    back); the CloudWatch alarm condition is optional and treats missing data as healthy."""
     prod = template["Resources"]["Pipeline"]["Properties"]["Stages"][-1]
-    assert "Monitor" not in [a["Name"] for a in prod["Actions"]]
-    cond = prod["OnSuccess"]["Conditions"][0]
-    rule = cond["Rules"][0]
-    assert cond["Result"] == "ROLLBACK"
-    assert rule["RuleTypeId"] == {
-        "Category": "Rule",
-        "Owner": "AWS",
-        "Provider": "CloudWatchAlarm",
-        "Version": "1",
+    monitor = prod["Actions"][-1]
+    assert monitor["ActionTypeId"]["Category"] == "Test"
+    assert json.loads(monitor["Configuration"]["EnvironmentVariables"]) == [
+        {"name": "URL", "value": "#{DeployProd.URL}", "type": "PLAINTEXT"}
+    ]
+    project = template["Resources"]["MonitorProject"]["Properties"]
+    env = {
+        v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"] if "Name" in v
     }
-    assert rule["Configuration"]["AlarmName"] == {"Ref": "MonitorAlarm"}
-    assert rule["Configuration"]["WaitTime"] == "10"
-    assert template["Resources"]["MonitorAlarm"]["Type"] == "AWS::CloudWatch::Alarm"
+    assert (env["BAKE_SECONDS"], json.loads(env["PROBES"])) == (
+        "600",
+        [{"path": "/healthz", "minAvailability": 0.99}],
+    )
+    assert "python3 /tmp/conveyor-probes.py" in project["Source"]["BuildSpec"]
     assert prod["OnFailure"] == {"Result": "ROLLBACK"}
+    when, cond, otherwise = prod["OnSuccess"]["Fn::If"]
+    assert (when, otherwise) == ("UseMonitorAlarm", {"Ref": "AWS::NoValue"})
+    rule = cond["Conditions"][0]["Rules"][0]
+    assert rule["RuleTypeId"]["Provider"] == "CloudWatchAlarm"
+    assert rule["Configuration"]["AlarmName"] == {"Fn::Sub": "${AWS::StackName}-Monitor"}
+    alarm = template["Resources"]["MonitorAlarm"]
+    assert alarm["Condition"] == "UseMonitorAlarm"
+    assert alarm["Properties"]["AlarmName"] == rule["Configuration"]["AlarmName"]
+    assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
+    assert template["Parameters"]["UseMonitorAlarm"]["Default"] == "false"
+
+
+def test_project_timeouts_leave_a_provisioning_margin(template: dict[str, Any]) -> None:
+    """Each project's timeout is its action's plus 10 minutes, so `rollout undo` can run."""
+    projects = _of_type(template, "AWS::CodeBuild::Project")
+    deploy = projects["DeployToEKSProject"]["Properties"]
+    env = {
+        v["Name"]: v["Value"] for v in deploy["Environment"]["EnvironmentVariables"] if "Name" in v
+    }
+    assert int(env["ROLLOUT_TIMEOUT"]) == 300
+    assert deploy["TimeoutInMinutes"] == 5 + 10
+
+
+def test_kubectl_role_is_assumable_when_given(template: dict[str, Any]) -> None:
+    """With EksKubectlRoleArn, each kubectl project's role may assume exactly that role."""
+    for name in ("DeployToEKSRole", "RunTestSeleniumonEc2Role", "MonitorRole"):
+        role = template["Resources"][name]
+        conditional = [
+            s["Fn::If"]
+            for p in role["Properties"]["Policies"]
+            for s in p["PolicyDocument"]["Statement"]
+            if "Fn::If" in s
+        ]
+        assert conditional == [
+            [
+                "HasKubectlRole",
+                {
+                    "Sid": "AssumeKubectlRole",
+                    "Effect": "Allow",
+                    "Action": "sts:AssumeRole",
+                    "Resource": {"Ref": "EksKubectlRoleArn"},
+                },
+                {"Ref": "AWS::NoValue"},
+            ]
+        ], name
+
+
+def test_selenium_project_has_a_browser_and_port_forward(template: dict[str, Any]) -> None:
+    """The suite reading the test URL gets the image's browser paths (installed by its
+    buildspec), the cluster for port-forward, and read-only + port-forward access there."""
+    project = template["Resources"]["RunTestSeleniumonEc2Project"]["Properties"]
+    env = {
+        v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"] if "Name" in v
+    }
+    assert env["CHROME_BINARY"] == "/usr/bin/google-chrome"
+    assert env["CHROMEDRIVER"] == "/usr/local/bin/chromedriver"
+    assert env["INSTALL_BROWSER"] == "google-chrome"
+    assert env["EKS_CLUSTER"] == {"Ref": "TestEksClusterName"}
+    entry = template["Resources"]["RunTestSeleniumonEc2AccessEntry"]["Properties"]
+    assert entry["KubernetesGroups"] == ["conveyor-port-forward"]
+    policy = entry["AccessPolicies"][0]
+    assert policy["PolicyArn"]["Fn::Sub"].endswith("AmazonEKSViewPolicy")
+    assert policy["AccessScope"] == {"Type": "namespace", "Namespaces": [{"Ref": "TestNamespace"}]}
 
 
 def test_sources_are_codecommit_with_parameters_and_eventbridge(template: dict[str, Any]) -> None:
@@ -132,6 +203,7 @@ def test_one_project_per_codebuild_action_with_buildspecs(template: dict[str, An
         "AngularBuildAndCreateDockerImageProject",
         "DeployToEKSNamespaceProdProject",
         "DeployToEKSProject",
+        "MonitorProject",
         "PushImageToEcrProdProject",
         "RunTestSeleniumonEc2Project",
     ]
@@ -150,17 +222,19 @@ def test_one_project_per_codebuild_action_with_buildspecs(template: dict[str, An
     promote = projects["PushImageToEcrProdProject"]["Properties"]["Source"]["BuildSpec"]
     assert "crane copy" in promote and "aws ecr describe-images" in promote
     selenium = projects["RunTestSeleniumonEc2Project"]["Properties"]["Environment"]["Image"]
-    assert selenium == "aws/codebuild/standard:7.0"
+    assert selenium == {"Ref": "CodeBuildImage"}
+    assert template["Parameters"]["CodeBuildImage"]["Default"] == "aws/codebuild/standard:7.0"
 
 
 @pytest.mark.parametrize(
-    "text", [deploy_buildspec(), promote_buildspec()], ids=["deploy", "promote"]
+    "text",
+    [deploy_buildspec(), promote_buildspec(), monitor_buildspec()],
+    ids=["deploy", "promote", "monitor"],
 )
 def test_generated_buildspecs_are_valid(text: str) -> None:
     """The generated buildspecs pass Conveyor's own buildspec 0.2 parser."""
     spec = parse_buildspec(text, "generated.yml")
     assert spec.version == "0.2"
-    assert spec.env.exported_variables
 
 
 def test_repositories_bucket_and_topic(template: dict[str, Any]) -> None:
@@ -207,7 +281,12 @@ def test_least_privilege(template: dict[str, Any]) -> None:
 def test_eks_access_entries_scoped_to_namespace(template: dict[str, Any]) -> None:
     """Each deploy project's role gets an EKS access entry limited to its namespace."""
     entries = _of_type(template, "AWS::EKS::AccessEntry")
-    assert sorted(entries) == ["DeployToEKSAccessEntry", "DeployToEKSNamespaceProdAccessEntry"]
+    assert sorted(entries) == [
+        "DeployToEKSAccessEntry",
+        "DeployToEKSNamespaceProdAccessEntry",
+        "MonitorAccessEntry",
+        "RunTestSeleniumonEc2AccessEntry",
+    ]
     prod = entries["DeployToEKSNamespaceProdAccessEntry"]["Properties"]
     assert prod["ClusterName"] == {"Ref": "ProdEksClusterName"}
     assert prod["AccessPolicies"][0]["AccessScope"] == {
@@ -295,3 +374,90 @@ def test_shell_command_reads_variables_from_the_environment() -> None:
             "Type": "PLAINTEXT",
         }
     ]
+
+
+def test_report_groups_cache_and_log_groups() -> None:
+    """The buildspecs' report groups are stack resources named as CodeBuild names them; the build
+    project has an S3 cache; log groups have a retention and deletion policies."""
+    t = synthesize(
+        load_pipeline(SEED),
+        report_groups={"AngularBuildAndCreateDockerImage": ["unit-tests"]},
+    ).template
+    group = t["Resources"]["AngularBuildAndCreateDockerImageUnitTestsReportGroup"]
+    assert group["Type"] == "AWS::CodeBuild::ReportGroup"
+    assert group["Properties"]["Name"] == "seed-webapp-AngularBuildAndCreateDockerImage-unit-tests"
+    build = t["Resources"]["AngularBuildAndCreateDockerImageProject"]["Properties"]
+    assert build["Cache"]["Type"] == "S3"
+    for lid, log in _of_type(t, "AWS::Logs::LogGroup").items():
+        assert log["Properties"]["RetentionInDays"] == 30, lid
+        assert (log["DeletionPolicy"], log["UpdateReplacePolicy"]) == ("Delete", "Delete"), lid
+
+
+def test_checkov_findings_are_justified_in_metadata(template: dict[str, Any]) -> None:
+    """What checkov flags (log groups and ECR without KMS, the test repository's mutable tags,
+    no access logs on the artifact bucket) carries a one-line justification checkov reads."""
+    expected = {
+        "AWS::Logs::LogGroup": {"CKV_AWS_158"},
+        "AWS::ECR::Repository": {"CKV_AWS_136"},
+        "AWS::S3::Bucket": {"CKV_AWS_18"},
+    }
+    for lid, res in template["Resources"].items():
+        for check in expected.get(res["Type"], set()):
+            skips = res["Metadata"]["checkov"]["skip"]
+            assert any(s["id"] == check and len(s["comment"]) > 20 for s in skips), (lid, check)
+    test_repo = template["Resources"]["TestRepository"]["Metadata"]["checkov"]["skip"]
+    assert "CKV_AWS_51" in {s["id"] for s in test_repo}
+
+
+NATIVE = """\
+name: native-demo
+environments:
+  prod: {registry: prod, repository: webapp, driver: eks, cluster: c1, namespace: webapp-prod}
+stages:
+  - name: Source
+    actions:
+      - {name: Src, type: source.git, outputs: [src], namespace: S,
+         config: {repository: webapp, branch: main}}
+  - name: Deploy
+    actions:
+      - {name: DeployProd, type: deploy, environment: prod, inputs: [src],
+         config: {manifests: k8s/, image: "#{S.CommitId}"}}
+"""
+
+
+def test_native_eks_deploy_where_nothing_reads_its_variables(tmp_path: Path) -> None:
+    """--eks-deploy native: a deploy whose variables nothing reads becomes Deploy/AWS/EKS/1 with
+    the cluster, namespace and manifests, and the pipeline role gets namespace-scoped access."""
+    f = tmp_path / "p.yaml"
+    f.write_text(NATIVE)
+    synthesis = synthesize(load_pipeline(f), eks_deploy="native")
+    t = synthesis.template
+    action = t["Resources"]["Pipeline"]["Properties"]["Stages"][1]["Actions"][0]
+    assert action["ActionTypeId"] == {
+        "Category": "Deploy",
+        "Owner": "AWS",
+        "Provider": "EKS",
+        "Version": "1",
+    }
+    assert action["Configuration"] == {
+        "ClusterName": {"Ref": "ProdEksClusterName"},
+        "Namespace": {"Ref": "ProdNamespace"},
+        "ManifestFiles": "k8s/",
+    }
+    entry = t["Resources"]["DeployProdAccessEntry"]["Properties"]
+    assert entry["PrincipalArn"] == {"Fn::GetAtt": ["PipelineRole", "Arn"]}
+    assert "DeployProdProject" not in t["Resources"]
+    assert any("must already name the image by digest" in w for w in synthesis.warnings)
+
+
+def test_native_eks_deploy_keeps_codebuild_where_its_url_is_read() -> None:
+    """In the seed, the Selenium suite and the monitor read the deploys' URLs: they stay
+    CodeBuild deploys, with a warning naming the readers."""
+    synthesis = synthesize(load_pipeline(SEED), eks_deploy="native")
+    providers = {
+        a["Name"]: a["ActionTypeId"]["Provider"]
+        for s in synthesis.template["Resources"]["Pipeline"]["Properties"]["Stages"]
+        for a in s["Actions"]
+    }
+    assert providers["DeployToEKS"] == providers["DeployToEKSNamespaceProd"] == "CodeBuild"
+    assert any("RunTestSeleniumonEc2" in w and "stays a CodeBuild" in w for w in synthesis.warnings)

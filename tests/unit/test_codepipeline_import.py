@@ -215,8 +215,8 @@ def test_bad_input_is_located(text: str, line: int, what: str) -> None:
 
 
 def test_export_of_seed_pipeline() -> None:
-    """The seed exports as V2 JSON: CodeCommit sources, CodeBuild for build/deploy/promote, a Manual
-    approval, and the monitor as an onSuccess CloudWatchAlarm condition."""
+    """The seed exports as V2 JSON: CodeCommit sources, CodeBuild for build/deploy/promote and the
+    monitor (its failure rolls the stage back), a Manual approval."""
     p = load_pipeline(SEED)
     doc, warnings = export_pipeline(
         p, role_arn="arn:aws:iam::123456789012:role/r", artifact_bucket="b"
@@ -234,10 +234,9 @@ def test_export_of_seed_pipeline() -> None:
         "DeployToEKSProdApproval": "Manual",
         "PushImageToEcrProd": "CodeBuild",
         "DeployToEKSNamespaceProd": "CodeBuild",
+        "Monitor": "CodeBuild",
     }
-    rule = stages["DeployToEKSProd"]["onSuccess"]["conditions"][0]
-    assert rule["result"] == "ROLLBACK"
-    assert rule["rules"][0]["configuration"]["WaitTime"] == "10"
+    assert stages["DeployToEKSProd"]["onFailure"] == {"result": "ROLLBACK"}
     assert any(
         "EventBridge" in w for w in warnings
     )  # the CodeCommit trigger cannot be a V2 trigger

@@ -34,6 +34,7 @@ from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, Bas
 from conveyor.actions.buildspec_runner import PRIMARY, BuildResult, resolve_secrets, run_buildspec
 from conveyor.adapters.tools import tool_path
 from conveyor.errors import ActionError, ActionFailed, ConfigError, ValidationFailed
+from conveyor.model.pipeline import Pipeline
 from conveyor.model.variables import REF, command_as_data
 from conveyor.spec.buildspec import (
     Buildspec,
@@ -42,7 +43,6 @@ from conveyor.spec.buildspec import (
     load_buildspec,
     parse_buildspec,
 )
-from conveyor.model.pipeline import Pipeline
 
 
 class Publishes(BaseModel):

@@ -41,7 +41,11 @@ class ActionRegistry:
         if name in self._types or name in self._entry_points or name in self._builtins:
             return name
         for pattern in (*self._types, *self._entry_points, *self._builtins):
-            if pattern.endswith(".*") and name.startswith(pattern[:-1]) and len(name) > len(pattern) - 1:
+            if (
+                pattern.endswith(".*")
+                and name.startswith(pattern[:-1])
+                and len(name) > len(pattern) - 1
+            ):
                 return pattern
         return name
 

@@ -22,28 +22,30 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.aws import buildspecs
+from conveyor.aws import buildspecs, images
 from conveyor.errors import ConfigError
 from conveyor.model.pipeline import Action, Environment, Path, Pipeline, Stage
 from conveyor.model.variables import REF, command_as_data
 from conveyor.spec.codepipeline import (
     SETTINGS_KEY,
+    _codebuild_input,
     _git_url,
     is_codecommit_name,
     monitor_wait_minutes,
     project_name,
 )
+from conveyor.spec.pipeline_file import parse_duration
 
-CODEBUILD_IMAGE = (
-    "aws/codebuild/standard:7.0"  # Ubuntu 22.04 with Docker, Node, Python, Google Chrome
-)
+CODEBUILD_IMAGE = images.DEFAULT.name  # Ubuntu 22.04 with Docker, Node, Python, kubectl
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9.@\-_]{1,100}$")
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_]{1,254}$")
 CODEBUILD_TYPES = ("build", "deploy", "image.promote")
+PROVISIONING_MARGIN_MINUTES = 10
+PORT_FORWARD_GROUP = "conveyor-port-forward"  # Kubernetes group: prepare-cluster binds its Role
 MAPPED = (
     "source.git",
     "source.s3",
@@ -99,6 +101,30 @@ def arn(service: str, resource: str, region: bool = True, account: bool = True) 
     return {"Fn::Sub": f"arn:${{AWS::Partition}}:{service}:{r}:{a}:{resource}"}
 
 
+def skip_check(resource: dict[str, Any], check: str, why: str) -> None:
+    """A checkov finding justified in one line in the resource's metadata (checkov reads it)."""
+    skips = resource.setdefault("Metadata", {}).setdefault("checkov", {}).setdefault("skip", [])
+    skips.append({"id": check, "comment": why})
+
+
+LOG_GROUP_KMS = (
+    "CloudWatch Logs encrypts log data at rest by default; a customer key would need a key "
+    "policy for the logs service that this template does not own"
+)
+ECR_KMS = (
+    "images are encrypted at rest with AES256 (ECR's default); KMS adds a key and its policy "
+    "without changing who may pull"
+)
+TEST_TAGS_MUTABLE = (
+    "the test repository's tags are commit ids a retried build pushes again; deploys pin the "
+    "digest, so a moved tag never changes what runs (prod is immutable)"
+)
+BUCKET_LOGS = (
+    "artifact bucket: access logging needs a second bucket; CloudTrail data events are the "
+    "audit path for these objects"
+)
+
+
 def _env_vars(pairs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"Name": k, "Type": "PLAINTEXT", "Value": v} for k, v in sorted(pairs.items())]
 
@@ -120,9 +146,16 @@ def _assume(service: str) -> dict[str, Any]:
 
 
 class _Synth:
-    def __init__(self, p: Pipeline, target_envs: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        p: Pipeline,
+        target_envs: Mapping[str, str],
+        report_groups: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.p = p
         self.target_envs = dict(target_envs)
+        self.report_groups = {k: list(v) for k, v in (report_groups or {}).items()}
+        self.eks_deploy = "codebuild"
         self.findings: list[Finding] = []
         self.warnings: list[str] = []
         self.params: dict[str, dict[str, Any]] = {}
@@ -263,6 +296,9 @@ class _Synth:
                 "LifecyclePolicy": {"LifecyclePolicyText": json.dumps(lifecycle, sort_keys=True)},
             },
         }
+        skip_check(self.resources[lid], "CKV_AWS_136", ECR_KMS)
+        if not immutable:
+            skip_check(self.resources[lid], "CKV_AWS_51", TEST_TAGS_MUTABLE)
         self.outputs[f"{lid}Uri"] = {
             "Description": f"ECR repository of environment '{e.name}'",
             "Value": {"Fn::GetAtt": [lid, "RepositoryUri"]},
@@ -314,6 +350,7 @@ class _Synth:
                 },
             },
         }
+        skip_check(self.resources["ArtifactBucket"], "CKV_AWS_18", BUCKET_LOGS)
         self.resources["ArtifactBucketPolicy"] = {
             "Type": "AWS::S3::BucketPolicy",
             "Properties": {
@@ -377,8 +414,11 @@ class _Synth:
         log_group = f"/aws/codebuild/{name}"
         self.resources[f"{lid}LogGroup"] = {
             "Type": "AWS::Logs::LogGroup",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
             "Properties": {"LogGroupName": log_group, "RetentionInDays": 30},
         }
+        skip_check(self.resources[f"{lid}LogGroup"], "CKV_AWS_158", LOG_GROUP_KMS)
         base = [
             {
                 "Sid": "Logs",
@@ -425,7 +465,13 @@ class _Synth:
             }
         environment: dict[str, Any] = {
             "ComputeType": "BUILD_GENERAL1_SMALL",
-            "Image": CODEBUILD_IMAGE,
+            "Image": self.param(
+                "CodeBuildImage",
+                "the CodeBuild image of every project (the Selenium project's CHROME_BINARY and "
+                "CHROMEDRIVER are this image's paths; another image: see the README)",
+                CODEBUILD_IMAGE,
+                MinLength=1,
+            ),
             "Type": "LINUX_CONTAINER",
             "EnvironmentVariables": _env_vars(env),
         }
@@ -442,8 +488,30 @@ class _Synth:
                 "CloudWatchLogs": {"Status": "ENABLED", "GroupName": {"Ref": f"{lid}LogGroup"}}
             },
         }
+        for report in self.report_groups.get(a.name, []):
+            self.resources[logical_id(a.name, report, "ReportGroup")] = {
+                "Type": "AWS::CodeBuild::ReportGroup",
+                "DeletionPolicy": "Delete",
+                "UpdateReplacePolicy": "Delete",
+                "Properties": {
+                    "Name": f"{name}-{report}"[:128],
+                    "Type": "TEST",
+                    "DeleteReports": True,
+                    "ExportConfig": {"ExportConfigType": "NO_EXPORT"},
+                },
+            }
+        if a.type == "build":
+            # the buildspec's `cache:` paths, kept in the artifact bucket between builds
+            props["Cache"] = {
+                "Type": "S3",
+                "Location": {"Fn::Sub": f"${{ArtifactBucket}}/codebuild-cache/{name}"},
+            }
         if a.timeout_seconds:
-            props["TimeoutInMinutes"] = min(2160, max(5, -(-a.timeout_seconds // 60)))
+            # the action's own time plus a margin for provisioning (the build's clock starts
+            # before the image is ready), so that a deploy's `rollout undo` always runs
+            props["TimeoutInMinutes"] = min(
+                2160, max(5, -(-a.timeout_seconds // 60)) + PROVISIONING_MARGIN_MINUTES
+            )
         self.resources[f"{lid}Project"] = {"Type": "AWS::CodeBuild::Project", "Properties": props}
         self.project_arns.append({"Fn::GetAtt": [f"{lid}Project", "Arn"]})
         return f"{lid}Project"
@@ -596,6 +664,17 @@ class _Synth:
                     separators=(",", ":"),
                 )
             last_project[:] = [proj]
+        elif a.type == "deploy" and self.eks_deploy == "native" and self.native_ok(a):
+            e = self.eks_env(a)
+            if e is None:
+                return None
+            decl["ActionTypeId"] = {
+                "Category": "Deploy",
+                "Owner": "AWS",
+                "Provider": "EKS",
+                "Version": "1",
+            }
+            configuration = self.native_deploy(a, e, cfg)
         elif a.type == "deploy":
             e = self.eks_env(a)
             if e is None:
@@ -811,6 +890,17 @@ class _Synth:
                         "Resource": "*",
                     },
                 ]
+        reached = self.reached_environment(a)
+        if reached is not None:
+            # a test suite reading a deploy's URL: a browser at the image's paths (installed by
+            # the suite's buildspec, the image has none), and port-forward to a
+            # cluster-internal URL
+            env["CHROME_BINARY"] = images.DEFAULT.chrome
+            env["CHROMEDRIVER"] = images.DEFAULT.chromedriver
+            env["INSTALL_BROWSER"] = "google-chrome"
+            cluster, _ = self.cluster(reached)
+            env["EKS_CLUSTER"] = cluster
+            statements.append(self.eks_describe(reached))
         if cfg.get("image"):
             self.warnings.append(
                 f"action '{a.name}': build image '{cfg['image']}' is local; on AWS the project "
@@ -822,7 +912,7 @@ class _Synth:
                 f"the template creates its own project '{project_name(self.p.name, a.name)}' "
                 f"running {spec if not _inline(a) else 'the inline buildspec'}"
             )
-        return self.project(
+        proj = self.project(
             s,
             a,
             buildspec=spec,
@@ -831,10 +921,180 @@ class _Synth:
             privileged=privileged,
             description=f"{self.p.name}: {s.name}/{a.name} (buildspec from the source)",
         )
+        if reached is not None:
+            self.kubectl_role(proj)
+            self.port_forward_access(a, reached)
+        return proj
+
+    def native_ok(self, a: Action) -> bool:
+        """CodePipeline's EKS action exports no URL nor ImageURI: only a deploy whose variables
+        nothing reads (no `#{NS.*}`, no monitor of its environment) can use it."""
+        readers = [
+            x.name
+            for _, x in self.p.all_actions()
+            if x is not a
+            and (
+                (a.namespace and any(f"#{{{a.namespace}." in t for t in _strings(x.config)))
+                or (x.type == "monitor" and x.environment == a.environment)
+            )
+        ]
+        if readers:
+            self.warnings.append(
+                f"action '{a.name}' stays a CodeBuild deploy under --eks-deploy native: "
+                f"{', '.join(readers)} read(s) its URL or image, which the EKS action does not "
+                "export"
+            )
+        return not readers
+
+    def native_deploy(self, a: Action, e: Environment, cfg: dict[str, Any]) -> dict[str, Any]:
+        """Deploy/AWS/EKS/1: the pipeline role applies the manifests in the input artifact."""
+        cluster, ns = self.cluster(e)
+        lid = logical_id(a.name)
+        self.pipeline_statements.append(
+            {
+                "Sid": f"EksDescribe{lid}",
+                "Effect": "Allow",
+                "Action": "eks:DescribeCluster",
+                "Resource": arn("eks", f"cluster/${{{logical_id(e.name)}EksClusterName}}"),
+            }
+        )
+        self.resources[f"{lid}AccessEntry"] = {
+            "Type": "AWS::EKS::AccessEntry",
+            "Metadata": {
+                "Conveyor": {
+                    "why": (
+                        f"lets the pipeline role (CodePipeline's EKS action '{a.name}') apply "
+                        f"manifests in the namespace of environment '{e.name}' only"
+                    )
+                }
+            },
+            "Properties": {
+                "ClusterName": cluster,
+                "PrincipalArn": {"Fn::GetAtt": ["PipelineRole", "Arn"]},
+                "Type": "STANDARD",
+                "AccessPolicies": [
+                    {
+                        "PolicyArn": {
+                            "Fn::Sub": "arn:${AWS::Partition}:eks::aws:cluster-access-policy/"
+                            "AmazonEKSEditPolicy"
+                        },
+                        "AccessScope": {"Type": "namespace", "Namespaces": [ns]},
+                    }
+                ],
+            },
+        }
+        self.warnings.append(
+            f"action '{a.name}' uses CodePipeline's EKS action: it applies the manifests as they "
+            "are in its input artifact, so they must already name the image by digest; it "
+            "neither checks the namespace, nor undoes a failed rollout, nor exports a URL"
+        )
+        return {
+            "ClusterName": cluster,
+            "Namespace": ns,
+            "ManifestFiles": str(cfg.get("manifests", "k8s/")),
+        }
+
+    def reached_environment(self, a: Action) -> Environment | None:
+        """The EKS environment whose deploy URL `#{NS.URL}` this action reads, if any."""
+        for text in _strings(a.config):
+            for mt in REF.finditer(text):
+                owner = self.ns_owner.get(mt.group(1))
+                if owner is None or owner.type != "deploy" or mt.group(2) != "URL":
+                    continue
+                e = self.p.environments.get(owner.environment or "")
+                if e is not None and self.target_envs.get(e.name, e.driver) == "eks":
+                    return e
+        return None
+
+    def eks_describe(self, e: Environment) -> dict[str, Any]:
+        return {
+            "Sid": "EksDescribe",
+            "Effect": "Allow",
+            "Action": "eks:DescribeCluster",
+            "Resource": arn("eks", f"cluster/${{{logical_id(e.name)}EksClusterName}}"),
+        }
+
+    def kubectl_role(self, proj: str) -> None:
+        """The optional EksKubectlRoleArn: passed to the project, and assumable by its role."""
+        self.param(
+            "EksKubectlRoleArn",
+            "optional role for kubectl (`update-kubeconfig --role-arn`); empty: the "
+            "projects' own roles, which the EKS access entries authorize",
+            "",
+        )
+        self.conditions["HasKubectlRole"] = {
+            "Fn::Not": [{"Fn::Equals": [{"Ref": "EksKubectlRoleArn"}, ""]}]
+        }
+        variables = self.resources[proj]["Properties"]["Environment"]["EnvironmentVariables"]
+        variables.append(
+            {
+                "Fn::If": [
+                    "HasKubectlRole",
+                    {
+                        "Name": "EKS_KUBECTL_ROLE_ARN",
+                        "Type": "PLAINTEXT",
+                        "Value": {"Ref": "EksKubectlRoleArn"},
+                    },
+                    {"Ref": "AWS::NoValue"},
+                ]
+            }
+        )
+        role = proj.removesuffix("Project") + "Role"
+        statements = self.resources[role]["Properties"]["Policies"][0]["PolicyDocument"][
+            "Statement"
+        ]
+        statements.append(
+            {
+                "Fn::If": [
+                    "HasKubectlRole",
+                    {
+                        "Sid": "AssumeKubectlRole",
+                        "Effect": "Allow",
+                        "Action": "sts:AssumeRole",
+                        "Resource": {"Ref": "EksKubectlRoleArn"},
+                    },
+                    {"Ref": "AWS::NoValue"},
+                ]
+            }
+        )
+
+    def port_forward_access(self, a: Action, e: Environment) -> None:
+        """Read-only access to the namespace plus port-forward (the Kubernetes group whose
+        Role `conveyor aws prepare-cluster` creates there)."""
+        cluster, ns = self.cluster(e)
+        role = f"{logical_id(a.name)}Role"
+        self.resources[f"{logical_id(a.name)}AccessEntry"] = {
+            "Type": "AWS::EKS::AccessEntry",
+            "Metadata": {
+                "Conveyor": {
+                    "why": (
+                        f"lets the CodeBuild project of '{a.name}' reach the app of environment "
+                        f"'{e.name}' with kubectl port-forward: AmazonEKSViewPolicy in its "
+                        f"namespace only, plus the Kubernetes group {PORT_FORWARD_GROUP}, bound "
+                        "by `conveyor aws prepare-cluster` to a Role allowing pods/portforward "
+                        "in that namespace"
+                    )
+                }
+            },
+            "Properties": {
+                "ClusterName": cluster,
+                "PrincipalArn": {"Fn::GetAtt": [role, "Arn"]},
+                "Type": "STANDARD",
+                "KubernetesGroups": [PORT_FORWARD_GROUP],
+                "AccessPolicies": [
+                    {
+                        "PolicyArn": {
+                            "Fn::Sub": "arn:${AWS::Partition}:eks::aws:cluster-access-policy/"
+                            "AmazonEKSViewPolicy"
+                        },
+                        "AccessScope": {"Type": "namespace", "Namespaces": [ns]},
+                    }
+                ],
+            },
+        }
 
     def deploy(self, s: Stage, a: Action, e: Environment, cfg: dict[str, Any]) -> str:
         cluster, ns = self.cluster(e)
-        lid = logical_id(e.name)
         repo = self.repository(e.name, (*a.path, "environment"))
         image_name = (e.repository or self.p.name).split("/")[-1]
         env: dict[str, Any] = {
@@ -842,27 +1102,11 @@ class _Synth:
             "K8S_NAMESPACE": ns,
             "MANIFESTS": str(cfg.get("manifests", "k8s/")),
             "IMAGE_NAME": image_name,
-            "ROLLOUT_TIMEOUT": str(cfg.get("timeout") or a.timeout_seconds or 300),
+            "ROLLOUT_TIMEOUT": str(parse_duration(cfg.get("timeout")) or a.timeout_seconds or 300),
         }
         if e.url:
             env["APP_URL"] = e.url
-        self.param(
-            "EksKubectlRoleArn",
-            "optional role for kubectl (`update-kubeconfig --role-arn`); empty: the "
-            "deploy projects' own roles, which the EKS access entries authorize",
-            "",
-        )
-        self.conditions["HasKubectlRole"] = {
-            "Fn::Not": [{"Fn::Equals": [{"Ref": "EksKubectlRoleArn"}, ""]}]
-        }
-        statements: list[dict[str, Any]] = [
-            {
-                "Sid": "EksDescribe",
-                "Effect": "Allow",
-                "Action": "eks:DescribeCluster",
-                "Resource": arn("eks", f"cluster/${{{lid}EksClusterName}}"),
-            },
-        ]
+        statements: list[dict[str, Any]] = [self.eks_describe(e)]
         if repo:
             statements.append(
                 {
@@ -880,20 +1124,7 @@ class _Synth:
             statements=statements,
             description=f"{self.p.name}: {s.name}/{a.name} (kubectl apply to {e.name})",
         )
-        variables = self.resources[proj]["Properties"]["Environment"]["EnvironmentVariables"]
-        variables.append(
-            {
-                "Fn::If": [
-                    "HasKubectlRole",
-                    {
-                        "Name": "EKS_KUBECTL_ROLE_ARN",
-                        "Type": "PLAINTEXT",
-                        "Value": {"Ref": "EksKubectlRoleArn"},
-                    },
-                    {"Ref": "AWS::NoValue"},
-                ]
-            }
-        )
+        self.kubectl_role(proj)
         role = f"{logical_id(a.name)}Role"
         self.resources[f"{logical_id(a.name)}AccessEntry"] = {
             "Type": "AWS::EKS::AccessEntry",
@@ -1101,7 +1332,10 @@ class _Synth:
                 },
             }
 
-    def monitor(self, s: Stage, a: Action) -> dict[str, Any] | None:
+    def monitor(self, s: Stage, a: Action) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """A CodeBuild action running the local monitor's HTTP probes for the bake time (its
+        failure fails the stage, whose OnFailure is ROLLBACK), and the optional CloudWatch
+        alarm condition (parameter UseMonitorAlarm)."""
         env_name = a.environment or next(
             (x.environment for x in s.actions if x.type == "deploy" and x.environment), None
         )
@@ -1112,42 +1346,133 @@ class _Synth:
                 "or "
                 "put it in a stage with a deploy action",
             )
-            return None
+            return None, None
         e = self.env(env_name, a.path)
         if e is None:
-            return None
+            return None, None
         if self.target_envs.get(e.name, e.driver) != "eks":
             self.fail(
                 (*e.path, "driver"),
                 f"environment '{e.name}' (watched by '{a.name}') uses driver '{e.driver}', "
                 f"which AWS cannot run: set `driver: eks` or pass `--target-env {e.name}=eks`",
             )
-            return None
+            return None, None
+        deploy = next(
+            (
+                x
+                for _, x in self.p.all_actions()
+                if x.type == "deploy" and x.environment == e.name and x.namespace
+            ),
+            None,
+        )
         cluster, ns = self.cluster(e)
         lid = logical_id(a.name)
+        cfg = dict(a.config)
+        bake = parse_duration(cfg.get("bake")) or 60
+        probes = [
+            {
+                k: v
+                for k, v in (
+                    ("path", str(p.get("path", "/healthz"))),
+                    ("minAvailability", p.get("minAvailability", 0.99)),
+                    ("maxLatencyMs", p.get("maxLatencyMs")),
+                    ("expectStatus", p.get("expectStatus")),
+                )
+                if v is not None
+            }
+            for p in (cfg.get("probes") or [{"path": "/healthz"}])
+            if isinstance(p, Mapping)
+        ]
+        if "prometheus" in cfg:
+            self.warnings.append(
+                f"monitor '{a.name}': prometheus queries are local-only; on AWS the HTTP probes "
+                "(and the optional CloudWatch alarm) decide the rollback"
+            )
+        inputs = _codebuild_input(self.p, s, a)  # the same artifact the export reads
+        if deploy is None or not inputs:
+            self.fail(
+                a.path,
+                f"action '{a.name}': on AWS a monitor probes the URL a deploy to "
+                f"'{e.name}' exports: give that deploy a `namespace:`",
+            )
+            return None, None
+        env: dict[str, Any] = {
+            "EKS_CLUSTER": cluster,
+            "BAKE_SECONDS": str(bake),
+            "INTERVAL": str(cfg.get("interval", 5)),
+            "PROBES": json.dumps(probes, separators=(",", ":")),
+        }
+        proj = self.project(
+            s,
+            a,
+            buildspec=buildspecs.monitor_buildspec(),
+            env=env,
+            statements=[self.eks_describe(e)],
+            description=f"{self.p.name}: {s.name}/{a.name} (HTTP probes of {e.name})",
+        )
+        if not a.timeout_seconds:
+            self.resources[proj]["Properties"]["TimeoutInMinutes"] = min(
+                2160, -(-bake // 60) + 5 + PROVISIONING_MARGIN_MINUTES
+            )
+        self.kubectl_role(proj)
+        self.port_forward_access(a, e)
+        decl: dict[str, Any] = {
+            "Name": a.name,
+            "RunOrder": a.run_order,
+            "ActionTypeId": {
+                "Category": "Test",
+                "Owner": "AWS",
+                "Provider": "CodeBuild",
+                "Version": "1",
+            },
+            "Configuration": {
+                "ProjectName": {"Ref": proj},
+                "EnvironmentVariables": json.dumps(
+                    [
+                        {
+                            "name": "URL",
+                            "value": f"#{{{deploy.namespace}.URL}}",
+                            "type": "PLAINTEXT",
+                        }
+                    ],
+                    separators=(",", ":"),
+                ),
+            },
+            "InputArtifacts": [{"Name": inputs[0]}],
+        }
+        if a.region:
+            decl["Region"] = a.region
+        # the optional alarm: Container Insights' running pods, missing data is not a breach
+        self.param(
+            "UseMonitorAlarm",
+            "also roll back when the CloudWatch alarm of a monitor fires during its bake "
+            "(needs Container Insights on the cluster)",
+            "false",
+            AllowedValues=["true", "false"],
+        )
+        self.conditions["UseMonitorAlarm"] = {"Fn::Equals": [{"Ref": "UseMonitorAlarm"}, "true"]}
         service = self.param(
             f"{logical_id(e.name)}ServiceName",
             f"Kubernetes Service of environment '{e.name}' (Container Insights dimension)",
             (e.repository or self.p.name).split("/")[-1],
         )
-        minimum = 1
+        alarm_name = f"${{AWS::StackName}}-{a.name}"[:255]
         self.resources[f"{lid}Alarm"] = {
             "Type": "AWS::CloudWatch::Alarm",
+            "Condition": "UseMonitorAlarm",
             "Metadata": {
                 "Conveyor": {
                     "why": (
-                        f"monitor '{a.name}' on AWS: ALARM when the Service runs fewer than "
-                        f"{minimum} ready pod(s) "
-                        "(Container Insights must be enabled on the cluster); the stage's "
-                        "onSuccess condition rolls the "
-                        "stage back when this alarm fires within the bake time. HTTP probes and "
-                        "Prometheus queries of the "
-                        "local monitor are not translated."
+                        f"optional (UseMonitorAlarm) for monitor '{a.name}': ALARM when the "
+                        "Service runs no ready pod (Container Insights must be enabled on the "
+                        "cluster); missing data is not a breach, so a first deploy without "
+                        "metrics yet is not rolled back. The HTTP probes run in the CodeBuild "
+                        f"action {a.name}."
                     )
                 }
             },
             "Properties": {
-                "AlarmName": {"Fn::Sub": f"${{AWS::StackName}}-{a.name}"[:255]},
+                "AlarmName": {"Fn::Sub": alarm_name},
                 "AlarmDescription": f"{self.p.name}: {s.name}/{a.name} watches environment "
                 f"{e.name}",
                 "Namespace": "ContainerInsights",
@@ -1160,26 +1485,20 @@ class _Synth:
                 "Statistic": "Minimum",
                 "Period": 60,
                 "EvaluationPeriods": 1,
-                "Threshold": float(minimum),
+                "Threshold": 1.0,
                 "ComparisonOperator": "LessThanThreshold",
-                "TreatMissingData": "breaching",
+                "TreatMissingData": "notBreaching",
             },
         }
-        probes = [k for k in ("probes", "prometheus") if k in a.config]
-        if probes:
-            self.warnings.append(
-                f"monitor '{a.name}': {', '.join(probes)} are local-only; on AWS the CloudWatch "
-                f"alarm {lid}Alarm decides the rollback"
-            )
         self.pipeline_statements.append(
             {
                 "Sid": f"Alarm{lid}",
                 "Effect": "Allow",
                 "Action": ["cloudwatch:DescribeAlarmHistory", "cloudwatch:DescribeAlarms"],
-                "Resource": arn("cloudwatch", f"alarm:${{{lid}Alarm}}"),
+                "Resource": arn("cloudwatch", f"alarm:{alarm_name}"),
             }
         )
-        return {
+        rule = {
             "Name": f"{lid}Alarm"[:100],
             "RuleTypeId": {
                 "Category": "Rule",
@@ -1188,11 +1507,12 @@ class _Synth:
                 "Version": "1",
             },
             "Configuration": {
-                "AlarmName": {"Ref": f"{lid}Alarm"},
+                "AlarmName": {"Fn::Sub": alarm_name},
                 "AlarmStates": "ALARM",
                 "WaitTime": str(monitor_wait_minutes(a)),
             },
         }
+        return decl, rule
 
     # ------------------------------------------------------------------ the whole
     def run(self) -> dict[str, Any]:
@@ -1221,7 +1541,9 @@ class _Synth:
             rules = []
             for a in s.actions:
                 if a.type == "monitor":
-                    rule = self.monitor(s, a)
+                    mdecl, rule = self.monitor(s, a)
+                    if mdecl:
+                        actions.append(mdecl)
                     if rule:
                         rules.append(rule)
                     continue
@@ -1229,21 +1551,21 @@ class _Synth:
                 if decl is not None:
                     actions.append(decl)
             sd: dict[str, Any] = {"Name": s.name, "Actions": actions}
-            if not actions and any(a.type == "monitor" for a in s.actions):
-                self.fail(
-                    s.path,
-                    f"stage '{s.name}' holds only monitor actions; on AWS a monitor is a condition "
-                    "of the stage it watches: move it into the stage of the deploy",
-                )
             if s.on_failure and s.on_failure.result == "RETRY":
                 sd["OnFailure"] = {
                     "Result": "RETRY",
                     "RetryConfiguration": {"RetryMode": s.on_failure.retry_mode},
                 }
-            elif s.on_failure and s.on_failure.result == "ROLLBACK":
-                sd["OnFailure"] = {"Result": "ROLLBACK"}
+            elif (s.on_failure and s.on_failure.result == "ROLLBACK") or rules:
+                sd["OnFailure"] = {"Result": "ROLLBACK"}  # a failed monitor rolls back
             if rules:
-                sd["OnSuccess"] = {"Conditions": [{"Result": "ROLLBACK", "Rules": rules}]}
+                sd["OnSuccess"] = {
+                    "Fn::If": [
+                        "UseMonitorAlarm",
+                        {"Conditions": [{"Result": "ROLLBACK", "Rules": rules}]},
+                        {"Ref": "AWS::NoValue"},
+                    ]
+                }
             stages.append(sd)
         if approvals:
             self.approval_topic()
@@ -1344,8 +1666,10 @@ class _Synth:
                 "Conveyor": {
                     "pipeline": p.name,
                     "generator": "conveyor aws synth",
-                    "codebuildImage": f"{CODEBUILD_IMAGE}: Ubuntu 22.04 with Docker, Node.js, "
-                    "Python and Google Chrome + ChromeDriver (the Selenium suite needs a browser)",
+                    "codebuildImage": f"{CODEBUILD_IMAGE} by default (parameter CodeBuildImage): "
+                    "Ubuntu 22.04 with Docker, Node.js, Python and kubectl, but no browser; the "
+                    "Selenium project sets CHROME_BINARY, CHROMEDRIVER and INSTALL_BROWSER, and "
+                    "the suite's buildspec installs Google Chrome and chromedriver there",
                     "notes": sorted(set(self.warnings)),
                 }
             },
@@ -1442,9 +1766,22 @@ def _inline(a: Action) -> bool:
     return isinstance(spec, str) and "\n" in spec.strip()
 
 
-def synthesize(p: Pipeline, target_envs: Mapping[str, str] | None = None) -> Synthesis:
-    """The template of a pipeline; raises Unmappable listing every part AWS cannot run."""
-    s = _Synth(p, target_envs or {})
+def synthesize(
+    p: Pipeline,
+    target_envs: Mapping[str, str] | None = None,
+    report_groups: Mapping[str, Sequence[str]] | None = None,
+    eks_deploy: str = "codebuild",
+) -> Synthesis:
+    """The template of a pipeline; raises Unmappable listing every part AWS cannot run.
+
+    `report_groups` names, per build action, the report groups its buildspec declares (read by
+    the caller from the source's buildspec): each becomes an AWS::CodeBuild::ReportGroup named
+    as CodeBuild names it (`<project>-<report>`), so that the stack manages it.
+    """
+    if eks_deploy not in ("codebuild", "native"):
+        raise ConfigError(f"--eks-deploy {eks_deploy}: expected codebuild or native")
+    s = _Synth(p, target_envs or {}, report_groups or {})
+    s.eks_deploy = eks_deploy
     template = s.run()
     return Synthesis(template, sorted(set(s.warnings)))
 

@@ -30,7 +30,9 @@ def _write(text: str, output: str | None) -> None:
         click.echo(text, nl=False)
 
 
-def _load_for_aws(file: str, target_env: tuple[str, ...]) -> tuple[Any, dict[str, str]]:
+def _load_for_aws(
+    file: str, target_env: tuple[str, ...], eks_deploy: str = "codebuild"
+) -> tuple[Any, dict[str, str]]:
     """Load a pipeline file keeping its line index, so synth problems say FILE:LINE."""
     from conveyor.aws.synth import Unmappable, synthesize
     from conveyor.cli.main import parse_pairs
@@ -41,7 +43,9 @@ def _load_for_aws(file: str, target_env: tuple[str, ...]) -> tuple[Any, dict[str
     data, lines = load(file)
     pipeline = parse(data, lines)
     try:
-        synthesis = synthesize(pipeline, targets)
+        synthesis = synthesize(
+            pipeline, targets, _report_groups(Path(file), pipeline), eks_deploy=eks_deploy
+        )
     except Unmappable as e:
         raise ValidationFailed(
             [
@@ -50,6 +54,30 @@ def _load_for_aws(file: str, target_env: tuple[str, ...]) -> tuple[Any, dict[str
             ]
         ) from None
     return synthesis, targets
+
+
+def _report_groups(file: Path, pipeline: Any) -> dict[str, list[str]]:
+    """The report groups each build action's buildspec declares, when its source sits beside
+    the pipeline file (`examples/webapp/buildspec.yml` for repository `webapp`)."""
+    from conveyor.spec.buildspec import load_buildspec
+
+    out: dict[str, list[str]] = {}
+    sources = {
+        x.outputs[0]: str(x.config.get("repository", ""))
+        for _, x in pipeline.all_actions()
+        if x.type == "source.git" and x.outputs
+    }
+    for _, a in pipeline.all_actions():
+        spec = str(a.config.get("buildspec") or "buildspec.yml")
+        repo = sources.get(a.inputs[0], "") if a.type == "build" and a.inputs else ""
+        path = file.parent / repo / spec
+        if not repo or "\n" in spec or not path.is_file():
+            continue
+        try:
+            out[a.name] = [r.group for r in load_buildspec(path).reports]
+        except ConfigError:
+            continue  # the action's own run reports a bad buildspec
+    return out
 
 
 # ---------------------------------------------------------------------------- import / export
@@ -122,6 +150,13 @@ TARGET_ENV = click.option(
     metavar="ENV=eks",
     help="deploy a local (podman/kubernetes) environment to EKS instead",
 )
+EKS_DEPLOY = click.option(
+    "--eks-deploy",
+    type=click.Choice(["codebuild", "native"]),
+    default="codebuild",
+    show_default=True,
+    help="native: CodePipeline's EKS deploy action where nothing reads the deploy's variables",
+)
 
 
 @aws_group.command("synth")
@@ -135,13 +170,18 @@ TARGET_ENV = click.option(
     help="default: from the output's extension, else yaml",
 )
 @TARGET_ENV
+@EKS_DEPLOY
 def synth(
-    pipeline_file: str, output: str | None, fmt: str | None, target_env: tuple[str, ...]
+    pipeline_file: str,
+    output: str | None,
+    fmt: str | None,
+    target_env: tuple[str, ...],
+    eks_deploy: str,
 ) -> None:
     """Write the CloudFormation template of PIPELINE_FILE (same input, same bytes)."""
     from conveyor.aws.template import render
 
-    synthesis, _ = _load_for_aws(pipeline_file, target_env)
+    synthesis, _ = _load_for_aws(pipeline_file, target_env, eks_deploy)
     fmt = fmt or ("json" if output and output.endswith(".json") else "yaml")
     _echo_warnings(synthesis.warnings)
     header = [
@@ -170,6 +210,7 @@ def synth(
 )
 @click.option("--yes", is_flag=True, help="execute the change set without asking")
 @TARGET_ENV
+@EKS_DEPLOY
 def deploy(
     pipeline_file: str,
     stack_name: str | None,
@@ -177,6 +218,7 @@ def deploy(
     parameters: tuple[str, ...],
     yes: bool,
     target_env: tuple[str, ...],
+    eks_deploy: str,
 ) -> None:
     """Create or update the pipeline's stack through a change set, showing changes and events."""
     from conveyor.aws.operations import (
@@ -186,7 +228,7 @@ def deploy(
         stack_name_for,
     )
 
-    synthesis, _ = _load_for_aws(pipeline_file, target_env)
+    synthesis, _ = _load_for_aws(pipeline_file, target_env, eks_deploy)
     _echo_warnings(synthesis.warnings)
     pname = synthesis.template["Metadata"]["Conveyor"]["pipeline"]
     stack = stack_name or stack_name_for(pname)
@@ -332,6 +374,83 @@ def logs(
     bid = build_id or aws.build_id_of(pipeline, action, execution)
     for line in aws.build_logs(bid):
         click.echo(line)
+
+
+@aws_group.command("rehearse")
+@click.argument("pipeline_file", type=click.Path(dir_okay=False, exists=True))
+@TARGET_ENV
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="REPOSITORY=DIR",
+    help="the directory of a source repository (default: DIR named like it beside the file)",
+)
+@click.option("--workdir", type=click.Path(file_okay=False), help="default: a temporary directory")
+@click.option("--keep", is_flag=True, help="leave the local environments running afterwards")
+@click.option(
+    "--json", "as_json", is_flag=True, help="print the result as JSON (progress on stderr)"
+)
+def rehearse_cmd(
+    pipeline_file: str,
+    target_env: tuple[str, ...],
+    sources: tuple[str, ...],
+    workdir: str | None,
+    keep: bool,
+    as_json: bool,
+) -> None:
+    """Run the synthesized AWS pipeline's buildspecs here, in order, with aws/kubectl/crane
+    faked; check the data flow and print every recorded fake call (exit 1 if it fails)."""
+    import tempfile
+
+    from conveyor.aws.rehearsal import default_targets, rehearse, render
+    from conveyor.cli.main import parse_pairs
+    from conveyor.spec.pipeline_file import load_pipeline
+
+    targets = parse_pairs(
+        target_env, "--target-env", "ENV=eks (e.g. --target-env test=eks)"
+    ) or default_targets(load_pipeline(pipeline_file))
+    # the FILE:LINE problems of synth, if any, before anything starts
+    _load_for_aws(pipeline_file, tuple(f"{k}={v}" for k, v in targets.items()))
+    dirs = {k: Path(v) for k, v in parse_pairs(sources, "--source", "REPOSITORY=DIR").items()}
+    with tempfile.TemporaryDirectory(prefix="conveyor-rehearsal-") as tmp:
+        result = rehearse(
+            Path(pipeline_file),
+            Path(workdir) if workdir else Path(tmp),
+            targets=targets,
+            sources=dirs,
+            say=lambda m: click.echo(m, err=as_json),
+            keep=keep,
+        )
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        for line in render(result):
+            click.echo(line)
+    if not result.succeeded:
+        sys.exit(1)
+
+
+@aws_group.command("prepare-cluster")
+@click.option("--context", help="the kubeconfig context of the cluster (default: the current one)")
+@click.option("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    required=True,
+    help="a namespace the pipeline deploys to (repeat for each environment)",
+)
+def prepare_cluster_cmd(
+    context: str | None, kubeconfig: str | None, namespaces: tuple[str, ...]
+) -> None:
+    """With your own credentials: create the namespaces the deploy roles may not create, and
+    the Role that lets the Selenium and monitor projects port-forward there."""
+    from conveyor.adapters.kubernetes import ClientKubernetesApi
+    from conveyor.aws.cluster import prepare_cluster
+
+    api = ClientKubernetesApi(context=context, kubeconfig=kubeconfig)
+    prepare_cluster(api, namespaces, say=click.echo)
 
 
 aws_group.add_command(_decide(True))

@@ -43,6 +43,7 @@ SETTINGS_KEY = "codepipeline"
 ROLE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 PLACEHOLDER_ROLE = "arn:aws:iam::111111111111:role/REPLACE-WITH-PIPELINE-ROLE"
 PLACEHOLDER_BUCKET = "replace-with-artifact-bucket"
+PLACEHOLDER_TOPIC = "arn:aws:sns:us-east-1:111111111111:REPLACE-WITH-APPROVAL-TOPIC"
 PLACEHOLDER_CONNECTION = "arn:aws:codeconnections:us-east-1:111111111111:connection/REPLACE-ME"
 
 
@@ -1099,7 +1100,6 @@ def export_pipeline(
         for a in s.actions:
             if a.type == "monitor":
                 monitors.setdefault(s.name, []).append(a)
-                continue
             extra = dict(extra_actions.get(f"{s.name}/{a.name}") or {})
             try:
                 actions.append(_export_action(p, s, a, extra, names, warnings))
@@ -1107,6 +1107,8 @@ def export_pipeline(
                 problems.append(e.message)
         sd: dict[str, Any] = {"name": s.name, "actions": actions}
         se = dict(extra_stages.get(s.name) or {})
+        if s.name in monitors and not (s.on_failure and s.on_failure.result != "FAIL"):
+            sd["onFailure"] = {"result": "ROLLBACK"}  # a failed monitor rolls the stage back
         if s.on_failure and s.on_failure.result != "FAIL":
             of: dict[str, Any] = {"result": s.on_failure.result}
             if s.on_failure.result == "RETRY":
@@ -1118,36 +1120,12 @@ def export_pipeline(
             if key in se:
                 sd[key] = se[key]
         if s.name in monitors:
-            rules = [
-                {
-                    "name": f"{mon.name}Alarm"[:100],
-                    "ruleTypeId": {
-                        "category": "Rule",
-                        "owner": "AWS",
-                        "provider": "CloudWatchAlarm",
-                        "version": "1",
-                    },
-                    "configuration": {
-                        "AlarmName": f"{p.name}-{mon.name}"[:255],
-                        "WaitTime": str(monitor_wait_minutes(mon)),
-                    },
-                }
-                for mon in monitors[s.name]
-            ]
-            conds = list((sd.get("onSuccess") or {}).get("conditions") or [])
-            conds.append({"result": "ROLLBACK", "rules": rules})
-            sd["onSuccess"] = {"conditions": conds}
             warnings.append(
                 f"stage '{s.name}': monitor action(s) "
-                f"{', '.join(x.name for x in monitors[s.name])} "
-                "became an onSuccess CloudWatchAlarm condition; the alarm itself is created by "
-                "`conveyor aws synth`"
+                f"{', '.join(x.name for x in monitors[s.name])} run the HTTP probes in CodeBuild "
+                "(project created by `conveyor aws synth`); its optional CloudWatch alarm "
+                "condition (stack parameter UseMonitorAlarm) is not exported"
             )
-            if not actions:
-                problems.append(
-                    f"stage '{s.name}': only monitor actions; CodePipeline needs at least one "
-                    "action"
-                )
         stages.append(sd)
     if problems:
         raise ConfigError("cannot export to CodePipeline:\n  " + "\n  ".join(problems))
@@ -1236,6 +1214,58 @@ def _at(doc: Any, path: list[Any]) -> Any:
     return doc
 
 
+def _image_owner(p: m.Pipeline, image: Any) -> m.Action | None:
+    """The action whose `#{NS.ImageURI}` an image reference reads (through promotions)."""
+    mt = re.search(r"#\{([A-Za-z0-9_@\-]+)\.", image) if isinstance(image, str) else None
+    if not mt:
+        return None
+    owner = next((x for _, x in p.all_actions() if x.namespace == mt.group(1)), None)
+    if owner is not None and owner.type == "image.promote":
+        return _image_owner(p, owner.config.get("image"))
+    return owner
+
+
+def _earlier(p: m.Pipeline, s: m.Stage, a: m.Action) -> list[m.Action]:
+    """The actions that run before `a` (earlier stages, lower runOrder in its stage)."""
+    out: list[m.Action] = []
+    for st in p.stages:
+        for x in st.actions:
+            if st is s and (x is a or x.run_order >= a.run_order):
+                continue
+            out.append(x)
+        if st is s:
+            break
+    return out
+
+
+def _codebuild_input(p: m.Pipeline, s: m.Stage, a: m.Action) -> list[str]:
+    owner = _image_owner(p, a.config.get("image"))
+    if owner is not None and owner.outputs:
+        return [owner.outputs[0]]
+    outputs = [x.outputs[0] for x in _earlier(p, s, a) if x.outputs]
+    builds = [x.outputs[0] for x in _earlier(p, s, a) if x.outputs and x.type == "build"]
+    return builds[:1] or outputs[-1:]
+
+
+def _deploy_of(p: m.Pipeline, s: m.Stage, a: m.Action) -> m.Action | None:
+    """The deploy whose environment a monitor watches (its own, else its stage's deploy)."""
+    env = a.environment or next(
+        (x.environment for x in s.actions if x.type == "deploy" and x.environment), None
+    )
+    return next(
+        (x for _, x in p.all_actions() if x.type == "deploy" and x.environment == env), None
+    )
+
+
+def _last_codebuild_before(p: m.Pipeline, s: m.Stage) -> m.Action | None:
+    before: list[m.Action] = []
+    for st in p.stages:
+        if st is s:
+            break
+        before += [x for x in st.actions if x.type in ("build", "deploy", "image.promote")]
+    return before[-1] if before else None
+
+
 def monitor_wait_minutes(a: m.Action) -> int:
     """The bake time of a monitor action in whole minutes (CodePipeline's WaitTime), at least 1."""
     from conveyor.spec.pipeline_file import parse_duration
@@ -1284,6 +1314,14 @@ def _export_action(
                 "version": "1",
             }
             configuration = {"RepositoryName": repo, "BranchName": branch}
+            if p.triggers and "PollForSourceChanges" not in leftover:
+                # triggers start the pipeline (on AWS: the EventBridge rule of the stack)
+                configuration["PollForSourceChanges"] = "false"
+                warnings.append(
+                    f"{where}: PollForSourceChanges is false; pushes start the pipeline through "
+                    "the EventBridge rule `conveyor aws synth` creates (create one if you deploy "
+                    "this JSON alone)"
+                )
         else:
             host = _git_url(repo)
             if host is None:
@@ -1302,6 +1340,8 @@ def _export_action(
                 "FullRepositoryId": host[1],
                 "BranchName": branch,
             }
+            if p.triggers and "DetectChanges" not in leftover:
+                configuration["DetectChanges"] = "false"  # the V2 trigger starts it
             if configuration["ConnectionArn"] == PLACEHOLDER_CONNECTION:
                 warnings.append(
                     f"{where}: ConnectionArn is a placeholder; create a connection "
@@ -1314,11 +1354,15 @@ def _export_action(
     elif a.type == "source.s3":
         type_id = _type_id_for(a.type, {})
         configuration = {"S3Bucket": cfg.get("bucket", ""), "S3ObjectKey": cfg.get("key", "")}
+        if p.triggers and "PollForSourceChanges" not in leftover:
+            configuration["PollForSourceChanges"] = "false"
     elif a.type == "shell":
         type_id = _type_id_for(a.type, {})
         configuration = {}
-    elif a.type in ("build", "deploy", "image.promote"):
+    elif a.type in ("build", "deploy", "image.promote", "monitor"):
         type_id = _type_id_for("build", {})
+        if a.type == "monitor":
+            type_id["category"] = "Test"
         configuration = {
             "ProjectName": str(
                 cfg.get("codebuildProject") or names.get(a.name) or project_name(p.name, a.name)
@@ -1336,18 +1380,45 @@ def _export_action(
                     separators=(",", ":"),
                 )
         elif a.type in ("deploy", "image.promote") and cfg.get("image"):
+            env = [{"name": "IMAGE", "value": str(cfg["image"]), "type": "PLAINTEXT"}]
+            if a.type == "image.promote" and cfg.get("tag"):
+                env.append({"name": "TAG", "value": str(cfg["tag"]), "type": "PLAINTEXT"})
+            configuration["EnvironmentVariables"] = json.dumps(env, separators=(",", ":"))
+        elif a.type == "monitor":
+            deploy = _deploy_of(p, s, a)
+            if deploy is None or not deploy.namespace:
+                raise ConfigError(
+                    f"{where}: a monitor on AWS probes the URL its environment's deploy exports: "
+                    "give that deploy a `namespace:`"
+                )
             configuration["EnvironmentVariables"] = json.dumps(
-                [{"name": "IMAGE", "value": str(cfg["image"]), "type": "PLAINTEXT"}],
+                [{"name": "URL", "value": f"#{{{deploy.namespace}.URL}}", "type": "PLAINTEXT"}],
                 separators=(",", ":"),
             )
     elif a.type == "approval":
+        # as the stack has it: the SNS topic, the digest in CustomData, a link to the evidence
         type_id = _type_id_for(a.type, {})
-        configuration = {}
-        summary = cfg.get("customData", cfg.get("summary"))
-        if summary:
-            configuration["CustomData"] = str(summary)[:500]
-        if cfg.get("externalEntityLink"):
-            configuration["ExternalEntityLink"] = cfg["externalEntityLink"]
+        summary = str(cfg.get("customData", cfg.get("summary", "")) or f"Approve {a.name}")
+        if cfg.get("digest"):
+            summary += f" Image: {cfg['digest']}"
+        topic = str(cfg.get("notificationArn") or leftover.pop("NotificationArn", "")) or (
+            PLACEHOLDER_TOPIC
+        )
+        if topic == PLACEHOLDER_TOPIC:
+            warnings.append(
+                f"{where}: NotificationArn is a placeholder ({PLACEHOLDER_TOPIC}): put the "
+                "ApprovalTopicArn output of the stack there"
+            )
+        configuration = {"NotificationArn": topic, "CustomData": summary[:500]}
+        link = cfg.get("externalEntityLink")
+        evidence = _last_codebuild_before(p, s)
+        if link:
+            configuration["ExternalEntityLink"] = link
+        elif evidence is not None:
+            project = names.get(evidence.name) or project_name(p.name, evidence.name)
+            configuration["ExternalEntityLink"] = (
+                f"https://console.aws.amazon.com/codesuite/codebuild/projects/{project}/history"
+            )
     elif a.type.startswith("aws."):
         type_id = dict(cfg.get("actionTypeId") or {})
         configuration = dict(cfg.get("configuration") or {})
@@ -1366,7 +1437,17 @@ def _export_action(
         out["commands"] = list(cfg.get("commands") or [])
     if configuration:
         out["configuration"] = configuration
-    out["inputArtifacts"] = [{"name": x} for x in a.inputs]
+    inputs = list(a.inputs)
+    if not inputs and type_id.get("provider") == "CodeBuild":
+        # CodeBuild actions need 1-5 input artifacts: the output of the action that built the
+        # image (a promote, a monitor), else the latest artifact before this action
+        inputs = _codebuild_input(p, s, a)
+        if not inputs:
+            raise ConfigError(
+                f"{where}: a CodeBuild action needs an input artifact and no earlier action "
+                "produces one: give it `inputs:`"
+            )
+    out["inputArtifacts"] = [{"name": x} for x in inputs]
     out["outputArtifacts"] = [{"name": x} for x in a.outputs]
     if a.namespace:
         out["namespace"] = a.namespace
