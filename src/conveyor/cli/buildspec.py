@@ -275,7 +275,7 @@ def _pipeline_with(settings: Settings, environment: str, ref: str | None) -> Pip
     if ref and Path(ref).is_file():
         pipeline = load_pipeline(Path(ref))
     else:
-        store = Store(settings.database_url)
+        store = Store.from_settings(settings)
         try:
             rows = store.list_pipelines()
         finally:

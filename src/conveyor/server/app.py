@@ -86,7 +86,7 @@ def create_app(
 ) -> FastAPI:
     """One app over one store. `engine`: the engine loop of this process (woken on changes);
     without one, executions started here are picked up by whichever engine runs."""
-    store = store or Store(settings.database_url)
+    store = store or Store.from_settings(settings)
     ctx = Context(
         settings=settings,
         store=store,
