@@ -271,3 +271,27 @@ def test_down_removes_the_release_pods_it_created_or_keeps_them(
         assert runtime.run("pod", "exists", pod, check=False).returncode == 0
     finally:
         runtime.remove_pod(pod)
+
+
+def test_env_list_off_a_terminal_prints_full_digests_and_urls(home: Any) -> None:
+    """`conveyor env list | cat` prints the whole digest and URL of a deployment, not `sha256…`."""
+    app, engine = home
+    ex = engine.start("broken")
+    finished(app, ex)
+    digest = "sha256:" + "d" * 64
+    url = "http://127.0.0.1:18080/" + "long-path/" * 6
+    app.store.record_deployment(
+        environment="prod",
+        pipeline="broken",
+        execution_id=ex,
+        kind="deploy",
+        image=f"127.0.0.1:5002/webapp@{digest}",
+        digest=digest,
+        commit="c" * 40,
+        url=url,
+        actor="engine",
+    )
+    res = run("env", "list")
+    assert res.exit_code == 0, res.output
+    assert digest in res.output and url in res.output, res.output
+    assert "…" not in res.output

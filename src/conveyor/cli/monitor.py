@@ -101,7 +101,6 @@ def metrics(days: int, environment: str, prometheus: bool, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps(m, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     freq, lead = m["deploymentFrequency"], m["leadTimeForChanges"]
@@ -132,7 +131,9 @@ def metrics(days: int, environment: str, prometheus: bool, as_json: bool) -> Non
         f"{ttr['open']} open)",
         _spark([p["value"] for p in ttr["series"]]),
     )
-    Console().print(table)
+    from conveyor.cli.main import console
+
+    console().print(table)
 
 
 def _duration(seconds: float | None) -> str:

@@ -46,13 +46,21 @@ def _platform() -> Any:
 
 
 def _console() -> Console:
-    plain = bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
-    return Console(no_color=plain, highlight=False)
+    """The CLI's one console: plain and as wide as the text off a terminal (full ids, URLs)."""
+    from conveyor.cli.main import console
+
+    c: Console = console()
+    return c
 
 
 def _fail(exc: ConveyorError) -> None:
     click.echo(f"error: {exc.message}", err=True)
     raise SystemExit(exc.exit_code)
+
+
+def _cut(text: str, n: int) -> str:
+    """Short on a terminal, whole off it (`conveyor env list | cat` keeps full digests)."""
+    return text[:n] if sys.stdout.isatty() else text
 
 
 def _when(ts: float | None) -> str:
@@ -258,11 +266,11 @@ def env_list(as_json: bool) -> None:
         table.add_row(
             r["environment"],
             state,
-            (r["digest"] or "-")[:19],
+            _cut(r["digest"] or "-", 19),
             r["url"] or "-",
             _when(r["at"]),
             r["execution_id"] or "-",
-            (r["commit"] or "-")[:10],
+            _cut(r["commit"] or "-", 10),
             r["actor"] or "-",
         )
     _console().print(table)
@@ -291,10 +299,10 @@ def env_history(environment: str, limit: int, as_json: bool) -> None:
         table.add_row(
             _when(r["at"]),
             r["kind"],
-            (r["digest"] or "-")[:19],
-            (r["previous_digest"] or "-")[:19],
+            _cut(r["digest"] or "-", 19),
+            _cut(r["previous_digest"] or "-", 19),
             r["execution_id"] or "-",
-            (r["commit"] or "-")[:10],
+            _cut(r["commit"] or "-", 10),
             r["actor"] or "-",
         )
     _console().print(table)
