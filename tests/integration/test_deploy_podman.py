@@ -297,7 +297,7 @@ def test_down_stops_an_environment_and_up_brings_it_back(
     url = deploy(platform, environment, tmp_path, images["v2"]).variables["URL"]
     names = [p.name for p in platform.status()]
     assert f"frontdoor {environment.name}" in names and f"release {environment.name}" in names
-    platform.down()
+    platform.down(keep=True)
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=2)
     platform.up()

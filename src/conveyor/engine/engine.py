@@ -575,6 +575,7 @@ class Engine:
                     message=f"a newer execution ({ex['id']}) reached this approval",
                 )
         self._known.pop(holder, None)
+        self.quiet.discard(holder)  # its wait ended: its status is derived on the next step
         self.store.update_execution(holder, superseded_by=ex["id"])
         self._wake.set()
 
