@@ -648,25 +648,17 @@ class Store:
             att_id = f"{ex_id}/{stage}/{action}/{n}"
             now = time.time()
             check_transition(None, ActionStatus.IN_PROGRESS)
-            row = dict(
-                id=att_id,
-                execution_id=ex_id,
-                stage=stage,
-                action=action,
-                attempt=n,
-                epoch=epoch,
-                type=type_,
-                status="InProgress",
-                reason="Started",
-                message="",
-                started_at=now,
-                deadline=deadline,
-                variables={},
-                artifacts={},
-                details={},
-                reports=[],
-                worker=worker,
-                log_path=log_path(n) if callable(log_path) else log_path,
+            row = _attempt_row(
+                ex_id,
+                stage,
+                action,
+                n,
+                epoch,
+                type_,
+                now,
+                deadline,
+                worker,
+                log_path(n) if callable(log_path) else log_path,
             )
             try:
                 c.execute(insert(t.attempts).values(**row))
@@ -722,25 +714,17 @@ class Store:
                 n = latest.get((stage, action), 0) + 1
                 att_id = f"{ex_id}/{stage}/{action}/{n}"
                 out.append(
-                    dict(
-                        id=att_id,
-                        execution_id=ex_id,
-                        stage=stage,
-                        action=action,
-                        attempt=n,
-                        epoch=epoch,
-                        type=type_,
-                        status="InProgress",
-                        reason="Started",
-                        message="",
-                        started_at=now,
-                        deadline=deadline,
-                        variables={},
-                        artifacts={},
-                        details={},
-                        reports=[],
-                        worker=worker,
-                        log_path=log_path(stage, action, n),
+                    _attempt_row(
+                        ex_id,
+                        stage,
+                        action,
+                        n,
+                        epoch,
+                        type_,
+                        now,
+                        deadline,
+                        worker,
+                        log_path(stage, action, n),
                     )
                 )
                 history.append(
@@ -1243,3 +1227,38 @@ def _safe(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def _attempt_row(
+    ex_id: str,
+    stage: str,
+    action: str,
+    n: int,
+    epoch: int,
+    type_: str,
+    now: float,
+    deadline: float | None,
+    worker: str | None,
+    log_path: str | None,
+) -> dict[str, Any]:
+    """A new attempt's row, InProgress (one shape for a single start and a step's batch)."""
+    return dict(
+        id=f"{ex_id}/{stage}/{action}/{n}",
+        execution_id=ex_id,
+        stage=stage,
+        action=action,
+        attempt=n,
+        epoch=epoch,
+        type=type_,
+        status="InProgress",
+        reason="Started",
+        message="",
+        started_at=now,
+        deadline=deadline,
+        variables={},
+        artifacts={},
+        details={},
+        reports=[],
+        worker=worker,
+        log_path=log_path,
+    )
