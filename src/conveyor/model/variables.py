@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import regex
+
 REF = re.compile(r"#\{([A-Za-z0-9_@\-]+)\.([A-Za-z0-9_@\-]+)\}")
 PIPELINE_NS = "variables"
 SYSTEM_NS = "codepipeline"
@@ -125,21 +127,47 @@ class _AnyVar(dict[str, str]):
         return ""
 
 
+# A value given at start (by whoever may start a run, e.g. through the API) is matched against a
+# pattern the pipeline's author wrote. Python's `re` backtracks without bound, so `(a+)+$` and a
+# 30-character value hold a worker for minutes. The `regex` module (already installed with
+# cfn-lint) takes a timeout; the value's length is bounded too. A check that runs out of time
+# refuses the value: it is never let through unchecked.
+MATCH_TIMEOUT_S = 0.1
+MAX_VALUE_CHARS = 4096
+
+
 def pattern_problem(pattern: str) -> str | None:
     """Why `allowedPattern` is not a usable regular expression, or None."""
     try:
-        re.compile(pattern)
-    except re.error as e:
+        regex.compile(pattern, regex.VERSION0)
+    except regex.error as e:
         return f"allowedPattern {pattern!r} is not a regular expression: {e}"
     return None
+
+
+def full_match(pattern: str, value: str) -> bool:
+    """Whether `value` matches `pattern` whole; TimeoutError when the check runs out of time."""
+    if len(value) > MAX_VALUE_CHARS:
+        return False
+    return (
+        regex.fullmatch(pattern, value, flags=regex.VERSION0, timeout=MATCH_TIMEOUT_S) is not None
+    )
 
 
 def value_problem(name: str, value: str, pattern: str | None) -> str | None:
     """Why a value given at start for variable `name` is refused by its allowedPattern, or None."""
     if pattern is None or pattern_problem(pattern):
         return None
-    if re.fullmatch(pattern, value) is None:
-        shown = value if len(value) <= 60 else value[:57] + "..."
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    try:
+        ok = full_match(pattern, value)
+    except TimeoutError:
+        return (
+            f"variable {name}={shown!r}: checking it against allowedPattern {pattern!r} took "
+            f"over {MATCH_TIMEOUT_S:g} s (the pattern backtracks catastrophically, e.g. nested "
+            "quantifiers like (a+)+); simplify the pattern in the pipeline file"
+        )
+    if not ok:
         return (
             f"variable {name}={shown!r} does not match its allowedPattern {pattern!r}; "
             "give a value that matches it"
