@@ -15,14 +15,17 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from conveyor.model.pipeline import Action, Environment, Pipeline
+
+if TYPE_CHECKING:
+    from conveyor.ports import ApprovalGate, Services
 
 
 class ActionConfig(BaseModel):
@@ -44,7 +47,7 @@ class ActionContext:
     stage: str
     action: Action
     attempt: int
-    config: Mapping[str, Any]  # `#{ns.var}` already resolved
+    config: Mapping[str, object]  # `#{ns.var}` already resolved; validate with `Config`
     inputs: Mapping[str, Path]  # artifact name -> directory (a private copy)
     outputs: Mapping[str, Path]  # artifact name -> empty directory to fill
     workdir: Path  # scratch directory of this attempt, kept for inspection
@@ -52,11 +55,11 @@ class ActionContext:
     cancel: threading.Event
     deadline: float | None  # time.monotonic() value, or None
     state_dir: Path
-    services: Any  # conveyor.engine.services.Services (the composition root's adapters)
+    services: Services  # the composition root's adapters (platform, registry, artifacts)
     variables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # resolved scope
     revisions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # source -> vars
-    on_pid: Any = None  # callable(pgid) the engine uses to record a child process group
-    gate: Any = None  # conveyor.engine.gate.ApprovalGate for actions that wait for people
+    on_pid: Callable[[int], None] | None = None  # records a child process group (the engine's)
+    gate: ApprovalGate | None = None  # for actions that wait for people (the engine's)
 
     @property
     def environment(self) -> Environment | None:

@@ -396,12 +396,7 @@ def _base_url(ctx: ActionContext, env: Environment) -> str:
     if env.url:
         return env.url
     if env.driver == "podman":
-        platform = getattr(ctx.services, "platform", None)
-        if platform is None:
-            from conveyor.platform.local import LocalPlatform
-
-            platform = LocalPlatform(ctx.services.settings)
-        return str(platform.podman_environment(env).url)
+        return ctx.services.platform.podman_environment(env).url
     raise ConfigError(
         f"environment '{env.name}' has no `url`: set it in the pipeline file, or "
         "give each probe of the monitor an absolute `url`"

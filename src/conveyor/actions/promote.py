@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
 from conveyor.adapters import process
-from conveyor.adapters.registry import ImageRef, RegistryClient
+from conveyor.adapters.registry import ImageRef
 from conveyor.adapters.tool_errors import describe, error_line
 from conveyor.errors import ActionError, ActionFailed, ConfigError, NotFound, missing_tool
 
@@ -69,7 +70,7 @@ class Promote(BaseAction):
 
     def run(self, ctx: ActionContext) -> ActionResult:
         cfg = PromoteConfig.model_validate(dict(ctx.config))
-        platform = _platform(ctx)
+        platform = ctx.services.platform
         source = ImageRef.parse(cfg.image)
         immutable = True
         env_repo = ""
@@ -93,7 +94,7 @@ class Promote(BaseAction):
         tag = cfg.tag or source.tag
         log = ctx.log.write
         started = time.time()
-        with RegistryClient() as client:
+        with nullcontext(ctx.services.registry) as client:  # shared: its owner closes it
             digest = client.resolve(source)
             if source.digest is None:
                 log(f"{source} is {digest} now; promoting that digest\n")
@@ -170,15 +171,6 @@ class Promote(BaseAction):
             else f"{target} already had {digest[:19]}"
         )
         return ActionResult(message=msg, variables=variables, details={"promotion": promotion})
-
-
-def _platform(ctx: ActionContext) -> Any:
-    platform = getattr(ctx.services, "platform", None)
-    if platform is None:
-        from conveyor.platform.local import LocalPlatform
-
-        platform = LocalPlatform(ctx.services.settings)
-    return platform
 
 
 def _skopeo_copy(ctx: ActionContext, src: ImageRef, dst: ImageRef) -> float:
