@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from conveyor.errors import ConfigError
 from conveyor.model.pipeline import Action, Environment, Pipeline
 
 if TYPE_CHECKING:
@@ -65,6 +66,16 @@ class ActionContext:
     def environment(self) -> Environment | None:
         name = self.action.environment
         return self.pipeline.environments.get(name) if name else None
+
+    def required_environment(self, verb: str) -> Environment:
+        """The action's environment; ConfigError when it names none (`verb`: "deploys to")."""
+        env = self.environment
+        if env is None:
+            raise ConfigError(
+                f"action '{self.action.name}' {verb} no environment: set `environment:` on "
+                "the action"
+            )
+        return env
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())

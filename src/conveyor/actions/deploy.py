@@ -85,12 +85,7 @@ class Deploy(BaseAction):
 
     def run(self, ctx: ActionContext) -> ActionResult:
         cfg = DeployConfig.model_validate(dict(ctx.config))
-        env = ctx.environment
-        if env is None:
-            raise ConfigError(
-                f"action '{ctx.action.name}' deploys to no environment: set "
-                "`environment:` on the action"
-            )
+        env = ctx.required_environment("deploys to")
         log = ctx.log.write
         root, image_text = _locate(ctx, cfg)
         image = _pin(image_text, log, ctx.services.registry)

@@ -70,26 +70,8 @@ class Promote(BaseAction):
 
     def run(self, ctx: ActionContext) -> ActionResult:
         cfg = PromoteConfig.model_validate(dict(ctx.config))
-        platform = ctx.services.platform
         source = ImageRef.parse(cfg.image)
-        immutable = True
-        env_repo = ""
-        if cfg.to:
-            env = ctx.pipeline.environments.get(cfg.to)
-            if env is None:
-                known = ", ".join(sorted(ctx.pipeline.environments)) or "none"
-                raise ConfigError(
-                    f"action '{ctx.action.name}': `to: {cfg.to}` names no "
-                    f"environment of the pipeline (known: {known})"
-                )
-            host = platform.environment_registry(env)
-            env_repo = env.repository
-            immutable = bool(env.settings.get("immutableTags", True))
-            target_name = env.name
-        else:
-            assert cfg.targetRegistry is not None
-            host = platform.registry_host(cfg.targetRegistry)
-            target_name = host
+        host, env_repo, immutable, target_name = _target(ctx, cfg)
         repository = cfg.repository or env_repo or source.repository
         tag = cfg.tag or source.tag
         log = ctx.log.write
@@ -171,6 +153,25 @@ class Promote(BaseAction):
             else f"{target} already had {digest[:19]}"
         )
         return ActionResult(message=msg, variables=variables, details={"promotion": promotion})
+
+
+def _target(ctx: ActionContext, cfg: PromoteConfig) -> tuple[str, str, bool, str]:
+    """Where to promote to: registry host, the environment's repository, whether its tags
+    are immutable, and the target's name (for messages)."""
+    platform = ctx.services.platform
+    if not cfg.to:
+        assert cfg.targetRegistry is not None
+        host = platform.registry_host(cfg.targetRegistry)
+        return host, "", True, host
+    env = ctx.pipeline.environments.get(cfg.to)
+    if env is None:
+        known = ", ".join(sorted(ctx.pipeline.environments)) or "none"
+        raise ConfigError(
+            f"action '{ctx.action.name}': `to: {cfg.to}` names no "
+            f"environment of the pipeline (known: {known})"
+        )
+    immutable = bool(env.settings.get("immutableTags", True))
+    return platform.environment_registry(env), env.repository, immutable, env.name
 
 
 def _skopeo_copy(ctx: ActionContext, src: ImageRef, dst: ImageRef) -> float:

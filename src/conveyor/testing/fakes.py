@@ -6,12 +6,11 @@ import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from conveyor.adapters.manifests import ManifestSet
 from conveyor.adapters.registry import Blob, ImageRef
-from conveyor.errors import ConfigError, NotFound
+from conveyor.errors import NotFound
 from conveyor.model.pipeline import Environment, Pipeline
 
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -87,25 +86,15 @@ class FakeEnvironment:
     url: str
     deployed: list[dict[str, Any]] = field(default_factory=list)
 
-    def deploy(
-        self,
-        mset: ManifestSet,
-        image: ImageRef,
-        *,
-        workdir: Path,
-        timeout: float,
-        log: Callable[[str], None],
-        cancel: threading.Event | None,
-        primary: str | None,
-    ) -> dict[str, Any]:
+    def deploy(self, mset: ManifestSet, image: ImageRef, **options: Any) -> dict[str, Any]:
+        """Record the release (`options`: workdir, timeout, log, cancel, primary)."""
+        log: Callable[[str], None] = options["log"]
         log(f"fake environment {self.name}: serving {image}\n")
-        details: dict[str, Any] = {
-            "driver": "fake",
-            "url": self.url,
-            "release": f"r{len(self.deployed) + 1}",
-            "documents": len(mset.documents),
-        }
-        self.deployed.append({"image": str(image), "primary": primary, **details})
+        release = f"r{len(self.deployed) + 1}"
+        details = {"driver": "fake", "url": self.url, "release": release}
+        self.deployed.append(
+            {**details, "image": str(image), "objects": len(mset.documents), **options}
+        )
         return dict(details)
 
 
@@ -126,20 +115,13 @@ class FakePlatform:
         self.environments: dict[str, FakeEnvironment] = {}
 
     def registry_host(self, name_or_host: str) -> str:
-        if name_or_host in self.registries:
-            return self.registries[name_or_host]
-        if ":" in name_or_host or "." in name_or_host:
-            return name_or_host
-        raise ConfigError(
-            f"unknown registry '{name_or_host}': use one of "
-            f"{', '.join(sorted(self.registries))} or a HOST:PORT"
-        )
+        """A registry by name ('test'), or a host as given."""
+        return self.registries.get(name_or_host, name_or_host)
 
     def environment_registry(self, environment: Environment) -> str:
-        name = environment.registry or (
-            environment.name if environment.name in self.registries else "test"
-        )
-        return self.registry_host(name)
+        """The environment's `registry`, else the one named like it, else 'test'."""
+        known = environment.name if environment.name in self.registries else "test"
+        return self.registry_host(environment.registry or known)
 
     def resolve_digest(self, image_ref: str) -> str:
         return self.registry.resolve(image_ref)
