@@ -37,12 +37,19 @@ deploy, the failing version keeps serving and the alert says so.
 
 Alerts (Slack-compatible webhook, conveyor.monitoring.alerts) when a rollback starts, when
 it ends (rolled back, or not), and when a failure has nothing to roll back to.
+
+Wiring: `Rollbacks` is an ordinary part. The composition root (conveyor.bootstrap) builds it
+with the alert `Notifier` it owns and installs its hooks on the engines it builds; the
+`deploy.rollback` type is registered through the `conveyor.actions` entry point and gets
+the artifact store from `ctx.services`. The rollback execution runs on the same engine as
+the failed one: the engine calls `on_stage_failed` before it writes the Failed status, so
+`conveyor run`, which follows an execution until it and its rollback have ended, keeps its
+engine running until the rollback is done.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -488,13 +495,3 @@ def _finished_text(ex: Row, trig: Mapping[str, Any]) -> str:
         f"still serves {_short(trig.get('from_digest'))} (the deploy driver keeps the "
         f"serving release until the new one is ready). Execution `{ex['id']}`."
     )
-
-
-def wait_for(store: Store, ex_id: str, timeout: float) -> Row:
-    """Poll an execution until it ends (for callers without a live view)."""
-    end = time.monotonic() + timeout
-    while True:
-        ex = store.get_execution(ex_id)
-        if ex["status"] not in ("InProgress", "Stopping") or time.monotonic() > end:
-            return ex
-        time.sleep(0.2)

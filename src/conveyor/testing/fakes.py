@@ -6,6 +6,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from conveyor.adapters.manifests import ManifestSet
@@ -14,7 +15,7 @@ from conveyor.errors import NotFound
 from conveyor.model.pipeline import Environment, Pipeline
 
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-DEFAULT_REGISTRIES = {"test": "127.0.0.1:5001", "prod": "127.0.0.1:5002"}
+DEFAULT_REGISTRIES = MappingProxyType({"test": "127.0.0.1:5001", "prod": "127.0.0.1:5002"})
 
 
 def _digest(data: bytes) -> str:
