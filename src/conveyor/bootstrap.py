@@ -1,8 +1,10 @@
-"""The composition root: settings -> store, registry, services, engine. Nothing else builds them."""
+"""The composition root: settings -> store, action registry, services (platform, registry
+client, artifact store), the engine and its parts (rollback, alerts). Nothing else builds them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from conveyor.errors import Unavailable
@@ -11,7 +13,11 @@ from conveyor.settings import Settings
 if TYPE_CHECKING:  # imported when built: `conveyor history` needs none of them
     from conveyor.actions.registry import ActionRegistry
     from conveyor.engine.engine import Engine
-    from conveyor.engine.services import Services
+    from conveyor.engine.hooks import Hooks
+    from conveyor.monitoring.alerts import Notifier
+    from conveyor.platform.local import LocalPlatform
+    from conveyor.ports import Services
+    from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.db import Store
     from conveyor.store.sqlite_reader import SqliteReader
 
@@ -21,26 +27,63 @@ class App:
     settings: Settings
     store: Store
     registry: ActionRegistry
-    services: Services
 
-    def engine(self, *, install_hooks: bool = True, **kw: object) -> Engine:
+    @cached_property
+    def services(self) -> Services:
+        """The adapters actions use (built on first use: `conveyor validate` needs none)."""
+        return build_services(self.settings)
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        """The alerts' sender; its thread lives while alerts are queued."""
+        from conveyor.monitoring.alerts import Notifier
+
+        return Notifier()
+
+    def hooks(self) -> Hooks:
+        """The engine's parts: rollback after a failed stage, and its alerts."""
+        from conveyor.engine.hooks import Hooks
+        from conveyor.engine.rollback import Rollbacks
+
+        hooks = Hooks()
+        Rollbacks(self.notifier).install(hooks)
+        return hooks
+
+    def engine(self, *, install_hooks: bool = True, max_workers: int = 32) -> Engine:
         """The engine; `install_hooks=False` for one that only starts executions (no rollback
-        or alert hooks to import: `run --detach` hands the execution to a running engine)."""
-        from conveyor.engine import hooks
+        or alert hooks: `run --detach` hands the execution to a running engine)."""
         from conveyor.engine.engine import Engine
+        from conveyor.engine.hooks import Hooks
 
-        eng = Engine(self.store, self.settings, self.registry, self.services, **kw)  # type: ignore[arg-type]
-        if install_hooks:
-            hooks.install(eng)
-        return eng
+        hooks = self.hooks() if install_hooks else Hooks()
+        return Engine(
+            self.store,
+            self.settings,
+            self.registry,
+            self.services,
+            max_workers=max_workers,
+            hooks=hooks,
+        )
 
 
-def platform_for(settings: Settings) -> object | None:
-    try:
-        from conveyor.platform.local import LocalPlatform
-    except ImportError:
-        return None
+def platform_for(settings: Settings) -> LocalPlatform:
+    from conveyor.platform.local import LocalPlatform
+
     return LocalPlatform(settings)
+
+
+def build_services(settings: Settings, artifacts: ArtifactStore | None = None) -> Services:
+    """The adapters actions use: the local platform, one registry client, the artifact store."""
+    from conveyor.adapters.registry import RegistryClient
+    from conveyor.ports import Services
+    from conveyor.store.artifacts import ArtifactStore
+
+    return Services(
+        settings=settings,
+        platform=platform_for(settings),
+        registry=RegistryClient(),
+        artifacts=artifacts or ArtifactStore(settings.state_dir / "artifacts"),
+    )
 
 
 @dataclass
@@ -68,7 +111,6 @@ def build_reader(settings: Settings | None = None) -> Reader:
 
 def build(settings: Settings | None = None) -> App:
     from conveyor.actions.registry import ActionRegistry
-    from conveyor.engine.services import Services
     from conveyor.store.db import Store
 
     settings = settings or Settings.from_env()
@@ -79,6 +121,4 @@ def build(settings: Settings | None = None) -> App:
             f"cannot create the state directory {settings.state_dir} (CONVEYOR_HOME): "
             f"{e.strerror}; point CONVEYOR_HOME at a directory you can write"
         ) from None
-    store = Store.from_settings(settings)
-    services = Services(settings=settings, platform=platform_for(settings))
-    return App(settings, store, ActionRegistry(), services)
+    return App(settings, Store.from_settings(settings), ActionRegistry())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from conveyor.actions.base import ActionContext
 from conveyor.actions.build import Build
-from conveyor.engine.services import Services
+from conveyor.bootstrap import build_services
 from conveyor.errors import ActionFailed
 from conveyor.model.pipeline import Action, Pipeline, Stage
 from conveyor.settings import Settings
@@ -56,7 +57,7 @@ def context(
         cancel=threading.Event(),
         deadline=None,
         state_dir=tmp_path / "state",
-        services=Services(settings=settings, secrets={"/p/x": "hush-42"}),
+        services=dataclasses.replace(build_services(settings), secrets={"/p/x": "hush-42"}),
     )
     return ctx, log
 

@@ -16,8 +16,8 @@ import pytest
 
 from conveyor.actions.base import ActionContext, ActionResult
 from conveyor.actions.deploy import Deploy
-from conveyor.engine.rollback import RollbackDeploy
-from conveyor.engine.services import Services
+from conveyor.actions.rollback import RollbackDeploy
+from conveyor.bootstrap import build_services
 from conveyor.model.pipeline import Action, Environment, Pipeline, Stage
 from conveyor.settings import Settings
 from conveyor.store.artifacts import ArtifactStore
@@ -76,7 +76,7 @@ def context(
         cancel=threading.Event(),
         deadline=None,
         state_dir=settings.state_dir,
-        services=Services(settings=settings),
+        services=build_services(settings, ArtifactStore(tmp_path / "artifacts")),
     )
 
 
@@ -123,8 +123,7 @@ def test_a_rollback_reapplies_the_whole_release_and_reports_what_it_keeps(
         for r in second.details["deployment"]["applied"]
         if r not in second.details["deployment"]["hashed_config_maps"]
     ]
-    rollback = type("BoundRollback", (RollbackDeploy,), {"artifact_store": store})
-    result = rollback().run(
+    result = RollbackDeploy().run(
         context(
             tmp_path,
             action,

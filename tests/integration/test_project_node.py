@@ -12,7 +12,7 @@ import pytest
 from conveyor.actions.base import ActionContext
 from conveyor.actions.build import Build
 from conveyor.adapters.tools import tool_path
-from conveyor.engine.services import Services
+from conveyor.bootstrap import build_services
 from conveyor.model.pipeline import Action, Pipeline, Stage
 from conveyor.settings import Settings
 
@@ -73,7 +73,7 @@ def test_build_action_runs_the_project_node(
         cancel=threading.Event(),
         deadline=None,
         state_dir=tmp_path / "state",
-        services=Services(settings=settings),
+        services=build_services(settings),
     )
     Build().run(ctx)
     where = (out / "where.txt").read_text().splitlines()

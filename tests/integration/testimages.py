@@ -7,6 +7,7 @@ which release answered.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 from conveyor.actions.base import ActionContext
 from conveyor.adapters.containers import ContainerRuntime
-from conveyor.engine.services import Services
+from conveyor.bootstrap import build_services
 from conveyor.model.pipeline import Action, Environment, Pipeline, Stage
 from conveyor.platform.local import LocalPlatform
 
@@ -176,7 +177,7 @@ def action_context(
         cancel=threading.Event(),
         deadline=None,
         state_dir=platform.state_dir,
-        services=Services(settings=platform.settings, platform=platform),
+        services=dataclasses.replace(build_services(platform.settings), platform=platform),
     )
 
 

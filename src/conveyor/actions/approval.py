@@ -92,7 +92,7 @@ class Approval(BaseAction):
         link = f"{settings.server_url}/executions/{ctx.execution_id}/approval"
         # a resumed wait (a decision arrived, or a new engine took over) found the row:
         # the approvers were told when it opened
-        opened_now = getattr(ctx.gate, "opened_now", True)
+        opened_now = ctx.gate.opened_now
         if opened_now:
             ctx.log.write(
                 f"waiting for approval (token {row['token'][:8]}…); decide on {link}\n"

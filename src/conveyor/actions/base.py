@@ -15,14 +15,18 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from conveyor.errors import ConfigError
 from conveyor.model.pipeline import Action, Environment, Pipeline
+
+if TYPE_CHECKING:
+    from conveyor.ports import ApprovalGate, Services
 
 
 class ActionConfig(BaseModel):
@@ -44,7 +48,7 @@ class ActionContext:
     stage: str
     action: Action
     attempt: int
-    config: Mapping[str, Any]  # `#{ns.var}` already resolved
+    config: Mapping[str, object]  # `#{ns.var}` already resolved; validate with `Config`
     inputs: Mapping[str, Path]  # artifact name -> directory (a private copy)
     outputs: Mapping[str, Path]  # artifact name -> empty directory to fill
     workdir: Path  # scratch directory of this attempt, kept for inspection
@@ -52,16 +56,26 @@ class ActionContext:
     cancel: threading.Event
     deadline: float | None  # time.monotonic() value, or None
     state_dir: Path
-    services: Any  # conveyor.engine.services.Services (the composition root's adapters)
+    services: Services  # the composition root's adapters (platform, registry, artifacts)
     variables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # resolved scope
     revisions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # source -> vars
-    on_pid: Any = None  # callable(pgid) the engine uses to record a child process group
-    gate: Any = None  # conveyor.engine.gate.ApprovalGate for actions that wait for people
+    on_pid: Callable[[int], None] | None = None  # records a child process group (the engine's)
+    gate: ApprovalGate | None = None  # for actions that wait for people (the engine's)
 
     @property
     def environment(self) -> Environment | None:
         name = self.action.environment
         return self.pipeline.environments.get(name) if name else None
+
+    def required_environment(self, verb: str) -> Environment:
+        """The action's environment; ConfigError when it names none (`verb`: "deploys to")."""
+        env = self.environment
+        if env is None:
+            raise ConfigError(
+                f"action '{self.action.name}' {verb} no environment: set `environment:` on "
+                "the action"
+            )
+        return env
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())

@@ -36,6 +36,7 @@ from conveyor.adapters.tools import tool_path
 from conveyor.errors import ActionError, ActionFailed, ConfigError, ValidationFailed
 from conveyor.model.pipeline import Pipeline
 from conveyor.model.variables import REF, command_as_data
+from conveyor.ports import Platform
 from conveyor.spec.buildspec import (
     Buildspec,
     Command,
@@ -89,7 +90,7 @@ class Build(BaseAction):
         sources = self._sources(ctx, cfg)
         primary = next(iter(sources))
         spec = self._buildspec(ctx, cfg, sources[primary], primary)
-        platform = getattr(ctx.services, "platform", None)
+        platform = ctx.services.platform
         revision = _revision(ctx, primary)
         env = build_environment(
             platform,
@@ -99,9 +100,8 @@ class Build(BaseAction):
             on_host=not (cfg.image or (cfg.environment and cfg.environment.image)),
         )
         env.update(cfg.env)
-        settings = getattr(ctx.services, "settings", None)
-        secrets_file = getattr(settings, "secrets_file", None)
-        store = getattr(ctx.services, "secrets", None) or {}
+        secrets_file = ctx.services.settings.secrets_file
+        store = ctx.services.secrets
         try:
             for value in resolve_secrets(spec, secrets_file, store).values():
                 ctx.log.mask(value)
@@ -131,7 +131,7 @@ class Build(BaseAction):
                     "artifact of the same name"
                 )
         image = cfg.image or (cfg.environment.image if cfg.environment else None)
-        container_env = (_call(platform, "container_env") or {}) if platform is not None else None
+        container_env = platform.container_env()
         result = run_buildspec(
             spec,
             sources,
@@ -206,13 +206,8 @@ class Build(BaseAction):
             raise ActionFailed(str(e).replace(str(src), primary)) from None
 
     def _publish(
-        self, ctx: ActionContext, pub: Publishes, platform: Any, out: Path | None
+        self, ctx: ActionContext, pub: Publishes, platform: Platform, out: Path | None
     ) -> dict[str, str]:
-        if platform is None or not hasattr(platform, "resolve_digest"):
-            raise ActionError(
-                "publishes: needs the local platform (registries) to resolve the image "
-                "digest; start it with `conveyor up`"
-            )
         repo = pub.repository
         first = repo.split("/", 1)[0]
         if not ("." in first or ":" in first or first == "localhost") and pub.environment:
@@ -282,7 +277,7 @@ def _inline_as_data(raw: str, label: str, scope: Mapping[str, Mapping[str, str]]
 
 
 def build_environment(
-    platform: Any,
+    platform: Platform | None,
     pipeline: Pipeline,
     *,
     environment: str | None = None,
@@ -296,8 +291,8 @@ def build_environment(
     (the source revision) and, on the host, Conveyor's own Python first on PATH."""
     env: dict[str, str] = {}
     if platform is not None:
-        env.update(_call(platform, "container_env") or {})
-        env.update(_call(platform, "image_env", pipeline) or {})
+        env.update(platform.container_env())
+        env.update(platform.image_env(pipeline))
         key = re.sub(r"[^A-Z0-9]", "_", (environment or "").upper())
         if environment and f"REGISTRY_HOST_{key}" in env:
             env["REGISTRY_HOST"] = env[f"REGISTRY_HOST_{key}"]
@@ -311,11 +306,6 @@ def build_environment(
         venv_bin = str(Path(sys.executable).parent)
         env["PATH"] = venv_bin + os.pathsep + tool_path()
     return env
-
-
-def _call(obj: Any, name: str, *args: Any) -> Any:
-    fn = getattr(obj, name, None)
-    return fn(*args) if callable(fn) else None
 
 
 def _message(result: BuildResult) -> str:

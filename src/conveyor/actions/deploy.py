@@ -63,6 +63,7 @@ from conveyor.adapters.registry import ImageRef, RegistryClient
 from conveyor.errors import ActionFailed, ConfigError, NotFound, ValidationFailed
 from conveyor.model import provenance
 from conveyor.model.pipeline import Environment
+from conveyor.ports import Registry
 
 DEFAULT_TIMEOUT = 120
 
@@ -84,17 +85,12 @@ class Deploy(BaseAction):
 
     def run(self, ctx: ActionContext) -> ActionResult:
         cfg = DeployConfig.model_validate(dict(ctx.config))
-        env = ctx.environment
-        if env is None:
-            raise ConfigError(
-                f"action '{ctx.action.name}' deploys to no environment: set "
-                "`environment:` on the action"
-            )
+        env = ctx.required_environment("deploys to")
         log = ctx.log.write
         root, image_text = _locate(ctx, cfg)
-        image = _pin(image_text, log)
+        image = _pin(image_text, log, ctx.services.registry)
         if env.registry and env.driver == "podman":
-            expected = _platform(ctx).environment_registry(env)
+            expected = ctx.services.platform.environment_registry(env)
             if image.host != expected:
                 log(
                     f"warning: environment '{env.name}' uses registry {expected}, but the image "
@@ -122,8 +118,7 @@ class Deploy(BaseAction):
         if remaining is not None:
             timeout = max(1.0, min(timeout, remaining - 5))
         if env.driver == "podman":
-            platform = _platform(ctx)
-            details = platform.podman_environment(env).deploy(
+            details = ctx.services.platform.podman_environment(env).deploy(
                 mset,
                 image,
                 workdir=ctx.workdir,
@@ -177,15 +172,6 @@ class Deploy(BaseAction):
         )
 
 
-def _platform(ctx: ActionContext) -> Any:
-    platform = getattr(ctx.services, "platform", None)
-    if platform is None:
-        from conveyor.platform.local import LocalPlatform
-
-        platform = LocalPlatform(ctx.services.settings)
-    return platform
-
-
 def _locate(ctx: ActionContext, cfg: DeployConfig) -> tuple[Path, str]:
     """The input artifact holding the manifests, and the image reference to deploy."""
     roots = list(ctx.inputs.values())
@@ -216,7 +202,7 @@ def _locate(ctx: ActionContext, cfg: DeployConfig) -> tuple[Path, str]:
     return root, image
 
 
-def _pin(text: str, log: Any) -> ImageRef:
+def _pin(text: str, log: Any, registry: Registry) -> ImageRef:
     """The image as a digest reference the registry has (a tag is resolved).
 
     Loopback registries (plain HTTP, no auth) are asked; a remote one (ECR...) is not: its
@@ -232,11 +218,10 @@ def _pin(text: str, log: Any) -> ImageRef:
             )
         log(f"{ref}: remote registry, digest not checked before deploying\n")
         return ref
-    with RegistryClient() as client:
-        try:
-            digest = client.resolve(ref)
-        except NotFound as exc:
-            raise ActionFailed(exc.message) from exc
+    try:
+        digest = registry.resolve(ref)
+    except NotFound as exc:
+        raise ActionFailed(exc.message) from exc
     if ref.digest is None:
         log(f"{ref} resolved to {digest}\n")
     return ref.with_digest(digest)
@@ -355,7 +340,8 @@ def diff_release(
             f"environment '{env.name}' uses the {env.driver} driver: `env diff` compares with "
             "a Kubernetes API server's dry run (driver kubernetes or eks)"
         )
-    pinned = _pin(image, lambda m: log(m.rstrip("\n")))
+    with RegistryClient() as registry:  # a command's own, short-lived client (no engine here)
+        pinned = _pin(image, lambda m: log(m.rstrip("\n")), registry)
     try:
         mset = load_manifests(root, manifests)
         pin_image(mset, str(pinned), container)

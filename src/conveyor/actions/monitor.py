@@ -261,12 +261,7 @@ class Monitor(BaseAction):
 
     def run(self, ctx: ActionContext) -> ActionResult:
         cfg = MonitorConfig.model_validate(dict(ctx.config))
-        env = ctx.environment
-        if env is None:
-            raise ConfigError(
-                f"action '{ctx.action.name}' monitors no environment: set "
-                "`environment:` on the action"
-            )
+        env = ctx.required_environment("monitors")
         targets = _targets(cfg, lambda: _base_url(ctx, env))
         series = [ProbeSeries(t) for t in targets]
         prom = PrometheusClient(cfg.prometheus.url, timeout=cfg.timeout) if cfg.prometheus else None
@@ -313,18 +308,10 @@ class Monitor(BaseAction):
                         "\n"
                     )
                 breaches = [b for s in series for b in _named(s, s.breaches(planned), series)]
-                for q in queries:
-                    assert prom is not None
-                    values = prom.query(q.query)
-                    last_values[q.name] = [{"labels": v.labels, "value": v.value} for v in values]
-                    found = [b for v in values if (b := q.breach(v))]
-                    if not values and q.noData == "breach":
-                        found.append(f"query '{q.name}' returned no data")
-                    log(
-                        f"[{rounds}/{planned}] query '{q.name}': "
-                        f"{', '.join(v.describe() for v in values) or 'no data'}\n"
+                if prom is not None:
+                    breaches += _query_round(
+                        prom, queries, last_values, log, f"[{rounds}/{planned}]"
                     )
-                    breaches += found
                 if breaches:
                     break
                 next_at = started + min(rounds * cfg.interval, bake)
@@ -343,26 +330,11 @@ class Monitor(BaseAction):
                 "plannedRounds": planned,
                 "elapsedSeconds": round(elapsed, 3),
                 "probes": [s.summary() for s in series],
-                "queries": [
-                    {
-                        "name": q.name,
-                        "query": q.query,
-                        "max": q.max,
-                        "min": q.min,
-                        "values": last_values.get(q.name, []),
-                    }
-                    for q in queries
-                ],
+                "queries": [_query_summary(q, last_values) for q in queries],
                 "breaches": breaches,
             }
         }
-        avail = min((s.availability for s in series if s.availability is not None), default=1.0)
-        p95s = [p for s in series if (p := s.p95_ms) is not None]
-        variables = {
-            "Verdict": "breach" if breaches else "healthy",
-            "Availability": f"{avail:.4f}",
-            "P95LatencyMs": f"{max(p95s):.1f}" if p95s else "",
-        }
+        variables = _variables(series, breaches)
         if breaches:
             message = (
                 f"{env.name} breached its thresholds after {elapsed:.0f} s of a "
@@ -385,6 +357,46 @@ class Monitor(BaseAction):
         )
 
 
+def _variables(series: list[ProbeSeries], breaches: list[str]) -> dict[str, str]:
+    """The output variables: the verdict, the worst availability and p95 latency."""
+    avail = min((s.availability for s in series if s.availability is not None), default=1.0)
+    p95s = [p for s in series if (p := s.p95_ms) is not None]
+    return {
+        "Verdict": "breach" if breaches else "healthy",
+        "Availability": f"{avail:.4f}",
+        "P95LatencyMs": f"{max(p95s):.1f}" if p95s else "",
+    }
+
+
+def _query_round(
+    prom: PrometheusClient,
+    queries: list[QueryConfig],
+    last_values: dict[str, list[dict[str, Any]]],
+    log: Callable[[str], None],
+    where: str,
+) -> list[str]:
+    """Evaluate each PromQL query once; its breaches (values kept in LAST_VALUES)."""
+    breaches: list[str] = []
+    for q in queries:
+        values = prom.query(q.query)
+        last_values[q.name] = [{"labels": v.labels, "value": v.value} for v in values]
+        breaches += [b for v in values if (b := q.breach(v))]
+        if not values and q.noData == "breach":
+            breaches.append(f"query '{q.name}' returned no data")
+        log(f"{where} query '{q.name}': {', '.join(v.describe() for v in values) or 'no data'}\n")
+    return breaches
+
+
+def _query_summary(q: QueryConfig, last_values: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return {
+        "name": q.name,
+        "query": q.query,
+        "max": q.max,
+        "min": q.min,
+        "values": last_values.get(q.name, []),
+    }
+
+
 def _named(s: ProbeSeries, breaches: list[str], all_series: list[ProbeSeries]) -> list[str]:
     """Prefix the URL when several probes run, so the message says which one broke."""
     if len(all_series) == 1:
@@ -396,12 +408,7 @@ def _base_url(ctx: ActionContext, env: Environment) -> str:
     if env.url:
         return env.url
     if env.driver == "podman":
-        platform = getattr(ctx.services, "platform", None)
-        if platform is None:
-            from conveyor.platform.local import LocalPlatform
-
-            platform = LocalPlatform(ctx.services.settings)
-        return str(platform.podman_environment(env).url)
+        return ctx.services.platform.podman_environment(env).url
     raise ConfigError(
         f"environment '{env.name}' has no `url`: set it in the pipeline file, or "
         "give each probe of the monitor an absolute `url`"

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
 from conveyor.adapters import process
-from conveyor.adapters.registry import ImageRef, RegistryClient
+from conveyor.adapters.registry import ImageRef
 from conveyor.adapters.tool_errors import describe, error_line
 from conveyor.errors import ActionError, ActionFailed, ConfigError, NotFound, missing_tool
 
@@ -69,31 +70,13 @@ class Promote(BaseAction):
 
     def run(self, ctx: ActionContext) -> ActionResult:
         cfg = PromoteConfig.model_validate(dict(ctx.config))
-        platform = _platform(ctx)
         source = ImageRef.parse(cfg.image)
-        immutable = True
-        env_repo = ""
-        if cfg.to:
-            env = ctx.pipeline.environments.get(cfg.to)
-            if env is None:
-                known = ", ".join(sorted(ctx.pipeline.environments)) or "none"
-                raise ConfigError(
-                    f"action '{ctx.action.name}': `to: {cfg.to}` names no "
-                    f"environment of the pipeline (known: {known})"
-                )
-            host = platform.environment_registry(env)
-            env_repo = env.repository
-            immutable = bool(env.settings.get("immutableTags", True))
-            target_name = env.name
-        else:
-            assert cfg.targetRegistry is not None
-            host = platform.registry_host(cfg.targetRegistry)
-            target_name = host
+        host, env_repo, immutable, target_name = _target(ctx, cfg)
         repository = cfg.repository or env_repo or source.repository
         tag = cfg.tag or source.tag
         log = ctx.log.write
         started = time.time()
-        with RegistryClient() as client:
+        with nullcontext(ctx.services.registry) as client:  # shared: its owner closes it
             digest = client.resolve(source)
             if source.digest is None:
                 log(f"{source} is {digest} now; promoting that digest\n")
@@ -172,13 +155,23 @@ class Promote(BaseAction):
         return ActionResult(message=msg, variables=variables, details={"promotion": promotion})
 
 
-def _platform(ctx: ActionContext) -> Any:
-    platform = getattr(ctx.services, "platform", None)
-    if platform is None:
-        from conveyor.platform.local import LocalPlatform
-
-        platform = LocalPlatform(ctx.services.settings)
-    return platform
+def _target(ctx: ActionContext, cfg: PromoteConfig) -> tuple[str, str, bool, str]:
+    """Where to promote to: registry host, the environment's repository, whether its tags
+    are immutable, and the target's name (for messages)."""
+    platform = ctx.services.platform
+    if not cfg.to:
+        assert cfg.targetRegistry is not None
+        host = platform.registry_host(cfg.targetRegistry)
+        return host, "", True, host
+    env = ctx.pipeline.environments.get(cfg.to)
+    if env is None:
+        known = ", ".join(sorted(ctx.pipeline.environments)) or "none"
+        raise ConfigError(
+            f"action '{ctx.action.name}': `to: {cfg.to}` names no "
+            f"environment of the pipeline (known: {known})"
+        )
+    immutable = bool(env.settings.get("immutableTags", True))
+    return platform.environment_registry(env), env.repository, immutable, env.name
 
 
 def _skopeo_copy(ctx: ActionContext, src: ImageRef, dst: ImageRef) -> float:

@@ -20,6 +20,7 @@ GROUP = "conveyor.actions"
 BUILTINS = {
     "source.s3": "conveyor.actions.source_s3:S3Source",
     "aws.*": "conveyor.actions.aws_passthrough:AwsPassthrough",
+    "deploy.rollback": "conveyor.actions.rollback:RollbackDeploy",
 }
 
 

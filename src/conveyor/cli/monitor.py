@@ -65,9 +65,7 @@ def rollback(environment: str, to: str | None, reason: str, detach: bool, as_jso
         emit_json({"executionId": ex_id}) if as_json else click.echo(ex_id)
         return
     code = follow(app, ex_id, as_json=as_json)
-    from conveyor.monitoring import alerts
-
-    alerts.flush()
+    app.notifier.flush()
     sys.exit(code)
 
 

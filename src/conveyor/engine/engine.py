@@ -43,18 +43,18 @@ from conveyor.actions.base import ActionContext, ActionResult, BaseAction
 from conveyor.actions.registry import ActionRegistry
 from conveyor.adapters.process import kill_group
 from conveyor.engine.gate import ApprovalGate, Parked, ready
+from conveyor.engine.hooks import Hooks
 from conveyor.engine.logs import FileLog, log_path
-from conveyor.engine.services import Services
 from conveyor.errors import ActionError, ActionFailed, ConfigError, Conflict, ConveyorError
 from conveyor.model import planner as pl
 from conveyor.model import provenance
 from conveyor.model.pipeline import Pipeline
 from conveyor.model.status import TERMINAL_EXECUTION, ActionStatus, ExecutionStatus, Reason
 from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, UnresolvedVariable, find_refs, resolve
+from conveyor.ports import Services
 from conveyor.settings import Settings
 from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
-from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.db import Row, Store
 
 log = logging.getLogger("conveyor.engine")
@@ -182,19 +182,6 @@ class _Pool:
         return len(self._threads)
 
 
-@dataclass
-class Hooks:
-    """Extension points for other parts (rollback, notifications)."""
-
-    on_stage_failed: list[Callable[[Engine, Row, Pipeline, str], None]] = field(
-        default_factory=list
-    )
-    on_execution_done: list[Callable[[Engine, Row, Pipeline], None]] = field(default_factory=list)
-    on_approval_needed: list[Callable[[Engine, Row, Pipeline, Row], None]] = field(
-        default_factory=list
-    )
-
-
 def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") -> Pipeline:
     return parse(dict(definition), Lines(name))
 
@@ -242,7 +229,6 @@ class Engine:
         registry: ActionRegistry,
         services: Services,
         *,
-        artifacts: ArtifactStore | None = None,
         max_workers: int = 32,
         hooks: Hooks | None = None,
     ) -> None:
@@ -250,7 +236,7 @@ class Engine:
         self.settings = settings
         self.registry = registry
         self.services = services
-        self.artifacts = artifacts or ArtifactStore(settings.state_dir / "artifacts")
+        self.artifacts = services.artifacts
         self.hooks = hooks or Hooks()
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pool = _Pool(max_workers)
@@ -481,11 +467,14 @@ class Engine:
             values["waiting"] = None
         elif ex["ended_at"]:
             values["ended_at"] = None
+        ending = status in TERMINAL_EXECUTION and not self._has_inflight(ex["id"])
+        if ending and status == ExecutionStatus.FAILED and "status" in values:
+            self._stage_failed(ex, pipeline, attempts, values)
         if values:
             self.store.update_execution(ex["id"], **values)
             if "status" in values:
                 self._active_keys = None  # the set of active executions moved
-        if status in TERMINAL_EXECUTION and not self._has_inflight(ex["id"]):
+        if ending:
             self.store.release(ex["id"], self.worker)
             self._pipelines.pop(ex["id"], None)
             self._known.pop(ex["id"], None)
@@ -494,13 +483,16 @@ class Engine:
                 done = self.store.get_execution(ex["id"])
                 for hook in self.hooks.on_execution_done:
                     _safe_hook(hook, self, done, pipeline)
-                if status == ExecutionStatus.FAILED:
-                    failed = next(
-                        (a["stage"] for a in reversed(attempts) if a["status"] == "Failed"), None
-                    )
-                    if failed:
-                        for h in self.hooks.on_stage_failed:
-                            _safe_hook(h, self, done, pipeline, failed)
+
+    def _stage_failed(self, ex: Row, pipeline: Pipeline, attempts: list[Row], values: Row) -> None:
+        """The on_stage_failed hooks, before the Failed status is written: whoever sees the
+        execution Failed also sees what they started (a rollback), so `conveyor run` keeps
+        its engine running until that ends too."""
+        failed = next((a["stage"] for a in reversed(attempts) if a["status"] == "Failed"), None)
+        if failed and self.hooks.on_stage_failed:
+            ending = {**self.store.get_execution(ex["id"]), **values}
+            for h in self.hooks.on_stage_failed:
+                _safe_hook(h, self, ending, pipeline, failed)
 
     def _has_inflight(self, ex_id: str) -> bool:
         with self._lock:

@@ -37,108 +37,35 @@ deploy, the failing version keeps serving and the alert says so.
 
 Alerts (Slack-compatible webhook, conveyor.monitoring.alerts) when a rollback starts, when
 it ends (rolled back, or not), and when a failure has nothing to roll back to.
+
+Wiring: `Rollbacks` is an ordinary part. The composition root (conveyor.bootstrap) builds it
+with the alert `Notifier` it owns and installs its hooks on the engines it builds; the
+`deploy.rollback` type is registered through the `conveyor.actions` entry point and gets
+the artifact store from `ctx.services`. The rollback execution runs on the same engine as
+the failed one: the engine calls `on_stage_failed` before it writes the Failed status, so
+`conveyor run`, which follows an execution until it and its rollback have ended, keeps its
+engine running until the rollback is done.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import threading
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
-from conveyor.actions.deploy import Deploy
-from conveyor.engine import hooks
-from conveyor.errors import ActionFailed, ConfigError, ConveyorError, NotFound
+from conveyor.actions.rollback import ROLLBACK_TYPE
+from conveyor.engine.hooks import Hooks
+from conveyor.errors import ConfigError, ConveyorError, NotFound
 from conveyor.model.pipeline import Pipeline
 from conveyor.monitoring import alerts
-from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.db import Row, Store
 
 if TYPE_CHECKING:
     from conveyor.engine.engine import Engine
 
 log = logging.getLogger("conveyor.rollback")
-ROLLBACK_TYPE = "deploy.rollback"
 KEPT_CONFIG = ("manifests", "container", "timeout")
-HELPER_LIMIT = 1800.0  # seconds a helper keeps a process alive to finish a rollback
-
-
-# ---- the action the rollback execution runs ---------------------------------------------------
-
-
-class RollbackConfig(ActionConfig):
-    image: str  # host/repo@sha256:... as it was deployed
-    artifacts: dict[str, str]  # input name -> artifact digest (the manifests)
-    manifests: str = "k8s/"
-    container: str | None = None
-    timeout: int | None = None
-    of: str | None = None  # the failing execution, if automatic
-    to: str  # the execution whose deployment is restored
-    reason: str = ""
-    replaces: list[str] = []  # Kubernetes objects of the release rolled back (Kind/name)
-
-
-class RollbackDeploy(BaseAction):
-    """Redeploy a previous deployment: its manifests from the artifact store, its digest."""
-
-    type_name: ClassVar[str] = ROLLBACK_TYPE
-    Config: ClassVar[type[ActionConfig]] = RollbackConfig
-    needs_environment: ClassVar[bool] = True
-    output_variables: ClassVar[frozenset[str] | None] = Deploy.output_variables
-    artifact_store: ClassVar[ArtifactStore | None] = None  # set per engine by the installer
-
-    def run(self, ctx: ActionContext) -> ActionResult:
-        cfg = RollbackConfig.model_validate(dict(ctx.config))
-        store = self.artifact_store or ArtifactStore(Path(ctx.state_dir) / "artifacts")
-        inputs: dict[str, Path] = {}
-        for name, digest in cfg.artifacts.items():
-            try:
-                inputs[name] = store.get(digest, ctx.workdir / "in" / name)
-            except NotFound as exc:
-                raise ActionFailed(
-                    f"cannot roll back to execution {cfg.to}: its artifact "
-                    f"'{name}' ({digest[:19]}) is gone: {exc.message}"
-                ) from exc
-        ctx.log.write(
-            f"rolling back {ctx.action.environment} to {cfg.image} (deployed by "
-            f"execution {cfg.to})" + (f" after execution {cfg.of} failed" if cfg.of else "") + "\n"
-        )
-        if cfg.reason:
-            ctx.log.write(f"reason: {cfg.reason}\n")
-        deploy_cfg = {
-            "image": cfg.image,
-            "manifests": cfg.manifests,
-            "container": cfg.container,
-            "timeout": cfg.timeout,
-        }
-        sub = dataclasses.replace(
-            ctx, config={k: v for k, v in deploy_cfg.items() if v is not None}, inputs=inputs
-        )
-        result = Deploy().run(sub)
-        dep = result.details["deployment"]
-        dep["kind"] = "rollback"
-        dep["rollback"] = {"of": cfg.of, "to": cfg.to, "reason": cfg.reason}
-        dep["artifacts"] = dict(cfg.artifacts)
-        dep["deploy_config"] = {
-            k: v for k, v in deploy_cfg.items() if k != "image" and v is not None
-        }
-        kept = [r for r in cfg.replaces if r not in (dep.get("applied") or [])]
-        if kept:
-            dep["kept"] = kept
-            ctx.log.write(
-                f"kept {', '.join(kept)}: added by the release rolled back, not part of the "
-                "restored one (delete by hand what should go)\n"
-            )
-        result.message = f"rolled back: {result.message}" + (
-            f"; kept {len(kept)} object(s) the rolled-back release added: {', '.join(kept)}"
-            if kept
-            else ""
-        )
-        return result
 
 
 # ---- choosing what to restore --------------------------------------------------------------------
@@ -410,17 +337,115 @@ def should_roll_back(pipeline: Pipeline, stage_name: str, attempts: list[Row]) -
     return None
 
 
-def on_stage_failed(engine: Engine, ex: Row, pipeline: Pipeline, stage_name: str) -> None:
-    if ex["kind"] == "rollback":
-        return  # a failed rollback is reported by on_execution_done; never roll back a rollback
-    store = engine.store
-    attempts = store.attempts_for(ex["id"])
-    reason = should_roll_back(pipeline, stage_name, attempts)
-    if reason is None:
-        return
-    failed_at = max((a["ended_at"] or 0.0) for a in attempts if a["status"] == "Failed")
-    if _already_rolled_back(store, ex, failed_at):
-        return
+class Rollbacks:
+    """The rollback part of an engine: its hooks start a rollback execution when a stage
+    fails, and alert when one starts and ends. Built by `conveyor.bootstrap` with the alert
+    notifier it owns; the rollback executions run on the same engine as any other (the hook
+    runs before the failed execution is marked Failed, so whoever follows that execution
+    sees its rollback too, and keeps the engine running until the rollback ends)."""
+
+    def __init__(self, notifier: alerts.Notifier) -> None:
+        self.notifier = notifier
+
+    def install(self, hooks: Hooks) -> None:
+        hooks.on_stage_failed.append(self.on_stage_failed)
+        hooks.on_execution_done.append(self.on_execution_done)
+
+    def on_stage_failed(self, engine: Engine, ex: Row, pipeline: Pipeline, stage_name: str) -> None:
+        if ex["kind"] == "rollback":
+            return  # a failed rollback is reported by on_execution_done; never roll one back
+        store = engine.store
+        attempts = store.attempts_for(ex["id"])
+        reason = should_roll_back(pipeline, stage_name, attempts)
+        if reason is None:
+            return
+        failed_at = max((a["ended_at"] or 0.0) for a in attempts if a["status"] == "Failed")
+        if _already_rolled_back(store, ex, failed_at):
+            return
+        envs = _environments_switched(store, ex, stage_name, attempts)
+        hook = alerts.webhook_of(ex["definition"])
+        if not envs:
+            self.notifier.send_later(
+                hook,
+                f":warning: {_where(ex)} failed: {reason}. It switched no "
+                "environment in that stage: nothing to roll back.",
+                "rollback-skipped",
+                {"execution": ex["id"], "reason": reason},
+            )
+            return
+        for env in envs:
+            self._start(store, ex, env, reason, hook)
+        engine.wake()
+
+    def _start(self, store: Store, ex: Row, env: str, reason: str, hook: str | None) -> None:
+        """Start the rollback of ENV after EX failed, and say so (or why it cannot)."""
+        where = _where(ex)
+        try:
+            plan = plan_rollback(store, env, failed_execution=ex["id"])
+            rb = start_rollback(
+                store, plan, failed_execution=ex["id"], reason=reason, actor="engine (rollback)"
+            )
+        except ConveyorError as exc:
+            log.error("no rollback of %s after %s: %s", env, ex["id"], exc.message)
+            self.notifier.send_later(
+                hook,
+                f":rotating_light: {where} failed in {env} ({reason}) and "
+                f"could NOT be rolled back: {exc.message}. {env} still "
+                "serves the failing version.",
+                "rollback-impossible",
+                {"execution": ex["id"], "environment": env, "error": exc.message},
+            )
+            return
+        log.warning(
+            "execution %s failed (%s): rolling %s back in execution %s",
+            ex["id"],
+            reason,
+            plan.describe(),
+            rb,
+        )
+        self.notifier.send_later(
+            hook,
+            f":rewind: {where} failed: {reason}. Rolling *{env}* back to "
+            f"{_short(plan.target['digest'])} (from execution "
+            f"`{plan.to_execution}`) in execution `{rb}`.",
+            "rollback-started",
+            {
+                "execution": rb,
+                "of": ex["id"],
+                "to": plan.to_execution,
+                "environment": env,
+                "digest": plan.target.get("digest"),
+                "from_digest": plan.current.get("digest"),
+                "reason": reason,
+            },
+        )
+
+    def on_execution_done(self, engine: Engine, ex: Row, pipeline: Pipeline) -> None:
+        if ex["kind"] != "rollback":
+            return
+        trig = ex["trigger"] or {}
+        facts = {
+            "execution": ex["id"],
+            "of": trig.get("of"),
+            "to": trig.get("to"),
+            "environment": trig.get("environment") or "?",
+            "digest": trig.get("digest"),
+            "status": ex["status"],
+            "from_digest": trig.get("from_digest"),
+            "reason": trig.get("reason"),
+        }
+        hook = alerts.webhook_of(ex["definition"])
+        self.notifier.send_later(hook, _finished_text(ex, trig), "rollback-finished", facts)
+
+
+def _where(ex: Row) -> str:
+    return f"*{ex['pipeline']}* execution `{ex['id']}`"
+
+
+def _environments_switched(
+    store: Store, ex: Row, stage_name: str, attempts: list[Row]
+) -> list[str]:
+    """The environments EX deployed to in STAGE, or that a monitor of STAGE watched."""
     envs: list[str] = []
     for d in store.deployments(limit=10000):
         details = d.get("details") or {}
@@ -440,123 +465,7 @@ def on_stage_failed(engine: Engine, ex: Row, pipeline: Pipeline, stage_name: str
             and any(d["execution_id"] == ex["id"] for d in store.deployments(env))
         ):
             envs.append(env)
-    hook = alerts.webhook_of(ex["definition"])
-    where = f"*{ex['pipeline']}* execution `{ex['id']}`"
-    if not envs:
-        alerts.send_later(
-            hook,
-            f":warning: {where} failed: {reason}. It switched no "
-            "environment in that stage: nothing to roll back.",
-            "rollback-skipped",
-            {"execution": ex["id"], "reason": reason},
-        )
-        return
-    started: list[str] = []
-    for env in envs:
-        try:
-            plan = plan_rollback(store, env, failed_execution=ex["id"])
-            rb = start_rollback(
-                store, plan, failed_execution=ex["id"], reason=reason, actor="engine (rollback)"
-            )
-        except ConveyorError as exc:
-            log.error("no rollback of %s after %s: %s", env, ex["id"], exc.message)
-            alerts.send_later(
-                hook,
-                f":rotating_light: {where} failed in {env} ({reason}) and "
-                f"could NOT be rolled back: {exc.message}. {env} still "
-                "serves the failing version.",
-                "rollback-impossible",
-                {"execution": ex["id"], "environment": env, "error": exc.message},
-            )
-            continue
-        started.append(rb)
-        log.warning(
-            "execution %s failed (%s): rolling %s back in execution %s",
-            ex["id"],
-            reason,
-            plan.describe(),
-            rb,
-        )
-        alerts.send_later(
-            hook,
-            f":rewind: {where} failed: {reason}. Rolling *{env}* back to "
-            f"{_short(plan.target['digest'])} (from execution "
-            f"`{plan.to_execution}`) in execution `{rb}`.",
-            "rollback-started",
-            {
-                "execution": rb,
-                "of": ex["id"],
-                "to": plan.to_execution,
-                "environment": env,
-                "digest": plan.target.get("digest"),
-                "from_digest": plan.current.get("digest"),
-                "reason": reason,
-            },
-        )
-    if started:
-        _drive(engine, started)
-    engine.wake()
-
-
-def _drive(engine: Engine, executions: list[str]) -> None:
-    """Make sure the rollback runs to its end even if this engine is about to stop.
-
-    The engine that saw the failure may be short-lived: `conveyor run` stops its in-process
-    engine as soon as *its* execution ends, possibly with the rollback's deploy in flight.
-    A non-daemon thread waits while that engine lives (it drives the rollback itself), then
-    takes over under the same worker id — so the lease stays valid and an action still
-    running in the old engine's pool is not mistaken for a crash — ticks only the rollback
-    executions until they end, and flushes the alerts. The process does not exit before
-    production is restored (bounded by HELPER_LIMIT).
-    """
-    from conveyor.engine.engine import Engine as EngineClass
-
-    store, settings = engine.store, engine.settings
-
-    def done() -> bool:
-        return all(
-            store.get_execution(e)["status"] not in ("InProgress", "Stopping") for e in executions
-        )
-
-    def alive() -> bool:
-        return any(e["worker"] == engine.worker for e in store.live_engines(settings.lease_seconds))
-
-    def run() -> None:
-        end = time.monotonic() + HELPER_LIMIT
-        try:
-            while alive() and not done() and time.monotonic() < end:
-                time.sleep(max(0.1, settings.poll_seconds))
-            if done() or time.monotonic() >= end:
-                return
-            helper = EngineClass(
-                store,
-                settings,
-                engine.registry,
-                engine.services,
-                artifacts=engine.artifacts,
-                hooks=engine.hooks,
-                max_workers=2,
-            )
-            helper.worker = engine.worker
-            log.info(
-                "driving rollback execution(s) %s after the engine stopped", ", ".join(executions)
-            )
-            try:
-                while not done() and time.monotonic() < end:
-                    store.renew(helper.worker, settings.lease_seconds)
-                    for ex_id in executions:
-                        ex = store.get_execution(ex_id)
-                        if ex["status"] in ("InProgress", "Stopping"):
-                            helper._tick(ex)  # noqa: SLF001 - only these executions, see above
-                    time.sleep(max(0.05, settings.poll_seconds))
-            finally:
-                helper.shutdown(wait=True)
-        except Exception:  # noqa: BLE001 - a long-lived engine still drives the rollback
-            log.exception("the rollback helper stopped")
-        finally:
-            alerts.flush()
-
-    threading.Thread(target=run, name=f"rollback-{executions[0]}", daemon=False).start()
+    return envs
 
 
 def _already_rolled_back(store: Store, ex: Row, failed_at: float) -> bool:
@@ -571,58 +480,18 @@ def _already_rolled_back(store: Store, ex: Row, failed_at: float) -> bool:
     return False
 
 
-def on_execution_done(engine: Engine, ex: Row, pipeline: Pipeline) -> None:
-    if ex["kind"] != "rollback":
-        return
-    trig = ex["trigger"] or {}
+def _finished_text(ex: Row, trig: Mapping[str, Any]) -> str:
     env = trig.get("environment") or "?"
-    hook = alerts.webhook_of(ex["definition"])
-    facts = {
-        "execution": ex["id"],
-        "of": trig.get("of"),
-        "to": trig.get("to"),
-        "environment": env,
-        "digest": trig.get("digest"),
-        "status": ex["status"],
-        "from_digest": trig.get("from_digest"),
-        "reason": trig.get("reason"),
-    }
     took = f" in {ex['ended_at'] - ex['created_at']:.0f} s" if ex["ended_at"] else ""
     if ex["status"] == "Succeeded":
-        text = (
+        return (
             f":white_check_mark: *{env}* rolled back{took}: it serves "
             f"{_short(trig.get('digest'))} again (execution `{trig.get('to')}`) instead of "
             f"{_short(trig.get('from_digest'))}. Rollback execution `{ex['id']}`; cause: "
             f"{trig.get('reason') or 'manual rollback'}."
         )
-    else:
-        text = (
-            f":rotating_light: rollback of *{env}* {ex['status']}: {ex['message']}. {env} "
-            f"still serves {_short(trig.get('from_digest'))} (the deploy driver keeps the "
-            f"serving release until the new one is ready). Execution `{ex['id']}`."
-        )
-    alerts.send_later(hook, text, "rollback-finished", facts)
-
-
-def install(engine: Engine) -> None:
-    """Register the rollback action type (bound to the engine's artifact store) and hooks."""
-    bound = type("RollbackDeploy", (RollbackDeploy,), {"artifact_store": engine.artifacts})
-    engine.registry.register(ROLLBACK_TYPE, bound)
-    if on_stage_failed not in engine.hooks.on_stage_failed:
-        engine.hooks.on_stage_failed.append(on_stage_failed)
-    if on_execution_done not in engine.hooks.on_execution_done:
-        engine.hooks.on_execution_done.append(on_execution_done)
-
-
-def wait_for(store: Store, ex_id: str, timeout: float) -> Row:
-    """Poll an execution until it ends (for callers without a live view)."""
-    end = time.monotonic() + timeout
-    while True:
-        ex = store.get_execution(ex_id)
-        if ex["status"] not in ("InProgress", "Stopping") or time.monotonic() > end:
-            return ex
-        time.sleep(0.2)
-
-
-if install not in hooks.INSTALLERS:
-    hooks.INSTALLERS.append(install)
+    return (
+        f":rotating_light: rollback of *{env}* {ex['status']}: {ex['message']}. {env} "
+        f"still serves {_short(trig.get('from_digest'))} (the deploy driver keeps the "
+        f"serving release until the new one is ready). Execution `{ex['id']}`."
+    )

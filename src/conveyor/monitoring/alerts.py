@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,37 +64,48 @@ def send(
     return True
 
 
-_queue: queue.Queue[tuple[str | None, str, str, dict[str, Any]]] = queue.Queue()
-_worker: threading.Thread | None = None
-_worker_lock = threading.Lock()
+class Notifier:
+    """Sends alerts from one background thread, in order: the engine never waits for a webhook.
 
+    Owned by whoever builds it (the composition root). Its thread starts with the first alert
+    and ends as soon as the queue is empty; it is not a daemon, so a command that queued an
+    alert does not exit before the alert was attempted (each POST is bounded by `timeout`).
+    """
 
-def _drain() -> None:
-    while True:
-        url, text, event, facts = _queue.get()
-        try:
-            send(url, text, event, facts)
-        finally:
-            _queue.task_done()
+    def __init__(self, *, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self._queue: queue.Queue[tuple[str | None, str, str, dict[str, Any]]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
 
+    def send_later(
+        self, url: str | None, text: str, event: str, facts: Mapping[str, Any] | None = None
+    ) -> None:
+        """Queue the alert; `send` runs on the notifier's thread."""
+        with self._lock:
+            self._queue.put((url, text, event, dict(facts or {})))
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._drain, name="alerts", daemon=False)
+                self._worker.start()
 
-def send_later(
-    url: str | None, text: str, event: str, facts: Mapping[str, Any] | None = None
-) -> None:
-    """`send` from one background thread, in order: the engine never waits for a webhook."""
-    global _worker
-    with _worker_lock:
-        if _worker is None or not _worker.is_alive():
-            _worker = threading.Thread(target=_drain, name="alerts", daemon=True)
-            _worker.start()
-    _queue.put((url, text, event, dict(facts or {})))
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                try:
+                    url, text, event, facts = self._queue.get_nowait()
+                except queue.Empty:
+                    self._worker = None  # the next alert starts a new thread
+                    return
+            try:
+                send(url, text, event, facts, timeout=self.timeout)
+            except Exception:  # noqa: BLE001 - an alert never breaks the work it reports on
+                log.exception("alert failed: %s", text)
+            finally:
+                self._queue.task_done()
 
-
-def flush(timeout: float = 10.0) -> bool:
-    """Wait until every queued alert was attempted (a CLI before it exits); True if done."""
-    import time
-
-    end = time.monotonic() + timeout
-    while _queue.unfinished_tasks and time.monotonic() < end:
-        time.sleep(0.05)
-    return not _queue.unfinished_tasks
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued alert was attempted; True if done in time."""
+        end = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < end:
+            time.sleep(0.05)
+        return not self._queue.unfinished_tasks

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from conveyor.actions.registry import ActionRegistry
+from conveyor.bootstrap import build_services
 from conveyor.engine.engine import Engine
-from conveyor.engine.services import Services
 from conveyor.server.auth import Signer, Users
 from conveyor.server.views import PipelineCache
 from conveyor.settings import Settings
@@ -41,8 +41,7 @@ class Context:
                     self.store,
                     self.settings,
                     ActionRegistry({}),
-                    Services(settings=self.settings),
-                    artifacts=self.artifacts,
+                    build_services(self.settings, self.artifacts),
                     max_workers=1,
                 )
             return self._starter
