@@ -174,6 +174,7 @@ class Deploy(BaseAction):
             message=f"{env.name} serves {image.digest[:19]} at {details.get('url') or env.name}",
             variables=variables,
             details={"deployment": details},
+            deployment=details,
         )
 
 
