@@ -22,15 +22,16 @@ Every problem is located (`file:line: what`); warnings are problems that do not 
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from json.decoder import scanstring  # type: ignore[attr-defined]  # public, untyped in typeshed
 from pathlib import Path
 from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from conveyor.actions.aws_mapping import (
     EXPORT_METHOD,
@@ -43,7 +44,7 @@ from conveyor.actions.registry import ActionRegistry
 from conveyor.errors import ConfigError, Problem, ValidationFailed
 from conveyor.model import pipeline as m
 from conveyor.spec import limits
-from conveyor.spec.yamlfile import Lines
+from conveyor.spec.yamlfile import Lines, _load_fast, _plain
 
 NAME = re.compile(r"^[A-Za-z0-9.@\-_]+$")
 GIT_HOSTS = {"github.com": "GitHub", "gitlab.com": "GitLab", "bitbucket.org": "Bitbucket"}
@@ -65,55 +66,17 @@ class Imported:
 
 
 def _index_json(text: str, lines: Lines) -> None:
-    """Record the line of every object key and array item of a (valid) JSON text."""
-    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
-    ws = re.compile(r"[ \t\n\r]*")
-    scalar = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null")
-
-    def line_of(pos: int) -> int:
-        return bisect.bisect_right(starts, pos)
-
-    def value(pos: int, path: tuple[str | int, ...]) -> int:
-        pos = ws.match(text, pos).end()  # type: ignore[union-attr]  # the pattern always matches
-        ch = text[pos]
-        if ch == "{":
-            lines.index.setdefault(path, line_of(pos))
-            pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]
-            if text[pos] == "}":
-                return pos + 1
-            while True:
-                key_line = line_of(pos)
-                key, pos = scanstring(text, pos + 1)
-                lines.index[(*path, key)] = key_line
-                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
-                pos = value(pos + 1, (*path, key))  # skip ':'
-                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
-                if text[pos] == "}":
-                    return pos + 1
-                pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]  # skip ','
-        if ch == "[":
-            lines.index.setdefault(path, line_of(pos))
-            pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]
-            if text[pos] == "]":
-                return pos + 1
-            i = 0
-            while True:
-                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
-                lines.index[(*path, i)] = line_of(pos)
-                pos = value(pos, (*path, i))
-                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
-                if text[pos] == "]":
-                    return pos + 1
-                pos += 1
-                i += 1
-        if ch == '"':
-            return int(scanstring(text, pos + 1)[1])
-        mt = scalar.match(text, pos)
-        if not mt:  # pragma: no cover - json.loads accepted the text
-            raise ValueError(f"unexpected character at offset {pos}")
-        return mt.end()
-
-    value(0, ())
+    """Record the line of every object key and array item of a (valid) JSON text: JSON is
+    YAML 1.2 in flow style, so ruamel reads it with the line of every node."""
+    try:
+        doc = _load_fast(text)  # libyaml when installed; None on any problem (a duplicate key)
+        if doc is None:
+            yaml = YAML(typ="rt")
+            yaml.allow_duplicate_keys = True  # json.loads accepts them (keeps the last value)
+            doc = yaml.load(text)
+        _plain(doc, (), lines)
+    except (YAMLError, RecursionError):  # valid JSON YAML refuses (a key over 1024 chars)
+        lines.index.setdefault((), 1)
 
 
 def load_json(text: str, label: str) -> tuple[Any, Lines]:
