@@ -17,7 +17,7 @@ from conveyor.actions.aws_mapping import (
 from conveyor.aws import buildspecs
 from conveyor.aws.synth import PROVISIONING_MARGIN_MINUTES, Synthesizer, arn, logical_id
 from conveyor.errors import ConfigError
-from conveyor.model.pipeline import Action, Stage
+from conveyor.model.pipeline import Action, Environment, Stage
 from conveyor.spec.codepipeline import _codebuild_input, _deploy_of, monitor_wait_minutes
 from conveyor.spec.pipeline_file import parse_duration
 
@@ -56,26 +56,8 @@ def monitor(
     """A CodeBuild action running the local monitor's HTTP probes for the bake time (its
     failure fails the stage, whose OnFailure is ROLLBACK), and the optional CloudWatch
     alarm condition (parameter UseMonitorAlarm)."""
-    env_name = a.environment or next(
-        (x.environment for x in s.actions if x.type == "deploy" and x.environment), None
-    )
-    if env_name is None:
-        sx.fail(
-            a.path,
-            f"action '{a.name}': a monitor on AWS watches an environment: set `environment:` "
-            "or "
-            "put it in a stage with a deploy action",
-        )
-        return None, None
-    e = sx.env(env_name, a.path)
+    e = _watched(sx, s, a)
     if e is None:
-        return None, None
-    if sx.target_envs.get(e.name, e.driver) != "eks":
-        sx.fail(
-            (*e.path, "driver"),
-            f"environment '{e.name}' (watched by '{a.name}') uses driver '{e.driver}', "
-            f"which AWS cannot run: set `driver: eks` or pass `--target-env {e.name}=eks`",
-        )
         return None, None
     deploy = next(
         (
@@ -86,23 +68,9 @@ def monitor(
         None,
     )
     cluster, ns = sx.cluster(e)
-    lid = logical_id(a.name)
     cfg = dict(a.config)
     bake = parse_duration(cfg.get("bake")) or 60
-    probes = [
-        {
-            k: v
-            for k, v in (
-                ("path", str(p.get("path", "/healthz"))),
-                ("minAvailability", p.get("minAvailability", 0.99)),
-                ("maxLatencyMs", p.get("maxLatencyMs")),
-                ("expectStatus", p.get("expectStatus")),
-            )
-            if v is not None
-        }
-        for p in (cfg.get("probes") or [{"path": "/healthz"}])
-        if isinstance(p, Mapping)
-    ]
+    probes = _probes(cfg)
     if "prometheus" in cfg:
         sx.warnings.append(
             f"monitor '{a.name}': prometheus queries are local-only; on AWS the HTTP probes "
@@ -162,6 +130,59 @@ def monitor(
     }
     if a.region:
         decl["Region"] = a.region
+    return decl, alarm_rule(sx, s, a, e, (cluster, ns))
+
+
+def _watched(sx: Synthesizer, s: Stage, a: Action) -> Environment | None:
+    """The EKS environment a monitor watches: its own, else its stage's deploy's."""
+    env_name = a.environment or next(
+        (x.environment for x in s.actions if x.type == "deploy" and x.environment), None
+    )
+    if env_name is None:
+        sx.fail(
+            a.path,
+            f"action '{a.name}': a monitor on AWS watches an environment: set `environment:` "
+            "or "
+            "put it in a stage with a deploy action",
+        )
+        return None
+    e = sx.env(env_name, a.path)
+    if e is None:
+        return None
+    if sx.target_envs.get(e.name, e.driver) != "eks":
+        sx.fail(
+            (*e.path, "driver"),
+            f"environment '{e.name}' (watched by '{a.name}') uses driver '{e.driver}', "
+            f"which AWS cannot run: set `driver: eks` or pass `--target-env {e.name}=eks`",
+        )
+        return None
+    return e
+
+
+def _probes(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The monitor's HTTP probes, as the CodeBuild project's PROBES."""
+    return [
+        {
+            k: v
+            for k, v in (
+                ("path", str(p.get("path", "/healthz"))),
+                ("minAvailability", p.get("minAvailability", 0.99)),
+                ("maxLatencyMs", p.get("maxLatencyMs")),
+                ("expectStatus", p.get("expectStatus")),
+            )
+            if v is not None
+        }
+        for p in (cfg.get("probes") or [{"path": "/healthz"}])
+        if isinstance(p, Mapping)
+    ]
+
+
+def alarm_rule(
+    sx: Synthesizer, s: Stage, a: Action, e: Environment, where: tuple[Any, Any]
+) -> dict[str, Any]:
+    """The optional CloudWatch alarm (parameter UseMonitorAlarm) and the stage condition on it."""
+    cluster, ns = where
+    lid = logical_id(a.name)
     # the optional alarm: Container Insights' running pods, missing data is not a breach
     sx.param(
         "UseMonitorAlarm",
@@ -231,4 +252,4 @@ def monitor(
             "WaitTime": str(monitor_wait_minutes(a)),
         },
     }
-    return decl, rule
+    return rule
