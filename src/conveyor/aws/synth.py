@@ -413,6 +413,59 @@ class Synthesizer:
             "Properties": {"LogGroupName": log_group, "RetentionInDays": 30},
         }
         skip_check(self.resources[f"{lid}LogGroup"], "CKV_AWS_158", LOG_GROUP_KMS)
+        self.project_role(s, a, name, log_group, statements)
+        environment: dict[str, Any] = {
+            "ComputeType": "BUILD_GENERAL1_SMALL",
+            "Image": self.param(
+                "CodeBuildImage",
+                "the CodeBuild image of every project (the Selenium project's CHROME_BINARY and "
+                "CHROMEDRIVER are this image's paths; another image: see the README)",
+                CODEBUILD_IMAGE,
+                MinLength=1,
+            ),
+            "Type": "LINUX_CONTAINER",
+            "EnvironmentVariables": _env_vars(env),
+        }
+        if privileged:
+            environment["PrivilegedMode"] = True
+        props: dict[str, Any] = {
+            "Name": name,
+            "Description": description[:255],
+            "ServiceRole": {"Fn::GetAtt": [f"{lid}Role", "Arn"]},
+            "Artifacts": {"Type": "CODEPIPELINE"},
+            "Source": {"Type": "CODEPIPELINE", "BuildSpec": buildspec},
+            "Environment": environment,
+            "LogsConfig": {
+                "CloudWatchLogs": {"Status": "ENABLED", "GroupName": {"Ref": f"{lid}LogGroup"}}
+            },
+        }
+        self.report_group_resources(a, name)
+        if cache:
+            # the buildspec's `cache:` paths, kept in the artifact bucket between builds
+            props["Cache"] = {
+                "Type": "S3",
+                "Location": {"Fn::Sub": f"${{ArtifactBucket}}/codebuild-cache/{name}"},
+            }
+        if a.timeout_seconds:
+            # the action's own time plus a margin for provisioning (the build's clock starts
+            # before the image is ready), so that a deploy's `rollout undo` always runs
+            props["TimeoutInMinutes"] = min(
+                2160, max(5, -(-a.timeout_seconds // 60)) + PROVISIONING_MARGIN_MINUTES
+            )
+        self.resources[f"{lid}Project"] = {"Type": "AWS::CodeBuild::Project", "Properties": props}
+        self.project_arns.append({"Fn::GetAtt": [f"{lid}Project", "Arn"]})
+        return f"{lid}Project"
+
+    def project_role(
+        self,
+        s: Stage,
+        a: Action,
+        name: str,
+        log_group: str,
+        statements: list[dict[str, Any]],
+    ) -> None:
+        """A CodeBuild project's role: its logs, artifacts and reports, plus `statements`."""
+        lid = logical_id(a.name)
         base = [
             {
                 "Sid": "Logs",
@@ -457,31 +510,9 @@ class Synthesizer:
                     )
                 }
             }
-        environment: dict[str, Any] = {
-            "ComputeType": "BUILD_GENERAL1_SMALL",
-            "Image": self.param(
-                "CodeBuildImage",
-                "the CodeBuild image of every project (the Selenium project's CHROME_BINARY and "
-                "CHROMEDRIVER are this image's paths; another image: see the README)",
-                CODEBUILD_IMAGE,
-                MinLength=1,
-            ),
-            "Type": "LINUX_CONTAINER",
-            "EnvironmentVariables": _env_vars(env),
-        }
-        if privileged:
-            environment["PrivilegedMode"] = True
-        props: dict[str, Any] = {
-            "Name": name,
-            "Description": description[:255],
-            "ServiceRole": {"Fn::GetAtt": [f"{lid}Role", "Arn"]},
-            "Artifacts": {"Type": "CODEPIPELINE"},
-            "Source": {"Type": "CODEPIPELINE", "BuildSpec": buildspec},
-            "Environment": environment,
-            "LogsConfig": {
-                "CloudWatchLogs": {"Status": "ENABLED", "GroupName": {"Ref": f"{lid}LogGroup"}}
-            },
-        }
+
+    def report_group_resources(self, a: Action, name: str) -> None:
+        """The report groups the action's buildspec declares, managed by the stack."""
         for report in self.report_groups.get(a.name, []):
             self.resources[logical_id(a.name, report, "ReportGroup")] = {
                 "Type": "AWS::CodeBuild::ReportGroup",
@@ -494,21 +525,6 @@ class Synthesizer:
                     "ExportConfig": {"ExportConfigType": "NO_EXPORT"},
                 },
             }
-        if cache:
-            # the buildspec's `cache:` paths, kept in the artifact bucket between builds
-            props["Cache"] = {
-                "Type": "S3",
-                "Location": {"Fn::Sub": f"${{ArtifactBucket}}/codebuild-cache/{name}"},
-            }
-        if a.timeout_seconds:
-            # the action's own time plus a margin for provisioning (the build's clock starts
-            # before the image is ready), so that a deploy's `rollout undo` always runs
-            props["TimeoutInMinutes"] = min(
-                2160, max(5, -(-a.timeout_seconds // 60)) + PROVISIONING_MARGIN_MINUTES
-            )
-        self.resources[f"{lid}Project"] = {"Type": "AWS::CodeBuild::Project", "Properties": props}
-        self.project_arns.append({"Fn::GetAtt": [f"{lid}Project", "Arn"]})
-        return f"{lid}Project"
 
     # ------------------------------------------------------------------ actions
     def action(self, req: SynthRequest) -> dict[str, Any] | None:
@@ -651,6 +667,60 @@ class Synthesizer:
     # ------------------------------------------------------------------ the whole
     def run(self) -> dict[str, Any]:
         p = self.p
+        self.check_targets()
+        self.artifact_bucket()
+        stages = self.stages()
+        props: dict[str, Any] = {
+            "Name": p.name,
+            "PipelineType": "V2",
+            "ExecutionMode": p.execution_mode.value,
+            "RoleArn": {"Fn::GetAtt": ["PipelineRole", "Arn"]},
+            "RestartExecutionOnUpdate": False,
+            "Stages": stages,
+        }
+        self.artifact_stores(props)
+        if p.variables:
+            props["Variables"] = [
+                {
+                    k: v
+                    for k, v in (
+                        ("Name", x.name),
+                        ("DefaultValue", x.default),
+                        ("Description", x.description),
+                    )
+                    if v not in (None, "")
+                }
+                for x in p.variables
+            ]
+        triggers = self.triggers()
+        if triggers:
+            props["Triggers"] = triggers
+        self.resources["Pipeline"] = {"Type": "AWS::CodePipeline::Pipeline", "Properties": props}
+        self.resources["PipelineRole"] = {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "Description": f"CodePipeline {p.name}",
+                "AssumeRolePolicyDocument": _assume("codepipeline.amazonaws.com"),
+                "Policies": [_policy("least-privilege", self.pipeline_statements)],
+            },
+        }
+        self.outputs["PipelineName"] = {"Description": "the pipeline", "Value": {"Ref": "Pipeline"}}
+        self.outputs["PipelineConsoleUrl"] = {
+            "Description": "the pipeline in the console",
+            "Value": {
+                "Fn::Sub": (
+                    "https://${AWS::Region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/${Pipeline}/view"
+                    "?region=${AWS::Region}"
+                )
+            },
+        }
+        if self.findings:
+            raise Unmappable(self.findings)
+        return self.template()
+
+    def check_targets(self) -> None:
+        """The pipeline's name and the `--target-env` overrides."""
+        p = self.p
         if not PIPELINE_NAME.match(p.name):
             self.fail(
                 (*p.path, "name"),
@@ -666,10 +736,13 @@ class Synthesizer:
                 )
             if target != "eks":
                 self.fail((), f"--target-env {env_name}={target}: the only AWS target is 'eks'")
-        self.artifact_bucket()
+
+    def stages(self) -> list[dict[str, Any]]:
+        """The pipeline's stages: each action from its type, onFailure and onSuccess."""
+        p = self.p
         approvals: list[str] = []
         last_project: list[str] = []
-        stages = []
+        stages: list[dict[str, Any]] = []
         for s in p.stages:
             actions = []
             rules: list[dict[str, Any]] = []
@@ -720,14 +793,11 @@ class Synthesizer:
                     "Resource": self.project_arns,
                 }
             )
-        props: dict[str, Any] = {
-            "Name": p.name,
-            "PipelineType": "V2",
-            "ExecutionMode": p.execution_mode.value,
-            "RoleArn": {"Fn::GetAtt": ["PipelineRole", "Arn"]},
-            "RestartExecutionOnUpdate": False,
-            "Stages": stages,
-        }
+        return stages
+
+    def artifact_stores(self, props: dict[str, Any]) -> None:
+        """The artifact store, one per region when actions run in other regions."""
+        p = self.p
         regions = sorted({a.region for _, a in p.all_actions() if a.region})
         if regions:
             stores = [
@@ -758,43 +828,9 @@ class Synthesizer:
             props["ArtifactStores"] = stores
         else:
             props["ArtifactStore"] = {"Type": "S3", "Location": {"Ref": "ArtifactBucket"}}
-        if p.variables:
-            props["Variables"] = [
-                {
-                    k: v
-                    for k, v in (
-                        ("Name", x.name),
-                        ("DefaultValue", x.default),
-                        ("Description", x.description),
-                    )
-                    if v not in (None, "")
-                }
-                for x in p.variables
-            ]
-        triggers = self.triggers()
-        if triggers:
-            props["Triggers"] = triggers
-        self.resources["Pipeline"] = {"Type": "AWS::CodePipeline::Pipeline", "Properties": props}
-        self.resources["PipelineRole"] = {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "Description": f"CodePipeline {p.name}",
-                "AssumeRolePolicyDocument": _assume("codepipeline.amazonaws.com"),
-                "Policies": [_policy("least-privilege", self.pipeline_statements)],
-            },
-        }
-        self.outputs["PipelineName"] = {"Description": "the pipeline", "Value": {"Ref": "Pipeline"}}
-        self.outputs["PipelineConsoleUrl"] = {
-            "Description": "the pipeline in the console",
-            "Value": {
-                "Fn::Sub": (
-                    "https://${AWS::Region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/${Pipeline}/view"
-                    "?region=${AWS::Region}"
-                )
-            },
-        }
-        if self.findings:
-            raise Unmappable(self.findings)
+
+    def template(self) -> dict[str, Any]:
+        p = self.p
         return {
             "AWSTemplateFormatVersion": "2010-09-09",
             "Description": f"Conveyor pipeline '{p.name}' on AWS: CodePipeline V2, CodeBuild, "
