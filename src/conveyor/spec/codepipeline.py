@@ -749,7 +749,47 @@ _STRUCTURAL = {
 }
 
 
+Intrinsic = tuple[tuple[str | int, ...], tuple[str | int, ...], str, Any]
+
+
 def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
+    logical = _pipeline_resource(template, lines)
+    rnd = _CfnRenderer(template)
+    src_root: tuple[str | int, ...] = ("Resources", logical, "Properties")
+    body, converted_lines, intrinsics = _cfn_body(template, logical, lines, rnd)
+    name = body.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        converted_lines.index.setdefault(("pipeline", "name"), lines.line((*src_root,)) or 1)
+        body["name"] = logical
+    imp = _Importer(converted_lines)
+    pipeline = imp.run(body, ("pipeline",))
+    warnings = _cfn_warnings(lines, logical, name != body["name"], rnd, intrinsics)
+    warnings.extend(imp.warnings)
+    if imp.errors:
+        raise ValidationFailed(imp.errors)
+    if intrinsics:
+        cp = dict(pipeline.settings.get(SETTINGS_KEY, {}))
+        cp["intrinsics"] = [
+            {"path": list(dst[1:]), "intrinsic": short} for _, dst, short, _ in intrinsics
+        ]
+        pipeline = _with_settings(pipeline, cp)
+    params = template.get("Parameters") or {}
+    from dataclasses import replace
+
+    extra_vars = tuple(
+        m.Variable(
+            n,
+            str(params[n].get("Default")) if params[n].get("Default") is not None else None,
+            str(params[n].get("Description", "")),
+        )
+        for n in sorted(rnd.used_params)
+        if n not in {v.name for v in pipeline.variables}
+    )
+    return Imported(replace(pipeline, variables=pipeline.variables + extra_vars), warnings)
+
+
+def _pipeline_resource(template: Mapping[str, Any], lines: Lines) -> str:
+    """The logical id of the template's one AWS::CodePipeline::Pipeline."""
     resources = template.get("Resources") or {}
     found = [
         k
@@ -781,9 +821,16 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
                 )
             ]
         )
-    logical = found[0]
+    return str(found[0])
+
+
+def _cfn_body(
+    template: Mapping[str, Any], logical: str, lines: Lines, rnd: _CfnRenderer
+) -> tuple[dict[str, Any], Lines, list[Intrinsic]]:
+    """The pipeline resource's properties as `get-pipeline` JSON (camelCase), the lines of
+    each converted path, and the intrinsics met on the way."""
+    resources = template.get("Resources") or {}
     props = resources[logical].get("Properties") or {}
-    rnd = _CfnRenderer(template)
     converted_lines = Lines(lines.file)
     src_root: tuple[str | int, ...] = ("Resources", logical, "Properties")
 
@@ -819,12 +866,15 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
             tid = a.get("actionTypeId")
             if isinstance(tid, dict) and "version" in tid:
                 tid["version"] = str(tid["version"])
-    name = body.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
-        converted_lines.index.setdefault(("pipeline", "name"), lines.line((*src_root,)) or 1)
-        body["name"] = logical
-    imp = _Importer(converted_lines)
-    pipeline = imp.run(body, ("pipeline",))
+    return body, converted_lines, intrinsics
+
+
+def _cfn_warnings(
+    lines: Lines, logical: str, renamed: bool, rnd: _CfnRenderer, intrinsics: list[Intrinsic]
+) -> list[Problem]:
+    """What an import of a template says: the resource read, a computed name, unresolved values
+    and each intrinsic."""
+    src_root: tuple[str | int, ...] = ("Resources", logical, "Properties")
     warnings = [
         Problem(
             lines.file,
@@ -834,7 +884,7 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
             "template; its other resources (projects, roles, buckets) are not imported",
         )
     ]
-    if name != body["name"]:
+    if renamed:
         warnings.append(
             Problem(
                 lines.file,
@@ -864,28 +914,7 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
                 "settings.codepipeline.intrinsics and reported again by export",
             )
         )
-    warnings.extend(imp.warnings)
-    if imp.errors:
-        raise ValidationFailed(imp.errors)
-    if intrinsics:
-        cp = dict(pipeline.settings.get(SETTINGS_KEY, {}))
-        cp["intrinsics"] = [
-            {"path": list(dst[1:]), "intrinsic": short} for _, dst, short, _ in intrinsics
-        ]
-        pipeline = _with_settings(pipeline, cp)
-    params = template.get("Parameters") or {}
-    from dataclasses import replace
-
-    extra_vars = tuple(
-        m.Variable(
-            n,
-            str(params[n].get("Default")) if params[n].get("Default") is not None else None,
-            str(params[n].get("Description", "")),
-        )
-        for n in sorted(rnd.used_params)
-        if n not in {v.name for v in pipeline.variables}
-    )
-    return Imported(replace(pipeline, variables=pipeline.variables + extra_vars), warnings)
+    return warnings
 
 
 # --------------------------------------------------------------------------- export
