@@ -954,18 +954,7 @@ def export_pipeline(
     doc["roleArn"] = role_arn or cp.get("roleArn") or PLACEHOLDER_ROLE
     if doc["roleArn"] == PLACEHOLDER_ROLE:
         warnings.append(f"roleArn is a placeholder ({PLACEHOLDER_ROLE}): pass --role-arn")
-    if "artifactStores" in cp and not artifact_bucket:
-        doc["artifactStores"] = cp["artifactStores"]
-    else:
-        store = dict(cp.get("artifactStore") or {"type": "S3", "location": PLACEHOLDER_BUCKET})
-        if artifact_bucket:
-            store["location"] = artifact_bucket
-        if store.get("location") == PLACEHOLDER_BUCKET:
-            warnings.append(
-                f"artifactStore location is a placeholder ({PLACEHOLDER_BUCKET}): pass "
-                "--artifact-bucket"
-            )
-        doc["artifactStore"] = store
+    _export_artifact_store(doc, cp, artifact_bucket, warnings)
     stages = [
         _export_stage(p, s, cp, names, warnings, problems, registry or ActionRegistry())
         for s in p.stages
@@ -1002,32 +991,7 @@ def export_pipeline(
             }
             for x in p.variables
         ]
-    triggers = []
-    for t in p.triggers:
-        try:
-            _, src = p.find_action(t.source_action)
-        except KeyError:
-            continue
-        if src.type != "source.git" or is_codecommit_name(str(src.config.get("repository", ""))):
-            warnings.append(
-                f"trigger on '{t.source_action}': CodePipeline triggers need a "
-                "CodeStarSourceConnection "
-                "source; a CodeCommit source starts the pipeline through an EventBridge rule "
-                "(`conveyor aws synth` creates it)"
-            )
-            continue
-        push: dict[str, Any] = {}
-        for key, f in (("branches", t.branches), ("tags", t.tags), ("filePaths", t.file_paths)):
-            if f.includes or f.excludes:
-                push[key] = {
-                    k: list(v) for k, v in (("includes", f.includes), ("excludes", f.excludes)) if v
-                }
-        triggers.append(
-            {
-                "providerType": "CodeStarSourceConnection",
-                "gitConfiguration": {"sourceActionName": t.source_action, "push": [push]},
-            }
-        )
+    triggers = _export_triggers(p, warnings)
     if triggers:
         doc["triggers"] = triggers
     out: dict[str, Any] = {"pipeline": doc}
@@ -1131,6 +1095,55 @@ def project_name(pipeline: str, action: str) -> str:
     raw = re.sub(r"[^A-Za-z0-9\-_]", "-", f"{pipeline}-{action}")
     raw = raw.lstrip("-_") or "conveyor"
     return raw[:255]
+
+
+def _export_artifact_store(
+    doc: dict[str, Any], cp: Mapping[str, Any], artifact_bucket: str | None, warnings: list[str]
+) -> None:
+    """The artifact store(s): as imported, or the bucket given (a placeholder otherwise)."""
+    if "artifactStores" in cp and not artifact_bucket:
+        doc["artifactStores"] = cp["artifactStores"]
+    else:
+        store = dict(cp.get("artifactStore") or {"type": "S3", "location": PLACEHOLDER_BUCKET})
+        if artifact_bucket:
+            store["location"] = artifact_bucket
+        if store.get("location") == PLACEHOLDER_BUCKET:
+            warnings.append(
+                f"artifactStore location is a placeholder ({PLACEHOLDER_BUCKET}): pass "
+                "--artifact-bucket"
+            )
+        doc["artifactStore"] = store
+
+
+def _export_triggers(p: m.Pipeline, warnings: list[str]) -> list[dict[str, Any]]:
+    """V2 triggers of the connection sources (a CodeCommit source has an EventBridge rule)."""
+    triggers: list[dict[str, Any]] = []
+    for t in p.triggers:
+        try:
+            _, src = p.find_action(t.source_action)
+        except KeyError:
+            continue
+        if src.type != "source.git" or is_codecommit_name(str(src.config.get("repository", ""))):
+            warnings.append(
+                f"trigger on '{t.source_action}': CodePipeline triggers need a "
+                "CodeStarSourceConnection "
+                "source; a CodeCommit source starts the pipeline through an EventBridge rule "
+                "(`conveyor aws synth` creates it)"
+            )
+            continue
+        push: dict[str, Any] = {}
+        for key, f in (("branches", t.branches), ("tags", t.tags), ("filePaths", t.file_paths)):
+            if f.includes or f.excludes:
+                push[key] = {
+                    k: list(v) for k, v in (("includes", f.includes), ("excludes", f.excludes)) if v
+                }
+        triggers.append(
+            {
+                "providerType": "CodeStarSourceConnection",
+                "gitConfiguration": {"sourceActionName": t.source_action, "push": [push]},
+            }
+        )
+    return triggers
 
 
 def _export_stage(
