@@ -18,7 +18,13 @@ from conveyor.actions.aws_mapping import (
     codebuild_type_id,
 )
 from conveyor.aws import images
-from conveyor.aws.synth import CODEBUILD_IMAGE, Synthesizer, _inline
+from conveyor.aws.synth import (
+    CODEBUILD_IMAGE,
+    ECR_PUSH,
+    Synthesizer,
+    _inline,
+    codebuild_action_type,
+)
 from conveyor.model.pipeline import Action, Stage
 from conveyor.spec.codepipeline import project_name
 
@@ -88,12 +94,7 @@ class BuildAws(AwsMapping):
     def to_cloudformation(cls, req: SynthRequest) -> dict[str, Any] | None:
         cfg = req.config
         proj = build(req.synth, req.stage, req.action, cfg)
-        req.decl["ActionTypeId"] = {
-            "Category": "Build",
-            "Owner": "AWS",
-            "Provider": "CodeBuild",
-            "Version": "1",
-        }
+        req.decl["ActionTypeId"] = codebuild_action_type()
         configuration: dict[str, Any] = {"ProjectName": {"Ref": proj}}
         if cfg.get("primarySource"):
             configuration["PrimarySource"] = cfg["primarySource"]
@@ -144,14 +145,7 @@ def build(sx: Synthesizer, s: Stage, a: Action, cfg: dict[str, Any]) -> str:
                     "Sid": "EcrPush",
                     "Effect": "Allow",
                     "Action": [
-                        "ecr:BatchCheckLayerAvailability",
-                        "ecr:BatchGetImage",
-                        "ecr:CompleteLayerUpload",
-                        "ecr:DescribeImages",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:InitiateLayerUpload",
-                        "ecr:PutImage",
-                        "ecr:UploadLayerPart",
+                        *ECR_PUSH,
                     ],
                     "Resource": {"Fn::GetAtt": [repo, "Arn"]},
                 },

@@ -14,7 +14,14 @@ from conveyor.actions.aws_mapping import (
     codebuild_type_id,
 )
 from conveyor.aws import buildspecs
-from conveyor.aws.synth import Synthesizer, _strings, arn, logical_id
+from conveyor.aws.synth import (
+    Synthesizer,
+    _strings,
+    access_entry,
+    arn,
+    codebuild_action_type,
+    logical_id,
+)
 from conveyor.model.pipeline import Action, Environment, Stage
 from conveyor.spec.pipeline_file import parse_duration
 
@@ -40,12 +47,7 @@ class DeployAws(AwsMapping):
             }
             return req.finish(native_deploy(sx, a, e, cfg))
         proj = deploy(sx, req.stage, a, e, cfg)
-        req.decl["ActionTypeId"] = {
-            "Category": "Build",
-            "Owner": "AWS",
-            "Provider": "CodeBuild",
-            "Version": "1",
-        }
+        req.decl["ActionTypeId"] = codebuild_action_type()
         configuration: dict[str, Any] = {"ProjectName": {"Ref": proj}}
         if cfg.get("image"):
             configuration["EnvironmentVariables"] = json.dumps(
@@ -103,31 +105,16 @@ def native_deploy(
             "Resource": arn("eks", f"cluster/${{{logical_id(e.name)}EksClusterName}}"),
         }
     )
-    sx.resources[f"{lid}AccessEntry"] = {
-        "Type": "AWS::EKS::AccessEntry",
-        "Metadata": {
-            "Conveyor": {
-                "why": (
-                    f"lets the pipeline role (CodePipeline's EKS action '{a.name}') apply "
-                    f"manifests in the namespace of environment '{e.name}' only"
-                )
-            }
-        },
-        "Properties": {
-            "ClusterName": cluster,
-            "PrincipalArn": {"Fn::GetAtt": ["PipelineRole", "Arn"]},
-            "Type": "STANDARD",
-            "AccessPolicies": [
-                {
-                    "PolicyArn": {
-                        "Fn::Sub": "arn:${AWS::Partition}:eks::aws:cluster-access-policy/"
-                        "AmazonEKSEditPolicy"
-                    },
-                    "AccessScope": {"Type": "namespace", "Namespaces": [ns]},
-                }
-            ],
-        },
-    }
+    sx.resources[f"{lid}AccessEntry"] = access_entry(
+        (
+            f"lets the pipeline role (CodePipeline's EKS action '{a.name}') apply "
+            f"manifests in the namespace of environment '{e.name}' only"
+        ),
+        cluster,
+        {"Fn::GetAtt": ["PipelineRole", "Arn"]},
+        ns,
+        "AmazonEKSEditPolicy",
+    )
     sx.warnings.append(
         f"action '{a.name}' uses CodePipeline's EKS action: it applies the manifests as they "
         "are in its input artifact, so they must already name the image by digest; it "
@@ -173,32 +160,17 @@ def deploy(sx: Synthesizer, s: Stage, a: Action, e: Environment, cfg: dict[str, 
     )
     sx.kubectl_role(proj)
     role = f"{logical_id(a.name)}Role"
-    sx.resources[f"{logical_id(a.name)}AccessEntry"] = {
-        "Type": "AWS::EKS::AccessEntry",
-        "Metadata": {
-            "Conveyor": {
-                "why": (
-                    f"lets the role of the CodeBuild project of '{a.name}' use kubectl in "
-                    "namespace of "
-                    f"environment '{e.name}' only (AmazonEKSEditPolicy scoped to the "
-                    "namespace); needs a cluster "
-                    "with authenticationMode API or API_AND_CONFIG_MAP"
-                )
-            }
-        },
-        "Properties": {
-            "ClusterName": cluster,
-            "PrincipalArn": {"Fn::GetAtt": [role, "Arn"]},
-            "Type": "STANDARD",
-            "AccessPolicies": [
-                {
-                    "PolicyArn": {
-                        "Fn::Sub": "arn:${AWS::Partition}:eks::aws:cluster-access-policy/"
-                        "AmazonEKSEditPolicy"
-                    },
-                    "AccessScope": {"Type": "namespace", "Namespaces": [ns]},
-                }
-            ],
-        },
-    }
+    sx.resources[f"{logical_id(a.name)}AccessEntry"] = access_entry(
+        (
+            f"lets the role of the CodeBuild project of '{a.name}' use kubectl in "
+            "namespace of "
+            f"environment '{e.name}' only (AmazonEKSEditPolicy scoped to the "
+            "namespace); needs a cluster "
+            "with authenticationMode API or API_AND_CONFIG_MAP"
+        ),
+        cluster,
+        {"Fn::GetAtt": [role, "Arn"]},
+        ns,
+        "AmazonEKSEditPolicy",
+    )
     return proj

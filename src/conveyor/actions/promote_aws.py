@@ -10,7 +10,7 @@ from typing import Any
 from conveyor.actions.aws_mapping import AwsMapping, ExportRequest, SynthRequest, codebuild_type_id
 from conveyor.actions.deploy_aws import image_configuration
 from conveyor.aws import buildspecs
-from conveyor.aws.synth import Synthesizer
+from conveyor.aws.synth import ECR_PUSH, Synthesizer, codebuild_action_type
 from conveyor.model.pipeline import Action, Stage
 from conveyor.model.variables import REF
 
@@ -26,12 +26,7 @@ class PromoteAws(AwsMapping):
         proj, extra_input = promote(sx, req.stage, a, cfg)
         if proj is None:
             return None
-        req.decl["ActionTypeId"] = {
-            "Category": "Build",
-            "Owner": "AWS",
-            "Provider": "CodeBuild",
-            "Version": "1",
-        }
+        req.decl["ActionTypeId"] = codebuild_action_type()
         action_env = [{"name": "IMAGE", "value": str(cfg.get("image", "")), "type": "PLAINTEXT"}]
         if cfg.get("tag"):
             action_env.append({"name": "TAG", "value": str(cfg["tag"]), "type": "PLAINTEXT"})
@@ -81,14 +76,7 @@ def promote(
             "Sid": "EcrPushTarget",
             "Effect": "Allow",
             "Action": [
-                "ecr:BatchCheckLayerAvailability",
-                "ecr:BatchGetImage",
-                "ecr:CompleteLayerUpload",
-                "ecr:DescribeImages",
-                "ecr:GetDownloadUrlForLayer",
-                "ecr:InitiateLayerUpload",
-                "ecr:PutImage",
-                "ecr:UploadLayerPart",
+                *ECR_PUSH,
             ],
             "Resource": {"Fn::GetAtt": [dst, "Arn"]},
         },

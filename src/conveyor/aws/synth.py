@@ -112,6 +112,50 @@ BUCKET_LOGS = (
 )
 
 
+ECR_PUSH = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:DescribeImages",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+]
+ARTIFACT_OBJECTS = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
+
+
+def codebuild_action_type(category: str = "Build") -> dict[str, str]:
+    """The ActionTypeId of a CodeBuild action in the template."""
+    return {"Category": category, "Owner": "AWS", "Provider": "CodeBuild", "Version": "1"}
+
+
+def access_entry(
+    why: str, cluster: Any, principal: Any, ns: Any, policy: str, groups: Sequence[str] = ()
+) -> dict[str, Any]:
+    """An EKS access entry: `policy` in namespace `ns` only (and Kubernetes `groups`)."""
+    props: dict[str, Any] = {
+        "ClusterName": cluster,
+        "PrincipalArn": principal,
+        "Type": "STANDARD",
+    }
+    if groups:
+        props["KubernetesGroups"] = list(groups)
+    props["AccessPolicies"] = [
+        {
+            "PolicyArn": {
+                "Fn::Sub": f"arn:${{AWS::Partition}}:eks::aws:cluster-access-policy/{policy}"
+            },
+            "AccessScope": {"Type": "namespace", "Namespaces": [ns]},
+        }
+    ]
+    return {
+        "Type": "AWS::EKS::AccessEntry",
+        "Metadata": {"Conveyor": {"why": why}},
+        "Properties": props,
+    }
+
+
 def _env_vars(pairs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"Name": k, "Type": "PLAINTEXT", "Value": v} for k, v in sorted(pairs.items())]
 
@@ -374,7 +418,7 @@ class Synthesizer:
             {
                 "Sid": "ArtifactObjects",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+                "Action": ARTIFACT_OBJECTS,
                 "Resource": {"Fn::Sub": "${ArtifactBucket.Arn}/*"},
             },
             {
@@ -476,7 +520,7 @@ class Synthesizer:
             {
                 "Sid": "Artifacts",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+                "Action": ARTIFACT_OBJECTS,
                 "Resource": {"Fn::Sub": "${ArtifactBucket.Arn}/*"},
             },
             {
@@ -634,35 +678,20 @@ class Synthesizer:
         Role `conveyor aws prepare-cluster` creates there)."""
         cluster, ns = self.cluster(e)
         role = f"{logical_id(a.name)}Role"
-        self.resources[f"{logical_id(a.name)}AccessEntry"] = {
-            "Type": "AWS::EKS::AccessEntry",
-            "Metadata": {
-                "Conveyor": {
-                    "why": (
-                        f"lets the CodeBuild project of '{a.name}' reach the app of environment "
-                        f"'{e.name}' with kubectl port-forward: AmazonEKSViewPolicy in its "
-                        f"namespace only, plus the Kubernetes group {PORT_FORWARD_GROUP}, bound "
-                        "by `conveyor aws prepare-cluster` to a Role allowing pods/portforward "
-                        "in that namespace"
-                    )
-                }
-            },
-            "Properties": {
-                "ClusterName": cluster,
-                "PrincipalArn": {"Fn::GetAtt": [role, "Arn"]},
-                "Type": "STANDARD",
-                "KubernetesGroups": [PORT_FORWARD_GROUP],
-                "AccessPolicies": [
-                    {
-                        "PolicyArn": {
-                            "Fn::Sub": "arn:${AWS::Partition}:eks::aws:cluster-access-policy/"
-                            "AmazonEKSViewPolicy"
-                        },
-                        "AccessScope": {"Type": "namespace", "Namespaces": [ns]},
-                    }
-                ],
-            },
-        }
+        self.resources[f"{logical_id(a.name)}AccessEntry"] = access_entry(
+            (
+                f"lets the CodeBuild project of '{a.name}' reach the app of environment "
+                f"'{e.name}' with kubectl port-forward: AmazonEKSViewPolicy in its "
+                f"namespace only, plus the Kubernetes group {PORT_FORWARD_GROUP}, bound "
+                "by `conveyor aws prepare-cluster` to a Role allowing pods/portforward "
+                "in that namespace"
+            ),
+            cluster,
+            {"Fn::GetAtt": [role, "Arn"]},
+            ns,
+            "AmazonEKSViewPolicy",
+            [PORT_FORWARD_GROUP],
+        )
 
     # ------------------------------------------------------------------ the whole
     def run(self) -> dict[str, Any]:
@@ -821,7 +850,7 @@ class Synthesizer:
                     {
                         "Sid": f"ArtifactObjects{logical_id(r)}",
                         "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+                        "Action": ARTIFACT_OBJECTS,
                         "Resource": {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{{pname}}}/*"},
                     }
                 )
