@@ -12,6 +12,7 @@ from conveyor.actions.aws_mapping import (
     ImportRequest,
     ProviderKey,
     SynthRequest,
+    template_type_id,
 )
 from conveyor.spec.codepipeline import PLACEHOLDER_TOPIC, _last_codebuild_before, project_name
 from conveyor.spec.pipeline_file import parse_duration
@@ -70,12 +71,7 @@ class ApprovalAws(AwsMapping):
     @classmethod
     def to_cloudformation(cls, req: SynthRequest) -> dict[str, Any] | None:
         sx, a, cfg, decl = req.synth, req.action, req.config, req.decl
-        decl["ActionTypeId"] = {
-            "Category": "Approval",
-            "Owner": "AWS",
-            "Provider": "Manual",
-            "Version": "1",
-        }
+        decl["ActionTypeId"] = template_type_id(TYPE_ID)
         configuration: dict[str, Any] = {
             "NotificationArn": {"Ref": "ApprovalTopic"},
             "CustomData": _summary(a.name, cfg)[:500],

@@ -44,6 +44,11 @@ def codebuild_type_id(category: str = "Build") -> dict[str, Any]:
     return {"category": category, "owner": "AWS", "provider": "CodeBuild", "version": "1"}
 
 
+def template_type_id(type_id: Mapping[str, Any]) -> dict[str, Any]:
+    """An actionTypeId as CloudFormation spells it (`Category`, `Owner`, ...)."""
+    return {k[0].upper() + k[1:]: v for k, v in type_id.items()}
+
+
 # --------------------------------------------------------------------------- export
 
 

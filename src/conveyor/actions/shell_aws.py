@@ -11,6 +11,7 @@ from conveyor.actions.aws_mapping import (
     ImportRequest,
     ProviderKey,
     SynthRequest,
+    template_type_id,
 )
 from conveyor.aws.synth import _RefScope, arn, logical_id
 from conveyor.model.variables import command_as_data
@@ -44,12 +45,7 @@ class ShellAws(AwsMapping):
     @classmethod
     def to_cloudformation(cls, req: SynthRequest) -> dict[str, Any] | None:
         sx, a, cfg, decl = req.synth, req.action, req.config, req.decl
-        decl["ActionTypeId"] = {
-            "Category": "Compute",
-            "Owner": "AWS",
-            "Provider": "Commands",
-            "Version": "1",
-        }
+        decl["ActionTypeId"] = template_type_id(TYPE_ID)
         # a `#{ns.var}` is passed as data: an environment variable CodePipeline resolves,
         # referenced quoted in the command (as the local `shell` action does)
         commands: list[str] = []

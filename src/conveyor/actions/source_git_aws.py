@@ -12,6 +12,7 @@ from conveyor.actions.aws_mapping import (
     ImportRequest,
     ProviderKey,
     SynthRequest,
+    template_type_id,
 )
 from conveyor.aws.synth import Synthesizer, _assume, _policy, arn, logical_id
 from conveyor.errors import ConfigError
@@ -164,12 +165,7 @@ class GitSourceAws(AwsMapping):
         br = sx.param(
             f"{lid}BranchName", f"branch of source action '{a.name}'", branch, MinLength=1
         )
-        req.decl["ActionTypeId"] = {
-            "Category": "Source",
-            "Owner": "AWS",
-            "Provider": "CodeStarSourceConnection",
-            "Version": "1",
-        }
+        req.decl["ActionTypeId"] = template_type_id(CONNECTION)
         configuration = {
             "ConnectionArn": conn,
             "FullRepositoryId": full,
@@ -202,12 +198,7 @@ def _codecommit(req: SynthRequest, repo: str, branch: str, lid: str) -> dict[str
         AllowedPattern="^[\\w.-]+$",
     )
     br = sx.param(f"{lid}BranchName", f"branch of source action '{a.name}'", branch, MinLength=1)
-    req.decl["ActionTypeId"] = {
-        "Category": "Source",
-        "Owner": "AWS",
-        "Provider": "CodeCommit",
-        "Version": "1",
-    }
+    req.decl["ActionTypeId"] = template_type_id(CODECOMMIT)
     configuration = {"RepositoryName": name, "BranchName": br, "PollForSourceChanges": "false"}
     repo_arn = arn("codecommit", f"${{{lid}RepositoryName}}")
     sx.pipeline_statements.append(

@@ -12,6 +12,7 @@ from conveyor.actions.aws_mapping import (
     ImportRequest,
     ProviderKey,
     SynthRequest,
+    template_type_id,
 )
 from conveyor.aws.synth import logical_id
 
@@ -47,12 +48,7 @@ class S3SourceAws(AwsMapping):
     @classmethod
     def to_cloudformation(cls, req: SynthRequest) -> dict[str, Any] | None:
         a, cfg, sx = req.action, req.config, req.synth
-        req.decl["ActionTypeId"] = {
-            "Category": "Source",
-            "Owner": "AWS",
-            "Provider": "S3",
-            "Version": "1",
-        }
+        req.decl["ActionTypeId"] = template_type_id(TYPE_ID)
         bucket, key = str(cfg.get("bucket", "")), str(cfg.get("key", ""))
         configuration = {
             "S3Bucket": bucket,

@@ -26,7 +26,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.actions.aws_mapping import SYNTH_METHOD, SynthRequest
+from conveyor.actions.aws_mapping import (
+    SYNTH_METHOD,
+    SynthRequest,
+    codebuild_type_id,
+    template_type_id,
+)
 from conveyor.actions.registry import ActionRegistry
 from conveyor.aws import images
 from conveyor.errors import ConfigError
@@ -127,7 +132,7 @@ ARTIFACT_OBJECTS = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
 
 def codebuild_action_type(category: str = "Build") -> dict[str, str]:
     """The ActionTypeId of a CodeBuild action in the template."""
-    return {"Category": category, "Owner": "AWS", "Provider": "CodeBuild", "Version": "1"}
+    return template_type_id(codebuild_type_id(category))
 
 
 def access_entry(

@@ -44,7 +44,7 @@ from conveyor.actions.registry import ActionRegistry
 from conveyor.errors import ConfigError, Problem, ValidationFailed
 from conveyor.model import pipeline as m
 from conveyor.spec import limits
-from conveyor.spec.yamlfile import Lines, _load_fast, _plain
+from conveyor.spec.yamlfile import Lines, _load_fast, _plain, read_text
 
 NAME = re.compile(r"^[A-Za-z0-9.@\-_]+$")
 GIT_HOSTS = {"github.com": "GitHub", "gitlab.com": "GitLab", "bitbucket.org": "Bitbucket"}
@@ -479,16 +479,7 @@ def load_codepipeline(path: str | Path, *, text: str | None = None) -> Imported:
     """Import a get-pipeline JSON file, or a CloudFormation template (YAML or JSON)."""
     label = str(path)
     if text is None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{label}: no such file")
-        if p.is_dir():
-            raise ConfigError(f"{label}: is a directory, expected a JSON or YAML file")
-        limits.check_file(p, label)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        text = read_text(path, label, "a JSON or YAML file")
     hint = source_code_hint(path, text)
     if hint:
         raise ValidationFailed([Problem(label, None, hint)])
