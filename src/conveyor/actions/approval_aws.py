@@ -29,10 +29,7 @@ def _summary(a_name: str, cfg: Mapping[str, Any]) -> str:
 
 class ApprovalAws(AwsMapping):
     codepipeline_providers: ClassVar[tuple[ProviderKey, ...]] = (("Approval", "*", "Manual"),)
-
-    @classmethod
-    def type_id(cls, original: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(TYPE_ID)
+    exported_type: ClassVar[Mapping[str, Any]] = TYPE_ID
 
     @classmethod
     def to_codepipeline(cls, req: ExportRequest) -> dict[str, Any]:

@@ -181,8 +181,9 @@ class AwsMapping:
     """Base of a type's AWS mapping: the defaults each method has."""
 
     codepipeline_providers: ClassVar[tuple[ProviderKey, ...]] = ()
+    exported_type: ClassVar[Mapping[str, Any]] = codebuild_type_id()
 
     @classmethod
     def type_id(cls, original: Mapping[str, Any]) -> dict[str, Any]:
         """The actionTypeId export writes for this type."""
-        return codebuild_type_id()
+        return dict(cls.exported_type)

@@ -23,10 +23,7 @@ class ShellAws(AwsMapping):
     codepipeline_providers: ClassVar[tuple[ProviderKey, ...]] = (("Compute", "*", "Commands"),)
     # keys of the CodePipeline action (not its configuration) this type reads
     codepipeline_action_keys: ClassVar[frozenset[str]] = frozenset({"commands"})
-
-    @classmethod
-    def type_id(cls, original: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(TYPE_ID)
+    exported_type: ClassVar[Mapping[str, Any]] = TYPE_ID
 
     @classmethod
     def to_codepipeline(cls, req: ExportRequest) -> dict[str, Any]:

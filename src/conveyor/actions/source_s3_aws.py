@@ -21,10 +21,7 @@ TYPE_ID = {"category": "Source", "owner": "AWS", "provider": "S3", "version": "1
 
 class S3SourceAws(AwsMapping):
     codepipeline_providers: ClassVar[tuple[ProviderKey, ...]] = (("Source", "AWS", "S3"),)
-
-    @classmethod
-    def type_id(cls, original: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(TYPE_ID)
+    exported_type: ClassVar[Mapping[str, Any]] = TYPE_ID
 
     @classmethod
     def to_codepipeline(cls, req: ExportRequest) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from conveyor.model.pipeline import Action, Environment, Path, Pipeline, Stage
 from conveyor.model.variables import REF
 from conveyor.spec.codepipeline import (
     SETTINGS_KEY,
+    declared_variables,
     is_codecommit_name,
     project_name,
 )
@@ -714,18 +715,7 @@ class Synthesizer:
         }
         self.artifact_stores(props)
         if p.variables:
-            props["Variables"] = [
-                {
-                    k: v
-                    for k, v in (
-                        ("Name", x.name),
-                        ("DefaultValue", x.default),
-                        ("Description", x.description),
-                    )
-                    if v not in (None, "")
-                }
-                for x in p.variables
-            ]
+            props["Variables"] = declared_variables(p, capital=True)
         triggers = self.triggers()
         if triggers:
             props["Triggers"] = triggers

@@ -970,18 +970,7 @@ def export_pipeline(
     else:
         doc["executionMode"] = p.execution_mode.value
     if p.variables:
-        doc["variables"] = [
-            {
-                k: v
-                for k, v in (
-                    ("name", x.name),
-                    ("defaultValue", x.default),
-                    ("description", x.description),
-                )
-                if v not in (None, "")
-            }
-            for x in p.variables
-        ]
+        doc["variables"] = declared_variables(p)
     triggers = _export_triggers(p, warnings)
     if triggers:
         doc["triggers"] = triggers
@@ -1086,6 +1075,23 @@ def project_name(pipeline: str, action: str) -> str:
     raw = re.sub(r"[^A-Za-z0-9\-_]", "-", f"{pipeline}-{action}")
     raw = raw.lstrip("-_") or "conveyor"
     return raw[:255]
+
+
+def declared_variables(p: m.Pipeline, capital: bool = False) -> list[dict[str, Any]]:
+    """The pipeline's variables as CodePipeline declares them (`Name` etc. in a template)."""
+    keys = (
+        ("Name", "DefaultValue", "Description")
+        if capital
+        else ("name", "defaultValue", "description")
+    )
+    return [
+        {
+            k: v
+            for k, v in zip(keys, (x.name, x.default, x.description), strict=True)
+            if v not in (None, "")
+        }
+        for x in p.variables
+    ]
 
 
 def _export_artifact_store(
