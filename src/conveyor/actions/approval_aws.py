@@ -14,7 +14,8 @@ from conveyor.actions.aws_mapping import (
     SynthRequest,
     template_type_id,
 )
-from conveyor.spec.codepipeline import PLACEHOLDER_TOPIC, _last_codebuild_before, project_name
+from conveyor.model.pipeline import Action, Pipeline, Stage
+from conveyor.spec.codepipeline import PLACEHOLDER_TOPIC, project_name
 from conveyor.spec.pipeline_file import parse_duration
 
 TYPE_ID = {"category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1"}
@@ -95,3 +96,12 @@ class ApprovalAws(AwsMapping):
             if secs:
                 decl["TimeoutInMinutes"] = min(86400, max(5, -(-secs // 60)))
         return req.finish(configuration)
+
+
+def _last_codebuild_before(p: Pipeline, s: Stage) -> Action | None:
+    before: list[Action] = []
+    for st in p.stages:
+        if st is s:
+            break
+        before += [x for x in st.actions if x.type in ("build", "deploy", "image.promote")]
+    return before[-1] if before else None

@@ -17,8 +17,8 @@ from conveyor.actions.aws_mapping import (
 from conveyor.aws import buildspecs
 from conveyor.aws.synth import PROVISIONING_MARGIN_MINUTES, Synthesizer, arn, logical_id
 from conveyor.errors import ConfigError
-from conveyor.model.pipeline import Action, Environment, Stage
-from conveyor.spec.codepipeline import _codebuild_input, _deploy_of, monitor_wait_minutes
+from conveyor.model.pipeline import Action, Environment, Pipeline, Stage
+from conveyor.spec.codepipeline import _codebuild_input, monitor_wait_minutes
 from conveyor.spec.pipeline_file import parse_duration
 
 
@@ -253,3 +253,13 @@ def alarm_rule(
         },
     }
     return rule
+
+
+def _deploy_of(p: Pipeline, s: Stage, a: Action) -> Action | None:
+    """The deploy whose environment a monitor watches (its own, else its stage's deploy)."""
+    env = a.environment or next(
+        (x.environment for x in s.actions if x.type == "deploy" and x.environment), None
+    )
+    return next(
+        (x for _, x in p.all_actions() if x.type == "deploy" and x.environment == env), None
+    )

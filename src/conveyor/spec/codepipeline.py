@@ -1034,25 +1034,6 @@ def _codebuild_input(p: m.Pipeline, s: m.Stage, a: m.Action) -> list[str]:
     return builds[:1] or outputs[-1:]
 
 
-def _deploy_of(p: m.Pipeline, s: m.Stage, a: m.Action) -> m.Action | None:
-    """The deploy whose environment a monitor watches (its own, else its stage's deploy)."""
-    env = a.environment or next(
-        (x.environment for x in s.actions if x.type == "deploy" and x.environment), None
-    )
-    return next(
-        (x for _, x in p.all_actions() if x.type == "deploy" and x.environment == env), None
-    )
-
-
-def _last_codebuild_before(p: m.Pipeline, s: m.Stage) -> m.Action | None:
-    before: list[m.Action] = []
-    for st in p.stages:
-        if st is s:
-            break
-        before += [x for x in st.actions if x.type in ("build", "deploy", "image.promote")]
-    return before[-1] if before else None
-
-
 def monitor_wait_minutes(a: m.Action) -> int:
     """The bake time of a monitor action in whole minutes (CodePipeline's WaitTime), at least 1."""
     from conveyor.spec.pipeline_file import parse_duration
