@@ -20,7 +20,13 @@ what it lacks):
 - `from_codepipeline(req: ImportRequest) -> dict`: this type's config from a CodePipeline
   action whose (category, owner, provider) is in `codepipeline_providers`;
 - `type_id(original) -> dict`: the actionTypeId export writes (import keeps the original
-  beside the pipeline when it differs).
+  beside the pipeline when it differs); by default `exported_type`.
+
+Optional hooks: `check_import(req, config)` (warnings once the action is read),
+`codepipeline_action_keys` (keys of the CodePipeline action, beside its configuration, that
+the type reads itself), `imported_type(type_id)` (the type name when one mapping answers for
+a pattern such as `aws.*`), `synth_checks_refs = False` (its `#{ns.var}` are not passed to a
+buildspec, so synthesis does not warn about them).
 """
 
 from __future__ import annotations
