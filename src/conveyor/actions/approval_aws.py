@@ -6,14 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from conveyor.actions.aws_mapping import (
-    AwsMapping,
-    ExportRequest,
-    ImportRequest,
-    ProviderKey,
-    SynthRequest,
-    template_type_id,
-)
+from conveyor.actions import aws_mapping as am
 from conveyor.model.pipeline import Action, Pipeline, Stage
 from conveyor.spec.codepipeline import PLACEHOLDER_TOPIC, project_name
 from conveyor.spec.pipeline_file import parse_duration
@@ -28,12 +21,12 @@ def _summary(a_name: str, cfg: Mapping[str, Any]) -> str:
     return summary
 
 
-class ApprovalAws(AwsMapping):
-    codepipeline_providers: ClassVar[tuple[ProviderKey, ...]] = (("Approval", "*", "Manual"),)
+class ApprovalAws(am.AwsMapping):
+    codepipeline_providers: ClassVar[tuple[am.ProviderKey, ...]] = (("Approval", "*", "Manual"),)
     exported_type: ClassVar[Mapping[str, Any]] = TYPE_ID
 
     @classmethod
-    def to_codepipeline(cls, req: ExportRequest) -> dict[str, Any]:
+    def to_codepipeline(cls, req: am.ExportRequest) -> dict[str, Any]:
         # as the stack has it: the SNS topic, the digest in CustomData, a link to the evidence
         cfg, p, s, a = req.config, req.pipeline, req.stage, req.action
         topic = str(cfg.get("notificationArn") or req.leftover.pop("NotificationArn", "")) or (
@@ -57,7 +50,7 @@ class ApprovalAws(AwsMapping):
         return req.finish(dict(TYPE_ID), configuration)
 
     @classmethod
-    def from_codepipeline(cls, req: ImportRequest) -> dict[str, Any]:
+    def from_codepipeline(cls, req: am.ImportRequest) -> dict[str, Any]:
         cfg = req.configuration
         config: dict[str, Any] = {}
         if "CustomData" in cfg:
@@ -67,9 +60,9 @@ class ApprovalAws(AwsMapping):
         return config
 
     @classmethod
-    def to_cloudformation(cls, req: SynthRequest) -> dict[str, Any] | None:
+    def to_cloudformation(cls, req: am.SynthRequest) -> dict[str, Any] | None:
         sx, a, cfg, decl = req.synth, req.action, req.config, req.decl
-        decl["ActionTypeId"] = template_type_id(TYPE_ID)
+        decl["ActionTypeId"] = am.template_type_id(TYPE_ID)
         configuration: dict[str, Any] = {
             "NotificationArn": {"Ref": "ApprovalTopic"},
             "CustomData": _summary(a.name, cfg)[:500],

@@ -5,28 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from conveyor.actions.aws_mapping import (
-    AwsMapping,
-    ExportRequest,
-    ImportRequest,
-    ProviderKey,
-    SynthRequest,
-    template_type_id,
-)
+from conveyor.actions import aws_mapping as am
 from conveyor.aws.synth import _RefScope, arn, logical_id
 from conveyor.model.variables import command_as_data
 
 TYPE_ID = {"category": "Compute", "owner": "AWS", "provider": "Commands", "version": "1"}
 
 
-class ShellAws(AwsMapping):
-    codepipeline_providers: ClassVar[tuple[ProviderKey, ...]] = (("Compute", "*", "Commands"),)
+class ShellAws(am.AwsMapping):
+    codepipeline_providers: ClassVar[tuple[am.ProviderKey, ...]] = (("Compute", "*", "Commands"),)
     # keys of the CodePipeline action (not its configuration) this type reads
     codepipeline_action_keys: ClassVar[frozenset[str]] = frozenset({"commands"})
     exported_type: ClassVar[Mapping[str, Any]] = TYPE_ID
 
     @classmethod
-    def to_codepipeline(cls, req: ExportRequest) -> dict[str, Any]:
+    def to_codepipeline(cls, req: am.ExportRequest) -> dict[str, Any]:
         type_id = dict(TYPE_ID)
         kept = req.extra.get("actionTypeId")
         commands = None
@@ -35,14 +28,14 @@ class ShellAws(AwsMapping):
         return req.finish(type_id, {}, commands=commands)
 
     @classmethod
-    def from_codepipeline(cls, req: ImportRequest) -> dict[str, Any]:
+    def from_codepipeline(cls, req: am.ImportRequest) -> dict[str, Any]:
         # Commands actions carry their commands on the action, not in configuration
         return {"commands": list(req.raw.get("commands") or [])}
 
     @classmethod
-    def to_cloudformation(cls, req: SynthRequest) -> dict[str, Any] | None:
+    def to_cloudformation(cls, req: am.SynthRequest) -> dict[str, Any] | None:
         sx, a, cfg, decl = req.synth, req.action, req.config, req.decl
-        decl["ActionTypeId"] = template_type_id(TYPE_ID)
+        decl["ActionTypeId"] = am.template_type_id(TYPE_ID)
         # a `#{ns.var}` is passed as data: an environment variable CodePipeline resolves,
         # referenced quoted in the command (as the local `shell` action does)
         commands: list[str] = []

@@ -6,14 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from conveyor.actions.aws_mapping import (
-    AwsMapping,
-    ExportRequest,
-    ImportRequest,
-    ProviderKey,
-    SynthRequest,
-    template_type_id,
-)
+from conveyor.actions import aws_mapping as am
 from conveyor.aws.synth import Synthesizer, _assume, _policy, arn, logical_id
 from conveyor.errors import ConfigError
 from conveyor.model.pipeline import Action
@@ -33,8 +26,8 @@ CONNECTION = {
 }
 
 
-class GitSourceAws(AwsMapping):
-    codepipeline_providers: ClassVar[tuple[ProviderKey, ...]] = (
+class GitSourceAws(am.AwsMapping):
+    codepipeline_providers: ClassVar[tuple[am.ProviderKey, ...]] = (
         ("Source", "AWS", "CodeCommit"),
         ("Source", "*", "CodeStarSourceConnection"),
         ("Source", "ThirdParty", "GitHub"),
@@ -46,7 +39,7 @@ class GitSourceAws(AwsMapping):
 
     # ------------------------------------------------------------------ export
     @classmethod
-    def to_codepipeline(cls, req: ExportRequest) -> dict[str, Any]:
+    def to_codepipeline(cls, req: am.ExportRequest) -> dict[str, Any]:
         cfg, p, leftover, where = req.config, req.pipeline, req.leftover, req.where
         repo = str(cfg.get("repository", ""))
         branch = str(cfg.get("branch", "main"))
@@ -88,7 +81,7 @@ class GitSourceAws(AwsMapping):
 
     # ------------------------------------------------------------------ import
     @classmethod
-    def from_codepipeline(cls, req: ImportRequest) -> dict[str, Any]:
+    def from_codepipeline(cls, req: am.ImportRequest) -> dict[str, Any]:
         provider, cfg, name, path = req.type_id["provider"], req.configuration, req.name, req.path
         if provider == "CodeCommit":
             config = {
@@ -135,7 +128,7 @@ class GitSourceAws(AwsMapping):
 
     # ------------------------------------------------------------------ synthesis
     @classmethod
-    def to_cloudformation(cls, req: SynthRequest) -> dict[str, Any] | None:
+    def to_cloudformation(cls, req: am.SynthRequest) -> dict[str, Any] | None:
         cfg, a, sx = req.config, req.action, req.synth
         repo = str(cfg.get("repository", ""))
         branch = str(cfg.get("branch", "main"))
@@ -165,7 +158,7 @@ class GitSourceAws(AwsMapping):
         br = sx.param(
             f"{lid}BranchName", f"branch of source action '{a.name}'", branch, MinLength=1
         )
-        req.decl["ActionTypeId"] = template_type_id(CONNECTION)
+        req.decl["ActionTypeId"] = am.template_type_id(CONNECTION)
         configuration = {
             "ConnectionArn": conn,
             "FullRepositoryId": full,
@@ -187,7 +180,7 @@ class GitSourceAws(AwsMapping):
         return req.finish(configuration)
 
 
-def _codecommit(req: SynthRequest, repo: str, branch: str, lid: str) -> dict[str, Any]:
+def _codecommit(req: am.SynthRequest, repo: str, branch: str, lid: str) -> dict[str, Any]:
     a, sx = req.action, req.synth
     name = sx.param(
         f"{lid}RepositoryName",
@@ -198,7 +191,7 @@ def _codecommit(req: SynthRequest, repo: str, branch: str, lid: str) -> dict[str
         AllowedPattern="^[\\w.-]+$",
     )
     br = sx.param(f"{lid}BranchName", f"branch of source action '{a.name}'", branch, MinLength=1)
-    req.decl["ActionTypeId"] = template_type_id(CODECOMMIT)
+    req.decl["ActionTypeId"] = am.template_type_id(CODECOMMIT)
     configuration = {"RepositoryName": name, "BranchName": br, "PollForSourceChanges": "false"}
     repo_arn = arn("codecommit", f"${{{lid}RepositoryName}}")
     sx.pipeline_statements.append(

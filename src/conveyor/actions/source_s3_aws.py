@@ -6,25 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from conveyor.actions.aws_mapping import (
-    AwsMapping,
-    ExportRequest,
-    ImportRequest,
-    ProviderKey,
-    SynthRequest,
-    template_type_id,
-)
+from conveyor.actions import aws_mapping as am
 from conveyor.aws.synth import logical_id
 
 TYPE_ID = {"category": "Source", "owner": "AWS", "provider": "S3", "version": "1"}
 
 
-class S3SourceAws(AwsMapping):
-    codepipeline_providers: ClassVar[tuple[ProviderKey, ...]] = (("Source", "AWS", "S3"),)
+class S3SourceAws(am.AwsMapping):
+    codepipeline_providers: ClassVar[tuple[am.ProviderKey, ...]] = (("Source", "AWS", "S3"),)
     exported_type: ClassVar[Mapping[str, Any]] = TYPE_ID
 
     @classmethod
-    def to_codepipeline(cls, req: ExportRequest) -> dict[str, Any]:
+    def to_codepipeline(cls, req: am.ExportRequest) -> dict[str, Any]:
         cfg = req.config
         configuration = {"S3Bucket": cfg.get("bucket", ""), "S3ObjectKey": cfg.get("key", "")}
         if req.pipeline.triggers and "PollForSourceChanges" not in req.leftover:
@@ -32,7 +25,7 @@ class S3SourceAws(AwsMapping):
         return req.finish(dict(TYPE_ID), configuration)
 
     @classmethod
-    def from_codepipeline(cls, req: ImportRequest) -> dict[str, Any]:
+    def from_codepipeline(cls, req: am.ImportRequest) -> dict[str, Any]:
         req.problems.note(
             (*req.path, "actionTypeId"),
             f"note: action '{req.name}': an S3 source runs locally from the state dir's "
@@ -43,9 +36,9 @@ class S3SourceAws(AwsMapping):
         return {"bucket": cfg.pop("S3Bucket", ""), "key": cfg.pop("S3ObjectKey", "")}
 
     @classmethod
-    def to_cloudformation(cls, req: SynthRequest) -> dict[str, Any] | None:
+    def to_cloudformation(cls, req: am.SynthRequest) -> dict[str, Any] | None:
         a, cfg, sx = req.action, req.config, req.synth
-        req.decl["ActionTypeId"] = template_type_id(TYPE_ID)
+        req.decl["ActionTypeId"] = am.template_type_id(TYPE_ID)
         bucket, key = str(cfg.get("bucket", "")), str(cfg.get("key", ""))
         configuration = {
             "S3Bucket": bucket,
