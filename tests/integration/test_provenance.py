@@ -37,7 +37,7 @@ class FakeDeploy(BaseAction):
     def run(self, ctx: ActionContext) -> ActionResult:
         image = str(ctx.config["image"])
         return ActionResult(
-            details={"deployment": {"environment": "test", "image": image, "digest": "sha256:0"}}
+            deployment={"environment": "test", "image": image, "digest": "sha256:0"}
         )
 
 

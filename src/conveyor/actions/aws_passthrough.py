@@ -11,12 +11,14 @@ gives every `aws.`-prefixed type name this class.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from conveyor.actions.aws_mapping import ExportRequest, ImportRequest, ProviderKey, SynthRequest
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
-from conveyor.errors import ActionError
+from conveyor.errors import ActionError, ConfigError
 
 PREFIX = "aws."
 
@@ -59,3 +61,57 @@ class AwsPassthrough(BaseAction):
             "(`conveyor export codepipeline` or `conveyor aws synth`), or replace it with a "
             "local action type"
         )
+
+    # ------------------------------------------------------------------ AWS mapping
+    codepipeline_providers: ClassVar[tuple[ProviderKey, ...]] = (("*", "*", "*"),)
+
+    @classmethod
+    def type_id(cls, original: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(original)
+
+    @classmethod
+    def imported_type(cls, type_id: Mapping[str, Any]) -> str:
+        return f"{PREFIX}{type_id['category']}.{type_id['provider']}".replace(" ", "")
+
+    @classmethod
+    def to_codepipeline(cls, req: ExportRequest) -> dict[str, Any]:
+        cfg = req.config
+        type_id = dict(cfg.get("actionTypeId") or {})
+        configuration = dict(cfg.get("configuration") or {})
+        if not type_id.get("provider"):
+            raise ConfigError(
+                f"{req.where}: an aws.* action needs config.actionTypeId (category, owner, "
+                "provider, version)"
+            )
+        return req.finish(type_id, configuration)
+
+    @classmethod
+    def from_codepipeline(cls, req: ImportRequest) -> dict[str, Any]:
+        tid = req.type_id
+        owner = tid.get("owner", "AWS")
+        req.problems.warn(
+            (*req.path, "actionTypeId"),
+            f"action '{req.name}': no local Conveyor action type for {owner}/{tid['category']}/"
+            f"{tid['provider']}; kept as '{cls.imported_type(tid)}': it validates and exports "
+            "unchanged, and runs on AWS only (a local run fails it)",
+        )
+        config = {"actionTypeId": dict(tid), "configuration": dict(req.configuration)}
+        req.configuration.clear()
+        return config
+
+    @classmethod
+    def to_cloudformation(cls, req: SynthRequest) -> dict[str, Any] | None:
+        a, cfg = req.action, req.config
+        tid = dict(cfg.get("actionTypeId") or {})
+        if not tid.get("provider"):
+            req.fail(
+                (*a.path, "config"),
+                f"action '{a.name}': an {a.type} action needs config.actionTypeId",
+            )
+            return None
+        req.decl["ActionTypeId"] = {k[0].upper() + k[1:]: str(v) for k, v in sorted(tid.items())}
+        req.synth.warnings.append(
+            f"action '{a.name}': {tid.get('owner', 'AWS')}/{tid['provider']} is passed through "
+            "as is; grant the pipeline role what that provider needs (not generated)"
+        )
+        return req.finish(dict(cfg.get("configuration") or {}))

@@ -105,6 +105,10 @@ class ActionResult:
     variables: dict[str, str] = field(default_factory=dict)
     reports: list[Report] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # JSON-able: digest, provenance...
+    # what the engine records, typed (no type name decides it): a source's fetched revision
+    # (its variables, one row per source) and a deployment (the environment's history)
+    revision: dict[str, str] | None = None
+    deployment: dict[str, Any] | None = None
 
 
 class ActionType(Protocol):

@@ -169,6 +169,7 @@ class Deploy(BaseAction):
             message=f"{env.name} serves {image.digest[:19]} at {details.get('url') or env.name}",
             variables=variables,
             details={"deployment": details},
+            deployment=details,
         )
 
 

@@ -66,6 +66,7 @@ class GitSource(BaseAction):
         facts["RepositoryName"] = cfg.repository
         return ActionResult(
             variables=facts,
+            revision=dict(facts),
             details={
                 "revision": {
                     "repository": cfg.repository,

@@ -65,8 +65,10 @@ class S3Source(BaseAction):
         for out in ctx.outputs.values():
             n = _unpack(origin, out, digest)
         ctx.log.write(f"S3 source: {n} file(s) from {where}\n")
+        variables = {"ETag": digest.hexdigest()[:32], "ObjectKey": cfg.key}
         return ActionResult(
-            variables={"ETag": digest.hexdigest()[:32], "ObjectKey": cfg.key},
+            variables=variables,
+            revision=dict(variables),
             details={"revision": {"bucket": cfg.bucket, "key": cfg.key, "from": where}},
         )
 

@@ -201,37 +201,7 @@ class Aws:
 
         `confirm(changes)` decides whether to execute; `on_event` sees each new stack event.
         """
-        check_stack_name(stack)
-        if len(template_body.encode()) > TEMPLATE_BODY_LIMIT:
-            raise ConfigError(
-                f"the template is {len(template_body.encode())} bytes; CloudFormation takes at "
-                "most "
-                f"{TEMPLATE_BODY_LIMIT} inline: upload it (`aws s3 cp template.json s3://BUCKET/`) "
-                "and deploy with `aws cloudformation deploy --s3-bucket BUCKET ...`"
-            )
-        status = self.stack_status(stack)
-        where = f"--stack-name {stack}" + (f" --region {self.region}" if self.region else "")
-        if status == "ROLLBACK_COMPLETE":
-            raise Conflict(
-                f"stack '{stack}' is in ROLLBACK_COMPLETE (its creation failed and was rolled "
-                "back); it "
-                f"cannot be updated: delete it with `aws cloudformation delete-stack {where}` and "
-                f"`aws cloudformation wait stack-delete-complete {where}`, then deploy again"
-            )
-        if status and status.endswith("_IN_PROGRESS"):
-            raise Conflict(
-                f"stack '{stack}' is busy ({status}): wait with `aws cloudformation "
-                "describe-stacks "
-                f"{where}` until it settles, then deploy again"
-            )
-        if status and status.endswith("_FAILED"):
-            raise Conflict(
-                f"stack '{stack}' is in {status}: look at `aws cloudformation "
-                "describe-stack-events "
-                f"{where}`; for UPDATE_ROLLBACK_FAILED use `aws cloudformation "
-                "continue-update-rollback "
-                f"{where}`"
-            )
+        status = self._deployable(stack, template_body)
         kind = "CREATE" if status in (None, "REVIEW_IN_PROGRESS") else "UPDATE"
         digest = hashlib.sha256(
             template_body.encode() + repr(sorted(parameters.items())).encode()
@@ -292,6 +262,53 @@ class Aws:
             StackName=stack,
             ChangeSetName=cs_name,
         )
+        final = self._follow(stack, seen, on_event, poll_seconds, timeout_seconds)
+        return final
+
+    def _deployable(self, stack: str, template_body: str) -> str | None:
+        """The stack's status, when a change set can be made on it (else a Conflict)."""
+        check_stack_name(stack)
+        if len(template_body.encode()) > TEMPLATE_BODY_LIMIT:
+            raise ConfigError(
+                f"the template is {len(template_body.encode())} bytes; CloudFormation takes at "
+                "most "
+                f"{TEMPLATE_BODY_LIMIT} inline: upload it (`aws s3 cp template.json s3://BUCKET/`) "
+                "and deploy with `aws cloudformation deploy --s3-bucket BUCKET ...`"
+            )
+        status = self.stack_status(stack)
+        where = f"--stack-name {stack}" + (f" --region {self.region}" if self.region else "")
+        if status == "ROLLBACK_COMPLETE":
+            raise Conflict(
+                f"stack '{stack}' is in ROLLBACK_COMPLETE (its creation failed and was rolled "
+                "back); it "
+                f"cannot be updated: delete it with `aws cloudformation delete-stack {where}` and "
+                f"`aws cloudformation wait stack-delete-complete {where}`, then deploy again"
+            )
+        if status and status.endswith("_IN_PROGRESS"):
+            raise Conflict(
+                f"stack '{stack}' is busy ({status}): wait with `aws cloudformation "
+                "describe-stacks "
+                f"{where}` until it settles, then deploy again"
+            )
+        if status and status.endswith("_FAILED"):
+            raise Conflict(
+                f"stack '{stack}' is in {status}: look at `aws cloudformation "
+                "describe-stack-events "
+                f"{where}`; for UPDATE_ROLLBACK_FAILED use `aws cloudformation "
+                "continue-update-rollback "
+                f"{where}`"
+            )
+        return status
+
+    def _follow(
+        self,
+        stack: str,
+        seen: set[str],
+        on_event: Callable[[dict[str, Any]], None],
+        poll_seconds: float,
+        timeout_seconds: float,
+    ) -> str:
+        """Show each new stack event until the stack settles; its final status."""
         deadline = time.monotonic() + timeout_seconds
         final = ""
         while time.monotonic() < deadline:

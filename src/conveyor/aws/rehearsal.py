@@ -506,8 +506,16 @@ class _Run:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def check(self) -> None:
+        digest = self._check_build()
+        deploys = self._check_deploys(digest)
+        self._check_tests(deploys)
+        self._check_promotes(digest)
+        self._check_monitors(deploys)
+        self._check_approvals(digest)
+
+    def _check_build(self) -> str:
+        """The build exports the image it pushed; its digest (empty: none)."""
         add = self.result.checks.append
-        steps = {s.action: s for s in self.result.steps}
         builds = [
             s
             for s in self.result.steps
@@ -523,6 +531,11 @@ class _Run:
                 f"ImageURI={uri or '(empty)'} ImageDigest={digest or '(empty)'}",
             )
         )
+        return digest
+
+    def _check_deploys(self, digest: str) -> list[Step]:
+        """Each deploy exports its URL and applies manifests pinned to the tested digest."""
+        add = self.result.checks.append
         deploys = [
             s for s in self.result.steps if "K8S_NAMESPACE" in s.env and "MANIFESTS" in s.env
         ]
@@ -542,6 +555,11 @@ class _Run:
                     f"namespace {ns}: image {image or '(none applied)'}",
                 )
             )
+        return deploys
+
+    def _check_tests(self, deploys: list[Step]) -> None:
+        """The Selenium suite reaches the test URL and passes."""
+        add = self.result.checks.append
         for s in self.result.steps:
             readers = [k for k, v in s.env.items() if k == "BASE_URL"]
             if s.kind == "codebuild" and readers and s.action not in [d.action for d in deploys]:
@@ -553,6 +571,10 @@ class _Run:
                         f"BASE_URL={s.env.get('BASE_URL') or '(empty)'}; {passed} test(s) passed",
                     )
                 )
+
+    def _check_promotes(self, digest: str) -> None:
+        """Each promotion copies exactly the tested digest."""
+        add = self.result.checks.append
         copies = [c for c in self.calls() if c["tool"] == "crane" and c["argv"][:1] == ["copy"]]
         promotes = [s for s in self.result.steps if "TARGET_REPOSITORY_URI" in s.env]
         for p in promotes:
@@ -566,6 +588,10 @@ class _Run:
                     f"crane copy sources: {copied or '(none)'}; exported ImageDigest={p.exported.get('ImageDigest', '(none)')}",
                 )
             )
+
+    def _check_monitors(self, deploys: list[Step]) -> None:
+        """Each monitor probes the URL of the deploy of its environment."""
+        add = self.result.checks.append
         forwards = [
             c
             for c in self.calls()
@@ -596,6 +622,10 @@ class _Run:
                     "CloudWatch alarm)",
                 )
             )
+
+    def _check_approvals(self, digest: str) -> None:
+        """Each approval's CustomData carries the digest."""
+        add = self.result.checks.append
         for s in self.result.steps:
             if s.kind == "approval":
                 data = s.env.get("CustomData", "")
@@ -606,7 +636,6 @@ class _Run:
                         data,
                     )
                 )
-        del steps
 
 
 def _copy_source(src: Path, dest: Path) -> None:

@@ -616,14 +616,13 @@ class Engine:
                         Reason.ABANDONED,
                         f"abandoned by {req['actor'] or 'a stop request'}",
                     )
-                    if a["type"] == "approval":
-                        with contextlib.suppress(ConveyorError):
-                            self.store.decide_approval(
-                                a["id"],
-                                "Rejected",
-                                by=req["actor"] or "engine",
-                                comment="execution stopped",
-                            )
+                    with contextlib.suppress(ConveyorError):  # NotFound: it waits for no one
+                        self.store.decide_approval(
+                            a["id"],
+                            "Rejected",
+                            by=req["actor"] or "engine",
+                            comment="execution stopped",
+                        )
         return f"stopping ({mode})"
 
     def _retry(self, ex: Row, pipeline: Pipeline, req: Row) -> str:
@@ -923,6 +922,8 @@ class Engine:
             dict(result.variables),
             result.reports,
             result.details,
+            revision=result.revision,
+            deployment=result.deployment,
         )
         self._finish(
             _Done(ex, pipeline, stage_name, action, row, fl, status, result, artifacts, stored_rows)
@@ -1003,17 +1004,17 @@ class Engine:
     def _after_success(
         self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, result: ActionResult
     ) -> None:
-        if action.type.startswith("source."):
+        if result.revision is not None:
             # one row per source: two sources finishing together both keep their revision
             names = [a.name for a in pipeline.source_actions()]
             self.store.record_revision(
                 ex["id"],
                 action.name,
-                dict(result.variables),
+                dict(result.revision),
                 position=names.index(action.name) if action.name in names else len(names),
             )
-        dep = result.details.get("deployment")
-        if isinstance(dep, dict) and dep.get("environment"):
+        dep = result.deployment
+        if dep is not None and dep.get("environment"):
             revs = self.store.get_execution(ex["id"], light=True)["revisions"] or {}
             commit = self._deployed_commit(pipeline, action.name, ex, revs) or dep.get("commit")
             self.store.record_deployment(

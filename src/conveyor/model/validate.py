@@ -48,7 +48,12 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+Add = Callable[[Path, str], None]
+Order = dict[tuple[str, str], tuple[int, int]]
+
+
 def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
+    """Every problem of the pipeline, each at its path, in the order of the checks below."""
     out: list[Finding] = []
 
     def add(path: Path, msg: str) -> None:
@@ -56,7 +61,23 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
 
     if not p.stages:
         add((*p.path, "stages"), "a pipeline needs at least one stage")
+    _names(p, add)
+    # artifacts: who produces what, in which order
+    order: dict[tuple[str, str], tuple[int, int]] = {}
+    for si, s in enumerate(p.stages):
+        for a in s.actions:
+            order[(s.name, a.name)] = (si, a.run_order)
+    _artifacts(p, order, add)
+    namespaces = _namespaces(p, add)
+    _references(p, order, namespaces, catalogue, add)
+    _types(p, catalogue, add)
+    _publishes(p, add)
+    _triggers(p, add)
+    return out
 
+
+def _names(p: Pipeline, add: Add) -> None:
+    """Stage and action names, runOrder and timeout."""
     # names
     seen_stage: dict[str, Path] = {}
     for s in p.stages:
@@ -78,11 +99,9 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
             if a.timeout_seconds is not None and a.timeout_seconds <= 0:
                 add((*a.path, "timeout"), f"action '{a.name}': timeout must be positive")
 
-    # artifacts: who produces what, in which order
-    order: dict[tuple[str, str], tuple[int, int]] = {}
-    for si, s in enumerate(p.stages):
-        for a in s.actions:
-            order[(s.name, a.name)] = (si, a.run_order)
+
+def _artifacts(p: Pipeline, order: Order, add: Add) -> None:
+    """Who produces what, in which order: an input comes from an earlier action."""
     producers: dict[str, tuple[str, str, Path]] = {}
     for s, a in p.all_actions():
         for i, art in enumerate(a.outputs):
@@ -118,7 +137,9 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                     "before it (a later stage or the same or a later runOrder): a cycle",
                 )
 
-    # namespaces and variable references
+
+def _namespaces(p: Pipeline, add: Add) -> dict[str, tuple[str, str]]:
+    """The namespaces (each once, none reserved) and the pipeline variables' patterns."""
     namespaces: dict[str, tuple[str, str]] = {}
     for s, a in p.all_actions():
         if a.namespace:
@@ -128,7 +149,6 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                 add((*a.path, "namespace"), f"duplicate namespace '{a.namespace}'")
             else:
                 namespaces[a.namespace] = (s.name, a.name)
-    pipeline_vars = {v.name for v in p.variables}
     for i, v in enumerate(p.variables):
         bad = v.allowed_pattern is not None and pattern_problem(v.allowed_pattern)
         if bad:
@@ -143,6 +163,18 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                 f"variable '{v.name}': defaultValue {v.default!r} does not match its "
                 f"allowedPattern {v.allowed_pattern!r}",
             )
+    return namespaces
+
+
+def _references(
+    p: Pipeline,
+    order: Order,
+    namespaces: Mapping[str, tuple[str, str]],
+    catalogue: Catalogue,
+    add: Add,
+) -> None:
+    """Every `#{ns.var}` names a variable that exists and is set before the action runs."""
+    pipeline_vars = {v.name for v in p.variables}
     for s, a in p.all_actions():
         mine = order[(s.name, a.name)]
         for path, ns, var in find_refs(dict(a.config), (*a.path, "config")):
@@ -187,6 +219,9 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                             f" (known: {', '.join(sorted(info.output_variables))})",
                         )
 
+
+def _types(p: Pipeline, catalogue: Catalogue, add: Add) -> None:
+    """Known action types, their config, and their environment."""
     # action types and their config
     known_types = sorted(catalogue.types)
     for _, a in p.all_actions():
@@ -214,6 +249,9 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                 f" (one of: {', '.join(sorted(p.environments)) or 'define environments first'})",
             )
 
+
+def _publishes(p: Pipeline, add: Add) -> None:
+    """A published image goes to the repository its environment deploys from."""
     # a published image goes to the repository its environment deploys from
     for _, a in p.all_actions():
         pub = a.config.get("publishes")
@@ -242,6 +280,8 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                     "the image; use the same repository in both places",
                 )
 
+
+def _triggers(p: Pipeline, add: Add) -> None:
     # triggers
     sources = {a.name for a in p.source_actions()}
     for t in p.triggers:
@@ -251,7 +291,6 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
                 f"trigger names source action '{t.source_action}', which is not a "
                 f"source action{did_you_mean(t.source_action, sorted(sources))} (known: {', '.join(sorted(sources)) or 'none'})",
             )
-    return out
 
 
 def _repository_path(repository: str) -> str:

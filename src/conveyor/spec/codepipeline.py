@@ -22,20 +22,29 @@ Every problem is located (`file:line: what`); warnings are problems that do not 
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from json.decoder import scanstring  # type: ignore[attr-defined]  # public, untyped in typeshed
 from pathlib import Path
 from typing import Any
 
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from conveyor.actions.aws_mapping import (
+    EXPORT_METHOD,
+    IMPORT_METHOD,
+    ExportRequest,
+    ImportRequest,
+    codebuild_type_id,
+)
+from conveyor.actions.registry import ActionRegistry
 from conveyor.errors import ConfigError, Problem, ValidationFailed
 from conveyor.model import pipeline as m
 from conveyor.spec import limits
-from conveyor.spec.yamlfile import Lines
+from conveyor.spec.yamlfile import Lines, _load_fast, _plain, read_text
 
 NAME = re.compile(r"^[A-Za-z0-9.@\-_]+$")
 GIT_HOSTS = {"github.com": "GitHub", "gitlab.com": "GitLab", "bitbucket.org": "Bitbucket"}
@@ -57,55 +66,17 @@ class Imported:
 
 
 def _index_json(text: str, lines: Lines) -> None:
-    """Record the line of every object key and array item of a (valid) JSON text."""
-    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
-    ws = re.compile(r"[ \t\n\r]*")
-    scalar = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null")
-
-    def line_of(pos: int) -> int:
-        return bisect.bisect_right(starts, pos)
-
-    def value(pos: int, path: tuple[str | int, ...]) -> int:
-        pos = ws.match(text, pos).end()  # type: ignore[union-attr]  # the pattern always matches
-        ch = text[pos]
-        if ch == "{":
-            lines.index.setdefault(path, line_of(pos))
-            pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]
-            if text[pos] == "}":
-                return pos + 1
-            while True:
-                key_line = line_of(pos)
-                key, pos = scanstring(text, pos + 1)
-                lines.index[(*path, key)] = key_line
-                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
-                pos = value(pos + 1, (*path, key))  # skip ':'
-                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
-                if text[pos] == "}":
-                    return pos + 1
-                pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]  # skip ','
-        if ch == "[":
-            lines.index.setdefault(path, line_of(pos))
-            pos = ws.match(text, pos + 1).end()  # type: ignore[union-attr]
-            if text[pos] == "]":
-                return pos + 1
-            i = 0
-            while True:
-                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
-                lines.index[(*path, i)] = line_of(pos)
-                pos = value(pos, (*path, i))
-                pos = ws.match(text, pos).end()  # type: ignore[union-attr]
-                if text[pos] == "]":
-                    return pos + 1
-                pos += 1
-                i += 1
-        if ch == '"':
-            return int(scanstring(text, pos + 1)[1])
-        mt = scalar.match(text, pos)
-        if not mt:  # pragma: no cover - json.loads accepted the text
-            raise ValueError(f"unexpected character at offset {pos}")
-        return mt.end()
-
-    value(0, ())
+    """Record the line of every object key and array item of a (valid) JSON text: JSON is
+    YAML 1.2 in flow style, so ruamel reads it with the line of every node."""
+    try:
+        doc = _load_fast(text)  # libyaml when installed; None on any problem (a duplicate key)
+        if doc is None:
+            yaml = YAML(typ="rt")
+            yaml.allow_duplicate_keys = True  # json.loads accepts them (keeps the last value)
+            doc = yaml.load(text)
+        _plain(doc, (), lines)
+    except (YAMLError, RecursionError):  # valid JSON YAML refuses (a key over 1024 chars)
+        lines.index.setdefault((), 1)
 
 
 def load_json(text: str, label: str) -> tuple[Any, Lines]:
@@ -128,8 +99,9 @@ def load_json(text: str, label: str) -> tuple[Any, Lines]:
 
 
 class _Importer:
-    def __init__(self, lines: Lines) -> None:
+    def __init__(self, lines: Lines, registry: ActionRegistry | None = None) -> None:
         self.lines = lines
+        self.registry = registry or ActionRegistry()
         self.errors: list[Problem] = []
         self.warnings: list[Problem] = []
         self.extra_actions: dict[str, dict[str, Any]] = {}
@@ -140,6 +112,9 @@ class _Importer:
 
     def warn(self, path: tuple[str | int, ...], msg: str) -> None:
         self.warnings.append(self.lines.problem(path, f"warning: {msg}"))
+
+    def note(self, path: tuple[str | int, ...], msg: str) -> None:
+        self.warnings.append(self.lines.problem(path, msg))
 
     def run(self, doc: Mapping[str, Any], root: tuple[str | int, ...]) -> m.Pipeline:
         p = doc
@@ -317,27 +292,21 @@ class _Importer:
         ns = a.get("namespace")
         timeout = a.get("timeoutInMinutes")
         tid = dict(tid)
-        type_, config, leftover = self.map_type(name, tid, dict(cfg_raw), path)
+        type_, config, leftover = self.map_type(name, tid, dict(cfg_raw), path, a, inputs)
+        mapping = self.registry.mapping(type_, IMPORT_METHOD) if type_ else None
         if isinstance(a.get("roleArn"), str):
             self.check_role(a["roleArn"], (*path, "roleArn"), f"action '{name}': roleArn")
-        if type_ == "build":
-            primary = config.get("primarySource") or (inputs[0] if inputs else None)
-            for i, art in enumerate(inputs):
-                if art != primary and not re.fullmatch(r"[A-Za-z0-9_]+", art):
-                    self.warn(
-                        (*path, "inputArtifacts", i),
-                        f"action '{name}': input artifact '{art}' cannot become "
-                        f"CODEBUILD_SRC_DIR_{art} (a variable name has only letters, digits "
-                        f"and _), so the buildspec cannot find it: rename it "
-                        f"(e.g. '{re.sub(r'[^A-Za-z0-9_]', '_', art)}')",
-                    )
+        check = getattr(mapping, "check_import", None)
+        if check is not None:
+            check(ImportRequest(name, tid, {}, a, inputs, path, self), config)
         extra: dict[str, Any] = {}
         if leftover:
             extra["configuration"] = leftover
+        own: frozenset[str] = getattr(mapping, "codepipeline_action_keys", frozenset())
         for key in ("roleArn", "commands", "outputVariables", "environmentVariables"):
-            if key in a and not (key == "commands" and type_ == "shell"):
+            if key in a and key not in own:
                 extra[key] = a[key]
-        if not type_.startswith("aws.") and dict(tid) != _type_id_for(type_, tid):
+        if mapping is not None and dict(tid) != _type_id_for(mapping, tid):
             extra["actionTypeId"] = dict(tid)
         if extra:
             self.extra_actions[f"{stage}/{name}"] = extra
@@ -371,9 +340,16 @@ class _Importer:
         return out
 
     def map_type(
-        self, name: str, tid: dict[str, Any], cfg: dict[str, Any], path: tuple[str | int, ...]
+        self,
+        name: str,
+        tid: dict[str, Any],
+        cfg: dict[str, Any],
+        path: tuple[str | int, ...],
+        raw: Mapping[str, Any],
+        inputs: list[str],
     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
-        """(our type, our config, CodePipeline configuration keys we have no place for)."""
+        """(our type, our config, CodePipeline configuration keys we have no place for), read
+        by the type whose `codepipeline_providers` names this provider."""
         provider, category, owner = tid["provider"], tid["category"], tid.get("owner", "AWS")
         if provider == "AWS CodeBuild":
             self.warn(
@@ -382,110 +358,14 @@ class _Importer:
                 "a CodePipeline provider id; did you mean 'CodeBuild'? (imported as CodeBuild)",
             )
             provider = tid["provider"] = "CodeBuild"
-        config: dict[str, Any]
-        if category == "Source" and provider == "CodeCommit" and owner == "AWS":
-            config = {
-                "repository": cfg.pop("RepositoryName", ""),
-                "branch": cfg.pop("BranchName", "main"),
-            }
-            if not config["repository"]:
-                self.err(
-                    (*path, "configuration"),
-                    f"action '{name}': a CodeCommit source needs RepositoryName",
-                )
-            return "source.git", config, cfg
-        if category == "Source" and provider == "CodeStarSourceConnection":
-            repo = cfg.pop("FullRepositoryId", "")
-            if not repo:
-                self.err(
-                    (*path, "configuration"),
-                    f"action '{name}': a CodeStarSourceConnection source needs FullRepositoryId",
-                )
-            host = cfg.pop("ConveyorGitHost", "github.com")
-            config = {
-                "repository": f"https://{host}/{repo}.git",
-                "branch": cfg.pop("BranchName", "main"),
-            }
-            if "ConnectionArn" in cfg:
-                self.warn(
-                    (*path, "configuration", "ConnectionArn"),
-                    f"action '{name}': the connection does not "
-                    "say which host it is for; assumed github.com (edit `repository` for "
-                    "GitLab/Bitbucket)",
-                )
-            return "source.git", config, cfg
-        if category == "Source" and provider == "GitHub" and owner == "ThirdParty":
-            if cfg.pop("OAuthToken", None) is not None:
-                self.warn(
-                    (*path, "configuration", "OAuthToken"),
-                    f"action '{name}': OAuthToken dropped (a secret); "
-                    "GitHub version 1 actions are deprecated: export writes a "
-                    "CodeStarSourceConnection",
-                )
-            config = {
-                "repository": "https://github.com/"
-                f"{cfg.pop('Owner', '')}/{cfg.pop('Repo', '')}.git",
-                "branch": cfg.pop("Branch", "main"),
-            }
-            return "source.git", config, cfg
-        if category == "Source" and provider == "S3" and owner == "AWS":
-            self.warnings.append(
-                self.lines.problem(
-                    (*path, "actionTypeId"),
-                    f"note: action '{name}': an S3 source runs locally from the state dir's "
-                    "s3/BUCKET/KEY (a directory or a .zip), config.path, or an S3-compatible "
-                    "URL (config.endpoint or CONVEYOR_S3_ENDPOINT)",
-                )
-            )
-            return (
-                "source.s3",
-                {"bucket": cfg.pop("S3Bucket", ""), "key": cfg.pop("S3ObjectKey", "")},
-                cfg,
-            )
-        if category in ("Build", "Test") and provider == "CodeBuild" and owner == "AWS":
-            config = {"codebuildProject": cfg.pop("ProjectName", "")}
-            if "PrimarySource" in cfg:
-                config["primarySource"] = cfg.pop("PrimarySource")
-            env_json = cfg.get("EnvironmentVariables")
-            if isinstance(env_json, str):
-                try:
-                    env = json.loads(env_json)
-                except json.JSONDecodeError as e:
-                    self.err(
-                        (*path, "configuration", "EnvironmentVariables"),
-                        f"action '{name}': EnvironmentVariables is not a JSON list: {e.msg}",
-                    )
-                    env = None
-                if isinstance(env, list) and all(
-                    isinstance(x, Mapping)
-                    and "name" in x
-                    and x.get("type", "PLAINTEXT") == "PLAINTEXT"
-                    for x in env
-                ):
-                    config["env"] = {str(x["name"]): str(x.get("value", "")) for x in env}
-                    del cfg["EnvironmentVariables"]
-            return "build", config, cfg
-        if category == "Compute" and provider == "Commands":
-            return (
-                "shell",
-                {"commands": []},
-                cfg,
-            )  # commands are on the action, filled by the caller
-        if category == "Approval" and provider == "Manual":
-            config = {}
-            if "CustomData" in cfg:
-                config["customData"] = cfg.pop("CustomData")
-            if "ExternalEntityLink" in cfg:
-                config["externalEntityLink"] = cfg.pop("ExternalEntityLink")
-            return "approval", config, cfg
-        type_ = f"aws.{category}.{provider}".replace(" ", "")
-        self.warn(
-            (*path, "actionTypeId"),
-            f"action '{name}': no local Conveyor action type for {owner}/{category}/"
-            f"{provider}; kept as '{type_}': it validates and exports unchanged, and runs on "
-            "AWS only (a local run fails it)",
-        )
-        return type_, {"actionTypeId": dict(tid), "configuration": cfg}, {}
+        found = self.registry.importer(category, owner, provider)
+        if found is None:  # no type imports it and no pass-through is installed
+            self.err((*path, "actionTypeId"), f"action '{name}': no action type imports {provider}")
+            return "", {}, cfg
+        type_, mapping = found
+        req = ImportRequest(name, tid, cfg, raw, inputs, path, self)
+        config: dict[str, Any] = mapping.from_codepipeline(req)
+        return type_, config, cfg
 
     def triggers(self, raw: Any, path: tuple[str | int, ...]) -> list[m.Trigger]:
         out: list[m.Trigger] = []
@@ -521,25 +401,10 @@ def _gf(raw: Any) -> m.GitFilter:
     return m.GitFilter(tuple(raw.get("includes") or ()), tuple(raw.get("excludes") or ()))
 
 
-def _type_id_for(type_: str, original: Mapping[str, Any]) -> dict[str, Any]:
-    """The actionTypeId export writes for one of our types (original kept when it was one)."""
-    table = {
-        "source.s3": ("Source", "AWS", "S3"),
-        "build": ("Build", "AWS", "CodeBuild"),
-        "approval": ("Approval", "AWS", "Manual"),
-        "shell": ("Compute", "AWS", "Commands"),
-    }
-    if type_ == "source.git":
-        if original.get("provider") == "CodeCommit":
-            return {"category": "Source", "owner": "AWS", "provider": "CodeCommit", "version": "1"}
-        return {
-            "category": "Source",
-            "owner": "AWS",
-            "provider": "CodeStarSourceConnection",
-            "version": "1",
-        }
-    cat, owner, prov = table.get(type_, ("Build", "AWS", "CodeBuild"))
-    return {"category": cat, "owner": owner, "provider": prov, "version": "1"}
+def _type_id_for(mapping: Any, original: Mapping[str, Any]) -> dict[str, Any]:
+    """The actionTypeId export writes for a type (CodeBuild's unless the type says)."""
+    type_id = getattr(mapping, "type_id", None)
+    return dict(type_id(original)) if type_id is not None else codebuild_type_id()
 
 
 def import_document(data: Any, lines: Lines) -> Imported:
@@ -562,7 +427,6 @@ def import_document(data: Any, lines: Lines) -> Imported:
         )
     imp = _Importer(lines)
     pipeline = imp.run(data["pipeline"], ("pipeline",))
-    pipeline = _fill_commands(pipeline, data["pipeline"])
     if "metadata" in data:
         imp.warnings.append(
             lines.problem(
@@ -586,24 +450,6 @@ def _with_settings(p: m.Pipeline, cp: Mapping[str, Any]) -> m.Pipeline:
     settings = dict(p.settings)
     settings[SETTINGS_KEY] = dict(cp)
     return replace(p, settings=settings)
-
-
-def _fill_commands(p: m.Pipeline, raw: Mapping[str, Any]) -> m.Pipeline:
-    """`Commands` actions carry their commands on the action, not in configuration."""
-    from dataclasses import replace
-
-    stages = []
-    for s, rs in zip(p.stages, raw.get("stages") or [], strict=False):
-        acts = []
-        by_name = {a.get("name"): a for a in rs.get("actions") or [] if isinstance(a, Mapping)}
-        for a in s.actions:
-            if a.type == "shell":
-                a = replace(
-                    a, config={"commands": list(by_name.get(a.name, {}).get("commands") or [])}
-                )
-            acts.append(a)
-        stages.append(replace(s, actions=tuple(acts)))
-    return replace(p, stages=tuple(stages))
 
 
 CODE_SUFFIXES = {
@@ -633,16 +479,7 @@ def load_codepipeline(path: str | Path, *, text: str | None = None) -> Imported:
     """Import a get-pipeline JSON file, or a CloudFormation template (YAML or JSON)."""
     label = str(path)
     if text is None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{label}: no such file")
-        if p.is_dir():
-            raise ConfigError(f"{label}: is a directory, expected a JSON or YAML file")
-        limits.check_file(p, label)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        text = read_text(path, label, "a JSON or YAML file")
     hint = source_code_hint(path, text)
     if hint:
         raise ValidationFailed([Problem(label, None, hint)])
@@ -903,7 +740,47 @@ _STRUCTURAL = {
 }
 
 
+Intrinsic = tuple[tuple[str | int, ...], tuple[str | int, ...], str, Any]
+
+
 def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
+    logical = _pipeline_resource(template, lines)
+    rnd = _CfnRenderer(template)
+    src_root: tuple[str | int, ...] = ("Resources", logical, "Properties")
+    body, converted_lines, intrinsics = _cfn_body(template, logical, lines, rnd)
+    name = body.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        converted_lines.index.setdefault(("pipeline", "name"), lines.line((*src_root,)) or 1)
+        body["name"] = logical
+    imp = _Importer(converted_lines)
+    pipeline = imp.run(body, ("pipeline",))
+    warnings = _cfn_warnings(lines, logical, name != body["name"], rnd, intrinsics)
+    warnings.extend(imp.warnings)
+    if imp.errors:
+        raise ValidationFailed(imp.errors)
+    if intrinsics:
+        cp = dict(pipeline.settings.get(SETTINGS_KEY, {}))
+        cp["intrinsics"] = [
+            {"path": list(dst[1:]), "intrinsic": short} for _, dst, short, _ in intrinsics
+        ]
+        pipeline = _with_settings(pipeline, cp)
+    params = template.get("Parameters") or {}
+    from dataclasses import replace
+
+    extra_vars = tuple(
+        m.Variable(
+            n,
+            str(params[n].get("Default")) if params[n].get("Default") is not None else None,
+            str(params[n].get("Description", "")),
+        )
+        for n in sorted(rnd.used_params)
+        if n not in {v.name for v in pipeline.variables}
+    )
+    return Imported(replace(pipeline, variables=pipeline.variables + extra_vars), warnings)
+
+
+def _pipeline_resource(template: Mapping[str, Any], lines: Lines) -> str:
+    """The logical id of the template's one AWS::CodePipeline::Pipeline."""
     resources = template.get("Resources") or {}
     found = [
         k
@@ -935,9 +812,16 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
                 )
             ]
         )
-    logical = found[0]
+    return str(found[0])
+
+
+def _cfn_body(
+    template: Mapping[str, Any], logical: str, lines: Lines, rnd: _CfnRenderer
+) -> tuple[dict[str, Any], Lines, list[Intrinsic]]:
+    """The pipeline resource's properties as `get-pipeline` JSON (camelCase), the lines of
+    each converted path, and the intrinsics met on the way."""
+    resources = template.get("Resources") or {}
     props = resources[logical].get("Properties") or {}
-    rnd = _CfnRenderer(template)
     converted_lines = Lines(lines.file)
     src_root: tuple[str | int, ...] = ("Resources", logical, "Properties")
 
@@ -973,13 +857,15 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
             tid = a.get("actionTypeId")
             if isinstance(tid, dict) and "version" in tid:
                 tid["version"] = str(tid["version"])
-    name = body.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
-        converted_lines.index.setdefault(("pipeline", "name"), lines.line((*src_root,)) or 1)
-        body["name"] = logical
-    imp = _Importer(converted_lines)
-    pipeline = imp.run(body, ("pipeline",))
-    pipeline = _fill_commands(pipeline, body)
+    return body, converted_lines, intrinsics
+
+
+def _cfn_warnings(
+    lines: Lines, logical: str, renamed: bool, rnd: _CfnRenderer, intrinsics: list[Intrinsic]
+) -> list[Problem]:
+    """What an import of a template says: the resource read, a computed name, unresolved values
+    and each intrinsic."""
+    src_root: tuple[str | int, ...] = ("Resources", logical, "Properties")
     warnings = [
         Problem(
             lines.file,
@@ -989,7 +875,7 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
             "template; its other resources (projects, roles, buckets) are not imported",
         )
     ]
-    if name != body["name"]:
+    if renamed:
         warnings.append(
             Problem(
                 lines.file,
@@ -1019,28 +905,7 @@ def _import_cfn(template: Mapping[str, Any], lines: Lines) -> Imported:
                 "settings.codepipeline.intrinsics and reported again by export",
             )
         )
-    warnings.extend(imp.warnings)
-    if imp.errors:
-        raise ValidationFailed(imp.errors)
-    if intrinsics:
-        cp = dict(pipeline.settings.get(SETTINGS_KEY, {}))
-        cp["intrinsics"] = [
-            {"path": list(dst[1:]), "intrinsic": short} for _, dst, short, _ in intrinsics
-        ]
-        pipeline = _with_settings(pipeline, cp)
-    params = template.get("Parameters") or {}
-    from dataclasses import replace
-
-    extra_vars = tuple(
-        m.Variable(
-            n,
-            str(params[n].get("Default")) if params[n].get("Default") is not None else None,
-            str(params[n].get("Description", "")),
-        )
-        for n in sorted(rnd.used_params)
-        if n not in {v.name for v in pipeline.variables}
-    )
-    return Imported(replace(pipeline, variables=pipeline.variables + extra_vars), warnings)
+    return warnings
 
 
 # --------------------------------------------------------------------------- export
@@ -1065,6 +930,7 @@ def export_pipeline(
     role_arn: str | None = None,
     artifact_bucket: str | None = None,
     project_names: Mapping[str, str] | None = None,
+    registry: ActionRegistry | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The pipeline as `{"pipeline": ...}` for `aws codepipeline create-pipeline --cli-input-json`.
 
@@ -1072,8 +938,6 @@ def export_pipeline(
     Raises ConfigError listing every action that has no CodePipeline form.
     """
     cp: Mapping[str, Any] = p.settings.get(SETTINGS_KEY) or {}
-    extra_actions: Mapping[str, Any] = cp.get("actions") or {}
-    extra_stages: Mapping[str, Any] = cp.get("stages") or {}
     warnings: list[str] = []
     problems: list[str] = []
     names = dict(project_names or {})
@@ -1081,52 +945,11 @@ def export_pipeline(
     doc["roleArn"] = role_arn or cp.get("roleArn") or PLACEHOLDER_ROLE
     if doc["roleArn"] == PLACEHOLDER_ROLE:
         warnings.append(f"roleArn is a placeholder ({PLACEHOLDER_ROLE}): pass --role-arn")
-    if "artifactStores" in cp and not artifact_bucket:
-        doc["artifactStores"] = cp["artifactStores"]
-    else:
-        store = dict(cp.get("artifactStore") or {"type": "S3", "location": PLACEHOLDER_BUCKET})
-        if artifact_bucket:
-            store["location"] = artifact_bucket
-        if store.get("location") == PLACEHOLDER_BUCKET:
-            warnings.append(
-                f"artifactStore location is a placeholder ({PLACEHOLDER_BUCKET}): pass "
-                "--artifact-bucket"
-            )
-        doc["artifactStore"] = store
-    stages = []
-    monitors: dict[str, list[m.Action]] = {}
-    for s in p.stages:
-        actions = []
-        for a in s.actions:
-            if a.type == "monitor":
-                monitors.setdefault(s.name, []).append(a)
-            extra = dict(extra_actions.get(f"{s.name}/{a.name}") or {})
-            try:
-                actions.append(_export_action(p, s, a, extra, names, warnings))
-            except ConfigError as e:
-                problems.append(e.message)
-        sd: dict[str, Any] = {"name": s.name, "actions": actions}
-        se = dict(extra_stages.get(s.name) or {})
-        if s.name in monitors and not (s.on_failure and s.on_failure.result != "FAIL"):
-            sd["onFailure"] = {"result": "ROLLBACK"}  # a failed monitor rolls the stage back
-        if s.on_failure and s.on_failure.result != "FAIL":
-            of: dict[str, Any] = {"result": s.on_failure.result}
-            if s.on_failure.result == "RETRY":
-                of["retryConfiguration"] = {"retryMode": s.on_failure.retry_mode}
-            if se.get("onFailureConditions"):
-                of["conditions"] = se["onFailureConditions"]
-            sd["onFailure"] = of
-        for key in ("onSuccess", "beforeEntry", "blockers"):
-            if key in se:
-                sd[key] = se[key]
-        if s.name in monitors:
-            warnings.append(
-                f"stage '{s.name}': monitor action(s) "
-                f"{', '.join(x.name for x in monitors[s.name])} run the HTTP probes in CodeBuild "
-                "(project created by `conveyor aws synth`); its optional CloudWatch alarm "
-                "condition (stack parameter UseMonitorAlarm) is not exported"
-            )
-        stages.append(sd)
+    _export_artifact_store(doc, cp, artifact_bucket, warnings)
+    stages = [
+        _export_stage(p, s, cp, names, warnings, problems, registry or ActionRegistry())
+        for s in p.stages
+    ]
     if problems:
         raise ConfigError("cannot export to CodePipeline:\n  " + "\n  ".join(problems))
     doc["stages"] = stages
@@ -1147,44 +970,8 @@ def export_pipeline(
     else:
         doc["executionMode"] = p.execution_mode.value
     if p.variables:
-        doc["variables"] = [
-            {
-                k: v
-                for k, v in (
-                    ("name", x.name),
-                    ("defaultValue", x.default),
-                    ("description", x.description),
-                )
-                if v not in (None, "")
-            }
-            for x in p.variables
-        ]
-    triggers = []
-    for t in p.triggers:
-        try:
-            _, src = p.find_action(t.source_action)
-        except KeyError:
-            continue
-        if src.type != "source.git" or is_codecommit_name(str(src.config.get("repository", ""))):
-            warnings.append(
-                f"trigger on '{t.source_action}': CodePipeline triggers need a "
-                "CodeStarSourceConnection "
-                "source; a CodeCommit source starts the pipeline through an EventBridge rule "
-                "(`conveyor aws synth` creates it)"
-            )
-            continue
-        push: dict[str, Any] = {}
-        for key, f in (("branches", t.branches), ("tags", t.tags), ("filePaths", t.file_paths)):
-            if f.includes or f.excludes:
-                push[key] = {
-                    k: list(v) for k, v in (("includes", f.includes), ("excludes", f.excludes)) if v
-                }
-        triggers.append(
-            {
-                "providerType": "CodeStarSourceConnection",
-                "gitConfiguration": {"sourceActionName": t.source_action, "push": [push]},
-            }
-        )
+        doc["variables"] = declared_variables(p)
+    triggers = _export_triggers(p, warnings)
     if triggers:
         doc["triggers"] = triggers
     out: dict[str, Any] = {"pipeline": doc}
@@ -1247,25 +1034,6 @@ def _codebuild_input(p: m.Pipeline, s: m.Stage, a: m.Action) -> list[str]:
     return builds[:1] or outputs[-1:]
 
 
-def _deploy_of(p: m.Pipeline, s: m.Stage, a: m.Action) -> m.Action | None:
-    """The deploy whose environment a monitor watches (its own, else its stage's deploy)."""
-    env = a.environment or next(
-        (x.environment for x in s.actions if x.type == "deploy" and x.environment), None
-    )
-    return next(
-        (x for _, x in p.all_actions() if x.type == "deploy" and x.environment == env), None
-    )
-
-
-def _last_codebuild_before(p: m.Pipeline, s: m.Stage) -> m.Action | None:
-    before: list[m.Action] = []
-    for st in p.stages:
-        if st is s:
-            break
-        before += [x for x in st.actions if x.type in ("build", "deploy", "image.promote")]
-    return before[-1] if before else None
-
-
 def monitor_wait_minutes(a: m.Action) -> int:
     """The bake time of a monitor action in whole minutes (CodePipeline's WaitTime), at least 1."""
     from conveyor.spec.pipeline_file import parse_duration
@@ -1290,151 +1058,143 @@ def project_name(pipeline: str, action: str) -> str:
     return raw[:255]
 
 
-def _export_action(
+def declared_variables(p: m.Pipeline, capital: bool = False) -> list[dict[str, Any]]:
+    """The pipeline's variables as CodePipeline declares them (`Name` etc. in a template)."""
+    keys = (
+        ("Name", "DefaultValue", "Description")
+        if capital
+        else ("name", "defaultValue", "description")
+    )
+    return [
+        {
+            k: v
+            for k, v in zip(keys, (x.name, x.default, x.description), strict=True)
+            if v not in (None, "")
+        }
+        for x in p.variables
+    ]
+
+
+def _export_artifact_store(
+    doc: dict[str, Any], cp: Mapping[str, Any], artifact_bucket: str | None, warnings: list[str]
+) -> None:
+    """The artifact store(s): as imported, or the bucket given (a placeholder otherwise)."""
+    if "artifactStores" in cp and not artifact_bucket:
+        doc["artifactStores"] = cp["artifactStores"]
+    else:
+        store = dict(cp.get("artifactStore") or {"type": "S3", "location": PLACEHOLDER_BUCKET})
+        if artifact_bucket:
+            store["location"] = artifact_bucket
+        if store.get("location") == PLACEHOLDER_BUCKET:
+            warnings.append(
+                f"artifactStore location is a placeholder ({PLACEHOLDER_BUCKET}): pass "
+                "--artifact-bucket"
+            )
+        doc["artifactStore"] = store
+
+
+def _export_triggers(p: m.Pipeline, warnings: list[str]) -> list[dict[str, Any]]:
+    """V2 triggers of the connection sources (a CodeCommit source has an EventBridge rule)."""
+    triggers: list[dict[str, Any]] = []
+    for t in p.triggers:
+        try:
+            _, src = p.find_action(t.source_action)
+        except KeyError:
+            continue
+        if src.type != "source.git" or is_codecommit_name(str(src.config.get("repository", ""))):
+            warnings.append(
+                f"trigger on '{t.source_action}': CodePipeline triggers need a "
+                "CodeStarSourceConnection "
+                "source; a CodeCommit source starts the pipeline through an EventBridge rule "
+                "(`conveyor aws synth` creates it)"
+            )
+            continue
+        push: dict[str, Any] = {}
+        for key, f in (("branches", t.branches), ("tags", t.tags), ("filePaths", t.file_paths)):
+            if f.includes or f.excludes:
+                push[key] = {
+                    k: list(v) for k, v in (("includes", f.includes), ("excludes", f.excludes)) if v
+                }
+        triggers.append(
+            {
+                "providerType": "CodeStarSourceConnection",
+                "gitConfiguration": {"sourceActionName": t.source_action, "push": [push]},
+            }
+        )
+    return triggers
+
+
+def _export_stage(
     p: m.Pipeline,
     s: m.Stage,
-    a: m.Action,
-    extra: dict[str, Any],
+    cp: Mapping[str, Any],
     names: dict[str, str],
     warnings: list[str],
+    problems: list[str],
+    registry: ActionRegistry,
 ) -> dict[str, Any]:
-    cfg = dict(a.config)
-    leftover = dict(extra.pop("configuration", {}) or {})
-    where = f"stage '{s.name}', action '{a.name}' ({a.type})"
-    configuration: dict[str, Any]
-    if a.type == "source.git":
-        repo = str(cfg.get("repository", ""))
-        branch = str(cfg.get("branch", "main"))
-        tid = extra.get("actionTypeId") or {}
-        if is_codecommit_name(repo) and tid.get("provider") != "GitHub":
-            type_id = {
-                "category": "Source",
-                "owner": "AWS",
-                "provider": "CodeCommit",
-                "version": "1",
-            }
-            configuration = {"RepositoryName": repo, "BranchName": branch}
-            if p.triggers and "PollForSourceChanges" not in leftover:
-                # triggers start the pipeline (on AWS: the EventBridge rule of the stack)
-                configuration["PollForSourceChanges"] = "false"
-                warnings.append(
-                    f"{where}: PollForSourceChanges is false; pushes start the pipeline through "
-                    "the EventBridge rule `conveyor aws synth` creates (create one if you deploy "
-                    "this JSON alone)"
-                )
-        else:
-            host = _git_url(repo)
-            if host is None:
-                raise ConfigError(
-                    f"{where}: repository '{repo}' is neither a CodeCommit repository name nor a "
-                    "GitHub/GitLab/Bitbucket URL, so AWS cannot fetch it"
-                )
-            type_id = {
-                "category": "Source",
-                "owner": "AWS",
-                "provider": "CodeStarSourceConnection",
-                "version": "1",
-            }
-            configuration = {
-                "ConnectionArn": leftover.pop("ConnectionArn", PLACEHOLDER_CONNECTION),
-                "FullRepositoryId": host[1],
-                "BranchName": branch,
-            }
-            if p.triggers and "DetectChanges" not in leftover:
-                configuration["DetectChanges"] = "false"  # the V2 trigger starts it
-            if configuration["ConnectionArn"] == PLACEHOLDER_CONNECTION:
-                warnings.append(
-                    f"{where}: ConnectionArn is a placeholder; create a connection "
-                    "(`aws codeconnections create-connection --provider-type "
-                    f"{GIT_HOSTS[host[0]]} --connection-name NAME`) and put its ARN here"
-                )
-            if tid.get("provider") == "GitHub":
-                extra.pop("actionTypeId", None)
-                leftover = {}
-    elif a.type == "source.s3":
-        type_id = _type_id_for(a.type, {})
-        configuration = {"S3Bucket": cfg.get("bucket", ""), "S3ObjectKey": cfg.get("key", "")}
-        if p.triggers and "PollForSourceChanges" not in leftover:
-            configuration["PollForSourceChanges"] = "false"
-    elif a.type == "shell":
-        type_id = _type_id_for(a.type, {})
-        configuration = {}
-    elif a.type in ("build", "deploy", "image.promote", "monitor"):
-        type_id = _type_id_for("build", {})
-        if a.type == "monitor":
-            type_id["category"] = "Test"
-        configuration = {
-            "ProjectName": str(
-                cfg.get("codebuildProject") or names.get(a.name) or project_name(p.name, a.name)
-            )
-        }
-        if a.type == "build":
-            if cfg.get("primarySource"):
-                configuration["PrimarySource"] = cfg["primarySource"]
-            if cfg.get("env"):
-                configuration["EnvironmentVariables"] = json.dumps(
-                    [
-                        {"name": k, "value": str(v), "type": "PLAINTEXT"}
-                        for k, v in dict(cfg["env"]).items()
-                    ],
-                    separators=(",", ":"),
-                )
-        elif a.type in ("deploy", "image.promote") and cfg.get("image"):
-            env = [{"name": "IMAGE", "value": str(cfg["image"]), "type": "PLAINTEXT"}]
-            if a.type == "image.promote" and cfg.get("tag"):
-                env.append({"name": "TAG", "value": str(cfg["tag"]), "type": "PLAINTEXT"})
-            configuration["EnvironmentVariables"] = json.dumps(env, separators=(",", ":"))
-        elif a.type == "monitor":
-            deploy = _deploy_of(p, s, a)
-            if deploy is None or not deploy.namespace:
-                raise ConfigError(
-                    f"{where}: a monitor on AWS probes the URL its environment's deploy exports: "
-                    "give that deploy a `namespace:`"
-                )
-            configuration["EnvironmentVariables"] = json.dumps(
-                [{"name": "URL", "value": f"#{{{deploy.namespace}.URL}}", "type": "PLAINTEXT"}],
-                separators=(",", ":"),
-            )
-    elif a.type == "approval":
-        # as the stack has it: the SNS topic, the digest in CustomData, a link to the evidence
-        type_id = _type_id_for(a.type, {})
-        summary = str(cfg.get("customData", cfg.get("summary", "")) or f"Approve {a.name}")
-        if cfg.get("digest"):
-            summary += f" Image: {cfg['digest']}"
-        topic = str(cfg.get("notificationArn") or leftover.pop("NotificationArn", "")) or (
-            PLACEHOLDER_TOPIC
+    """A stage as CodePipeline JSON: its actions, onFailure (ROLLBACK when an action's failure
+    rolls the stage back, a monitor) and what import kept."""
+    extra_actions: Mapping[str, Any] = cp.get("actions") or {}
+    se = dict((cp.get("stages") or {}).get(s.name) or {})
+    actions = []
+    rollbacks: list[m.Action] = []
+    for a in s.actions:
+        extra = dict(extra_actions.get(f"{s.name}/{a.name}") or {})
+        req = ExportRequest(p, s, a, extra, {}, names, warnings, rollbacks)
+        try:
+            actions.append(_export_action(req, registry))
+        except ConfigError as e:
+            problems.append(e.message)
+    sd: dict[str, Any] = {"name": s.name, "actions": actions}
+    if rollbacks and not (s.on_failure and s.on_failure.result != "FAIL"):
+        sd["onFailure"] = {"result": "ROLLBACK"}  # a failed monitor rolls the stage back
+    if s.on_failure and s.on_failure.result != "FAIL":
+        of: dict[str, Any] = {"result": s.on_failure.result}
+        if s.on_failure.result == "RETRY":
+            of["retryConfiguration"] = {"retryMode": s.on_failure.retry_mode}
+        if se.get("onFailureConditions"):
+            of["conditions"] = se["onFailureConditions"]
+        sd["onFailure"] = of
+    for key in ("onSuccess", "beforeEntry", "blockers"):
+        if key in se:
+            sd[key] = se[key]
+    if rollbacks:
+        warnings.append(
+            f"stage '{s.name}': monitor action(s) "
+            f"{', '.join(x.name for x in rollbacks)} run the HTTP probes in CodeBuild "
+            "(project created by `conveyor aws synth`); its optional CloudWatch alarm "
+            "condition (stack parameter UseMonitorAlarm) is not exported"
         )
-        if topic == PLACEHOLDER_TOPIC:
-            warnings.append(
-                f"{where}: NotificationArn is a placeholder ({PLACEHOLDER_TOPIC}): put the "
-                "ApprovalTopicArn output of the stack there"
-            )
-        configuration = {"NotificationArn": topic, "CustomData": summary[:500]}
-        link = cfg.get("externalEntityLink")
-        evidence = _last_codebuild_before(p, s)
-        if link:
-            configuration["ExternalEntityLink"] = link
-        elif evidence is not None:
-            project = names.get(evidence.name) or project_name(p.name, evidence.name)
-            configuration["ExternalEntityLink"] = (
-                f"https://console.aws.amazon.com/codesuite/codebuild/projects/{project}/history"
-            )
-    elif a.type.startswith("aws."):
-        type_id = dict(cfg.get("actionTypeId") or {})
-        configuration = dict(cfg.get("configuration") or {})
-        if not type_id.get("provider"):
-            raise ConfigError(
-                f"{where}: an aws.* action needs config.actionTypeId (category, owner, provider, "
-                "version)"
-            )
-    else:
-        raise ConfigError(f"{where}: no CodePipeline equivalent for action type '{a.type}'")
+    return sd
+
+
+def _export_action(req: ExportRequest, registry: ActionRegistry) -> dict[str, Any]:
+    """The action as CodePipeline JSON, written by its type's `to_codepipeline`."""
+    req.leftover.update(req.extra.pop("configuration", {}) or {})
+    try:
+        mapping = registry.mapping(req.action.type, EXPORT_METHOD)
+    except ConfigError as e:
+        raise ConfigError(f"{req.where}: {e}") from None
+    out: dict[str, Any] = mapping.to_codepipeline(req)
+    return out
+
+
+def finish_export(
+    req: ExportRequest,
+    type_id: dict[str, Any],
+    configuration: dict[str, Any],
+    commands: Sequence[str] | None,
+) -> dict[str, Any]:
+    """An exported action's declaration around its type and configuration: what import kept,
+    the artifacts (a CodeBuild action gets the input it needs), namespace, region, timeout."""
+    p, s, a, extra, where = req.pipeline, req.stage, req.action, req.extra, req.where
     if "actionTypeId" in extra:
         type_id = dict(extra.pop("actionTypeId"))
-    configuration.update(leftover)
+    configuration.update(req.leftover)
     out: dict[str, Any] = {"name": a.name, "actionTypeId": type_id, "runOrder": a.run_order}
-    if a.type == "shell" and type_id.get("provider") == "Commands":
-        out["commands"] = list(cfg.get("commands") or [])
+    if commands is not None:
+        out["commands"] = list(commands)
     if configuration:
         out["configuration"] = configuration
     inputs = list(a.inputs)

@@ -106,22 +106,27 @@ def _plain(node: Any, path: Key, lines: Lines) -> Any:
     return node
 
 
+def read_text(source: str | Path, label: str, expected: str) -> str:
+    """A file's UTF-8 text, within the size limit; a ConfigError says what is wrong."""
+    p = Path(source)
+    if not p.exists():
+        raise ConfigError(f"{label}: no such file")
+    if p.is_dir():
+        raise ConfigError(f"{label}: is a directory, expected {expected}")
+    limits.check_file(p, label)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def load(
     source: str | Path, *, text: str | None = None, name: str | None = None
 ) -> tuple[Any, Lines]:
     """Parse YAML from a file (or `text`), naming it `name` in messages."""
     label = name or str(source)
     if text is None:
-        p = Path(source)
-        if not p.exists():
-            raise ConfigError(f"{label}: no such file")
-        if p.is_dir():
-            raise ConfigError(f"{label}: is a directory, expected a YAML file")
-        limits.check_file(p, label)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        text = read_text(source, label, "a YAML file")
     limits.check_yaml(text, label)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
