@@ -31,18 +31,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
-from conveyor.actions.buildspec_runner import PRIMARY, BuildResult, resolve_secrets, run_buildspec
 from conveyor.adapters.tools import tool_path
-from conveyor.errors import ActionError, ActionFailed, ConfigError, ValidationFailed
-from conveyor.model.pipeline import Pipeline
-from conveyor.model.variables import REF, command_as_data
-from conveyor.spec.buildspec import (
+from conveyor.buildspec.result import PRIMARY, BuildResult
+from conveyor.buildspec.run import run_buildspec
+from conveyor.buildspec.secrets import resolve_secrets
+from conveyor.buildspec.spec import (
     Buildspec,
     Command,
     find_buildspec,
     load_buildspec,
     parse_buildspec,
 )
+from conveyor.errors import ActionError, ActionFailed, ConfigError, ValidationFailed
+from conveyor.model.pipeline import Pipeline
+from conveyor.model.variables import REF, command_as_data
 
 
 class Publishes(BaseModel):

@@ -154,6 +154,42 @@ def run(
     )
 
 
+def spawn(
+    argv: Sequence[str], *, cwd: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start argv in its own session with stdin and stdout piped (stderr merged into stdout).
+
+    For a long-lived child driven over its stdin (a build's shell); `kill_group(p.pid)`
+    stops it and everything it started.
+    """
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=str(cwd) if cwd else None,
+        env=dict(env) if env is not None else None,
+        start_new_session=True,
+    )
+
+
+def call(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a short command to completion, its output captured as text; never raises on rc."""
+    return subprocess.run(
+        list(argv),
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def check_output(
     argv: Sequence[str],
     *,
