@@ -155,22 +155,32 @@ def run(
 
 
 def spawn(
-    argv: Sequence[str], *, cwd: str | Path | None = None, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start argv in its own session with stdin and stdout piped (stderr merged into stdout).
+    """Start argv in its own session, stderr merged into stdout.
 
-    For a long-lived child driven over its stdin (a build's shell); `kill_group(p.pid)`
-    stops it and everything it started.
+    Without `log`, stdin and stdout are pipes: a long-lived child driven over its stdin (a
+    build's shell). With `log`, a service: no stdin, its output appended to that file.
+    `kill_group(p.pid)` stops it and everything it started.
     """
-    return subprocess.Popen(
-        list(argv),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=str(cwd) if cwd else None,
-        env=dict(env) if env is not None else None,
-        start_new_session=True,
-    )
+    out = log.open("ab") if log is not None else None
+    try:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL if out is not None else subprocess.PIPE,
+            stdout=out if out is not None else subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=str(cwd) if cwd else None,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    finally:
+        if out is not None:
+            out.close()
 
 
 def call(

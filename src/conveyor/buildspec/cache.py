@@ -49,7 +49,7 @@ def restore_cache(ctx: BuildContext, cache_dir: Path | None) -> None:
             + ", ".join(absolute)
             + ") are "
             + (
-                "not cached in a container"
+                "mounted from the cache directory in the container"
                 if ctx.is_container
                 else "not copied: on the host they persist between builds anyway"
             )

@@ -32,7 +32,12 @@ from pathlib import Path
 
 from conveyor.buildspec.batch import run_batch
 from conveyor.buildspec.cache import restore_cache, save_cache
-from conveyor.buildspec.container import container_argv
+from conveyor.buildspec.container import (
+    BuildContainer,
+    build_container,
+    cache_mounts,
+    wants_container,
+)
 from conveyor.buildspec.context import BuildContext
 from conveyor.buildspec.files import copy_tree
 from conveyor.buildspec.phases import run_phases
@@ -115,6 +120,8 @@ def run_buildspec(
         batch_identifier,
         report_dir,
     )
+    if not wants_container(image):
+        options = replace(options, image=None)  # `host` and '' run on this machine
     return _Build(spec, sources, env, log, cancel, deadline).run(workdir, options)
 
 
@@ -173,66 +180,71 @@ class _Build:
             build_env.update(secret_values)
             build_env.update(env or {})
             build_env.update(codebuild_variables(result.build_id, src_dirs, env, o))
-            session = self.session(spec, build_env, src_dirs, workdir, emit, o)
-            ctx = BuildContext(
-                spec,
-                session,
-                emit,
-                result,
-                workdir,
-                src,
-                masker,
-                o.image is not None,
-                dict(o.artifact_dirs or {}),
-                o.report_dir,
-            )
-            _announce(ctx, sorted(secret_values), o.image)
+            container = self.container(spec, build_env, src_dirs, workdir, o)
             try:
-                restore_cache(ctx, o.cache_dir)
-                run_phases(ctx)
-            except BuildStopped as e:
-                result.stopped = str(e)
+                session = ShellSession(
+                    spec.env.shell,
+                    container.inside if container else {**os.environ, **build_env},
+                    src,
+                    emit,
+                    self.cancel,
+                    self.deadline,
+                    o.on_pid,
+                    container=container.argv if container else None,
+                    process_env=container.env if container else None,
+                )
+                ctx = BuildContext(
+                    spec,
+                    session,
+                    emit,
+                    result,
+                    workdir,
+                    src,
+                    masker,
+                    container is not None,
+                    dict(o.artifact_dirs or {}),
+                    o.report_dir,
+                )
+                _announce(ctx, sorted(secret_values), o.image)
+                return _phases(ctx, o.cache_dir)
             finally:
-                session.close()
-            return _finish(ctx, o.cache_dir)
+                if container is not None:
+                    container.close()
 
-    def session(
+    def container(
         self,
         spec: Buildspec,
-        build_env: dict[str, str],
+        build_env: Mapping[str, str],
         src_dirs: Mapping[str, Path],
         workdir: Path,
-        emit: Log,
         o: BuildOptions,
-    ) -> ShellSession:
-        """The build's shell: on the host (with the host's environment) or in a container."""
-        src = next(iter(src_dirs.values()))
-        container: list[str] | None = None
-        process_env: dict[str, str] | None = None
-        if o.image:
-            container, process_env = container_argv(
-                o.image,
-                workdir,
-                list(src_dirs.values()),
-                src,
-                build_env,
-                o.container_env,
-                o.state_dir,
-                workdir,
-            )
-        else:
-            build_env = {**os.environ, **build_env}
-        return ShellSession(
-            spec.env.shell,
+    ) -> BuildContainer | None:
+        """The build's container (None: on the host), its podman service started."""
+        if o.image is None:
+            return None
+        cached = cache_mounts(spec.cache.paths if spec.cache else (), o.cache_dir)
+        return build_container(
+            o.image,
+            [workdir, *src_dirs.values()],
+            next(iter(src_dirs.values())),
             build_env,
-            src,
-            emit,
-            self.cancel,
-            self.deadline,
-            o.on_pid,
-            container=container,
-            process_env=process_env,
+            o.container_env,
+            (o.state_dir or workdir) / "podman",
+            workdir / "podman-service.log",
+            cached,
         )
+
+
+def _phases(ctx: BuildContext, cache_dir: Path | None) -> BuildResult:
+    """The cache restored, the phases run, the shell closed, the result finished."""
+    try:
+        restore_cache(ctx, cache_dir)
+        run_phases(ctx)
+    except BuildStopped as e:
+        ctx.result.stopped = str(e)
+    finally:
+        ctx.session.close()
+    return _finish(ctx, cache_dir)
 
 
 @contextmanager

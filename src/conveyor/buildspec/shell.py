@@ -28,12 +28,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.adapters import process
+from conveyor.adapters import process, tool_errors
 from conveyor.buildspec.result import BuildStopped, Log
-from conveyor.errors import missing_tool
+from conveyor.errors import Unavailable, missing_tool
 from conveyor.timing import poll_until
 
 CONTAINER_NAME = "{container-name}"  # replaced by a fresh name at each start of a container
+
+
+class ContainerFailed(Unavailable):
+    """The build's container did not start (podman's own error line in the message)."""
 
 
 def shell_quote(text: str) -> str:
@@ -132,6 +136,28 @@ class ShellSession:
                 )
             self.state = None
         self._write(pre)
+        if self.container is not None:
+            self._handshake()
+
+    def _handshake(self) -> None:
+        """Wait for the container's shell to answer; ContainerFailed with podman's own line."""
+        assert self.proc is not None and self.proc.stdout is not None
+        self._write(f"printf '%s READY\\n' {self.token}\n")
+        said: list[str] = []
+        for raw in iter(self.proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            if f"{self.token} READY" in line:
+                return
+            said.append(line)
+        self._reap()
+        if self.stopped:
+            raise BuildStopped(self.stopped)
+        image = self.container[-1] if self.container else "?"
+        raise ContainerFailed(
+            tool_errors.describe(
+                "podman", f"the build container (image {image}) did not start", "".join(said)
+            )
+        )
 
     def _watch(self) -> None:
         """Stop the shell's whole group when the build is cancelled or its deadline passes."""

@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.adapters import git
+from conveyor.buildspec.container import wants_container
 from conveyor.buildspec.result import BuildResult
 from conveyor.buildspec.run import run_buildspec
 from conveyor.buildspec.spec import load_buildspec
@@ -110,7 +111,18 @@ def _sources(values: tuple[str, ...]) -> dict[str, Path]:
 @click.option(
     "--env", "envs", multiple=True, help="NAME=VALUE, overriding the buildspec's variables."
 )
-@click.option("--image", default=None, help="Run the commands in this container image (podman).")
+@click.option(
+    "--image",
+    default=None,
+    help="Run every phase in this container image (podman); the host's podman is reachable "
+    "inside through its socket (CONTAINER_HOST).",
+)
+@click.option(
+    "--host",
+    "on_host",
+    is_flag=True,
+    help="Run on this machine (the default; the same as --image host).",
+)
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -170,6 +182,7 @@ class _RunOptions:
     sources: tuple[str, ...]
     envs: tuple[str, ...]
     image: str | None
+    on_host: bool
     workdir: Path | None
     secrets_file: Path | None
     environment: str | None
@@ -185,6 +198,8 @@ def _json_error(code: str, message: str, exit_code: int, **extra: object) -> Non
 
 def _run(o: _RunOptions) -> None:
     settings = Settings.from_env()
+    if o.on_host and wants_container(o.image):
+        raise click.UsageError("--host and --image IMAGE contradict each other: give one")
     if not o.sources:
         raise click.UsageError("Missing option '--source' (the directory to build)")
     srcs = _sources(o.sources)
@@ -196,7 +211,9 @@ def _run(o: _RunOptions) -> None:
     env: dict[str, str] = {}
     if o.environment:
         env.update(
-            _platform_env(settings, o.environment, o.pipeline_ref, revision, o.image is None)
+            _platform_env(
+                settings, o.environment, o.pipeline_ref, revision, not wants_container(o.image)
+            )
         )
     env.update(given)
     stamp = time.strftime("%Y%m%d-%H%M%S")
