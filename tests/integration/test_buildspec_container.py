@@ -221,3 +221,44 @@ def test_cli_host_and_image_contradict(tmp_path: Path, monkeypatch: pytest.Monke
     )
     assert out.exit_code == 2
     assert "--host and --image" in out.output
+
+
+def test_push_digestfile_holds_the_registrys_digest(podman_store: Path, tmp_path: Path) -> None:
+    """`podman push --digestfile` inside the container writes the digest the registry serves."""
+    import httpx
+
+    from conveyor.platform.registry_server import RegistryServer
+    from tests.integration.live_server import free_port
+
+    registry = RegistryServer("t", "127.0.0.1", free_port(), tmp_path / "reg")
+    registry.start()
+    try:
+        ref = f"{registry.address}/app:1"
+        result, log = build(
+            tmp_path,
+            f"""
+version: 0.2
+env:
+  exported-variables: [DIGEST]
+phases:
+  build:
+    commands:
+      - printf 'FROM {IMAGE}\\nRUN echo pushed > /pushed\\n' > Containerfile
+      - podman build -q -t {ref} .
+      - podman push -q --tls-verify=false --digestfile image.digest {ref}
+      - export DIGEST=$(cat image.digest)
+""",
+            image=IMAGE,
+            state_dir=tmp_path / "state",
+        )
+        assert result.succeeded, log
+        accept = ", ".join(
+            f"application/vnd.{t}+json"
+            for t in ("oci.image.manifest.v1", "docker.distribution.manifest.v2")
+        )
+        head = httpx.head(
+            f"http://{registry.address}/v2/app/manifests/1", headers={"Accept": accept}
+        )
+        assert result.exported["DIGEST"] == head.headers["Docker-Content-Digest"]
+    finally:
+        registry.stop()

@@ -25,9 +25,11 @@ podman-in-podman because (measured on this machine, podman 4.3.1, 2 cores):
   image; none of that is needed with the socket.
 The socket gives the build the host's podman, which is what a host build has anyway (it
 runs as the same user), so no privilege is added. One gap, measured: podman 4.3.1's remote
-client ignores `podman push --digestfile` (the file is not written); a buildspec that needs
-the pushed digest reads it from the registry (the `publishes` config of the `build` action
-does this) or uses `podman push` then `skopeo inspect`.
+client ignores `podman push --digestfile FILE` (the file is not written, and the local
+RepoDigest differs from the registry's, as push recompresses). So a small `podman` shim,
+first on PATH at /opt/conveyor/bin, writes FILE itself: after the push it asks the registry
+for the pushed manifest's digest (an HTTP HEAD with `wget`, busybox's or GNU's). Every
+other command goes to the image's podman untouched.
 """
 
 from __future__ import annotations
@@ -48,6 +50,52 @@ from conveyor.buildspec.shell import CONTAINER_NAME
 from conveyor.errors import Unavailable, missing_tool
 from conveyor.timing import poll_until
 
+SHIM_DIR = "/opt/conveyor/bin"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PODMAN_SHIM = r"""#!/bin/sh
+# Conveyor's podman shim for builds in a container (see conveyor/buildspec/container.py):
+# podman's remote client (4.3) ignores `push --digestfile FILE`. This writes FILE itself with
+# the digest the registry serves for the pushed reference (an HTTP HEAD of its manifest).
+# Every other command goes to the image's own podman unchanged.
+self_dir=${0%/*}
+real=
+saved_ifs=$IFS; IFS=:
+for d in $PATH; do
+  if [ "$d" != "$self_dir" ] && [ -x "$d/podman" ]; then real="$d/podman"; break; fi
+done
+IFS=$saved_ifs
+[ -n "$real" ] || { echo "podman: not found" >&2; exit 127; }
+case " $* " in *" push "*) ;; *) exec "$real" "$@" ;; esac
+digestfile= scheme=https ref= n=$#
+while [ "$n" -gt 0 ]; do
+  a=$1; shift; n=$((n - 1))
+  case "$a" in
+    --digestfile) digestfile=$1; shift; n=$((n - 1)); continue ;;
+    --digestfile=*) digestfile=${a#--digestfile=}; continue ;;
+    --tls-verify=false) scheme=http ;;
+    -*|push) ;;
+    *) ref=$a ;;
+  esac
+  set -- "$@" "$a"
+done
+"$real" "$@" || exit $?
+[ -n "$digestfile" ] || exit 0
+ref=${ref#docker://}
+host=${ref%%/*}
+rest=${ref#*/}
+case "$host" in 127.0.0.1*|localhost*) scheme=http ;; esac
+case "$rest" in
+  *@*) echo "${rest#*@}" > "$digestfile"; exit 0 ;;
+  *:*) repo=${rest%:*}; tag=${rest##*:} ;;
+  *) repo=$rest; tag=latest ;;
+esac
+if command -v busybox >/dev/null; then get="busybox wget"; else get=wget; fi
+accept="application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+digest=$($get -S --spider --header "Accept: $accept" "$scheme://$host/v2/$repo/manifests/$tag" 2>&1 \
+  | sed -n 's/^ *[Dd]ocker-[Cc]ontent-[Dd]igest: *\([^ ]*\).*/\1/p' | tr -d '\r' | head -n 1)
+[ -n "$digest" ] || { echo "podman (Conveyor's shim): pushed, but cannot read the digest of $ref from $scheme://$host for --digestfile" >&2; exit 1; }
+printf '%s\n' "$digest" > "$digestfile"
+"""
 HOST = "host"  # `environment.image: host`: run on this machine, as without an image
 SOCKET_INSIDE = "/run/podman/podman.sock"
 _CONFIG_FILES = ("CONTAINERS_CONF", "CONTAINERS_REGISTRIES_CONF")
@@ -125,6 +173,16 @@ def ensure_image(podman: str, image: str, penv: Mapping[str, str]) -> None:
         )
 
 
+def image_path(podman: str, image: str, penv: Mapping[str, str]) -> str:
+    """The image's own PATH (its config's Env), or Debian's default."""
+    fmt = "{{range .Config.Env}}{{println .}}{{end}}"
+    out = process.call([podman, "image", "inspect", "--format", fmt, image], env=penv)
+    for line in out.stdout.splitlines():
+        if line.startswith("PATH="):
+            return line.removeprefix("PATH=")
+    return DEFAULT_PATH
+
+
 def start_service(
     podman: str, penv: Mapping[str, str], log: Path
 ) -> tuple[subprocess.Popen[bytes], Path]:
@@ -191,7 +249,17 @@ def build_container(
     for host, inside in cached:
         argv += ["-v", f"{host}:{inside}"]
     argv += ["-v", f"{sock_dir / 'podman.sock'}:{SOCKET_INSIDE}"]
-    env = {**build_env, "CONTAINER_HOST": f"unix://{SOCKET_INSIDE}"}
+    shim = sock_dir / "bin" / "podman"
+    shim.parent.mkdir()
+    shim.write_text(PODMAN_SHIM, encoding="utf-8")
+    shim.chmod(0o755)
+    argv += ["-v", f"{shim.parent}:{SHIM_DIR}:ro"]
+    path = build_env.get("PATH") or image_path(podman, image, penv)
+    env = {
+        **build_env,
+        "CONTAINER_HOST": f"unix://{SOCKET_INSIDE}",
+        "PATH": f"{SHIM_DIR}:{path}",
+    }
     for name in _CONFIG_FILES:
         conf = env.get(name) or penv.get(name)
         if conf and Path(conf).is_file():
@@ -199,7 +267,7 @@ def build_container(
             argv += ["-v", f"{conf}:{conf}:ro"]
     argv += ["-w", str(src)]
     for k, v in env.items():
-        if k == "CONTAINER_HOST":  # for the client inside, not for the `podman run` here
+        if k in ("CONTAINER_HOST", "PATH"):  # for inside, not for the `podman run` here
             argv += ["--env", f"{k}={v}"]
             continue
         penv[k] = v  # the value goes through podman's environment, never on a command line
