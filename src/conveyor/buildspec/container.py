@@ -243,6 +243,28 @@ def build_container(
     penv = podman_env({**given, **(container_env or {})}, conf_dir)
     ensure_image(podman, image, penv)
     service, sock_dir = start_service(podman, penv, service_log)
+    container = BuildContainer([], penv, service, sock_dir)
+    try:
+        container.argv, container.inside = _run_argv(
+            podman, image, mounts, src, build_env, penv, sock_dir, cached
+        )
+    except BaseException:
+        container.close()
+        raise
+    return container
+
+
+def _run_argv(
+    podman: str,
+    image: str,
+    mounts: Iterable[Path],
+    src: Path,
+    build_env: Mapping[str, str],
+    penv: dict[str, str],
+    sock_dir: Path,
+    cached: Iterable[tuple[Path, str]],
+) -> tuple[list[str], dict[str, str]]:
+    """`podman run ... IMAGE` and the variables inside; their values go into `penv`."""
     argv = [podman, "run", "--rm", "-i", "--network", "host", "--name", CONTAINER_NAME]
     for m in sorted({m.resolve() for m in mounts}):
         argv += ["-v", f"{m}:{m}"]
@@ -273,4 +295,4 @@ def build_container(
         penv[k] = v  # the value goes through podman's environment, never on a command line
         argv += ["--env", k]
     argv.append(image)
-    return BuildContainer(argv, penv, service, sock_dir, env)
+    return argv, env
