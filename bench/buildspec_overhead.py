@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from conveyor.actions.buildspec_runner import run_buildspec
-from conveyor.spec.buildspec import parse_buildspec
+from conveyor.buildspec.run import run_buildspec
+from conveyor.buildspec.spec import parse_buildspec
 
 HERE = Path(__file__).resolve().parent
 N = 500

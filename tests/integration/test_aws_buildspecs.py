@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.aws.buildspecs import deploy_buildspec
-from conveyor.spec.buildspec import parse_buildspec
+from conveyor.buildspec.spec import parse_buildspec
 
 pytestmark = pytest.mark.integration
 

@@ -131,3 +131,20 @@ def test_build_action_missing_buildspec(tmp_path: Path) -> None:
     with pytest.raises(ActionFailed) as info:
         Build().run(ctx)
     assert "did you mean 'builspec.yml'" in str(info.value)
+
+
+def test_build_action_environment_image_host_runs_on_the_host(tmp_path: Path) -> None:
+    """`environment: {image: host}` is a host build: CODEBUILD_BUILD_IMAGE=host, the venv on PATH."""
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "buildspec.yml").write_text(
+        "version: 0.2\nenv:\n  exported-variables: [IMG, PY]\nphases:\n  build:\n    commands:\n"
+        "      - export IMG=$CODEBUILD_BUILD_IMAGE PY=$(command -v python)\n"
+    )
+    ctx, log = context(tmp_path, {"environment": {"image": "host"}}, {"src": src}, ())
+    result = Build().run(ctx)
+    assert result.succeeded, "".join(log.text)
+    assert result.variables["IMG"] == "host"
+    assert Path(result.variables["PY"]).parent == Path(sys.executable).parent

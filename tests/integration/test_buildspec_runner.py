@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.actions.buildspec_runner import BuildResult, run_buildspec
+from conveyor.buildspec.result import BuildResult
+from conveyor.buildspec.run import run_buildspec
+from conveyor.buildspec.spec import parse_buildspec
 from conveyor.errors import ConfigError
-from conveyor.spec.buildspec import parse_buildspec
 
 pytestmark = pytest.mark.integration
 

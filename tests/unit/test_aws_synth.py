@@ -12,7 +12,7 @@ import pytest
 from conveyor.aws.buildspecs import deploy_buildspec, monitor_buildspec, promote_buildspec
 from conveyor.aws.synth import Unmappable, synthesize
 from conveyor.aws.template import render
-from conveyor.spec.buildspec import parse_buildspec
+from conveyor.buildspec.spec import parse_buildspec
 from conveyor.spec.pipeline_file import load_pipeline
 
 SEED = Path(__file__).resolve().parent / "data" / "seed_eks.yaml"

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.errors import ConfigError, ValidationFailed
-from conveyor.spec.buildspec import (
+from conveyor.buildspec.spec import (
     OnFailure,
     batch_order,
     find_buildspec,
     load_buildspec,
     parse_buildspec,
 )
+from conveyor.errors import ConfigError, ValidationFailed
 from tests.conftest import CORPUS, corpus_cases
 
 BUILDSPECS = CORPUS / "buildspecs"

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from conveyor.actions.registry import ActionRegistry
+from conveyor.buildspec.spec import parse_buildspec
 from conveyor.errors import ConveyorError
-from conveyor.spec.buildspec import parse_buildspec
 from conveyor.spec.codepipeline import export_pipeline, load_codepipeline
 from conveyor.spec.pipeline_file import load_pipeline
 from tests.conftest import CORPUS

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from conveyor.errors import ConfigError
 from conveyor.model.pipeline import Action, Environment, Pipeline
+from conveyor.model.report import Report  # re-exported: actions build their results with it
 
 if TYPE_CHECKING:
     from conveyor.ports import ApprovalGate, Services
@@ -79,22 +80,6 @@ class ActionContext:
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-
-
-@dataclass
-class Report:
-    """A test report group's summary, as CodeBuild shows it."""
-
-    name: str
-    format: str
-    total: int = 0
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    errors: int = 0
-    duration_seconds: float = 0.0
-    failures: list[dict[str, str]] = field(default_factory=list)  # {suite,name,message}
-    files: list[str] = field(default_factory=list)  # paths relative to the attempt's workdir
 
 
 @dataclass

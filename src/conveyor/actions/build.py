@@ -6,6 +6,7 @@ Config (all optional):
     primarySource: app_src          # which input is CODEBUILD_SRC_DIR (default: the first)
     env: {NAME: value}              # project-level variables (override the buildspec's)
     image: 127.0.0.1:5001/builder   # run the commands in this image with podman
+    environment: {image: IMAGE}     # the same (CodeBuild's spelling); `host`: on this machine
     publishes: {environment: test, repository: webapp, tag: latest}
 
 Inputs: the primary input is CODEBUILD_SRC_DIR, the others CODEBUILD_SRC_DIR_<name>.
@@ -31,19 +32,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
-from conveyor.actions.buildspec_runner import PRIMARY, BuildResult, resolve_secrets, run_buildspec
 from conveyor.adapters.tools import tool_path
-from conveyor.errors import ActionError, ActionFailed, ConfigError, ValidationFailed
-from conveyor.model.pipeline import Pipeline
-from conveyor.model.variables import REF, command_as_data
-from conveyor.ports import Platform
-from conveyor.spec.buildspec import (
+from conveyor.buildspec.container import wants_container
+from conveyor.buildspec.result import PRIMARY, BuildResult
+from conveyor.buildspec.run import run_buildspec
+from conveyor.buildspec.secrets import resolve_secrets
+from conveyor.buildspec.spec import (
     Buildspec,
     Command,
     find_buildspec,
     load_buildspec,
     parse_buildspec,
 )
+from conveyor.errors import ActionError, ActionFailed, ConfigError, ValidationFailed
+from conveyor.model.pipeline import Pipeline
+from conveyor.model.variables import REF, command_as_data
+from conveyor.ports import Platform
 
 
 class Publishes(BaseModel):
@@ -69,6 +73,11 @@ class BuildConfig(ActionConfig):
     publishes: Publishes | None = None
     # the CodeBuild project an imported CodePipeline action named; used on AWS, ignored locally
     codebuild_project: str | None = Field(default=None, alias="codebuildProject")
+
+
+def _image(cfg: BuildConfig) -> str | None:
+    """The build's environment image (`host` or none: run on this machine)."""
+    return cfg.image or (cfg.environment.image if cfg.environment else None)
 
 
 def _is_inline(text: str) -> bool:
@@ -97,7 +106,7 @@ class Build(BaseAction):
             ctx.pipeline,
             environment=cfg.publishes.environment if cfg.publishes else None,
             revision=revision,
-            on_host=not (cfg.image or (cfg.environment and cfg.environment.image)),
+            on_host=not wants_container(_image(cfg)),
         )
         env.update(cfg.env)
         secrets_file = ctx.services.settings.secrets_file
@@ -130,7 +139,7 @@ class Build(BaseAction):
                     "the first output is the primary artifact, the others need a secondary "
                     "artifact of the same name"
                 )
-        image = cfg.image or (cfg.environment.image if cfg.environment else None)
+        image = _image(cfg)
         container_env = platform.container_env()
         result = run_buildspec(
             spec,

@@ -65,6 +65,7 @@ from ruamel.yaml import YAML
 
 from conveyor.adapters.manifests import CONFIG_OF_LABEL
 from conveyor.errors import ActionError, ActionFailed, ConfigError, Unavailable
+from conveyor.timing import poll_until
 
 Log = Callable[[str], None]
 FIELD_MANAGER = "conveyor"
@@ -497,24 +498,30 @@ class KubernetesDeployer:
     def _wait(
         self, name: str, namespace: str, end: float, cancel: threading.Event | None
     ) -> RolloutState:
-        last = ""
-        while True:
+        last = [""]
+
+        def probe() -> RolloutState:
             dep = self.api.get("apps/v1", "Deployment", name, namespace)
             if dep is None:
                 return RolloutState(
                     False, True, f"deployment '{name}' disappeared during the rollout"
                 )
             state = rollout_state(dep)
-            if state.message != last:
+            if state.message != last[0]:
                 self.log(state.message)
-                last = state.message
-            if state.done or state.failed:
-                return state
-            if cancel is not None and cancel.is_set():
+                last[0] = state.message
+            if not (state.done or state.failed) and cancel is not None and cancel.is_set():
                 return RolloutState(False, True, f"cancelled: {state.message}")
-            if self.clock() >= end:
-                return state
-            self.sleep(self.poll)
+            return state
+
+        return poll_until(
+            probe,
+            lambda s: s.done or s.failed,
+            deadline=end,
+            interval=self.poll,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
 
     def _restore(self, applied: Sequence[PlannedObject], namespace: str) -> str:
         """Put every applied object back as it was live before; delete those it added.

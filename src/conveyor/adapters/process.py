@@ -154,6 +154,52 @@ def run(
     )
 
 
+def spawn(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start argv in its own session, stderr merged into stdout.
+
+    Without `log`, stdin and stdout are pipes: a long-lived child driven over its stdin (a
+    build's shell). With `log`, a service: no stdin, its output appended to that file.
+    `kill_group(p.pid)` stops it and everything it started.
+    """
+    out = log.open("ab") if log is not None else None
+    try:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL if out is not None else subprocess.PIPE,
+            stdout=out if out is not None else subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=str(cwd) if cwd else None,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    finally:
+        if out is not None:
+            out.close()
+
+
+def call(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a short command to completion, its output captured as text; never raises on rc."""
+    return subprocess.run(
+        list(argv),
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def check_output(
     argv: Sequence[str],
     *,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor.actions.base import Report
+from conveyor.model.report import Report
 
 
 class ReportFileError(Exception):

@@ -392,8 +392,8 @@ class _Run:
         return Step(stage, decl["Name"], "source", True, f"{src} at {commit[:12]}", exported)
 
     def codebuild(self, stage: str, decl: dict[str, Any], cfg: dict[str, Any]) -> Step:
-        from conveyor.actions.buildspec_runner import run_buildspec
-        from conveyor.spec.buildspec import find_buildspec, load_buildspec, parse_buildspec
+        from conveyor.buildspec.run import run_buildspec
+        from conveyor.buildspec.spec import find_buildspec, load_buildspec, parse_buildspec
 
         name = decl["Name"]
         project_id = decl["Configuration"]["ProjectName"]["Ref"]

@@ -59,7 +59,7 @@ def _load_for_aws(
 def _report_groups(file: Path, pipeline: Any) -> dict[str, list[str]]:
     """The report groups each build action's buildspec declares, when its source sits beside
     the pipeline file (`examples/webapp/buildspec.yml` for repository `webapp`)."""
-    from conveyor.spec.buildspec import load_buildspec
+    from conveyor.buildspec.spec import load_buildspec
 
     out: dict[str, list[str]] = {}
     sources = {

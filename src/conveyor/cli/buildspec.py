@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.actions.buildspec_runner import BuildResult, run_buildspec
 from conveyor.adapters import git
+from conveyor.buildspec.container import wants_container
+from conveyor.buildspec.result import BuildResult
+from conveyor.buildspec.run import run_buildspec
+from conveyor.buildspec.spec import load_buildspec
 from conveyor.errors import ConfigError, ConveyorError, NotFound, Unavailable, ValidationFailed
 from conveyor.model.pipeline import Pipeline
 from conveyor.settings import Settings
-from conveyor.spec.buildspec import load_buildspec
 
 
 @click.group("buildspec")
@@ -108,7 +111,18 @@ def _sources(values: tuple[str, ...]) -> dict[str, Path]:
 @click.option(
     "--env", "envs", multiple=True, help="NAME=VALUE, overriding the buildspec's variables."
 )
-@click.option("--image", default=None, help="Run the commands in this container image (podman).")
+@click.option(
+    "--image",
+    default=None,
+    help="Run every phase in this container image (podman); the host's podman is reachable "
+    "inside through its socket (CONTAINER_HOST).",
+)
+@click.option(
+    "--host",
+    "on_host",
+    is_flag=True,
+    help="Run on this machine (the default; the same as --image host).",
+)
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -138,35 +152,42 @@ def _sources(values: tuple[str, ...]) -> dict[str, Path]:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the summary as JSON (the log goes to stderr)."
 )
-def run_cmd(
-    file: Path,
-    sources: tuple[str, ...],
-    envs: tuple[str, ...],
-    image: str | None,
-    workdir: Path | None,
-    secrets_file: Path | None,
-    environment: str | None,
-    pipeline_ref: str | None,
-    as_json: bool,
-) -> None:
+def run_cmd(**options: Any) -> None:
     """Run the buildspec FILE against --source directories, like CodeBuild's local agent."""
+    opts = _RunOptions(**options)
     try:
-        _run(file, sources, envs, image, workdir, secrets_file, environment, pipeline_ref, as_json)
+        _run(opts)
     except click.ClickException as e:
-        if not as_json:
+        if not opts.as_json:
             raise
         _json_error("usage", e.format_message(), 2)
     except ValidationFailed as e:
-        if not as_json:
+        if not opts.as_json:
             for p in e.problems:
                 click.echo(str(p), err=True)
             sys.exit(2)
         _json_error(e.code, str(e), 2, problems=[str(p) for p in e.problems])
     except ConveyorError as e:
-        if not as_json:
+        if not opts.as_json:
             click.echo(f"error: {e.message}", err=True)
             sys.exit(e.exit_code)
         _json_error(e.code, e.message, e.exit_code)
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    """The arguments and options of `conveyor buildspec run`."""
+
+    file: Path
+    sources: tuple[str, ...]
+    envs: tuple[str, ...]
+    image: str | None
+    on_host: bool
+    workdir: Path | None
+    secrets_file: Path | None
+    environment: str | None
+    pipeline_ref: str | None
+    as_json: bool
 
 
 def _json_error(code: str, message: str, exit_code: int, **extra: object) -> None:
@@ -175,36 +196,32 @@ def _json_error(code: str, message: str, exit_code: int, **extra: object) -> Non
     sys.exit(exit_code)
 
 
-def _run(
-    file: Path,
-    sources: tuple[str, ...],
-    envs: tuple[str, ...],
-    image: str | None,
-    workdir: Path | None,
-    secrets_file: Path | None,
-    environment: str | None,
-    pipeline_ref: str | None,
-    as_json: bool,
-) -> None:
+def _run(o: _RunOptions) -> None:
     settings = Settings.from_env()
-    if not sources:
+    if o.on_host and wants_container(o.image):
+        raise click.UsageError("--host and --image IMAGE contradict each other: give one")
+    if not o.sources:
         raise click.UsageError("Missing option '--source' (the directory to build)")
-    srcs = _sources(sources)
+    srcs = _sources(o.sources)
     from conveyor.cli.main import parse_pairs
 
-    given = parse_pairs(envs, "--env")
-    spec = load_buildspec(file)
+    given = parse_pairs(o.envs, "--env")
+    spec = load_buildspec(o.file)
     revision = git.commit_of(next(iter(srcs.values())), "HEAD") or ""
     env: dict[str, str] = {}
-    if environment:
-        env.update(_platform_env(settings, environment, pipeline_ref, revision, image is None))
+    if o.environment:
+        env.update(
+            _platform_env(
+                settings, o.environment, o.pipeline_ref, revision, not wants_container(o.image)
+            )
+        )
     env.update(given)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    workdir = workdir or settings.state_dir / "builds" / f"{stamp}-{file.stem}"
+    workdir = o.workdir or settings.state_dir / "builds" / f"{stamp}-{o.file.stem}"
     key = re.sub(
-        r"[^A-Za-z0-9_.-]+", "_", f"cli-{file.resolve()}-{next(iter(srcs.values())).resolve()}"
+        r"[^A-Za-z0-9_.-]+", "_", f"cli-{o.file.resolve()}-{next(iter(srcs.values())).resolve()}"
     )[-120:]
-    out = sys.stderr if as_json else sys.stdout
+    out = sys.stderr if o.as_json else sys.stdout
 
     def log(text: str) -> None:
         out.write(text)
@@ -221,10 +238,10 @@ def _run(
             cancel,
             None,
             cache_dir=settings.state_dir / "cache" / key,
-            secrets_file=secrets_file or settings.secrets_file,
-            image=image,
+            secrets_file=o.secrets_file or settings.secrets_file,
+            image=o.image,
             state_dir=settings.state_dir,
-            project=file.stem,
+            project=o.file.stem,
             initiator="conveyor-cli",
             resolved_source_version=revision,
         )
@@ -232,7 +249,7 @@ def _run(
         cancel.set()
         click.echo("interrupted", err=True)
         sys.exit(130)
-    if as_json:
+    if o.as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     else:
         render_summary(result, Console(file=sys.stdout))

@@ -393,6 +393,23 @@ class _Parser:
             )
             self.add(self.key_line(node, k), f"unknown key '{k}' in {where}{hint}")
 
+    def section(self, doc: CommentedMap, key: str) -> tuple[int | None, CommentedMap | None]:
+        """A top-level section's line and mapping (None when absent or not a mapping)."""
+        line = self.key_line(doc, key)
+        return line, self.mapping(doc.get(key), line, key)
+
+    def base_directory(self, node: CommentedMap, where: str) -> str | None:
+        """`base-directory`, noting a PowerShell variable in it (a Windows buildspec)."""
+        base = self.string(node, "base-directory", where)
+        if base and _POWERSHELL.search(base):
+            self.windows.append(
+                (
+                    self.key_line(node, "base-directory"),
+                    f"PowerShell variable in {where}.base-directory {base!r}",
+                )
+            )
+        return base
+
     def mapping(self, node: Any, line: int | None, where: str) -> CommentedMap | None:
         if node is None:
             return None
@@ -793,14 +810,7 @@ class _Parser:
         files = self.strings(node, "files", where)
         if "files" in node and not files and node.get("files") is None:
             self.add(self.key_line(node, "files"), f"{where}.files is empty")
-        base = self.string(node, "base-directory", where)
-        if base and _POWERSHELL.search(base):
-            self.windows.append(
-                (
-                    self.key_line(node, "base-directory"),
-                    f"PowerShell variable in {where}.base-directory {base!r}",
-                )
-            )
+        base = self.base_directory(node, where)
         return ArtifactSpec(
             identifier=identifier,
             files=files,
@@ -814,8 +824,7 @@ class _Parser:
         )
 
     def artifacts(self, doc: CommentedMap) -> Artifacts | None:
-        line = self.key_line(doc, "artifacts")
-        node = self.mapping(doc.get("artifacts"), line, "artifacts")
+        line, node = self.section(doc, "artifacts")
         if node is None:
             return None
         primary = self.artifact(node, None, "artifacts", line)
@@ -864,14 +873,7 @@ class _Parser:
                     self.key_line(entry, "file-format"),
                     f"{where}.file-format {fmt!r} is not a report format{hint}",
                 )
-            base = self.string(entry, "base-directory", where)
-            if base and _POWERSHELL.search(base):
-                self.windows.append(
-                    (
-                        self.key_line(entry, "base-directory"),
-                        f"PowerShell variable in {where}.base-directory {base!r}",
-                    )
-                )
+            base = self.base_directory(entry, where)
             out.append(
                 ReportSpec(
                     group=str(group),
@@ -885,8 +887,7 @@ class _Parser:
         return tuple(out)
 
     def cache(self, doc: CommentedMap) -> CacheSpec | None:
-        line = self.key_line(doc, "cache")
-        node = self.mapping(doc.get("cache"), line, "cache")
+        line, node = self.section(doc, "cache")
         if node is None:
             return None
         self.unknown_keys(node, CACHE_KEYS, "cache")
@@ -905,8 +906,7 @@ class _Parser:
         )
 
     def batch(self, doc: CommentedMap) -> Batch | None:
-        line = self.key_line(doc, "batch")
-        node = self.mapping(doc.get("batch"), line, "batch")
+        line, node = self.section(doc, "batch")
         if node is None:
             return None
         self.unknown_keys(node, BATCH_KEYS, "batch")
