@@ -49,7 +49,14 @@ from conveyor.errors import ActionError, ActionFailed, ConfigError, Conflict, Co
 from conveyor.model import planner as pl
 from conveyor.model import provenance
 from conveyor.model.pipeline import Pipeline
-from conveyor.model.status import TERMINAL_EXECUTION, ActionStatus, ExecutionStatus, Reason
+from conveyor.model.status import (
+    TERMINAL_EXECUTION,
+    ActionStatus,
+    ExecutionReason,
+    ExecutionStatus,
+    Reason,
+    StopMode,
+)
 from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, UnresolvedVariable, find_refs, resolve
 from conveyor.settings import Settings
 from conveyor.spec.pipeline_file import parse
@@ -448,7 +455,9 @@ class Engine:
                 [pl.progress(pipeline, s) for _, s in newer],
             ):
                 winner = max((e for e, _ in newer), key=lambda e: e["seq"])
-                self.store.update_execution(ex["id"], superseded_by=winner["id"])
+                self.store.change_execution(
+                    ex["id"], superseded_by=winner["id"], reason=ExecutionReason.SUPERSEDED
+                )
                 ex = self.store.get_execution(ex["id"], light=True)
                 state = _state(ex, attempts, self._known.get(ex["id"]))
                 status = pl.execution_status(pipeline, state)
@@ -462,7 +471,7 @@ class Engine:
                 elif parked_only and not self._has_inflight(ex["id"]):
                     self.quiet.add(ex["id"])
                 if (plan.waiting or None) != ex["waiting"]:
-                    self.store.update_execution(ex["id"], waiting=plan.waiting)
+                    self.store.change_execution(ex["id"], waiting=plan.waiting)
 
         if status == ExecutionStatus.FAILED and self._auto_retry(ex, pipeline, state):
             return
@@ -473,7 +482,7 @@ class Engine:
     ) -> None:
         values: dict[str, Any] = {}
         if status.value != ex["status"]:
-            values["status"] = status.value
+            values["status"] = status
             values["message"] = _execution_message(status, attempts, ex)
         if status in TERMINAL_EXECUTION:
             if not ex["ended_at"]:
@@ -482,7 +491,7 @@ class Engine:
         elif ex["ended_at"]:
             values["ended_at"] = None
         if values:
-            self.store.update_execution(ex["id"], **values)
+            self.store.change_execution(ex["id"], **values)
             if "status" in values:
                 self._active_keys = None  # the set of active executions moved
         if status in TERMINAL_EXECUTION and not self._has_inflight(ex["id"]):
@@ -576,7 +585,9 @@ class Engine:
                 )
         self._known.pop(holder, None)
         self.quiet.discard(holder)  # its wait ended: its status is derived on the next step
-        self.store.update_execution(holder, superseded_by=ex["id"])
+        self.store.change_execution(
+            holder, superseded_by=ex["id"], reason=ExecutionReason.SUPERSEDED
+        )
         self._wake.set()
 
     # ---- requests --------------------------------------------------------------------------------
@@ -602,10 +613,12 @@ class Engine:
     def _stop(self, ex: Row, abandon: bool, req: Row) -> str:
         if ex["status"] not in ("InProgress", "Stopping"):
             raise Conflict(f"execution {ex['id']} is {ex['status']}: nothing to stop")
-        mode = "abandon" if abandon else "finish"
-        self.store.update_execution(
+        mode = StopMode.ABANDON if abandon else StopMode.FINISH
+        self.store.change_execution(
             ex["id"],
             stop_mode=mode,
+            reason=ExecutionReason.STOP_REQUESTED,
+            actor=req["actor"] or "engine",
             message=f"stop requested by {req['actor'] or 'someone'}: {req['payload'].get('reason', '')}".strip(),
         )
         if abandon:
@@ -660,12 +673,14 @@ class Engine:
         epochs = dict(ex["stage_epochs"] or {})
         cur = epochs.get(stage_name, {"epoch": 0, "failed_only": False})
         epochs[stage_name] = {"epoch": cur["epoch"] + 1, "failed_only": failed_only}
-        self.store.update_execution(
+        self.store.change_execution(
             ex["id"],
             stage_epochs=epochs,
             stop_mode=None,
             superseded_by=None,
-            status="InProgress",
+            status=ExecutionStatus.IN_PROGRESS,
+            reason=ExecutionReason.RETRIED,
+            actor=req["actor"] or "engine",
             ended_at=None,
             message=f"retrying stage {stage_name} ({'failed actions' if failed_only else 'all actions'})",
         )
@@ -691,7 +706,9 @@ class Engine:
                     {"stage": s.name, "failed_only": s.on_failure.retry_mode == "FAILED_ACTIONS"},
                     actor="engine (onFailure: RETRY)",
                 )
-                self.store.update_execution(ex["id"], status="Failed")
+                self.store.change_execution(
+                    ex["id"], status=ExecutionStatus.FAILED, reason=ExecutionReason.AUTO_RETRY
+                )
                 self._wake.set()
                 return True
         return False

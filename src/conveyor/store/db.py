@@ -37,13 +37,31 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from conveyor.errors import Conflict, NotFound, Unavailable
 from conveyor.model.provenance import ordered_revisions
-from conveyor.model.status import ActionStatus, TransitionRefused, check_transition
+from conveyor.model.status import (
+    ACTIVE_EXECUTION,
+    ActionStatus,
+    ExecutionReason,
+    ExecutionStatus,
+    StopMode,
+    TransitionRefused,
+    check_execution_transition,
+    check_transition,
+)
 from conveyor.store import tables as t
 from conveyor.store.schema_version import head_revision
 from conveyor.store.sqlite_reader import pid_running as _pid_running
 
 Row = dict[str, Any]
-ACTIVE = ("InProgress", "Stopping")
+ACTIVE = tuple(sorted(s.value for s in ACTIVE_EXECUTION))
+# the execution columns `change_execution` writes unguarded, beside the guarded three
+FACTS = frozenset({"waiting", "message", "ended_at", "stage_epochs"})
+
+
+class _Keep:
+    """The default of a guarded column `change_execution` leaves as it is."""
+
+
+KEEP = _Keep()
 
 
 def normalize_url(url: str) -> str:
@@ -273,8 +291,10 @@ class Store:
         kind: str = "standard",
         actor: str | None = None,
     ) -> str:
+        check_execution_transition(None, ExecutionStatus.IN_PROGRESS)
         for _ in range(20):
             ex_id = uuid.uuid4().hex[:12]
+            now = time.time()
             try:
                 with self.tx() as c:
                     if self.engine.dialect.name == "postgresql":
@@ -296,7 +316,8 @@ class Store:
                             pipeline=pipeline,
                             seq=seq,
                             kind=kind,
-                            status="InProgress",
+                            status=ExecutionStatus.IN_PROGRESS.value,
+                            reason=ExecutionReason.STARTED.value,
                             message="",
                             definition=dict(definition),
                             variables=dict(variables),
@@ -304,7 +325,18 @@ class Store:
                             revisions=dict(revisions or {}),
                             stage_epochs={},
                             actor=actor,
-                            created_at=time.time(),
+                            created_at=now,
+                        )
+                    )
+                    c.execute(
+                        insert(t.execution_history).values(
+                            execution_id=ex_id,
+                            from_status=None,
+                            to_status=ExecutionStatus.IN_PROGRESS.value,
+                            reason=ExecutionReason.STARTED.value,
+                            message="",
+                            actor=actor,
+                            at=now,
                         )
                     )
                 return ex_id
@@ -530,9 +562,82 @@ class Store:
             raise NotFound(f"no execution '{ex_id}'")
         return dict(r[0])
 
-    def update_execution(self, ex_id: str, **values: Any) -> None:
+    def change_execution(
+        self,
+        ex_id: str,
+        *,
+        reason: str = ExecutionReason.DERIVED,
+        actor: str = "engine",
+        status: ExecutionStatus | None = None,
+        stop_mode: StopMode | None | _Keep = KEEP,
+        superseded_by: str | None | _Keep = KEEP,
+        **facts: Any,
+    ) -> None:
+        """The one way an execution row changes.
+
+        Its status, stop mode and superseded-by are guarded: the status move must be in the
+        model's table (`check_execution_transition`), the row must still hold what was read
+        (a compare-and-set: a lost race is `Conflict`), and every change of the three is
+        appended to `execution_history` with its reason. The other columns (`FACTS`: waiting,
+        message, ended_at, stage epochs) are plain facts written alongside.
+        """
+        unknown = set(facts) - FACTS
+        if unknown:
+            raise TypeError(f"change_execution: unknown columns {sorted(unknown)}")
+        ex = t.executions
+        guarded: dict[str, Any] = {}
+        if status is not None:
+            guarded["status"] = ExecutionStatus(status).value
+        if not isinstance(stop_mode, _Keep):
+            guarded["stop_mode"] = None if stop_mode is None else StopMode(stop_mode).value
+        if not isinstance(superseded_by, _Keep):
+            guarded["superseded_by"] = superseded_by
         with self.tx() as c:
-            c.execute(update(t.executions).where(t.executions.c.id == ex_id).values(**values))
+            if not guarded:
+                if facts:
+                    c.execute(update(ex).where(ex.c.id == ex_id).values(**facts))
+                return
+            r = c.execute(
+                select(ex.c.status, ex.c.stop_mode, ex.c.superseded_by).where(ex.c.id == ex_id)
+            ).first()
+            if r is None:
+                raise NotFound(f"no execution '{ex_id}'")
+            cur = ExecutionStatus(r.status)
+            to = ExecutionStatus(guarded.get("status", cur))
+            if to != cur:
+                try:
+                    check_execution_transition(cur, to)
+                except TransitionRefused as e:
+                    raise Conflict(f"execution {ex_id}: {e}") from None
+            if all(getattr(r, k) == v for k, v in guarded.items()):
+                if facts:
+                    c.execute(update(ex).where(ex.c.id == ex_id).values(**facts))
+                return
+            res = c.execute(
+                update(ex)
+                .where(and_(ex.c.id == ex_id, ex.c.status == cur.value))
+                .values(reason=str(reason), **guarded, **facts)
+            )
+            if res.rowcount != 1:
+                raise Conflict(f"execution {ex_id}: changed concurrently")
+            c.execute(
+                insert(t.execution_history).values(
+                    execution_id=ex_id,
+                    from_status=cur.value,
+                    to_status=to.value,
+                    stop_mode=guarded.get("stop_mode", r.stop_mode),
+                    superseded_by=guarded.get("superseded_by", r.superseded_by),
+                    reason=str(reason),
+                    message=facts.get("message", ""),
+                    actor=actor,
+                    at=time.time(),
+                )
+            )
+
+    def execution_history_for(self, ex_id: str) -> list[Row]:
+        """The moves of an execution's status, stop mode and superseded-by, oldest first."""
+        h = t.execution_history
+        return self._all(select(h).where(h.c.execution_id == ex_id).order_by(h.c.id))
 
     # ---- leases and engines ------------------------------------------------------------------
     def claim(self, ex_id: str, worker: str, ttl: float) -> bool:

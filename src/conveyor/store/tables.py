@@ -35,6 +35,7 @@ executions = Table(
     Column("seq", Integer, nullable=False),  # order within the pipeline
     Column("kind", String(20), nullable=False, default="standard"),  # standard | rollback
     Column("status", String(20), nullable=False),  # derived from the actions, cached for queries
+    Column("reason", String(40), default=""),  # why status/stop mode/superseded-by last moved
     Column("message", Text, default=""),
     Column("waiting", Text),  # why it waits (a disabled transition, a busy stage)
     Column("definition", JSON, nullable=False),  # snapshot of the pipeline file at start
@@ -108,6 +109,24 @@ history = Table(
     Column("at", Float, nullable=False),
 )
 Index("ix_history_execution", history.c.execution_id)
+
+# every change of an execution's status, stop mode or superseded-by, with its reason
+# (migration 0005; the attempts' moves are in `history`)
+execution_history = Table(
+    "execution_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("execution_id", String(64), nullable=False),
+    Column("from_status", String(20)),
+    Column("to_status", String(20), nullable=False),
+    Column("stop_mode", String(20)),
+    Column("superseded_by", String(64)),
+    Column("reason", String(40), nullable=False),
+    Column("message", Text, default=""),
+    Column("actor", String(200)),
+    Column("at", Float, nullable=False),
+    Index("ix_execution_history_execution", "execution_id"),
+)
 
 requests = Table(
     "requests",
