@@ -180,23 +180,12 @@ def measures(
 
 def history_of(store: Any, environment: str) -> list[Deployment]:
     """An environment's deployments as DORA records (one query for the executions)."""
-    from sqlalchemy import select
-
-    from conveyor.store import tables as t
-
     rows = store.deployments(environment, limit=1_000_000)
-    ids = sorted({r["execution_id"] for r in rows if r["execution_id"]})
-    status: dict[str, str] = {}
-    revisions: dict[str, Any] = {}
-    for i in range(0, len(ids), 500):
-        with store.tx() as c:
-            for r in c.execute(
-                select(t.executions.c.id, t.executions.c.status, t.executions.c.revisions).where(
-                    t.executions.c.id.in_(ids[i : i + 500])
-                )
-            ):
-                status[r.id] = r.status
-                revisions[r.id] = r.revisions
+    outcomes = store.execution_outcomes(
+        sorted({r["execution_id"] for r in rows if r["execution_id"]})
+    )
+    status = {k: v[0] for k, v in outcomes.items()}
+    revisions = {k: v[1] for k, v in outcomes.items()}
     out = []
     for r in rows:
         details = r.get("details") or {}

@@ -37,11 +37,9 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from conveyor.monitoring.dora import DAY, measures
 from conveyor.monitoring.dora import history_of as dora_history
-from conveyor.store import tables as t
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 ACTION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -77,35 +75,9 @@ class StoreCollector(Collector):
         self.dora_days = dora_days
 
     def collect(self) -> Iterator[Metric]:
-        store = self.store
-        with store.tx() as c:
-            executions = c.execute(
-                select(
-                    t.executions.c.pipeline,
-                    t.executions.c.kind,
-                    t.executions.c.status,
-                    func.count(),
-                ).group_by(t.executions.c.pipeline, t.executions.c.kind, t.executions.c.status)
-            ).all()
-            attempts = c.execute(
-                select(
-                    t.attempts.c.type,
-                    t.attempts.c.status,
-                    t.attempts.c.started_at,
-                    t.attempts.c.ended_at,
-                ).where(t.attempts.c.ended_at.is_not(None))
-            ).all()
-            approvals = c.execute(
-                select(t.approvals.c.status, t.approvals.c.created_at, t.approvals.c.decided_at)
-            ).all()
-            deployments = c.execute(
-                select(
-                    t.deployments.c.environment,
-                    t.deployments.c.kind,
-                    func.count(),
-                    func.max(t.deployments.c.at),
-                ).group_by(t.deployments.c.environment, t.deployments.c.kind)
-            ).all()
+        counts = self.store.counts()
+        executions, attempts = counts.executions, counts.attempts
+        approvals, deployments = counts.approvals, counts.deployments
         ex = GaugeMetricFamily(
             "conveyor_executions",
             "Pipeline executions by current status",

@@ -50,6 +50,8 @@ from conveyor.model.status import (
 from conveyor.store import tables as t
 from conveyor.store.schema_version import head_revision
 from conveyor.store.sqlite_reader import pid_running as _pid_running
+from conveyor.store.stats import StatsQueries
+from conveyor.store.users import UserQueries
 
 Row = dict[str, Any]
 ACTIVE = tuple(sorted(s.value for s in ACTIVE_EXECUTION))
@@ -174,7 +176,7 @@ def _row(r: Any) -> Row:
     return dict(r._mapping)
 
 
-class Store:
+class Store(UserQueries, StatsQueries):
     def __init__(
         self,
         url: str,
