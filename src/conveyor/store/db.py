@@ -42,14 +42,16 @@ from conveyor.model.status import (
     ActionStatus,
     ExecutionReason,
     ExecutionStatus,
+    Reason,
     StopMode,
     TransitionRefused,
     check_execution_transition,
     check_transition,
 )
 from conveyor.store import tables as t
+from conveyor.store.columns import LIGHT_ATTEMPT, LIGHT_EXECUTION
 from conveyor.store.schema_version import head_revision
-from conveyor.store.sqlite_reader import pid_running as _pid_running
+from conveyor.store.sqlite_reader import alive
 from conveyor.store.stats import StatsQueries
 from conveyor.store.users import UserQueries
 
@@ -376,27 +378,7 @@ class Store(UserQueries, StatsQueries):
         offset: int = 0,
         light: bool = False,
     ) -> list[Row]:
-        cols = (
-            [t.executions]
-            if not light
-            else [
-                t.executions.c[n]
-                for n in (
-                    "id",
-                    "pipeline",
-                    "seq",
-                    "kind",
-                    "status",
-                    "message",
-                    "waiting",
-                    "revisions",
-                    "trigger",
-                    "actor",
-                    "created_at",
-                    "ended_at",
-                )
-            ]
-        )
+        cols = [t.executions] if not light else [t.executions.c[n] for n in LIGHT_EXECUTION]
         q = select(*cols).order_by(t.executions.c.created_at.desc(), t.executions.c.seq.desc())
         if pipeline:
             q = q.where(t.executions.c.pipeline == pipeline)
@@ -714,15 +696,9 @@ class Store(UserQueries, StatsQueries):
 
     def live_engines(self, max_age: float) -> list[Row]:
         """Engines with a recent heartbeat; on this host, only those whose process still runs."""
-        host = socket.gethostname()
-        with self.tx() as c:
-            rows = [
-                _row(r)
-                for r in c.execute(
-                    select(t.engines).where(t.engines.c.heartbeat > time.time() - max_age)
-                )
-            ]
-        return [r for r in rows if r["host"] != host or _pid_running(r["pid"])]
+        return alive(
+            self._all(select(t.engines).where(t.engines.c.heartbeat > time.time() - max_age))
+        )
 
     # ---- attempts --------------------------------------------------------------------------
     def start_attempt(
@@ -739,51 +715,13 @@ class Store(UserQueries, StatsQueries):
         actor: str = "engine",
     ) -> Row:
         """Persist an InProgress attempt before the action runs (its id is deterministic)."""
-        with self.tx() as c:
-            n = (
-                c.execute(
-                    select(func.coalesce(func.max(t.attempts.c.attempt), 0)).where(
-                        and_(
-                            t.attempts.c.execution_id == ex_id,
-                            t.attempts.c.stage == stage,
-                            t.attempts.c.action == action,
-                        )
-                    )
-                ).scalar_one()
-                + 1
-            )
-            att_id = f"{ex_id}/{stage}/{action}/{n}"
-            now = time.time()
-            check_transition(None, ActionStatus.IN_PROGRESS)
-            row = _attempt_row(
-                ex_id,
-                stage,
-                action,
-                n,
-                epoch,
-                type_,
-                now,
-                deadline,
-                worker,
-                log_path(n) if callable(log_path) else log_path,
-            )
-            try:
-                c.execute(insert(t.attempts).values(**row))
-            except IntegrityError:
-                raise Conflict(f"attempt {att_id} already exists") from None
-            c.execute(
-                insert(t.history).values(
-                    attempt_id=att_id,
-                    execution_id=ex_id,
-                    from_status=None,
-                    to_status="InProgress",
-                    reason="Started",
-                    message="",
-                    actor=actor,
-                    at=now,
-                )
-            )
-        return row
+        return self.start_attempts(
+            ex_id,
+            [(stage, action, type_, epoch, deadline)],
+            worker=worker,
+            log_path=lambda _s, _a, n: log_path(n) if callable(log_path) else log_path,
+            actor=actor,
+        )[0]
 
     def start_attempts(
         self,
@@ -835,21 +773,22 @@ class Store(UserQueries, StatsQueries):
                     )
                 )
                 history.append(
-                    dict(
-                        attempt_id=att_id,
-                        execution_id=ex_id,
-                        from_status=None,
-                        to_status="InProgress",
-                        reason="Started",
-                        message="",
-                        actor=actor,
-                        at=now,
+                    _history_row(
+                        att_id,
+                        ex_id,
+                        None,
+                        ActionStatus.IN_PROGRESS,
+                        Reason.STARTED,
+                        "",
+                        actor,
+                        now,
                     )
                 )
             try:
                 c.execute(insert(t.attempts), out)
             except IntegrityError:
-                raise Conflict(f"an attempt of execution {ex_id} already exists") from None
+                which = f"attempt {out[0]['id']}" if len(out) == 1 else f"an attempt of {ex_id}"
+                raise Conflict(f"{which} already exists") from None
             c.execute(insert(t.history), history)
         return out
 
@@ -908,30 +847,30 @@ class Store(UserQueries, StatsQueries):
             vals.setdefault("message", "")
             actor = vals.pop("actor", "engine")
             vals.update(status=to.value, ended_at=now)
-            res = c.execute(
-                update(t.attempts)
-                .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
-                .values(**vals)
-            )
-            if res.rowcount != 1:
+            if not self._compare_and_set(c, att_id, cur, vals):
                 out.append(None)
                 continue
             history.append(
-                dict(
-                    attempt_id=att_id,
-                    execution_id=r.execution_id,
-                    from_status=cur.value,
-                    to_status=to.value,
-                    reason=vals["reason"],
-                    message=vals["message"],
-                    actor=actor,
-                    at=now,
+                _history_row(
+                    att_id, r.execution_id, cur, to, vals["reason"], vals["message"], actor, now
                 )
             )
             out.append(vals)
         if history:
             c.execute(insert(t.history), history)
         return out
+
+    @staticmethod
+    def _compare_and_set(
+        c: Connection, att_id: str, cur: ActionStatus, values: Mapping[str, Any]
+    ) -> bool:
+        """Write an attempt's move only if it still has the status read; False if it lost."""
+        res = c.execute(
+            update(t.attempts)
+            .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
+            .values(**values)
+        )
+        return res.rowcount == 1
 
     def transition(
         self,
@@ -955,23 +894,11 @@ class Store(UserQueries, StatsQueries):
                 raise Conflict(f"{att_id}: {e} (it is already {cur}: {r.reason})") from None
             now = time.time()
             vals = dict(status=to.value, reason=reason, message=message, ended_at=now, **values)
-            res = c.execute(
-                update(t.attempts)
-                .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
-                .values(**vals)
-            )
-            if res.rowcount != 1:
+            if not self._compare_and_set(c, att_id, cur, vals):
                 raise Conflict(f"{att_id}: changed concurrently")
             c.execute(
                 insert(t.history).values(
-                    attempt_id=att_id,
-                    execution_id=r.execution_id,
-                    from_status=cur.value,
-                    to_status=to.value,
-                    reason=reason,
-                    message=message,
-                    actor=actor,
-                    at=now,
+                    _history_row(att_id, r.execution_id, cur, to, reason, message, actor, now)
                 )
             )
             out = _row(r)
@@ -1004,24 +931,7 @@ class Store(UserQueries, StatsQueries):
             .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
         )
 
-    LIGHT = (
-        "id",
-        "execution_id",
-        "stage",
-        "action",
-        "attempt",
-        "epoch",
-        "type",
-        "status",
-        "reason",
-        "message",
-        "started_at",
-        "ended_at",
-        "deadline",
-        "pgid",
-        "worker",
-        "log_path",
-    )
+    LIGHT = LIGHT_ATTEMPT
 
     def attempts_light(self, ex_id: str) -> list[Row]:
         """The attempts without their JSON payloads: what planning needs, cheap to load."""
@@ -1357,8 +1267,8 @@ def _attempt_row(
         attempt=n,
         epoch=epoch,
         type=type_,
-        status="InProgress",
-        reason="Started",
+        status=ActionStatus.IN_PROGRESS.value,
+        reason=Reason.STARTED.value,
         message="",
         started_at=now,
         deadline=deadline,
@@ -1368,4 +1278,27 @@ def _attempt_row(
         reports=[],
         worker=worker,
         log_path=log_path,
+    )
+
+
+def _history_row(
+    att_id: str,
+    ex_id: str,
+    cur: ActionStatus | None,
+    to: ActionStatus,
+    reason: str,
+    message: str,
+    actor: str,
+    now: float,
+) -> dict[str, Any]:
+    """One attempt's move as a `history` row."""
+    return dict(
+        attempt_id=att_id,
+        execution_id=ex_id,
+        from_status=cur.value if cur else None,
+        to_status=to.value,
+        reason=str(reason),
+        message=message,
+        actor=actor,
+        at=now,
     )
