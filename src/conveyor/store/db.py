@@ -500,9 +500,7 @@ class Store(UserQueries, StatsQueries):
                 )
             }
             ready = set(self._ready(c, now)) if ready_approvals else set()
-            disabled: dict[str, dict[str, str]] = {}
-            for r in c.execute(select(t.transitions).where(t.transitions.c.enabled.is_(False))):
-                disabled.setdefault(r.pipeline, {})[r.stage] = r.reason or "disabled"
+            disabled = self._disabled(c)
         return mark, requested, ready, disabled
 
     def active_fingerprint(self) -> tuple[int, float]:
@@ -1037,9 +1035,14 @@ class Store(UserQueries, StatsQueries):
 
     def disabled_transitions_all(self) -> dict[str, dict[str, str]]:
         """Every pipeline's disabled transitions: pipeline -> stage -> reason (one query)."""
+        with self.tx() as c:
+            return self._disabled(c)
+
+    @staticmethod
+    def _disabled(c: Connection) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
-        for r in self._all(select(t.transitions).where(t.transitions.c.enabled.is_(False))):
-            out.setdefault(r["pipeline"], {})[r["stage"]] = r["reason"] or "disabled"
+        for r in c.execute(select(t.transitions).where(t.transitions.c.enabled.is_(False))):
+            out.setdefault(r.pipeline, {})[r.stage] = r.reason or "disabled"
         return out
 
     def disabled_transitions(self, pipeline: str) -> dict[str, str]:
