@@ -50,11 +50,14 @@ from conveyor.model import planner as pl
 from conveyor.model import provenance
 from conveyor.model.pipeline import Pipeline
 from conveyor.model.status import (
+    ACTIVE_EXECUTION,
     TERMINAL_EXECUTION,
     ActionStatus,
+    ApprovalStatus,
     ExecutionReason,
     ExecutionStatus,
     Reason,
+    StageStatus,
     StopMode,
 )
 from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, UnresolvedVariable, find_refs, resolve
@@ -395,7 +398,7 @@ class Engine:
         todo = [i for i in ids if i not in self.quiet]
         todo += sorted(self._requested - active)
         for ex in self.store.executions_by_id(todo):
-            if ex["status"] not in ("InProgress", "Stopping") and ex["id"] not in self._requested:
+            if ex["status"] not in ACTIVE_EXECUTION and ex["id"] not in self._requested:
                 continue  # it ended since the list was read
             try:
                 self._tick(ex, in_step=True)
@@ -505,7 +508,12 @@ class Engine:
                     _safe_hook(hook, self, done, pipeline)
                 if status == ExecutionStatus.FAILED:
                     failed = next(
-                        (a["stage"] for a in reversed(attempts) if a["status"] == "Failed"), None
+                        (
+                            a["stage"]
+                            for a in reversed(attempts)
+                            if a["status"] == ActionStatus.FAILED
+                        ),
+                        None,
                     )
                     if failed:
                         for h in self.hooks.on_stage_failed:
@@ -531,7 +539,7 @@ class Engine:
                 if o["id"] != ex["id"]
             ]
             if self._active_per_pipeline.get(ex["pipeline"], 2) > 1
-            or ex["status"] not in ("InProgress", "Stopping")
+            or ex["status"] not in ACTIVE_EXECUTION
             else []
         )
         others = [
@@ -563,14 +571,14 @@ class Engine:
         h = self.store.get_execution(holder, light=True)
         if h["seq"] > ex["seq"]:
             return
-        running = [a for a in self._attempts(holder) if a["status"] == "InProgress"]
+        running = [a for a in self._attempts(holder) if a["status"] == ActionStatus.IN_PROGRESS]
         if not running or any(a["type"] != "approval" for a in running):
             return
         for a in running:
             try:
                 self.store.decide_approval(
                     a["id"],
-                    "Superseded",
+                    ApprovalStatus.SUPERSEDED,
                     by="engine",
                     comment=f"superseded by newer execution {ex['id']}",
                 )
@@ -611,7 +619,7 @@ class Engine:
         return bool(pending)
 
     def _stop(self, ex: Row, abandon: bool, req: Row) -> str:
-        if ex["status"] not in ("InProgress", "Stopping"):
+        if ex["status"] not in ACTIVE_EXECUTION:
             raise Conflict(f"execution {ex['id']} is {ex['status']}: nothing to stop")
         mode = StopMode.ABANDON if abandon else StopMode.FINISH
         self.store.change_execution(
@@ -629,7 +637,7 @@ class Engine:
                 f.cancel.set()
             held = {f.attempt_id for f in mine}
             for a in self.store.attempts_light(ex["id"]):
-                if a["status"] == "InProgress" and a["id"] not in held:
+                if a["status"] == ActionStatus.IN_PROGRESS and a["id"] not in held:
                     self._kill(a)
                     self._try_transition(
                         a["id"],
@@ -641,14 +649,14 @@ class Engine:
                         with contextlib.suppress(ConveyorError):
                             self.store.decide_approval(
                                 a["id"],
-                                "Rejected",
+                                ApprovalStatus.REJECTED,
                                 by=req["actor"] or "engine",
                                 comment="execution stopped",
                             )
         return f"stopping ({mode})"
 
     def _retry(self, ex: Row, pipeline: Pipeline, req: Row) -> str:
-        if ex["status"] not in ("Failed", "Stopped"):
+        if ex["status"] not in (ExecutionStatus.FAILED, ExecutionStatus.STOPPED):
             raise Conflict(
                 f"execution {ex['id']} is {ex['status']}: only a Failed or Stopped execution "
                 "can be retried"
@@ -659,12 +667,12 @@ class Engine:
         stage_name = req["payload"].get("stage")
         if not stage_name:
             for s, st in zip(pipeline.stages, statuses, strict=True):
-                if st is not None and st.value in ("Failed", "Stopped"):
+                if st is not None and st in (StageStatus.FAILED, StageStatus.STOPPED):
                     stage_name = s.name
                     break
             else:
                 for s, st in zip(pipeline.stages, statuses, strict=True):
-                    if st is None or st.value != "Succeeded":
+                    if st is None or st != StageStatus.SUCCEEDED:
                         stage_name = s.name
                         break
         if not stage_name:
@@ -691,7 +699,7 @@ class Engine:
         for s, st in zip(pipeline.stages, pl.stage_statuses(pipeline, state), strict=True):
             if (
                 st is not None
-                and st.value == "Failed"
+                and st == StageStatus.FAILED
                 and s.on_failure
                 and s.on_failure.result == "RETRY"
             ):
@@ -716,7 +724,7 @@ class Engine:
     # ---- crash recovery ------------------------------------------------------------------------
     def _recover(self, ex: Row, pipeline: Pipeline, dead: str) -> None:
         for a in self._attempts(ex["id"]):
-            if a["status"] != "InProgress":
+            if a["status"] != ActionStatus.IN_PROGRESS:
                 continue
             cls = self._type(a["type"])
             if cls is not None and cls.resumable and not ex["stop_mode"]:
@@ -735,7 +743,7 @@ class Engine:
         """Resumable attempts (approvals) in progress with no worker here: take over their
         wait, and run them again once their approval was decided or expired (a parked wait
         holds no worker). True when every attempt in progress is such a parked wait."""
-        running = [a for a in attempts if a["status"] == "InProgress"]
+        running = [a for a in attempts if a["status"] == ActionStatus.IN_PROGRESS]
         if not running:
             return False
         approvals: dict[str, Row] | None = None
@@ -1190,7 +1198,7 @@ def _execution_message(status: ExecutionStatus, attempts: list[Row], ex: Row) ->
         return ""
     if status == ExecutionStatus.SUPERSEDED:
         return f"superseded by execution {ex['superseded_by']}"
-    bad = [a for a in attempts if a["status"] in ("Failed", "Abandoned")]
+    bad = [a for a in attempts if a["status"] in (ActionStatus.FAILED, ActionStatus.ABANDONED)]
     if bad:
         a = bad[-1]
         return f"{a['stage']}/{a['action']}: {a['reason']}: {a['message']}"

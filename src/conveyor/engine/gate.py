@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.errors import Conflict, Forbidden, NotFound
+from conveyor.model.status import ApprovalStatus
 from conveyor.store.db import Row, Store
 
 
@@ -35,7 +36,7 @@ class Parked(Exception):  # noqa: N818 - a control-flow signal, not an error
 
 def ready(row: Row | None, now: float) -> bool:
     """Whether a parked approval has something to act on (decided, expired, or not opened)."""
-    return row is None or row["status"] != "Pending" or now > row["expires_at"]
+    return row is None or row["status"] != ApprovalStatus.PENDING or now > row["expires_at"]
 
 
 class ApprovalGate:
@@ -75,23 +76,23 @@ class ApprovalGate:
             row = self.store.get_approval(self.attempt_id)
             if row is None:
                 raise NotFound(f"approval for {self.attempt_id} disappeared")
-            if row["status"] != "Pending":
+            if row["status"] != ApprovalStatus.PENDING:
                 return Decision(row["status"], row["decided_by"], row["comment"])
             if time.time() > row["expires_at"]:
                 try:
                     self.store.decide_approval(
                         self.attempt_id,
-                        "Expired",
+                        ApprovalStatus.EXPIRED,
                         by="engine",
                         comment="no decision before the approval timed out",
                     )
                 except Conflict:
                     continue
-                return Decision("Expired", "engine", "timed out")
+                return Decision(ApprovalStatus.EXPIRED, "engine", "timed out")
             if self.park:
                 raise Parked(self.attempt_id)
             if cancel.wait(poll):
-                return Decision("Cancelled", None, None)
+                return Decision(ApprovalStatus.CANCELLED, None, None)
 
 
 def decide(
@@ -106,7 +107,9 @@ def decide(
     self_approval: bool = True,
 ) -> dict[str, Any]:
     """Approve or reject the pending approval of an execution. Exactly one decision wins."""
-    pending = [a for a in store.approvals_for(execution_id) if a["status"] == "Pending"]
+    pending = [
+        a for a in store.approvals_for(execution_id) if a["status"] == ApprovalStatus.PENDING
+    ]
     if not pending:
         done = store.approvals_for(execution_id)
         if done:
@@ -125,5 +128,8 @@ def decide(
     if approve and not self_approval and author and author == by:
         raise Forbidden(f"'{by}' wrote this change and the pipeline sets selfApproval: false")
     return store.decide_approval(
-        row["attempt_id"], "Approved" if approve else "Rejected", by=by, comment=comment
+        row["attempt_id"],
+        ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED,
+        by=by,
+        comment=comment,
     )

@@ -54,6 +54,7 @@ from conveyor.actions.deploy import Deploy
 from conveyor.engine import hooks
 from conveyor.errors import ActionFailed, ConfigError, ConveyorError, NotFound
 from conveyor.model.pipeline import Pipeline
+from conveyor.model.status import ACTIVE_EXECUTION, ActionStatus, ExecutionStatus
 from conveyor.monitoring import alerts
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.db import Row, Store
@@ -218,7 +219,9 @@ def plan_rollback(
             older = deps[max(mine) + 1 :]
         else:
             older = [d for d in deps[1:] if d["digest"] != current["digest"]]
-        target = next((d for d in older if status(d["execution_id"]) == "Succeeded"), None)
+        target = next(
+            (d for d in older if status(d["execution_id"]) == ExecutionStatus.SUCCEEDED), None
+        )
         if target is None:
             raise NotFound(
                 f"environment '{environment}' has no earlier deployment from a "
@@ -282,7 +285,7 @@ def _manifests_of(store: Store, dep: Row) -> tuple[dict[str, str], dict[str, Any
         ) from None
     latest: dict[tuple[str, str], Row] = {}
     for a in store.attempts_for(ex["id"]):
-        if a["status"] == "Succeeded":
+        if a["status"] == ActionStatus.SUCCEEDED:
             latest[(a["stage"], a["action"])] = a
     produced: dict[str, str] = {}
     for a in latest.values():
@@ -395,7 +398,9 @@ def should_roll_back(pipeline: Pipeline, stage_name: str, attempts: list[Row]) -
         stage = pipeline.stage(stage_name)
     except KeyError:
         return None
-    failed = [a for a in attempts if a["stage"] == stage_name and a["status"] == "Failed"]
+    failed = [
+        a for a in attempts if a["stage"] == stage_name and a["status"] == ActionStatus.FAILED
+    ]
     if not failed:
         return None
     last = failed[-1]
@@ -418,7 +423,7 @@ def on_stage_failed(engine: Engine, ex: Row, pipeline: Pipeline, stage_name: str
     reason = should_roll_back(pipeline, stage_name, attempts)
     if reason is None:
         return
-    failed_at = max((a["ended_at"] or 0.0) for a in attempts if a["status"] == "Failed")
+    failed_at = max((a["ended_at"] or 0.0) for a in attempts if a["status"] == ActionStatus.FAILED)
     if _already_rolled_back(store, ex, failed_at):
         return
     envs: list[str] = []
@@ -434,7 +439,7 @@ def on_stage_failed(engine: Engine, ex: Row, pipeline: Pipeline, stage_name: str
         env = ((a.get("details") or {}).get("monitor") or {}).get("environment")
         if (
             a["stage"] == stage_name
-            and a["status"] == "Failed"
+            and a["status"] == ActionStatus.FAILED
             and env
             and env not in envs
             and any(d["execution_id"] == ex["id"] for d in store.deployments(env))
@@ -514,9 +519,7 @@ def _drive(engine: Engine, executions: list[str]) -> None:
     store, settings = engine.store, engine.settings
 
     def done() -> bool:
-        return all(
-            store.get_execution(e)["status"] not in ("InProgress", "Stopping") for e in executions
-        )
+        return all(store.get_execution(e)["status"] not in ACTIVE_EXECUTION for e in executions)
 
     def alive() -> bool:
         return any(e["worker"] == engine.worker for e in store.live_engines(settings.lease_seconds))
@@ -546,7 +549,7 @@ def _drive(engine: Engine, executions: list[str]) -> None:
                     store.renew(helper.worker, settings.lease_seconds)
                     for ex_id in executions:
                         ex = store.get_execution(ex_id)
-                        if ex["status"] in ("InProgress", "Stopping"):
+                        if ex["status"] in ACTIVE_EXECUTION:
                             helper._tick(ex)  # noqa: SLF001 - only these executions, see above
                     time.sleep(max(0.05, settings.poll_seconds))
             finally:
@@ -588,7 +591,7 @@ def on_execution_done(engine: Engine, ex: Row, pipeline: Pipeline) -> None:
         "reason": trig.get("reason"),
     }
     took = f" in {ex['ended_at'] - ex['created_at']:.0f} s" if ex["ended_at"] else ""
-    if ex["status"] == "Succeeded":
+    if ex["status"] == ExecutionStatus.SUCCEEDED:
         text = (
             f":white_check_mark: *{env}* rolled back{took}: it serves "
             f"{_short(trig.get('digest'))} again (execution `{trig.get('to')}`) instead of "
@@ -619,7 +622,7 @@ def wait_for(store: Store, ex_id: str, timeout: float) -> Row:
     end = time.monotonic() + timeout
     while True:
         ex = store.get_execution(ex_id)
-        if ex["status"] not in ("InProgress", "Stopping") or time.monotonic() > end:
+        if ex["status"] not in ACTIVE_EXECUTION or time.monotonic() > end:
             return ex
         time.sleep(0.2)
 

@@ -59,6 +59,7 @@ class ApprovalStatus(StrEnum):
     REJECTED = "Rejected"
     EXPIRED = "Expired"
     SUPERSEDED = "Superseded"
+    CANCELLED = "Cancelled"  # a decision only (the wait was cancelled): never stored
 
 
 class StopMode(StrEnum):

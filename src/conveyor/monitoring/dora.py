@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.model.status import ExecutionStatus
+
 DAY = 86400.0
 
 
@@ -65,11 +67,13 @@ def author_time(revisions: Mapping[str, Any] | None, commit: str | None) -> floa
 
 
 def _failed(d: Deployment, nxt: Deployment | None) -> bool:
-    return d.execution_status == "Failed" or (nxt is not None and nxt.kind == "rollback")
+    return d.execution_status == ExecutionStatus.FAILED or (
+        nxt is not None and nxt.kind == "rollback"
+    )
 
 
 def _good(d: Deployment) -> bool:
-    return d.kind == "rollback" or d.execution_status == "Succeeded"
+    return d.kind == "rollback" or d.execution_status == ExecutionStatus.SUCCEEDED
 
 
 def _median(values: Sequence[float]) -> float | None:

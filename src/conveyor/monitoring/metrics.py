@@ -38,6 +38,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from conveyor.model.status import ApprovalStatus
 from conveyor.monitoring.dora import DAY, measures
 from conveyor.monitoring.dora import history_of as dora_history
 
@@ -101,7 +102,7 @@ class StoreCollector(Collector):
         waits: dict[tuple[str, ...], list[float]] = defaultdict(list)
         pending = 0
         for status, created, decided in approvals:
-            if status == "Pending":
+            if status == ApprovalStatus.PENDING:
                 pending += 1
             elif decided:
                 waits[(status,)].append(max(0.0, decided - created))

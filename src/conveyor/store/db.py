@@ -40,6 +40,7 @@ from conveyor.model.provenance import ordered_revisions
 from conveyor.model.status import (
     ACTIVE_EXECUTION,
     ActionStatus,
+    ApprovalStatus,
     ExecutionReason,
     ExecutionStatus,
     Reason,
@@ -1068,7 +1069,7 @@ class Store(UserQueries, StatsQueries):
             attempt_id=att_id,
             execution_id=ex_id,
             token=token,
-            status="Pending",
+            status=ApprovalStatus.PENDING.value,
             summary=summary,
             digest=digest,
             expires_at=expires_at,
@@ -1099,7 +1100,7 @@ class Store(UserQueries, StatsQueries):
     def pending_approvals(self) -> list[Row]:
         return self._all(
             select(t.approvals)
-            .where(t.approvals.c.status == "Pending")
+            .where(t.approvals.c.status == ApprovalStatus.PENDING.value)
             .order_by(t.approvals.c.created_at)
         )
 
@@ -1119,8 +1120,8 @@ class Store(UserQueries, StatsQueries):
                 .select_from(a.join(att, att.c.id == a.c.attempt_id))
                 .where(
                     and_(
-                        att.c.status == "InProgress",
-                        or_(a.c.status != "Pending", a.c.expires_at < now),
+                        att.c.status == ActionStatus.IN_PROGRESS.value,
+                        or_(a.c.status != ApprovalStatus.PENDING.value, a.c.expires_at < now),
                     )
                 )
                 .distinct()
@@ -1132,7 +1133,12 @@ class Store(UserQueries, StatsQueries):
         with self.tx() as c:
             res = c.execute(
                 update(t.approvals)
-                .where(and_(t.approvals.c.attempt_id == att_id, t.approvals.c.status == "Pending"))
+                .where(
+                    and_(
+                        t.approvals.c.attempt_id == att_id,
+                        t.approvals.c.status == ApprovalStatus.PENDING.value,
+                    )
+                )
                 .values(status=status, decided_by=by, comment=comment, decided_at=time.time())
             )
             r = c.execute(select(t.approvals).where(t.approvals.c.attempt_id == att_id)).first()
