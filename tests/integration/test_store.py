@@ -202,7 +202,7 @@ def test_two_sources_finishing_at_the_same_moment_both_keep_their_revision(
     lost = []
     for i in range(100):
         ex_id = app.store.create_execution("two", definition, variables={}, trigger={})
-        ex = app.store.get_execution(ex_id, light=True)
+        ex = app.store.execution(ex_id, light=True)
         barrier = threading.Barrier(2)
 
         def finish(name: str, ex: Any = ex, barrier: threading.Barrier = barrier) -> None:

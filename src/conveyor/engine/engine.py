@@ -66,6 +66,7 @@ from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.db import Row, Store
+from conveyor.store.records import ExecutionRecord
 
 log = logging.getLogger("conveyor.engine")
 DEFAULT_TIMEOUT = 3600
@@ -89,7 +90,7 @@ class _InFlight:
 class _Done:
     """A finished action, handed by its worker to the engine loop to record."""
 
-    ex: Row
+    ex: ExecutionRecord
     pipeline: Pipeline
     stage: str
     action: Any
@@ -226,7 +227,9 @@ def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
     )
 
 
-def _state(ex: Row, attempts: list[Row], known: _Known | None = None) -> pl.ExecutionState:
+def _state(
+    ex: ExecutionRecord, attempts: list[Row], known: _Known | None = None
+) -> pl.ExecutionState:
     """`state_of` for the engine's own rows: their views are kept up to date as the engine
     moves them (no walk over every attempt per tick)."""
     if known is not None and known.listed is attempts:
@@ -237,10 +240,10 @@ def _state(ex: Row, attempts: list[Row], known: _Known | None = None) -> pl.Exec
         attempts=views,
         stage_epochs={
             k: pl.StageEpoch(v["epoch"], v["failed_only"])
-            for k, v in (ex["stage_epochs"] or {}).items()
+            for k, v in (ex.stage_epochs or {}).items()
         },
-        stop_requested=bool(ex["stop_mode"]),
-        superseded=bool(ex["superseded_by"]),
+        stop_requested=bool(ex.stop_mode),
+        superseded=bool(ex.superseded_by),
     )
 
 
@@ -398,71 +401,71 @@ class Engine:
         todo = [i for i in ids if i not in self.quiet]
         todo += sorted(self._requested - active)
         for ex in self.store.executions_by_id(todo):
-            if ex["status"] not in ACTIVE_EXECUTION and ex["id"] not in self._requested:
+            if ex.status not in ACTIVE_EXECUTION and ex.id not in self._requested:
                 continue  # it ended since the list was read
             try:
                 self._tick(ex, in_step=True)
             except ConveyorError as e:
-                log.error("execution %s: %s", ex["id"], e.message)
+                log.error("execution %s: %s", ex.id, e.message)
             except Exception:  # noqa: BLE001 - one bad execution must not stop the others
-                log.error("execution %s: %s", ex["id"], traceback.format_exc())
+                log.error("execution %s: %s", ex.id, traceback.format_exc())
 
-    def pipeline(self, ex: Row) -> Pipeline:
-        p = self._pipelines.get(ex["id"])
+    def pipeline(self, ex: ExecutionRecord) -> Pipeline:
+        p = self._pipelines.get(ex.id)
         if p is None:
-            definition = ex.get("definition") or self.store.execution_definition(ex["id"])
-            p = pipeline_of(definition, ex["pipeline"])
-            self._pipelines[ex["id"]] = p
+            definition = ex.definition or self.store.execution_definition(ex.id)
+            p = pipeline_of(definition, ex.pipeline)
+            self._pipelines[ex.id] = p
         return p
 
     # ---- one execution -------------------------------------------------------------------------
-    def _tick(self, ex: Row, *, in_step: bool = False) -> None:
+    def _tick(self, ex: ExecutionRecord, *, in_step: bool = False) -> None:
         """One execution's turn. `in_step`: step() has read the requests, the active set and
         recorded finished actions; a caller driving one execution (the rollback helper)
         leaves it False and the tick does those itself."""
         if not in_step:
             self._disabled = None
             self._record_done()
-            self._requested.add(ex["id"])
+            self._requested.add(ex.id)
             self._active_keys = None
             self._active_per_pipeline = {}
-        owner, expires = ex.get("lease_owner"), ex.get("lease_expires")
+        owner, expires = ex.lease_owner, ex.lease_expires
         fresh = (
             owner == self.worker and (expires or 0) > time.time() + self.settings.lease_seconds / 2
         )
         if not fresh:
-            if not self.store.claim(ex["id"], self.worker, self.settings.lease_seconds):
+            if not self.store.claim(ex.id, self.worker, self.settings.lease_seconds):
                 return
-            ex = self.store.get_execution(ex["id"], light=True)
+            ex = self.store.execution(ex.id, light=True)
             if owner != self.worker:
-                self._known.pop(ex["id"], None)
+                self._known.pop(ex.id, None)
         pipeline = self.pipeline(ex)
         if owner and owner != self.worker and expires is not None:
             self._recover(ex, pipeline, owner)
-        if ex["id"] in self._requested and self._handle_requests(ex, pipeline):
-            ex = self.store.get_execution(ex["id"], light=True)
+        if ex.id in self._requested and self._handle_requests(ex, pipeline):
+            ex = self.store.execution(ex.id, light=True)
         self._watch_deadlines(ex)
-        attempts = self._attempts(ex["id"])
+        attempts = self._attempts(ex.id)
         parked_only = self._resume_orphans(ex, pipeline, attempts)
-        state = _state(ex, attempts, self._known.get(ex["id"]))
+        state = _state(ex, attempts, self._known.get(ex.id))
         status = pl.execution_status(pipeline, state)
 
         if status == ExecutionStatus.IN_PROGRESS:
             around, others = self._neighbourhood(ex, pipeline)
             plan = pl.plan(pipeline, state, around)
-            newer = [(e, s) for e, s in others if e["seq"] > ex["seq"] and e["kind"] != "rollback"]
+            newer = [(e, s) for e, s in others if e.seq > ex.seq and e.kind != "rollback"]
             if plan.waiting and pl.should_supersede(
                 pipeline.execution_mode,
                 pipeline,
                 state,
                 [pl.progress(pipeline, s) for _, s in newer],
             ):
-                winner = max((e for e, _ in newer), key=lambda e: e["seq"])
+                winner = max((e for e, _ in newer), key=lambda e: e.seq)
                 self.store.change_execution(
-                    ex["id"], superseded_by=winner["id"], reason=ExecutionReason.SUPERSEDED
+                    ex.id, superseded_by=winner.id, reason=ExecutionReason.SUPERSEDED
                 )
-                ex = self.store.get_execution(ex["id"], light=True)
-                state = _state(ex, attempts, self._known.get(ex["id"]))
+                ex = self.store.execution(ex.id, light=True)
+                state = _state(ex, attempts, self._known.get(ex.id))
                 status = pl.execution_status(pipeline, state)
             else:
                 if plan.waiting and pipeline.execution_mode.value == "SUPERSEDED":
@@ -470,40 +473,40 @@ class Engine:
                 if plan.start:
                     self._dispatch_all(ex, pipeline, plan.start, state)
                     # the stage now has attempts in progress: the execution stays InProgress
-                    attempts = self._attempts(ex["id"], check=False)
-                elif parked_only and not self._has_inflight(ex["id"]):
-                    self.quiet.add(ex["id"])
-                if (plan.waiting or None) != ex["waiting"]:
-                    self.store.change_execution(ex["id"], waiting=plan.waiting)
+                    attempts = self._attempts(ex.id, check=False)
+                elif parked_only and not self._has_inflight(ex.id):
+                    self.quiet.add(ex.id)
+                if (plan.waiting or None) != ex.waiting:
+                    self.store.change_execution(ex.id, waiting=plan.waiting)
 
         if status == ExecutionStatus.FAILED and self._auto_retry(ex, pipeline, state):
             return
         self._save_status(ex, pipeline, status, attempts)
 
     def _save_status(
-        self, ex: Row, pipeline: Pipeline, status: ExecutionStatus, attempts: list[Row]
+        self, ex: ExecutionRecord, pipeline: Pipeline, status: ExecutionStatus, attempts: list[Row]
     ) -> None:
         values: dict[str, Any] = {}
-        if status.value != ex["status"]:
+        if status.value != ex.status:
             values["status"] = status
             values["message"] = _execution_message(status, attempts, ex)
         if status in TERMINAL_EXECUTION:
-            if not ex["ended_at"]:
+            if not ex.ended_at:
                 values["ended_at"] = time.time()
             values["waiting"] = None
-        elif ex["ended_at"]:
+        elif ex.ended_at:
             values["ended_at"] = None
         if values:
-            self.store.change_execution(ex["id"], **values)
+            self.store.change_execution(ex.id, **values)
             if "status" in values:
                 self._active_keys = None  # the set of active executions moved
-        if status in TERMINAL_EXECUTION and not self._has_inflight(ex["id"]):
-            self.store.release(ex["id"], self.worker)
-            self._pipelines.pop(ex["id"], None)
-            self._known.pop(ex["id"], None)
-            self.quiet.discard(ex["id"])
+        if status in TERMINAL_EXECUTION and not self._has_inflight(ex.id):
+            self.store.release(ex.id, self.worker)
+            self._pipelines.pop(ex.id, None)
+            self._known.pop(ex.id, None)
+            self.quiet.discard(ex.id)
             if "status" in values:
-                done = self.store.get_execution(ex["id"])
+                done = self.store.get_execution(ex.id)
                 for hook in self.hooks.on_execution_done:
                     _safe_hook(hook, self, done, pipeline)
                 if status == ExecutionStatus.FAILED:
@@ -524,27 +527,21 @@ class Engine:
             return any(f.execution_id == ex_id for f in self.inflight.values())
 
     def _neighbourhood(
-        self, ex: Row, pipeline: Pipeline
-    ) -> tuple[pl.Neighbourhood, list[tuple[Row, pl.ExecutionState]]]:
+        self, ex: ExecutionRecord, pipeline: Pipeline
+    ) -> tuple[pl.Neighbourhood, list[tuple[ExecutionRecord, pl.ExecutionState]]]:
         # a rollback is the way out of an incident: a release freeze does not hold it
         if self._disabled is None:  # read once per step: a freeze holds from the next step
             self._disabled = self.store.disabled_transitions_all()
-        disabled = {} if ex["kind"] == "rollback" else self._disabled.get(ex["pipeline"], {})
+        disabled = {} if ex.kind == "rollback" else self._disabled.get(ex.pipeline, {})
         if pipeline.execution_mode.value == "PARALLEL" and not disabled:
             return pl.Neighbourhood(), []
         others_rows = (
-            [
-                o
-                for o in self.store.active_executions(ex["pipeline"], light=True)
-                if o["id"] != ex["id"]
-            ]
-            if self._active_per_pipeline.get(ex["pipeline"], 2) > 1
-            or ex["status"] not in ACTIVE_EXECUTION
+            [o for o in self.store.active_executions(ex.pipeline, light=True) if o.id != ex.id]
+            if self._active_per_pipeline.get(ex.pipeline, 2) > 1
+            or ex.status not in ACTIVE_EXECUTION
             else []
         )
-        others = [
-            (o, _state(o, self._attempts(o["id"]), self._known.get(o["id"]))) for o in others_rows
-        ]
+        others = [(o, _state(o, self._attempts(o.id), self._known.get(o.id))) for o in others_rows]
         occupied: dict[str, str] = {}
         older_waiting: set[str] = set()
         for o, st in others:
@@ -554,22 +551,22 @@ class Engine:
                 continue
             stage = pl.active_stage(op, st)
             if stage:
-                occupied[stage] = o["id"]
-            elif o["seq"] < ex["seq"]:
+                occupied[stage] = o.id
+            elif o.seq < ex.seq:
                 p = pl.progress(op, st)
                 if p < len(op.stages):
                     older_waiting.add(op.stages[p].name)
         return pl.Neighbourhood(disabled, occupied, frozenset(older_waiting)), others
 
     def _supersede_stale_approval(
-        self, ex: Row, pipeline: Pipeline, plan: pl.Plan, around: pl.Neighbourhood
+        self, ex: ExecutionRecord, pipeline: Pipeline, plan: pl.Plan, around: pl.Neighbourhood
     ) -> None:
         """A newer execution at the gate supersedes the older execution's pending approval."""
         holder = around.occupied.get(plan.next_stage or "")
         if not holder:
             return
-        h = self.store.get_execution(holder, light=True)
-        if h["seq"] > ex["seq"]:
+        h = self.store.execution(holder, light=True)
+        if h.seq > ex.seq:
             return
         running = [a for a in self._attempts(holder) if a["status"] == ActionStatus.IN_PROGRESS]
         if not running or any(a["type"] != "approval" for a in running):
@@ -580,7 +577,7 @@ class Engine:
                     a["id"],
                     ApprovalStatus.SUPERSEDED,
                     by="engine",
-                    comment=f"superseded by newer execution {ex['id']}",
+                    comment=f"superseded by newer execution {ex.id}",
                 )
             except ConveyorError:
                 continue
@@ -589,19 +586,17 @@ class Engine:
                     a["id"],
                     ActionStatus.ABANDONED,
                     reason=Reason.SUPERSEDED,
-                    message=f"a newer execution ({ex['id']}) reached this approval",
+                    message=f"a newer execution ({ex.id}) reached this approval",
                 )
         self._known.pop(holder, None)
         self.quiet.discard(holder)  # its wait ended: its status is derived on the next step
-        self.store.change_execution(
-            holder, superseded_by=ex["id"], reason=ExecutionReason.SUPERSEDED
-        )
+        self.store.change_execution(holder, superseded_by=ex.id, reason=ExecutionReason.SUPERSEDED)
         self._wake.set()
 
     # ---- requests --------------------------------------------------------------------------------
-    def _handle_requests(self, ex: Row, pipeline: Pipeline) -> bool:
+    def _handle_requests(self, ex: ExecutionRecord, pipeline: Pipeline) -> bool:
         """Act on pending requests; True when there were any (the row changed)."""
-        pending = self.store.pending_requests(ex["id"])
+        pending = self.store.pending_requests(ex.id)
         for req in pending:
             kind = req["kind"]
             outcome = "done"
@@ -615,15 +610,15 @@ class Engine:
             except ConveyorError as e:
                 outcome = f"refused: {e.message}"
             self.store.handle_request(req["id"], outcome)
-            ex = self.store.get_execution(ex["id"], light=True)
+            ex = self.store.execution(ex.id, light=True)
         return bool(pending)
 
-    def _stop(self, ex: Row, abandon: bool, req: Row) -> str:
-        if ex["status"] not in ACTIVE_EXECUTION:
-            raise Conflict(f"execution {ex['id']} is {ex['status']}: nothing to stop")
+    def _stop(self, ex: ExecutionRecord, abandon: bool, req: Row) -> str:
+        if ex.status not in ACTIVE_EXECUTION:
+            raise Conflict(f"execution {ex.id} is {ex.status}: nothing to stop")
         mode = StopMode.ABANDON if abandon else StopMode.FINISH
         self.store.change_execution(
-            ex["id"],
+            ex.id,
             stop_mode=mode,
             reason=ExecutionReason.STOP_REQUESTED,
             actor=req["actor"] or "engine",
@@ -631,12 +626,12 @@ class Engine:
         )
         if abandon:
             with self._lock:
-                mine = [f for f in self.inflight.values() if f.execution_id == ex["id"]]
+                mine = [f for f in self.inflight.values() if f.execution_id == ex.id]
             for f in mine:
                 f.abandon = True
                 f.cancel.set()
             held = {f.attempt_id for f in mine}
-            for a in self.store.attempts_light(ex["id"]):
+            for a in self.store.attempts_light(ex.id):
                 if a["status"] == ActionStatus.IN_PROGRESS and a["id"] not in held:
                     self._kill(a)
                     self._try_transition(
@@ -655,14 +650,14 @@ class Engine:
                             )
         return f"stopping ({mode})"
 
-    def _retry(self, ex: Row, pipeline: Pipeline, req: Row) -> str:
-        if ex["status"] not in (ExecutionStatus.FAILED, ExecutionStatus.STOPPED):
+    def _retry(self, ex: ExecutionRecord, pipeline: Pipeline, req: Row) -> str:
+        if ex.status not in (ExecutionStatus.FAILED, ExecutionStatus.STOPPED):
             raise Conflict(
-                f"execution {ex['id']} is {ex['status']}: only a Failed or Stopped execution "
+                f"execution {ex.id} is {ex.status}: only a Failed or Stopped execution "
                 "can be retried"
             )
-        attempts = self.store.attempts_light(ex["id"])
-        state = _state(ex, attempts, self._known.get(ex["id"]))
+        attempts = self.store.attempts_light(ex.id)
+        state = _state(ex, attempts, self._known.get(ex.id))
         statuses = pl.stage_statuses(pipeline, state)
         stage_name = req["payload"].get("stage")
         if not stage_name:
@@ -678,11 +673,11 @@ class Engine:
         if not stage_name:
             raise Conflict("nothing to retry: every stage succeeded")
         failed_only = bool(req["payload"].get("failed_only", False))
-        epochs = dict(ex["stage_epochs"] or {})
+        epochs = dict(ex.stage_epochs or {})
         cur = epochs.get(stage_name, {"epoch": 0, "failed_only": False})
         epochs[stage_name] = {"epoch": cur["epoch"] + 1, "failed_only": failed_only}
         self.store.change_execution(
-            ex["id"],
+            ex.id,
             stage_epochs=epochs,
             stop_mode=None,
             superseded_by=None,
@@ -694,7 +689,9 @@ class Engine:
         )
         return f"retrying {stage_name}"
 
-    def _auto_retry(self, ex: Row, pipeline: Pipeline, state: pl.ExecutionState) -> bool:
+    def _auto_retry(
+        self, ex: ExecutionRecord, pipeline: Pipeline, state: pl.ExecutionState
+    ) -> bool:
         """Stage `onFailure: {result: RETRY}`: one automatic retry of the failed stage."""
         for s, st in zip(pipeline.stages, pl.stage_statuses(pipeline, state), strict=True):
             if (
@@ -703,31 +700,31 @@ class Engine:
                 and s.on_failure
                 and s.on_failure.result == "RETRY"
             ):
-                epoch = (ex["stage_epochs"] or {}).get(s.name, {}).get("epoch", 0)
-                key = (ex["id"], s.name, epoch)
+                epoch = (ex.stage_epochs or {}).get(s.name, {}).get("epoch", 0)
+                key = (ex.id, s.name, epoch)
                 if epoch >= s.on_failure.max_retries or key in self._auto_retried:
                     return False
                 self._auto_retried.add(key)
                 self.store.add_request(
-                    ex["id"],
+                    ex.id,
                     "retry",
                     {"stage": s.name, "failed_only": s.on_failure.retry_mode == "FAILED_ACTIONS"},
                     actor="engine (onFailure: RETRY)",
                 )
                 self.store.change_execution(
-                    ex["id"], status=ExecutionStatus.FAILED, reason=ExecutionReason.AUTO_RETRY
+                    ex.id, status=ExecutionStatus.FAILED, reason=ExecutionReason.AUTO_RETRY
                 )
                 self._wake.set()
                 return True
         return False
 
     # ---- crash recovery ------------------------------------------------------------------------
-    def _recover(self, ex: Row, pipeline: Pipeline, dead: str) -> None:
-        for a in self._attempts(ex["id"]):
+    def _recover(self, ex: ExecutionRecord, pipeline: Pipeline, dead: str) -> None:
+        for a in self._attempts(ex.id):
             if a["status"] != ActionStatus.IN_PROGRESS:
                 continue
             cls = self._type(a["type"])
-            if cls is not None and cls.resumable and not ex["stop_mode"]:
+            if cls is not None and cls.resumable and not ex.stop_mode:
                 self.store.note_attempt(a["id"], worker=self.worker)
                 continue  # resumed by _resume_orphans
             self._kill(a)
@@ -736,10 +733,10 @@ class Engine:
                 ActionStatus.FAILED,
                 Reason.ENGINE_CRASHED,
                 f"the engine running this action ({dead}) stopped before it finished; "
-                f"retry with `conveyor retry {ex['id']}`",
+                f"retry with `conveyor retry {ex.id}`",
             )
 
-    def _resume_orphans(self, ex: Row, pipeline: Pipeline, attempts: list[Row]) -> bool:
+    def _resume_orphans(self, ex: ExecutionRecord, pipeline: Pipeline, attempts: list[Row]) -> bool:
         """Resumable attempts (approvals) in progress with no worker here: take over their
         wait, and run them again once their approval was decided or expired (a parked wait
         holds no worker). True when every attempt in progress is such a parked wait."""
@@ -763,7 +760,7 @@ class Engine:
                 self.store.note_attempt(a["id"], worker=self.worker)
                 a["worker"] = self.worker
             if approvals is None:
-                approvals = {r["attempt_id"]: r for r in self.store.approvals_for(ex["id"])}
+                approvals = {r["attempt_id"]: r for r in self.store.approvals_for(ex.id)}
             if not ready(approvals.get(a["id"]), time.time()):
                 parked += 1
                 if takeover:
@@ -791,10 +788,10 @@ class Engine:
             return None
 
     # ---- deadlines -------------------------------------------------------------------------------
-    def _watch_deadlines(self, ex: Row) -> None:
+    def _watch_deadlines(self, ex: ExecutionRecord) -> None:
         now = time.monotonic()
         with self._lock:
-            mine = [f for f in self.inflight.values() if f.execution_id == ex["id"]]
+            mine = [f for f in self.inflight.values() if f.execution_id == ex.id]
         for f in mine:
             if f.deadline is not None and now > f.deadline and not f.cancel.is_set():
                 f.timed_out_at = now
@@ -811,7 +808,7 @@ class Engine:
     # ---- dispatching -------------------------------------------------------------------------------
     def _dispatch_all(
         self,
-        ex: Row,
+        ex: ExecutionRecord,
         pipeline: Pipeline,
         start: tuple[tuple[str, str], ...],
         state: pl.ExecutionState,
@@ -820,7 +817,7 @@ class Engine:
         todo = []
         for stage_name, action_name in start:
             action = pipeline.stage(stage_name).action(action_name)
-            epoch = (ex["stage_epochs"] or {}).get(stage_name, {}).get("epoch", 0)
+            epoch = (ex.stage_epochs or {}).get(stage_name, {}).get("epoch", 0)
             timeout = action.timeout_seconds
             if timeout is None:
                 cls = self._type(action.type)
@@ -828,7 +825,7 @@ class Engine:
                     getattr(cls, "default_timeout", DEFAULT_TIMEOUT) if cls else DEFAULT_TIMEOUT
                 )
             todo.append((stage_name, action_name, action.type, epoch, time.time() + timeout))
-        state_dir, ex_id = self.settings.state_dir, ex["id"]
+        state_dir, ex_id = self.settings.state_dir, ex.id
         rows = self.store.start_attempts(
             ex_id,
             todo,
@@ -843,7 +840,7 @@ class Engine:
 
     def _launch(
         self,
-        ex: Row,
+        ex: ExecutionRecord,
         pipeline: Pipeline,
         stage_name: str,
         action: Any,
@@ -855,14 +852,14 @@ class Engine:
     ) -> None:
         remaining = (row["deadline"] - time.time()) if row.get("deadline") else None
         deadline = time.monotonic() + remaining if remaining is not None else None
-        fl = _InFlight(row["id"], ex["id"], threading.Event(), deadline)
+        fl = _InFlight(row["id"], ex.id, threading.Event(), deadline)
         with self._lock:
             self.inflight[row["id"]] = fl
         if current is None:
             current = pl.current_attempts(
-                pipeline, _state(ex, self._attempts(ex["id"]), self._known.get(ex["id"]))
+                pipeline, _state(ex, self._attempts(ex.id), self._known.get(ex.id))
             )
-        self.quiet.discard(ex["id"])
+        self.quiet.discard(ex.id)
         self.pool.submit(
             lambda: self._execute(
                 ex, pipeline, stage_name, action, row, fl, resumed, banner, current
@@ -871,7 +868,7 @@ class Engine:
 
     def _execute(
         self,
-        ex: Row,
+        ex: ExecutionRecord,
         pipeline: Pipeline,
         stage_name: str,
         action: Any,
@@ -885,14 +882,12 @@ class Engine:
         logf = FileLog(
             Path(row["log_path"])
             if row.get("log_path")
-            else log_path(
-                self.settings.state_dir, ex["id"], stage_name, action.name, row["attempt"]
-            )
+            else log_path(self.settings.state_dir, ex.id, stage_name, action.name, row["attempt"])
         )
         workdir = (
             self.settings.state_dir
             / "work"
-            / ex["id"]
+            / ex.id
             / f"{stage_name}.{action.name}.{row['attempt']}"
         )
         result: ActionResult
@@ -1018,9 +1013,9 @@ class Engine:
             for d, out in zip(ended, outcomes, strict=True):
                 # None: someone else (a stop, a timeout, a recovery) recorded the end first
                 if out is None:
-                    self._known.pop(d.ex["id"], None)
+                    self._known.pop(d.ex.id, None)
                     continue
-                k = self._known.get(d.ex["id"])
+                k = self._known.get(d.ex.id)
                 if k is not None and k.update(d.row["id"], _light(out)):
                     k.moves += 1
                 if d.status == ActionStatus.SUCCEEDED:
@@ -1034,52 +1029,57 @@ class Engine:
             # no wake here: the step that called this ticks the executions right after
 
     def _after_success(
-        self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, result: ActionResult
+        self,
+        ex: ExecutionRecord,
+        pipeline: Pipeline,
+        stage_name: str,
+        action: Any,
+        result: ActionResult,
     ) -> None:
         if action.type.startswith("source."):
             # one row per source: two sources finishing together both keep their revision
             names = [a.name for a in pipeline.source_actions()]
             self.store.record_revision(
-                ex["id"],
+                ex.id,
                 action.name,
                 dict(result.variables),
                 position=names.index(action.name) if action.name in names else len(names),
             )
         dep = result.details.get("deployment")
         if isinstance(dep, dict) and dep.get("environment"):
-            revs = self.store.get_execution(ex["id"], light=True)["revisions"] or {}
+            revs = self.store.execution(ex.id, light=True).revisions or {}
             commit = self._deployed_commit(pipeline, action.name, ex, revs) or dep.get("commit")
             self.store.record_deployment(
                 environment=dep["environment"],
-                pipeline=ex["pipeline"],
-                execution_id=ex["id"],
-                kind=dep.get("kind", "rollback" if ex["kind"] == "rollback" else "deploy"),
+                pipeline=ex.pipeline,
+                execution_id=ex.id,
+                kind=dep.get("kind", "rollback" if ex.kind == "rollback" else "deploy"),
                 image=dep.get("image"),
                 digest=dep.get("digest"),
                 commit=commit,
                 url=dep.get("url"),
-                actor=ex["actor"] or "engine",
+                actor=ex.actor or "engine",
                 details=_jsonable({**dep, "commit": commit, "revisions": dict(revs)}),
             )
 
     @staticmethod
     def _deployed_commit(
-        pipeline: Pipeline, action_name: str, ex: Row, revisions: Mapping[str, Any]
+        pipeline: Pipeline, action_name: str, ex: ExecutionRecord, revisions: Mapping[str, Any]
     ) -> str | None:
         """The commit a deployment's image was built from: its lineage's source, else the
         headline source (a rollback's generated pipeline has no source action)."""
-        if ex["kind"] == "rollback":
-            return (ex["trigger"] or {}).get("commit")  # the release rolled back to
+        if ex.kind == "rollback":
+            return (ex.trigger or {}).get("commit")  # the release rolled back to
         commit = provenance.commit_of(revisions, provenance.source_of(pipeline, action_name))
         if commit is None:
             commit = provenance.commit_of(
-                revisions, provenance.headline_source(pipeline, ex["trigger"])
+                revisions, provenance.headline_source(pipeline, ex.trigger)
             )
         return commit
 
     def _context(
         self,
-        ex: Row,
+        ex: ExecutionRecord,
         pipeline: Pipeline,
         stage_name: str,
         action: Any,
@@ -1092,8 +1092,8 @@ class Engine:
     ) -> ActionContext:
         """What the action sees; `current` is the plan's view of the attempts that count."""
         scope: dict[str, dict[str, str]] = {
-            PIPELINE_NS: dict(ex["variables"] or {}),
-            SYSTEM_NS: {"PipelineExecutionId": ex["id"], "PipelineName": ex["pipeline"]},
+            PIPELINE_NS: dict(ex.variables or {}),
+            SYSTEM_NS: {"PipelineExecutionId": ex.id, "PipelineName": ex.pipeline},
         }
         wanted_ns = {ns for _, ns, _ in find_refs(dict(action.config))}
         needed: list[str] = []
@@ -1107,7 +1107,7 @@ class Engine:
                         producer.namespace in wanted_ns
                         or set(producer.outputs) & set(action.inputs)
                     ):
-                        needed.append(f"{ex['id']}/{st.name}/{name}/{view.attempt}")
+                        needed.append(f"{ex.id}/{st.name}/{name}/{view.attempt}")
         produced: dict[str, str] = {}
         for a_row in self.store.attempts_by_id(needed).values():
             ns = by_name[a_row["action"]].namespace
@@ -1131,7 +1131,7 @@ class Engine:
             d.mkdir(parents=True, exist_ok=True)
             outputs[name] = d
         return ActionContext(
-            execution_id=ex["id"],
+            execution_id=ex.id,
             pipeline=pipeline,
             stage=stage_name,
             action=action,
@@ -1146,13 +1146,13 @@ class Engine:
             state_dir=self.settings.state_dir,
             services=self.services,
             variables=scope,
-            revisions=dict(ex["revisions"] or {}),
+            revisions=dict(ex.revisions or {}),
             on_pid=lambda pid: self._note_pid(row["id"], pid),
             # a resumable type's wait parks (the engine resumes it); any other polls in place
             gate=ApprovalGate(
                 self.store,
                 row["id"],
-                ex["id"],
+                ex.id,
                 park=bool(getattr(self._type(action.type), "resumable", False)),
             ),
         )
@@ -1193,16 +1193,16 @@ class Engine:
         self._wake.set()
 
 
-def _execution_message(status: ExecutionStatus, attempts: list[Row], ex: Row) -> str:
+def _execution_message(status: ExecutionStatus, attempts: list[Row], ex: ExecutionRecord) -> str:
     if status == ExecutionStatus.SUCCEEDED:
         return ""
     if status == ExecutionStatus.SUPERSEDED:
-        return f"superseded by execution {ex['superseded_by']}"
+        return f"superseded by execution {ex.superseded_by}"
     bad = [a for a in attempts if a["status"] in (ActionStatus.FAILED, ActionStatus.ABANDONED)]
     if bad:
         a = bad[-1]
         return f"{a['stage']}/{a['action']}: {a['reason']}: {a['message']}"
-    return str(ex.get("message") or "")
+    return str(ex.message or "")
 
 
 def _light(row: Row) -> Row:

@@ -548,8 +548,8 @@ def _drive(engine: Engine, executions: list[str]) -> None:
                 while not done() and time.monotonic() < end:
                     store.renew(helper.worker, settings.lease_seconds)
                     for ex_id in executions:
-                        ex = store.get_execution(ex_id)
-                        if ex["status"] in ACTIVE_EXECUTION:
+                        ex = store.execution(ex_id)
+                        if ex.status in ACTIVE_EXECUTION:
                             helper._tick(ex)  # noqa: SLF001 - only these executions, see above
                     time.sleep(max(0.05, settings.poll_seconds))
             finally:

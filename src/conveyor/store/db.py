@@ -51,6 +51,7 @@ from conveyor.model.status import (
 )
 from conveyor.store import tables as t
 from conveyor.store.columns import LIGHT_ATTEMPT, LIGHT_EXECUTION
+from conveyor.store.records import ExecutionRecord
 from conveyor.store.schema_version import head_revision
 from conveyor.store.sqlite_reader import alive
 from conveyor.store.stats import StatsQueries
@@ -399,7 +400,13 @@ class Store(UserQueries, StatsQueries):
         with self.tx() as c:
             return int(c.execute(q).scalar_one())
 
-    def active_executions(self, pipeline: str | None = None, *, light: bool = False) -> list[Row]:
+    def execution(self, ex_id: str, *, light: bool = False) -> ExecutionRecord:
+        """`get_execution` as a record (an id prefix of 4+ characters works too)."""
+        return ExecutionRecord.of(self.get_execution(ex_id, light=light))
+
+    def active_executions(
+        self, pipeline: str | None = None, *, light: bool = False
+    ) -> list[ExecutionRecord]:
         q = (
             select(*self._execution_cols(light))
             .where(t.executions.c.status.in_(ACTIVE))
@@ -408,7 +415,8 @@ class Store(UserQueries, StatsQueries):
         if pipeline:
             q = q.where(t.executions.c.pipeline == pipeline)
         with self.tx() as c:
-            return self._with_revisions(c, [_row(r) for r in c.execute(q)])
+            rows = self._with_revisions(c, [_row(r) for r in c.execute(q)])
+        return [ExecutionRecord.of(r) for r in rows]
 
     def record_revision(
         self, ex_id: str, action: str, revision: Mapping[str, Any], *, position: int = 0
@@ -519,22 +527,24 @@ class Store(UserQueries, StatsQueries):
         ).one()
         return int(r[0]), float(r[1])
 
-    def executions_by_id(self, ids: Sequence[str], *, light: bool = True) -> list[Row]:
+    def executions_by_id(
+        self, ids: Sequence[str], *, light: bool = True
+    ) -> list[ExecutionRecord]:
         """The given executions, oldest first, in one query."""
         if not ids:
             return []
-        out: list[Row] = []
+        out: list[ExecutionRecord] = []
         with self.tx() as c:
             for i in range(0, len(ids), 500):
                 out.extend(
-                    _row(r)
+                    ExecutionRecord.of(r)
                     for r in c.execute(
                         select(*self._execution_cols(light)).where(
                             t.executions.c.id.in_(list(ids[i : i + 500]))
                         )
                     )
                 )
-        return sorted(out, key=lambda r: (r["created_at"], r["id"]))
+        return sorted(out, key=lambda r: (r.created_at, r.id))
 
     def execution_definition(self, ex_id: str) -> dict[str, Any]:
         with self.tx() as c:
