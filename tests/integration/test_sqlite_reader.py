@@ -29,7 +29,7 @@ def test_reader_rows_equal_the_store_rows(tmp_path: Path) -> None:
     )
     store.set_transition("p", "A", False, "freeze", "me")
     store.create_approval(
-        att["id"], ex, token="tok", summary="s", digest="sha256:1", expires_at=time.time() + 60
+        att.id, ex, token="tok", summary="s", digest="sha256:1", expires_at=time.time() + 60
     )
     store.register_engine("w")
     reader = open_reader(url)

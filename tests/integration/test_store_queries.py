@@ -47,7 +47,7 @@ def test_metrics_and_dora_read_through_the_store(db_url: str) -> None:
     s = Store(db_url)
     ex = s.create_execution("p", {}, variables={}, trigger={})
     att = s.start_attempt(ex, "S", "A", "shell", epoch=0, worker="w", deadline=None, log_path="")
-    s.transition(att["id"], ActionStatus.SUCCEEDED, reason="Succeeded")
+    s.transition(att.id, ActionStatus.SUCCEEDED, reason="Succeeded")
     s.record_deployment(environment="prod", pipeline="p", execution_id=ex, digest="sha256:1")
     counts = s.counts()
     assert counts.executions == [("p", "standard", "InProgress", 1)]

@@ -25,6 +25,7 @@ How it scales (issue 18) and why waiting is free (issue 12):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -66,7 +67,7 @@ from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.db import Row, Store
-from conveyor.store.records import ExecutionRecord
+from conveyor.store.records import AttemptRecord, ExecutionRecord
 
 log = logging.getLogger("conveyor.engine")
 DEFAULT_TIMEOUT = 3600
@@ -94,7 +95,7 @@ class _Done:
     pipeline: Pipeline
     stage: str
     action: Any
-    row: Row
+    row: AttemptRecord
     fl: _InFlight
     status: ActionStatus | None  # None: parked (an approval still waiting), nothing to record
     result: ActionResult
@@ -107,13 +108,13 @@ class _Known:
     """An execution's attempts as this engine last read or wrote them."""
 
     moves: int  # the execution's history count these rows reflect
-    listed: list[Row] = field(default_factory=list)  # the rows, in the order they came
+    listed: list[AttemptRecord] = field(default_factory=list)  # the rows, in order
     views: list[pl.AttemptView] = field(default_factory=list)  # their planner views, aligned
     index: dict[str, int] = field(default_factory=dict)  # attempt id -> position
     checked: float = field(default_factory=time.monotonic)  # when `moves` was last compared
 
-    def add(self, row: Row) -> None:
-        self.index[row["id"]] = len(self.listed)
+    def add(self, row: AttemptRecord) -> None:
+        self.index[row.id] = len(self.listed)
         self.listed.append(row)
         self.views.append(_view(row))
 
@@ -122,15 +123,13 @@ class _Known:
         i = self.index.get(att_id)
         if i is None:
             return False
-        self.listed[i].update(values)
+        self.listed[i] = dataclasses.replace(self.listed[i], **values)
         self.views[i] = _view(self.listed[i])
         return True
 
 
-def _view(a: Row) -> pl.AttemptView:
-    return pl.AttemptView(
-        a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
-    )
+def _view(a: AttemptRecord) -> pl.AttemptView:
+    return pl.AttemptView(a.stage, a.action, a.attempt, a.epoch, ActionStatus(a.status))
 
 
 class _Pool:
@@ -228,7 +227,7 @@ def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
 
 
 def _state(
-    ex: ExecutionRecord, attempts: list[Row], known: _Known | None = None
+    ex: ExecutionRecord, attempts: list[AttemptRecord], known: _Known | None = None
 ) -> pl.ExecutionState:
     """`state_of` for the engine's own rows: their views are kept up to date as the engine
     moves them (no walk over every attempt per tick)."""
@@ -484,7 +483,11 @@ class Engine:
         self._save_status(ex, pipeline, status, attempts)
 
     def _save_status(
-        self, ex: ExecutionRecord, pipeline: Pipeline, status: ExecutionStatus, attempts: list[Row]
+        self,
+        ex: ExecutionRecord,
+        pipeline: Pipeline,
+        status: ExecutionStatus,
+        attempts: list[AttemptRecord],
     ) -> None:
         values: dict[str, Any] = {}
         if status.value != ex.status:
@@ -511,11 +514,7 @@ class Engine:
                     _safe_hook(hook, self, done, pipeline)
                 if status == ExecutionStatus.FAILED:
                     failed = next(
-                        (
-                            a["stage"]
-                            for a in reversed(attempts)
-                            if a["status"] == ActionStatus.FAILED
-                        ),
+                        (a.stage for a in reversed(attempts) if a.status == ActionStatus.FAILED),
                         None,
                     )
                     if failed:
@@ -568,13 +567,13 @@ class Engine:
         h = self.store.execution(holder, light=True)
         if h.seq > ex.seq:
             return
-        running = [a for a in self._attempts(holder) if a["status"] == ActionStatus.IN_PROGRESS]
-        if not running or any(a["type"] != "approval" for a in running):
+        running = [a for a in self._attempts(holder) if a.status == ActionStatus.IN_PROGRESS]
+        if not running or any(a.type != "approval" for a in running):
             return
         for a in running:
             try:
                 self.store.decide_approval(
-                    a["id"],
+                    a.id,
                     ApprovalStatus.SUPERSEDED,
                     by="engine",
                     comment=f"superseded by newer execution {ex.id}",
@@ -583,7 +582,7 @@ class Engine:
                 continue
             with contextlib.suppress(Conflict):
                 self.store.transition(
-                    a["id"],
+                    a.id,
                     ActionStatus.ABANDONED,
                     reason=Reason.SUPERSEDED,
                     message=f"a newer execution ({ex.id}) reached this approval",
@@ -632,18 +631,18 @@ class Engine:
                 f.cancel.set()
             held = {f.attempt_id for f in mine}
             for a in self.store.attempts_light(ex.id):
-                if a["status"] == ActionStatus.IN_PROGRESS and a["id"] not in held:
+                if a.status == ActionStatus.IN_PROGRESS and a.id not in held:
                     self._kill(a)
                     self._try_transition(
-                        a["id"],
+                        a.id,
                         ActionStatus.ABANDONED,
                         Reason.ABANDONED,
                         f"abandoned by {req['actor'] or 'a stop request'}",
                     )
-                    if a["type"] == "approval":
+                    if a.type == "approval":
                         with contextlib.suppress(ConveyorError):
                             self.store.decide_approval(
-                                a["id"],
+                                a.id,
                                 ApprovalStatus.REJECTED,
                                 by=req["actor"] or "engine",
                                 comment="execution stopped",
@@ -721,53 +720,58 @@ class Engine:
     # ---- crash recovery ------------------------------------------------------------------------
     def _recover(self, ex: ExecutionRecord, pipeline: Pipeline, dead: str) -> None:
         for a in self._attempts(ex.id):
-            if a["status"] != ActionStatus.IN_PROGRESS:
+            if a.status != ActionStatus.IN_PROGRESS:
                 continue
-            cls = self._type(a["type"])
+            cls = self._type(a.type)
             if cls is not None and cls.resumable and not ex.stop_mode:
-                self.store.note_attempt(a["id"], worker=self.worker)
+                self.store.note_attempt(a.id, worker=self.worker)
                 continue  # resumed by _resume_orphans
             self._kill(a)
             self._try_transition(
-                a["id"],
+                a.id,
                 ActionStatus.FAILED,
                 Reason.ENGINE_CRASHED,
                 f"the engine running this action ({dead}) stopped before it finished; "
                 f"retry with `conveyor retry {ex.id}`",
             )
 
-    def _resume_orphans(self, ex: ExecutionRecord, pipeline: Pipeline, attempts: list[Row]) -> bool:
+    def _resume_orphans(
+        self, ex: ExecutionRecord, pipeline: Pipeline, attempts: list[AttemptRecord]
+    ) -> bool:
         """Resumable attempts (approvals) in progress with no worker here: take over their
         wait, and run them again once their approval was decided or expired (a parked wait
         holds no worker). True when every attempt in progress is such a parked wait."""
-        running = [a for a in attempts if a["status"] == ActionStatus.IN_PROGRESS]
+        running = [a for a in attempts if a.status == ActionStatus.IN_PROGRESS]
         if not running:
             return False
         approvals: dict[str, Row] | None = None
         parked = 0
         for a in running:
             with self._lock:
-                if a["id"] in self.inflight:
+                if a.id in self.inflight:
                     continue
-            cls = self._type(a["type"])
+            cls = self._type(a.type)
             if cls is None or not cls.resumable:
                 continue
-            owner = a.get("worker")
+            owner = a.worker
             if owner != self.worker and self._worker_alive(owner):
                 continue
             takeover = owner != self.worker
             if takeover:
-                self.store.note_attempt(a["id"], worker=self.worker)
-                a["worker"] = self.worker
+                self.store.note_attempt(a.id, worker=self.worker)
+                a = dataclasses.replace(a, worker=self.worker)
+                known = self._known.get(ex.id)
+                if known is not None:
+                    known.update(a.id, {"worker": self.worker})
             if approvals is None:
                 approvals = {r["attempt_id"]: r for r in self.store.approvals_for(ex.id)}
-            if not ready(approvals.get(a["id"]), time.time()):
+            if not ready(approvals.get(a.id), time.time()):
                 parked += 1
                 if takeover:
                     _append_log(a, f"[conveyor] resumed by engine {self.worker}\n")
                 continue
-            action = pipeline.stage(a["stage"]).action(a["action"])
-            self._launch(ex, pipeline, a["stage"], action, a, resumed=True, banner=takeover)
+            action = pipeline.stage(a.stage).action(a.action)
+            self._launch(ex, pipeline, a.stage, action, a, resumed=True, banner=takeover)
         return parked == len(running)
 
     def _worker_alive(self, worker: str | None) -> bool:
@@ -777,9 +781,9 @@ class Engine:
             e["worker"] == worker for e in self.store.live_engines(self.settings.lease_seconds)
         )
 
-    def _kill(self, attempt: Row) -> None:
-        if attempt.get("pgid"):
-            kill_group(int(attempt["pgid"]))
+    def _kill(self, attempt: AttemptRecord) -> None:
+        if attempt.pgid:
+            kill_group(int(attempt.pgid))
 
     def _type(self, name: str) -> type[BaseAction] | None:
         try:
@@ -835,8 +839,8 @@ class Engine:
         self._remember(ex_id, rows)
         current = pl.current_attempts(pipeline, state)
         for row in rows:
-            action = pipeline.stage(row["stage"]).action(row["action"])
-            self._launch(ex, pipeline, row["stage"], action, row, resumed=False, current=current)
+            action = pipeline.stage(row.stage).action(row.action)
+            self._launch(ex, pipeline, row.stage, action, row, resumed=False, current=current)
 
     def _launch(
         self,
@@ -844,17 +848,17 @@ class Engine:
         pipeline: Pipeline,
         stage_name: str,
         action: Any,
-        row: Row,
+        row: AttemptRecord,
         *,
         resumed: bool,
         banner: bool = False,
         current: dict[str, dict[str, pl.AttemptView]] | None = None,
     ) -> None:
-        remaining = (row["deadline"] - time.time()) if row.get("deadline") else None
+        remaining = (row.deadline - time.time()) if row.deadline else None
         deadline = time.monotonic() + remaining if remaining is not None else None
-        fl = _InFlight(row["id"], ex.id, threading.Event(), deadline)
+        fl = _InFlight(row.id, ex.id, threading.Event(), deadline)
         with self._lock:
-            self.inflight[row["id"]] = fl
+            self.inflight[row.id] = fl
         if current is None:
             current = pl.current_attempts(
                 pipeline, _state(ex, self._attempts(ex.id), self._known.get(ex.id))
@@ -872,7 +876,7 @@ class Engine:
         pipeline: Pipeline,
         stage_name: str,
         action: Any,
-        row: Row,
+        row: AttemptRecord,
         fl: _InFlight,
         resumed: bool,
         banner: bool,
@@ -880,15 +884,12 @@ class Engine:
     ) -> None:
         """Run one action on a worker; the engine loop records the outcome (`_record_done`)."""
         logf = FileLog(
-            Path(row["log_path"])
-            if row.get("log_path")
-            else log_path(self.settings.state_dir, ex.id, stage_name, action.name, row["attempt"])
+            Path(row.log_path)
+            if row.log_path
+            else log_path(self.settings.state_dir, ex.id, stage_name, action.name, row.attempt)
         )
         workdir = (
-            self.settings.state_dir
-            / "work"
-            / ex.id
-            / f"{stage_name}.{action.name}.{row['attempt']}"
+            self.settings.state_dir / "work" / ex.id / f"{stage_name}.{action.name}.{row.attempt}"
         )
         result: ActionResult
         artifacts: dict[str, str] = {}
@@ -992,7 +993,7 @@ class Engine:
                     pids,
                     [
                         (
-                            d.row["id"],
+                            d.row.id,
                             d.status,
                             {
                                 "reason": d.result.reason,
@@ -1016,16 +1017,16 @@ class Engine:
                     self._known.pop(d.ex.id, None)
                     continue
                 k = self._known.get(d.ex.id)
-                if k is not None and k.update(d.row["id"], _light(out)):
+                if k is not None and k.update(d.row.id, _light(out)):
                     k.moves += 1
                 if d.status == ActionStatus.SUCCEEDED:
                     try:
                         self._after_success(d.ex, d.pipeline, d.stage, d.action, d.result)
                     except ConveyorError as e:
-                        log.error("could not record %s: %s", d.row["id"], e.message)
+                        log.error("could not record %s: %s", d.row.id, e.message)
             with self._lock:
                 for d in batch:
-                    self.inflight.pop(d.row["id"], None)
+                    self.inflight.pop(d.row.id, None)
             # no wake here: the step that called this ticks the executions right after
 
     def _after_success(
@@ -1083,7 +1084,7 @@ class Engine:
         pipeline: Pipeline,
         stage_name: str,
         action: Any,
-        row: Row,
+        row: AttemptRecord,
         fl: _InFlight,
         logf: FileLog,
         workdir: Path,
@@ -1110,10 +1111,10 @@ class Engine:
                         needed.append(f"{ex.id}/{st.name}/{name}/{view.attempt}")
         produced: dict[str, str] = {}
         for a_row in self.store.attempts_by_id(needed).values():
-            ns = by_name[a_row["action"]].namespace
+            ns = by_name[a_row.action].namespace
             if ns:
-                scope[ns] = {k: str(v) for k, v in (a_row["variables"] or {}).items()}
-            produced.update(a_row["artifacts"] or {})
+                scope[ns] = {k: str(v) for k, v in (a_row.variables or {}).items()}
+            produced.update(a_row.artifacts or {})
         config = resolve(dict(action.config), scope)
         if workdir.exists() and not resumed:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -1135,7 +1136,7 @@ class Engine:
             pipeline=pipeline,
             stage=stage_name,
             action=action,
-            attempt=row["attempt"],
+            attempt=row.attempt,
             config=config,
             inputs=inputs,
             outputs=outputs,
@@ -1147,11 +1148,11 @@ class Engine:
             services=self.services,
             variables=scope,
             revisions=dict(ex.revisions or {}),
-            on_pid=lambda pid: self._note_pid(row["id"], pid),
+            on_pid=lambda pid: self._note_pid(row.id, pid),
             # a resumable type's wait parks (the engine resumes it); any other polls in place
             gate=ApprovalGate(
                 self.store,
-                row["id"],
+                row.id,
                 ex.id,
                 park=bool(getattr(self._type(action.type), "resumable", False)),
             ),
@@ -1164,7 +1165,7 @@ class Engine:
         self._wake.set()
 
     # ---- the attempts this engine knows ------------------------------------------------------
-    def _attempts(self, ex_id: str, *, check: bool = True) -> list[Row]:
+    def _attempts(self, ex_id: str, *, check: bool = True) -> list[AttemptRecord]:
         """The execution's attempts (light), re-read only when its history count moved."""
         k = self._known.get(ex_id)
         # this engine writes the attempts of the executions it holds and updates what it
@@ -1179,13 +1180,13 @@ class Engine:
             k.checked = time.monotonic()
         return k.listed
 
-    def _remember(self, ex_id: str, rows: list[Row]) -> None:
+    def _remember(self, ex_id: str, rows: list[AttemptRecord]) -> None:
         """Attempts this engine just started (one history row each)."""
         k = self._known.get(ex_id)
         if k is None:
             return
         for r in rows:
-            k.add(_light(r))
+            k.add(r)  # a new attempt: its payloads are empty, as in a light read
         k.moves += len(rows)
 
     # ---- queries used by the CLI and the server -----------------------------------------------------
@@ -1193,15 +1194,17 @@ class Engine:
         self._wake.set()
 
 
-def _execution_message(status: ExecutionStatus, attempts: list[Row], ex: ExecutionRecord) -> str:
+def _execution_message(
+    status: ExecutionStatus, attempts: list[AttemptRecord], ex: ExecutionRecord
+) -> str:
     if status == ExecutionStatus.SUCCEEDED:
         return ""
     if status == ExecutionStatus.SUPERSEDED:
         return f"superseded by execution {ex.superseded_by}"
-    bad = [a for a in attempts if a["status"] in (ActionStatus.FAILED, ActionStatus.ABANDONED)]
+    bad = [a for a in attempts if a.status in (ActionStatus.FAILED, ActionStatus.ABANDONED)]
     if bad:
         a = bad[-1]
-        return f"{a['stage']}/{a['action']}: {a['reason']}: {a['message']}"
+        return f"{a.stage}/{a.action}: {a.reason}: {a.message}"
     return str(ex.message or "")
 
 
@@ -1209,9 +1212,9 @@ def _light(row: Row) -> Row:
     return {k: v for k, v in row.items() if k in Store.LIGHT}
 
 
-def _append_log(attempt: Row, text: str) -> None:
-    if attempt.get("log_path"):
-        with contextlib.suppress(OSError), Path(attempt["log_path"]).open("a") as f:
+def _append_log(attempt: AttemptRecord, text: str) -> None:
+    if attempt.log_path:
+        with contextlib.suppress(OSError), Path(attempt.log_path).open("a") as f:
             f.write(text)
 
 

@@ -51,7 +51,7 @@ from conveyor.model.status import (
 )
 from conveyor.store import tables as t
 from conveyor.store.columns import LIGHT_ATTEMPT, LIGHT_EXECUTION
-from conveyor.store.records import ExecutionRecord
+from conveyor.store.records import AttemptRecord, ExecutionRecord
 from conveyor.store.schema_version import head_revision
 from conveyor.store.sqlite_reader import alive
 from conveyor.store.stats import StatsQueries
@@ -527,9 +527,7 @@ class Store(UserQueries, StatsQueries):
         ).one()
         return int(r[0]), float(r[1])
 
-    def executions_by_id(
-        self, ids: Sequence[str], *, light: bool = True
-    ) -> list[ExecutionRecord]:
+    def executions_by_id(self, ids: Sequence[str], *, light: bool = True) -> list[ExecutionRecord]:
         """The given executions, oldest first, in one query."""
         if not ids:
             return []
@@ -722,7 +720,7 @@ class Store(UserQueries, StatsQueries):
         deadline: float | None,
         log_path: str | Callable[[int], str],
         actor: str = "engine",
-    ) -> Row:
+    ) -> AttemptRecord:
         """Persist an InProgress attempt before the action runs (its id is deterministic)."""
         return self.start_attempts(
             ex_id,
@@ -740,7 +738,7 @@ class Store(UserQueries, StatsQueries):
         worker: str,
         log_path: Callable[[str, str, int], str],
         actor: str = "engine",
-    ) -> list[Row]:
+    ) -> list[AttemptRecord]:
         """`start_attempt` for several actions (stage, action, type, epoch, deadline) at once:
         one short transaction persists every InProgress row and its history before any runs."""
         if not starts:
@@ -799,7 +797,7 @@ class Store(UserQueries, StatsQueries):
                 which = f"attempt {out[0]['id']}" if len(out) == 1 else f"an attempt of {ex_id}"
                 raise Conflict(f"{which} already exists") from None
             c.execute(insert(t.history), history)
-        return out
+        return [AttemptRecord.of(r) for r in out]
 
     def transition_many(
         self, moves: Sequence[tuple[str, ActionStatus, dict[str, Any]]]
@@ -942,14 +940,19 @@ class Store(UserQueries, StatsQueries):
 
     LIGHT = LIGHT_ATTEMPT
 
-    def attempts_light(self, ex_id: str) -> list[Row]:
-        """The attempts without their JSON payloads: what planning needs, cheap to load."""
+    def attempts_light(self, ex_id: str) -> list[AttemptRecord]:
+        """The attempts without their JSON payloads (left empty): what planning needs, cheap
+        to load."""
         cols = [t.attempts.c[n] for n in self.LIGHT]
-        return self._all(
-            select(*cols)
-            .where(t.attempts.c.execution_id == ex_id)
-            .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
-        )
+        with self.tx() as c:
+            return [
+                AttemptRecord.of(r)
+                for r in c.execute(
+                    select(*cols)
+                    .where(t.attempts.c.execution_id == ex_id)
+                    .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
+                )
+            ]
 
     def history_count(self, ex_id: str) -> int:
         """How many status moves an execution's attempts made: a cheap version of its state."""
@@ -962,12 +965,12 @@ class Store(UserQueries, StatsQueries):
                 ).scalar_one()
             )
 
-    def attempts_by_id(self, ids: Sequence[str]) -> dict[str, Row]:
+    def attempts_by_id(self, ids: Sequence[str]) -> dict[str, AttemptRecord]:
         if not ids:
             return {}
         with self.tx() as c:
             return {
-                r.id: _row(r)
+                r.id: AttemptRecord.of(r)
                 for r in c.execute(select(t.attempts).where(t.attempts.c.id.in_(list(ids))))
             }
 
