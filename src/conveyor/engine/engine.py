@@ -67,7 +67,7 @@ from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.db import Row, Store
-from conveyor.store.records import AttemptRecord, ExecutionRecord
+from conveyor.store.records import ApprovalRecord, AttemptRecord, ExecutionRecord
 
 log = logging.getLogger("conveyor.engine")
 DEFAULT_TIMEOUT = 3600
@@ -744,7 +744,7 @@ class Engine:
         running = [a for a in attempts if a.status == ActionStatus.IN_PROGRESS]
         if not running:
             return False
-        approvals: dict[str, Row] | None = None
+        approvals: dict[str, ApprovalRecord] | None = None
         parked = 0
         for a in running:
             with self._lock:
@@ -764,7 +764,7 @@ class Engine:
                 if known is not None:
                     known.update(a.id, {"worker": self.worker})
             if approvals is None:
-                approvals = {r["attempt_id"]: r for r in self.store.approvals_for(ex.id)}
+                approvals = {r.attempt_id: r for r in self.store.approval_records(ex.id)}
             if not ready(approvals.get(a.id), time.time()):
                 parked += 1
                 if takeover:

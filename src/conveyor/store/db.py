@@ -51,7 +51,13 @@ from conveyor.model.status import (
 )
 from conveyor.store import tables as t
 from conveyor.store.columns import LIGHT_ATTEMPT, LIGHT_EXECUTION
-from conveyor.store.records import AttemptRecord, ExecutionRecord
+from conveyor.store.records import (
+    ApprovalRecord,
+    AttemptRecord,
+    DeploymentRecord,
+    ExecutionRecord,
+    HealthRecord,
+)
 from conveyor.store.schema_version import head_revision
 from conveyor.store.sqlite_reader import alive
 from conveyor.store.stats import StatsQueries
@@ -1099,16 +1105,28 @@ class Store(UserQueries, StatsQueries):
         return row
 
     def approvals_for(self, ex_id: str) -> list[Row]:
-        return self._all(
-            select(t.approvals)
-            .where(t.approvals.c.execution_id == ex_id)
-            .order_by(t.approvals.c.created_at)
-        )
+        return [a.as_row() for a in self.approval_records(ex_id)]
+
+    def approval_records(self, ex_id: str) -> list[ApprovalRecord]:
+        """An execution's approvals, oldest first."""
+        with self.tx() as c:
+            return [
+                ApprovalRecord.of(r)
+                for r in c.execute(
+                    select(t.approvals)
+                    .where(t.approvals.c.execution_id == ex_id)
+                    .order_by(t.approvals.c.created_at)
+                )
+            ]
 
     def get_approval(self, att_id: str) -> Row | None:
+        found = self.approval(att_id)
+        return found.as_row() if found else None
+
+    def approval(self, att_id: str) -> ApprovalRecord | None:
         with self.tx() as c:
             r = c.execute(select(t.approvals).where(t.approvals.c.attempt_id == att_id)).first()
-        return _row(r) if r else None
+        return ApprovalRecord.of(r) if r else None
 
     def pending_approvals(self) -> list[Row]:
         return self._all(
@@ -1172,16 +1190,26 @@ class Store(UserQueries, StatsQueries):
             c.execute(insert(t.deployments).values(**values))
 
     def deployments(self, environment: str | None = None, limit: int = 100) -> list[Row]:
+        return [d.as_row() for d in self.deployment_records(environment, limit)]
+
+    def deployment_records(
+        self, environment: str | None = None, limit: int = 100
+    ) -> list[DeploymentRecord]:
+        """The newest deployments first (of one environment, or all)."""
         q = select(t.deployments).order_by(t.deployments.c.at.desc(), t.deployments.c.id.desc())
         if environment:
             q = q.where(t.deployments.c.environment == environment)
         with self.tx() as c:
-            return [_row(r) for r in c.execute(q.limit(limit))]
+            return [DeploymentRecord.of(r) for r in c.execute(q.limit(limit))]
 
     def current_deployments(self) -> dict[str, Row]:
-        out: dict[str, Row] = {}
-        for d in reversed(self.deployments(limit=10000)):
-            out[d["environment"]] = d
+        return {k: d.as_row() for k, d in self.current_deployment_records().items()}
+
+    def current_deployment_records(self) -> dict[str, DeploymentRecord]:
+        """What each environment serves: its newest deployment."""
+        out: dict[str, DeploymentRecord] = {}
+        for d in reversed(self.deployment_records(limit=10000)):
+            out[d.environment] = d
         return out
 
     def set_health(self, environment: str, healthy: bool, detail: str) -> bool:
@@ -1214,8 +1242,11 @@ class Store(UserQueries, StatsQueries):
             return changed
 
     def health(self) -> dict[str, Row]:
+        return {k: h.as_row() for k, h in self.health_records().items()}
+
+    def health_records(self) -> dict[str, HealthRecord]:
         with self.tx() as c:
-            return {r.environment: _row(r) for r in c.execute(select(t.health))}
+            return {r.environment: HealthRecord.of(r) for r in c.execute(select(t.health))}
 
     # ---- artifacts and audit ---------------------------------------------------------------------
     def record_artifact(self, digest: str, files: int, size: int) -> None:

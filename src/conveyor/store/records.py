@@ -96,6 +96,35 @@ class DeploymentRecord(Record):
 
 
 @dataclass(frozen=True)
+class ApprovalRecord(Record):
+    """A person's decision an approval attempt waits for (bound to an image digest)."""
+
+    attempt_id: str
+    execution_id: str
+    token: str
+    status: str
+    expires_at: float
+    created_at: float
+    summary: str | None = ""
+    external_link: str | None = None
+    digest: str | None = None
+    decided_by: str | None = None
+    comment: str | None = None
+    decided_at: float | None = None
+
+
+@dataclass(frozen=True)
+class HealthRecord(Record):
+    """An environment's latest health reading."""
+
+    environment: str
+    healthy: bool
+    since: float
+    checked_at: float
+    detail: str | None = ""
+
+
+@dataclass(frozen=True)
 class UserRecord(Record):
     name: str
     role: str
