@@ -96,7 +96,7 @@ class Approval(BaseAction):
         opened_now = getattr(ctx.gate, "opened_now", True)
         if opened_now:
             ctx.log.write(
-                f"waiting for approval (token {row['token'][:8]}…); decide on {link}\n"
+                f"waiting for approval (token {row.token[:8]}…); decide on {link}\n"
                 f"  or: conveyor approve {ctx.execution_id} --comment '...'"
                 f" | conveyor reject {ctx.execution_id} --comment '...'\n"
             )

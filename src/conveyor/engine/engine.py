@@ -67,7 +67,12 @@ from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.db import Row, Store
-from conveyor.store.records import ApprovalRecord, AttemptRecord, ExecutionRecord
+from conveyor.store.records import (
+    ApprovalRecord,
+    AttemptRecord,
+    ExecutionRecord,
+    RequestRecord,
+)
 
 log = logging.getLogger("conveyor.engine")
 DEFAULT_TIMEOUT = 3600
@@ -597,7 +602,7 @@ class Engine:
         """Act on pending requests; True when there were any (the row changed)."""
         pending = self.store.pending_requests(ex.id)
         for req in pending:
-            kind = req["kind"]
+            kind = req.kind
             outcome = "done"
             try:
                 if kind in ("stop", "abandon"):
@@ -608,11 +613,11 @@ class Engine:
                     outcome = f"unknown request kind '{kind}'"
             except ConveyorError as e:
                 outcome = f"refused: {e.message}"
-            self.store.handle_request(req["id"], outcome)
+            self.store.handle_request(req.id, outcome)
             ex = self.store.execution(ex.id, light=True)
         return bool(pending)
 
-    def _stop(self, ex: ExecutionRecord, abandon: bool, req: Row) -> str:
+    def _stop(self, ex: ExecutionRecord, abandon: bool, req: RequestRecord) -> str:
         if ex.status not in ACTIVE_EXECUTION:
             raise Conflict(f"execution {ex.id} is {ex.status}: nothing to stop")
         mode = StopMode.ABANDON if abandon else StopMode.FINISH
@@ -620,8 +625,8 @@ class Engine:
             ex.id,
             stop_mode=mode,
             reason=ExecutionReason.STOP_REQUESTED,
-            actor=req["actor"] or "engine",
-            message=f"stop requested by {req['actor'] or 'someone'}: {req['payload'].get('reason', '')}".strip(),
+            actor=req.actor or "engine",
+            message=f"stop requested by {req.actor or 'someone'}: {req.payload.get('reason', '')}".strip(),
         )
         if abandon:
             with self._lock:
@@ -637,19 +642,19 @@ class Engine:
                         a.id,
                         ActionStatus.ABANDONED,
                         Reason.ABANDONED,
-                        f"abandoned by {req['actor'] or 'a stop request'}",
+                        f"abandoned by {req.actor or 'a stop request'}",
                     )
                     if a.type == "approval":
                         with contextlib.suppress(ConveyorError):
                             self.store.decide_approval(
                                 a.id,
                                 ApprovalStatus.REJECTED,
-                                by=req["actor"] or "engine",
+                                by=req.actor or "engine",
                                 comment="execution stopped",
                             )
         return f"stopping ({mode})"
 
-    def _retry(self, ex: ExecutionRecord, pipeline: Pipeline, req: Row) -> str:
+    def _retry(self, ex: ExecutionRecord, pipeline: Pipeline, req: RequestRecord) -> str:
         if ex.status not in (ExecutionStatus.FAILED, ExecutionStatus.STOPPED):
             raise Conflict(
                 f"execution {ex.id} is {ex.status}: only a Failed or Stopped execution "
@@ -658,7 +663,7 @@ class Engine:
         attempts = self.store.attempts_light(ex.id)
         state = _state(ex, attempts, self._known.get(ex.id))
         statuses = pl.stage_statuses(pipeline, state)
-        stage_name = req["payload"].get("stage")
+        stage_name = req.payload.get("stage")
         if not stage_name:
             for s, st in zip(pipeline.stages, statuses, strict=True):
                 if st is not None and st in (StageStatus.FAILED, StageStatus.STOPPED):
@@ -671,7 +676,7 @@ class Engine:
                         break
         if not stage_name:
             raise Conflict("nothing to retry: every stage succeeded")
-        failed_only = bool(req["payload"].get("failed_only", False))
+        failed_only = bool(req.payload.get("failed_only", False))
         epochs = dict(ex.stage_epochs or {})
         cur = epochs.get(stage_name, {"epoch": 0, "failed_only": False})
         epochs[stage_name] = {"epoch": cur["epoch"] + 1, "failed_only": failed_only}
@@ -682,7 +687,7 @@ class Engine:
             superseded_by=None,
             status=ExecutionStatus.IN_PROGRESS,
             reason=ExecutionReason.RETRIED,
-            actor=req["actor"] or "engine",
+            actor=req.actor or "engine",
             ended_at=None,
             message=f"retrying stage {stage_name} ({'failed actions' if failed_only else 'all actions'})",
         )

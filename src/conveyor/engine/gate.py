@@ -57,7 +57,7 @@ class ApprovalGate:
         digest: str | None,
         timeout_seconds: int,
         external_link: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ApprovalRecord:
         """Create the pending approval (idempotent: a resumed wait finds the same one)."""
         token = secrets.token_hex(16)
         row = self.store.create_approval(
@@ -69,7 +69,7 @@ class ApprovalGate:
             expires_at=time.time() + timeout_seconds,
             external_link=external_link,
         )
-        self.opened_now = row["token"] == token
+        self.opened_now = row.token == token
         return row
 
     def wait(self, cancel: threading.Event, poll: float = 0.2) -> Decision:

@@ -57,6 +57,8 @@ from conveyor.store.records import (
     DeploymentRecord,
     ExecutionRecord,
     HealthRecord,
+    PipelineRecord,
+    RequestRecord,
 )
 from conveyor.store.schema_version import head_revision
 from conveyor.store.sqlite_reader import alive
@@ -288,8 +290,15 @@ class Store(UserQueries, StatsQueries):
             ]
 
     def list_pipelines(self) -> list[Row]:
+        return [p.as_row() for p in self.pipeline_records()]
+
+    def pipeline_records(self) -> list[PipelineRecord]:
+        """Every saved pipeline, by name."""
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(t.pipelines).order_by(t.pipelines.c.name))]
+            return [
+                PipelineRecord.of(r)
+                for r in c.execute(select(t.pipelines).order_by(t.pipelines.c.name))
+            ]
 
     # ---- executions ------------------------------------------------------------------------
     def create_execution(
@@ -894,7 +903,7 @@ class Store(UserQueries, StatsQueries):
         message: str = "",
         actor: str = "engine",
         **values: Any,
-    ) -> Row:
+    ) -> AttemptRecord:
         """The one guarded move of an action attempt; raises Conflict when it lost a race."""
         with self.tx() as c:
             r = c.execute(select(t.attempts).where(t.attempts.c.id == att_id)).first()
@@ -916,7 +925,7 @@ class Store(UserQueries, StatsQueries):
             )
             out = _row(r)
             out.update(vals)
-            return out
+            return AttemptRecord.of(out)
 
     def note_attempt(self, att_id: str, **values: Any) -> None:
         """Non-status facts about a running attempt (its process group, its details so far)."""
@@ -1007,12 +1016,16 @@ class Store(UserQueries, StatsQueries):
             assert key is not None
             return int(key[0])
 
-    def pending_requests(self, ex_id: str) -> list[Row]:
-        return self._all(
-            select(t.requests)
-            .where(and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None)))
-            .order_by(t.requests.c.id)
-        )
+    def pending_requests(self, ex_id: str) -> list[RequestRecord]:
+        """An execution's requests not handled yet, oldest first."""
+        return [
+            RequestRecord.of(r)
+            for r in self._all(
+                select(t.requests)
+                .where(and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None)))
+                .order_by(t.requests.c.id)
+            )
+        ]
 
     def handle_request(self, req_id: int, outcome: str) -> None:
         with self.tx() as c:
@@ -1083,7 +1096,7 @@ class Store(UserQueries, StatsQueries):
         digest: str | None,
         expires_at: float,
         external_link: str | None = None,
-    ) -> Row:
+    ) -> ApprovalRecord:
         row = dict(
             attempt_id=att_id,
             execution_id=ex_id,
@@ -1100,9 +1113,9 @@ class Store(UserQueries, StatsQueries):
                 select(t.approvals).where(t.approvals.c.attempt_id == att_id)
             ).first()
             if existing:
-                return _row(existing)
+                return ApprovalRecord.of(existing)
             c.execute(insert(t.approvals).values(**row))
-        return row
+        return ApprovalRecord.of(row)
 
     def approvals_for(self, ex_id: str) -> list[Row]:
         return [a.as_row() for a in self.approval_records(ex_id)]

@@ -26,6 +26,16 @@ class Record:
 
 
 @dataclass(frozen=True)
+class PipelineRecord(Record):
+    """A saved pipeline file, as data."""
+
+    name: str
+    definition: Mapping[str, Any]
+    updated_at: float
+    source_path: str | None = None
+
+
+@dataclass(frozen=True)
 class ExecutionRecord(Record):
     """One run of a pipeline. `definition` is None in a light read."""
 
@@ -93,6 +103,20 @@ class DeploymentRecord(Record):
     url: str | None = None
     actor: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestRecord(Record):
+    """Something asked of an execution (stop, abandon, retry), for the engine to act on."""
+
+    id: int
+    execution_id: str
+    kind: str
+    created_at: float
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    actor: str | None = None
+    handled_at: float | None = None
+    outcome: str | None = None
 
 
 @dataclass(frozen=True)
