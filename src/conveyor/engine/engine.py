@@ -301,8 +301,8 @@ class Engine:
         actor: str | None = None,
         kind: str = "standard",
     ) -> str:
-        row = self.store.get_pipeline(pipeline_name)
-        pipeline = pipeline_of(row["definition"], pipeline_name)
+        row = self.store.pipeline_record(pipeline_name)
+        pipeline = pipeline_of(row.definition, pipeline_name)
         given = dict(variables or {})
         known = {v.name for v in pipeline.variables}
         unknown = sorted(set(given) - known)
@@ -328,7 +328,7 @@ class Engine:
                 )
         ex_id = self.store.create_execution(
             pipeline_name,
-            row["definition"],
+            row.definition,
             variables=resolved,
             trigger=dict(trigger or {"type": "StartPipelineExecution", "by": actor or "cli"}),
             revisions=dict(revisions or {}),

@@ -87,7 +87,7 @@ class Watcher:
         name = deployment.pipeline
         if name not in definitions:
             try:
-                definitions[name] = self.app.store.get_pipeline(name)["definition"]
+                definitions[name] = self.app.store.pipeline_record(name).definition
             except ConveyorError:
                 definitions[name] = {}
         definition = definitions[name]

@@ -275,13 +275,16 @@ class Store(UserQueries, StatsQueries):
                 )
 
     def get_pipeline(self, name: str) -> Row:
+        return self.pipeline_record(name).as_row()
+
+    def pipeline_record(self, name: str) -> PipelineRecord:
         with self.tx() as c:
             r = c.execute(select(t.pipelines).where(t.pipelines.c.name == name)).first()
         if r is None:
             raise NotFound(
                 f"no pipeline named '{name}' (known: {', '.join(self.pipeline_names()) or 'none'})"
             )
-        return _row(r)
+        return PipelineRecord.of(r)
 
     def pipeline_names(self) -> list[str]:
         with self.tx() as c:
