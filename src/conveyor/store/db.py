@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -354,13 +355,15 @@ class Store(UserQueries, StatsQueries):
                     )
                     c.execute(
                         insert(t.execution_history).values(
-                            execution_id=ex_id,
-                            from_status=None,
-                            to_status=ExecutionStatus.IN_PROGRESS.value,
-                            reason=ExecutionReason.STARTED.value,
-                            message="",
-                            actor=actor,
-                            at=now,
+                            _move_row(
+                                None,
+                                ExecutionStatus.IN_PROGRESS,
+                                ExecutionReason.STARTED,
+                                "",
+                                actor,
+                                now,
+                                execution_id=ex_id,
+                            )
                         )
                     )
                 return ex_id
@@ -631,15 +634,17 @@ class Store(UserQueries, StatsQueries):
                 raise Conflict(f"execution {ex_id}: changed concurrently")
             c.execute(
                 insert(t.execution_history).values(
-                    execution_id=ex_id,
-                    from_status=cur.value,
-                    to_status=to.value,
-                    stop_mode=guarded.get("stop_mode", r.stop_mode),
-                    superseded_by=guarded.get("superseded_by", r.superseded_by),
-                    reason=str(reason),
-                    message=facts.get("message", ""),
-                    actor=actor,
-                    at=time.time(),
+                    _move_row(
+                        cur,
+                        to,
+                        reason,
+                        facts.get("message", ""),
+                        actor,
+                        time.time(),
+                        execution_id=ex_id,
+                        stop_mode=guarded.get("stop_mode", r.stop_mode),
+                        superseded_by=guarded.get("superseded_by", r.superseded_by),
+                    )
                 )
             )
 
@@ -1361,9 +1366,21 @@ def _history_row(
     now: float,
 ) -> dict[str, Any]:
     """One attempt's move as a `history` row."""
+    return _move_row(cur, to, reason, message, actor, now, attempt_id=att_id, execution_id=ex_id)
+
+
+def _move_row(
+    cur: StrEnum | None,
+    to: StrEnum,
+    reason: str,
+    message: str,
+    actor: str | None,
+    now: float,
+    **ids: Any,
+) -> dict[str, Any]:
+    """A status move as a row of `history` (an attempt's) or `execution_history`."""
     return dict(
-        attempt_id=att_id,
-        execution_id=ex_id,
+        ids,
         from_status=cur.value if cur else None,
         to_status=to.value,
         reason=str(reason),
