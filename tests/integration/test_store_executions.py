@@ -129,7 +129,7 @@ def test_an_execution_change_is_guarded_and_kept_in_its_history(db_url: str) -> 
     with pytest.raises(Conflict, match="cannot go from Succeeded to InProgress"):
         s.change_execution(ex, status=ExecutionStatus.IN_PROGRESS, reason="Retried")
     moves = [
-        (h["from_status"], h["to_status"], h["stop_mode"], h["reason"], h["actor"])
+        (h.from_status, h.to_status, h.stop_mode, h.reason, h.actor)
         for h in s.execution_history_for(ex)
     ]
     assert moves == [

@@ -56,6 +56,7 @@ from conveyor.store.records import (
     ApprovalRecord,
     AttemptRecord,
     DeploymentRecord,
+    ExecutionMoveRecord,
     ExecutionRecord,
     HealthRecord,
     PipelineRecord,
@@ -648,10 +649,11 @@ class Store(UserQueries, StatsQueries):
                 )
             )
 
-    def execution_history_for(self, ex_id: str) -> list[Row]:
+    def execution_history_for(self, ex_id: str) -> list[ExecutionMoveRecord]:
         """The moves of an execution's status, stop mode and superseded-by, oldest first."""
         h = t.execution_history
-        return self._all(select(h).where(h.c.execution_id == ex_id).order_by(h.c.id))
+        q = select(h).where(h.c.execution_id == ex_id).order_by(h.c.id)
+        return [ExecutionMoveRecord.of(r) for r in self._all(q)]
 
     # ---- leases and engines ------------------------------------------------------------------
     def claim(self, ex_id: str, worker: str, ttl: float) -> bool:

@@ -62,6 +62,22 @@ class ExecutionRecord(Record):
 
 
 @dataclass(frozen=True)
+class ExecutionMoveRecord(Record):
+    """One change of an execution's status, stop mode or superseded-by, with its reason."""
+
+    id: int
+    execution_id: str
+    to_status: str
+    at: float
+    from_status: str | None = None
+    stop_mode: str | None = None
+    superseded_by: str | None = None
+    reason: str | None = ""
+    message: str | None = ""
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
 class AttemptRecord(Record):
     """One attempt of one action. The JSON payloads are empty in a light read."""
 
