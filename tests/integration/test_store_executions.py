@@ -155,3 +155,49 @@ def test_an_unknown_execution_column_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="statsu"):
         s.change_execution(ex, statsu="Failed")
     s.close()
+
+
+def test_the_engine_records_why_an_execution_stopped_and_came_back(
+    app: Any, tmp_path: Path
+) -> None:
+    """Stop then retry through requests: the execution's history names each move's reason and
+    who asked (StopRequested by the stopper, Retried by the retrier), ending Succeeded."""
+    from conveyor.spec.pipeline_file import load_pipeline
+    from conveyor.spec.yamlfile import load
+    from tests.conftest import drive, write_pipeline
+
+    path = write_pipeline(
+        tmp_path,
+        """
+name: stopped
+stages:
+  - name: A
+    actions: [{name: first, type: shell, config: {commands: ["sleep 1"]}}]
+  - name: B
+    actions: [{name: second, type: shell, config: {commands: ["true"]}}]
+""",
+    )
+    p = load_pipeline(path, app.registry.catalogue())
+    app.store.save_pipeline(p.name, load(path)[0], str(path))
+    eng = app.engine()
+    ex = eng.start(p.name)
+    asked: list[bool] = []
+
+    def stopped(a: Any) -> bool:
+        if not asked and a.store.attempts_for(ex):
+            a.store.add_request(ex, "stop", {"reason": "freeze"}, actor="ann")
+            asked.append(True)
+        return bool(a.store.get_execution(ex)["status"] == "Stopped")
+
+    drive(app, eng, stopped)
+    app.store.add_request(ex, "retry", {}, actor="bob")
+    drive(app, app.engine(), lambda a: a.store.get_execution(ex)["status"] == "Succeeded")
+    moves = [
+        (h.from_status, h.to_status, h.stop_mode, h.reason, h.actor)
+        for h in app.store.execution_history_for(ex)
+    ]
+    assert moves[0][:4] == (None, "InProgress", None, "Started")
+    assert ("InProgress", "InProgress", "finish", "StopRequested", "ann") in moves
+    assert ("Stopped", "InProgress", None, "Retried", "bob") in moves
+    assert moves[-1][:2] == ("InProgress", "Succeeded")
+    assert app.store.execution(ex).reason == "Derived"
