@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from conveyor.engine.gate import Decision
     from conveyor.model.pipeline import Environment, Pipeline
     from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.records import ApprovalRecord
 
 
 class EnvironmentDriver(Protocol):
@@ -117,8 +118,8 @@ class ApprovalGate(Protocol):
         digest: str | None,
         timeout_seconds: int,
         external_link: str | None = None,
-    ) -> Mapping[str, Any]:
-        """Create the pending request (idempotent); its row (token, expires_at...)."""
+    ) -> ApprovalRecord:
+        """Create the pending request (idempotent); its record (token, expires_at...)."""
         ...
 
     def wait(self, cancel: threading.Event, poll: float = 0.2) -> Decision:

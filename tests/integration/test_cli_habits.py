@@ -171,7 +171,7 @@ def test_tables_off_a_terminal_print_full_ids(home: Any) -> None:
     app, engine = home
     ex = engine.start("broken")
     finished(app, ex)
-    app.store.update_execution(ex, message="x" * 60)
+    app.store.change_execution(ex, message="x" * 60)
     for args in (("history",), ("status",)):
         res = run(*args)
         assert ex in res.output, res.output

@@ -29,7 +29,7 @@ def test_reader_rows_equal_the_store_rows(tmp_path: Path) -> None:
     )
     store.set_transition("p", "A", False, "freeze", "me")
     store.create_approval(
-        att["id"], ex, token="tok", summary="s", digest="sha256:1", expires_at=time.time() + 60
+        att.id, ex, token="tok", summary="s", digest="sha256:1", expires_at=time.time() + 60
     )
     store.register_engine("w")
     reader = open_reader(url)
@@ -67,3 +67,33 @@ def test_head_revision_is_alembics_head() -> None:
 
     ini = Path(__file__).parents[2] / "src" / "conveyor" / "store" / "alembic.ini"
     assert head_revision() == ScriptDirectory.from_config(Config(str(ini))).get_current_head()
+
+
+def test_the_shared_decoder_knows_every_json_and_boolean_column() -> None:
+    """columns.py's JSON and boolean lists (the reader's decoder) match tables.py exactly."""
+    from sqlalchemy import JSON, Boolean
+
+    from conveyor.store import tables
+    from conveyor.store.columns import BOOL_COLUMNS, JSON_COLUMNS
+
+    def of(kind: type) -> dict[str, tuple[str, ...]]:
+        return {
+            name: cols
+            for name, table in tables.metadata.tables.items()
+            if (cols := tuple(c.name for c in table.c if isinstance(c.type, kind)))
+        }
+
+    assert {k: v for k, v in JSON_COLUMNS.items() if v} == of(JSON)
+    assert dict(BOOL_COLUMNS) == of(Boolean)
+
+
+def test_the_reader_imports_no_sqlalchemy() -> None:
+    """The CLI's read path (the reader, its decoder and records) loads without SQLAlchemy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, conveyor.store.sqlite_reader, conveyor.store.records;"
+        "sys.exit('sqlalchemy' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -36,7 +36,7 @@ def test_only_one_of_two_racing_transitions_wins(db_url: str) -> None:
     def finish(to: ActionStatus) -> None:
         barrier.wait()
         try:
-            s.transition(att["id"], to, reason=to.value)
+            s.transition(att.id, to, reason=to.value)
             results.append("won")
         except Conflict:
             results.append("conflict")
@@ -64,7 +64,7 @@ def test_two_approvers_exactly_one_wins(db_url: str) -> None:
         ex, "Gate", "Approve", "approval", epoch=0, worker="w", deadline=None, log_path=""
     )
     s.create_approval(
-        att["id"], ex, token="t" * 32, summary="", digest=None, expires_at=time.time() + 60
+        att.id, ex, token="t" * 32, summary="", digest=None, expires_at=time.time() + 60
     )
     outcomes: list[str] = []
     barrier = threading.Barrier(2)
@@ -72,7 +72,7 @@ def test_two_approvers_exactly_one_wins(db_url: str) -> None:
     def decide(status: str, who: str) -> None:
         barrier.wait()
         try:
-            s.decide_approval(att["id"], status, by=who, comment="")
+            s.decide_approval(att.id, status, by=who, comment="")
             outcomes.append(who)
         except Conflict as e:
             outcomes.append("conflict:" + e.message)
@@ -87,7 +87,7 @@ def test_two_approvers_exactly_one_wins(db_url: str) -> None:
         t.join()
     winners = [o for o in outcomes if not o.startswith("conflict")]
     assert len(winners) == 1
-    assert s.get_approval(att["id"])["decided_by"] == winners[0]
+    assert s.get_approval(att.id)["decided_by"] == winners[0]
     assert any("already decided" in o for o in outcomes)
     s.close()
 
@@ -202,7 +202,7 @@ def test_two_sources_finishing_at_the_same_moment_both_keep_their_revision(
     lost = []
     for i in range(100):
         ex_id = app.store.create_execution("two", definition, variables={}, trigger={})
-        ex = app.store.get_execution(ex_id, light=True)
+        ex = app.store.execution(ex_id, light=True)
         barrier = threading.Barrier(2)
 
         def finish(name: str, ex: Any = ex, barrier: threading.Barrier = barrier) -> None:

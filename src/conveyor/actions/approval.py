@@ -22,6 +22,7 @@ from pydantic import Field, field_validator
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
 from conveyor.errors import ActionError, ActionFailed
 from conveyor.model.pipeline import Action
+from conveyor.model.status import ApprovalStatus, Reason
 from conveyor.spec.pipeline_file import parse_duration
 
 MIN_TIMEOUT, MAX_TIMEOUT, DEFAULT_TIMEOUT = 300, 60 * 86400, 7 * 86400
@@ -95,7 +96,7 @@ class Approval(BaseAction):
         opened_now = ctx.gate.opened_now
         if opened_now:
             ctx.log.write(
-                f"waiting for approval (token {row['token'][:8]}…); decide on {link}\n"
+                f"waiting for approval (token {row.token[:8]}…); decide on {link}\n"
                 f"  or: conveyor approve {ctx.execution_id} --comment '...'"
                 f" | conveyor reject {ctx.execution_id} --comment '...'\n"
             )
@@ -112,29 +113,29 @@ class Approval(BaseAction):
         who = decision.by or "engine"
         comment = decision.comment or ""
         vars_ = {"ApprovedBy": who, "Comment": comment, "Decision": decision.status}
-        if decision.status == "Approved":
+        if decision.status == ApprovalStatus.APPROVED:
             return ActionResult(
                 variables=vars_,
                 message=f"approved by {who}: {comment}".rstrip(": "),
                 details={"approval": vars_},
             )
-        if decision.status == "Rejected":
+        if decision.status == ApprovalStatus.REJECTED:
             return ActionResult(
                 False,
-                "Rejected",
+                Reason.REJECTED,
                 f"rejected by {who}: {comment}".rstrip(": "),
                 variables=vars_,
                 details={"approval": vars_},
             )
-        if decision.status == "Expired":
+        if decision.status == ApprovalStatus.EXPIRED:
             return ActionResult(
                 False,
-                "ApprovalExpired",
+                Reason.APPROVAL_EXPIRED,
                 f"no decision within {cfg.timeout}",
                 details={"approval": vars_},
             )
-        if decision.status == "Superseded":
-            return ActionResult(False, "Superseded", comment, details={"approval": vars_})
+        if decision.status == ApprovalStatus.SUPERSEDED:
+            return ActionResult(False, Reason.SUPERSEDED, comment, details={"approval": vars_})
         raise ActionFailed(f"approval ended: {decision.status}")
 
     @classmethod

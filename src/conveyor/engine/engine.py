@@ -25,6 +25,7 @@ How it scales (issue 18) and why waiting is free (issue 12):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -49,13 +50,29 @@ from conveyor.errors import ActionError, ActionFailed, ConfigError, Conflict, Co
 from conveyor.model import planner as pl
 from conveyor.model import provenance
 from conveyor.model.pipeline import Pipeline
-from conveyor.model.status import TERMINAL_EXECUTION, ActionStatus, ExecutionStatus, Reason
+from conveyor.model.status import (
+    ACTIVE_EXECUTION,
+    TERMINAL_EXECUTION,
+    ActionStatus,
+    ApprovalStatus,
+    ExecutionReason,
+    ExecutionStatus,
+    Reason,
+    StageStatus,
+    StopMode,
+)
 from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, UnresolvedVariable, find_refs, resolve
 from conveyor.ports import Services
 from conveyor.settings import Settings
 from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
 from conveyor.store.db import Row, Store
+from conveyor.store.records import (
+    ApprovalRecord,
+    AttemptRecord,
+    ExecutionRecord,
+    RequestRecord,
+)
 
 log = logging.getLogger("conveyor.engine")
 DEFAULT_TIMEOUT = 3600
@@ -79,11 +96,11 @@ class _InFlight:
 class _Done:
     """A finished action, handed by its worker to the engine loop to record."""
 
-    ex: Row
+    ex: ExecutionRecord
     pipeline: Pipeline
     stage: str
     action: Any
-    row: Row
+    row: AttemptRecord
     fl: _InFlight
     status: ActionStatus | None  # None: parked (an approval still waiting), nothing to record
     result: ActionResult
@@ -96,13 +113,13 @@ class _Known:
     """An execution's attempts as this engine last read or wrote them."""
 
     moves: int  # the execution's history count these rows reflect
-    listed: list[Row] = field(default_factory=list)  # the rows, in the order they came
+    listed: list[AttemptRecord] = field(default_factory=list)  # the rows, in order
     views: list[pl.AttemptView] = field(default_factory=list)  # their planner views, aligned
     index: dict[str, int] = field(default_factory=dict)  # attempt id -> position
     checked: float = field(default_factory=time.monotonic)  # when `moves` was last compared
 
-    def add(self, row: Row) -> None:
-        self.index[row["id"]] = len(self.listed)
+    def add(self, row: AttemptRecord) -> None:
+        self.index[row.id] = len(self.listed)
         self.listed.append(row)
         self.views.append(_view(row))
 
@@ -111,15 +128,13 @@ class _Known:
         i = self.index.get(att_id)
         if i is None:
             return False
-        self.listed[i].update(values)
+        self.listed[i] = dataclasses.replace(self.listed[i], **values)
         self.views[i] = _view(self.listed[i])
         return True
 
 
-def _view(a: Row) -> pl.AttemptView:
-    return pl.AttemptView(
-        a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
-    )
+def _view(a: AttemptRecord) -> pl.AttemptView:
+    return pl.AttemptView(a.stage, a.action, a.attempt, a.epoch, ActionStatus(a.status))
 
 
 class _Pool:
@@ -203,7 +218,9 @@ def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
     )
 
 
-def _state(ex: Row, attempts: list[Row], known: _Known | None = None) -> pl.ExecutionState:
+def _state(
+    ex: ExecutionRecord, attempts: list[AttemptRecord], known: _Known | None = None
+) -> pl.ExecutionState:
     """`state_of` for the engine's own rows: their views are kept up to date as the engine
     moves them (no walk over every attempt per tick)."""
     if known is not None and known.listed is attempts:
@@ -214,10 +231,10 @@ def _state(ex: Row, attempts: list[Row], known: _Known | None = None) -> pl.Exec
         attempts=views,
         stage_epochs={
             k: pl.StageEpoch(v["epoch"], v["failed_only"])
-            for k, v in (ex["stage_epochs"] or {}).items()
+            for k, v in (ex.stage_epochs or {}).items()
         },
-        stop_requested=bool(ex["stop_mode"]),
-        superseded=bool(ex["superseded_by"]),
+        stop_requested=bool(ex.stop_mode),
+        superseded=bool(ex.superseded_by),
     )
 
 
@@ -270,8 +287,8 @@ class Engine:
         actor: str | None = None,
         kind: str = "standard",
     ) -> str:
-        row = self.store.get_pipeline(pipeline_name)
-        pipeline = pipeline_of(row["definition"], pipeline_name)
+        row = self.store.pipeline_record(pipeline_name)
+        pipeline = pipeline_of(row.definition, pipeline_name)
         given = dict(variables or {})
         known = {v.name for v in pipeline.variables}
         unknown = sorted(set(given) - known)
@@ -297,7 +314,7 @@ class Engine:
                 )
         ex_id = self.store.create_execution(
             pipeline_name,
-            row["definition"],
+            row.definition,
             variables=resolved,
             trigger=dict(trigger or {"type": "StartPipelineExecution", "by": actor or "cli"}),
             revisions=dict(revisions or {}),
@@ -374,69 +391,71 @@ class Engine:
         todo = [i for i in ids if i not in self.quiet]
         todo += sorted(self._requested - active)
         for ex in self.store.executions_by_id(todo):
-            if ex["status"] not in ("InProgress", "Stopping") and ex["id"] not in self._requested:
+            if ex.status not in ACTIVE_EXECUTION and ex.id not in self._requested:
                 continue  # it ended since the list was read
             try:
                 self._tick(ex, in_step=True)
             except ConveyorError as e:
-                log.error("execution %s: %s", ex["id"], e.message)
+                log.error("execution %s: %s", ex.id, e.message)
             except Exception:  # noqa: BLE001 - one bad execution must not stop the others
-                log.error("execution %s: %s", ex["id"], traceback.format_exc())
+                log.error("execution %s: %s", ex.id, traceback.format_exc())
 
-    def pipeline(self, ex: Row) -> Pipeline:
-        p = self._pipelines.get(ex["id"])
+    def pipeline(self, ex: ExecutionRecord) -> Pipeline:
+        p = self._pipelines.get(ex.id)
         if p is None:
-            definition = ex.get("definition") or self.store.execution_definition(ex["id"])
-            p = pipeline_of(definition, ex["pipeline"])
-            self._pipelines[ex["id"]] = p
+            definition = ex.definition or self.store.execution_definition(ex.id)
+            p = pipeline_of(definition, ex.pipeline)
+            self._pipelines[ex.id] = p
         return p
 
     # ---- one execution -------------------------------------------------------------------------
-    def _tick(self, ex: Row, *, in_step: bool = False) -> None:
+    def _tick(self, ex: ExecutionRecord, *, in_step: bool = False) -> None:
         """One execution's turn. `in_step`: step() has read the requests, the active set and
         recorded finished actions; a caller driving one execution (the rollback helper)
         leaves it False and the tick does those itself."""
         if not in_step:
             self._disabled = None
             self._record_done()
-            self._requested.add(ex["id"])
+            self._requested.add(ex.id)
             self._active_keys = None
             self._active_per_pipeline = {}
-        owner, expires = ex.get("lease_owner"), ex.get("lease_expires")
+        owner, expires = ex.lease_owner, ex.lease_expires
         fresh = (
             owner == self.worker and (expires or 0) > time.time() + self.settings.lease_seconds / 2
         )
         if not fresh:
-            if not self.store.claim(ex["id"], self.worker, self.settings.lease_seconds):
+            if not self.store.claim(ex.id, self.worker, self.settings.lease_seconds):
                 return
-            ex = self.store.get_execution(ex["id"], light=True)
+            ex = self.store.execution(ex.id, light=True)
             if owner != self.worker:
-                self._known.pop(ex["id"], None)
+                self._known.pop(ex.id, None)
         pipeline = self.pipeline(ex)
         if owner and owner != self.worker and expires is not None:
             self._recover(ex, pipeline, owner)
-        if ex["id"] in self._requested and self._handle_requests(ex, pipeline):
-            ex = self.store.get_execution(ex["id"], light=True)
+        if ex.id in self._requested and self._handle_requests(ex, pipeline):
+            ex = self.store.execution(ex.id, light=True)
         self._watch_deadlines(ex)
-        attempts = self._attempts(ex["id"])
+        attempts = self._attempts(ex.id)
         parked_only = self._resume_orphans(ex, pipeline, attempts)
-        state = _state(ex, attempts, self._known.get(ex["id"]))
+        state = _state(ex, attempts, self._known.get(ex.id))
         status = pl.execution_status(pipeline, state)
 
         if status == ExecutionStatus.IN_PROGRESS:
             around, others = self._neighbourhood(ex, pipeline)
             plan = pl.plan(pipeline, state, around)
-            newer = [(e, s) for e, s in others if e["seq"] > ex["seq"] and e["kind"] != "rollback"]
+            newer = [(e, s) for e, s in others if e.seq > ex.seq and e.kind != "rollback"]
             if plan.waiting and pl.should_supersede(
                 pipeline.execution_mode,
                 pipeline,
                 state,
                 [pl.progress(pipeline, s) for _, s in newer],
             ):
-                winner = max((e for e, _ in newer), key=lambda e: e["seq"])
-                self.store.update_execution(ex["id"], superseded_by=winner["id"])
-                ex = self.store.get_execution(ex["id"], light=True)
-                state = _state(ex, attempts, self._known.get(ex["id"]))
+                winner = max((e for e, _ in newer), key=lambda e: e.seq)
+                self.store.change_execution(
+                    ex.id, superseded_by=winner.id, reason=ExecutionReason.SUPERSEDED
+                )
+                ex = self.store.execution(ex.id, light=True)
+                state = _state(ex, attempts, self._known.get(ex.id))
                 status = pl.execution_status(pipeline, state)
             else:
                 if plan.waiting and pipeline.execution_mode.value == "SUPERSEDED":
@@ -444,53 +463,65 @@ class Engine:
                 if plan.start:
                     self._dispatch_all(ex, pipeline, plan.start, state)
                     # the stage now has attempts in progress: the execution stays InProgress
-                    attempts = self._attempts(ex["id"], check=False)
-                elif parked_only and not self._has_inflight(ex["id"]):
-                    self.quiet.add(ex["id"])
-                if (plan.waiting or None) != ex["waiting"]:
-                    self.store.update_execution(ex["id"], waiting=plan.waiting)
+                    attempts = self._attempts(ex.id, check=False)
+                elif parked_only and not self._has_inflight(ex.id):
+                    self.quiet.add(ex.id)
+                if (plan.waiting or None) != ex.waiting:
+                    self.store.change_execution(ex.id, waiting=plan.waiting)
 
         if status == ExecutionStatus.FAILED and self._auto_retry(ex, pipeline, state):
             return
         self._save_status(ex, pipeline, status, attempts)
 
     def _save_status(
-        self, ex: Row, pipeline: Pipeline, status: ExecutionStatus, attempts: list[Row]
+        self,
+        ex: ExecutionRecord,
+        pipeline: Pipeline,
+        status: ExecutionStatus,
+        attempts: list[AttemptRecord],
     ) -> None:
         values: dict[str, Any] = {}
-        if status.value != ex["status"]:
-            values["status"] = status.value
+        if status.value != ex.status:
+            values["status"] = status
             values["message"] = _execution_message(status, attempts, ex)
         if status in TERMINAL_EXECUTION:
-            if not ex["ended_at"]:
+            if not ex.ended_at:
                 values["ended_at"] = time.time()
             values["waiting"] = None
-        elif ex["ended_at"]:
+        elif ex.ended_at:
             values["ended_at"] = None
-        ending = status in TERMINAL_EXECUTION and not self._has_inflight(ex["id"])
+        ending = status in TERMINAL_EXECUTION and not self._has_inflight(ex.id)
         if ending and status == ExecutionStatus.FAILED and "status" in values:
             self._stage_failed(ex, pipeline, attempts, values)
         if values:
-            self.store.update_execution(ex["id"], **values)
+            self.store.change_execution(ex.id, **values)
             if "status" in values:
                 self._active_keys = None  # the set of active executions moved
         if ending:
-            self.store.release(ex["id"], self.worker)
-            self._pipelines.pop(ex["id"], None)
-            self._known.pop(ex["id"], None)
-            self.quiet.discard(ex["id"])
+            self.store.release(ex.id, self.worker)
+            self._pipelines.pop(ex.id, None)
+            self._known.pop(ex.id, None)
+            self.quiet.discard(ex.id)
             if "status" in values:
-                done = self.store.get_execution(ex["id"])
+                done = self.store.get_execution(ex.id)
                 for hook in self.hooks.on_execution_done:
                     _safe_hook(hook, self, done, pipeline)
 
-    def _stage_failed(self, ex: Row, pipeline: Pipeline, attempts: list[Row], values: Row) -> None:
+    def _stage_failed(
+        self,
+        ex: ExecutionRecord,
+        pipeline: Pipeline,
+        attempts: list[AttemptRecord],
+        values: dict[str, Any],
+    ) -> None:
         """The on_stage_failed hooks, before the Failed status is written: whoever sees the
         execution Failed also sees what they started (a rollback), so `conveyor run` keeps
         its engine running until that ends too."""
-        failed = next((a["stage"] for a in reversed(attempts) if a["status"] == "Failed"), None)
+        failed = next(
+            (a.stage for a in reversed(attempts) if a.status == ActionStatus.FAILED), None
+        )
         if failed and self.hooks.on_stage_failed:
-            ending = {**self.store.get_execution(ex["id"]), **values}
+            ending = {**self.store.get_execution(ex.id), **values}
             for h in self.hooks.on_stage_failed:
                 _safe_hook(h, self, ending, pipeline, failed)
 
@@ -499,27 +530,21 @@ class Engine:
             return any(f.execution_id == ex_id for f in self.inflight.values())
 
     def _neighbourhood(
-        self, ex: Row, pipeline: Pipeline
-    ) -> tuple[pl.Neighbourhood, list[tuple[Row, pl.ExecutionState]]]:
+        self, ex: ExecutionRecord, pipeline: Pipeline
+    ) -> tuple[pl.Neighbourhood, list[tuple[ExecutionRecord, pl.ExecutionState]]]:
         # a rollback is the way out of an incident: a release freeze does not hold it
         if self._disabled is None:  # read once per step: a freeze holds from the next step
             self._disabled = self.store.disabled_transitions_all()
-        disabled = {} if ex["kind"] == "rollback" else self._disabled.get(ex["pipeline"], {})
+        disabled = {} if ex.kind == "rollback" else self._disabled.get(ex.pipeline, {})
         if pipeline.execution_mode.value == "PARALLEL" and not disabled:
             return pl.Neighbourhood(), []
         others_rows = (
-            [
-                o
-                for o in self.store.active_executions(ex["pipeline"], light=True)
-                if o["id"] != ex["id"]
-            ]
-            if self._active_per_pipeline.get(ex["pipeline"], 2) > 1
-            or ex["status"] not in ("InProgress", "Stopping")
+            [o for o in self.store.active_executions(ex.pipeline, light=True) if o.id != ex.id]
+            if self._active_per_pipeline.get(ex.pipeline, 2) > 1
+            or ex.status not in ACTIVE_EXECUTION
             else []
         )
-        others = [
-            (o, _state(o, self._attempts(o["id"]), self._known.get(o["id"]))) for o in others_rows
-        ]
+        others = [(o, _state(o, self._attempts(o.id), self._known.get(o.id))) for o in others_rows]
         occupied: dict[str, str] = {}
         older_waiting: set[str] = set()
         for o, st in others:
@@ -529,54 +554,54 @@ class Engine:
                 continue
             stage = pl.active_stage(op, st)
             if stage:
-                occupied[stage] = o["id"]
-            elif o["seq"] < ex["seq"]:
+                occupied[stage] = o.id
+            elif o.seq < ex.seq:
                 p = pl.progress(op, st)
                 if p < len(op.stages):
                     older_waiting.add(op.stages[p].name)
         return pl.Neighbourhood(disabled, occupied, frozenset(older_waiting)), others
 
     def _supersede_stale_approval(
-        self, ex: Row, pipeline: Pipeline, plan: pl.Plan, around: pl.Neighbourhood
+        self, ex: ExecutionRecord, pipeline: Pipeline, plan: pl.Plan, around: pl.Neighbourhood
     ) -> None:
         """A newer execution at the gate supersedes the older execution's pending approval."""
         holder = around.occupied.get(plan.next_stage or "")
         if not holder:
             return
-        h = self.store.get_execution(holder, light=True)
-        if h["seq"] > ex["seq"]:
+        h = self.store.execution(holder, light=True)
+        if h.seq > ex.seq:
             return
-        running = [a for a in self._attempts(holder) if a["status"] == "InProgress"]
-        if not running or any(a["type"] != "approval" for a in running):
+        running = [a for a in self._attempts(holder) if a.status == ActionStatus.IN_PROGRESS]
+        if not running or any(a.type != "approval" for a in running):
             return
         for a in running:
             try:
                 self.store.decide_approval(
-                    a["id"],
-                    "Superseded",
+                    a.id,
+                    ApprovalStatus.SUPERSEDED,
                     by="engine",
-                    comment=f"superseded by newer execution {ex['id']}",
+                    comment=f"superseded by newer execution {ex.id}",
                 )
             except ConveyorError:
                 continue
             with contextlib.suppress(Conflict):
                 self.store.transition(
-                    a["id"],
+                    a.id,
                     ActionStatus.ABANDONED,
                     reason=Reason.SUPERSEDED,
-                    message=f"a newer execution ({ex['id']}) reached this approval",
+                    message=f"a newer execution ({ex.id}) reached this approval",
                 )
         self._known.pop(holder, None)
         self.quiet.discard(holder)  # its wait ended: its status is derived on the next step
-        self.store.update_execution(holder, superseded_by=ex["id"])
+        self.store.change_execution(holder, superseded_by=ex.id, reason=ExecutionReason.SUPERSEDED)
         self._wake.set()
 
     # ---- requests --------------------------------------------------------------------------------
-    def _handle_requests(self, ex: Row, pipeline: Pipeline) -> bool:
+    def _handle_requests(self, ex: ExecutionRecord, pipeline: Pipeline) -> bool:
         """Act on pending requests; True when there were any (the row changed)."""
-        pending = self.store.pending_requests(ex["id"])
+        pending = self.store.pending_requests(ex.id)
         for req in pending:
-            kind = req["kind"]
+            kind = req.kind
             outcome = "done"
             try:
                 if kind in ("stop", "abandon"):
@@ -587,156 +612,169 @@ class Engine:
                     outcome = f"unknown request kind '{kind}'"
             except ConveyorError as e:
                 outcome = f"refused: {e.message}"
-            self.store.handle_request(req["id"], outcome)
-            ex = self.store.get_execution(ex["id"], light=True)
+            self.store.handle_request(req.id, outcome)
+            ex = self.store.execution(ex.id, light=True)
         return bool(pending)
 
-    def _stop(self, ex: Row, abandon: bool, req: Row) -> str:
-        if ex["status"] not in ("InProgress", "Stopping"):
-            raise Conflict(f"execution {ex['id']} is {ex['status']}: nothing to stop")
-        mode = "abandon" if abandon else "finish"
-        self.store.update_execution(
-            ex["id"],
+    def _stop(self, ex: ExecutionRecord, abandon: bool, req: RequestRecord) -> str:
+        if ex.status not in ACTIVE_EXECUTION:
+            raise Conflict(f"execution {ex.id} is {ex.status}: nothing to stop")
+        mode = StopMode.ABANDON if abandon else StopMode.FINISH
+        self.store.change_execution(
+            ex.id,
             stop_mode=mode,
-            message=f"stop requested by {req['actor'] or 'someone'}: {req['payload'].get('reason', '')}".strip(),
+            reason=ExecutionReason.STOP_REQUESTED,
+            actor=req.actor or "engine",
+            message=f"stop requested by {req.actor or 'someone'}: {req.payload.get('reason', '')}".strip(),
         )
         if abandon:
             with self._lock:
-                mine = [f for f in self.inflight.values() if f.execution_id == ex["id"]]
+                mine = [f for f in self.inflight.values() if f.execution_id == ex.id]
             for f in mine:
                 f.abandon = True
                 f.cancel.set()
             held = {f.attempt_id for f in mine}
-            for a in self.store.attempts_light(ex["id"]):
-                if a["status"] == "InProgress" and a["id"] not in held:
+            for a in self.store.attempts_light(ex.id):
+                if a.status == ActionStatus.IN_PROGRESS and a.id not in held:
                     self._kill(a)
                     self._try_transition(
-                        a["id"],
+                        a.id,
                         ActionStatus.ABANDONED,
                         Reason.ABANDONED,
-                        f"abandoned by {req['actor'] or 'a stop request'}",
+                        f"abandoned by {req.actor or 'a stop request'}",
                     )
                     with contextlib.suppress(ConveyorError):  # NotFound: it waits for no one
                         self.store.decide_approval(
-                            a["id"],
-                            "Rejected",
-                            by=req["actor"] or "engine",
+                            a.id,
+                            ApprovalStatus.REJECTED,
+                            by=req.actor or "engine",
                             comment="execution stopped",
                         )
         return f"stopping ({mode})"
 
-    def _retry(self, ex: Row, pipeline: Pipeline, req: Row) -> str:
-        if ex["status"] not in ("Failed", "Stopped"):
+    def _retry(self, ex: ExecutionRecord, pipeline: Pipeline, req: RequestRecord) -> str:
+        if ex.status not in (ExecutionStatus.FAILED, ExecutionStatus.STOPPED):
             raise Conflict(
-                f"execution {ex['id']} is {ex['status']}: only a Failed or Stopped execution "
+                f"execution {ex.id} is {ex.status}: only a Failed or Stopped execution "
                 "can be retried"
             )
-        attempts = self.store.attempts_light(ex["id"])
-        state = _state(ex, attempts, self._known.get(ex["id"]))
+        attempts = self.store.attempts_light(ex.id)
+        state = _state(ex, attempts, self._known.get(ex.id))
         statuses = pl.stage_statuses(pipeline, state)
-        stage_name = req["payload"].get("stage")
+        stage_name = req.payload.get("stage")
         if not stage_name:
             for s, st in zip(pipeline.stages, statuses, strict=True):
-                if st is not None and st.value in ("Failed", "Stopped"):
+                if st is not None and st in (StageStatus.FAILED, StageStatus.STOPPED):
                     stage_name = s.name
                     break
             else:
                 for s, st in zip(pipeline.stages, statuses, strict=True):
-                    if st is None or st.value != "Succeeded":
+                    if st is None or st != StageStatus.SUCCEEDED:
                         stage_name = s.name
                         break
         if not stage_name:
             raise Conflict("nothing to retry: every stage succeeded")
-        failed_only = bool(req["payload"].get("failed_only", False))
-        epochs = dict(ex["stage_epochs"] or {})
+        failed_only = bool(req.payload.get("failed_only", False))
+        epochs = dict(ex.stage_epochs or {})
         cur = epochs.get(stage_name, {"epoch": 0, "failed_only": False})
         epochs[stage_name] = {"epoch": cur["epoch"] + 1, "failed_only": failed_only}
-        self.store.update_execution(
-            ex["id"],
+        self.store.change_execution(
+            ex.id,
             stage_epochs=epochs,
             stop_mode=None,
             superseded_by=None,
-            status="InProgress",
+            status=ExecutionStatus.IN_PROGRESS,
+            reason=ExecutionReason.RETRIED,
+            actor=req.actor or "engine",
             ended_at=None,
             message=f"retrying stage {stage_name} ({'failed actions' if failed_only else 'all actions'})",
         )
         return f"retrying {stage_name}"
 
-    def _auto_retry(self, ex: Row, pipeline: Pipeline, state: pl.ExecutionState) -> bool:
+    def _auto_retry(
+        self, ex: ExecutionRecord, pipeline: Pipeline, state: pl.ExecutionState
+    ) -> bool:
         """Stage `onFailure: {result: RETRY}`: one automatic retry of the failed stage."""
         for s, st in zip(pipeline.stages, pl.stage_statuses(pipeline, state), strict=True):
             if (
                 st is not None
-                and st.value == "Failed"
+                and st == StageStatus.FAILED
                 and s.on_failure
                 and s.on_failure.result == "RETRY"
             ):
-                epoch = (ex["stage_epochs"] or {}).get(s.name, {}).get("epoch", 0)
-                key = (ex["id"], s.name, epoch)
+                epoch = (ex.stage_epochs or {}).get(s.name, {}).get("epoch", 0)
+                key = (ex.id, s.name, epoch)
                 if epoch >= s.on_failure.max_retries or key in self._auto_retried:
                     return False
                 self._auto_retried.add(key)
                 self.store.add_request(
-                    ex["id"],
+                    ex.id,
                     "retry",
                     {"stage": s.name, "failed_only": s.on_failure.retry_mode == "FAILED_ACTIONS"},
                     actor="engine (onFailure: RETRY)",
                 )
-                self.store.update_execution(ex["id"], status="Failed")
+                self.store.change_execution(
+                    ex.id, status=ExecutionStatus.FAILED, reason=ExecutionReason.AUTO_RETRY
+                )
                 self._wake.set()
                 return True
         return False
 
     # ---- crash recovery ------------------------------------------------------------------------
-    def _recover(self, ex: Row, pipeline: Pipeline, dead: str) -> None:
-        for a in self._attempts(ex["id"]):
-            if a["status"] != "InProgress":
+    def _recover(self, ex: ExecutionRecord, pipeline: Pipeline, dead: str) -> None:
+        for a in self._attempts(ex.id):
+            if a.status != ActionStatus.IN_PROGRESS:
                 continue
-            cls = self._type(a["type"])
-            if cls is not None and cls.resumable and not ex["stop_mode"]:
-                self.store.note_attempt(a["id"], worker=self.worker)
+            cls = self._type(a.type)
+            if cls is not None and cls.resumable and not ex.stop_mode:
+                self.store.note_attempt(a.id, worker=self.worker)
                 continue  # resumed by _resume_orphans
             self._kill(a)
             self._try_transition(
-                a["id"],
+                a.id,
                 ActionStatus.FAILED,
                 Reason.ENGINE_CRASHED,
                 f"the engine running this action ({dead}) stopped before it finished; "
-                f"retry with `conveyor retry {ex['id']}`",
+                f"retry with `conveyor retry {ex.id}`",
             )
 
-    def _resume_orphans(self, ex: Row, pipeline: Pipeline, attempts: list[Row]) -> bool:
+    def _resume_orphans(
+        self, ex: ExecutionRecord, pipeline: Pipeline, attempts: list[AttemptRecord]
+    ) -> bool:
         """Resumable attempts (approvals) in progress with no worker here: take over their
         wait, and run them again once their approval was decided or expired (a parked wait
         holds no worker). True when every attempt in progress is such a parked wait."""
-        running = [a for a in attempts if a["status"] == "InProgress"]
+        running = [a for a in attempts if a.status == ActionStatus.IN_PROGRESS]
         if not running:
             return False
-        approvals: dict[str, Row] | None = None
+        approvals: dict[str, ApprovalRecord] | None = None
         parked = 0
         for a in running:
             with self._lock:
-                if a["id"] in self.inflight:
+                if a.id in self.inflight:
                     continue
-            cls = self._type(a["type"])
+            cls = self._type(a.type)
             if cls is None or not cls.resumable:
                 continue
-            owner = a.get("worker")
+            owner = a.worker
             if owner != self.worker and self._worker_alive(owner):
                 continue
             takeover = owner != self.worker
             if takeover:
-                self.store.note_attempt(a["id"], worker=self.worker)
-                a["worker"] = self.worker
+                self.store.note_attempt(a.id, worker=self.worker)
+                a = dataclasses.replace(a, worker=self.worker)
+                known = self._known.get(ex.id)
+                if known is not None:
+                    known.update(a.id, {"worker": self.worker})
             if approvals is None:
-                approvals = {r["attempt_id"]: r for r in self.store.approvals_for(ex["id"])}
-            if not ready(approvals.get(a["id"]), time.time()):
+                approvals = {r.attempt_id: r for r in self.store.approval_records(ex.id)}
+            if not ready(approvals.get(a.id), time.time()):
                 parked += 1
                 if takeover:
                     _append_log(a, f"[conveyor] resumed by engine {self.worker}\n")
                 continue
-            action = pipeline.stage(a["stage"]).action(a["action"])
-            self._launch(ex, pipeline, a["stage"], action, a, resumed=True, banner=takeover)
+            action = pipeline.stage(a.stage).action(a.action)
+            self._launch(ex, pipeline, a.stage, action, a, resumed=True, banner=takeover)
         return parked == len(running)
 
     def _worker_alive(self, worker: str | None) -> bool:
@@ -746,9 +784,9 @@ class Engine:
             e["worker"] == worker for e in self.store.live_engines(self.settings.lease_seconds)
         )
 
-    def _kill(self, attempt: Row) -> None:
-        if attempt.get("pgid"):
-            kill_group(int(attempt["pgid"]))
+    def _kill(self, attempt: AttemptRecord) -> None:
+        if attempt.pgid:
+            kill_group(int(attempt.pgid))
 
     def _type(self, name: str) -> type[BaseAction] | None:
         try:
@@ -757,10 +795,10 @@ class Engine:
             return None
 
     # ---- deadlines -------------------------------------------------------------------------------
-    def _watch_deadlines(self, ex: Row) -> None:
+    def _watch_deadlines(self, ex: ExecutionRecord) -> None:
         now = time.monotonic()
         with self._lock:
-            mine = [f for f in self.inflight.values() if f.execution_id == ex["id"]]
+            mine = [f for f in self.inflight.values() if f.execution_id == ex.id]
         for f in mine:
             if f.deadline is not None and now > f.deadline and not f.cancel.is_set():
                 f.timed_out_at = now
@@ -777,7 +815,7 @@ class Engine:
     # ---- dispatching -------------------------------------------------------------------------------
     def _dispatch_all(
         self,
-        ex: Row,
+        ex: ExecutionRecord,
         pipeline: Pipeline,
         start: tuple[tuple[str, str], ...],
         state: pl.ExecutionState,
@@ -786,7 +824,7 @@ class Engine:
         todo = []
         for stage_name, action_name in start:
             action = pipeline.stage(stage_name).action(action_name)
-            epoch = (ex["stage_epochs"] or {}).get(stage_name, {}).get("epoch", 0)
+            epoch = (ex.stage_epochs or {}).get(stage_name, {}).get("epoch", 0)
             timeout = action.timeout_seconds
             if timeout is None:
                 cls = self._type(action.type)
@@ -794,7 +832,7 @@ class Engine:
                     getattr(cls, "default_timeout", DEFAULT_TIMEOUT) if cls else DEFAULT_TIMEOUT
                 )
             todo.append((stage_name, action_name, action.type, epoch, time.time() + timeout))
-        state_dir, ex_id = self.settings.state_dir, ex["id"]
+        state_dir, ex_id = self.settings.state_dir, ex.id
         rows = self.store.start_attempts(
             ex_id,
             todo,
@@ -804,31 +842,31 @@ class Engine:
         self._remember(ex_id, rows)
         current = pl.current_attempts(pipeline, state)
         for row in rows:
-            action = pipeline.stage(row["stage"]).action(row["action"])
-            self._launch(ex, pipeline, row["stage"], action, row, resumed=False, current=current)
+            action = pipeline.stage(row.stage).action(row.action)
+            self._launch(ex, pipeline, row.stage, action, row, resumed=False, current=current)
 
     def _launch(
         self,
-        ex: Row,
+        ex: ExecutionRecord,
         pipeline: Pipeline,
         stage_name: str,
         action: Any,
-        row: Row,
+        row: AttemptRecord,
         *,
         resumed: bool,
         banner: bool = False,
         current: dict[str, dict[str, pl.AttemptView]] | None = None,
     ) -> None:
-        remaining = (row["deadline"] - time.time()) if row.get("deadline") else None
+        remaining = (row.deadline - time.time()) if row.deadline else None
         deadline = time.monotonic() + remaining if remaining is not None else None
-        fl = _InFlight(row["id"], ex["id"], threading.Event(), deadline)
+        fl = _InFlight(row.id, ex.id, threading.Event(), deadline)
         with self._lock:
-            self.inflight[row["id"]] = fl
+            self.inflight[row.id] = fl
         if current is None:
             current = pl.current_attempts(
-                pipeline, _state(ex, self._attempts(ex["id"]), self._known.get(ex["id"]))
+                pipeline, _state(ex, self._attempts(ex.id), self._known.get(ex.id))
             )
-        self.quiet.discard(ex["id"])
+        self.quiet.discard(ex.id)
         self.pool.submit(
             lambda: self._execute(
                 ex, pipeline, stage_name, action, row, fl, resumed, banner, current
@@ -837,11 +875,11 @@ class Engine:
 
     def _execute(
         self,
-        ex: Row,
+        ex: ExecutionRecord,
         pipeline: Pipeline,
         stage_name: str,
         action: Any,
-        row: Row,
+        row: AttemptRecord,
         fl: _InFlight,
         resumed: bool,
         banner: bool,
@@ -849,17 +887,12 @@ class Engine:
     ) -> None:
         """Run one action on a worker; the engine loop records the outcome (`_record_done`)."""
         logf = FileLog(
-            Path(row["log_path"])
-            if row.get("log_path")
-            else log_path(
-                self.settings.state_dir, ex["id"], stage_name, action.name, row["attempt"]
-            )
+            Path(row.log_path)
+            if row.log_path
+            else log_path(self.settings.state_dir, ex.id, stage_name, action.name, row.attempt)
         )
         workdir = (
-            self.settings.state_dir
-            / "work"
-            / ex["id"]
-            / f"{stage_name}.{action.name}.{row['attempt']}"
+            self.settings.state_dir / "work" / ex.id / f"{stage_name}.{action.name}.{row.attempt}"
         )
         result: ActionResult
         artifacts: dict[str, str] = {}
@@ -965,7 +998,7 @@ class Engine:
                     pids,
                     [
                         (
-                            d.row["id"],
+                            d.row.id,
                             d.status,
                             {
                                 "reason": d.result.reason,
@@ -986,72 +1019,77 @@ class Engine:
             for d, out in zip(ended, outcomes, strict=True):
                 # None: someone else (a stop, a timeout, a recovery) recorded the end first
                 if out is None:
-                    self._known.pop(d.ex["id"], None)
+                    self._known.pop(d.ex.id, None)
                     continue
-                k = self._known.get(d.ex["id"])
-                if k is not None and k.update(d.row["id"], _light(out)):
+                k = self._known.get(d.ex.id)
+                if k is not None and k.update(d.row.id, _light(out)):
                     k.moves += 1
                 if d.status == ActionStatus.SUCCEEDED:
                     try:
                         self._after_success(d.ex, d.pipeline, d.stage, d.action, d.result)
                     except ConveyorError as e:
-                        log.error("could not record %s: %s", d.row["id"], e.message)
+                        log.error("could not record %s: %s", d.row.id, e.message)
             with self._lock:
                 for d in batch:
-                    self.inflight.pop(d.row["id"], None)
+                    self.inflight.pop(d.row.id, None)
             # no wake here: the step that called this ticks the executions right after
 
     def _after_success(
-        self, ex: Row, pipeline: Pipeline, stage_name: str, action: Any, result: ActionResult
+        self,
+        ex: ExecutionRecord,
+        pipeline: Pipeline,
+        stage_name: str,
+        action: Any,
+        result: ActionResult,
     ) -> None:
         if result.revision is not None:
             # one row per source: two sources finishing together both keep their revision
             names = [a.name for a in pipeline.source_actions()]
             self.store.record_revision(
-                ex["id"],
+                ex.id,
                 action.name,
                 dict(result.revision),
                 position=names.index(action.name) if action.name in names else len(names),
             )
         dep = result.deployment
         if dep is not None and dep.get("environment"):
-            revs = self.store.get_execution(ex["id"], light=True)["revisions"] or {}
+            revs = self.store.execution(ex.id, light=True).revisions or {}
             commit = self._deployed_commit(pipeline, action.name, ex, revs) or dep.get("commit")
             self.store.record_deployment(
                 environment=dep["environment"],
-                pipeline=ex["pipeline"],
-                execution_id=ex["id"],
-                kind=dep.get("kind", "rollback" if ex["kind"] == "rollback" else "deploy"),
+                pipeline=ex.pipeline,
+                execution_id=ex.id,
+                kind=dep.get("kind", "rollback" if ex.kind == "rollback" else "deploy"),
                 image=dep.get("image"),
                 digest=dep.get("digest"),
                 commit=commit,
                 url=dep.get("url"),
-                actor=ex["actor"] or "engine",
+                actor=ex.actor or "engine",
                 details=_jsonable({**dep, "commit": commit, "revisions": dict(revs)}),
             )
 
     @staticmethod
     def _deployed_commit(
-        pipeline: Pipeline, action_name: str, ex: Row, revisions: Mapping[str, Any]
+        pipeline: Pipeline, action_name: str, ex: ExecutionRecord, revisions: Mapping[str, Any]
     ) -> str | None:
         """The commit a deployment's image was built from: its lineage's source, else the
         headline source (a rollback's generated pipeline has no source action)."""
-        if ex["kind"] == "rollback":
-            return (ex["trigger"] or {}).get("commit")  # the release rolled back to
+        if ex.kind == "rollback":
+            return (ex.trigger or {}).get("commit")  # the release rolled back to
         commit = provenance.commit_of(revisions, provenance.source_of(pipeline, action_name))
         if commit is None:
             commit = provenance.commit_of(
-                revisions, provenance.headline_source(pipeline, ex["trigger"])
+                revisions, provenance.headline_source(pipeline, ex.trigger)
             )
         return commit
 
     def _context(
         self,
-        ex: Row,
+        ex: ExecutionRecord,
         pipeline: Pipeline,
         stage_name: str,
         action: Any,
-        row: Row,
+        row: AttemptRecord,
         fl: _InFlight,
         logf: FileLog,
         workdir: Path,
@@ -1060,8 +1098,8 @@ class Engine:
     ) -> ActionContext:
         """What the action sees; `current` is the plan's view of the attempts that count."""
         scope: dict[str, dict[str, str]] = {
-            PIPELINE_NS: dict(ex["variables"] or {}),
-            SYSTEM_NS: {"PipelineExecutionId": ex["id"], "PipelineName": ex["pipeline"]},
+            PIPELINE_NS: dict(ex.variables or {}),
+            SYSTEM_NS: {"PipelineExecutionId": ex.id, "PipelineName": ex.pipeline},
         }
         wanted_ns = {ns for _, ns, _ in find_refs(dict(action.config))}
         needed: list[str] = []
@@ -1075,13 +1113,13 @@ class Engine:
                         producer.namespace in wanted_ns
                         or set(producer.outputs) & set(action.inputs)
                     ):
-                        needed.append(f"{ex['id']}/{st.name}/{name}/{view.attempt}")
+                        needed.append(f"{ex.id}/{st.name}/{name}/{view.attempt}")
         produced: dict[str, str] = {}
         for a_row in self.store.attempts_by_id(needed).values():
-            ns = by_name[a_row["action"]].namespace
+            ns = by_name[a_row.action].namespace
             if ns:
-                scope[ns] = {k: str(v) for k, v in (a_row["variables"] or {}).items()}
-            produced.update(a_row["artifacts"] or {})
+                scope[ns] = {k: str(v) for k, v in (a_row.variables or {}).items()}
+            produced.update(a_row.artifacts or {})
         config = resolve(dict(action.config), scope)
         if workdir.exists() and not resumed:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -1099,11 +1137,11 @@ class Engine:
             d.mkdir(parents=True, exist_ok=True)
             outputs[name] = d
         return ActionContext(
-            execution_id=ex["id"],
+            execution_id=ex.id,
             pipeline=pipeline,
             stage=stage_name,
             action=action,
-            attempt=row["attempt"],
+            attempt=row.attempt,
             config=config,
             inputs=inputs,
             outputs=outputs,
@@ -1114,13 +1152,13 @@ class Engine:
             state_dir=self.settings.state_dir,
             services=self.services,
             variables=scope,
-            revisions=dict(ex["revisions"] or {}),
-            on_pid=lambda pid: self._note_pid(row["id"], pid),
+            revisions=dict(ex.revisions or {}),
+            on_pid=lambda pid: self._note_pid(row.id, pid),
             # a resumable type's wait parks (the engine resumes it); any other polls in place
             gate=ApprovalGate(
                 self.store,
-                row["id"],
-                ex["id"],
+                row.id,
+                ex.id,
                 park=bool(getattr(self._type(action.type), "resumable", False)),
             ),
         )
@@ -1132,7 +1170,7 @@ class Engine:
         self._wake.set()
 
     # ---- the attempts this engine knows ------------------------------------------------------
-    def _attempts(self, ex_id: str, *, check: bool = True) -> list[Row]:
+    def _attempts(self, ex_id: str, *, check: bool = True) -> list[AttemptRecord]:
         """The execution's attempts (light), re-read only when its history count moved."""
         k = self._known.get(ex_id)
         # this engine writes the attempts of the executions it holds and updates what it
@@ -1147,13 +1185,13 @@ class Engine:
             k.checked = time.monotonic()
         return k.listed
 
-    def _remember(self, ex_id: str, rows: list[Row]) -> None:
+    def _remember(self, ex_id: str, rows: list[AttemptRecord]) -> None:
         """Attempts this engine just started (one history row each)."""
         k = self._known.get(ex_id)
         if k is None:
             return
         for r in rows:
-            k.add(_light(r))
+            k.add(r)  # a new attempt: its payloads are empty, as in a light read
         k.moves += len(rows)
 
     # ---- queries used by the CLI and the server -----------------------------------------------------
@@ -1161,25 +1199,27 @@ class Engine:
         self._wake.set()
 
 
-def _execution_message(status: ExecutionStatus, attempts: list[Row], ex: Row) -> str:
+def _execution_message(
+    status: ExecutionStatus, attempts: list[AttemptRecord], ex: ExecutionRecord
+) -> str:
     if status == ExecutionStatus.SUCCEEDED:
         return ""
     if status == ExecutionStatus.SUPERSEDED:
-        return f"superseded by execution {ex['superseded_by']}"
-    bad = [a for a in attempts if a["status"] in ("Failed", "Abandoned")]
+        return f"superseded by execution {ex.superseded_by}"
+    bad = [a for a in attempts if a.status in (ActionStatus.FAILED, ActionStatus.ABANDONED)]
     if bad:
         a = bad[-1]
-        return f"{a['stage']}/{a['action']}: {a['reason']}: {a['message']}"
-    return str(ex.get("message") or "")
+        return f"{a.stage}/{a.action}: {a.reason}: {a.message}"
+    return str(ex.message or "")
 
 
 def _light(row: Row) -> Row:
     return {k: v for k, v in row.items() if k in Store.LIGHT}
 
 
-def _append_log(attempt: Row, text: str) -> None:
-    if attempt.get("log_path"):
-        with contextlib.suppress(OSError), Path(attempt["log_path"]).open("a") as f:
+def _append_log(attempt: AttemptRecord, text: str) -> None:
+    if attempt.log_path:
+        with contextlib.suppress(OSError), Path(attempt.log_path).open("a") as f:
             f.write(text)
 
 

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.errors import Conflict, Forbidden, NotFound
-from conveyor.store.db import Row, Store
+from conveyor.model.status import ApprovalStatus
+from conveyor.store.db import Store
+from conveyor.store.records import ApprovalRecord
 
 
 @dataclass
@@ -33,9 +35,9 @@ class Parked(Exception):  # noqa: N818 - a control-flow signal, not an error
     """The approval is still pending: the engine lets the action go and resumes it on an event."""
 
 
-def ready(row: Row | None, now: float) -> bool:
+def ready(row: ApprovalRecord | None, now: float) -> bool:
     """Whether a parked approval has something to act on (decided, expired, or not opened)."""
-    return row is None or row["status"] != "Pending" or now > row["expires_at"]
+    return row is None or row.status != ApprovalStatus.PENDING or now > row.expires_at
 
 
 class ApprovalGate:
@@ -55,7 +57,7 @@ class ApprovalGate:
         digest: str | None,
         timeout_seconds: int,
         external_link: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ApprovalRecord:
         """Create the pending approval (idempotent: a resumed wait finds the same one)."""
         token = secrets.token_hex(16)
         row = self.store.create_approval(
@@ -67,31 +69,31 @@ class ApprovalGate:
             expires_at=time.time() + timeout_seconds,
             external_link=external_link,
         )
-        self.opened_now = row["token"] == token
+        self.opened_now = row.token == token
         return row
 
     def wait(self, cancel: threading.Event, poll: float = 0.2) -> Decision:
         while True:
-            row = self.store.get_approval(self.attempt_id)
+            row = self.store.approval(self.attempt_id)
             if row is None:
                 raise NotFound(f"approval for {self.attempt_id} disappeared")
-            if row["status"] != "Pending":
-                return Decision(row["status"], row["decided_by"], row["comment"])
-            if time.time() > row["expires_at"]:
+            if row.status != ApprovalStatus.PENDING:
+                return Decision(row.status, row.decided_by, row.comment)
+            if time.time() > row.expires_at:
                 try:
                     self.store.decide_approval(
                         self.attempt_id,
-                        "Expired",
+                        ApprovalStatus.EXPIRED,
                         by="engine",
                         comment="no decision before the approval timed out",
                     )
                 except Conflict:
                     continue
-                return Decision("Expired", "engine", "timed out")
+                return Decision(ApprovalStatus.EXPIRED, "engine", "timed out")
             if self.park:
                 raise Parked(self.attempt_id)
             if cancel.wait(poll):
-                return Decision("Cancelled", None, None)
+                return Decision(ApprovalStatus.CANCELLED, None, None)
 
 
 def decide(
@@ -106,24 +108,27 @@ def decide(
     self_approval: bool = True,
 ) -> dict[str, Any]:
     """Approve or reject the pending approval of an execution. Exactly one decision wins."""
-    pending = [a for a in store.approvals_for(execution_id) if a["status"] == "Pending"]
+    done = store.approval_records(execution_id)
+    pending = [a for a in done if a.status == ApprovalStatus.PENDING]
     if not pending:
-        done = store.approvals_for(execution_id)
         if done:
             last = done[-1]
             raise Conflict(
-                f"execution {execution_id} has no pending approval: it was {last['status']}"
-                f" by {last['decided_by'] or 'the engine'}"
+                f"execution {execution_id} has no pending approval: it was {last.status}"
+                f" by {last.decided_by or 'the engine'}"
             )
         raise NotFound(f"execution {execution_id} has no approval waiting")
     row = pending[-1]
-    if digest and row["digest"] and digest != row["digest"]:
+    if digest and row.digest and digest != row.digest:
         raise Conflict(
-            f"the approval is bound to image {row['digest']}, but you reviewed {digest}: "
+            f"the approval is bound to image {row.digest}, but you reviewed {digest}: "
             "reload the evidence and decide again"
         )
     if approve and not self_approval and author and author == by:
         raise Forbidden(f"'{by}' wrote this change and the pipeline sets selfApproval: false")
     return store.decide_approval(
-        row["attempt_id"], "Approved" if approve else "Rejected", by=by, comment=comment
+        row.attempt_id,
+        ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED,
+        by=by,
+        comment=comment,
     )

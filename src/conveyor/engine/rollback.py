@@ -58,6 +58,7 @@ from conveyor.actions.rollback import ROLLBACK_TYPE
 from conveyor.engine.hooks import Hooks
 from conveyor.errors import ConfigError, ConveyorError, NotFound
 from conveyor.model.pipeline import Pipeline
+from conveyor.model.status import ActionStatus, ExecutionStatus
 from conveyor.monitoring import alerts
 from conveyor.store.db import Row, Store
 
@@ -145,7 +146,9 @@ def plan_rollback(
             older = deps[max(mine) + 1 :]
         else:
             older = [d for d in deps[1:] if d["digest"] != current["digest"]]
-        target = next((d for d in older if status(d["execution_id"]) == "Succeeded"), None)
+        target = next(
+            (d for d in older if status(d["execution_id"]) == ExecutionStatus.SUCCEEDED), None
+        )
         if target is None:
             raise NotFound(
                 f"environment '{environment}' has no earlier deployment from a "
@@ -209,7 +212,7 @@ def _manifests_of(store: Store, dep: Row) -> tuple[dict[str, str], dict[str, Any
         ) from None
     latest: dict[tuple[str, str], Row] = {}
     for a in store.attempts_for(ex["id"]):
-        if a["status"] == "Succeeded":
+        if a["status"] == ActionStatus.SUCCEEDED:
             latest[(a["stage"], a["action"])] = a
     produced: dict[str, str] = {}
     for a in latest.values():
@@ -322,7 +325,9 @@ def should_roll_back(pipeline: Pipeline, stage_name: str, attempts: list[Row]) -
         stage = pipeline.stage(stage_name)
     except KeyError:
         return None
-    failed = [a for a in attempts if a["stage"] == stage_name and a["status"] == "Failed"]
+    failed = [
+        a for a in attempts if a["stage"] == stage_name and a["status"] == ActionStatus.FAILED
+    ]
     if not failed:
         return None
     last = failed[-1]
@@ -359,7 +364,9 @@ class Rollbacks:
         reason = should_roll_back(pipeline, stage_name, attempts)
         if reason is None:
             return
-        failed_at = max((a["ended_at"] or 0.0) for a in attempts if a["status"] == "Failed")
+        failed_at = max(
+            (a["ended_at"] or 0.0) for a in attempts if a["status"] == ActionStatus.FAILED
+        )
         if _already_rolled_back(store, ex, failed_at):
             return
         envs = _environments_switched(store, ex, stage_name, attempts)
@@ -459,7 +466,7 @@ def _environments_switched(
         env = ((a.get("details") or {}).get("monitor") or {}).get("environment")
         if (
             a["stage"] == stage_name
-            and a["status"] == "Failed"
+            and a["status"] == ActionStatus.FAILED
             and env
             and env not in envs
             and any(d["execution_id"] == ex["id"] for d in store.deployments(env))
@@ -483,7 +490,7 @@ def _already_rolled_back(store: Store, ex: Row, failed_at: float) -> bool:
 def _finished_text(ex: Row, trig: Mapping[str, Any]) -> str:
     env = trig.get("environment") or "?"
     took = f" in {ex['ended_at'] - ex['created_at']:.0f} s" if ex["ended_at"] else ""
-    if ex["status"] == "Succeeded":
+    if ex["status"] == ExecutionStatus.SUCCEEDED:
         return (
             f":white_check_mark: *{env}* rolled back{took}: it serves "
             f"{_short(trig.get('digest'))} again (execution `{trig.get('to')}`) instead of "

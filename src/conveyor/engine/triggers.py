@@ -30,8 +30,8 @@ def start_matching(
     repo_path = git.repos_dir(app.settings.state_dir) / f"{repository}.git"
     files = git.changed_files(repo_path, old, new) if repo_path.exists() else []
     started = []
-    for row in app.store.list_pipelines():
-        p = pipeline_of(row["definition"], row["name"])
+    for row in app.store.pipeline_records():
+        p = pipeline_of(row.definition, row.name)
         for t in p.triggers:
             try:
                 _, action = p.find_action(t.source_action)
@@ -75,8 +75,8 @@ class Poller:
     def poll_once(self) -> list[tuple[str, str]]:
         started: list[tuple[str, str]] = []
         cache = git.GitCache(self.app.settings.state_dir)
-        for row in self.app.store.list_pipelines():
-            p = pipeline_of(row["definition"], row["name"])
+        for row in self.app.store.pipeline_records():
+            p = pipeline_of(row.definition, row.name)
             for t in p.triggers:
                 try:
                     _, action = p.find_action(t.source_action)

@@ -38,6 +38,8 @@ class ExecutionStatus(StrEnum):
     CANCELLED = "Cancelled"
 
 
+ACTIVE_EXECUTION = frozenset({ExecutionStatus.IN_PROGRESS, ExecutionStatus.STOPPING})
+
 TERMINAL_EXECUTION = frozenset(
     {
         ExecutionStatus.STOPPED,
@@ -47,6 +49,35 @@ TERMINAL_EXECUTION = frozenset(
         ExecutionStatus.CANCELLED,
     }
 )
+
+
+class ApprovalStatus(StrEnum):
+    """An approval request: Pending until decided (once) or expired."""
+
+    PENDING = "Pending"
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+    EXPIRED = "Expired"
+    SUPERSEDED = "Superseded"
+    CANCELLED = "Cancelled"  # a decision only (the wait was cancelled): never stored
+
+
+class StopMode(StrEnum):
+    """How a stop request ends an execution: let running actions finish, or abandon them."""
+
+    FINISH = "finish"
+    ABANDON = "abandon"
+
+
+class ExecutionReason(StrEnum):
+    """Why an execution's status, stop mode or superseded-by changed (its history's reason)."""
+
+    STARTED = "Started"
+    DERIVED = "Derived"  # recomputed from its actions' latest attempts
+    STOP_REQUESTED = "StopRequested"
+    SUPERSEDED = "Superseded"  # a newer execution overtook it
+    RETRIED = "Retried"
+    AUTO_RETRY = "AutoRetry"  # a stage's onFailure: RETRY
 
 
 class Reason(StrEnum):
@@ -86,6 +117,26 @@ class TransitionRefused(Exception):
 def check_transition(current: ActionStatus | None, new: ActionStatus) -> None:
     if new not in ALLOWED[current]:
         raise TransitionRefused(f"an action cannot go from {current or 'not started'} to {new}")
+
+
+# The allowed moves of an execution's stored status. The status is derived from the actions;
+# this table says which derived changes can happen: an active execution may end any way, an
+# ended one only comes back (InProgress) when a Failed or Stopped stage is retried.
+EXECUTION_ALLOWED: Mapping[ExecutionStatus | None, frozenset[ExecutionStatus]] = {
+    None: frozenset({ExecutionStatus.IN_PROGRESS}),
+    ExecutionStatus.IN_PROGRESS: frozenset(ExecutionStatus) - {ExecutionStatus.IN_PROGRESS},
+    ExecutionStatus.STOPPING: frozenset(ExecutionStatus) - {ExecutionStatus.STOPPING},
+    ExecutionStatus.FAILED: frozenset({ExecutionStatus.IN_PROGRESS}),
+    ExecutionStatus.STOPPED: frozenset({ExecutionStatus.IN_PROGRESS}),
+    ExecutionStatus.SUCCEEDED: frozenset(),
+    ExecutionStatus.SUPERSEDED: frozenset(),
+    ExecutionStatus.CANCELLED: frozenset(),
+}
+
+
+def check_execution_transition(current: ExecutionStatus | None, new: ExecutionStatus) -> None:
+    if new not in EXECUTION_ALLOWED[current]:
+        raise TransitionRefused(f"an execution cannot go from {current or 'not started'} to {new}")
 
 
 @dataclass(frozen=True)

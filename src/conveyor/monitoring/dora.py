@@ -26,7 +26,12 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from conveyor.model.status import ExecutionStatus
+
+if TYPE_CHECKING:
+    from conveyor.store.db import Store
 
 DAY = 86400.0
 
@@ -65,11 +70,13 @@ def author_time(revisions: Mapping[str, Any] | None, commit: str | None) -> floa
 
 
 def _failed(d: Deployment, nxt: Deployment | None) -> bool:
-    return d.execution_status == "Failed" or (nxt is not None and nxt.kind == "rollback")
+    return d.execution_status == ExecutionStatus.FAILED or (
+        nxt is not None and nxt.kind == "rollback"
+    )
 
 
 def _good(d: Deployment) -> bool:
-    return d.kind == "rollback" or d.execution_status == "Succeeded"
+    return d.kind == "rollback" or d.execution_status == ExecutionStatus.SUCCEEDED
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -178,44 +185,31 @@ def measures(
     }
 
 
-def history_of(store: Any, environment: str) -> list[Deployment]:
+def history_of(store: Store, environment: str) -> list[Deployment]:
     """An environment's deployments as DORA records (one query for the executions)."""
-    from sqlalchemy import select
-
-    from conveyor.store import tables as t
-
-    rows = store.deployments(environment, limit=1_000_000)
-    ids = sorted({r["execution_id"] for r in rows if r["execution_id"]})
-    status: dict[str, str] = {}
-    revisions: dict[str, Any] = {}
-    for i in range(0, len(ids), 500):
-        with store.tx() as c:
-            for r in c.execute(
-                select(t.executions.c.id, t.executions.c.status, t.executions.c.revisions).where(
-                    t.executions.c.id.in_(ids[i : i + 500])
-                )
-            ):
-                status[r.id] = r.status
-                revisions[r.id] = r.revisions
+    rows = store.deployment_records(environment, limit=1_000_000)
+    outcomes = store.execution_outcomes(sorted({r.execution_id for r in rows if r.execution_id}))
+    status = {k: v[0] for k, v in outcomes.items()}
+    revisions = {k: v[1] for k, v in outcomes.items()}
     out = []
     for r in rows:
-        details = r.get("details") or {}
-        revs = details.get("revisions") or revisions.get(r["execution_id"])
+        ex_id = r.execution_id or ""
+        revs = (r.details or {}).get("revisions") or revisions.get(ex_id)
         out.append(
             Deployment(
-                at=float(r["at"]),
-                kind=r["kind"] or "deploy",
-                execution_id=r["execution_id"] or "",
-                execution_status=status.get(r["execution_id"], "?"),
-                commit_at=author_time(revs, r.get("commit")),
-                digest=r.get("digest") or "",
+                at=float(r.at),
+                kind=r.kind or "deploy",
+                execution_id=ex_id,
+                execution_status=status.get(ex_id, "?"),
+                commit_at=author_time(revs, r.commit),
+                digest=r.digest or "",
             )
         )
     return out
 
 
 def dora(
-    store: Any, days: int = 30, environment: str = "prod", now: float | None = None
+    store: Store, days: int = 30, environment: str = "prod", now: float | None = None
 ) -> dict[str, Any]:
     """The four DORA measures of ENVIRONMENT over the last DAYS days (see the module doc)."""
     import time

@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -37,11 +37,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
+from conveyor.model.status import ApprovalStatus
 from conveyor.monitoring.dora import DAY, measures
 from conveyor.monitoring.dora import history_of as dora_history
-from conveyor.store import tables as t
+
+if TYPE_CHECKING:
+    from conveyor.store.db import Store
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 ACTION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -72,40 +74,14 @@ def _histogram(
 class StoreCollector(Collector):
     """Reads the store at each collect() (a custom collector, no state kept)."""
 
-    def __init__(self, store: Any, dora_days: int = 30) -> None:
+    def __init__(self, store: Store, dora_days: int = 30) -> None:
         self.store = store
         self.dora_days = dora_days
 
     def collect(self) -> Iterator[Metric]:
-        store = self.store
-        with store.tx() as c:
-            executions = c.execute(
-                select(
-                    t.executions.c.pipeline,
-                    t.executions.c.kind,
-                    t.executions.c.status,
-                    func.count(),
-                ).group_by(t.executions.c.pipeline, t.executions.c.kind, t.executions.c.status)
-            ).all()
-            attempts = c.execute(
-                select(
-                    t.attempts.c.type,
-                    t.attempts.c.status,
-                    t.attempts.c.started_at,
-                    t.attempts.c.ended_at,
-                ).where(t.attempts.c.ended_at.is_not(None))
-            ).all()
-            approvals = c.execute(
-                select(t.approvals.c.status, t.approvals.c.created_at, t.approvals.c.decided_at)
-            ).all()
-            deployments = c.execute(
-                select(
-                    t.deployments.c.environment,
-                    t.deployments.c.kind,
-                    func.count(),
-                    func.max(t.deployments.c.at),
-                ).group_by(t.deployments.c.environment, t.deployments.c.kind)
-            ).all()
+        counts = self.store.counts()
+        executions, attempts = counts.executions, counts.attempts
+        approvals, deployments = counts.approvals, counts.deployments
         ex = GaugeMetricFamily(
             "conveyor_executions",
             "Pipeline executions by current status",
@@ -129,7 +105,7 @@ class StoreCollector(Collector):
         waits: dict[tuple[str, ...], list[float]] = defaultdict(list)
         pending = 0
         for status, created, decided in approvals:
-            if status == "Pending":
+            if status == ApprovalStatus.PENDING:
                 pending += 1
             elif decided:
                 waits[(status,)].append(max(0.0, decided - created))
@@ -173,9 +149,9 @@ class StoreCollector(Collector):
             "When the environment's health was last checked",
             labels=["environment"],
         )
-        for env, h in sorted(self.store.health().items()):
-            healthy.add_metric([env], 1.0 if h["healthy"] else 0.0)
-            checked.add_metric([env], h["checked_at"])
+        for env, h in sorted(self.store.health_records().items()):
+            healthy.add_metric([env], 1.0 if h.healthy else 0.0)
+            checked.add_metric([env], h.checked_at)
         yield healthy
         yield checked
         last = GaugeMetricFamily(
@@ -188,11 +164,9 @@ class StoreCollector(Collector):
             "The release an environment serves (value 1)",
             labels=["environment", "digest", "execution", "kind"],
         )
-        for env, d in sorted(self.store.current_deployments().items()):
-            last.add_metric([env], d["at"])
-            info.add_metric(
-                [env, d["digest"] or "", d["execution_id"] or "", d["kind"] or "deploy"], 1.0
-            )
+        for env, d in sorted(self.store.current_deployment_records().items()):
+            last.add_metric([env], d.at)
+            info.add_metric([env, d.digest or "", d.execution_id or "", d.kind or "deploy"], 1.0)
         yield last
         yield info
 
@@ -226,7 +200,7 @@ class StoreCollector(Collector):
         yield from fams.values()
 
 
-def render_metrics(store: Any, *, dora_days: int = 30) -> bytes:
+def render_metrics(store: Store, *, dora_days: int = 30) -> bytes:
     """The store's metrics in the Prometheus text format (serve with CONTENT_TYPE)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store, dora_days))

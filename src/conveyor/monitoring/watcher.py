@@ -31,6 +31,7 @@ from conveyor.monitoring import alerts
 from conveyor.monitoring.probes import ProbeTarget, Sample, probe_once
 from conveyor.platform.daemon import Daemon
 from conveyor.settings import Settings
+from conveyor.store.records import DeploymentRecord, HealthRecord
 
 log = logging.getLogger("conveyor.watcher")
 DEFAULT_INTERVAL = 30.0
@@ -81,28 +82,28 @@ class Watcher:
         self.webhook = webhook
 
     def _health_url(
-        self, deployment: Mapping[str, Any], definitions: dict[str, Mapping[str, Any]]
+        self, deployment: DeploymentRecord, definitions: dict[str, Mapping[str, Any]]
     ) -> tuple[str, Mapping[str, Any]]:
-        name = deployment["pipeline"]
+        name = deployment.pipeline
         if name not in definitions:
             try:
-                definitions[name] = self.app.store.get_pipeline(name)["definition"]
+                definitions[name] = self.app.store.pipeline_record(name).definition
             except ConveyorError:
                 definitions[name] = {}
         definition = definitions[name]
-        env = (definition.get("environments") or {}).get(deployment["environment"]) or {}
+        env = (definition.get("environments") or {}).get(deployment.environment) or {}
         path = str((env.get("settings") or {}).get("readinessPath") or "/healthz")
-        return str(deployment["url"]).rstrip("/") + "/" + path.lstrip("/"), definition
+        return str(deployment.url).rstrip("/") + "/" + path.lstrip("/"), definition
 
     def check_once(self) -> list[Reading]:
         """Probe every deployed environment once; record and alert on changes."""
         store = self.app.store
-        before = store.health()
+        before = store.health_records()
         definitions: dict[str, Mapping[str, Any]] = {}
         readings: list[Reading] = []
         with httpx.Client(timeout=self.timeout) as client:
-            for env, dep in sorted(store.current_deployments().items()):
-                if not dep.get("url"):
+            for env, dep in sorted(store.current_deployment_records().items()):
+                if not dep.url:
                     continue
                 url, definition = self._health_url(dep, definitions)
                 target = ProbeTarget(url, frozenset(range(200, 400)))
@@ -115,7 +116,7 @@ class Watcher:
                 detail = _detail(sample)
                 prev = before.get(env)
                 store.set_health(env, sample.ok, detail)
-                changed = (not sample.ok) if prev is None else bool(prev["healthy"]) != sample.ok
+                changed = (not sample.ok) if prev is None else bool(prev.healthy) != sample.ok
                 alerted = False
                 if changed:
                     alerted = self._alert(env, url, sample.ok, detail, dep, prev, definition)
@@ -128,23 +129,23 @@ class Watcher:
         url: str,
         healthy: bool,
         detail: str,
-        dep: Mapping[str, Any],
-        prev: Mapping[str, Any] | None,
+        dep: DeploymentRecord,
+        prev: HealthRecord | None,
         definition: Mapping[str, Any],
     ) -> bool:
         hook = alerts.webhook_of(definition) or self.webhook
-        digest = str(dep.get("digest") or "?")[:19]
+        digest = str(dep.digest or "?")[:19]
         if healthy:
-            down_for = f" after {time.time() - prev['since']:.0f} s" if prev else ""
+            down_for = f" after {time.time() - prev.since:.0f} s" if prev else ""
             text = (
                 f":white_check_mark: *{env}* recovered{down_for}: {url} answers ({detail}); "
-                f"serving {digest} (execution `{dep.get('execution_id')}`)."
+                f"serving {digest} (execution `{dep.execution_id}`)."
             )
             event = "environment-recovered"
         else:
             text = (
                 f":rotating_light: *{env}* is unhealthy: {url} -> {detail}; serving {digest} "
-                f"(execution `{dep.get('execution_id')}`). Roll back with `conveyor "
+                f"(execution `{dep.execution_id}`). Roll back with `conveyor "
                 f"rollback {env}`."
             )
             event = "environment-unhealthy"
@@ -158,8 +159,8 @@ class Watcher:
                 "url": url,
                 "healthy": healthy,
                 "detail": detail,
-                "digest": dep.get("digest"),
-                "execution": dep.get("execution_id"),
+                "digest": dep.digest,
+                "execution": dep.execution_id,
             },
         )
 

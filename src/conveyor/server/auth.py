@@ -35,10 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-
 from conveyor.errors import AuthError, ConfigError, Conflict, Forbidden, NotFound
-from conveyor.store import tables as t
 from conveyor.store.db import Store
 
 ROLES = ("viewer", "operator", "approver", "admin")
@@ -100,37 +97,33 @@ class Users:
         if not name or len(name) > 100 or any(c.isspace() for c in name):
             raise ConfigError(f"'{name}' is not a valid user name (1-100 characters, no spaces)")
         token = new_token()
-        values = dict(role=role, token_hash=hash_token(token), email=email or None, disabled=False)
-        with self.store.tx() as c:
-            exists = c.execute(select(t.users.c.name).where(t.users.c.name == name)).first()
-            if exists and not replace:
-                raise Conflict(
-                    f"user '{name}' already exists (use --replace to give them a new token)"
-                )
-            if exists:
-                c.execute(update(t.users).where(t.users.c.name == name).values(**values))
-            else:
-                c.execute(insert(t.users).values(name=name, created_at=time.time(), **values))
+        self.store.save_user(
+            name,
+            replace=replace,
+            role=role,
+            token_hash=hash_token(token),
+            email=email or None,
+            disabled=False,
+        )
         return token
 
     def list(self) -> list[dict[str, Any]]:
-        cols = [
-            t.users.c.name,
-            t.users.c.role,
-            t.users.c.email,
-            t.users.c.created_at,
-            t.users.c.disabled,
+        return [
+            dict(
+                name=u.name,
+                role=u.role,
+                email=u.email,
+                created_at=u.created_at,
+                disabled=u.disabled,
+            )
+            for u in self.store.list_users()
         ]
-        with self.store.tx() as c:
-            return [dict(r._mapping) for r in c.execute(select(*cols).order_by(t.users.c.name))]
 
     def count(self) -> int:
-        with self.store.tx() as c:
-            return len(c.execute(select(t.users.c.name).limit(1)).all())
+        return int(self.store.has_users())
 
     def get(self, name: str) -> User:
-        with self.store.tx() as c:
-            r = c.execute(select(t.users).where(t.users.c.name == name)).first()
+        r = self.store.get_user(name)
         if r is None or r.disabled:
             raise NotFound(f"no user '{name}' (see `conveyor user list`)")
         return User(r.name, r.role, r.email)
@@ -138,8 +131,7 @@ class Users:
     def by_token(self, token: str) -> tuple[User, str] | None:
         """The user a token belongs to, and the token's hash; None for an unknown token."""
         h = hash_token(token)
-        with self.store.tx() as c:
-            r = c.execute(select(t.users).where(t.users.c.token_hash == h)).first()
+        r = self.store.user_by_token_hash(h)
         if r is None or r.disabled:
             return None
         return User(r.name, r.role, r.email), h
@@ -147,15 +139,7 @@ class Users:
     def session_user(self, s: Session) -> User | None:
         """The user of a signed session, if the session is still open in the store (not
         logged out, not expired) and the user's token is the one it was opened with."""
-        query = (
-            select(t.users)
-            .join(t.sessions, t.sessions.c.user_name == t.users.c.name)
-            .where(t.sessions.c.id == _sid_hash(s.sid))
-            .where(t.users.c.name == s.user)
-            .where(t.sessions.c.expires_at > time.time())
-        )
-        with self.store.tx() as c:
-            r = c.execute(query).first()
+        r = self.store.session_user(_sid_hash(s.sid), s.user, time.time())
         if r is None or r.disabled:
             return None
         if not hmac.compare_digest(r.token_hash[:16], s.token_hash_prefix):
@@ -164,27 +148,14 @@ class Users:
 
     def open_session(self, s: Session) -> None:
         """Record a new dashboard session (and forget expired ones)."""
-        now = time.time()
-        with self.store.tx() as c:
-            c.execute(delete(t.sessions).where(t.sessions.c.expires_at <= now))
-            c.execute(
-                insert(t.sessions).values(
-                    id=_sid_hash(s.sid),
-                    user_name=s.user,
-                    created_at=now,
-                    expires_at=s.issued + SESSION_SECONDS,
-                )
-            )
+        self.store.open_session(_sid_hash(s.sid), s.user, s.issued + SESSION_SECONDS)
 
     def close_session(self, s: Session) -> None:
         """Revoke a session: its cookie is refused from now on, wherever it was copied."""
-        with self.store.tx() as c:
-            c.execute(delete(t.sessions).where(t.sessions.c.id == _sid_hash(s.sid)))
+        self.store.close_session(_sid_hash(s.sid))
 
     def disable(self, name: str) -> None:
-        with self.store.tx() as c:
-            res = c.execute(update(t.users).where(t.users.c.name == name).values(disabled=True))
-        if not res.rowcount:
+        if not self.store.disable_user(name):
             raise NotFound(f"no user '{name}'")
 
 

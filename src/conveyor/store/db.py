@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,46 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from conveyor.errors import Conflict, NotFound, Unavailable
 from conveyor.model.provenance import ordered_revisions
-from conveyor.model.status import ActionStatus, TransitionRefused, check_transition
+from conveyor.model.status import (
+    ACTIVE_EXECUTION,
+    ActionStatus,
+    ApprovalStatus,
+    ExecutionReason,
+    ExecutionStatus,
+    Reason,
+    StopMode,
+    TransitionRefused,
+    check_execution_transition,
+    check_transition,
+)
 from conveyor.store import tables as t
+from conveyor.store.columns import LIGHT_ATTEMPT, LIGHT_EXECUTION
+from conveyor.store.records import (
+    ApprovalRecord,
+    AttemptRecord,
+    DeploymentRecord,
+    ExecutionMoveRecord,
+    ExecutionRecord,
+    HealthRecord,
+    PipelineRecord,
+    RequestRecord,
+)
 from conveyor.store.schema_version import head_revision
-from conveyor.store.sqlite_reader import pid_running as _pid_running
+from conveyor.store.sqlite_reader import alive
+from conveyor.store.stats import StatsQueries
+from conveyor.store.users import UserQueries
 
 Row = dict[str, Any]
-ACTIVE = ("InProgress", "Stopping")
+ACTIVE = tuple(sorted(s.value for s in ACTIVE_EXECUTION))
+# the execution columns `change_execution` writes unguarded, beside the guarded three
+FACTS = frozenset({"waiting", "message", "ended_at", "stage_epochs"})
+
+
+class _Keep:
+    """The default of a guarded column `change_execution` leaves as it is."""
+
+
+KEEP = _Keep()
 
 
 def normalize_url(url: str) -> str:
@@ -156,7 +190,7 @@ def _row(r: Any) -> Row:
     return dict(r._mapping)
 
 
-class Store:
+class Store(UserQueries, StatsQueries):
     def __init__(
         self,
         url: str,
@@ -243,13 +277,16 @@ class Store:
                 )
 
     def get_pipeline(self, name: str) -> Row:
+        return self.pipeline_record(name).as_row()
+
+    def pipeline_record(self, name: str) -> PipelineRecord:
         with self.tx() as c:
             r = c.execute(select(t.pipelines).where(t.pipelines.c.name == name)).first()
         if r is None:
             raise NotFound(
                 f"no pipeline named '{name}' (known: {', '.join(self.pipeline_names()) or 'none'})"
             )
-        return _row(r)
+        return PipelineRecord.of(r)
 
     def pipeline_names(self) -> list[str]:
         with self.tx() as c:
@@ -258,8 +295,15 @@ class Store:
             ]
 
     def list_pipelines(self) -> list[Row]:
+        return [p.as_row() for p in self.pipeline_records()]
+
+    def pipeline_records(self) -> list[PipelineRecord]:
+        """Every saved pipeline, by name."""
         with self.tx() as c:
-            return [_row(r) for r in c.execute(select(t.pipelines).order_by(t.pipelines.c.name))]
+            return [
+                PipelineRecord.of(r)
+                for r in c.execute(select(t.pipelines).order_by(t.pipelines.c.name))
+            ]
 
     # ---- executions ------------------------------------------------------------------------
     def create_execution(
@@ -273,8 +317,10 @@ class Store:
         kind: str = "standard",
         actor: str | None = None,
     ) -> str:
+        check_execution_transition(None, ExecutionStatus.IN_PROGRESS)
         for _ in range(20):
             ex_id = uuid.uuid4().hex[:12]
+            now = time.time()
             try:
                 with self.tx() as c:
                     if self.engine.dialect.name == "postgresql":
@@ -296,7 +342,8 @@ class Store:
                             pipeline=pipeline,
                             seq=seq,
                             kind=kind,
-                            status="InProgress",
+                            status=ExecutionStatus.IN_PROGRESS.value,
+                            reason=ExecutionReason.STARTED.value,
                             message="",
                             definition=dict(definition),
                             variables=dict(variables),
@@ -304,7 +351,20 @@ class Store:
                             revisions=dict(revisions or {}),
                             stage_epochs={},
                             actor=actor,
-                            created_at=time.time(),
+                            created_at=now,
+                        )
+                    )
+                    c.execute(
+                        insert(t.execution_history).values(
+                            _move_row(
+                                None,
+                                ExecutionStatus.IN_PROGRESS,
+                                ExecutionReason.STARTED,
+                                "",
+                                actor,
+                                now,
+                                execution_id=ex_id,
+                            )
                         )
                     )
                 return ex_id
@@ -342,27 +402,7 @@ class Store:
         offset: int = 0,
         light: bool = False,
     ) -> list[Row]:
-        cols = (
-            [t.executions]
-            if not light
-            else [
-                t.executions.c[n]
-                for n in (
-                    "id",
-                    "pipeline",
-                    "seq",
-                    "kind",
-                    "status",
-                    "message",
-                    "waiting",
-                    "revisions",
-                    "trigger",
-                    "actor",
-                    "created_at",
-                    "ended_at",
-                )
-            ]
-        )
+        cols = [t.executions] if not light else [t.executions.c[n] for n in LIGHT_EXECUTION]
         q = select(*cols).order_by(t.executions.c.created_at.desc(), t.executions.c.seq.desc())
         if pipeline:
             q = q.where(t.executions.c.pipeline == pipeline)
@@ -382,7 +422,13 @@ class Store:
         with self.tx() as c:
             return int(c.execute(q).scalar_one())
 
-    def active_executions(self, pipeline: str | None = None, *, light: bool = False) -> list[Row]:
+    def execution(self, ex_id: str, *, light: bool = False) -> ExecutionRecord:
+        """`get_execution` as a record (an id prefix of 4+ characters works too)."""
+        return ExecutionRecord.of(self.get_execution(ex_id, light=light))
+
+    def active_executions(
+        self, pipeline: str | None = None, *, light: bool = False
+    ) -> list[ExecutionRecord]:
         q = (
             select(*self._execution_cols(light))
             .where(t.executions.c.status.in_(ACTIVE))
@@ -391,7 +437,8 @@ class Store:
         if pipeline:
             q = q.where(t.executions.c.pipeline == pipeline)
         with self.tx() as c:
-            return self._with_revisions(c, [_row(r) for r in c.execute(q)])
+            rows = self._with_revisions(c, [_row(r) for r in c.execute(q)])
+        return [ExecutionRecord.of(r) for r in rows]
 
     def record_revision(
         self, ex_id: str, action: str, revision: Mapping[str, Any], *, position: int = 0
@@ -484,9 +531,7 @@ class Store:
                 )
             }
             ready = set(self._ready(c, now)) if ready_approvals else set()
-            disabled: dict[str, dict[str, str]] = {}
-            for r in c.execute(select(t.transitions).where(t.transitions.c.enabled.is_(False))):
-                disabled.setdefault(r.pipeline, {})[r.stage] = r.reason or "disabled"
+            disabled = self._disabled(c)
         return mark, requested, ready, disabled
 
     def active_fingerprint(self) -> tuple[int, float]:
@@ -504,22 +549,22 @@ class Store:
         ).one()
         return int(r[0]), float(r[1])
 
-    def executions_by_id(self, ids: Sequence[str], *, light: bool = True) -> list[Row]:
+    def executions_by_id(self, ids: Sequence[str], *, light: bool = True) -> list[ExecutionRecord]:
         """The given executions, oldest first, in one query."""
         if not ids:
             return []
-        out: list[Row] = []
+        out: list[ExecutionRecord] = []
         with self.tx() as c:
             for i in range(0, len(ids), 500):
                 out.extend(
-                    _row(r)
+                    ExecutionRecord.of(r)
                     for r in c.execute(
                         select(*self._execution_cols(light)).where(
                             t.executions.c.id.in_(list(ids[i : i + 500]))
                         )
                     )
                 )
-        return sorted(out, key=lambda r: (r["created_at"], r["id"]))
+        return sorted(out, key=lambda r: (r.created_at, r.id))
 
     def execution_definition(self, ex_id: str) -> dict[str, Any]:
         with self.tx() as c:
@@ -530,9 +575,85 @@ class Store:
             raise NotFound(f"no execution '{ex_id}'")
         return dict(r[0])
 
-    def update_execution(self, ex_id: str, **values: Any) -> None:
+    def change_execution(
+        self,
+        ex_id: str,
+        *,
+        reason: str = ExecutionReason.DERIVED,
+        actor: str = "engine",
+        status: ExecutionStatus | None = None,
+        stop_mode: StopMode | None | _Keep = KEEP,
+        superseded_by: str | None | _Keep = KEEP,
+        **facts: Any,
+    ) -> None:
+        """The one way an execution row changes.
+
+        Its status, stop mode and superseded-by are guarded: the status move must be in the
+        model's table (`check_execution_transition`), the row must still hold what was read
+        (a compare-and-set: a lost race is `Conflict`), and every change of the three is
+        appended to `execution_history` with its reason. The other columns (`FACTS`: waiting,
+        message, ended_at, stage epochs) are plain facts written alongside.
+        """
+        unknown = set(facts) - FACTS
+        if unknown:
+            raise TypeError(f"change_execution: unknown columns {sorted(unknown)}")
+        ex = t.executions
+        guarded: dict[str, Any] = {}
+        if status is not None:
+            guarded["status"] = ExecutionStatus(status).value
+        if not isinstance(stop_mode, _Keep):
+            guarded["stop_mode"] = None if stop_mode is None else StopMode(stop_mode).value
+        if not isinstance(superseded_by, _Keep):
+            guarded["superseded_by"] = superseded_by
         with self.tx() as c:
-            c.execute(update(t.executions).where(t.executions.c.id == ex_id).values(**values))
+            if not guarded:
+                if facts:
+                    c.execute(update(ex).where(ex.c.id == ex_id).values(**facts))
+                return
+            r = c.execute(
+                select(ex.c.status, ex.c.stop_mode, ex.c.superseded_by).where(ex.c.id == ex_id)
+            ).first()
+            if r is None:
+                raise NotFound(f"no execution '{ex_id}'")
+            cur = ExecutionStatus(r.status)
+            to = ExecutionStatus(guarded.get("status", cur))
+            if to != cur:
+                try:
+                    check_execution_transition(cur, to)
+                except TransitionRefused as e:
+                    raise Conflict(f"execution {ex_id}: {e}") from None
+            if all(getattr(r, k) == v for k, v in guarded.items()):
+                if facts:
+                    c.execute(update(ex).where(ex.c.id == ex_id).values(**facts))
+                return
+            res = c.execute(
+                update(ex)
+                .where(and_(ex.c.id == ex_id, ex.c.status == cur.value))
+                .values(reason=str(reason), **guarded, **facts)
+            )
+            if res.rowcount != 1:
+                raise Conflict(f"execution {ex_id}: changed concurrently")
+            c.execute(
+                insert(t.execution_history).values(
+                    _move_row(
+                        cur,
+                        to,
+                        reason,
+                        facts.get("message", ""),
+                        actor,
+                        time.time(),
+                        execution_id=ex_id,
+                        stop_mode=guarded.get("stop_mode", r.stop_mode),
+                        superseded_by=guarded.get("superseded_by", r.superseded_by),
+                    )
+                )
+            )
+
+    def execution_history_for(self, ex_id: str) -> list[ExecutionMoveRecord]:
+        """The moves of an execution's status, stop mode and superseded-by, oldest first."""
+        h = t.execution_history
+        q = select(h).where(h.c.execution_id == ex_id).order_by(h.c.id)
+        return [ExecutionMoveRecord.of(r) for r in self._all(q)]
 
     # ---- leases and engines ------------------------------------------------------------------
     def claim(self, ex_id: str, worker: str, ttl: float) -> bool:
@@ -607,15 +728,9 @@ class Store:
 
     def live_engines(self, max_age: float) -> list[Row]:
         """Engines with a recent heartbeat; on this host, only those whose process still runs."""
-        host = socket.gethostname()
-        with self.tx() as c:
-            rows = [
-                _row(r)
-                for r in c.execute(
-                    select(t.engines).where(t.engines.c.heartbeat > time.time() - max_age)
-                )
-            ]
-        return [r for r in rows if r["host"] != host or _pid_running(r["pid"])]
+        return alive(
+            self._all(select(t.engines).where(t.engines.c.heartbeat > time.time() - max_age))
+        )
 
     # ---- attempts --------------------------------------------------------------------------
     def start_attempt(
@@ -630,53 +745,15 @@ class Store:
         deadline: float | None,
         log_path: str | Callable[[int], str],
         actor: str = "engine",
-    ) -> Row:
+    ) -> AttemptRecord:
         """Persist an InProgress attempt before the action runs (its id is deterministic)."""
-        with self.tx() as c:
-            n = (
-                c.execute(
-                    select(func.coalesce(func.max(t.attempts.c.attempt), 0)).where(
-                        and_(
-                            t.attempts.c.execution_id == ex_id,
-                            t.attempts.c.stage == stage,
-                            t.attempts.c.action == action,
-                        )
-                    )
-                ).scalar_one()
-                + 1
-            )
-            att_id = f"{ex_id}/{stage}/{action}/{n}"
-            now = time.time()
-            check_transition(None, ActionStatus.IN_PROGRESS)
-            row = _attempt_row(
-                ex_id,
-                stage,
-                action,
-                n,
-                epoch,
-                type_,
-                now,
-                deadline,
-                worker,
-                log_path(n) if callable(log_path) else log_path,
-            )
-            try:
-                c.execute(insert(t.attempts).values(**row))
-            except IntegrityError:
-                raise Conflict(f"attempt {att_id} already exists") from None
-            c.execute(
-                insert(t.history).values(
-                    attempt_id=att_id,
-                    execution_id=ex_id,
-                    from_status=None,
-                    to_status="InProgress",
-                    reason="Started",
-                    message="",
-                    actor=actor,
-                    at=now,
-                )
-            )
-        return row
+        return self.start_attempts(
+            ex_id,
+            [(stage, action, type_, epoch, deadline)],
+            worker=worker,
+            log_path=lambda _s, _a, n: log_path(n) if callable(log_path) else log_path,
+            actor=actor,
+        )[0]
 
     def start_attempts(
         self,
@@ -686,7 +763,7 @@ class Store:
         worker: str,
         log_path: Callable[[str, str, int], str],
         actor: str = "engine",
-    ) -> list[Row]:
+    ) -> list[AttemptRecord]:
         """`start_attempt` for several actions (stage, action, type, epoch, deadline) at once:
         one short transaction persists every InProgress row and its history before any runs."""
         if not starts:
@@ -728,23 +805,24 @@ class Store:
                     )
                 )
                 history.append(
-                    dict(
-                        attempt_id=att_id,
-                        execution_id=ex_id,
-                        from_status=None,
-                        to_status="InProgress",
-                        reason="Started",
-                        message="",
-                        actor=actor,
-                        at=now,
+                    _history_row(
+                        att_id,
+                        ex_id,
+                        None,
+                        ActionStatus.IN_PROGRESS,
+                        Reason.STARTED,
+                        "",
+                        actor,
+                        now,
                     )
                 )
             try:
                 c.execute(insert(t.attempts), out)
             except IntegrityError:
-                raise Conflict(f"an attempt of execution {ex_id} already exists") from None
+                which = f"attempt {out[0]['id']}" if len(out) == 1 else f"an attempt of {ex_id}"
+                raise Conflict(f"{which} already exists") from None
             c.execute(insert(t.history), history)
-        return out
+        return [AttemptRecord.of(r) for r in out]
 
     def transition_many(
         self, moves: Sequence[tuple[str, ActionStatus, dict[str, Any]]]
@@ -801,30 +879,30 @@ class Store:
             vals.setdefault("message", "")
             actor = vals.pop("actor", "engine")
             vals.update(status=to.value, ended_at=now)
-            res = c.execute(
-                update(t.attempts)
-                .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
-                .values(**vals)
-            )
-            if res.rowcount != 1:
+            if not self._compare_and_set(c, att_id, cur, vals):
                 out.append(None)
                 continue
             history.append(
-                dict(
-                    attempt_id=att_id,
-                    execution_id=r.execution_id,
-                    from_status=cur.value,
-                    to_status=to.value,
-                    reason=vals["reason"],
-                    message=vals["message"],
-                    actor=actor,
-                    at=now,
+                _history_row(
+                    att_id, r.execution_id, cur, to, vals["reason"], vals["message"], actor, now
                 )
             )
             out.append(vals)
         if history:
             c.execute(insert(t.history), history)
         return out
+
+    @staticmethod
+    def _compare_and_set(
+        c: Connection, att_id: str, cur: ActionStatus, values: Mapping[str, Any]
+    ) -> bool:
+        """Write an attempt's move only if it still has the status read; False if it lost."""
+        res = c.execute(
+            update(t.attempts)
+            .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
+            .values(**values)
+        )
+        return res.rowcount == 1
 
     def transition(
         self,
@@ -835,7 +913,7 @@ class Store:
         message: str = "",
         actor: str = "engine",
         **values: Any,
-    ) -> Row:
+    ) -> AttemptRecord:
         """The one guarded move of an action attempt; raises Conflict when it lost a race."""
         with self.tx() as c:
             r = c.execute(select(t.attempts).where(t.attempts.c.id == att_id)).first()
@@ -848,28 +926,16 @@ class Store:
                 raise Conflict(f"{att_id}: {e} (it is already {cur}: {r.reason})") from None
             now = time.time()
             vals = dict(status=to.value, reason=reason, message=message, ended_at=now, **values)
-            res = c.execute(
-                update(t.attempts)
-                .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
-                .values(**vals)
-            )
-            if res.rowcount != 1:
+            if not self._compare_and_set(c, att_id, cur, vals):
                 raise Conflict(f"{att_id}: changed concurrently")
             c.execute(
                 insert(t.history).values(
-                    attempt_id=att_id,
-                    execution_id=r.execution_id,
-                    from_status=cur.value,
-                    to_status=to.value,
-                    reason=reason,
-                    message=message,
-                    actor=actor,
-                    at=now,
+                    _history_row(att_id, r.execution_id, cur, to, reason, message, actor, now)
                 )
             )
             out = _row(r)
             out.update(vals)
-            return out
+            return AttemptRecord.of(out)
 
     def note_attempt(self, att_id: str, **values: Any) -> None:
         """Non-status facts about a running attempt (its process group, its details so far)."""
@@ -897,33 +963,21 @@ class Store:
             .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
         )
 
-    LIGHT = (
-        "id",
-        "execution_id",
-        "stage",
-        "action",
-        "attempt",
-        "epoch",
-        "type",
-        "status",
-        "reason",
-        "message",
-        "started_at",
-        "ended_at",
-        "deadline",
-        "pgid",
-        "worker",
-        "log_path",
-    )
+    LIGHT = LIGHT_ATTEMPT
 
-    def attempts_light(self, ex_id: str) -> list[Row]:
-        """The attempts without their JSON payloads: what planning needs, cheap to load."""
+    def attempts_light(self, ex_id: str) -> list[AttemptRecord]:
+        """The attempts without their JSON payloads (left empty): what planning needs, cheap
+        to load."""
         cols = [t.attempts.c[n] for n in self.LIGHT]
-        return self._all(
-            select(*cols)
-            .where(t.attempts.c.execution_id == ex_id)
-            .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
-        )
+        with self.tx() as c:
+            return [
+                AttemptRecord.of(r)
+                for r in c.execute(
+                    select(*cols)
+                    .where(t.attempts.c.execution_id == ex_id)
+                    .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
+                )
+            ]
 
     def history_count(self, ex_id: str) -> int:
         """How many status moves an execution's attempts made: a cheap version of its state."""
@@ -936,12 +990,12 @@ class Store:
                 ).scalar_one()
             )
 
-    def attempts_by_id(self, ids: Sequence[str]) -> dict[str, Row]:
+    def attempts_by_id(self, ids: Sequence[str]) -> dict[str, AttemptRecord]:
         if not ids:
             return {}
         with self.tx() as c:
             return {
-                r.id: _row(r)
+                r.id: AttemptRecord.of(r)
                 for r in c.execute(select(t.attempts).where(t.attempts.c.id.in_(list(ids))))
             }
 
@@ -972,12 +1026,16 @@ class Store:
             assert key is not None
             return int(key[0])
 
-    def pending_requests(self, ex_id: str) -> list[Row]:
-        return self._all(
-            select(t.requests)
-            .where(and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None)))
-            .order_by(t.requests.c.id)
-        )
+    def pending_requests(self, ex_id: str) -> list[RequestRecord]:
+        """An execution's requests not handled yet, oldest first."""
+        return [
+            RequestRecord.of(r)
+            for r in self._all(
+                select(t.requests)
+                .where(and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None)))
+                .order_by(t.requests.c.id)
+            )
+        ]
 
     def handle_request(self, req_id: int, outcome: str) -> None:
         with self.tx() as c:
@@ -1020,9 +1078,14 @@ class Store:
 
     def disabled_transitions_all(self) -> dict[str, dict[str, str]]:
         """Every pipeline's disabled transitions: pipeline -> stage -> reason (one query)."""
+        with self.tx() as c:
+            return self._disabled(c)
+
+    @staticmethod
+    def _disabled(c: Connection) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
-        for r in self._all(select(t.transitions).where(t.transitions.c.enabled.is_(False))):
-            out.setdefault(r["pipeline"], {})[r["stage"]] = r["reason"] or "disabled"
+        for r in c.execute(select(t.transitions).where(t.transitions.c.enabled.is_(False))):
+            out.setdefault(r.pipeline, {})[r.stage] = r.reason or "disabled"
         return out
 
     def disabled_transitions(self, pipeline: str) -> dict[str, str]:
@@ -1043,12 +1106,12 @@ class Store:
         digest: str | None,
         expires_at: float,
         external_link: str | None = None,
-    ) -> Row:
+    ) -> ApprovalRecord:
         row = dict(
             attempt_id=att_id,
             execution_id=ex_id,
             token=token,
-            status="Pending",
+            status=ApprovalStatus.PENDING.value,
             summary=summary,
             digest=digest,
             expires_at=expires_at,
@@ -1060,26 +1123,38 @@ class Store:
                 select(t.approvals).where(t.approvals.c.attempt_id == att_id)
             ).first()
             if existing:
-                return _row(existing)
+                return ApprovalRecord.of(existing)
             c.execute(insert(t.approvals).values(**row))
-        return row
+        return ApprovalRecord.of(row)
 
     def approvals_for(self, ex_id: str) -> list[Row]:
-        return self._all(
-            select(t.approvals)
-            .where(t.approvals.c.execution_id == ex_id)
-            .order_by(t.approvals.c.created_at)
-        )
+        return [a.as_row() for a in self.approval_records(ex_id)]
+
+    def approval_records(self, ex_id: str) -> list[ApprovalRecord]:
+        """An execution's approvals, oldest first."""
+        with self.tx() as c:
+            return [
+                ApprovalRecord.of(r)
+                for r in c.execute(
+                    select(t.approvals)
+                    .where(t.approvals.c.execution_id == ex_id)
+                    .order_by(t.approvals.c.created_at)
+                )
+            ]
 
     def get_approval(self, att_id: str) -> Row | None:
+        found = self.approval(att_id)
+        return found.as_row() if found else None
+
+    def approval(self, att_id: str) -> ApprovalRecord | None:
         with self.tx() as c:
             r = c.execute(select(t.approvals).where(t.approvals.c.attempt_id == att_id)).first()
-        return _row(r) if r else None
+        return ApprovalRecord.of(r) if r else None
 
     def pending_approvals(self) -> list[Row]:
         return self._all(
             select(t.approvals)
-            .where(t.approvals.c.status == "Pending")
+            .where(t.approvals.c.status == ApprovalStatus.PENDING.value)
             .order_by(t.approvals.c.created_at)
         )
 
@@ -1099,8 +1174,8 @@ class Store:
                 .select_from(a.join(att, att.c.id == a.c.attempt_id))
                 .where(
                     and_(
-                        att.c.status == "InProgress",
-                        or_(a.c.status != "Pending", a.c.expires_at < now),
+                        att.c.status == ActionStatus.IN_PROGRESS.value,
+                        or_(a.c.status != ApprovalStatus.PENDING.value, a.c.expires_at < now),
                     )
                 )
                 .distinct()
@@ -1112,7 +1187,12 @@ class Store:
         with self.tx() as c:
             res = c.execute(
                 update(t.approvals)
-                .where(and_(t.approvals.c.attempt_id == att_id, t.approvals.c.status == "Pending"))
+                .where(
+                    and_(
+                        t.approvals.c.attempt_id == att_id,
+                        t.approvals.c.status == ApprovalStatus.PENDING.value,
+                    )
+                )
                 .values(status=status, decided_by=by, comment=comment, decided_at=time.time())
             )
             r = c.execute(select(t.approvals).where(t.approvals.c.attempt_id == att_id)).first()
@@ -1133,16 +1213,26 @@ class Store:
             c.execute(insert(t.deployments).values(**values))
 
     def deployments(self, environment: str | None = None, limit: int = 100) -> list[Row]:
+        return [d.as_row() for d in self.deployment_records(environment, limit)]
+
+    def deployment_records(
+        self, environment: str | None = None, limit: int = 100
+    ) -> list[DeploymentRecord]:
+        """The newest deployments first (of one environment, or all)."""
         q = select(t.deployments).order_by(t.deployments.c.at.desc(), t.deployments.c.id.desc())
         if environment:
             q = q.where(t.deployments.c.environment == environment)
         with self.tx() as c:
-            return [_row(r) for r in c.execute(q.limit(limit))]
+            return [DeploymentRecord.of(r) for r in c.execute(q.limit(limit))]
 
     def current_deployments(self) -> dict[str, Row]:
-        out: dict[str, Row] = {}
-        for d in reversed(self.deployments(limit=10000)):
-            out[d["environment"]] = d
+        return {k: d.as_row() for k, d in self.current_deployment_records().items()}
+
+    def current_deployment_records(self) -> dict[str, DeploymentRecord]:
+        """What each environment serves: its newest deployment."""
+        out: dict[str, DeploymentRecord] = {}
+        for d in reversed(self.deployment_records(limit=10000)):
+            out[d.environment] = d
         return out
 
     def set_health(self, environment: str, healthy: bool, detail: str) -> bool:
@@ -1175,8 +1265,11 @@ class Store:
             return changed
 
     def health(self) -> dict[str, Row]:
+        return {k: h.as_row() for k, h in self.health_records().items()}
+
+    def health_records(self) -> dict[str, HealthRecord]:
         with self.tx() as c:
-            return {r.environment: _row(r) for r in c.execute(select(t.health))}
+            return {r.environment: HealthRecord.of(r) for r in c.execute(select(t.health))}
 
     # ---- artifacts and audit ---------------------------------------------------------------------
     def record_artifact(self, digest: str, files: int, size: int) -> None:
@@ -1250,8 +1343,8 @@ def _attempt_row(
         attempt=n,
         epoch=epoch,
         type=type_,
-        status="InProgress",
-        reason="Started",
+        status=ActionStatus.IN_PROGRESS.value,
+        reason=Reason.STARTED.value,
         message="",
         started_at=now,
         deadline=deadline,
@@ -1261,4 +1354,39 @@ def _attempt_row(
         reports=[],
         worker=worker,
         log_path=log_path,
+    )
+
+
+def _history_row(
+    att_id: str,
+    ex_id: str,
+    cur: ActionStatus | None,
+    to: ActionStatus,
+    reason: str,
+    message: str,
+    actor: str,
+    now: float,
+) -> dict[str, Any]:
+    """One attempt's move as a `history` row."""
+    return _move_row(cur, to, reason, message, actor, now, attempt_id=att_id, execution_id=ex_id)
+
+
+def _move_row(
+    cur: StrEnum | None,
+    to: StrEnum,
+    reason: str,
+    message: str,
+    actor: str | None,
+    now: float,
+    **ids: Any,
+) -> dict[str, Any]:
+    """A status move as a row of `history` (an attempt's) or `execution_history`."""
+    return dict(
+        ids,
+        from_status=cur.value if cur else None,
+        to_status=to.value,
+        reason=str(reason),
+        message=message,
+        actor=actor,
+        at=now,
     )

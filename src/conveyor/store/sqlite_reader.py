@@ -10,7 +10,6 @@ returns None and the caller uses `Store`, which migrates.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sqlite3
@@ -19,30 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import NotFound, Unavailable
+from conveyor.store.columns import LIGHT_EXECUTION, Row, decode_row
 from conveyor.store.schema_version import head_revision
-
-Row = dict[str, Any]
-
-JSON_COLUMNS = {
-    "pipelines": ("definition",),
-    "executions": ("definition", "variables", "trigger", "revisions", "stage_epochs"),
-    "attempts": ("variables", "artifacts", "details", "reports"),
-}
-BOOL_COLUMNS = {"transitions": ("enabled",)}
-LIGHT_EXECUTION = (
-    "id",
-    "pipeline",
-    "seq",
-    "kind",
-    "status",
-    "message",
-    "waiting",
-    "revisions",
-    "trigger",
-    "actor",
-    "created_at",
-    "ended_at",
-)
 
 
 def open_reader(url: str) -> SqliteReader | None:
@@ -82,17 +59,7 @@ class SqliteReader:
             found = self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as e:
             raise Unavailable(f"database {self.path} failed: {e}") from None
-        out = []
-        for r in found:
-            row = dict(r)
-            for col in JSON_COLUMNS.get(table, ()):
-                if row.get(col) is not None:
-                    row[col] = json.loads(row[col])
-            for col in BOOL_COLUMNS.get(table, ()):
-                if row.get(col) is not None:
-                    row[col] = bool(row[col])
-            out.append(row)
-        return out
+        return [decode_row(table, r) for r in found]
 
     # ---- pipelines ---------------------------------------------------------------------------
     def pipeline_names(self) -> list[str]:
@@ -152,11 +119,11 @@ class SqliteReader:
 
     def live_engines(self, max_age: float) -> list[Row]:
         """Engines with a recent heartbeat; on this host, only those whose process still runs."""
-        host = socket.gethostname()
-        rows = self._rows(
-            "engines", "SELECT * FROM engines WHERE heartbeat > ?", (time.time() - max_age,)
+        return alive(
+            self._rows(
+                "engines", "SELECT * FROM engines WHERE heartbeat > ?", (time.time() - max_age,)
+            )
         )
-        return [r for r in rows if r["host"] != host or pid_running(r["pid"])]
 
     # ---- attempts, transitions, approvals ----------------------------------------------------
     def attempts_for(self, ex_id: str) -> list[Row]:
@@ -177,6 +144,13 @@ class SqliteReader:
             "SELECT * FROM approvals WHERE execution_id = ? ORDER BY created_at",
             (ex_id,),
         )
+
+
+def alive(engines: list[Row]) -> list[Row]:
+    """The engines (rows with a recent heartbeat) not known dead: on this host, only those
+    whose process still runs."""
+    host = socket.gethostname()
+    return [r for r in engines if r["host"] != host or pid_running(r["pid"])]
 
 
 def pid_running(pid: int) -> bool:

@@ -18,6 +18,33 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def _serial() -> Column[int]:
+    """An autoincrementing integer primary key `id`."""
+    return Column("id", Integer, primary_key=True, autoincrement=True)
+
+
+def _at(name: str = "at") -> Column[float]:
+    """A required timestamp (seconds since the epoch)."""
+    return Column(name, Float, nullable=False)
+
+
+def _actor() -> Column[str]:
+    return Column("actor", String(200))
+
+
+def _move() -> list[Column[object]]:
+    """A status move's columns, shared by the attempts' and the executions' history."""
+    return [
+        Column("from_status", String(20)),
+        Column("to_status", String(20), nullable=False),
+        Column("reason", String(40), default=""),
+        Column("message", Text, default=""),
+        _actor(),  # type: ignore[list-item]  # Column is invariant in its type
+        _at(),  # type: ignore[list-item]  # as above
+    ]
+
+
 pipelines = Table(
     "pipelines",
     metadata,
@@ -35,6 +62,7 @@ executions = Table(
     Column("seq", Integer, nullable=False),  # order within the pipeline
     Column("kind", String(20), nullable=False, default="standard"),  # standard | rollback
     Column("status", String(20), nullable=False),  # derived from the actions, cached for queries
+    Column("reason", String(40), default=""),  # why status/stop mode/superseded-by last moved
     Column("message", Text, default=""),
     Column("waiting", Text),  # why it waits (a disabled transition, a busy stage)
     Column("definition", JSON, nullable=False),  # snapshot of the pipeline file at start
@@ -45,7 +73,7 @@ executions = Table(
     Column("stop_mode", String(20)),  # None | finish | abandon
     Column("superseded_by", String(64)),
     Column("actor", String(100)),
-    Column("created_at", Float, nullable=False),
+    _at("created_at"),
     Column("ended_at", Float),
     Column("lease_owner", String(200)),
     Column("lease_expires", Float),
@@ -97,27 +125,35 @@ Index("ix_attempts_status", attempts.c.status)
 history = Table(
     "history",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _serial(),
     Column("attempt_id", String(300), nullable=False),
     Column("execution_id", String(64), nullable=False),
-    Column("from_status", String(20)),
-    Column("to_status", String(20), nullable=False),
-    Column("reason", String(40), default=""),
-    Column("message", Text, default=""),
-    Column("actor", String(200)),
-    Column("at", Float, nullable=False),
+    *_move(),
 )
 Index("ix_history_execution", history.c.execution_id)
+
+# every change of an execution's status, stop mode or superseded-by, with its reason
+# (migration 0005; the attempts' moves are in `history`)
+execution_history = Table(
+    "execution_history",
+    metadata,
+    _serial(),
+    Column("execution_id", String(64), nullable=False),
+    Column("stop_mode", String(20)),
+    Column("superseded_by", String(64)),
+    *_move(),
+    Index("ix_execution_history_execution", "execution_id"),
+)
 
 requests = Table(
     "requests",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _serial(),
     Column("execution_id", String(64), nullable=False),
     Column("kind", String(20), nullable=False),  # stop | abandon | retry | approve | reject
     Column("payload", JSON, nullable=False, default=dict),
-    Column("actor", String(200)),
-    Column("created_at", Float, nullable=False),
+    _actor(),
+    _at("created_at"),
     Column("handled_at", Float),
     Column("outcome", Text),
 )
@@ -130,8 +166,8 @@ transitions = Table(
     Column("stage", String(100), primary_key=True),
     Column("enabled", Boolean, nullable=False),
     Column("reason", Text, default=""),
-    Column("actor", String(200)),
-    Column("at", Float, nullable=False),
+    _actor(),
+    _at(),
 )
 
 artifacts = Table(
@@ -140,7 +176,7 @@ artifacts = Table(
     Column("digest", String(80), primary_key=True),
     Column("files", Integer, nullable=False),
     Column("size", Integer, nullable=False),
-    Column("created_at", Float, nullable=False),
+    _at("created_at"),
 )
 
 approvals = Table(
@@ -159,14 +195,14 @@ approvals = Table(
     Column("decided_by", String(200)),
     Column("comment", Text),
     Column("decided_at", Float),
-    Column("created_at", Float, nullable=False),
+    _at("created_at"),
 )
 Index("ix_approvals_execution", approvals.c.execution_id)
 
 deployments = Table(
     "deployments",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _serial(),
     Column("environment", String(100), nullable=False),
     Column("pipeline", String(100), nullable=False),
     Column("execution_id", String(64)),
@@ -175,9 +211,9 @@ deployments = Table(
     Column("digest", String(100)),
     Column("commit", String(64)),
     Column("url", Text),
-    Column("actor", String(200)),
+    _actor(),
     Column("details", JSON, nullable=False, default=dict),
-    Column("at", Float, nullable=False),
+    _at(),
 )
 Index("ix_deployments_env", deployments.c.environment, deployments.c.at)
 
@@ -208,7 +244,7 @@ users = Table(
     Column("role", String(20), nullable=False),  # viewer | operator | approver | admin
     Column("token_hash", String(128), nullable=False, unique=True),
     Column("email", String(200)),
-    Column("created_at", Float, nullable=False),
+    _at("created_at"),
     Column("disabled", Boolean, nullable=False, default=False),
 )
 
@@ -218,7 +254,7 @@ sessions = Table(
     metadata,
     Column("id", String(64), primary_key=True),  # SHA-256 of the cookie's session id
     Column("user_name", String(100), nullable=False),
-    Column("created_at", Float, nullable=False),
+    _at("created_at"),
     Column("expires_at", Float, nullable=False),
     Index("ix_sessions_user", "user_name"),
 )
@@ -226,10 +262,10 @@ sessions = Table(
 audit = Table(
     "audit",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _serial(),
     Column("actor", String(200), nullable=False),
     Column("action", String(100), nullable=False),
     Column("target", Text),
     Column("detail", JSON, nullable=False, default=dict),
-    Column("at", Float, nullable=False),
+    _at(),
 )

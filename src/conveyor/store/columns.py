@@ -1,0 +1,76 @@
+"""Which columns the store's reads return and how a raw row decodes: shared by `Store` and
+the standard-library `SqliteReader` (so no SQLAlchemy here: the reader must stay light)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+Row = dict[str, Any]
+
+# an execution without its definition (the largest column) and leases: the lists' columns
+LIGHT_EXECUTION = (
+    "id",
+    "pipeline",
+    "seq",
+    "kind",
+    "status",
+    "reason",
+    "message",
+    "waiting",
+    "revisions",
+    "trigger",
+    "actor",
+    "created_at",
+    "ended_at",
+)
+
+# an attempt without its JSON payloads: what planning needs, cheap to load
+LIGHT_ATTEMPT = (
+    "id",
+    "execution_id",
+    "stage",
+    "action",
+    "attempt",
+    "epoch",
+    "type",
+    "status",
+    "reason",
+    "message",
+    "started_at",
+    "ended_at",
+    "deadline",
+    "pgid",
+    "worker",
+    "log_path",
+)
+
+# the columns a raw SQLite row holds as JSON text or 0/1 (a test holds these to tables.py)
+JSON_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "pipelines": ("definition",),
+    "executions": ("definition", "variables", "trigger", "revisions", "stage_epochs"),
+    "source_revisions": ("revision",),
+    "attempts": ("variables", "artifacts", "details", "reports"),
+    "execution_history": (),
+    "requests": ("payload",),
+    "deployments": ("details",),
+    "audit": ("detail",),
+}
+BOOL_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "transitions": ("enabled",),
+    "health": ("healthy",),
+    "users": ("disabled",),
+}
+
+
+def decode_row(table: str, raw: Mapping[str, Any]) -> Row:
+    """A raw row of `table` as `Store` returns it: JSON columns decoded, booleans as bool."""
+    row = dict(raw)
+    for col in JSON_COLUMNS.get(table, ()):
+        if isinstance(row.get(col), str):
+            row[col] = json.loads(row[col])
+    for col in BOOL_COLUMNS.get(table, ()):
+        if row.get(col) is not None:
+            row[col] = bool(row[col])
+    return row
