@@ -38,10 +38,10 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from conveyor.errors import AuthError, ConfigError, Conflict, Forbidden, NotFound
+from conveyor.service.users import ROLES
 from conveyor.store import tables as t
 from conveyor.store.db import Store
 
-ROLES = ("viewer", "operator", "approver", "admin")
 SESSION_SECONDS = 12 * 3600
 TOKEN_PREFIX = "cvy_"
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from conveyor.actions.registry import ActionRegistry
-from conveyor.engine.engine import Engine
-from conveyor.engine.services import Services
 from conveyor.server.auth import Signer, Users
-from conveyor.server.views import PipelineCache
+from conveyor.service import commands
+from conveyor.service.queries import PipelineCache
 from conveyor.settings import Settings
-from conveyor.store.artifacts import ArtifactStore
-from conveyor.store.db import Store
+
+if TYPE_CHECKING:  # types only: the server reaches the engine and store through the service
+    from conveyor.engine.engine import Engine
+    from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.db import Store
 
 
 @dataclass
@@ -37,14 +39,7 @@ class Context:
             return self.engine
         with self._lock:
             if self._starter is None:
-                self._starter = Engine(
-                    self.store,
-                    self.settings,
-                    ActionRegistry({}),
-                    Services(settings=self.settings),
-                    artifacts=self.artifacts,
-                    max_workers=1,
-                )
+                self._starter = commands.starting_engine(self.store, self.settings, self.artifacts)
             return self._starter
 
     def wake(self) -> None:

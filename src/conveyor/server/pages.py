@@ -19,11 +19,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from conveyor.errors import AuthError, Forbidden, NotFound
-from conveyor.server import api, views
-from conveyor.server import approvals as ap
+from conveyor.server.api import MAX_INT, SESSION_COOKIE
 from conveyor.server.auth import SESSION_SECONDS, Session, User, require
 from conveyor.server.context import Context, ctx_of
 from conveyor.server.headers import http_link, local_path
+from conveyor.service import commands, queries
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF = "conveyor_login_csrf"
@@ -90,7 +90,7 @@ templates.env.filters.update(
 # ---- sessions -----------------------------------------------------------------------------------
 def _session(request: Request) -> tuple[User, Session]:
     ctx = ctx_of(request)
-    s = ctx.signer.read_session(request.cookies.get(api.SESSION_COOKIE))
+    s = ctx.signer.read_session(request.cookies.get(SESSION_COOKIE))
     if s is not None:
         user = ctx.users.session_user(s)
         if user is not None:
@@ -181,10 +181,10 @@ def login(
     user, token_hash = found
     cookie, session = ctx.signer.session_cookie(user, token_hash)
     ctx.users.open_session(session)
-    ctx.store.audit(user.name, "session.start", None, {"via": "dashboard"})
+    commands.record(ctx.store, user.name, "session.start", None, {"via": "dashboard"})
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(
-        api.SESSION_COOKIE,
+        SESSION_COOKIE,
         cookie,
         httponly=True,
         samesite="lax",
@@ -200,9 +200,9 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
     user, s = _session(request)
     _check_csrf(request, s, csrf)
     ctx_of(request).users.close_session(s)
-    ctx_of(request).store.audit(user.name, "session.end", None, {"via": "dashboard"})
+    commands.record(ctx_of(request).store, user.name, "session.end", None, {"via": "dashboard"})
     resp = RedirectResponse("/login", status_code=303)
-    resp.delete_cookie(api.SESSION_COOKIE, path="/")
+    resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
 
 
@@ -211,20 +211,20 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 def home(request: Request) -> Response:
     _session(request)
     ctx = ctx_of(request)
-    pipelines = [views.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]
+    pipelines = [queries.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]
     return render(
         request,
         "home.html",
         title="Pipelines",
         pipelines=pipelines,
-        approvals=ap.pending_list(ctx.store),
+        approvals=queries.pending_list(ctx.store),
         nav="pipelines",
     )
 
 
 def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, Any]:
     row = ctx.store.get_pipeline(name)
-    detail = views.pipeline_detail(ctx.store, ctx.cache, row)
+    detail = queries.pipeline_detail(ctx.store, ctx.cache, row)
     ex = None
     if execution:
         ex = ctx.store.get_execution(execution)
@@ -235,7 +235,7 @@ def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, 
     else:
         latest = ctx.store.list_executions(name, limit=1)
         ex = latest[0] if latest else None
-    current = views.execution_detail(ctx.store, ctx.cache, ex) if ex else None
+    current = queries.execution_detail(ctx.store, ctx.cache, ex) if ex else None
     approval = None
     if ex is not None:
         rows = ctx.store.approvals_for(ex["id"])
@@ -259,7 +259,7 @@ def pipeline_page(request: Request, name: str, execution: str | None = None) -> 
     ctx = ctx_of(request)
     data = _pipeline_data(ctx, name, execution)
     recent = [
-        views.execution_summary(e) for e in ctx.store.list_executions(name, limit=25, light=True)
+        queries.execution_summary(e) for e in ctx.store.list_executions(name, limit=25, light=True)
     ]
     return render(request, "pipeline.html", title=name, recent=recent, nav="pipelines", **data)
 
@@ -289,7 +289,11 @@ def transition_form(
         return _back(
             _safe_next(back or f"/pipelines/{name}"), "Give a reason to disable a transition."
         )
-    api.set_transition(ctx_of(request), name, stage, action == "enable", reason.strip(), user)
+    ctx = ctx_of(request)
+    commands.set_transition(
+        ctx.store, ctx.cache, name, stage, action == "enable", reason.strip(), user.name
+    )
+    ctx.wake()
     verb = "enabled" if action == "enable" else "disabled"
     return _back(_safe_next(back or f"/pipelines/{name}"), f"Transition into {stage} {verb}.")
 
@@ -300,11 +304,14 @@ def start_form(request: Request, name: str, csrf: str = Form("")) -> Response:
     _check_csrf(request, s, csrf)
     require(user, "operator", "starting a pipeline")
     ctx = ctx_of(request)
-    ex_id = ctx.starter().start(
-        name, trigger={"type": "StartPipelineExecution", "by": user.name}, actor=user.name
+    ex_id = commands.start_execution(
+        ctx.starter(),
+        name,
+        variables={},
+        trigger={"type": "StartPipelineExecution", "by": user.name},
+        actor=user.name,
+        audit={"pipeline": name, "via": "dashboard"},
     )
-    ctx.store.audit(user.name, "execution.start", ex_id, {"pipeline": name, "via": "dashboard"})
-    ctx.wake()
     return _back(f"/pipelines/{name}?execution={ex_id}", f"Started execution {ex_id}.")
 
 
@@ -322,7 +329,8 @@ def request_form(
     payload: dict[str, Any] = (
         {"reason": "from the dashboard"} if kind != "retry" else {"failed_only": False}
     )
-    api.request_change(ctx, ex["id"], kind, payload, user)
+    commands.request_change(ctx.store, ex["id"], kind, payload, user.name)
+    ctx.wake()
     return _back(
         f"/pipelines/{ex['pipeline']}?execution={ex['id']}",
         f"Requested {kind} of execution {ex['id']}.",
@@ -336,10 +344,10 @@ def executions_page(
 ) -> Response:
     _session(request)
     ctx = ctx_of(request)
-    if status and status not in views.STATUSES:
+    if status and status not in queries.STATUSES:
         status = ""
     per = 50
-    page = max(1, min(page, api.MAX_INT // per))
+    page = max(1, min(page, MAX_INT // per))
     rows = ctx.store.list_executions(
         pipeline or None, status or None, limit=per, offset=(page - 1) * per, light=True
     )
@@ -349,13 +357,13 @@ def executions_page(
         "executions.html",
         title="Execution history",
         nav="executions",
-        items=[views.execution_summary(r) for r in rows],
+        items=[queries.execution_summary(r) for r in rows],
         total=total,
         page=page,
         per=per,
         status=status,
         pipeline=pipeline,
-        statuses=views.STATUSES,
+        statuses=queries.STATUSES,
         pipelines=ctx.store.pipeline_names(),
     )
 
@@ -373,12 +381,12 @@ def log_page(
     ex_id: str,
     stage: str,
     action: str,
-    attempt: Annotated[int | None, Query(ge=1, le=api.MAX_INT)] = None,
+    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> Response:
     _session(request)
     ctx = ctx_of(request)
     ex = ctx.store.get_execution(ex_id)
-    row = views.attempt_row(ctx.store, ex["id"], stage, action, attempt)
+    row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
     path = Path(row["log_path"]) if row["log_path"] else None
     text = path.read_text(encoding="utf-8", errors="replace") if path and path.exists() else ""
     base = f"/api/v1/executions/{ex['id']}/actions/{stage}/{action}"
@@ -386,7 +394,7 @@ def log_page(
         request,
         "log.html",
         title=f"Log of {stage}/{action}",
-        ex=views.execution_summary(ex),
+        ex=queries.execution_summary(ex),
         attempt=row,
         text=text,
         stream_url=f"{base}/log/stream?attempt={row['attempt']}",
@@ -400,9 +408,9 @@ def log_page(
 def environments_page(request: Request) -> Response:
     _session(request)
     ctx = ctx_of(request)
-    envs = views.environments(ctx.store)
+    envs = queries.environments(ctx.store)
     history = {
-        e["name"]: [views.deployment_view(d) for d in ctx.store.deployments(e["name"], limit=10)]
+        e["name"]: [queries.deployment_view(d) for d in ctx.store.deployments(e["name"], limit=10)]
         for e in envs
     }
     return render(
@@ -435,7 +443,7 @@ def approvals_page(request: Request) -> Response:
         request,
         "approvals.html",
         title="Approvals",
-        items=ap.pending_list(ctx_of(request).store),
+        items=queries.pending_list(ctx_of(request).store),
         nav="approvals",
     )
 
@@ -444,9 +452,9 @@ def approvals_page(request: Request) -> Response:
 def approval_page(request: Request, ex_id: str) -> Response:
     user, _ = _session(request)
     ctx = ctx_of(request)
-    evidence = api.approval_evidence(ctx, ex_id)
+    evidence = queries.approval_evidence(ctx.store, ctx.artifacts, ctx.settings, ctx.cache, ex_id)
     ex = ctx.store.get_execution(ex_id)
-    author = ap.is_author(user, ex)
+    author = queries.is_author(user.name, user.email, ex)
     can_decide = user.can("approver") and evidence["approval"]["status"] == "Pending"
     can_approve = can_decide and not (author and not evidence["self_approval"])
     superseded_by = ex["superseded_by"]
@@ -478,7 +486,7 @@ def approval_decide(
     if decision not in ("approve", "reject"):
         raise NotFound(f"unknown decision '{decision}' (approve or reject)")
     ctx = ctx_of(request)
-    row = ap.decide_as(
+    row = commands.decide_approval(
         ctx.store,
         ctx.cache,
         ex_id,

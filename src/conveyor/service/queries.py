@@ -1,23 +1,60 @@
-"""Read models the API and the pages share: pipelines, executions with their stages and
-actions, environments. Plain JSON-able dicts built from store rows; statuses are derived
-with the model's pure functions, never invented here."""
+"""The queries, once: the read models the CLI, the API and the pages share (pipelines,
+executions with their stages and actions, approvals, environments), and `pipeline_of` /
+`state_of`, which turn stored rows into the model. Plain JSON-able dicts built from store
+rows; statuses are derived with the model's pure functions, never invented here.
+
+It stays light: `conveyor status EXECUTION` reads through it on the stdlib SQLite reader,
+so nothing here imports the engine or SQLAlchemy at run time."""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFound
 from conveyor.model import planner as pl
+from conveyor.model.status import ActionStatus
 
 if TYPE_CHECKING:  # the CLI reads these views: it must not pay for the engine and SQLAlchemy
     from conveyor.model.pipeline import Pipeline
+    from conveyor.settings import Settings
+    from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.db import Row, Store
+    from conveyor.store.sqlite_reader import SqliteReader
+
+    Reads = Store | SqliteReader
 
 TERMINAL = ("Succeeded", "Failed", "Stopped", "Superseded", "Cancelled")
 STATUSES = ("InProgress", "Stopping", "Stopped", "Succeeded", "Superseded", "Failed", "Cancelled")
+
+
+def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") -> Pipeline:
+    """A stored pipeline definition (a dict) as the model."""
+    from conveyor.spec.pipeline_file import parse
+    from conveyor.spec.yamlfile import Lines
+
+    return parse(dict(definition), Lines(name))
+
+
+def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
+    """An execution row and its attempt rows as the planner's state."""
+    return pl.ExecutionState(
+        attempts=tuple(
+            pl.AttemptView(
+                a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
+            )
+            for a in attempts
+        ),
+        stage_epochs={
+            k: pl.StageEpoch(v["epoch"], v["failed_only"])
+            for k, v in (ex["stage_epochs"] or {}).items()
+        },
+        stop_requested=bool(ex["stop_mode"]),
+        superseded=bool(ex["superseded_by"]),
+    )
 
 
 class PipelineCache:
@@ -31,8 +68,6 @@ class PipelineCache:
     def get(self, key: str, definition: Mapping[str, Any], name: str) -> Pipeline:
         p = self._items.get(key)
         if p is None:
-            from conveyor.engine.engine import pipeline_of
-
             p = pipeline_of(definition, name)
             self._items[key] = p
             if len(self._items) > self.size:
@@ -136,7 +171,7 @@ def _action_view(
 
 
 def execution_detail(
-    store: Store,
+    store: Reads,
     cache: PipelineCache,
     ex: Row,
     attempts: list[Row] | None = None,
@@ -146,8 +181,6 @@ def execution_detail(
     """An execution with its stages (derived status, inbound transition) and actions: what the
     API returns and what `conveyor run/status --json` print. `full_reports` keeps each report's
     failed cases (the API serves them on the reports route instead)."""
-    from conveyor.engine.engine import state_of
-
     pipeline = cache.of_execution(ex)
     attempts = store.attempts_for(ex["id"]) if attempts is None else attempts
     state = state_of(ex, attempts)
@@ -218,7 +251,7 @@ def transition_view(row: Row | None) -> dict[str, Any]:
     }
 
 
-def pipeline_summary(store: Store, row: Row) -> dict[str, Any]:
+def pipeline_summary(store: Reads, row: Row) -> dict[str, Any]:
     latest = store.list_executions(row["name"], limit=1, light=True)
     return {
         "name": row["name"],
@@ -229,7 +262,7 @@ def pipeline_summary(store: Store, row: Row) -> dict[str, Any]:
     }
 
 
-def pipeline_detail(store: Store, cache: PipelineCache, row: Row) -> dict[str, Any]:
+def pipeline_detail(store: Reads, cache: PipelineCache, row: Row) -> dict[str, Any]:
     p = cache.of_pipeline(row)
     transitions = {r["stage"]: r for r in store.transitions_for(row["name"])}
     out = pipeline_summary(store, row)
@@ -274,7 +307,7 @@ def pipeline_detail(store: Store, cache: PipelineCache, row: Row) -> dict[str, A
     return out
 
 
-def attempt_row(store: Store, ex_id: str, stage: str, action: str, attempt: int | None) -> Row:
+def attempt_row(store: Reads, ex_id: str, stage: str, action: str, attempt: int | None) -> Row:
     """One attempt of an action (the latest when `attempt` is None)."""
     rows = [a for a in store.attempts_for(ex_id) if a["stage"] == stage and a["action"] == action]
     if not rows:
@@ -332,4 +365,161 @@ def environments(store: Store) -> list[dict[str, Any]]:
                 else None,
             }
         )
+    return out
+
+
+# ---- approvals ---------------------------------------------------------------------------------
+def latest_approval(store: Reads, ex_id: str) -> Row:
+    """The execution's pending approval, else its most recent one."""
+    rows = store.approvals_for(ex_id)
+    if not rows:
+        raise NotFound(f"execution {ex_id} has no approval (it has not reached an approval action)")
+    pending = [a for a in rows if a["status"] == "Pending"]
+    return pending[-1] if pending else rows[-1]
+
+
+def approval_config(pipeline: Pipeline, attempt_id: str) -> dict[str, Any]:
+    """The approval action's config in the pipeline definition (variables unresolved)."""
+    parts = attempt_id.split("/")
+    try:
+        return dict(pipeline.stage(parts[1]).action(parts[2]).config)
+    except (KeyError, IndexError):
+        return {}
+
+
+def authors(ex: Row) -> set[str]:
+    """Who wrote the change: the sources' author emails and the user who started it."""
+    out = {
+        str(r["AuthorEmail"]).lower()
+        for r in (ex["revisions"] or {}).values()
+        if isinstance(r, dict) and r.get("AuthorEmail")
+    }
+    if ex["actor"]:
+        out.add(str(ex["actor"]).lower())
+    return out
+
+
+def is_author(name: str, email: str | None, ex: Row) -> bool:
+    """Whether the user `name` (with `email`) wrote the change of execution `ex`."""
+    who = authors(ex)
+    return name.lower() in who or bool(email and email.lower() in who)
+
+
+def pending_list(store: Store) -> list[dict[str, Any]]:
+    """The approvals waiting for a decision, with their execution's pipeline and number."""
+    out = []
+    for a in store.pending_approvals():
+        parts = a["attempt_id"].split("/")
+        try:
+            ex = store.get_execution(a["execution_id"])
+        except NotFound:
+            continue
+        out.append(
+            {
+                "execution_id": a["execution_id"],
+                "pipeline": ex["pipeline"],
+                "seq": ex["seq"],
+                "stage": parts[1] if len(parts) > 1 else "",
+                "action": parts[2] if len(parts) > 2 else "",
+                "status": a["status"],
+                "summary": a["summary"],
+                "digest": a["digest"],
+                "created_at": a["created_at"],
+                "expires_at": a["expires_at"],
+            }
+        )
+    return out
+
+
+# ---- what the CLI shows ------------------------------------------------------------------------
+def describe(store: Reads, cache: PipelineCache, ex_id: str) -> dict[str, Any]:
+    """An execution as `conveyor run/status` show it: the API's detail with every report's
+    failed cases, and `waiting` as what it waits for (see `waiting_for`)."""
+    desc = execution_detail(store, cache, store.get_execution(ex_id), full_reports=True)
+    desc["waiting"] = waiting_for(store, desc)
+    return desc
+
+
+def waiting_for(store: Reads, desc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the execution waits for: a pending approval `{type: approval, stage, action,
+    digest, expires}`, or why nothing can start `{type: blocked, message}` (a disabled
+    transition, a busy stage); None when it waits for nothing."""
+    for a in store.approvals_for(desc["id"]):
+        if a["status"] == "Pending":
+            _, stage, action, _ = a["attempt_id"].split("/")
+            return {
+                "type": "approval",
+                "stage": stage,
+                "action": action,
+                "digest": a["digest"],
+                "expires": _iso(a["expires_at"]),
+            }
+    if desc["waiting"]:
+        return {"type": "blocked", "message": desc["waiting"]}
+    return None
+
+
+def _iso(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
+def latest_per_pipeline(store: Reads) -> list[dict[str, Any]]:
+    """Each pipeline's name and its latest execution (light row), or None."""
+    latest = []
+    for p in store.list_pipelines():
+        rows = store.list_executions(pipeline=p["name"], limit=1, light=True)
+        latest.append({"pipeline": p["name"], "latest": rows[0] if rows else None})
+    return latest
+
+
+def rollback_of(store: Reads, ex_id: str) -> dict[str, Any] | None:
+    """The rollback execution started because `ex_id` failed, if any."""
+    for r in store.list_executions(limit=10, light=True):
+        if r["kind"] == "rollback" and (r["trigger"] or {}).get("of") == ex_id:
+            return dict(r)
+    return None
+
+
+def one_pipeline(store: Reads, pipeline: str | None) -> str:
+    """The pipeline named, else the only one (a usage error when there are several)."""
+    from conveyor.errors import ConfigError
+
+    if pipeline:
+        store.get_pipeline(pipeline)
+        return pipeline
+    names = store.pipeline_names()
+    if len(names) != 1:
+        raise ConfigError(
+            f"say which pipeline with --pipeline (known: {', '.join(names) or 'none'})"
+        )
+    return str(names[0])
+
+
+def follow_log(path: Path, done: Callable[[], bool]) -> Iterator[str]:
+    """A log file's text as it grows, until `done()` and the file is read to its end."""
+    from conveyor.engine.logs import follow
+
+    return follow(path, done)
+
+
+def approval_evidence(
+    store: Store,
+    artifacts: ArtifactStore,
+    settings: Settings,
+    cache: PipelineCache,
+    ex_id: str,
+) -> dict[str, Any]:
+    """An execution's approval with its evidence (tests, failures, screenshots, digest,
+    commits), its execution's summary and whether its author may approve it."""
+    from conveyor.service import evidence
+
+    ex = store.get_execution(ex_id)
+    row = latest_approval(store, ex["id"])
+    pipeline = cache.of_execution(ex)
+    out = evidence.gather(store, artifacts, settings, pipeline, ex, row)
+    out["execution"] = execution_summary(ex)
+    cfg = approval_config(pipeline, row["attempt_id"])
+    out["self_approval"] = bool(cfg.get("selfApproval", True))
     return out
