@@ -32,11 +32,99 @@ STATUSES = ("InProgress", "Stopping", "Stopped", "Succeeded", "Superseded", "Fai
 
 
 def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") -> Pipeline:
-    """A stored pipeline definition (a dict) as the model."""
-    from conveyor.spec.pipeline_file import parse
-    from conveyor.spec.yamlfile import Lines
+    """A stored pipeline definition (a file that passed validation, as data) as the model.
 
-    return parse(dict(definition), Lines(name))
+    Built directly, without the file parser's pydantic models (`conveyor status` pays for
+    none of them); a definition this cannot read goes through the file parser, which says
+    what is wrong. tests/unit/test_stored_pipeline.py holds the two to the same model."""
+    try:
+        return _stored(definition)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        from conveyor.spec.pipeline_file import parse
+        from conveyor.spec.yamlfile import Lines
+
+        return parse(dict(definition), Lines(name))
+
+
+def _stored(d: Mapping[str, Any]) -> Pipeline:
+    from conveyor.model import pipeline as m
+    from conveyor.model.duration import parse_duration
+
+    def gf(x: Mapping[str, Any] | None) -> m.GitFilter:
+        if x is None:
+            return m.GitFilter()
+        return m.GitFilter(tuple(x.get("includes", ())), tuple(x.get("excludes", ())))
+
+    stages = []
+    for si, s in enumerate(d["stages"]):
+        actions = tuple(
+            m.Action(
+                name=str(a["name"]),
+                type=str(a["type"]),
+                run_order=int(a.get("runOrder", 1)),
+                inputs=tuple(a.get("inputs", ())),
+                outputs=tuple(a.get("outputs", ())),
+                namespace=a.get("namespace"),
+                timeout_seconds=parse_duration(a.get("timeout")),
+                config=dict(a.get("config", {})),
+                environment=a.get("environment"),
+                region=a.get("region"),
+                path=("stages", si, "actions", ai),
+            )
+            for ai, a in enumerate(s["actions"])
+        )
+        f = s.get("onFailure")
+        on_failure = None
+        if f is not None:
+            retry = f.get("retryConfiguration")
+            on_failure = m.OnFailure(
+                result=f.get("result", "FAIL"),
+                retry_mode=retry.get("retryMode", "FAILED_ACTIONS") if retry else "FAILED_ACTIONS",
+            )
+        stages.append(m.Stage(str(s["name"]), actions, on_failure, path=("stages", si)))
+    envs = {
+        n: m.Environment(
+            name=n,
+            registry=e.get("registry", ""),
+            repository=e.get("repository", ""),
+            driver=e.get("driver", "podman"),
+            port=None if e.get("port") is None else int(e["port"]),
+            url=e.get("url"),
+            namespace=e.get("namespace"),
+            context=e.get("context"),
+            cluster=e.get("cluster"),
+            settings=dict(e.get("settings", {})),
+            path=("environments", n),
+        )
+        for n, e in d.get("environments", {}).items()
+    }
+    return m.Pipeline(
+        name=str(d["name"]),
+        stages=tuple(stages),
+        execution_mode=m.ExecutionMode(d.get("executionMode", "SUPERSEDED")),
+        variables=tuple(
+            m.Variable(
+                v["name"],
+                v.get("defaultValue", v.get("default")),
+                v.get("description", ""),
+                path=("variables", i),
+                allowed_pattern=v.get("allowedPattern"),
+            )
+            for i, v in enumerate(d.get("variables", ()))
+        ),
+        triggers=tuple(
+            m.Trigger(
+                t["source"],
+                gf(t.get("branches")),
+                gf(t.get("tags")),
+                gf(t.get("filePaths")),
+                path=("triggers", i),
+            )
+            for i, t in enumerate(d.get("triggers", ()))
+        ),
+        environments=envs,
+        settings=dict(d.get("settings", {})),
+    )
 
 
 def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
