@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import click
@@ -472,6 +473,8 @@ class LiveView:
 )
 def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> None:
     """Start an execution of the pipeline in FILE and follow it to its end."""
+    if detach and _run_detached_light(file, variables, as_json):
+        return
     app = _app()
     pipeline, doc = load_file(file, app.registry)
     app.store.save_pipeline(pipeline.name, doc, str(Path(file).resolve()))
@@ -488,6 +491,35 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
         emit_json({"executionId": ex_id}) if as_json else click.echo(ex_id)
         return
     sys.exit(follow(app, ex_id, as_json=as_json))
+
+
+def _run_detached_light(file: str, variables: tuple[str, ...], as_json: bool) -> bool:
+    """`run --detach` on a SQLite state dir at the current schema: the file checked as
+    always, the rows written through the stdlib writer (no SQLAlchemy, no engine import);
+    False when the state dir needs the full path (a new or older database, PostgreSQL)."""
+    from conveyor.service.commands import start_detached
+    from conveyor.settings import Settings
+
+    settings = Settings.from_env()
+    pipeline, doc = load_file(file)
+    started = start_detached(
+        settings,
+        pipeline,
+        doc,
+        str(Path(file).resolve()),
+        variables=parse_pairs(variables, "--var"),
+        actor=_user(),
+        trigger={"type": "StartPipelineExecution", "by": _user(), "file": str(file)},
+    )
+    if started is None:
+        return False
+    ex_id, writer = started
+    try:
+        background_engine(SimpleNamespace(settings=settings, store=writer))
+    finally:
+        writer.close()
+    emit_json({"executionId": ex_id}) if as_json else click.echo(ex_id)
+    return True
 
 
 @cli.command()

@@ -286,29 +286,11 @@ class Engine:
     ) -> str:
         row = self.store.get_pipeline(pipeline_name)
         pipeline = pipeline_of(row["definition"], pipeline_name)
-        given = dict(variables or {})
-        known = {v.name for v in pipeline.variables}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise ConfigError(
-                f"pipeline '{pipeline_name}' has no variable(s) {', '.join(unknown)}"
-                f" (declared: {', '.join(sorted(known)) or 'none'})"
-            )
-        from conveyor.model import variables as variables_
+        from conveyor.model.variables import start_values
 
-        resolved: dict[str, str] = {}
-        for v in pipeline.variables:
-            if v.name in given:
-                resolved[v.name] = str(given[v.name])
-                refused = variables_.value_problem(v.name, resolved[v.name], v.allowed_pattern)
-                if refused:
-                    raise ConfigError(refused)
-            elif v.default is not None:
-                resolved[v.name] = v.default
-            else:
-                raise ConfigError(
-                    f"pipeline variable '{v.name}' has no default: pass --var {v.name}=VALUE"
-                )
+        resolved, refused = start_values(pipeline_name, pipeline.variables, variables or {})
+        if refused:
+            raise ConfigError(refused)
         ex_id = self.store.create_execution(
             pipeline_name,
             row["definition"],

@@ -272,3 +272,35 @@ def run_engine(
         stop.set()
         eng.shutdown(wait=False)
     return eng
+
+
+# ---- the light path of `conveyor run --detach` -------------------------------------------------
+def start_detached(
+    settings: Settings,
+    pipeline: Pipeline,
+    doc: Mapping[str, Any],
+    path: str,
+    *,
+    variables: Mapping[str, str],
+    actor: str,
+    trigger: Mapping[str, Any],
+) -> tuple[str, Any] | None:
+    """Save the pipeline and queue an execution of it through the stdlib SQLite writer (no
+    SQLAlchemy, no engine: a running engine, or one started in the background, drives it).
+    Returns (execution id, the writer, which reads `live_engines`), or None when the
+    database is not SQLite at the code's schema (the caller then takes the full path)."""
+    from conveyor.model.variables import start_values
+    from conveyor.store.sqlite_writer import open_writer
+
+    writer = open_writer(settings.database_url)
+    if writer is None:
+        return None
+    resolved, refused = start_values(pipeline.name, pipeline.variables, variables)
+    if refused:
+        writer.close()
+        raise ConfigError(refused)
+    writer.save_pipeline(pipeline.name, doc, path)
+    ex_id = writer.create_execution(
+        pipeline.name, doc, variables=resolved, trigger=dict(trigger), actor=actor
+    )
+    return ex_id, writer
