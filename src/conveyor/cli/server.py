@@ -8,7 +8,9 @@ named user instead (their role and `selfApproval` apply, the audit log names the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -144,18 +146,15 @@ def user_add(name: str, role: str, email: str | None, replace: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def user_list(as_json: bool) -> None:
     """List users and roles (never their tokens)."""
-    rows = users.user_list(_app().store)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        click.echo("no users yet (the first `conveyor server` / `conveyor up` creates an admin)")
-    for r in rows:
-        state = " (disabled)" if r["disabled"] else ""
-        click.echo(
+    _print_rows(
+        users.user_list(_app().store),
+        as_json,
+        "no users yet (the first `conveyor server` / `conveyor up` creates an admin)",
+        lambda r: (
             f"{r['name']:<20} {r['role']:<9} {r['email'] or '-':<30} "
-            f"since {_ts(r['created_at'])}{state}"
-        )
+            f"since {_ts(r['created_at'])}" + (" (disabled)" if r["disabled"] else "")
+        ),
+    )
 
 
 @user_group.command("disable")
@@ -171,17 +170,25 @@ def user_disable(name: str) -> None:
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100000))
 def audit_cmd(as_json: bool, limit: int) -> None:
     """Every change made through the API, the dashboard or these commands: who, what, when."""
-    rows = _app().store.audit_log(limit)
+
+    def line(r: dict[str, Any]) -> str:
+        detail = json.dumps(r["detail"], separators=(",", ":")) if r["detail"] else ""
+        return f"{_ts(r['at'])}  {r['actor']:<18} {r['action']:<20} {r['target'] or '-'}  {detail}"
+
+    _print_rows(_app().store.audit_log(limit), as_json, "the audit log is empty", line)
+
+
+def _print_rows(
+    rows: list[dict[str, Any]], as_json: bool, empty: str, line: Callable[[dict[str, Any]], str]
+) -> None:
+    """Rows as JSON, else one line each (or `empty` when there are none)."""
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     if not rows:
-        click.echo("the audit log is empty")
+        click.echo(empty)
     for r in rows:
-        detail = json.dumps(r["detail"], separators=(",", ":")) if r["detail"] else ""
-        click.echo(
-            f"{_ts(r['at'])}  {r['actor']:<18} {r['action']:<20} {r['target'] or '-'}  {detail}"
-        )
+        click.echo(line(r))
 
 
 def register(cli: click.Group) -> None:

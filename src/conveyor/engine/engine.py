@@ -199,26 +199,10 @@ def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") 
     return parse(dict(definition), Lines(name))
 
 
-def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
-    return pl.ExecutionState(
-        attempts=tuple(
-            pl.AttemptView(
-                a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
-            )
-            for a in attempts
-        ),
-        stage_epochs={
-            k: pl.StageEpoch(v["epoch"], v["failed_only"])
-            for k, v in (ex["stage_epochs"] or {}).items()
-        },
-        stop_requested=bool(ex["stop_mode"]),
-        superseded=bool(ex["superseded_by"]),
-    )
-
-
 def _state(ex: Row, attempts: list[Row], known: _Known | None = None) -> pl.ExecutionState:
-    """`state_of` for the engine's own rows: their views are kept up to date as the engine
-    moves them (no walk over every attempt per tick)."""
+    """The planner's state of the engine's own rows (`service.queries.state_of` reads any
+    rows): their views are kept up to date as the engine moves them (no walk over every
+    attempt per tick)."""
     if known is not None and known.listed is attempts:
         views = tuple(known.views)
     else:

@@ -233,10 +233,7 @@ def stop_execution(
     request: Request, ex_id: str, user: Writer, body: StopRequest | None = None
 ) -> dict[str, Any]:
     """Stop: let running actions finish, start nothing new (operator)."""
-    require(user, "operator", "stopping an execution")
-    return request_change(
-        ctx_of(request), ex_id, "stop", {"reason": (body or StopRequest()).reason}, user
-    )
+    return _stop(request, ex_id, user, body, "stop")
 
 
 @router.post("/executions/{ex_id}/abandon", status_code=202, tags=["executions"])
@@ -244,10 +241,16 @@ def abandon_execution(
     request: Request, ex_id: str, user: Writer, body: StopRequest | None = None
 ) -> dict[str, Any]:
     """Stop and abandon the running actions (operator)."""
-    require(user, "operator", "abandoning an execution")
-    return request_change(
-        ctx_of(request), ex_id, "abandon", {"reason": (body or StopRequest()).reason}, user
-    )
+    return _stop(request, ex_id, user, body, "abandon")
+
+
+def _stop(
+    request: Request, ex_id: str, user: User, body: StopRequest | None, kind: str
+) -> dict[str, Any]:
+    doing = "stopping" if kind == "stop" else "abandoning"
+    require(user, "operator", f"{doing} an execution")
+    reason = (body or StopRequest()).reason
+    return request_change(ctx_of(request), ex_id, kind, {"reason": reason}, user)
 
 
 @router.post("/executions/{ex_id}/retry", status_code=202, tags=["executions"])
@@ -508,18 +511,7 @@ def get_approval(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
 def _decide(
     request: Request, ex_id: str, body: DecisionRequest, user: User, approve: bool
 ) -> dict[str, Any]:
-    ctx = ctx_of(request)
-    row = commands.decide_approval(
-        ctx.store,
-        ctx.cache,
-        ex_id,
-        user,
-        approve=approve,
-        comment=body.comment,
-        digest=body.digest,
-        require_digest=True,
-    )
-    ctx.wake()
+    row = ctx_of(request).decide(ex_id, user, approve, body.comment, body.digest)
     return ev.approval_view(row)
 
 

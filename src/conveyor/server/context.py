@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from conveyor.server.auth import Signer, Users
+from conveyor.server.auth import Signer, User, Users
 from conveyor.service import commands
 from conveyor.service.queries import PipelineCache
 from conveyor.settings import Settings
@@ -17,7 +17,7 @@ from conveyor.settings import Settings
 if TYPE_CHECKING:  # types only: the server reaches the engine and store through the service
     from conveyor.engine.engine import Engine
     from conveyor.store.artifacts import ArtifactStore
-    from conveyor.store.db import Store
+    from conveyor.store.db import Row, Store
 
 
 @dataclass
@@ -41,6 +41,24 @@ class Context:
             if self._starter is None:
                 self._starter = commands.starting_engine(self.store, self.settings, self.artifacts)
             return self._starter
+
+    def decide(
+        self, ex_id: str, user: User, approve: bool, comment: str, digest: str | None
+    ) -> Row:
+        """Approve or reject as `user` (`commands.decide_approval`), bound to the digest the
+        page or API client showed; wakes this process's engine."""
+        row = commands.decide_approval(
+            self.store,
+            self.cache,
+            ex_id,
+            user,
+            approve=approve,
+            comment=comment,
+            digest=digest,
+            require_digest=True,
+        )
+        self.wake()
+        return row
 
     def wake(self) -> None:
         if self.engine is not None:

@@ -103,6 +103,19 @@ def _check_csrf(request: Request, s: Session, token: str | None) -> None:
         raise Forbidden("the form's CSRF token is missing or stale: reload the page and try again")
 
 
+def _form_user(request: Request, csrf: str) -> User:
+    """The signed-in user of a form post whose CSRF token is good."""
+    user, s = _session(request)
+    _check_csrf(request, s, csrf)
+    return user
+
+
+def _one_of(value: str, what: str, choices: tuple[str, ...]) -> None:
+    """A form field's value must be one of `choices` (else a 404 naming them)."""
+    if value not in choices:
+        raise NotFound(f"unknown {what} '{value}' ({', '.join(choices[:-1])} or {choices[-1]})")
+
+
 def render(request: Request, name: str, status_code: int = 200, **data: Any) -> HTMLResponse:
     try:
         user, s = _session(request)
@@ -280,11 +293,9 @@ def transition_form(
     csrf: str = Form(""),
     back: str = Form(""),
 ) -> Response:
-    user, s = _session(request)
-    _check_csrf(request, s, csrf)
+    user = _form_user(request, csrf)
     require(user, "operator", "changing a transition")
-    if action not in ("enable", "disable"):
-        raise NotFound(f"unknown transition action '{action}' (enable or disable)")
+    _one_of(action, "transition action", ("enable", "disable"))
     if action == "disable" and not reason.strip():
         return _back(
             _safe_next(back or f"/pipelines/{name}"), "Give a reason to disable a transition."
@@ -300,8 +311,7 @@ def transition_form(
 
 @router.post("/pipelines/{name}/start")
 def start_form(request: Request, name: str, csrf: str = Form("")) -> Response:
-    user, s = _session(request)
-    _check_csrf(request, s, csrf)
+    user = _form_user(request, csrf)
     require(user, "operator", "starting a pipeline")
     ctx = ctx_of(request)
     ex_id = commands.start_execution(
@@ -319,10 +329,8 @@ def start_form(request: Request, name: str, csrf: str = Form("")) -> Response:
 def request_form(
     request: Request, ex_id: str, kind: str = Form(...), csrf: str = Form("")
 ) -> Response:
-    user, s = _session(request)
-    _check_csrf(request, s, csrf)
-    if kind not in ("stop", "abandon", "retry"):
-        raise NotFound(f"unknown request '{kind}' (stop, abandon or retry)")
+    user = _form_user(request, csrf)
+    _one_of(kind, "request", ("stop", "abandon", "retry"))
     require(user, "operator", f"{kind} of an execution")
     ctx = ctx_of(request)
     ex = ctx.store.get_execution(ex_id)
@@ -481,22 +489,10 @@ def approval_decide(
     digest: str = Form(""),
     csrf: str = Form(""),
 ) -> Response:
-    user, s = _session(request)
-    _check_csrf(request, s, csrf)
-    if decision not in ("approve", "reject"):
-        raise NotFound(f"unknown decision '{decision}' (approve or reject)")
+    user = _form_user(request, csrf)
+    _one_of(decision, "decision", ("approve", "reject"))
     ctx = ctx_of(request)
-    row = commands.decide_approval(
-        ctx.store,
-        ctx.cache,
-        ex_id,
-        user,
-        approve=decision == "approve",
-        comment=comment,
-        digest=digest or None,
-        require_digest=True,
-    )
-    ctx.wake()
+    row = ctx.decide(ex_id, user, decision == "approve", comment, digest or None)
     ex = ctx.store.get_execution(ex_id)
     word = "Approved" if row["status"] == "Approved" else "Rejected"
     return _back(
