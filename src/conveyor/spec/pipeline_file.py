@@ -326,12 +326,14 @@ def load_pipeline(
     path: str | Path, catalogue: Catalogue | None = None, *, text: str | None = None
 ) -> m.Pipeline:
     """Load and fully validate a pipeline file; raise ValidationFailed with every problem."""
-    from conveyor.spec.codepipeline import source_code_hint
-
     if text is None and Path(path).is_file():
         with contextlib.suppress(OSError, UnicodeDecodeError):
             text = Path(path).read_text(encoding="utf-8")
-    hint = source_code_hint(path, text or "")
+    hint = None
+    if Path(path).suffix.lower() not in (".yaml", ".yml", ".json"):  # a program, by mistake?
+        from conveyor.spec.codepipeline import source_code_hint
+
+        hint = source_code_hint(path, text or "")
     if hint:
         raise ValidationFailed([Problem(str(path), None, hint)])
     data, lines = load(path, text=text)
