@@ -5,6 +5,6 @@
 - `queries`: the read models the CLI, the API and the dashboard share.
 
 The CLI and the server import this package, the model and their own helpers, never
-`conveyor.store` or `conveyor.engine` (tests/unit/test_layers.py holds them to it). Nothing
+`conveyor.store` or `conveyor.engine` (tests/unit/test_purity.py holds them to it). Nothing
 here is imported at package import: the CLI's light paths pay only for what they use.
 """
