@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFound
-from conveyor.model import planner as pl
-from conveyor.model.status import ActionStatus
 
 if TYPE_CHECKING:  # the CLI reads these views: it must not pay for the engine and SQLAlchemy
+    from conveyor.model import planner as pl
     from conveyor.model.pipeline import Pipeline
     from conveyor.settings import Settings
     from conveyor.store.artifacts import ArtifactStore
@@ -129,6 +128,9 @@ def _stored(d: Mapping[str, Any]) -> Pipeline:
 
 def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
     """An execution row and its attempt rows as the planner's state."""
+    from conveyor.model import planner as pl
+    from conveyor.model.status import ActionStatus
+
     return pl.ExecutionState(
         attempts=tuple(
             pl.AttemptView(
@@ -272,6 +274,8 @@ def execution_detail(
     pipeline = cache.of_execution(ex)
     attempts = store.attempts_for(ex["id"]) if attempts is None else attempts
     state = state_of(ex, attempts)
+    from conveyor.model import planner as pl
+
     current = pl.current_attempts(pipeline, state)
     statuses = pl.stage_statuses(pipeline, state)
     rows = {a["id"]: a for a in attempts}
