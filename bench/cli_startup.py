@@ -1,8 +1,9 @@
 """How fast the `conveyor` command answers, against bare Python on the same machine (issue 19).
 
 Each command runs as a fresh process (as a user or a script runs it), ROUNDS times, in turns so
-that a burst of load on a shared machine hits every command alike; the figure is the median
-and the minimum wall time, and the difference to `python -c pass`.
+that a burst of load on a shared machine hits every command alike; the figures are the median
+and the minimum wall time, the median CPU time (user + system: steadier than wall time when
+others load the machine), and the difference to `python -c pass`.
 
     --version, --help                          goal: <= 150 ms above bare Python
     history, status, status EXECUTION (SQLite) goal: <= 300 ms
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -52,13 +54,18 @@ stages:
 """
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall time, CPU time) of one run: on a loaded machine the CPU time (user + system of
+    the command and its children) says more about the command than the wall time does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT)
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
-    return took
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return took, cpu
 
 
 def main() -> None:
@@ -101,9 +108,12 @@ def main() -> None:
             "run --detach": [*conveyor, "run", "--detach", str(pipeline)],
         }
         samples: dict[str, list[float]] = {k: [] for k in cases}
+        cpu: dict[str, list[float]] = {k: [] for k in cases}
         for _ in range(ROUNDS):
             for name, argv in cases.items():
-                samples[name].append(timed(argv, env))
+                wall, used = timed(argv, env)
+                samples[name].append(wall)
+                cpu[name].append(used)
     finally:
         engine.terminate()
         engine.wait(30)
@@ -111,7 +121,7 @@ def main() -> None:
 
     bare = statistics.median(samples["python -c pass"])
     results = {}
-    print(f"{'command':34} {'median':>8} {'min':>8} {'above python':>13}  goal")
+    print(f"{'command':34} {'median':>8} {'min':>8} {'cpu':>8} {'above python':>13}  goal")
     for name, xs in samples.items():
         med, low = statistics.median(xs), min(xs)
         above = med - bare
@@ -126,11 +136,13 @@ def main() -> None:
         mark = "" if met is None else (" ok" if met else " MISSED")
         print(
             f"{name:34} {med * 1000:7.0f}ms {low * 1000:7.0f}ms "
+            f"{statistics.median(cpu[name]) * 1000:6.0f}ms "
             f"{above * 1000:11.0f}ms  {goal}{mark}"
         )
         results[name] = {
             "median_s": round(med, 4),
             "min_s": round(low, 4),
+            "cpu_median_s": round(statistics.median(cpu[name]), 4),
             "above_python_s": round(above, 4),
             "goal": goal or None,
             "met": met,

@@ -280,6 +280,14 @@ def test_stop_abandon_are_requests_the_engine_acts_on(env: Env) -> None:
     assert work["status"] == "Abandoned"
 
 
+def test_retry_of_an_execution_that_did_not_fail_is_a_conflict(env: Env, waiting: str) -> None:
+    """Retrying a running execution is a 409 with the CLI's message, and writes no request."""
+    with env.client("operator") as c:
+        msg = error(c.post(f"/api/v1/executions/{waiting}/retry", json={}), 409, "conflict")
+    assert "only a Failed or Stopped execution can be retried" in msg
+    assert not env.store.pending_requests(waiting)
+
+
 def test_retry_of_a_failed_execution(env: Env) -> None:
     """Retry is 409 while running; on a Failed execution the engine runs the stage again."""
     ex = env.start("broken")

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
+from tests.integration.conftest import engine_home, run_cli
 from tests.integration.live_server import wait_for
 
 pytestmark = pytest.mark.integration
@@ -66,30 +66,11 @@ PASSING = {
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """CONVEYOR_HOME in tmp, the pipelines saved, an engine loop running."""
-    from conveyor.bootstrap import build
-    from conveyor.settings import Settings
-
-    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "state"))
-    app = build(Settings.from_env())
-    for p in (GATED, FAILING, PASSING):
-        app.store.save_pipeline(str(p["name"]), p, None)
-    stop = threading.Event()
-    engine = app.engine()
-    t = threading.Thread(target=engine.run, args=(stop,), daemon=True)
-    t.start()
-    try:
-        yield app, engine
-    finally:
-        stop.set()
-        t.join(10)
-        engine.shutdown(wait=True)
-        app.store.close()
+    with engine_home(tmp_path, monkeypatch, [GATED, FAILING, PASSING]) as h:
+        yield h
 
 
-def run(*args: str) -> Any:
-    from conveyor.cli.main import cli
-
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+run = run_cli
 
 
 def finished(app: Any, ex: str) -> str:
@@ -295,3 +276,32 @@ def test_env_list_off_a_terminal_prints_full_digests_and_urls(home: Any) -> None
     assert res.exit_code == 0, res.output
     assert digest in res.output and url in res.output, res.output
     assert "…" not in res.output
+
+
+def test_cli_refuses_to_disable_the_first_stage_as_the_api_does(home: Any) -> None:
+    """`transitions disable FIRST` exits 2 with the API's "first stage" error; nothing is written."""
+    app, _ = home
+    res = run("transitions", "disable", "Build", "--pipeline", "gate", "--reason", "x", "--json")
+    assert res.exit_code == 2, res.output
+    error = json.loads(res.stdout)["error"]
+    assert "is the first stage" in error["message"]
+    assert app.store.transitions_for("gate") == []
+    ok = run("transitions", "disable", "Approval", "--pipeline", "gate", "--reason", "freeze")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_cli_refuses_to_retry_an_execution_that_did_not_fail(home: Any) -> None:
+    """`retry` of a Succeeded or running execution is the API's 409 conflict: exit 2, no request."""
+    app, engine = home
+    ok = engine.start("fine")
+    assert finished(app, ok) == "Succeeded"
+    res = run("retry", ok, "--json")
+    assert res.exit_code == 2, res.output
+    error = json.loads(res.stdout)["error"]
+    assert error["code"] == "conflict"
+    assert "only a Failed or Stopped execution can be retried" in error["message"]
+    running = engine.start("gate")
+    wait_for("the approval", lambda: app.store.pending_approvals())
+    res = run("retry", running, "--detach")
+    assert res.exit_code == 2 and "is InProgress" in res.output
+    assert not app.store.pending_requests(ok) and not app.store.pending_requests(running)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
+from tests.integration.conftest import engine_home, run_cli
 from tests.integration.live_server import wait_for
 
 pytestmark = pytest.mark.integration
@@ -50,30 +49,12 @@ PIPELINE = {
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """CONVEYOR_HOME in tmp, the pipeline saved, an engine loop running."""
-    from conveyor.bootstrap import build
-    from conveyor.settings import Settings
-
-    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "state"))
-    app = build(Settings.from_env())
-    app.store.save_pipeline("gate", PIPELINE, None)
-    stop = threading.Event()
-    engine = app.engine()
-    t = threading.Thread(target=engine.run, args=(stop,), daemon=True)
-    t.start()
-    try:
-        yield app, engine
-    finally:
-        stop.set()
-        t.join(10)
-        engine.shutdown(wait=True)
-        app.store.close()
+    """CONVEYOR_HOME in tmp, the pipelines saved, an engine loop running."""
+    with engine_home(tmp_path, monkeypatch, [PIPELINE]) as h:
+        yield h
 
 
-def run(*args: str) -> Any:
-    from conveyor.cli.main import cli
-
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+run = run_cli
 
 
 def test_users_approve_reject_and_audit(home: Any) -> None:

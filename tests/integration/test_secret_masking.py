@@ -186,7 +186,7 @@ def _check_api(home: Path, ex: str) -> None:
     try:
         # the approval evidence a later approval of this execution would show
         from conveyor.engine.engine import pipeline_of
-        from conveyor.server.evidence import gather
+        from conveyor.service.evidence import gather
         from conveyor.store.artifacts import ArtifactStore
 
         ex_row = store.get_execution(ex)

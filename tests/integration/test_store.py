@@ -232,7 +232,7 @@ def test_two_sources_finishing_at_the_same_moment_both_keep_their_revision(
 def test_the_headline_source_is_the_trigger_else_the_first_declared(db_url: str) -> None:
     """A push to the tests repo heads its execution; a manual start heads with the first source,
     whatever order the sources finished in."""
-    from conveyor.server.views import source_summary
+    from conveyor.service.queries import source_summary
 
     s = Store(db_url)
     pushed = s.create_execution("p", {"name": "p"}, variables={}, trigger={"source": "tests"})

@@ -101,3 +101,13 @@ def test_validating_a_pipeline_loads_only_the_action_types_it_names(tmp_path: Pa
     )
     assert "conveyor.actions.shell" in loaded
     assert not loaded & {"conveyor.actions.build", "conveyor.actions.deploy", "httpx"}
+
+
+def test_the_service_layer_imports_lazily() -> None:
+    """Importing the service's commands, queries and users loads no SQLAlchemy, pydantic,
+    FastAPI, engine or store module: the CLI's light paths import them."""
+    loaded = _loaded_after(
+        "import conveyor.service.commands, conveyor.service.queries, conveyor.service.users"
+    )
+    assert not {m for m in loaded if m.split(".")[0] in (*HEAVY, "pydantic")}
+    assert not {m for m in loaded if m.startswith(("conveyor.engine", "conveyor.store"))}

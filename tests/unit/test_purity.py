@@ -1,9 +1,12 @@
-"""The model does no I/O: importing it loads no subprocess, SQL, HTTP, AWS or Kubernetes module."""
+"""The model does no I/O: importing it loads no subprocess, SQL, HTTP, AWS or Kubernetes module;
+and the entry points (cli/, server/) reach the engine and the store only through the service."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_model_imports_no_io_modules() -> None:
@@ -16,3 +19,70 @@ def test_model_imports_no_io_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "conveyor"
+# the user table's SQL in server/auth.py is moving into the store (issue 15, point 4); until
+# then it is the one server module that reads the store's tables, and only the service calls it
+STORE_SQL_PENDING = {"server/auth.py"}
+
+
+def _runtime_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import in `path` outside `if TYPE_CHECKING:` blocks."""
+    tree = ast.parse(path.read_text())
+    typing_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            typing_only |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [(node.lineno, node.module)]
+    return found
+
+
+def test_entry_points_reach_the_engine_and_store_only_through_the_service() -> None:
+    """cli/ and server/ import neither conveyor.store nor conveyor.engine (types aside), the
+    CLI imports no server module but the app it serves, and the server no CLI module."""
+    bad = []
+    for area, also_banned in (("cli", ("conveyor.server",)), ("server", ("conveyor.cli",))):
+        for path in sorted((SRC / area).glob("*.py")):
+            rel = f"{area}/{path.name}"
+            for line, module in _runtime_imports(path):
+                banned = ("conveyor.store", "conveyor.engine", *also_banned)
+                if rel in STORE_SQL_PENDING and module.startswith("conveyor.store"):
+                    continue
+                if rel == "cli/server.py" and module == "conveyor.server.app":
+                    continue  # `conveyor server` serves the app
+                if any(module == b or module.startswith(b + ".") for b in banned):
+                    bad.append(f"{rel}:{line}: imports {module}")
+    assert not bad, "go through conveyor.service instead:\n" + "\n".join(bad)
+
+
+def test_dashboard_pages_call_the_service_not_the_api() -> None:
+    """server/pages.py calls no function of server/api.py (it may share its constants)."""
+    tree = ast.parse((SRC / "server" / "pages.py").read_text())
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "conveyor.server.api":
+            bad += [f"imports {a.name}" for a in node.names if not a.name.isupper()]
+        elif isinstance(node, ast.ImportFrom) and node.module == "conveyor.server":
+            bad += [f"imports the module {a.name}" for a in node.names if a.name == "api"]
+    assert not bad, bad
+
+
+def test_the_layer_test_sees_a_forbidden_import(tmp_path: Path) -> None:
+    """The import scan finds a runtime store import and skips a TYPE_CHECKING one."""
+    f = tmp_path / "m.py"
+    f.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from conveyor.store.db import Store\n"
+        "def f():\n    from conveyor.engine.engine import Engine\n"
+    )
+    assert [m for _, m in _runtime_imports(f) if m.startswith("conveyor.")] == [
+        "conveyor.engine.engine"
+    ]

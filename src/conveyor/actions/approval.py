@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import httpx
 from pydantic import Field, field_validator
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
@@ -104,6 +103,8 @@ class Approval(BaseAction):
             "webhook"
         )
         if hook and opened_now:
+            import httpx  # here: validating a pipeline (`run --detach`) must not pay for it
+
             try:
                 httpx.post(hook, json=slack_payload(ctx, cfg, link), timeout=5).raise_for_status()
                 ctx.log.write(f"notified {hook}\n")

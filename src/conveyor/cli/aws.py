@@ -35,7 +35,7 @@ def _load_for_aws(
 ) -> tuple[Any, dict[str, str]]:
     """Load a pipeline file keeping its line index, so synth problems say FILE:LINE."""
     from conveyor.aws.synth import Unmappable, synthesize
-    from conveyor.cli.main import parse_pairs
+    from conveyor.cli._common import parse_pairs
     from conveyor.spec.pipeline_file import parse
     from conveyor.spec.yamlfile import load
 
@@ -233,7 +233,7 @@ def deploy(
     pname = synthesis.template["Metadata"]["Conveyor"]["pipeline"]
     stack = stack_name or stack_name_for(pname)
     check_stack_name(stack)
-    from conveyor.cli.main import parse_pairs
+    from conveyor.cli._common import parse_pairs
 
     params = parse_pairs(parameters, "--parameter")
     unknown = sorted(set(params) - set(synthesis.template["Parameters"]))
@@ -404,7 +404,7 @@ def rehearse_cmd(
     import tempfile
 
     from conveyor.aws.rehearsal import default_targets, rehearse, render
-    from conveyor.cli.main import parse_pairs
+    from conveyor.cli._common import parse_pairs
     from conveyor.spec.pipeline_file import load_pipeline
 
     targets = parse_pairs(

@@ -285,14 +285,14 @@ def _platform_env(
 def _pipeline_with(settings: Settings, environment: str, ref: str | None) -> Pipeline:
     """The pipeline `--pipeline` names (registered name or file), else the only registered
     pipeline that has the environment."""
-    from conveyor.engine.engine import pipeline_of
+    from conveyor.service.commands import open_store
+    from conveyor.service.queries import pipeline_of
     from conveyor.spec.pipeline_file import load_pipeline
-    from conveyor.store.db import Store
 
     if ref and Path(ref).is_file():
         pipeline = load_pipeline(Path(ref))
     else:
-        store = Store.from_settings(settings)
+        store = open_store(settings)
         try:
             rows = store.list_pipelines()
         finally:

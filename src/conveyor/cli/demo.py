@@ -26,7 +26,6 @@ from typing import Any
 import click
 import httpx
 
-from conveyor.engine.gate import decide
 from conveyor.errors import ConfigError, ConveyorError
 
 IGNORE = shutil.ignore_patterns(
@@ -124,7 +123,9 @@ def _auto_approve_default() -> bool:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary at the end")
 def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
     """Run the seed pipeline end to end on the example app (what `make demo` runs)."""
-    from conveyor.cli.main import _app, follow, load_file
+    from conveyor.cli._common import app as _app
+    from conveyor.cli._common import load_file
+    from conveyor.cli.main import follow
     from conveyor.platform.doctor import require
 
     require()  # a missing tool is named with its fix before any stage starts (exit 3)
@@ -202,15 +203,30 @@ class Approver:
         self.auto = auto
         self.pending: dict[str, Any] | None = None
 
+    def decide(self, row: dict[str, Any], *, approve: bool, by: str, comment: str) -> None:
+        """Decide the approval `row` as `by` (the demo's own identity, with the admin role)."""
+        from conveyor.service.commands import decide_approval
+        from conveyor.service.queries import PipelineCache
+        from conveyor.service.users import acting_as
+
+        decide_approval(
+            self.app.store,
+            PipelineCache(),
+            row["execution_id"],
+            acting_as(by, "admin"),
+            approve=approve,
+            comment=comment,
+            digest=row["digest"],
+            require_digest=False,
+        )
+
     def on_approval(self, row: dict[str, Any]) -> str:
         if self.auto:
-            decide(
-                self.app.store,
-                row["execution_id"],
+            self.decide(
+                row,
                 approve=True,
                 by="conveyor demo --approve",
                 comment="approved automatically by the demo",
-                digest=row["digest"],
             )
             return f"approval: approved automatically (image {row['digest']})"
         self.pending = row
@@ -232,13 +248,11 @@ class Approver:
         yes = answer.startswith("y")
         row, self.pending = self.pending, None
         try:
-            decide(
-                self.app.store,
-                row["execution_id"],
+            self.decide(
+                row,
                 approve=yes,
                 by="local:demo-user",
                 comment=f"{'approved' if yes else 'rejected'} at the demo prompt",
-                digest=row["digest"],
             )
         except ConveyorError as e:
             return f"approval: {e.message}"

@@ -6,18 +6,22 @@ error, 3 a component is unavailable.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import click
 
 from conveyor import __version__
+from conveyor.cli._common import app as _app
+from conveyor.cli._common import console, emit_json, load_file
+from conveyor.cli._common import parse_pairs as parse_pairs  # cli/buildspec.py imports it here
+from conveyor.cli._common import reader as _reader
+from conveyor.cli._common import user as _user
 from conveyor.errors import ConfigError, ConveyorError, Unavailable, ValidationFailed
 
 # The other areas' commands, imported only when one runs: `conveyor --help` lists them from
@@ -44,41 +48,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("conveyor.cli.platform:up", "Start the local platform: registries, server, health watcher."),
     "user": ("conveyor.cli.server:user_group", "Users of the dashboard and API, their roles and tokens."),
 }  # fmt: skip
-
-
-def _app() -> Any:
-    from conveyor.bootstrap import build
-
-    return build()
-
-
-def _reader() -> Any:
-    """Settings and store only, for the commands that only read (`history`, `status`, `logs`)."""
-    from conveyor.bootstrap import build_reader
-
-    return build_reader()
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-# Off a terminal (a pipe, a file), tables are as wide as their content: full ids, digests and
-# URLs for `grep` and `cut`, never cut to 80 columns with an ellipsis.
-PIPE_WIDTH = 100_000
-
-
-def console() -> Any:
-    from rich.console import Console
-
-    tty = sys.stdout.isatty()
-    plain = bool(os.environ.get("NO_COLOR")) or not tty
-    return Console(
-        no_color=plain,
-        highlight=False,
-        force_terminal=None if not plain else False,
-        width=None if tty else PIPE_WIDTH,
-    )
 
 
 class ConveyorGroup(click.Group):
@@ -169,19 +138,6 @@ def cli() -> None:
     """Conveyor: one pipeline definition, run on this machine with real components or on AWS."""
 
 
-# ---- pipeline files -----------------------------------------------------------------------------
-def load_file(path: str, registry: Any = None) -> tuple[Any, dict[str, Any]]:
-    """Load and validate a pipeline file; returns (model, file document)."""
-    from conveyor.actions.registry import ActionRegistry
-    from conveyor.spec.pipeline_file import load_pipeline
-    from conveyor.spec.yamlfile import load
-
-    registry = registry or ActionRegistry()
-    pipeline = load_pipeline(path, registry.catalogue())
-    doc, _ = load(path)
-    return pipeline, doc
-
-
 @cli.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="overwrite an existing pipeline.yaml")
@@ -260,10 +216,11 @@ def pipeline_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def pipeline_apply(file: str, as_json: bool) -> None:
     """Create or update a pipeline from FILE without running it."""
+    from conveyor.service import commands
+
     app = _app()
     pipeline, doc = load_file(file, app.registry)
-    app.store.save_pipeline(pipeline.name, doc, str(Path(file).resolve()))
-    app.store.audit(_user(), "pipeline.apply", pipeline.name, {"file": str(file)})
+    commands.apply_pipeline(app.store, pipeline, doc, str(Path(file).resolve()), _user())
     if as_json:
         emit_json({"name": pipeline.name, "stages": [s.name for s in pipeline.stages]})
     else:
@@ -289,50 +246,18 @@ def pipeline_list(as_json: bool) -> None:
             click.echo(f"{r['name']}\t{r['source'] or ''}")
 
 
-# ---- running ------------------------------------------------------------------------------------
-def parse_pairs(pairs: Sequence[str], flag: str, form: str = "NAME=VALUE") -> dict[str, str]:
-    """`NAME=VALUE` options (--var, --env, --parameter, --target-env) as a dict."""
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise ConfigError(f"{flag} '{p}': expected {form}")
-        k, v = p.split("=", 1)
-        out[k] = v
-    return out
-
-
-_VIEWS: Any = None
+_CACHE: Any = None
 
 
 def describe(app: Any, ex_id: str) -> dict[str, Any]:
-    """An execution as the API shows it (stages, actions, reports with their failed cases)."""
-    global _VIEWS
-    from conveyor.server.views import PipelineCache, execution_detail
+    """An execution as the API shows it (stages, actions, reports with their failed cases),
+    with what it waits for."""
+    global _CACHE
+    from conveyor.service.queries import PipelineCache, describe
 
-    if _VIEWS is None:
-        _VIEWS = PipelineCache()
-    desc = execution_detail(app.store, _VIEWS, app.store.get_execution(ex_id), full_reports=True)
-    desc["waiting"] = waiting(app, desc)
-    return desc
-
-
-def waiting(app: Any, desc: dict[str, Any]) -> dict[str, Any] | None:
-    """What the execution waits for: a pending approval `{type: approval, stage, action,
-    digest, expires}`, or why nothing can start `{type: blocked, message}` (a disabled
-    transition, a busy stage); None when it waits for nothing."""
-    for a in app.store.approvals_for(desc["id"]):
-        if a["status"] == "Pending":
-            _, stage, action, _ = a["attempt_id"].split("/")
-            return {
-                "type": "approval",
-                "stage": stage,
-                "action": action,
-                "digest": a["digest"],
-                "expires": _iso(a["expires_at"]),
-            }
-    if desc["waiting"]:
-        return {"type": "blocked", "message": desc["waiting"]}
-    return None
+    if _CACHE is None:
+        _CACHE = PipelineCache()
+    return describe(app.store, _CACHE, ex_id)
 
 
 def waiting_text(w: dict[str, Any]) -> str:
@@ -340,12 +265,6 @@ def waiting_text(w: dict[str, Any]) -> str:
         return str(w["message"])
     digest = f" of image {w['digest']}" if w["digest"] else ""
     return f"approval {w['stage']}/{w['action']}{digest} (expires {w['expires']})"
-
-
-def _iso(ts: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
 def follow(
@@ -358,6 +277,7 @@ def follow(
 ) -> int:
     """Drive (or watch) an execution to its end; returns the exit code."""
     from conveyor.model.status import TERMINAL_EXECUTION
+    from conveyor.service.queries import rollback_of
 
     terminal = {s.value for s in TERMINAL_EXECUTION}
     stop = threading.Event()
@@ -388,7 +308,7 @@ def follow(
                 if said:
                     view.note(said, force=True)
             if desc["status"] in terminal and not pending:
-                rollback = _rollback_of(app, ex_id)
+                rollback = rollback_of(app.store, ex_id)
                 if rollback and rollback["status"] not in terminal:
                     if rollback["id"] not in announced:
                         announced.add(rollback["id"])
@@ -426,29 +346,12 @@ def follow(
     return 0 if desc["status"] == "Succeeded" else 1
 
 
-def _rollback_of(app: Any, ex_id: str) -> dict[str, Any] | None:
-    """The rollback execution started because `ex_id` failed, if any."""
-    for r in app.store.list_executions(limit=10, light=True):
-        if r["kind"] == "rollback" and (r["trigger"] or {}).get("of") == ex_id:
-            return dict(r)
-    return None
-
-
 def approval_hint(app: Any, ex_id: str) -> str:
     return (
         f"waiting for approval: open {app.settings.server_url}/executions/{ex_id}/approval "
         f'(with `conveyor server` running) or run `conveyor approve {ex_id} --comment "..."` '
         f'/ `conveyor reject {ex_id} --comment "..."`'
     )
-
-
-def _user() -> str:
-    try:
-        import getpass
-
-        return f"local:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "local"
 
 
 FAILED_EXECUTION = ("Failed", "Stopped")  # `status EXECUTION` exits 1 for these
@@ -570,6 +473,8 @@ class LiveView:
 )
 def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> None:
     """Start an execution of the pipeline in FILE and follow it to its end."""
+    if detach and _run_detached_light(file, variables, as_json):
+        return
     app = _app()
     pipeline, doc = load_file(file, app.registry)
     app.store.save_pipeline(pipeline.name, doc, str(Path(file).resolve()))
@@ -586,6 +491,35 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
         emit_json({"executionId": ex_id}) if as_json else click.echo(ex_id)
         return
     sys.exit(follow(app, ex_id, as_json=as_json))
+
+
+def _run_detached_light(file: str, variables: tuple[str, ...], as_json: bool) -> bool:
+    """`run --detach` on a SQLite state dir at the current schema: the file checked as
+    always, the rows written through the stdlib writer (no SQLAlchemy, no engine import);
+    False when the state dir needs the full path (a new or older database, PostgreSQL)."""
+    from conveyor.service.commands import start_detached
+    from conveyor.settings import Settings
+
+    settings = Settings.from_env()
+    pipeline, doc = load_file(file)
+    started = start_detached(
+        settings,
+        pipeline,
+        doc,
+        str(Path(file).resolve()),
+        variables=parse_pairs(variables, "--var"),
+        actor=_user(),
+        trigger={"type": "StartPipelineExecution", "by": _user(), "file": str(file)},
+    )
+    if started is None:
+        return False
+    ex_id, writer = started
+    try:
+        background_engine(SimpleNamespace(settings=settings, store=writer))
+    finally:
+        writer.close()
+    emit_json({"executionId": ex_id}) if as_json else click.echo(ex_id)
+    return True
 
 
 @cli.command()
@@ -609,10 +543,9 @@ def status(execution: str | None, as_json: bool) -> None:
         if desc["status"] in FAILED_EXECUTION:
             sys.exit(1)
         return
-    latest = []
-    for p in app.store.list_pipelines():
-        rows = app.store.list_executions(pipeline=p["name"], limit=1, light=True)
-        latest.append({"pipeline": p["name"], "latest": rows[0] if rows else None})
+    from conveyor.service.queries import latest_per_pipeline
+
+    latest = latest_per_pipeline(app.store)
     from conveyor.bootstrap import platform_for
 
     parts = []
@@ -689,7 +622,7 @@ def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool
     """List executions, newest first."""
     app = _reader()
     rows = app.store.list_executions(pipeline=pipeline, status=status_, limit=limit, light=True)
-    from conveyor.server.views import execution_summary
+    from conveyor.service.queries import execution_summary
 
     out = [execution_summary(r) for r in rows]
     if as_json:
@@ -721,8 +654,8 @@ def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool
 @click.option("--json", "as_json", is_flag=True)
 def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> None:
     """Print the logs of an execution's actions (ACTION: a name or Stage/Action)."""
-    from conveyor.engine.logs import follow as tail
     from conveyor.model.status import TERMINAL_EXECUTION
+    from conveyor.service.queries import follow_log as tail
 
     app = _reader()
     ex = app.store.get_execution(execution)
@@ -800,10 +733,10 @@ def _request(
     wait: bool = True,
     quiet: bool = False,
 ) -> None:
+    from conveyor.service import commands
+
     app = _app()
-    ex = app.store.get_execution(execution)
-    req = app.store.add_request(ex["id"], kind, payload, actor=_user())
-    app.store.audit(_user(), kind, ex["id"], payload)
+    req, ex_id = commands.request_change(app.store, execution, kind, payload, _user())
     if wait and not app.store.live_engines(app.settings.lease_seconds):
         eng = app.engine()
         eng.step()
@@ -819,12 +752,12 @@ def _request(
         return
     refused = bool(outcome and outcome.startswith("refused"))
     if as_json:
-        result = {"request": req, "execution": ex["id"], "kind": kind, "outcome": outcome}
+        result = {"request": req, "execution": ex_id, "kind": kind, "outcome": outcome}
         if refused:
-            result["error"] = {"code": "conflict", "message": f"{kind} {ex['id']}: {outcome}"}
+            result["error"] = {"code": "conflict", "message": f"{kind} {ex_id}: {outcome}"}
         emit_json(result)
     else:
-        click.echo(f"{kind} {ex['id']}: {outcome or 'requested'}")
+        click.echo(f"{kind} {ex_id}: {outcome or 'requested'}")
     if refused:
         sys.exit(2)
 
@@ -886,8 +819,10 @@ def enable(stage: str, pipeline: str | None, reason: str, as_json: bool) -> None
 @click.option("--pipeline")
 @click.option("--json", "as_json", is_flag=True)
 def list_transitions(pipeline: str | None, as_json: bool) -> None:
+    from conveyor.service.queries import one_pipeline
+
     app = _reader()
-    name = _one_pipeline(app, pipeline)
+    name = one_pipeline(app.store, pipeline)
     rows = app.store.transitions_for(name)
     if as_json:
         emit_json(rows)
@@ -898,41 +833,15 @@ def list_transitions(pipeline: str | None, as_json: bool) -> None:
             )
 
 
-def _one_pipeline(app: Any, pipeline: str | None) -> str:
-    if pipeline:
-        app.store.get_pipeline(pipeline)
-        return pipeline
-    names = app.store.pipeline_names()
-    if len(names) != 1:
-        raise ConfigError(
-            f"say which pipeline with --pipeline (known: {', '.join(names) or 'none'})"
-        )
-    return str(names[0])
-
-
 def _set_transition(
     stage: str, pipeline: str | None, enabled: bool, reason: str, as_json: bool
 ) -> None:
-    from conveyor.engine.engine import pipeline_of
+    from conveyor.service import commands
+    from conveyor.service.queries import PipelineCache, one_pipeline
 
     app = _app()
-    name = _one_pipeline(app, pipeline)
-    p = pipeline_of(app.store.get_pipeline(name)["definition"], name)
-    if stage not in [s.name for s in p.stages]:
-        from conveyor.model.validate import did_you_mean
-
-        names = [s.name for s in p.stages]
-        raise ConfigError(
-            f"pipeline '{name}' has no stage '{stage}'{did_you_mean(stage, names)}"
-            f" (stages: {', '.join(names)})"
-        )
-    app.store.set_transition(name, stage, enabled, reason, _user())
-    app.store.audit(
-        _user(),
-        "transition." + ("enable" if enabled else "disable"),
-        f"{name}/{stage}",
-        {"reason": reason},
-    )
+    name = one_pipeline(app.store, pipeline)
+    commands.set_transition(app.store, PipelineCache(), name, stage, enabled, reason, _user())
     if as_json:
         emit_json({"pipeline": name, "stage": stage, "enabled": enabled, "reason": reason})
     else:
@@ -984,7 +893,7 @@ def repo_list(as_json: bool) -> None:
 @click.option("--no-engine", is_flag=True, help="only create the executions")
 def trigger(repository: str, ref: str, old: str, new: str, no_engine: bool) -> None:
     """Called by a repo's post-receive hook: start the pipelines whose triggers match the push."""
-    from conveyor.engine.triggers import start_matching
+    from conveyor.service.commands import start_matching
 
     app = _app()
     started = start_matching(app, repository=repository, ref=ref, old=old, new=new)
@@ -1025,24 +934,14 @@ def background_engine(app: Any) -> Path | None:
 @click.option("--poll", type=float, default=None, help="seconds between polls of remote sources")
 def engine(until_idle: bool, poll: float | None) -> None:
     """Run the engine: drive executions, resume after crashes, poll remote sources."""
+    from conveyor.service.commands import run_engine
+
     app = _app()
-    eng = app.engine()
-    stop = threading.Event()
-    poller = None
-    if poll:
-        from conveyor.engine.triggers import Poller
 
-        poller = Poller(app, interval=poll)
-        threading.Thread(target=poller.run, args=(stop,), daemon=True).start()
-
-    def idle() -> bool:
+    def idle(eng: Any) -> bool:
         return until_idle and not app.store.active_executions() and not eng.inflight
 
-    try:
-        eng.run(stop, until=idle)
-    finally:
-        stop.set()
-        eng.shutdown(wait=False)
+    run_engine(app, threading.Event(), until=idle, poll=poll)
 
 
 def main() -> None:

@@ -15,21 +15,11 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any
 
 import click
 
-
-def _app() -> Any:
-    from conveyor.bootstrap import build
-
-    return build()
-
-
-def _user() -> str:
-    from conveyor.cli.main import _user as user
-
-    return user()
+from conveyor.cli._common import app as _app
+from conveyor.cli._common import user as _user
 
 
 @click.command("rollback")
@@ -47,17 +37,17 @@ def _user() -> str:
 @click.option("--json", "as_json", is_flag=True, help="print the rollback execution as JSON")
 def rollback(environment: str, to: str | None, reason: str, detach: bool, as_json: bool) -> None:
     """Roll ENVIRONMENT back: redeploy a previous digest with its own manifests (no rebuild)."""
-    from conveyor.cli.main import emit_json, follow
-    from conveyor.engine.rollback import plan_rollback, start_rollback
+    from conveyor.cli._common import emit_json
+    from conveyor.cli.main import follow
+    from conveyor.service import commands
 
     app = _app()
-    plan = plan_rollback(app.store, environment, to=to)
+    plan = commands.plan_rollback(app.store, environment, to=to)
     if not as_json:
         click.echo(f"rolling back {plan.describe()}")
-    ex_id = start_rollback(
+    ex_id = commands.roll_back(
         app.store,
         plan,
-        failed_execution=None,
         reason=reason or f"manual rollback by {_user()}",
         actor=_user(),
     )
@@ -129,7 +119,7 @@ def metrics(days: int, environment: str, prometheus: bool, as_json: bool) -> Non
         f"{ttr['open']} open)",
         _spark([p["value"] for p in ttr["series"]]),
     )
-    from conveyor.cli.main import console
+    from conveyor.cli._common import console
 
     console().print(table)
 

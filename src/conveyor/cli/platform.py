@@ -47,7 +47,7 @@ def _platform() -> Any:
 
 def _console() -> Console:
     """The CLI's one console: plain and as wide as the text off a terminal (full ids, URLs)."""
-    from conveyor.cli.main import console
+    from conveyor.cli._common import console
 
     c: Console = console()
     return c
@@ -92,17 +92,12 @@ def _server_daemon(settings: Any) -> Any:
 def _start_server(settings: Any) -> tuple[bool, str | None]:
     """Start `conveyor server` (API, dashboard and an engine) as a daemon unless it runs.
     Returns (started, the admin token when this first start created the admin)."""
-    from conveyor.server.auth import ensure_admin
-    from conveyor.store.db import Store
+    from conveyor.service.users import ensure_admin
 
     d = _server_daemon(settings)
     if d.pid() is not None:
         return False, None
-    store = Store.from_settings(settings)
-    try:
-        token = ensure_admin(store)
-    finally:
-        store.close()
+    token = ensure_admin(settings)
     env = {
         **os.environ,
         "CONVEYOR_HOME": str(settings.state_dir),
@@ -212,9 +207,9 @@ def platform_status(as_json: bool) -> None:
 
 
 def _store() -> Any:
-    from conveyor.store.db import Store
+    from conveyor.service.commands import open_store
 
-    return Store.from_settings(_settings())
+    return open_store(_settings())
 
 
 @click.group("env")
@@ -406,8 +401,8 @@ def _environment_for_diff(
 ) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
     """The environment's definition, the config of the action deploying to it, and what
     runs there now. The store is opened only when it is needed (no --file, or no --image)."""
-    from conveyor.engine.engine import pipeline_of
     from conveyor.errors import NotFound
+    from conveyor.service.queries import pipeline_of
     from conveyor.spec.pipeline_file import load_pipeline
 
     current: dict[str, Any] | None = None

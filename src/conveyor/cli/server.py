@@ -8,26 +8,15 @@ named user instead (their role and `selfApproval` apply, the audit log names the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from conveyor.server.auth import ROLES, User, Users, local_user
-
-
-def _app() -> Any:
-    from conveyor.bootstrap import build
-
-    ctx = click.get_current_context(silent=True)
-    obj = ctx.find_root().obj if ctx is not None else None
-    if obj is not None and hasattr(obj, "store") and hasattr(obj, "settings"):
-        return obj
-    from conveyor.settings import Settings
-
-    if isinstance(obj, Settings):
-        return build(obj)
-    return build()
+from conveyor.cli._common import app as _app
+from conveyor.service import users
+from conveyor.service.users import ROLES
 
 
 def _ts(v: float | None) -> str:
@@ -67,12 +56,12 @@ def _decide(
     digest: str | None,
     as_json: bool,
 ) -> None:
-    from conveyor.server import approvals as ap
-    from conveyor.server.views import PipelineCache
+    from conveyor.service.commands import decide_approval
+    from conveyor.service.queries import PipelineCache
 
     app = _app()
-    user: User = Users(app.store).get(as_user) if as_user else local_user()
-    row = ap.decide_as(
+    user = users.named(app.store, as_user) if as_user else users.local_user()
+    row = decide_approval(
         app.store,
         PipelineCache(),
         execution,
@@ -144,10 +133,10 @@ def user_group() -> None:
 @click.option("--replace", is_flag=True, help="give an existing user a new token (and this role)")
 def user_add(name: str, role: str, email: str | None, replace: bool) -> None:
     """Create a user and print their API token (shown this once)."""
-    app = _app()
-    token = Users(app.store).add(name, role, email, replace=replace)
-    app.store.audit(
-        local_user().name, "user.create", name, {"role": role, "email": email, "replace": replace}
+    from conveyor.service.commands import add_user
+
+    token = add_user(
+        _app().store, name, role, email, replace=replace, actor=users.local_user().name
     )
     click.echo(f"user '{name}' ({role}); token, shown once:", err=True)
     click.echo(token)
@@ -157,27 +146,22 @@ def user_add(name: str, role: str, email: str | None, replace: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def user_list(as_json: bool) -> None:
     """List users and roles (never their tokens)."""
-    rows = Users(_app().store).list()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        click.echo("no users yet (the first `conveyor server` / `conveyor up` creates an admin)")
-    for r in rows:
-        state = " (disabled)" if r["disabled"] else ""
-        click.echo(
+    _print_rows(
+        users.user_list(_app().store),
+        as_json,
+        "no users yet (the first `conveyor server` / `conveyor up` creates an admin)",
+        lambda r: (
             f"{r['name']:<20} {r['role']:<9} {r['email'] or '-':<30} "
-            f"since {_ts(r['created_at'])}{state}"
-        )
+            f"since {_ts(r['created_at'])}" + (" (disabled)" if r["disabled"] else "")
+        ),
+    )
 
 
 @user_group.command("disable")
 @click.argument("name")
 def user_disable(name: str) -> None:
     """Disable a user: their token and sessions stop working."""
-    app = _app()
-    Users(app.store).disable(name)
-    app.store.audit(local_user().name, "user.disable", name, {})
+    users.disable(_app().store, name, users.local_user().name)
     click.echo(f"user '{name}' disabled")
 
 
@@ -186,17 +170,25 @@ def user_disable(name: str) -> None:
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100000))
 def audit_cmd(as_json: bool, limit: int) -> None:
     """Every change made through the API, the dashboard or these commands: who, what, when."""
-    rows = _app().store.audit_log(limit)
+
+    def line(r: dict[str, Any]) -> str:
+        detail = json.dumps(r["detail"], separators=(",", ":")) if r["detail"] else ""
+        return f"{_ts(r['at'])}  {r['actor']:<18} {r['action']:<20} {r['target'] or '-'}  {detail}"
+
+    _print_rows(_app().store.audit_log(limit), as_json, "the audit log is empty", line)
+
+
+def _print_rows(
+    rows: list[dict[str, Any]], as_json: bool, empty: str, line: Callable[[dict[str, Any]], str]
+) -> None:
+    """Rows as JSON, else one line each (or `empty` when there are none)."""
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     if not rows:
-        click.echo("the audit log is empty")
+        click.echo(empty)
     for r in rows:
-        detail = json.dumps(r["detail"], separators=(",", ":")) if r["detail"] else ""
-        click.echo(
-            f"{_ts(r['at'])}  {r['actor']:<18} {r['action']:<20} {r['target'] or '-'}  {detail}"
-        )
+        click.echo(line(r))
 
 
 def register(cli: click.Group) -> None:

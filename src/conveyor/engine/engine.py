@@ -201,28 +201,12 @@ def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") 
     return parse(dict(definition), Lines(name))
 
 
-def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
-    return pl.ExecutionState(
-        attempts=tuple(
-            pl.AttemptView(
-                a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
-            )
-            for a in attempts
-        ),
-        stage_epochs={
-            k: pl.StageEpoch(v["epoch"], v["failed_only"])
-            for k, v in (ex["stage_epochs"] or {}).items()
-        },
-        stop_requested=bool(ex["stop_mode"]),
-        superseded=bool(ex["superseded_by"]),
-    )
-
-
 def _state(
     ex: ExecutionRecord, attempts: list[AttemptRecord], known: _Known | None = None
 ) -> pl.ExecutionState:
-    """`state_of` for the engine's own rows: their views are kept up to date as the engine
-    moves them (no walk over every attempt per tick)."""
+    """The planner's state of the engine's own rows (`service.queries.state_of` reads any
+    rows): their views are kept up to date as the engine moves them (no walk over every
+    attempt per tick)."""
     if known is not None and known.listed is attempts:
         views = tuple(known.views)
     else:
@@ -289,29 +273,11 @@ class Engine:
     ) -> str:
         row = self.store.pipeline_record(pipeline_name)
         pipeline = pipeline_of(row.definition, pipeline_name)
-        given = dict(variables or {})
-        known = {v.name for v in pipeline.variables}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise ConfigError(
-                f"pipeline '{pipeline_name}' has no variable(s) {', '.join(unknown)}"
-                f" (declared: {', '.join(sorted(known)) or 'none'})"
-            )
-        from conveyor.model import variables as variables_
+        from conveyor.model.variables import start_values
 
-        resolved: dict[str, str] = {}
-        for v in pipeline.variables:
-            if v.name in given:
-                resolved[v.name] = str(given[v.name])
-                refused = variables_.value_problem(v.name, resolved[v.name], v.allowed_pattern)
-                if refused:
-                    raise ConfigError(refused)
-            elif v.default is not None:
-                resolved[v.name] = v.default
-            else:
-                raise ConfigError(
-                    f"pipeline variable '{v.name}' has no default: pass --var {v.name}=VALUE"
-                )
+        resolved, refused = start_values(pipeline_name, pipeline.variables, variables or {})
+        if refused:
+            raise ConfigError(refused)
         ex_id = self.store.create_execution(
             pipeline_name,
             row.definition,

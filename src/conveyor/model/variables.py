@@ -7,7 +7,7 @@ Reserved namespaces: `variables` (pipeline-level variables, `#{variables.NAME}`)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import regex
@@ -173,3 +173,31 @@ def value_problem(name: str, value: str, pattern: str | None) -> str | None:
             "give a value that matches it"
         )
     return None
+
+
+def start_values(
+    pipeline: str, declared: Sequence[Any], given: Mapping[str, str]
+) -> tuple[dict[str, str], str | None]:
+    """The pipeline variables of a new execution: each `declared` variable (name, default,
+    allowed_pattern) takes its `given` value, else its default. Returns (values, None), or
+    ({}, why) when a given name is not declared, a value breaks its allowedPattern, or a
+    variable has neither a value nor a default."""
+    known = {v.name for v in declared}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        return {}, (
+            f"pipeline '{pipeline}' has no variable(s) {', '.join(unknown)}"
+            f" (declared: {', '.join(sorted(known)) or 'none'})"
+        )
+    resolved: dict[str, str] = {}
+    for v in declared:
+        if v.name in given:
+            resolved[v.name] = str(given[v.name])
+            refused = value_problem(v.name, resolved[v.name], v.allowed_pattern)
+            if refused:
+                return {}, refused
+        elif v.default is not None:
+            resolved[v.name] = v.default
+        else:
+            return {}, f"pipeline variable '{v.name}' has no default: pass --var {v.name}=VALUE"
+    return resolved, None

@@ -19,13 +19,12 @@ from fastapi import Path as FastAPIPath
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.engine.logs import follow
-from conveyor.errors import AuthError, ConfigError, Conflict, NotFound
-from conveyor.server import approvals as ap
-from conveyor.server import evidence as ev
-from conveyor.server import views
-from conveyor.server.auth import ROLES, User, bearer_token, require
+from conveyor.errors import AuthError, NotFound
+from conveyor.server.auth import User, bearer_token, require
 from conveyor.server.context import Context, ctx_of
+from conveyor.service import commands, queries
+from conveyor.service import evidence as ev
+from conveyor.service.users import ROLES
 
 router = APIRouter(prefix="/api/v1")
 SESSION_COOKIE = "conveyor_session"
@@ -124,14 +123,14 @@ def me(user: Reader) -> dict[str, Any]:
 def list_pipelines(request: Request, user: Reader) -> dict[str, Any]:
     """Every pipeline, with its latest execution."""
     ctx = ctx_of(request)
-    return {"items": [views.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]}
+    return {"items": [queries.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]}
 
 
 @router.get("/pipelines/{name}", tags=["pipelines"])
 def get_pipeline(request: Request, name: str, user: Reader) -> dict[str, Any]:
     """A pipeline: stages, actions, transitions, environments, variables."""
     ctx = ctx_of(request)
-    return views.pipeline_detail(ctx.store, ctx.cache, ctx.store.get_pipeline(name))
+    return queries.pipeline_detail(ctx.store, ctx.cache, ctx.store.get_pipeline(name))
 
 
 @router.post("/pipelines/{name}/executions", status_code=201, tags=["executions"])
@@ -141,16 +140,15 @@ def start_execution(
     """Start an execution (operator)."""
     require(user, "operator", "starting a pipeline")
     ctx = ctx_of(request)
-    ctx.store.get_pipeline(name)
-    ex_id = ctx.starter().start(
+    ex_id = commands.start_execution(
+        ctx.starter(),
         name,
         variables=(body or StartRequest()).variables,
         trigger={"type": "StartPipelineExecution", "by": user.name},
         actor=user.name,
+        audit={"pipeline": name},
     )
-    ctx.store.audit(user.name, "execution.start", ex_id, {"pipeline": name})
-    ctx.wake()
-    return views.execution_summary(ctx.store.get_execution(ex_id))
+    return queries.execution_summary(ctx.store.get_execution(ex_id))
 
 
 @router.post("/pipelines/{name}/transitions/{stage}/disable", tags=["transitions"])
@@ -174,36 +172,15 @@ def _set_transition(
 ) -> dict[str, Any]:
     require(user, "operator", "changing a transition")
     ctx = ctx_of(request)
-    set_transition(ctx, name, stage, enabled, reason, user)
+    commands.set_transition(ctx.store, ctx.cache, name, stage, enabled, reason, user.name)
+    ctx.wake()
     return {
         "pipeline": name,
         "stage": stage,
-        **views.transition_view(
+        **queries.transition_view(
             {r["stage"]: r for r in ctx.store.transitions_for(name)}.get(stage)
         ),
     }
-
-
-def set_transition(
-    ctx: Context, name: str, stage: str, enabled: bool, reason: str, user: User
-) -> None:
-    row = ctx.store.get_pipeline(name)
-    p = ctx.cache.of_pipeline(row)
-    names = [s.name for s in p.stages]
-    if stage not in names:
-        raise NotFound(f"pipeline '{name}' has no stage '{stage}' (stages: {', '.join(names)})")
-    if stage == names[0]:
-        raise ConfigError(
-            f"'{stage}' is the first stage: there is no transition into it to disable"
-        )
-    ctx.store.set_transition(name, stage, enabled, reason, user.name)
-    ctx.store.audit(
-        user.name,
-        "transition.enable" if enabled else "transition.disable",
-        f"{name}/{stage}",
-        {"reason": reason},
-    )
-    ctx.wake()
 
 
 # ---- executions ----------------------------------------------------------------------------------
@@ -220,7 +197,7 @@ def list_executions(
     ctx = ctx_of(request)
     rows = ctx.store.list_executions(pipeline, status, limit=limit, offset=offset, light=True)
     return {
-        "items": [views.execution_summary(r) for r in rows],
+        "items": [queries.execution_summary(r) for r in rows],
         "total": ctx.store.count_executions(pipeline, status),
         "limit": limit,
         "offset": offset,
@@ -231,7 +208,7 @@ def list_executions(
 def get_execution(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     """An execution with its stages and actions (status, reason, message, times, variables)."""
     ctx = ctx_of(request)
-    return views.execution_detail(ctx.store, ctx.cache, ctx.store.get_execution(ex_id))
+    return queries.execution_detail(ctx.store, ctx.cache, ctx.store.get_execution(ex_id))
 
 
 @router.get("/executions/{ex_id}/history", tags=["executions"])
@@ -245,19 +222,10 @@ def get_history(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
 def request_change(
     ctx: Context, ex_id: str, kind: str, payload: dict[str, Any], user: User
 ) -> dict[str, Any]:
-    """Write a request row the engine acts on (stop, abandon, retry) and audit it."""
-    ex = ctx.store.get_execution(ex_id)
-    if kind in ("stop", "abandon") and ex["status"] not in ("InProgress", "Stopping"):
-        raise Conflict(f"execution {ex['id']} is {ex['status']}: there is nothing to stop")
-    if kind == "retry" and ex["status"] not in ("Failed", "Stopped"):
-        raise Conflict(
-            f"execution {ex['id']} is {ex['status']}: "
-            "only a Failed or Stopped execution can be retried"
-        )
-    req = ctx.store.add_request(ex["id"], kind, payload, actor=user.name)
-    ctx.store.audit(user.name, f"execution.{kind}", ex["id"], payload)
+    """Ask the engine to stop, abandon or retry (`commands.request_change`) and wake it."""
+    req, ex = commands.request_change(ctx.store, ex_id, kind, payload, user.name)
     ctx.wake()
-    return {"request_id": req, "execution_id": ex["id"], "kind": kind, "state": "requested"}
+    return {"request_id": req, "execution_id": ex, "kind": kind, "state": "requested"}
 
 
 @router.post("/executions/{ex_id}/stop", status_code=202, tags=["executions"])
@@ -265,10 +233,7 @@ def stop_execution(
     request: Request, ex_id: str, user: Writer, body: StopRequest | None = None
 ) -> dict[str, Any]:
     """Stop: let running actions finish, start nothing new (operator)."""
-    require(user, "operator", "stopping an execution")
-    return request_change(
-        ctx_of(request), ex_id, "stop", {"reason": (body or StopRequest()).reason}, user
-    )
+    return _stop(request, ex_id, user, body, "stop")
 
 
 @router.post("/executions/{ex_id}/abandon", status_code=202, tags=["executions"])
@@ -276,10 +241,16 @@ def abandon_execution(
     request: Request, ex_id: str, user: Writer, body: StopRequest | None = None
 ) -> dict[str, Any]:
     """Stop and abandon the running actions (operator)."""
-    require(user, "operator", "abandoning an execution")
-    return request_change(
-        ctx_of(request), ex_id, "abandon", {"reason": (body or StopRequest()).reason}, user
-    )
+    return _stop(request, ex_id, user, body, "abandon")
+
+
+def _stop(
+    request: Request, ex_id: str, user: User, body: StopRequest | None, kind: str
+) -> dict[str, Any]:
+    doing = "stopping" if kind == "stop" else "abandoning"
+    require(user, "operator", f"{doing} an execution")
+    reason = (body or StopRequest()).reason
+    return request_change(ctx_of(request), ex_id, kind, {"reason": reason}, user)
 
 
 @router.post("/executions/{ex_id}/retry", status_code=202, tags=["executions"])
@@ -308,7 +279,7 @@ def _log_file(
     ctx: Context, ex_id: str, stage: str, action: str, attempt: int | None
 ) -> tuple[dict[str, Any], Path]:
     ex = ctx.store.get_execution(ex_id)
-    row = views.attempt_row(ctx.store, ex["id"], stage, action, attempt)
+    row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
     if not row["log_path"]:
         raise NotFound(f"{stage}/{action} attempt {row['attempt']} has no log yet")
     return row, Path(row["log_path"])
@@ -348,14 +319,14 @@ def stream_log(
 
     def status() -> str:
         return str(
-            views.attempt_row(ctx.store, row["execution_id"], stage, action, row["attempt"])[
+            queries.attempt_row(ctx.store, row["execution_id"], stage, action, row["attempt"])[
                 "status"
             ]
         )
 
     def events() -> Iterator[str]:
         yield "retry: 2000\n\n"
-        for chunk in follow(path, lambda: status() != "InProgress"):
+        for chunk in queries.follow_log(path, lambda: status() != "InProgress"):
             for line in chunk.splitlines():
                 yield f"data: {line}\n\n"
         yield f"event: end\ndata: {status()}\n\n"
@@ -457,7 +428,7 @@ def get_attempt_file(
     """A file of an action attempt's working directory (its report files, screenshots)."""
     ctx = ctx_of(request)
     ex = ctx.store.get_execution(ex_id)
-    row = views.attempt_row(ctx.store, ex["id"], stage, action, attempt)
+    row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
     root = ctx.settings.state_dir / "work" / ex["id"] / f"{stage}.{action}.{row['attempt']}"
     return serve_file(_inside(root, rel), rel)
 
@@ -491,7 +462,7 @@ def get_artifact_file(request: Request, digest: str, rel: str, user: Reader) -> 
 @router.get("/environments", tags=["environments"])
 def list_environments(request: Request, user: Reader) -> dict[str, Any]:
     """Each environment: what runs there (image, digest, commit), since when, from where."""
-    return {"items": views.environments(ctx_of(request).store)}
+    return {"items": queries.environments(ctx_of(request).store)}
 
 
 @router.get("/metrics/dora", tags=["metrics"])
@@ -515,52 +486,32 @@ def environment_history(
     """An environment's deployment history, newest first."""
     rows = ctx_of(request).store.deployments(name, limit=limit)
     if not rows:
-        known = [e["name"] for e in views.environments(ctx_of(request).store)]
+        known = [e["name"] for e in queries.environments(ctx_of(request).store)]
         raise NotFound(
             f"no deployments to environment '{name}' "
             f"(environments: {', '.join(known) or 'none yet'})"
         )
-    return {"environment": name, "items": [views.deployment_view(d) for d in rows]}
+    return {"environment": name, "items": [queries.deployment_view(d) for d in rows]}
 
 
 # ---- approvals ----------------------------------------------------------------------------------
 @router.get("/approvals", tags=["approvals"])
 def list_approvals(request: Request, user: Reader) -> dict[str, Any]:
     """The approvals waiting for a decision."""
-    return {"items": ap.pending_list(ctx_of(request).store)}
-
-
-def approval_evidence(ctx: Context, ex_id: str) -> dict[str, Any]:
-    ex = ctx.store.get_execution(ex_id)
-    row = ap.latest_approval(ctx.store, ex["id"])
-    out = ev.gather(ctx.store, ctx.artifacts, ctx.settings, ctx.cache.of_execution(ex), ex, row)
-    out["execution"] = views.execution_summary(ex)
-    cfg = ap.approval_config(ctx.cache.of_execution(ex), row["attempt_id"])
-    out["self_approval"] = bool(cfg.get("selfApproval", True))
-    return out
+    return {"items": queries.pending_list(ctx_of(request).store)}
 
 
 @router.get("/approvals/{ex_id}", tags=["approvals"])
 def get_approval(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     """An execution's approval with its evidence (tests, failures, screenshots, digest, commits)."""
-    return approval_evidence(ctx_of(request), ex_id)
+    ctx = ctx_of(request)
+    return queries.approval_evidence(ctx.store, ctx.artifacts, ctx.settings, ctx.cache, ex_id)
 
 
 def _decide(
     request: Request, ex_id: str, body: DecisionRequest, user: User, approve: bool
 ) -> dict[str, Any]:
-    ctx = ctx_of(request)
-    row = ap.decide_as(
-        ctx.store,
-        ctx.cache,
-        ex_id,
-        user,
-        approve=approve,
-        comment=body.comment,
-        digest=body.digest,
-        require_digest=True,
-    )
-    ctx.wake()
+    row = ctx_of(request).decide(ex_id, user, approve, body.comment, body.digest)
     return ev.approval_view(row)
 
 
@@ -588,13 +539,13 @@ def list_users(request: Request, user: Reader) -> dict[str, Any]:
 def create_user(request: Request, body: UserCreate, user: Writer) -> dict[str, Any]:
     """Create a user (admin); the answer holds their token, shown this once."""
     require(user, "admin", "creating users")
-    ctx = ctx_of(request)
-    token = ctx.users.add(body.name, body.role, body.email, replace=body.replace)
-    ctx.store.audit(
-        user.name,
-        "user.create",
+    token = commands.add_user(
+        ctx_of(request).store,
         body.name,
-        {"role": body.role, "email": body.email, "replace": body.replace},
+        body.role,
+        body.email,
+        replace=body.replace,
+        actor=user.name,
     )
     return {"name": body.name, "role": body.role, "email": body.email, "token": token}
 

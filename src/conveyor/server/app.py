@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +29,6 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from conveyor.engine.engine import Engine
 from conveyor.errors import AuthError, ConveyorError
 from conveyor.server import api, pages
 from conveyor.server.auth import Signer, Users, ensure_admin, session_key
@@ -37,9 +36,13 @@ from conveyor.server.context import Context
 from conveyor.server.failures import Failures
 from conveyor.server.headers import CSP, SecurityHeaders, script_hash
 from conveyor.server.scrape import metrics_refusal
+from conveyor.service import commands
 from conveyor.settings import Settings
-from conveyor.store.artifacts import ArtifactStore
-from conveyor.store.db import Store
+
+if TYPE_CHECKING:  # types only: the server reaches the engine and store through the service
+    from conveyor.engine.engine import Engine
+    from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.db import Store
 
 HERE = Path(__file__).parent
 log = logging.getLogger("conveyor.server")
@@ -86,13 +89,13 @@ def create_app(
 ) -> FastAPI:
     """One app over one store. `engine`: the engine loop of this process (woken on changes);
     without one, executions started here are picked up by whichever engine runs."""
-    store = store or Store.from_settings(settings)
+    store = store or commands.open_store(settings)
     ctx = Context(
         settings=settings,
         store=store,
         users=Users(store),
         signer=Signer(session_secret or session_key(settings.state_dir)),
-        artifacts=artifacts or ArtifactStore(settings.state_dir / "artifacts"),
+        artifacts=artifacts or commands.open_artifacts(settings),
         engine=engine,
     )
     app = FastAPI(

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import AuthError, ConfigError, Conflict, Forbidden, NotFound
+from conveyor.service.users import ROLES
 from conveyor.store.db import Store
 
-ROLES = ("viewer", "operator", "approver", "admin")
 SESSION_SECONDS = 12 * 3600
 TOKEN_PREFIX = "cvy_"
 

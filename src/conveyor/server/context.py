@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from conveyor.actions.registry import ActionRegistry
-from conveyor.bootstrap import build_services
-from conveyor.engine.engine import Engine
-from conveyor.server.auth import Signer, Users
-from conveyor.server.views import PipelineCache
+from conveyor.server.auth import Signer, User, Users
+from conveyor.service import commands
+from conveyor.service.queries import PipelineCache
 from conveyor.settings import Settings
-from conveyor.store.artifacts import ArtifactStore
-from conveyor.store.db import Store
+
+if TYPE_CHECKING:  # types only: the server reaches the engine and store through the service
+    from conveyor.engine.engine import Engine
+    from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.db import Row, Store
 
 
 @dataclass
@@ -37,14 +39,26 @@ class Context:
             return self.engine
         with self._lock:
             if self._starter is None:
-                self._starter = Engine(
-                    self.store,
-                    self.settings,
-                    ActionRegistry({}),
-                    build_services(self.settings, self.artifacts),
-                    max_workers=1,
-                )
+                self._starter = commands.starting_engine(self.store, self.settings, self.artifacts)
             return self._starter
+
+    def decide(
+        self, ex_id: str, user: User, approve: bool, comment: str, digest: str | None
+    ) -> Row:
+        """Approve or reject as `user` (`commands.decide_approval`), bound to the digest the
+        page or API client showed; wakes this process's engine."""
+        row = commands.decide_approval(
+            self.store,
+            self.cache,
+            ex_id,
+            user,
+            approve=approve,
+            comment=comment,
+            digest=digest,
+            require_digest=True,
+        )
+        self.wake()
+        return row
 
     def wake(self) -> None:
         if self.engine is not None:

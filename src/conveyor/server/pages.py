@@ -19,11 +19,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from conveyor.errors import AuthError, Forbidden, NotFound
-from conveyor.server import api, views
-from conveyor.server import approvals as ap
+from conveyor.server.api import MAX_INT, SESSION_COOKIE
 from conveyor.server.auth import SESSION_SECONDS, Session, User, require
 from conveyor.server.context import Context, ctx_of
 from conveyor.server.headers import http_link, local_path
+from conveyor.service import commands, queries
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF = "conveyor_login_csrf"
@@ -90,7 +90,7 @@ templates.env.filters.update(
 # ---- sessions -----------------------------------------------------------------------------------
 def _session(request: Request) -> tuple[User, Session]:
     ctx = ctx_of(request)
-    s = ctx.signer.read_session(request.cookies.get(api.SESSION_COOKIE))
+    s = ctx.signer.read_session(request.cookies.get(SESSION_COOKIE))
     if s is not None:
         user = ctx.users.session_user(s)
         if user is not None:
@@ -101,6 +101,19 @@ def _session(request: Request) -> tuple[User, Session]:
 def _check_csrf(request: Request, s: Session, token: str | None) -> None:
     if not ctx_of(request).signer.check_csrf(s.sid, token):
         raise Forbidden("the form's CSRF token is missing or stale: reload the page and try again")
+
+
+def _form_user(request: Request, csrf: str) -> User:
+    """The signed-in user of a form post whose CSRF token is good."""
+    user, s = _session(request)
+    _check_csrf(request, s, csrf)
+    return user
+
+
+def _one_of(value: str, what: str, choices: tuple[str, ...]) -> None:
+    """A form field's value must be one of `choices` (else a 404 naming them)."""
+    if value not in choices:
+        raise NotFound(f"unknown {what} '{value}' ({', '.join(choices[:-1])} or {choices[-1]})")
 
 
 def render(request: Request, name: str, status_code: int = 200, **data: Any) -> HTMLResponse:
@@ -181,10 +194,10 @@ def login(
     user, token_hash = found
     cookie, session = ctx.signer.session_cookie(user, token_hash)
     ctx.users.open_session(session)
-    ctx.store.audit(user.name, "session.start", None, {"via": "dashboard"})
+    commands.record(ctx.store, user.name, "session.start", None, {"via": "dashboard"})
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(
-        api.SESSION_COOKIE,
+        SESSION_COOKIE,
         cookie,
         httponly=True,
         samesite="lax",
@@ -200,9 +213,9 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
     user, s = _session(request)
     _check_csrf(request, s, csrf)
     ctx_of(request).users.close_session(s)
-    ctx_of(request).store.audit(user.name, "session.end", None, {"via": "dashboard"})
+    commands.record(ctx_of(request).store, user.name, "session.end", None, {"via": "dashboard"})
     resp = RedirectResponse("/login", status_code=303)
-    resp.delete_cookie(api.SESSION_COOKIE, path="/")
+    resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
 
 
@@ -211,20 +224,20 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 def home(request: Request) -> Response:
     _session(request)
     ctx = ctx_of(request)
-    pipelines = [views.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]
+    pipelines = [queries.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]
     return render(
         request,
         "home.html",
         title="Pipelines",
         pipelines=pipelines,
-        approvals=ap.pending_list(ctx.store),
+        approvals=queries.pending_list(ctx.store),
         nav="pipelines",
     )
 
 
 def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, Any]:
     row = ctx.store.get_pipeline(name)
-    detail = views.pipeline_detail(ctx.store, ctx.cache, row)
+    detail = queries.pipeline_detail(ctx.store, ctx.cache, row)
     ex = None
     if execution:
         ex = ctx.store.get_execution(execution)
@@ -235,7 +248,7 @@ def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, 
     else:
         latest = ctx.store.list_executions(name, limit=1)
         ex = latest[0] if latest else None
-    current = views.execution_detail(ctx.store, ctx.cache, ex) if ex else None
+    current = queries.execution_detail(ctx.store, ctx.cache, ex) if ex else None
     approval = None
     if ex is not None:
         rows = ctx.store.approvals_for(ex["id"])
@@ -259,7 +272,7 @@ def pipeline_page(request: Request, name: str, execution: str | None = None) -> 
     ctx = ctx_of(request)
     data = _pipeline_data(ctx, name, execution)
     recent = [
-        views.execution_summary(e) for e in ctx.store.list_executions(name, limit=25, light=True)
+        queries.execution_summary(e) for e in ctx.store.list_executions(name, limit=25, light=True)
     ]
     return render(request, "pipeline.html", title=name, recent=recent, nav="pipelines", **data)
 
@@ -280,31 +293,35 @@ def transition_form(
     csrf: str = Form(""),
     back: str = Form(""),
 ) -> Response:
-    user, s = _session(request)
-    _check_csrf(request, s, csrf)
+    user = _form_user(request, csrf)
     require(user, "operator", "changing a transition")
-    if action not in ("enable", "disable"):
-        raise NotFound(f"unknown transition action '{action}' (enable or disable)")
+    _one_of(action, "transition action", ("enable", "disable"))
     if action == "disable" and not reason.strip():
         return _back(
             _safe_next(back or f"/pipelines/{name}"), "Give a reason to disable a transition."
         )
-    api.set_transition(ctx_of(request), name, stage, action == "enable", reason.strip(), user)
+    ctx = ctx_of(request)
+    commands.set_transition(
+        ctx.store, ctx.cache, name, stage, action == "enable", reason.strip(), user.name
+    )
+    ctx.wake()
     verb = "enabled" if action == "enable" else "disabled"
     return _back(_safe_next(back or f"/pipelines/{name}"), f"Transition into {stage} {verb}.")
 
 
 @router.post("/pipelines/{name}/start")
 def start_form(request: Request, name: str, csrf: str = Form("")) -> Response:
-    user, s = _session(request)
-    _check_csrf(request, s, csrf)
+    user = _form_user(request, csrf)
     require(user, "operator", "starting a pipeline")
     ctx = ctx_of(request)
-    ex_id = ctx.starter().start(
-        name, trigger={"type": "StartPipelineExecution", "by": user.name}, actor=user.name
+    ex_id = commands.start_execution(
+        ctx.starter(),
+        name,
+        variables={},
+        trigger={"type": "StartPipelineExecution", "by": user.name},
+        actor=user.name,
+        audit={"pipeline": name, "via": "dashboard"},
     )
-    ctx.store.audit(user.name, "execution.start", ex_id, {"pipeline": name, "via": "dashboard"})
-    ctx.wake()
     return _back(f"/pipelines/{name}?execution={ex_id}", f"Started execution {ex_id}.")
 
 
@@ -312,17 +329,16 @@ def start_form(request: Request, name: str, csrf: str = Form("")) -> Response:
 def request_form(
     request: Request, ex_id: str, kind: str = Form(...), csrf: str = Form("")
 ) -> Response:
-    user, s = _session(request)
-    _check_csrf(request, s, csrf)
-    if kind not in ("stop", "abandon", "retry"):
-        raise NotFound(f"unknown request '{kind}' (stop, abandon or retry)")
+    user = _form_user(request, csrf)
+    _one_of(kind, "request", ("stop", "abandon", "retry"))
     require(user, "operator", f"{kind} of an execution")
     ctx = ctx_of(request)
     ex = ctx.store.get_execution(ex_id)
     payload: dict[str, Any] = (
         {"reason": "from the dashboard"} if kind != "retry" else {"failed_only": False}
     )
-    api.request_change(ctx, ex["id"], kind, payload, user)
+    commands.request_change(ctx.store, ex["id"], kind, payload, user.name)
+    ctx.wake()
     return _back(
         f"/pipelines/{ex['pipeline']}?execution={ex['id']}",
         f"Requested {kind} of execution {ex['id']}.",
@@ -336,10 +352,10 @@ def executions_page(
 ) -> Response:
     _session(request)
     ctx = ctx_of(request)
-    if status and status not in views.STATUSES:
+    if status and status not in queries.STATUSES:
         status = ""
     per = 50
-    page = max(1, min(page, api.MAX_INT // per))
+    page = max(1, min(page, MAX_INT // per))
     rows = ctx.store.list_executions(
         pipeline or None, status or None, limit=per, offset=(page - 1) * per, light=True
     )
@@ -349,13 +365,13 @@ def executions_page(
         "executions.html",
         title="Execution history",
         nav="executions",
-        items=[views.execution_summary(r) for r in rows],
+        items=[queries.execution_summary(r) for r in rows],
         total=total,
         page=page,
         per=per,
         status=status,
         pipeline=pipeline,
-        statuses=views.STATUSES,
+        statuses=queries.STATUSES,
         pipelines=ctx.store.pipeline_names(),
     )
 
@@ -373,12 +389,12 @@ def log_page(
     ex_id: str,
     stage: str,
     action: str,
-    attempt: Annotated[int | None, Query(ge=1, le=api.MAX_INT)] = None,
+    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> Response:
     _session(request)
     ctx = ctx_of(request)
     ex = ctx.store.get_execution(ex_id)
-    row = views.attempt_row(ctx.store, ex["id"], stage, action, attempt)
+    row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
     path = Path(row["log_path"]) if row["log_path"] else None
     text = path.read_text(encoding="utf-8", errors="replace") if path and path.exists() else ""
     base = f"/api/v1/executions/{ex['id']}/actions/{stage}/{action}"
@@ -386,7 +402,7 @@ def log_page(
         request,
         "log.html",
         title=f"Log of {stage}/{action}",
-        ex=views.execution_summary(ex),
+        ex=queries.execution_summary(ex),
         attempt=row,
         text=text,
         stream_url=f"{base}/log/stream?attempt={row['attempt']}",
@@ -400,9 +416,9 @@ def log_page(
 def environments_page(request: Request) -> Response:
     _session(request)
     ctx = ctx_of(request)
-    envs = views.environments(ctx.store)
+    envs = queries.environments(ctx.store)
     history = {
-        e["name"]: [views.deployment_view(d) for d in ctx.store.deployments(e["name"], limit=10)]
+        e["name"]: [queries.deployment_view(d) for d in ctx.store.deployments(e["name"], limit=10)]
         for e in envs
     }
     return render(
@@ -435,7 +451,7 @@ def approvals_page(request: Request) -> Response:
         request,
         "approvals.html",
         title="Approvals",
-        items=ap.pending_list(ctx_of(request).store),
+        items=queries.pending_list(ctx_of(request).store),
         nav="approvals",
     )
 
@@ -444,9 +460,9 @@ def approvals_page(request: Request) -> Response:
 def approval_page(request: Request, ex_id: str) -> Response:
     user, _ = _session(request)
     ctx = ctx_of(request)
-    evidence = api.approval_evidence(ctx, ex_id)
+    evidence = queries.approval_evidence(ctx.store, ctx.artifacts, ctx.settings, ctx.cache, ex_id)
     ex = ctx.store.get_execution(ex_id)
-    author = ap.is_author(user, ex)
+    author = queries.is_author(user.name, user.email, ex)
     can_decide = user.can("approver") and evidence["approval"]["status"] == "Pending"
     can_approve = can_decide and not (author and not evidence["self_approval"])
     superseded_by = ex["superseded_by"]
@@ -473,22 +489,10 @@ def approval_decide(
     digest: str = Form(""),
     csrf: str = Form(""),
 ) -> Response:
-    user, s = _session(request)
-    _check_csrf(request, s, csrf)
-    if decision not in ("approve", "reject"):
-        raise NotFound(f"unknown decision '{decision}' (approve or reject)")
+    user = _form_user(request, csrf)
+    _one_of(decision, "decision", ("approve", "reject"))
     ctx = ctx_of(request)
-    row = ap.decide_as(
-        ctx.store,
-        ctx.cache,
-        ex_id,
-        user,
-        approve=decision == "approve",
-        comment=comment,
-        digest=digest or None,
-        require_digest=True,
-    )
-    ctx.wake()
+    row = ctx.decide(ex_id, user, decision == "approve", comment, digest or None)
     ex = ctx.store.get_execution(ex_id)
     word = "Approved" if row["status"] == "Approved" else "Rejected"
     return _back(

@@ -22,7 +22,6 @@ errors, conversion into the pure model, and writing back.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from conveyor.errors import Problem, ValidationFailed
 from conveyor.model import pipeline as m
+from conveyor.model.duration import parse_duration as parse_duration
 from conveyor.model.validate import Catalogue, validate
 from conveyor.spec.yamlfile import Lines, load, pydantic_problems
 
@@ -39,19 +39,6 @@ NAME = r"^[A-Za-z0-9.@\-_]+$"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-def parse_duration(value: int | float | str | None) -> int | None:
-    """Seconds from 90, "90", "90s", "15m", "2h", "7d"."""
-    if value is None:
-        return None
-    if isinstance(value, int | float):
-        return int(value)
-    mt = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(value))
-    if not mt:
-        raise ValueError(f"'{value}' is not a duration (use seconds, or 30s, 15m, 2h, 7d)")
-    n, unit = int(mt.group(1)), mt.group(2) or "s"
-    return n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
 
 class ActionFile(_Strict):
@@ -339,12 +326,14 @@ def load_pipeline(
     path: str | Path, catalogue: Catalogue | None = None, *, text: str | None = None
 ) -> m.Pipeline:
     """Load and fully validate a pipeline file; raise ValidationFailed with every problem."""
-    from conveyor.spec.codepipeline import source_code_hint
-
     if text is None and Path(path).is_file():
         with contextlib.suppress(OSError, UnicodeDecodeError):
             text = Path(path).read_text(encoding="utf-8")
-    hint = source_code_hint(path, text or "")
+    hint = None
+    if Path(path).suffix.lower() not in (".yaml", ".yml", ".json"):  # a program, by mistake?
+        from conveyor.spec.codepipeline import source_code_hint
+
+        hint = source_code_hint(path, text or "")
     if hint:
         raise ValidationFailed([Problem(str(path), None, hint)])
     data, lines = load(path, text=text)

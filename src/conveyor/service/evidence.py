@@ -14,15 +14,17 @@ import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from conveyor.adapters import git
 from conveyor.errors import ConveyorError
 from conveyor.model.pipeline import Pipeline
 from conveyor.settings import Settings
-from conveyor.store.artifacts import ArtifactStore
-from conveyor.store.db import Row, Store
+
+if TYPE_CHECKING:
+    from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.db import Row, Store
 
 E2E = re.compile(r"e2e|selenium|end.?to.?end|acceptance|browser|ui.?test", re.IGNORECASE)
 COUNTS = ("total", "passed", "failed", "skipped", "errors")
