@@ -4,18 +4,25 @@ Debian packages (see conveyor.images)."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import click
 
 
 def _context() -> tuple[Any, dict[str, str]]:
-    """The state dir and podman's environment (Conveyor's own CONTAINERS_CONF)."""
+    """The state dir and podman's environment: the caller's CONTAINERS_CONF when it has one,
+    else Conveyor's own (runc, lower ulimits) in a directory of the images' own, so that the
+    platform's registries.conf is never rewritten from here."""
     from conveyor.cli.platform import _settings
-    from conveyor.platform.local import LocalPlatform
+    from conveyor.platform.containers_conf import write_containers_config
 
     settings = _settings()
-    return settings.state_dir, LocalPlatform(settings).container_env()
+    if os.environ.get("CONTAINERS_CONF"):
+        return settings.state_dir, {}
+    return settings.state_dir, write_containers_config(
+        settings.state_dir / "images" / "containers", []
+    )
 
 
 @click.group("images")

@@ -127,6 +127,11 @@ class ImageBuilder:
         if not force and self.exists(tag):
             self._tag_latest(recipe, tag)
             return BuildResult(recipe.name, tag, False, time.monotonic() - started, self.size(tag))
+        if recipe.variant == "extract" and (recipe.files or recipe.steps or recipe.cleanup):
+            raise ConfigError(
+                f"image recipe '{recipe.name}': mmdebstrap runs no hooks in the 'extract' "
+                "variant, so its files, steps and cleanup would be skipped; use 'essential'"
+            )
         mmdebstrap = self.which("mmdebstrap")
         if mmdebstrap is None:
             raise Unavailable(

@@ -148,11 +148,13 @@ WEB = Recipe(
         "/var/log/*",
         "/var/cache/ldconfig/*",
     ),
+    # No ENV for APP_VERSION / VCS_REF here: an ENV of the base image would win over an app
+    # Containerfile's `ARG` of the same name (`ENV APP_VERSION=${APP_VERSION}` would then read
+    # the base's value); conveyor-web defaults them to "dev" and "unknown".
     config=(
         "USER 65534:65534",
         "WORKDIR /www",
         "EXPOSE 8080",
-        "ENV APP_VERSION=dev VCS_REF=unknown APP_ENV= APP_BANNER=",
         "STOPSIGNAL SIGQUIT",
         'ENTRYPOINT ["/usr/local/bin/conveyor-web"]',
         "CMD []",
@@ -197,8 +199,11 @@ BUILD = Recipe(
     cleanup=("/var/lib/apt/lists/*", "/var/log/*", "/var/cache/debconf/*-old"),
     config=(
         "WORKDIR /codebuild/output",
-        "ENV CODEBUILD_ENVIRONMENT=conveyor/build NG_CLI_ANALYTICS=false"
-        " SE_OFFLINE=true CHROME_BIN=/usr/bin/chromium",
+        # one variable per ENV: `podman import --change "ENV A=1 B=2"` sets A to "1 B=2"
+        "ENV CODEBUILD_ENVIRONMENT=conveyor/build",
+        "ENV NG_CLI_ANALYTICS=false",
+        "ENV SE_OFFLINE=true",
+        "ENV CHROME_BIN=/usr/bin/chromium",
         'CMD ["/bin/bash"]',
         "LABEL org.opencontainers.image.title=conveyor-build",
     ),

@@ -213,6 +213,9 @@ class LocalPlatform:
         for reg in self.registries():
             if reg.start():
                 started.append(f"registry {reg.name} on {reg.address}")
+        from conveyor.images import ensure_images  # the base images the example builds FROM
+
+        started += ensure_images(("web",), self.state_dir, self.container_env())
         from conveyor.platform.environment import PodmanEnvironment
 
         for door in self.known_frontdoors():
