@@ -211,6 +211,7 @@ def app_image(
         env,
         "build",
         "-q",
+        "--no-cache",  # podman 4.3's layer cache ignores --build-arg values
         "--timestamp",
         "0",
         "--build-arg",
