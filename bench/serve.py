@@ -109,8 +109,9 @@ def web_image(dist: Path, tmp: Path, env: dict[str, str]) -> str:
 def wait_ready(url: str) -> None:
     for _ in range(400):
         try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
         except OSError:
             time.sleep(0.05)
     sys.exit(f"serve bench: {url} never answered")
@@ -126,6 +127,8 @@ def ab(url: str, clients: int, duration: float) -> dict[str, float]:
     rps = float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     pct = dict(re.findall(r"^\s+(\d+)%\s+(\d+)", out, re.M))
     failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    failed += int(non_2xx.group(1)) if non_2xx else 0
     return {"rps": rps, "p50_ms": float(pct["50"]), "p99_ms": float(pct["99"]), "failed": failed}
 
 
@@ -145,9 +148,11 @@ def host_nginx(dist: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
         "root /tmp/web;", f"root {d / 'web'};"
     )
     conf = conf.replace("/tmp/nginx", str(d / "nginx"))
+    conf = conf.replace("error_log /dev/stderr warn;", f"error_log {d / 'error.log'} warn;")
+    conf = conf.replace("access_log /dev/stdout", f"access_log {d / 'access.log'}")
     (d / "nginx.conf").write_text(conf)
     proc = subprocess.Popen(
-        [nginx, "-e", "/dev/stderr", "-c", str(d / "nginx.conf"), "-g", "daemon off;"],
+        [nginx, "-e", str(d / "error.log"), "-c", str(d / "nginx.conf"), "-g", "daemon off;"],
         stdout=subprocess.DEVNULL,
     )
     return proc, f"http://127.0.0.1:{port}"
@@ -231,6 +236,7 @@ def main() -> None:
     if shutil.which("ab") is None:
         sys.exit("serve bench: needs ab (apt-get install -y apache2-utils)")
     tmp = Path(tempfile.mkdtemp(prefix="conveyor-bench-serve-"))
+    tmp.chmod(0o755)  # host nginx's workers run as nobody and must read the files
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CONVEYOR_HOME": str(tmp / "state")}
     env.update(write_containers_config(tmp / "state" / "containers", []))
     load_before = run(["uptime"]).stdout.strip()
