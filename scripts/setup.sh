@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # --no-install-recommends below, so what podman only recommends is listed: catatonit is its
 # pause binary (`kube play` fails without it), uidmap and slirp4netns its helpers. curl: the
 # generated CodeBuild buildspecs use it (the CodeBuild image has it), and `aws rehearse` runs them.
+# mmdebstrap builds the base images (`conveyor images build`; podman import needs nothing more).
 APT_PACKAGES=(git podman catatonit runc uidmap slirp4netns buildah skopeo docker-registry
               busybox-static chromium chromium-driver prometheus postgresql iproute2 procps
-              python3-dev curl)
+              python3-dev curl mmdebstrap)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,7 +5,7 @@ a JUnit report, ng build, podman build, push to a docker-registry on a free loop
 port); the pushed image then serves the app from a container on a free loopback port, and
 examples/webapp-e2e's buildspec runs the Selenium suite against it in headless Chromium.
 A deliberately broken build shows what a failing end-to-end test leaves behind.
-Needs node/npm, podman, busybox-static, docker-registry, chromium and chromium-driver
+Needs node/npm, podman, mmdebstrap (the `web` base image), docker-registry, chromium and chromium-driver
 (npm packages come from ~/.npm, or from the npm registry on a cold cache).
 """
 
@@ -41,7 +41,7 @@ TOOLS = {
     "node": "nodejs (Node 20.19+)",
     "npm": "npm",
     "podman": "podman",
-    "busybox": "busybox-static",
+    "mmdebstrap": "mmdebstrap",
     "docker-registry": "docker-registry",
     "git": "git",
 }
@@ -189,6 +189,15 @@ def app_build(
         ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True
     ).stdout.strip()
     tag = f"it-{commit[:12]}-{uuid.uuid4().hex[:6]}"
+    base = subprocess.run(  # the Containerfile's BASE (cached after the first build)
+        [sys.executable, "-m", "conveyor", "images", "build", "web"],
+        env=process_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert base.returncode == 0, base.stderr[-3000:]
     result = conveyor_buildspec(
         source / "buildspec.yml",
         source,

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "down": ("conveyor.cli.platform:down", "Stop the local platform: registries, front doors, release pods."),
     "env": ("conveyor.cli.platform:env_group", "Deployment environments and their history."),
     "export": ("conveyor.cli.aws:export_group", "Convert a Conveyor pipeline file into another CI/CD definition."),
+    "images": ("conveyor.cli.images:images_group", "Local base images built from Debian packages (web, build)."),
     "import": ("conveyor.cli.aws:import_group", "Convert other CI/CD definitions into a Conveyor pipeline file."),
     "metrics": ("conveyor.cli.monitor:metrics", "The four DORA measures of the deployments."),
     "monitor": ("conveyor.cli.monitor:monitor_group", "Continuous monitoring of the deployed environments."),

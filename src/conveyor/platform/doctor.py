@@ -144,7 +144,7 @@ class Doctor:
         return Check("containers.conf", OK, f"Conveyor's own ({first[2:30]}...)", fix, purpose)
 
     def busybox_static(self) -> Check:
-        purpose = "a static busybox: the example's image and the test images run it"
+        purpose = "a static busybox: the test images and the `build` image run it"
         fix = _apt("busybox-static")
         found = self.which("busybox")
         if not found:
@@ -225,6 +225,25 @@ class Doctor:
             )
         return out
 
+    def images(self) -> list[Check]:
+        """Conveyor's local base images (`conveyor images build NAME`): present or missing.
+        Never blocking: `conveyor up` builds a missing one."""
+        from conveyor.images.recipe import RECIPES
+
+        podman = self.which("podman")
+        checks = []
+        for recipe in RECIPES.values():
+            name, tag = f"image {recipe.name}", recipe.tag()
+            fix = f"conveyor images build {recipe.name}"
+            purpose = f"base image: {recipe.description}"
+            present = False
+            if podman is not None:
+                argv = [podman, "image", "exists", tag]
+                present = subprocess.run(argv, capture_output=True, check=False).returncode == 0
+            status = OK if present else MISSING
+            checks.append(Check(name, status, tag if present else f"no {tag}", fix, purpose, False))
+        return checks
+
     def postgres(self) -> Check:
         purpose = "the store tests against PostgreSQL (tests only; not needed to run)"
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
@@ -244,11 +263,13 @@ class Doctor:
             self.binary(
                 "docker-registry", "docker-registry", "the test and prod registries", "--version"
             ),
+            self.binary("mmdebstrap", "mmdebstrap", "builds the base images from Debian packages"),
             self.busybox_static(),
             *self.browser(),
             *self.node(),
             self.binary("prometheus", "prometheus", "PromQL checks of the monitor"),
             self.postgres(),
+            *self.images(),
         ]
         return checks
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,9 @@ class LocalPlatform:
         for reg in self.registries():
             if reg.start():
                 started.append(f"registry {reg.name} on {reg.address}")
+        from conveyor.images import ensure_images  # the base image the example builds FROM
+
+        ensure_images(("web",), self.state_dir, self.container_env(), say=_progress)
         from conveyor.platform.environment import PodmanEnvironment
 
         for door in self.known_frontdoors():
@@ -253,3 +257,8 @@ class LocalPlatform:
         for door in doors:
             parts += PodmanEnvironment.from_state(self, door.environment).status()
         return parts
+
+
+def _progress(line: str) -> None:
+    """A long step of `up` (building a missing base image: about 30 s), on stderr."""
+    print(f"conveyor up: {line}", file=sys.stderr, flush=True)
