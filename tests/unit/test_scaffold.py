@@ -164,6 +164,17 @@ def test_examples_webapp_is_angular_21_with_vitest_and_needs_no_reporter_setup(
     assert junit.reporter_changes(app) == []
     spec = project.plan(app_dir).files[app_dir / "buildspec.yml"]
     assert "--reporters=junit" in spec and "--output-file=reports/unit-junit.xml" in spec
+    e2e = tmp_path / "webapp-e2e"
+    shutil.copytree(
+        REPO / "examples" / "webapp-e2e", e2e, ignore=shutil.ignore_patterns("buildspec.yml")
+    )
+    project.write(project.plan(app_dir, e2e, name="board"))
+    pipeline = load_pipeline(app_dir / "pipeline.yaml", ActionRegistry().catalogue())
+    assert pipeline.name == "board" and pipeline.environments["prod"].repository == "board"
+    assert (
+        "COPY dist/webapp/browser/ /usr/share/nginx/html/"
+        in (app_dir / "Containerfile").read_text()
+    )
 
 
 def test_the_example_suite_is_pytest_selenium(tmp_path: Path) -> None:

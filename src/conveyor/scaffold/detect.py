@@ -10,6 +10,7 @@ here, with the reason. Anything else is a ConfigError (exit 2) that says what wa
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,14 +250,22 @@ _CYPRESS_REASON = (
 )
 
 
+_SKIPPED_DIRS = {"node_modules", "venv", "__pycache__", "reports", "site-packages"}
+
+
 def _texts(root: Path) -> str:
     parts = []
     for pattern in ("requirements*.txt", "pyproject.toml", "setup.cfg", "conftest.py"):
         for f in sorted(root.glob(pattern)):
             parts.append(f.read_text(encoding="utf-8", errors="replace"))
-    for f in sorted(root.rglob("*.py"))[:200]:
-        if ".venv" not in f.parts and "node_modules" not in f.parts:
-            parts.append(f.read_text(encoding="utf-8", errors="replace")[:20_000])
+    sources: list[Path] = []
+    for top, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and not d.startswith("."))
+        sources += [Path(top) / n for n in sorted(names) if n.endswith(".py")]
+        if len(sources) >= 200:
+            break
+    for f in sources[:200]:
+        parts.append(f.read_text(encoding="utf-8", errors="replace")[:20_000])
     return "\n".join(parts).lower()
 
 
