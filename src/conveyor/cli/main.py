@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("conveyor.cli.platform:env_group", "Deployment environments and their history."),
     "export": ("conveyor.cli.aws:export_group", "Convert a Conveyor pipeline file into another CI/CD definition."),
     "import": ("conveyor.cli.aws:import_group", "Convert other CI/CD definitions into a Conveyor pipeline file."),
-    "init": ("conveyor.cli.init:init", "Write a pipeline file; with --app, every file your own app needs."),
+    "init": ("conveyor.cli.init:init", "Write a pipeline file; with --app, the files your app needs."),
     "metrics": ("conveyor.cli.monitor:metrics", "The four DORA measures of the deployments."),
     "monitor": ("conveyor.cli.monitor:monitor_group", "Continuous monitoring of the deployed environments."),
     "platform": ("conveyor.cli.platform:platform_group", "The local platform's parts."),
