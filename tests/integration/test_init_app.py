@@ -145,7 +145,12 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
         subprocess.run(
             [sys.executable, "-m", "conveyor", "down"], env=env, capture_output=True, timeout=120
         )
-        subprocess.run(["podman", "rmi", "-f", base], env=podman_env, capture_output=True)
+        built = subprocess.run(
+            ["podman", "images", "-q", "--filter",
+             f"reference=127.0.0.1:{env['CONVEYOR_REGISTRY_TEST_PORT']}/*"],
+            env=podman_env, capture_output=True, text=True, check=False,
+        ).stdout.split()  # fmt: skip
+        subprocess.run(["podman", "rmi", "-f", base, *built], env=podman_env, capture_output=True)
 
 
 def conveyor(world: dict[str, Any], *args: str, cwd: Path | None = None) -> str:
