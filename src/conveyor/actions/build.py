@@ -109,6 +109,9 @@ class Build(BaseAction):
             on_host=not wants_container(_image(cfg)),
         )
         env.update(cfg.env)
+        if cfg.publishes is not None:
+            # the publish contract: the buildspec pushes $REPOSITORY_URI:$IMAGE_TAG
+            env.update(publish_env(platform, cfg.publishes))
         secrets_file = ctx.services.settings.secrets_file
         store = ctx.services.secrets
         try:
@@ -217,11 +220,7 @@ class Build(BaseAction):
     def _publish(
         self, ctx: ActionContext, pub: Publishes, platform: Platform, out: Path | None
     ) -> dict[str, str]:
-        repo = pub.repository
-        first = repo.split("/", 1)[0]
-        if not ("." in first or ":" in first or first == "localhost") and pub.environment:
-            host = platform.registry_host(pub.environment)
-            repo = f"{host}/{repo}"
+        repo = published_repository(platform, pub)
         ref = f"{repo}:{pub.tag}"
         try:
             digest = str(platform.resolve_digest(ref))
@@ -234,6 +233,30 @@ class Build(BaseAction):
             )
         ctx.log.write(f"[Container] Published {ref} -> {uri}\n")
         return {"ImageURI": uri, "ImageDigest": digest, "ImageTag": pub.tag}
+
+
+def published_repository(platform: Platform, pub: Publishes) -> str:
+    """`publishes.repository` with its environment's registry host in front (unless it has one)."""
+    repo = pub.repository
+    first = repo.split("/", 1)[0]
+    if not ("." in first or ":" in first or first == "localhost") and pub.environment:
+        repo = f"{platform.registry_host(pub.environment)}/{repo}"
+    return repo
+
+
+def publish_env(platform: Platform, pub: Publishes) -> dict[str, str]:
+    """REPOSITORY_URI, IMAGE_REPO_NAME, REGISTRY_HOST and IMAGE_TAG from `publishes`, so that a
+    buildspec pushes `$REPOSITORY_URI:$IMAGE_TAG` where the action resolves the digest."""
+    uri = published_repository(platform, pub)
+    host, _, name = uri.partition("/")
+    if not name:  # no registry to name: the platform's default REPOSITORY_URI stays
+        return {"IMAGE_TAG": pub.tag}
+    return {
+        "REPOSITORY_URI": uri,
+        "REGISTRY_HOST": host,
+        "IMAGE_REPO_NAME": name,
+        "IMAGE_TAG": pub.tag,
+    }
 
 
 _TOKEN = re.compile(r"CONVEYORREF(\d+)FERYEVNOC")

@@ -105,7 +105,10 @@ class Deploy(BaseAction):
                 f"manifests in '{cfg.manifests}' are invalid:\n{exc.message}"
             ) from exc
         for p in pinned:
-            log(f"{p.where}: container '{p.container}': {p.old_image} -> {p.new_image}\n")
+            log(
+                f"{p.where}: container '{p.container}' ({p.chosen_by}): "
+                f"{p.old_image} -> {p.new_image}\n"
+            )
         objects = (
             kubernetes_release(env, mset, lambda m: log(m + "\n"))
             if env.driver in ("kubernetes", "eks")

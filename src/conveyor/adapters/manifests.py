@@ -78,6 +78,7 @@ class PinnedContainer:
     old_image: str
     new_image: str
     where: str
+    chosen_by: str = ""  # why this container: its name, its image repository, the only one
 
 
 @dataclass
@@ -369,12 +370,14 @@ def pin_image(mset: ManifestSet, image: str, container: str | None = None) -> li
     """
     repo = repository_name(image)
     candidates = list(iter_containers(mset))
+    why = f"named '{container}' by the deploy's `container`"
     if container:
         chosen = [(d, c) for d, c in candidates if c.get("name") == container]
     else:
+        why = f"its image repository is '{repo}', the published one"
         chosen = [(d, c) for d, c in candidates if repository_name(str(c.get("image"))) == repo]
         if not chosen and len(candidates) == 1:
-            chosen = candidates
+            chosen, why = candidates, f"the only container (no image named '{repo}')"
     if not chosen:
         listing = (
             ", ".join(
@@ -399,7 +402,7 @@ def pin_image(mset: ManifestSet, image: str, container: str | None = None) -> li
         old = str(c.get("image"))
         where = doc.where(c, "image")
         c["image"] = image
-        pinned.append(PinnedContainer(doc, str(c.get("name")), old, image, where))
+        pinned.append(PinnedContainer(doc, str(c.get("name")), old, image, where, why))
     return pinned
 
 

@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("conveyor.cli.aws:export_group", "Convert a Conveyor pipeline file into another CI/CD definition."),
     "images": ("conveyor.cli.images:images_group", "Local base images built from Debian packages (web, build)."),
     "import": ("conveyor.cli.aws:import_group", "Convert other CI/CD definitions into a Conveyor pipeline file."),
+    "init": ("conveyor.cli.init:init", "Write a pipeline file; with --app, the files your app needs."),
     "metrics": ("conveyor.cli.monitor:metrics", "The four DORA measures of the deployments."),
     "monitor": ("conveyor.cli.monitor:monitor_group", "Continuous monitoring of the deployed environments."),
     "platform": ("conveyor.cli.platform:platform_group", "The local platform's parts."),
@@ -140,26 +141,6 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
-@click.option("--force", is_flag=True, help="overwrite an existing pipeline.yaml")
-def init(directory: str, force: bool) -> None:
-    """Write pipeline.yaml with the seed's six stages into DIRECTORY."""
-    target = Path(directory) / "pipeline.yaml"
-    if target.exists() and not force:
-        raise ConfigError(f"{target} already exists (use --force to overwrite)")
-    from importlib import resources
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = resources.files("conveyor").joinpath("templates/pipeline.yaml").read_text()
-    target.write_text(text)
-    click.echo(
-        f"wrote {target}: 6 stages (Source, Build, DeployToEKS, RunSeleniumTest, "
-        "DeployToEKSProdApproval, DeployToEKSProd); check it with `conveyor validate "
-        f"{target}`"
-    )
-
-
-@cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 def validate(file: str, as_json: bool) -> None:
@@ -229,6 +210,11 @@ def pipeline_apply(file: str, as_json: bool) -> None:
             f"pipeline {pipeline.name}: saved ({len(pipeline.stages)} stages, "
             f"{len(pipeline.triggers)} trigger(s))"
         )
+        from conveyor.adapters.git import repos_dir
+        from conveyor.cli.init import next_after_apply
+
+        repos = [p.name[:-4] for p in repos_dir(app.settings.state_dir).glob("*.git")]
+        click.echo("\n".join(next_after_apply(doc, repos)))
 
 
 @pipeline_group.command("list")
@@ -873,6 +859,11 @@ def repo_create(name: str, as_json: bool) -> None:
         emit_json({"name": name, "path": str(path), "url": f"file://{path}"})
     else:
         click.echo(f"{path}\n  git remote add conveyor {path} && git push conveyor main")
+        from conveyor.cli.init import next_after_create
+
+        hint = next_after_create(name, [r["definition"] for r in app.store.list_pipelines()])
+        if hint:
+            click.echo(hint)
 
 
 @repo.command("list")

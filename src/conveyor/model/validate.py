@@ -73,6 +73,7 @@ def validate(p: Pipeline, catalogue: Catalogue) -> list[Finding]:
     _types(p, catalogue, add)
     _publishes(p, add)
     _triggers(p, add)
+    out.extend(publish_contract(p))
     return out
 
 
@@ -291,6 +292,56 @@ def _triggers(p: Pipeline, add: Add) -> None:
                 f"trigger names source action '{t.source_action}', which is not a "
                 f"source action{did_you_mean(t.source_action, sorted(sources))} (known: {', '.join(sorted(sources)) or 'none'})",
             )
+
+
+def publish_contract(p: Pipeline) -> list[Finding]:
+    """The publish contract: a build's `env` agrees with its `publishes` (which sets
+    REPOSITORY_URI and IMAGE_TAG), and an image.promote copies into the repository its target
+    environment deploys from. (The manifests' image name: conveyor.spec.publish_contract.)"""
+    out: list[Finding] = []
+    for _, a in p.all_actions():
+        pub = a.config.get("publishes")
+        env = a.config.get("env")
+        if a.type == "build" and isinstance(pub, Mapping) and isinstance(env, Mapping):
+            wanted = {
+                "IMAGE_TAG": pub.get("tag", "latest"),
+                "REPOSITORY_URI": pub.get("repository"),
+            }
+            for var, value in wanted.items():
+                given = env.get(var)
+                if not isinstance(given, str) or not isinstance(value, str):
+                    continue
+                same = (
+                    _repository_path(given) == _repository_path(value)
+                    if var == "REPOSITORY_URI"
+                    else given == value
+                )
+                if not same:
+                    out.append(
+                        Finding(
+                            (*a.path, "config", "env", var),
+                            f"action '{a.name}': env {var} '{given}' differs from publishes "
+                            f"('{value}'): the build sets {var} from publishes, so the image "
+                            f"would be looked for elsewhere; remove {var} from env",
+                        )
+                    )
+        to, repo = a.config.get("to"), a.config.get("repository")
+        if a.type == "image.promote" and isinstance(to, str) and isinstance(repo, str):
+            target = p.environments.get(to)
+            if (
+                target is not None
+                and target.repository
+                and not any(find_refs([repo, target.repository]))
+                and _repository_path(repo) != _repository_path(target.repository)
+            ):
+                out.append(
+                    Finding(
+                        (*a.path, "config", "repository"),
+                        f"action '{a.name}' promotes into repository '{repo}' but environment "
+                        f"'{to}' deploys from '{target.repository}': use the same repository",
+                    )
+                )
+    return out
 
 
 def _repository_path(repository: str) -> str:

@@ -383,6 +383,8 @@ def dump_yaml(doc: dict[str, Any]) -> str:
 def pipeline_warnings(path: str | Path, pipeline: m.Pipeline) -> list[Problem]:
     """What `validate` warns about without refusing the file, located (`file:line: warning`)."""
     from conveyor.model.validate import command_warnings
+    from conveyor.spec.publish_contract import manifest_warnings
 
     _, lines = load(path)
-    return [lines.problem(f.path, f.message) for f in command_warnings(pipeline)]
+    found = command_warnings(pipeline) + manifest_warnings(path, pipeline)
+    return [lines.problem(f.path, f.message) for f in found]
