@@ -42,6 +42,7 @@ from typing import Any
 from conveyor.actions.base import ActionContext, ActionResult, BaseAction
 from conveyor.actions.registry import ActionRegistry
 from conveyor.adapters.process import kill_group
+from conveyor.engine import reuse
 from conveyor.engine.gate import ApprovalGate, Parked, ready
 from conveyor.engine.logs import FileLog, log_path
 from conveyor.engine.services import Services
@@ -89,6 +90,7 @@ class _Done:
     result: ActionResult
     artifacts: dict[str, str] = field(default_factory=dict)
     stored: list[tuple[str, int, int]] = field(default_factory=list)  # digest, files, size
+    input_digest: str | None = None  # what its inputs hashed to (engine/reuse.py)
 
 
 @dataclass
@@ -873,15 +875,22 @@ class Engine:
         result: ActionResult
         artifacts: dict[str, str] = {}
         stored_rows: list[tuple[str, int, int]] = []
+        key: str | None = None
         try:
             if banner:
                 logf.write(f"[conveyor] resumed by engine {self.worker}\n")
             cls = self.registry.get(action.type)
+            digests: dict[str, str] = {}
             ctx = self._context(
-                ex, pipeline, stage_name, action, row, fl, logf, workdir, resumed, current
+                ex, pipeline, stage_name, action, row, fl, logf, workdir, resumed, current, digests
             )
-            result = cls().run(ctx)
-            if result.succeeded:
+            key, hit = self._reuse(ex, pipeline, stage_name, action, cls, ctx, digests)
+            if hit is not None:
+                result, artifacts = hit.result, hit.artifacts
+                logf.write(f"[conveyor] {result.message} (inputs {key})\n")
+            else:
+                result = cls().run(ctx)
+            if result.succeeded and hit is None:
                 for name, d in ctx.outputs.items():
                     stored = self.artifacts.put(d)
                     stored_rows.append((stored.digest, stored.files, stored.size))
@@ -920,6 +929,8 @@ class Engine:
         else:
             status = ActionStatus.SUCCEEDED if result.succeeded else ActionStatus.FAILED
         reason = result.reason or (Reason.SUCCEEDED if result.succeeded else Reason.ACTION_FAILED)
+        if reason == "Reused":
+            reason = Reason.SUCCEEDED  # the message and details say where it came from
         logf.write(
             f"[conveyor] {status.value}: {reason}{': ' + result.message if result.message else ''}\n"
         )
@@ -932,9 +943,9 @@ class Engine:
             result.reports,
             result.details,
         )
-        self._finish(
-            _Done(ex, pipeline, stage_name, action, row, fl, status, result, artifacts, stored_rows)
-        )
+        done = _Done(ex, pipeline, stage_name, action, row, fl, status, result, artifacts)
+        done.stored, done.input_digest = stored_rows, key
+        self._finish(done)
 
     def _note_pid(self, att_id: str, pgid: int) -> None:
         """A worker's child process group, written by the engine loop (workers do not write)."""
@@ -981,6 +992,7 @@ class Engine:
                                 "artifacts": d.artifacts,
                                 "details": _jsonable(d.result.details),
                                 "reports": [_jsonable(r.__dict__) for r in d.result.reports],
+                                "input_digest": d.input_digest,
                             },
                         )
                         for d in ended
@@ -1064,8 +1076,10 @@ class Engine:
         workdir: Path,
         resumed: bool,
         current: dict[str, dict[str, pl.AttemptView]],
+        digests: dict[str, str] | None = None,
     ) -> ActionContext:
-        """What the action sees; `current` is the plan's view of the attempts that count."""
+        """What the action sees; `current` is the plan's view of the attempts that count.
+        `digests` receives the input artifacts' digests (input name -> digest)."""
         scope: dict[str, dict[str, str]] = {
             PIPELINE_NS: dict(ex["variables"] or {}),
             SYSTEM_NS: {"PipelineExecutionId": ex["id"], "PipelineName": ex["pipeline"]},
@@ -1100,6 +1114,8 @@ class Engine:
                     f"input artifact '{name}' was not produced (its action did not succeed)"
                 )
             inputs[name] = self.artifacts.get(produced[name], workdir / "in" / name)
+            if digests is not None:
+                digests[name] = produced[name]
         outputs: dict[str, Path] = {}
         for name in action.outputs:
             d = workdir / "out" / name
@@ -1131,6 +1147,49 @@ class Engine:
                 park=bool(getattr(self._type(action.type), "resumable", False)),
             ),
         )
+
+    def _reuse(
+        self,
+        ex: Row,
+        pipeline: Pipeline,
+        stage_name: str,
+        action: Any,
+        cls: type[BaseAction],
+        ctx: ActionContext,
+        digests: Mapping[str, str],
+    ) -> tuple[str | None, reuse.Reused | None]:
+        """The action's input digest (None when reuse is off for it) and, when an earlier
+        Succeeded attempt of this pipeline had the same one and its outputs are whole, what
+        it produced (engine/reuse.py)."""
+        if not reuse.enabled(ex, action, cls, ctx.config):
+            return None, None
+        extra_of = getattr(cls(), "reuse_inputs", None)
+        try:
+            extra = extra_of(ctx) if callable(extra_of) else {}
+        except ConveyorError as e:  # the action itself will say it properly when it runs
+            ctx.log.write(f"[conveyor] not reusing: {e.message}\n")
+            return None, None
+        key = reuse.input_digest(pipeline, stage_name, action, ctx.config, digests, extra)
+        candidates = self.store.reusable_attempts(ex["pipeline"], stage_name, action.name, key)
+        if not candidates:
+            return key, None
+        return key, reuse.find(
+            candidates,
+            self.artifacts,
+            self.settings.state_dir,
+            ctx.workdir,
+            self._image_present,
+            ctx.log.write,
+        )
+
+    def _image_present(self, uri: str) -> bool:
+        from conveyor.adapters.registry import ImageRef, RegistryClient
+
+        ref = ImageRef.parse(uri)
+        if not ref.digest:
+            return False
+        with RegistryClient() as client:
+            return client.has_manifest(ref.host, ref.repository, ref.digest)
 
     def _try_transition(self, att_id: str, to: ActionStatus, reason: str, message: str) -> None:
         with contextlib.suppress(Conflict):

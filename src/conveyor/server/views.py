@@ -112,6 +112,7 @@ def _action_view(
             "artifacts": {},
             "reports": [],
             "log_url": None,
+            "reused_from": None,
         }
     return {
         **base,
@@ -132,6 +133,8 @@ def _action_view(
         ],
         "log_url": f"/api/v1/executions/{ex_id}/actions/{stage}/{action.name}/log"
         f"?attempt={row['attempt']}",
+        # {execution, attempt, number}: the earlier attempt whose outputs this one reused
+        "reused_from": (row.get("details") or {}).get("reused_from"),
     }
 
 
