@@ -248,3 +248,36 @@ def test_a_damaged_earlier_output_is_not_reused_and_a_failure_never_is(
     assert f"warning: not reusing {a1['id']}" in log and "corrupted made.txt" in log
     assert a3["artifacts"] == a1["artifacts"]  # the same content, made again...
     assert reuse.verify_artifact(store, a3["artifacts"]["out"]) is None  # ...and whole again
+
+
+def test_conveyor_run_json_names_the_reused_attempt_and_no_reuse_runs_it_again(
+    tmp_path: Path,
+) -> None:
+    """`run --json` shows reused_from on a reused action; `run --no-reuse` runs it for real."""
+    import json
+    import os
+    import sys
+
+    f = tmp_path / "p.yaml"
+    f.write_text(SHELL.format(last="true"))
+    env = {**os.environ, "CONVEYOR_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
+
+    def run(*extra: str) -> dict[str, Any]:
+        res = subprocess.run(
+            [sys.executable, "-m", "conveyor", "run", str(f), "--json", *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert res.returncode == 0, res.stderr
+        out: dict[str, Any] = json.loads(res.stdout)
+        return out["stages"][0]["actions"][0]
+
+    first = run()
+    assert first["reused_from"] is None
+    second = run()
+    assert second["reused_from"]["number"] == 1 and second["message"].startswith("reused from")
+    third = run("--no-reuse")
+    assert third["reused_from"] is None and not third["message"].startswith("reused")
