@@ -1444,6 +1444,9 @@ def _save_cache(ctx: _Context, cache_dir: Path | None) -> None:
         return
     start = time.monotonic()
     root = (ctx.cache_root or cache_dir) / "src"
+    if spec.cache.key and root.is_dir():  # a keyed entry is never updated (as on CodeBuild)
+        ctx.log("[Container] cache: kept the existing entry of this key\n")
+        return
     saved = []
     for p in rel:
         prefix = _static_prefix(p)
