@@ -50,7 +50,13 @@ from conveyor.errors import ActionError, ActionFailed, ConfigError, Conflict, Co
 from conveyor.model import planner as pl
 from conveyor.model import provenance
 from conveyor.model.pipeline import Pipeline
-from conveyor.model.status import TERMINAL_EXECUTION, ActionStatus, ExecutionStatus, Reason
+from conveyor.model.status import (
+    TERMINAL_EXECUTION,
+    ActionStatus,
+    ExecutionStatus,
+    Reason,
+    StageStatus,
+)
 from conveyor.model.variables import PIPELINE_NS, SYSTEM_NS, UnresolvedVariable, find_refs, resolve
 from conveyor.settings import Settings
 from conveyor.spec.pipeline_file import parse
@@ -102,11 +108,18 @@ class _Known:
     views: list[pl.AttemptView] = field(default_factory=list)  # their planner views, aligned
     index: dict[str, int] = field(default_factory=dict)  # attempt id -> position
     checked: float = field(default_factory=time.monotonic)  # when `moves` was last compared
+    # the planner's views, kept stage by stage: a move recomputes its own stage only
+    latest: dict[tuple[str, str], pl.AttemptView] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)  # stages whose attempts moved
+    current: dict[str, dict[str, pl.AttemptView]] = field(default_factory=dict)
+    statuses: dict[str, StageStatus | None] = field(default_factory=dict)
+    basis: tuple[Any, ...] | None = None  # (pipeline, epochs, stopping) they were made under
+    by_name: dict[str, Any] = field(default_factory=dict)  # stage name -> Stage
 
     def add(self, row: Row) -> None:
         self.index[row["id"]] = len(self.listed)
         self.listed.append(row)
-        self.views.append(_view(row))
+        self._seen(_view(row))
 
     def update(self, att_id: str, values: Row) -> bool:
         """Apply a move this engine made; False when the attempt is not known here."""
@@ -114,8 +127,47 @@ class _Known:
         if i is None:
             return False
         self.listed[i].update(values)
-        self.views[i] = _view(self.listed[i])
+        self._seen(_view(self.listed[i]), i)
         return True
+
+    def _seen(self, v: pl.AttemptView, i: int | None = None) -> None:
+        if i is None:
+            self.views.append(v)
+        else:
+            self.views[i] = v
+        key = (v.stage, v.action)
+        old = self.latest.get(key)
+        if old is None or v.attempt >= old.attempt:
+            self.latest[key] = v
+        self.dirty.add(v.stage)
+
+    def state(self, pipeline: Pipeline, ex: Row) -> pl.ExecutionState:
+        """The execution's state with its per-stage views brought up to date: only the stages
+        whose attempts moved since the last call are looked at again."""
+        epochs = {
+            k: pl.StageEpoch(v["epoch"], v["failed_only"])
+            for k, v in (ex["stage_epochs"] or {}).items()
+        }
+        stopping = bool(ex["stop_mode"])
+        basis = (id(pipeline), tuple(sorted(epochs.items())), stopping)
+        if basis != self.basis:
+            self.basis, self.dirty = basis, {s.name for s in pipeline.stages}
+            self.by_name = {s.name: s for s in pipeline.stages}
+        for name in self.dirty:
+            stage = self.by_name.get(name)
+            if stage is not None:  # else an attempt of a stage the pipeline no longer has
+                per = pl.stage_current(stage, self.latest, epochs.get(name, pl.StageEpoch()))
+                self.current[name] = per
+                self.statuses[name] = pl.stage_status(stage, per, stopping=stopping)
+        self.dirty.clear()
+        return pl.ExecutionState(
+            attempts=tuple(self.views),
+            stage_epochs=epochs,
+            stop_requested=stopping,
+            superseded=bool(ex["superseded_by"]),
+            current=self.current,
+            statuses=[self.statuses.get(s.name) for s in pipeline.stages],
+        )
 
 
 def _view(a: Row) -> pl.AttemptView:
@@ -218,10 +270,14 @@ def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
     )
 
 
-def _state(ex: Row, attempts: list[Row], known: _Known | None = None) -> pl.ExecutionState:
+def _state(
+    ex: Row, attempts: list[Row], known: _Known | None = None, pipeline: Pipeline | None = None
+) -> pl.ExecutionState:
     """`state_of` for the engine's own rows: their views are kept up to date as the engine
     moves them (no walk over every attempt per tick)."""
     if known is not None and known.listed is attempts:
+        if pipeline is not None:
+            return known.state(pipeline, ex)
         views = tuple(known.views)
     else:
         views = tuple(_view(a) for a in attempts)
@@ -436,7 +492,7 @@ class Engine:
         self._watch_deadlines(ex)
         attempts = self._attempts(ex["id"])
         parked_only = self._resume_orphans(ex, pipeline, attempts)
-        state = _state(ex, attempts, self._known.get(ex["id"]))
+        state = _state(ex, attempts, self._known.get(ex["id"]), pipeline)
         status = pl.execution_status(pipeline, state)
 
         if status == ExecutionStatus.IN_PROGRESS:
@@ -452,7 +508,7 @@ class Engine:
                 winner = max((e for e, _ in newer), key=lambda e: e["seq"])
                 self.store.update_execution(ex["id"], superseded_by=winner["id"])
                 ex = self.store.get_execution(ex["id"], light=True)
-                state = _state(ex, attempts, self._known.get(ex["id"]))
+                state = _state(ex, attempts, self._known.get(ex["id"]), pipeline)
                 status = pl.execution_status(pipeline, state)
             else:
                 if plan.waiting and pipeline.execution_mode.value == "SUPERSEDED":
@@ -813,7 +869,7 @@ class Engine:
             log_path=lambda st, a, n: str(log_path(state_dir, ex_id, st, a, n)),
         )
         self._remember(ex_id, rows)
-        current = pl.current_attempts(pipeline, state)
+        current = dict(pl.current_attempts(pipeline, state))  # a snapshot for the workers
         for row in rows:
             action = pipeline.stage(row["stage"]).action(row["action"])
             self._launch(ex, pipeline, row["stage"], action, row, resumed=False, current=current)
@@ -837,7 +893,8 @@ class Engine:
             self.inflight[row["id"]] = fl
         if current is None:
             current = pl.current_attempts(
-                pipeline, _state(ex, self._attempts(ex["id"]), self._known.get(ex["id"]))
+                pipeline,
+                _state(ex, self._attempts(ex["id"]), self._known.get(ex["id"]), pipeline),
             )
         self.quiet.discard(ex["id"])
         self.pool.submit(
