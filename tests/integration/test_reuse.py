@@ -281,3 +281,19 @@ def test_conveyor_run_json_names_the_reused_attempt_and_no_reuse_runs_it_again(
     assert second["reused_from"]["number"] == 1 and second["message"].startswith("reused from")
     third = run("--no-reuse")
     assert third["reused_from"] is None and not third["message"].startswith("reused")
+
+
+def test_the_dashboard_links_a_reused_action_to_the_execution_it_came_from(
+    app: Any, tmp_path: Path
+) -> None:
+    """The execution page's stage view says "reused from" with a link to the earlier execution."""
+    from conveyor.server.pages import templates
+    from conveyor.server.views import PipelineCache, execution_detail
+
+    first = run_pipeline(app, SHELL.format(last="true"), tmp_path)
+    second = run_pipeline(app, SHELL.format(last="true"), tmp_path)
+    detail = execution_detail(app.store, PipelineCache(), app.store.get_execution(second))
+    html = templates.get_template("_stages.html").render(
+        current=detail, stages=detail["stages"], interval=0
+    )
+    assert f'reused from <a href="/executions/{first}">execution {first}</a>, attempt 1' in html
