@@ -66,6 +66,8 @@ stages:
     actions:
       - {{name: App, type: source.git, outputs: [app_src], namespace: SourceApp,
           config: {{repository: "{repo}", branch: main}}}}
+      - {{name: Tests, type: source.git, outputs: [tests_src],
+          config: {{repository: "{tests}", branch: main}}}}
   - name: Build
     actions:
       - name: Build
@@ -78,6 +80,8 @@ stages:
     actions:
       - {{name: DeployTest, type: deploy, environment: {env}, inputs: [bundle],
           config: {{manifests: k8s/, image: "#{{Build.ImageURI}}", timeout: 60}}}}
+      - {{name: E2E, type: shell, runOrder: 2, inputs: [tests_src],
+          config: {{commands: ["cat check.txt"]}}}}
   - name: Gate
     actions:
       - {{name: Approve, type: approval, config: {{digest: "#{{Build.ImageDigest}}"}}}}
@@ -116,10 +120,23 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "v1")
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "check.txt").write_text("one check\n")
+    git(tests, "init", "-q", "-b", "main")
+    git(tests, "add", ".")
+    git(tests, "commit", "-q", "-m", "tests v1")
     env, port = f"ru{secrets.token_hex(3)}", free_port()
     app = build(settings)
-    text = PIPELINE.format(env=env, port=port, repo=repo)
-    yield {"app": app, "text": text, "platform": platform, "settings": settings, "env": env}
+    text = PIPELINE.format(env=env, port=port, repo=repo, tests=tests)
+    yield {
+        "app": app,
+        "text": text,
+        "platform": platform,
+        "settings": settings,
+        "env": env,
+        "tests": tests,
+    }
     app.store.close()
     PodmanEnvironment(platform, Environment(env, port=port)).remove()
     host = platform.registry_host("test")
@@ -159,7 +176,7 @@ def _build(app: Any, ex: str) -> dict[str, Any]:
 def test_the_same_commit_twice_builds_once_deploys_the_same_digest_and_keeps_evidence(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
-    """Run 2 of an unchanged commit reuses run 1's build (same digest deployed, reports kept)."""
+    """Unchanged app: builds once (same digest, reports kept), even if only tests changed."""
     app = world["app"]
     first = _start_until_gate(world, tmp_path)
     second = _start_until_gate(world, tmp_path)
@@ -199,10 +216,17 @@ def test_the_same_commit_twice_builds_once_deploys_the_same_digest_and_keeps_evi
     detail = execution_detail(app.store, PipelineCache(), ex2)
     build_view = detail["stages"][1]["actions"][0]
     assert build_view["reused_from"]["execution"] == first
+    # a change to the tests repository alone: the app is not rebuilt, the new tests run
+    (world["tests"] / "check.txt").write_text("two checks\n")
+    git(world["tests"], "commit", "-q", "-am", "tests v2")
+    third = _start_until_gate(world, tmp_path)
+    assert _build(app, third)["details"]["reused_from"]["execution"] == first
+    e2e = next(a for a in app.store.attempts_for(third) if a["action"] == "E2E")
+    assert "two checks" in Path(e2e["log_path"]).read_text()
     # --no-reuse: a real build again
-    third = _start_until_gate(world, tmp_path, reuse=False)
-    b3 = _build(app, third)
-    assert b3["message"].startswith("build succeeded") and "reused_from" not in b3["details"]
+    fourth = _start_until_gate(world, tmp_path, reuse=False)
+    b4 = _build(app, fourth)
+    assert b4["message"].startswith("build succeeded") and "reused_from" not in b4["details"]
 
 
 SHELL = """\
