@@ -10,12 +10,13 @@
 3. Second promotion of the same digest (under a new tag, so skopeo runs): bytes of blobs
    the source registry served during it (its access log), and time.
 
-Writes bench/results/promote.json. Run: .venv/bin/python bench/promote.py
+Writes bench/results/promote.json. Run: .venv/bin/python bench/promote.py [REPEAT]
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import statistics
@@ -42,7 +43,7 @@ from conveyor.platform.daemon import free_port  # noqa: E402
 from conveyor.platform.local import LocalPlatform  # noqa: E402
 from conveyor.settings import Settings  # noqa: E402
 
-REPEAT = 3
+REPEAT = int(sys.argv[1]) if len(sys.argv) > 1 else 3  # bench/promote.py [REPEAT]
 SIZE_MB, LAYERS = 50, 5
 
 
@@ -75,6 +76,7 @@ def main() -> None:
         pipeline = pipeline_with(envs, action)
 
         action_s: list[float] = []
+        around_s: list[float] = []  # the action's time outside its skopeo copy
         skopeo_s: list[float] = []
         details = {}
         prod_registry = next(r for r in platform.registries() if r.name == "prod")
@@ -97,6 +99,7 @@ def main() -> None:
             result = Promote().run(ctx)
             action_s.append(time.perf_counter() - t0)
             details = result.details["promotion"]
+            around_s.append(action_s[-1] - details["copy_seconds"])
             empty_prod()
             t0 = time.perf_counter()
             subprocess.run(
@@ -130,6 +133,7 @@ def main() -> None:
         moved, _ = served_bytes(log, mark)
 
         out = {
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "image_bytes": details["bytes_total"],
             "blobs": details["blobs_total"],
             "build_and_push_s": round(build_push_s, 3),
@@ -139,6 +143,7 @@ def main() -> None:
             "ratio_action_to_skopeo": round(
                 statistics.median(action_s) / statistics.median(skopeo_s), 3
             ),
+            "action_time_around_the_copy_s": [round(x, 3) for x in around_s],
             "first_promotion_bytes_copied": details["bytes_copied"],
             "second_promotion_s": round(again_s, 3),
             "second_promotion_bytes_served_by_source": moved,

@@ -183,6 +183,38 @@ class Build(BaseAction):
             details=details,
         )
 
+    # -- reuse by input digest (engine/reuse.py)
+
+    @staticmethod
+    def reuse_by_default(config: Mapping[str, Any]) -> bool:
+        """A build that publishes an image is reused when nothing it reads changed."""
+        return bool(config.get("publishes"))
+
+    def reuse_inputs(self, ctx: ActionContext) -> dict[str, Any]:
+        """What a build reads beyond its input artifacts and config: the buildspec's content,
+        the variables it runs with, and its environment image."""
+        cfg = BuildConfig.model_validate(dict(ctx.config))
+        sources = self._sources(ctx, cfg)
+        primary = next(iter(sources))
+        if cfg.buildspec and _is_inline(cfg.buildspec):
+            buildspec = cfg.buildspec
+        else:
+            try:
+                path = find_buildspec(sources[primary], cfg.buildspec or "buildspec.yml")
+                buildspec = path.read_text(encoding="utf-8", errors="replace")
+            except (ConfigError, OSError):
+                buildspec = ""  # the run says what is wrong; no earlier run had it either
+        image = cfg.image or (cfg.environment.image if cfg.environment else None)
+        env = build_environment(
+            getattr(ctx.services, "platform", None),
+            ctx.pipeline,
+            environment=cfg.publishes.environment if cfg.publishes else None,
+            revision=_revision(ctx, primary),
+            on_host=not image,
+        )
+        env.update(cfg.env)
+        return {"buildspec": buildspec, "env": env, "image": image}
+
     # -- helpers
 
     def _sources(self, ctx: ActionContext, cfg: BuildConfig) -> dict[str, Path]:

@@ -25,6 +25,9 @@ Around the copy, Conveyor's registry client (conveyor.adapters.registry):
   the same digest under the same tag is a no-op;
 - counts the blobs and bytes the target lacked before the copy (what had to move);
 - verifies afterwards that the target serves exactly the source digest.
+The checks before the copy ask the registries in parallel (the source manifest, the target
+tag and manifest, then the target's blobs), on threads started once per process, and the
+verification is one HEAD: the action's own time around skopeo stays in tens of ms.
 
 Outputs: `ImageURI` (target `host/repo@digest`), `ImageDigest`, `ImageTag`. The result's
 `details["promotion"]` holds the provenance: source and target references, digest,
@@ -33,8 +36,10 @@ execution, time, blobs and bytes copied.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any, ClassVar
 
@@ -76,8 +81,12 @@ class Promote(BaseAction):
         tag = cfg.tag or source.tag
         log = ctx.log.write
         started = time.time()
+        # the checks around the copy ask the registries in parallel (one round trip for the
+        # source manifest, the target tag and manifest; one for the target's blobs), and a
+        # pinned source is not resolved apart: reading its manifest checks it exists
+        pool = _checks()
         with nullcontext(ctx.services.registry) as client:  # shared: its owner closes it
-            digest = client.resolve(source)
+            digest = source.digest or client.resolve(source)
             if source.digest is None:
                 log(f"{source} is {digest} now; promoting that digest\n")
             src = source.with_digest(digest)
@@ -87,20 +96,20 @@ class Promote(BaseAction):
                     f"action '{ctx.action.name}': source and target are the same "
                     f"repository ({host}/{repository})"
                 )
-            existing = client.tag_digest(dst) if tag else None
+            tag_f = pool.submit(client.tag_digest, dst) if tag else None
+            present_f = pool.submit(client.has_manifest, host, repository, digest)
+            blobs = client.blobs(src)
+            unique = {b.digest: b for b in blobs}
+            has_f = {d: pool.submit(client.has_blob, host, repository, d) for d in unique}
+            existing = tag_f.result() if tag_f else None
             if existing and existing != digest and immutable:
                 raise ActionFailed(
                     f"tag '{tag}' in {host}/{repository} already names {existing}; tags are "
                     f"immutable in '{target_name}', so it cannot be moved to {digest}: promote "
                     "under a new tag (config `tag`), or leave the tag out to promote by digest"
                 )
-            blobs = client.blobs(src)
-            missing = [
-                b
-                for b in {b.digest: b for b in blobs}.values()
-                if not client.has_blob(host, repository, b.digest)
-            ]
-            manifest_present = client.has_manifest(host, repository, digest)
+            missing = [b for d, b in unique.items() if not has_f[d].result()]
+            manifest_present = present_f.result()
             bytes_total = sum(b.size for b in {b.digest: b for b in blobs}.values())
             bytes_missing = sum(b.size for b in missing)
             target = dst if tag else ImageRef(host, repository, None, digest)
@@ -172,6 +181,13 @@ def _target(ctx: ActionContext, cfg: PromoteConfig) -> tuple[str, str, bool, str
         )
     immutable = bool(env.settings.get("immutableTags", True))
     return platform.environment_registry(env), env.repository, immutable, env.name
+
+
+@functools.cache
+def _checks() -> ThreadPoolExecutor:
+    """The threads that ask registries in parallel, started once per process (starting
+    threads for every promotion cost as much as the requests under load)."""
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="promote-check")
 
 
 def _skopeo_copy(ctx: ActionContext, src: ImageRef, dst: ImageRef) -> float:

@@ -142,7 +142,9 @@ class RegistryClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.scheme = scheme
-        self._client = httpx.Client(timeout=timeout, transport=transport)
+        # plain HTTP (the loopback registries) needs no TLS: not loading the CA store saves
+        # 0.05-0.2 s per client; redirects are not followed, so nothing reaches https unchecked
+        self._client = httpx.Client(timeout=timeout, transport=transport, verify=scheme == "https")
 
     def close(self) -> None:
         self._client.close()

@@ -90,6 +90,9 @@ def save_cache(ctx: BuildContext, cache_dir: Path | None) -> None:
         return
     start = time.monotonic()
     root = (ctx.cache_root or cache_dir) / "src"
+    if spec.cache.key and root.is_dir():  # a keyed entry is never updated (as on CodeBuild)
+        ctx.log("[Container] cache: kept the existing entry of this key\n")
+        return
     saved = []
     for p in rel:
         prefix = static_prefix(p)

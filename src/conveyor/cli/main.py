@@ -458,7 +458,10 @@ class LiveView:
     is_flag=True,
     help="start it and return (a running engine, or one started in the background, drives it)",
 )
-def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> None:
+@click.option(
+    "--no-reuse", is_flag=True, help="run every action for real (no reuse of earlier builds)"
+)
+def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool, no_reuse: bool) -> None:
     """Start an execution of the pipeline in FILE and follow it to its end."""
     if detach and _run_detached_light(file, variables, as_json):
         return
@@ -470,7 +473,8 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool) -> N
         pipeline.name,
         variables=parse_pairs(variables, "--var"),
         actor=_user(),
-        trigger={"type": "StartPipelineExecution", "by": _user(), "file": str(file)},
+        trigger={"type": "StartPipelineExecution", "by": _user(), "file": str(file)}
+        | ({"reuse": False} if no_reuse else {}),
     )
     eng.shutdown(wait=False)
     if detach:

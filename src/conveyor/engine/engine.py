@@ -43,6 +43,7 @@ from typing import Any
 from conveyor.actions.base import ActionContext, ActionResult, BaseAction
 from conveyor.actions.registry import ActionRegistry
 from conveyor.adapters.process import kill_group
+from conveyor.engine import reuse
 from conveyor.engine.gate import ApprovalGate, Parked, ready
 from conveyor.engine.hooks import Hooks
 from conveyor.engine.logs import FileLog, log_path
@@ -106,6 +107,7 @@ class _Done:
     result: ActionResult
     artifacts: dict[str, str] = field(default_factory=dict)
     stored: list[tuple[str, int, int]] = field(default_factory=list)  # digest, files, size
+    input_digest: str | None = None  # what its inputs hashed to (engine/reuse.py)
 
 
 @dataclass
@@ -117,11 +119,18 @@ class _Known:
     views: list[pl.AttemptView] = field(default_factory=list)  # their planner views, aligned
     index: dict[str, int] = field(default_factory=dict)  # attempt id -> position
     checked: float = field(default_factory=time.monotonic)  # when `moves` was last compared
+    # the planner's views, kept stage by stage: a move recomputes its own stage only
+    latest: dict[tuple[str, str], pl.AttemptView] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)  # stages whose attempts moved
+    current: dict[str, dict[str, pl.AttemptView]] = field(default_factory=dict)
+    statuses: dict[str, StageStatus | None] = field(default_factory=dict)
+    basis: tuple[Any, ...] | None = None  # (pipeline, epochs, stopping) they were made under
+    by_name: dict[str, Any] = field(default_factory=dict)  # stage name -> Stage
 
     def add(self, row: AttemptRecord) -> None:
         self.index[row.id] = len(self.listed)
         self.listed.append(row)
-        self.views.append(_view(row))
+        self._seen(_view(row))
 
     def update(self, att_id: str, values: Row) -> bool:
         """Apply a move this engine made; False when the attempt is not known here."""
@@ -129,8 +138,47 @@ class _Known:
         if i is None:
             return False
         self.listed[i] = dataclasses.replace(self.listed[i], **values)
-        self.views[i] = _view(self.listed[i])
+        self._seen(_view(self.listed[i]), i)
         return True
+
+    def _seen(self, v: pl.AttemptView, i: int | None = None) -> None:
+        if i is None:
+            self.views.append(v)
+        else:
+            self.views[i] = v
+        key = (v.stage, v.action)
+        old = self.latest.get(key)
+        if old is None or v.attempt >= old.attempt:
+            self.latest[key] = v
+        self.dirty.add(v.stage)
+
+    def state(self, pipeline: Pipeline, ex: ExecutionRecord) -> pl.ExecutionState:
+        """The execution's state with its per-stage views brought up to date: only the stages
+        whose attempts moved since the last call are looked at again."""
+        epochs = {
+            k: pl.StageEpoch(v["epoch"], v["failed_only"])
+            for k, v in (ex.stage_epochs or {}).items()
+        }
+        stopping = bool(ex.stop_mode)
+        basis = (id(pipeline), tuple(sorted(epochs.items())), stopping)
+        if basis != self.basis:
+            self.basis, self.dirty = basis, {s.name for s in pipeline.stages}
+            self.by_name = {s.name: s for s in pipeline.stages}
+        for name in self.dirty:
+            stage = self.by_name.get(name)
+            if stage is not None:  # else an attempt of a stage the pipeline no longer has
+                per = pl.stage_current(stage, self.latest, epochs.get(name, pl.StageEpoch()))
+                self.current[name] = per
+                self.statuses[name] = pl.stage_status(stage, per, stopping=stopping)
+        self.dirty.clear()
+        return pl.ExecutionState(
+            attempts=tuple(self.views),
+            stage_epochs=epochs,
+            stop_requested=stopping,
+            superseded=bool(ex.superseded_by),
+            current=self.current,
+            statuses=[self.statuses.get(s.name) for s in pipeline.stages],
+        )
 
 
 def _view(a: AttemptRecord) -> pl.AttemptView:
@@ -202,12 +250,17 @@ def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") 
 
 
 def _state(
-    ex: ExecutionRecord, attempts: list[AttemptRecord], known: _Known | None = None
+    ex: ExecutionRecord,
+    attempts: list[AttemptRecord],
+    known: _Known | None = None,
+    pipeline: Pipeline | None = None,
 ) -> pl.ExecutionState:
     """The planner's state of the engine's own rows (`service.queries.state_of` reads any
     rows): their views are kept up to date as the engine moves them (no walk over every
     attempt per tick)."""
     if known is not None and known.listed is attempts:
+        if pipeline is not None:
+            return known.state(pipeline, ex)
         views = tuple(known.views)
     else:
         views = tuple(_view(a) for a in attempts)
@@ -403,7 +456,7 @@ class Engine:
         self._watch_deadlines(ex)
         attempts = self._attempts(ex.id)
         parked_only = self._resume_orphans(ex, pipeline, attempts)
-        state = _state(ex, attempts, self._known.get(ex.id))
+        state = _state(ex, attempts, self._known.get(ex.id), pipeline)
         status = pl.execution_status(pipeline, state)
 
         if status == ExecutionStatus.IN_PROGRESS:
@@ -421,7 +474,7 @@ class Engine:
                     ex.id, superseded_by=winner.id, reason=ExecutionReason.SUPERSEDED
                 )
                 ex = self.store.execution(ex.id, light=True)
-                state = _state(ex, attempts, self._known.get(ex.id))
+                state = _state(ex, attempts, self._known.get(ex.id), pipeline)
                 status = pl.execution_status(pipeline, state)
             else:
                 if plan.waiting and pipeline.execution_mode.value == "SUPERSEDED":
@@ -806,7 +859,7 @@ class Engine:
             log_path=lambda st, a, n: str(log_path(state_dir, ex_id, st, a, n)),
         )
         self._remember(ex_id, rows)
-        current = pl.current_attempts(pipeline, state)
+        current = dict(pl.current_attempts(pipeline, state))  # a snapshot for the workers
         for row in rows:
             action = pipeline.stage(row.stage).action(row.action)
             self._launch(ex, pipeline, row.stage, action, row, resumed=False, current=current)
@@ -830,7 +883,8 @@ class Engine:
             self.inflight[row.id] = fl
         if current is None:
             current = pl.current_attempts(
-                pipeline, _state(ex, self._attempts(ex.id), self._known.get(ex.id))
+                pipeline,
+                _state(ex, self._attempts(ex.id), self._known.get(ex.id), pipeline),
             )
         self.quiet.discard(ex.id)
         self.pool.submit(
@@ -863,15 +917,22 @@ class Engine:
         result: ActionResult
         artifacts: dict[str, str] = {}
         stored_rows: list[tuple[str, int, int]] = []
+        key: str | None = None
         try:
             if banner:
                 logf.write(f"[conveyor] resumed by engine {self.worker}\n")
             cls = self.registry.get(action.type)
+            digests: dict[str, str] = {}
             ctx = self._context(
-                ex, pipeline, stage_name, action, row, fl, logf, workdir, resumed, current
+                ex, pipeline, stage_name, action, row, fl, logf, workdir, resumed, current, digests
             )
-            result = cls().run(ctx)
-            if result.succeeded:
+            key, hit = self._reuse(ex, pipeline, stage_name, action, cls, ctx, digests)
+            if hit is not None:
+                result, artifacts = hit.result, hit.artifacts
+                logf.write(f"[conveyor] {result.message} (inputs {key})\n")
+            else:
+                result = cls().run(ctx)
+            if result.succeeded and hit is None:
                 for name, d in ctx.outputs.items():
                     stored = self.artifacts.put(d)
                     stored_rows.append((stored.digest, stored.files, stored.size))
@@ -910,6 +971,8 @@ class Engine:
         else:
             status = ActionStatus.SUCCEEDED if result.succeeded else ActionStatus.FAILED
         reason = result.reason or (Reason.SUCCEEDED if result.succeeded else Reason.ACTION_FAILED)
+        if reason == "Reused":
+            reason = Reason.SUCCEEDED  # the message and details say where it came from
         logf.write(
             f"[conveyor] {status.value}: {reason}{': ' + result.message if result.message else ''}\n"
         )
@@ -924,9 +987,9 @@ class Engine:
             revision=result.revision,
             deployment=result.deployment,
         )
-        self._finish(
-            _Done(ex, pipeline, stage_name, action, row, fl, status, result, artifacts, stored_rows)
-        )
+        done = _Done(ex, pipeline, stage_name, action, row, fl, status, result, artifacts)
+        done.stored, done.input_digest = stored_rows, key
+        self._finish(done)
 
     def _note_pid(self, att_id: str, pgid: int) -> None:
         """A worker's child process group, written by the engine loop (workers do not write)."""
@@ -973,6 +1036,7 @@ class Engine:
                                 "artifacts": d.artifacts,
                                 "details": _jsonable(d.result.details),
                                 "reports": [_jsonable(r.__dict__) for r in d.result.reports],
+                                "input_digest": d.input_digest,
                             },
                         )
                         for d in ended
@@ -1061,8 +1125,10 @@ class Engine:
         workdir: Path,
         resumed: bool,
         current: dict[str, dict[str, pl.AttemptView]],
+        digests: dict[str, str] | None = None,
     ) -> ActionContext:
-        """What the action sees; `current` is the plan's view of the attempts that count."""
+        """What the action sees; `current` is the plan's view of the attempts that count.
+        `digests` receives the input artifacts' digests (input name -> digest)."""
         scope: dict[str, dict[str, str]] = {
             PIPELINE_NS: dict(ex.variables or {}),
             SYSTEM_NS: {"PipelineExecutionId": ex.id, "PipelineName": ex.pipeline},
@@ -1097,6 +1163,8 @@ class Engine:
                     f"input artifact '{name}' was not produced (its action did not succeed)"
                 )
             inputs[name] = self.artifacts.get(produced[name], workdir / "in" / name)
+            if digests is not None:
+                digests[name] = produced[name]
         outputs: dict[str, Path] = {}
         for name in action.outputs:
             d = workdir / "out" / name
@@ -1128,6 +1196,48 @@ class Engine:
                 park=bool(getattr(self._type(action.type), "resumable", False)),
             ),
         )
+
+    def _reuse(
+        self,
+        ex: ExecutionRecord,
+        pipeline: Pipeline,
+        stage_name: str,
+        action: Any,
+        cls: type[BaseAction],
+        ctx: ActionContext,
+        digests: Mapping[str, str],
+    ) -> tuple[str | None, reuse.Reused | None]:
+        """The action's input digest (None when reuse is off for it) and, when an earlier
+        Succeeded attempt of this pipeline had the same one and its outputs are whole, what
+        it produced (engine/reuse.py)."""
+        if not reuse.enabled(ex.trigger, action, cls, ctx.config):
+            return None, None
+        extra_of = getattr(cls(), "reuse_inputs", None)
+        try:
+            extra = extra_of(ctx) if callable(extra_of) else {}
+        except ConveyorError as e:  # the action itself will say it properly when it runs
+            ctx.log.write(f"[conveyor] not reusing: {e.message}\n")
+            return None, None
+        key = reuse.input_digest(pipeline, stage_name, action, ctx.config, digests, extra)
+        candidates = self.store.reusable_attempts(ex.pipeline, stage_name, action.name, key)
+        if not candidates:
+            return key, None
+        return key, reuse.find(
+            candidates,
+            self.artifacts,
+            self.settings.state_dir,
+            ctx.workdir,
+            self._image_present,
+            ctx.log.write,
+        )
+
+    def _image_present(self, uri: str) -> bool:
+        from conveyor.adapters.registry import ImageRef
+
+        ref = ImageRef.parse(uri)
+        if not ref.digest:
+            return False
+        return self.services.registry.has_manifest(ref.host, ref.repository, ref.digest)
 
     def _try_transition(self, att_id: str, to: ActionStatus, reason: str, message: str) -> None:
         with contextlib.suppress(Conflict):

@@ -35,6 +35,17 @@ class Action:
     environment: str | None = None
     region: str | None = None
     path: Path = ()
+    reuse: bool | None = None  # reuse an earlier identical attempt; None: the type's default
+
+
+# the action types whose outputs follow from their inputs alone (no deploy, no outside
+# read): `reuse: true` is accepted on these only
+REUSABLE_TYPES = ("build", "shell")
+REUSABLE_PREFIXES = ("test.",)
+
+
+def reusable_type(type_name: str) -> bool:
+    return type_name in REUSABLE_TYPES or type_name.startswith(REUSABLE_PREFIXES)
 
 
 @dataclass(frozen=True)

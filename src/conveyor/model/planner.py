@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from conveyor.model.pipeline import ExecutionMode, Pipeline
+from conveyor.model.pipeline import ExecutionMode, Pipeline, Stage
 from conveyor.model.status import (
     ActionStatus,
     ExecutionStatus,
@@ -42,6 +42,10 @@ class ExecutionState:
     stop_requested: bool = False
     superseded: bool = False
     cancelled: bool = False
+    # given by a caller that keeps them in step with the attempts (the engine, stage by stage):
+    # `current_attempts` and `stage_statuses` then answer without walking every attempt
+    current: Mapping[str, dict[str, AttemptView]] | None = None
+    statuses: Sequence[StageStatus | None] | None = None
 
 
 # The engine asks several questions (status, plan, progress) of one state per tick: the last
@@ -57,6 +61,8 @@ def current_attempts(
 ) -> dict[str, dict[str, AttemptView]]:
     """For each stage, the attempt that counts for each action (absent: not started)."""
     global _last_current
+    if state.current is not None:
+        return dict(state.current)
     last = _last_current
     if last is not None and last[0] is pipeline and last[1] is state:
         return last[2]
@@ -73,37 +79,46 @@ def _current_attempts(
         key = (a.stage, a.action)
         if key not in latest or a.attempt > latest[key].attempt:
             latest[key] = a
-    out: dict[str, dict[str, AttemptView]] = {}
-    for stage in pipeline.stages:
-        ep = state.stage_epochs.get(stage.name, StageEpoch())
-        per: dict[str, AttemptView] = {}
-        for action in stage.actions:
-            att = latest.get((stage.name, action.name))
-            if att is None:
-                continue
-            if att.epoch < ep.epoch and not (
-                ep.failed_only and att.status == ActionStatus.SUCCEEDED
-            ):
-                continue
-            per[action.name] = att
-        out[stage.name] = per
-    return out
+    return {
+        stage.name: stage_current(stage, latest, state.stage_epochs.get(stage.name, StageEpoch()))
+        for stage in pipeline.stages
+    }
+
+
+def stage_current(
+    stage: Stage, latest: Mapping[tuple[str, str], AttemptView], ep: StageEpoch
+) -> dict[str, AttemptView]:
+    """One stage's attempts that count, from the latest attempt of each (stage, action)."""
+    per: dict[str, AttemptView] = {}
+    for action in stage.actions:
+        att = latest.get((stage.name, action.name))
+        if att is None:
+            continue
+        if att.epoch < ep.epoch and not (ep.failed_only and att.status == ActionStatus.SUCCEEDED):
+            continue
+        per[action.name] = att
+    return per
+
+
+def stage_status(
+    stage: Stage, current: Mapping[str, AttemptView], *, stopping: bool
+) -> StageStatus | None:
+    return derive_stage(
+        [a.name for a in stage.actions],
+        {n: att.status for n, att in current.items()},
+        stopping=stopping,
+    )
 
 
 def stage_statuses(pipeline: Pipeline, state: ExecutionState) -> list[StageStatus | None]:
     global _last_statuses
+    if state.statuses is not None:
+        return list(state.statuses)
     last = _last_statuses
     if last is not None and last[0] is pipeline and last[1] is state:
         return list(last[2])
     cur = current_attempts(pipeline, state)
-    out = [
-        derive_stage(
-            [a.name for a in s.actions],
-            {n: att.status for n, att in cur[s.name].items()},
-            stopping=state.stop_requested,
-        )
-        for s in pipeline.stages
-    ]
+    out = [stage_status(s, cur[s.name], stopping=state.stop_requested) for s in pipeline.stages]
     _last_statuses = (pipeline, state, out)
     return list(out)
 

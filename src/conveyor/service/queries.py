@@ -237,6 +237,7 @@ def _action_view(
             "artifacts": {},
             "reports": [],
             "log_url": None,
+            "reused_from": None,
         }
     return {
         **base,
@@ -257,6 +258,8 @@ def _action_view(
         ],
         "log_url": f"/api/v1/executions/{ex_id}/actions/{stage}/{action.name}/log"
         f"?attempt={row['attempt']}",
+        # {execution, attempt, number}: the earlier attempt whose outputs this one reused
+        "reused_from": (row.get("details") or {}).get("reused_from"),
     }
 
 

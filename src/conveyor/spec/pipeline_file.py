@@ -51,6 +51,11 @@ class ActionFile(_Strict):
     timeout: int | str | None = Field(default=None, description="seconds, or 30s / 15m / 2h / 7d")
     environment: str | None = None
     region: str | None = None
+    reuse: bool | None = Field(
+        default=None,
+        description="reuse an earlier attempt with the same inputs (default: on for a build "
+        "that publishes an image, off otherwise)",
+    )
     config: dict[str, Any] = {}
 
     @field_validator("timeout")
@@ -150,6 +155,7 @@ def to_model(f: PipelineFile) -> m.Pipeline:
                 environment=a.environment,
                 region=a.region,
                 path=("stages", si, "actions", ai),
+                reuse=a.reuse,
             )
             for ai, a in enumerate(s.actions)
         )
@@ -282,6 +288,8 @@ def from_model(p: m.Pipeline) -> dict[str, Any]:
                 ad["namespace"] = a.namespace
             if a.timeout_seconds:
                 ad["timeout"] = a.timeout_seconds
+            if a.reuse is not None:
+                ad["reuse"] = a.reuse
             if a.config:
                 ad["config"] = _plain(a.config)
             sd["actions"].append(ad)
@@ -319,7 +327,20 @@ def parse(data: Any, lines: Lines) -> m.Pipeline:
         f = PipelineFile.model_validate(data)
     except ValidationError as e:
         raise ValidationFailed(pydantic_problems(e, lines, PipelineFile)) from None
-    return to_model(f)
+    pipeline = to_model(f)
+    refused = [
+        lines.problem(
+            (*a.path, "reuse"),
+            f"action '{a.name}' of type {a.type} cannot be reused (it deploys, waits or reads "
+            "the outside world): remove `reuse: true`; reuse is for build, shell and test.* "
+            "actions",
+        )
+        for _, a in pipeline.all_actions()
+        if a.reuse and not m.reusable_type(a.type)
+    ]
+    if refused:
+        raise ValidationFailed(refused)
+    return pipeline
 
 
 def load_pipeline(

@@ -1,7 +1,8 @@
 """Reading YAML with line numbers (ruamel.yaml), shared by every file parser.
 
 `load(path_or_text)` returns plain Python data plus a `Lines` index that maps a path in
-the document (('stages', 2, 'actions', 0, 'runOrder')) to its 1-based line.
+the document (('stages', 2, 'actions', 0, 'runOrder')) to its 1-based line. Most files are
+read by `yamlnodes` (PyYAML's nodes, one walk); ruamel reads the rest and words the errors.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from conveyor.errors import ConfigError, Problem, ValidationFailed
 from conveyor.spec import limits
+from conveyor.spec.yamlnodes import load_with_lines
 
 Key = tuple[str | int, ...]
 
@@ -128,6 +130,9 @@ def load(
     if text is None:
         text = read_text(source, label, "a YAML file")
     limits.check_yaml(text, label)
+    fast = load_with_lines(text)  # one walk over PyYAML's nodes; None: ruamel reads it
+    if fast is not None:
+        return fast[0], Lines(label, fast[1])
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     lines = Lines(label)

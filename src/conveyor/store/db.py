@@ -999,6 +999,26 @@ class Store(UserQueries, StatsQueries):
                 for r in c.execute(select(t.attempts).where(t.attempts.c.id.in_(list(ids))))
             }
 
+    def reusable_attempts(
+        self, pipeline: str, stage: str, action: str, input_digest: str, limit: int = 3
+    ) -> list[Row]:
+        """Succeeded attempts of this pipeline's action whose inputs hashed to `input_digest`,
+        newest first (engine/reuse.py): never another pipeline's, never a failed one."""
+        a = t.attempts
+        return self._all(
+            select(a)
+            .join(t.executions, t.executions.c.id == a.c.execution_id)
+            .where(
+                a.c.input_digest == input_digest,
+                a.c.status == "Succeeded",
+                a.c.stage == stage,
+                a.c.action == action,
+                t.executions.c.pipeline == pipeline,
+            )
+            .order_by(a.c.ended_at.desc())
+            .limit(limit)
+        )
+
     def history_for(self, ex_id: str) -> list[Row]:
         return self._all(
             select(t.history).where(t.history.c.execution_id == ex_id).order_by(t.history.c.id)

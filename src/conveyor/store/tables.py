@@ -118,8 +118,11 @@ attempts = Table(
     Column("pgid", Integer),
     Column("worker", String(200)),
     Column("log_path", Text),
+    # what the action's inputs hashed to (engine/reuse.py): an equal one may reuse this attempt
+    Column("input_digest", String(80)),
 )
 Index("ix_attempts_execution", attempts.c.execution_id)
+Index("ix_attempts_input_digest", attempts.c.input_digest)
 Index("ix_attempts_status", attempts.c.status)
 
 history = Table(
