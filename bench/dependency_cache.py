@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from conveyor.actions.buildspec_runner import run_buildspec
-from conveyor.spec.buildspec import Command, load_buildspec
+from conveyor.buildspec.run import run_buildspec
+from conveyor.buildspec.spec import Command, load_buildspec
 
 HERE = Path(__file__).resolve().parent
 APP = HERE.parent / "examples" / "webapp"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conveyor.actions.buildspec_runner import run_buildspec
-from conveyor.spec.buildspec import parse_buildspec
+
+from conveyor.buildspec.run import run_buildspec
+from conveyor.buildspec.spec import parse_buildspec
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from conveyor.model.pipeline import Environment
 from conveyor.platform.daemon import free_port
 from conveyor.platform.environment import PodmanEnvironment
 from conveyor.platform.local import LocalPlatform
-from conveyor.server import evidence
+from conveyor.service import evidence
 from conveyor.settings import Settings
 from conveyor.store.artifacts import ArtifactStore
 from tests.conftest import drive, run_pipeline
@@ -211,7 +211,7 @@ def test_the_same_commit_twice_builds_once_deploys_the_same_digest_and_keeps_evi
     assert ev["tests"]["unit"]["total"] == 2 and ev["tests"]["unit"]["passed"] == 2
     assert gate["digest"] == b1["variables"]["ImageDigest"]
     # the API and `--json` name the attempt reused
-    from conveyor.server.views import PipelineCache, execution_detail
+    from conveyor.service.queries import PipelineCache, execution_detail
 
     detail = execution_detail(app.store, PipelineCache(), ex2)
     build_view = detail["stages"][1]["actions"][0]
@@ -311,9 +311,8 @@ def test_the_dashboard_links_a_reused_action_to_the_execution_it_came_from(
     app: Any, tmp_path: Path
 ) -> None:
     """The execution page's stage view says "reused from" with a link to the earlier execution."""
-    from conveyor.server.views import PipelineCache, execution_detail
-
     from conveyor.server.pages import templates
+    from conveyor.service.queries import PipelineCache, execution_detail
 
     first = run_pipeline(app, SHELL.format(last="true"), tmp_path)
     second = run_pipeline(app, SHELL.format(last="true"), tmp_path)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from conveyor.engine.engine import _Known, state_of
+from conveyor.engine.engine import _Known
 from conveyor.model import planner as pl
 from conveyor.model.pipeline import Action, Pipeline, Stage
+from conveyor.service.queries import state_of
+from conveyor.store.records import AttemptRecord, ExecutionRecord
 
 PIPELINE = Pipeline(
     "p",
@@ -17,20 +20,22 @@ PIPELINE = Pipeline(
 )
 
 
-def row(stage: str, action: str, n: int, status: str, epoch: int = 0) -> dict[str, Any]:
-    return {
-        "id": f"x/{stage}/{action}/{n}",
-        "stage": stage,
-        "action": action,
-        "attempt": n,
-        "epoch": epoch,
-        "status": status,
-    }
+def row(stage: str, action: str, n: int, status: str, epoch: int = 0) -> AttemptRecord:
+    return AttemptRecord(
+        id=f"x/{stage}/{action}/{n}",
+        execution_id="x",
+        stage=stage,
+        action=action,
+        attempt=n,
+        type="shell",
+        epoch=epoch,
+        status=status,
+    )
 
 
 def test_the_kept_state_matches_a_full_walk_after_each_move() -> None:
     """Adds, moves, a retry epoch and a stop give the same statuses, plan and current views."""
-    ex: dict[str, Any] = {"stage_epochs": {}, "stop_mode": None, "superseded_by": None}
+    ex = ExecutionRecord(id="x", pipeline="p", seq=1, status="InProgress")
     k = _Known(0)
     steps: list[tuple[str, Any]] = [
         ("add", row("A", "a1", 1, "InProgress")),
@@ -47,15 +52,15 @@ def test_the_kept_state_matches_a_full_walk_after_each_move() -> None:
     ]
     for kind, arg in steps:
         if kind == "add":
-            k.add(dict(arg))
+            k.add(arg)
         elif kind == "move":
             assert k.update(arg[0], {"status": arg[1]})
         elif kind == "epoch":
-            ex["stage_epochs"] = arg
+            ex = dataclasses.replace(ex, stage_epochs=arg)
         else:
-            ex["stop_mode"] = arg
+            ex = dataclasses.replace(ex, stop_mode=arg)
         kept = k.state(PIPELINE, ex)
-        full = state_of(ex, k.listed)
+        full = state_of(dataclasses.asdict(ex), [dataclasses.asdict(a) for a in k.listed])
         assert pl.current_attempts(PIPELINE, kept) == pl.current_attempts(PIPELINE, full)
         assert pl.stage_statuses(PIPELINE, kept) == pl.stage_statuses(PIPELINE, full)
         assert pl.execution_status(PIPELINE, kept) == pl.execution_status(PIPELINE, full)
