@@ -172,7 +172,7 @@ def test_examples_webapp_is_angular_21_with_vitest_and_needs_no_reporter_setup(
     pipeline = load_pipeline(app_dir / "pipeline.yaml", ActionRegistry().catalogue())
     assert pipeline.name == "board" and pipeline.environments["prod"].repository == "board"
     assert (
-        "COPY dist/webapp/browser/ /usr/share/nginx/html/"
+        "COPY dist/webapp/browser/ /www/"
         in (app_dir / "Containerfile").read_text()
     )
 

@@ -254,6 +254,21 @@ def build_container(
     return container
 
 
+# The host's trust store, as the build inside must trust what the host trusts: behind a
+# TLS-inspecting proxy (measured here: npm in the `build` image failed every fetch with
+# SELF_SIGNED_CERT_IN_CHAIN until it saw the host's bundle) the proxy's CA is only there.
+# Certificates are public: mounted read-only, nothing secret crosses.
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def _trust_mounts(env: dict[str, str]) -> list[str]:
+    """`-v` for the host's CA bundle at the same path, and node told to use it too."""
+    if not HOST_CA_BUNDLE.is_file():
+        return []
+    env.setdefault("NODE_EXTRA_CA_CERTS", str(HOST_CA_BUNDLE))
+    return ["-v", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
+
+
 def _run_argv(
     podman: str,
     image: str,
@@ -282,6 +297,7 @@ def _run_argv(
         "CONTAINER_HOST": f"unix://{SOCKET_INSIDE}",
         "PATH": f"{SHIM_DIR}:{path}",
     }
+    argv += _trust_mounts(env)
     for name in _CONFIG_FILES:
         conf = env.get(name) or penv.get(name)
         if conf and Path(conf).is_file():

@@ -214,9 +214,10 @@ class LocalPlatform:
         for reg in self.registries():
             if reg.start():
                 started.append(f"registry {reg.name} on {reg.address}")
-        from conveyor.images import ensure_images  # the base image the example builds FROM
+        # the base image the example builds FROM, and the environment its builds run in
+        from conveyor.images import ensure_images
 
-        ensure_images(("web",), self.state_dir, self.container_env(), say=_progress)
+        ensure_images(("web", "build"), self.state_dir, self.container_env(), say=_progress)
         from conveyor.platform.environment import PodmanEnvironment
 
         for door in self.known_frontdoors():
