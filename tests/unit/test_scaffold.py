@@ -171,10 +171,7 @@ def test_examples_webapp_is_angular_21_with_vitest_and_needs_no_reporter_setup(
     project.write(project.plan(app_dir, e2e, name="board"))
     pipeline = load_pipeline(app_dir / "pipeline.yaml", ActionRegistry().catalogue())
     assert pipeline.name == "board" and pipeline.environments["prod"].repository == "board"
-    assert (
-        "COPY dist/webapp/browser/ /www/"
-        in (app_dir / "Containerfile").read_text()
-    )
+    assert "COPY dist/webapp/browser/ /www/" in (app_dir / "Containerfile").read_text()
 
 
 def test_the_example_suite_is_pytest_selenium(tmp_path: Path) -> None:
