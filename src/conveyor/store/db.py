@@ -51,7 +51,7 @@ from conveyor.model.status import (
     check_transition,
 )
 from conveyor.store import tables as t
-from conveyor.store.columns import LIGHT_ATTEMPT, LIGHT_EXECUTION
+from conveyor.store.columns import LIGHT_ATTEMPT, LIGHT_EXECUTION, execution_by_id
 from conveyor.store.records import (
     ApprovalRecord,
     AttemptRecord,
@@ -383,15 +383,13 @@ class Store(UserQueries, StatsQueries):
     def get_execution(self, ex_id: str, *, light: bool = False) -> Row:
         cols = self._execution_cols(light)
         with self.tx() as c:
-            r = c.execute(select(*cols).where(t.executions.c.id == ex_id)).first()
-            if r is None and ex_id and len(ex_id) >= 4:
-                rows = c.execute(
-                    select(*cols).where(t.executions.c.id.like(f"{ex_id}%")).limit(2)
-                ).all()
-                if len(rows) == 1:
-                    r = rows[0]
-            if r is None:
-                raise NotFound(f"no execution '{ex_id}' (see `conveyor history`)")
+            r = execution_by_id(
+                ex_id,
+                lambda: c.execute(select(*cols).where(t.executions.c.id == ex_id)).first(),
+                lambda pattern: list(
+                    c.execute(select(*cols).where(t.executions.c.id.like(pattern)).limit(2))
+                ),
+            )
             return self._with_revisions(c, [_row(r)])[0]
 
     def list_executions(
