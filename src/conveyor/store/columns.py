@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from conveyor.errors import NotFound
+from conveyor.model.status import ExecutionReason, ExecutionStatus
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -91,3 +92,39 @@ def execution_by_id(
     if found is None:
         raise NotFound(f"no execution '{ex_id}' (see `conveyor history`)")
     return found
+
+
+def started_execution(
+    ex_id: str,
+    pipeline: str,
+    definition: Mapping[str, Any],
+    *,
+    variables: Mapping[str, str],
+    trigger: Mapping[str, Any],
+    revisions: Mapping[str, Any] | None,
+    kind: str,
+    actor: str | None,
+    now: float,
+) -> tuple[Row, Row]:
+    """A new execution's row (InProgress, Started; without `seq`, which the database
+    numbers) and the first row of its history, as both `Store` and `SqliteWriter` insert
+    them."""
+    status, reason = ExecutionStatus.IN_PROGRESS.value, ExecutionReason.STARTED.value
+    row = {
+        "id": ex_id,
+        "pipeline": pipeline,
+        "kind": kind,
+        "status": status,
+        "reason": reason,
+        "message": "",
+        "definition": dict(definition),
+        "variables": dict(variables),
+        "trigger": dict(trigger),
+        "revisions": dict(revisions or {}),
+        "stage_epochs": {},
+        "actor": actor,
+        "created_at": now,
+    }
+    move: Row = {"execution_id": ex_id, "from_status": None, "to_status": status}
+    move |= {"reason": reason, "message": "", "actor": actor, "at": now}
+    return row, move
