@@ -17,21 +17,22 @@ DEFINITION = {
     "variables": [{"name": "V", "defaultValue": "1"}],
     "stages": [{"name": "A", "actions": [{"name": "a", "type": "shell", "config": {"x": "é"}}]}],
 }
-VOLATILE = {"id", "created_at", "updated_at"}
+VOLATILE = {"id", "created_at", "updated_at", "execution_id", "at"}
 
 
 def _raw(path: Path, table: str) -> list[dict[str, object]]:
     """The table's rows as stored (JSON as text), without the columns that differ by nature."""
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
-    order = "seq" if table == "executions" else "name"
+    order = {"executions": "seq", "pipelines": "name"}.get(table, "id")
     rows = [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY {order}")]  # noqa: S608 - a fixed table name
     conn.close()
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]
 
 
 def test_the_stdlib_writer_writes_the_rows_the_store_writes(tmp_path: Path) -> None:
-    """save_pipeline and create_execution leave byte-identical rows through either path."""
+    """save_pipeline and create_execution leave byte-identical rows (the execution's reason
+    and first history row included) through either path."""
     rows = {}
     for way in ("store", "stdlib"):
         db = tmp_path / f"{way}.db"
@@ -51,11 +52,12 @@ def test_the_stdlib_writer_writes_the_rows_the_store_writes(tmp_path: Path) -> N
         if writer is not None:
             writer.close()
         store.close()
-        rows[way] = (_raw(db, "pipelines"), _raw(db, "executions"))
+        rows[way] = (_raw(db, "pipelines"), _raw(db, "executions"), _raw(db, "execution_history"))
     assert rows["stdlib"] == rows["store"]
     executions = rows["stdlib"][1]
     assert [e["seq"] for e in executions] == [1, 2]
     assert json.loads(str(executions[1]["variables"])) == {"V": "1"}
+    assert [m["to_status"] for m in rows["stdlib"][2]] == ["InProgress", "InProgress"]
 
 
 def test_no_writer_for_a_missing_or_old_database(tmp_path: Path) -> None:

@@ -51,7 +51,12 @@ from conveyor.model.status import (
     check_transition,
 )
 from conveyor.store import tables as t
-from conveyor.store.columns import LIGHT_ATTEMPT, LIGHT_EXECUTION
+from conveyor.store.columns import (
+    LIGHT_ATTEMPT,
+    LIGHT_EXECUTION,
+    execution_by_id,
+    started_execution,
+)
 from conveyor.store.records import (
     ApprovalRecord,
     AttemptRecord,
@@ -336,37 +341,19 @@ class Store(UserQueries, StatsQueries):
                         ).scalar_one()
                         + 1
                     )
-                    c.execute(
-                        insert(t.executions).values(
-                            id=ex_id,
-                            pipeline=pipeline,
-                            seq=seq,
-                            kind=kind,
-                            status=ExecutionStatus.IN_PROGRESS.value,
-                            reason=ExecutionReason.STARTED.value,
-                            message="",
-                            definition=dict(definition),
-                            variables=dict(variables),
-                            trigger=dict(trigger),
-                            revisions=dict(revisions or {}),
-                            stage_epochs={},
-                            actor=actor,
-                            created_at=now,
-                        )
+                    row, move = started_execution(
+                        ex_id,
+                        pipeline,
+                        definition,
+                        variables=variables,
+                        trigger=trigger,
+                        revisions=revisions,
+                        kind=kind,
+                        actor=actor,
+                        now=now,
                     )
-                    c.execute(
-                        insert(t.execution_history).values(
-                            _move_row(
-                                None,
-                                ExecutionStatus.IN_PROGRESS,
-                                ExecutionReason.STARTED,
-                                "",
-                                actor,
-                                now,
-                                execution_id=ex_id,
-                            )
-                        )
-                    )
+                    c.execute(insert(t.executions).values({**row, "seq": seq}))
+                    c.execute(insert(t.execution_history).values(move))
                 return ex_id
             except IntegrityError:
                 time.sleep(random.uniform(0, 0.02))  # two starts raced for one number: next one
@@ -383,15 +370,13 @@ class Store(UserQueries, StatsQueries):
     def get_execution(self, ex_id: str, *, light: bool = False) -> Row:
         cols = self._execution_cols(light)
         with self.tx() as c:
-            r = c.execute(select(*cols).where(t.executions.c.id == ex_id)).first()
-            if r is None and ex_id and len(ex_id) >= 4:
-                rows = c.execute(
-                    select(*cols).where(t.executions.c.id.like(f"{ex_id}%")).limit(2)
-                ).all()
-                if len(rows) == 1:
-                    r = rows[0]
-            if r is None:
-                raise NotFound(f"no execution '{ex_id}' (see `conveyor history`)")
+            r = execution_by_id(
+                ex_id,
+                lambda: c.execute(select(*cols).where(t.executions.c.id == ex_id)).first(),
+                lambda pattern: list(
+                    c.execute(select(*cols).where(t.executions.c.id.like(pattern)).limit(2))
+                ),
+            )
             return self._with_revisions(c, [_row(r)])[0]
 
     def list_executions(

@@ -35,8 +35,27 @@ class PipelineRecord(Record):
     source_path: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Outcome(Record):
+    """Why a status was reached and what to read about it: an execution's, an attempt's,
+    and each recorded move of an execution."""
+
+    reason: str | None = ""
+    message: str | None = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionState(Outcome):
+    """How an execution stands besides its status: a stop asked for, the run that
+    superseded it, and who made the change."""
+
+    stop_mode: str | None = None
+    superseded_by: str | None = None
+    actor: str | None = None
+
+
 @dataclass(frozen=True)
-class ExecutionRecord(Record):
+class ExecutionRecord(ExecutionState):
     """One run of a pipeline. `definition` is None in a light read."""
 
     id: str
@@ -44,17 +63,12 @@ class ExecutionRecord(Record):
     seq: int
     status: str
     kind: str = "standard"
-    reason: str | None = ""
-    message: str | None = ""
     waiting: str | None = None
     definition: Mapping[str, Any] | None = None
     variables: Mapping[str, Any] = field(default_factory=dict)
     trigger: Mapping[str, Any] = field(default_factory=dict)
     revisions: Mapping[str, Any] = field(default_factory=dict)
     stage_epochs: Mapping[str, Any] = field(default_factory=dict)
-    stop_mode: str | None = None
-    superseded_by: str | None = None
-    actor: str | None = None
     created_at: float = 0.0
     ended_at: float | None = None
     lease_owner: str | None = None
@@ -62,7 +76,7 @@ class ExecutionRecord(Record):
 
 
 @dataclass(frozen=True)
-class ExecutionMoveRecord(Record):
+class ExecutionMoveRecord(ExecutionState):
     """One change of an execution's status, stop mode or superseded-by, with its reason."""
 
     id: int
@@ -70,15 +84,10 @@ class ExecutionMoveRecord(Record):
     to_status: str
     at: float
     from_status: str | None = None
-    stop_mode: str | None = None
-    superseded_by: str | None = None
-    reason: str | None = ""
-    message: str | None = ""
-    actor: str | None = None
 
 
 @dataclass(frozen=True)
-class AttemptRecord(Record):
+class AttemptRecord(Outcome):
     """One attempt of one action. The JSON payloads are empty in a light read."""
 
     id: str
@@ -89,8 +98,6 @@ class AttemptRecord(Record):
     type: str
     status: str
     epoch: int = 0
-    reason: str | None = ""
-    message: str | None = ""
     started_at: float = 0.0
     ended_at: float | None = None
     deadline: float | None = None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import NotFound, Unavailable
-from conveyor.store.columns import LIGHT_EXECUTION, Row, decode_row
+from conveyor.store.columns import LIGHT_EXECUTION, Row, decode_row, execution_by_id
 from conveyor.store.schema_version import head_revision
 
 
@@ -79,17 +79,12 @@ class SqliteReader:
     # ---- executions --------------------------------------------------------------------------
     def get_execution(self, ex_id: str, *, light: bool = False) -> Row:
         cols = ", ".join(c for c in self._execution_columns() if not light or c != "definition")
-        rows = self._rows("executions", f"SELECT {cols} FROM executions WHERE id = ?", (ex_id,))  # noqa: S608 - column names come from the schema
-        if not rows and ex_id and len(ex_id) >= 4:
-            found = self._rows(
-                "executions",
-                f"SELECT {cols} FROM executions WHERE id LIKE ? LIMIT 2",  # noqa: S608 - as above
-                (f"{ex_id}%",),
-            )
-            rows = found if len(found) == 1 else []
-        if not rows:
-            raise NotFound(f"no execution '{ex_id}' (see `conveyor history`)")
-        return rows[0]
+        query = f"SELECT {cols} FROM executions WHERE id"  # noqa: S608 - column names come from the schema
+        return execution_by_id(
+            ex_id,
+            lambda: next(iter(self._rows("executions", f"{query} = ?", (ex_id,))), None),
+            lambda pattern: self._rows("executions", f"{query} LIKE ? LIMIT 2", (pattern,)),
+        )
 
     def _execution_columns(self) -> list[str]:
         return [r["name"] for r in self._rows("", "PRAGMA table_info(executions)")]

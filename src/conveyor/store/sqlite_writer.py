@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import Conflict, Unavailable
+from conveyor.store.columns import JSON_COLUMNS, Row, started_execution
 from conveyor.store.sqlite_reader import SqliteReader, open_reader
 
 
@@ -35,6 +36,20 @@ def open_writer(url: str) -> SqliteWriter | None:
 
 def _json(value: Any) -> str:
     return json.dumps(value)  # what SQLAlchemy's JSON type writes (its default serializer)
+
+
+def _encoded(table: str, row: Row) -> tuple[str, tuple[Any, ...]]:
+    """The row's column names (comma-separated) and its values, JSON columns as text."""
+    json_columns = JSON_COLUMNS[table]
+    values = tuple(_json(v) if k in json_columns else v for k, v in row.items())
+    return ", ".join(row), values
+
+
+def _insert(table: str, row: Row) -> tuple[str, tuple[Any, ...]]:
+    """An INSERT of one row into `table` (a fixed table name, column names from columns.py)."""
+    names, values = _encoded(table, row)
+    marks = ", ".join("?" * len(values))
+    return f"INSERT INTO {table} ({names}) VALUES ({marks})", values  # noqa: S608 - as above
 
 
 class SqliteWriter(SqliteReader):
@@ -95,29 +110,28 @@ class SqliteWriter(SqliteReader):
         `Store.create_execution`); returns its id."""
         for _ in range(20):
             ex_id = uuid.uuid4().hex[:12]
+            row, move = started_execution(
+                ex_id,
+                pipeline,
+                definition,
+                variables=variables,
+                trigger=trigger,
+                revisions=revisions,
+                kind=kind,
+                actor=actor,
+                now=time.time(),
+            )
+            names, values = _encoded("executions", row)
+            numbered = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM executions WHERE pipeline = ?)"
             try:
                 self._write(
                     [
                         (
-                            "INSERT INTO executions (id, pipeline, seq, kind, status, message, "
-                            "definition, variables, trigger, revisions, stage_epochs, actor, "
-                            "created_at) VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM "
-                            "executions WHERE pipeline = ?), ?, 'InProgress', '', ?, ?, ?, ?, "
-                            "?, ?, ?)",
-                            (
-                                ex_id,
-                                pipeline,
-                                pipeline,
-                                kind,
-                                _json(dict(definition)),
-                                _json(dict(variables)),
-                                _json(dict(trigger)),
-                                _json(dict(revisions or {})),
-                                _json({}),
-                                actor,
-                                time.time(),
-                            ),
-                        )
+                            f"INSERT INTO executions ({names}, seq) "  # noqa: S608 - column names from columns.py
+                            f"VALUES ({', '.join('?' * len(values))}, {numbered})",
+                            (*values, pipeline),
+                        ),
+                        _insert("execution_history", move),
                     ]
                 )
                 return ex_id

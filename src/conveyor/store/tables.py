@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -33,16 +35,20 @@ def _actor() -> Column[str]:
     return Column("actor", String(200))
 
 
-def _move() -> list[Column[object]]:
-    """A status move's columns, shared by the attempts' and the executions' history."""
+def _condition(status: str = "status") -> list[Column[Any]]:
+    """A status with its reason and message (Tekton's Condition): an execution's status is
+    derived from its actions and cached here for queries; its reason says why its status,
+    stop mode or superseded-by last moved."""
     return [
-        Column("from_status", String(20)),
-        Column("to_status", String(20), nullable=False),
+        Column(status, String(20), nullable=False),
         Column("reason", String(40), default=""),
         Column("message", Text, default=""),
-        _actor(),  # type: ignore[list-item]  # Column is invariant in its type
-        _at(),  # type: ignore[list-item]  # as above
     ]
+
+
+def _move() -> list[Column[Any]]:
+    """A status move's columns, shared by the attempts' and the executions' history."""
+    return [Column("from_status", String(20)), *_condition("to_status"), _actor(), _at()]
 
 
 pipelines = Table(
@@ -51,7 +57,7 @@ pipelines = Table(
     Column("name", String(100), primary_key=True),
     Column("definition", JSON, nullable=False),  # the pipeline file, as data
     Column("source_path", Text),
-    Column("updated_at", Float, nullable=False),
+    _at("updated_at"),
 )
 
 executions = Table(
@@ -61,9 +67,7 @@ executions = Table(
     Column("pipeline", String(100), nullable=False),
     Column("seq", Integer, nullable=False),  # order within the pipeline
     Column("kind", String(20), nullable=False, default="standard"),  # standard | rollback
-    Column("status", String(20), nullable=False),  # derived from the actions, cached for queries
-    Column("reason", String(40), default=""),  # why status/stop mode/superseded-by last moved
-    Column("message", Text, default=""),
+    *_condition(),
     Column("waiting", Text),  # why it waits (a disabled transition, a busy stage)
     Column("definition", JSON, nullable=False),  # snapshot of the pipeline file at start
     Column("variables", JSON, nullable=False),
@@ -92,7 +96,7 @@ source_revisions = Table(
     Column("action", String(100), primary_key=True),
     Column("position", Integer, nullable=False),  # the source's place among declared sources
     Column("revision", JSON, nullable=False),  # {CommitId, BranchName, AuthorDate, ...}
-    Column("recorded_at", Float, nullable=False),
+    _at("recorded_at"),
 )
 
 attempts = Table(
@@ -105,10 +109,8 @@ attempts = Table(
     Column("attempt", Integer, nullable=False),
     Column("epoch", Integer, nullable=False, default=0),
     Column("type", String(100), nullable=False),
-    Column("status", String(20), nullable=False),
-    Column("reason", String(40), default=""),
-    Column("message", Text, default=""),
-    Column("started_at", Float, nullable=False),
+    *_condition(),
+    _at("started_at"),
     Column("ended_at", Float),
     Column("deadline", Float),
     Column("variables", JSON, nullable=False, default=dict),
@@ -194,7 +196,7 @@ approvals = Table(
     Column("summary", Text, default=""),
     Column("external_link", Text),
     Column("digest", String(100)),  # the image digest the decision is bound to
-    Column("expires_at", Float, nullable=False),
+    _at("expires_at"),
     Column("decided_by", String(200)),
     Column("comment", Text),
     Column("decided_at", Float),
@@ -226,8 +228,8 @@ health = Table(
     Column("environment", String(100), primary_key=True),
     Column("healthy", Boolean, nullable=False),
     Column("detail", Text, default=""),
-    Column("since", Float, nullable=False),
-    Column("checked_at", Float, nullable=False),
+    _at("since"),
+    _at("checked_at"),
 )
 
 engines = Table(
@@ -236,8 +238,8 @@ engines = Table(
     Column("worker", String(200), primary_key=True),
     Column("pid", Integer, nullable=False),
     Column("host", String(200), nullable=False),
-    Column("started_at", Float, nullable=False),
-    Column("heartbeat", Float, nullable=False),
+    _at("started_at"),
+    _at("heartbeat"),
 )
 
 users = Table(
@@ -258,7 +260,7 @@ sessions = Table(
     Column("id", String(64), primary_key=True),  # SHA-256 of the cookie's session id
     Column("user_name", String(100), nullable=False),
     _at("created_at"),
-    Column("expires_at", Float, nullable=False),
+    _at("expires_at"),
     Index("ix_sessions_user", "user_name"),
 )
 

@@ -1,14 +1,8 @@
-"""indexes for the execution lists (newest first, per pipeline)
-
-Revision ID: 0002
-Revises: 0001
-"""
+"""indexes for the execution lists (newest first, per pipeline)"""
 from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,24 +1,20 @@
-"""dashboard sessions kept in the store, so that logout revokes them
-
-Revision ID: 0004
-Revises: 0003
-"""
+"""dashboard sessions kept in the store, so that logout revokes them"""
 import sqlalchemy as sa
 from alembic import op
 
+from conveyor.store.migrations.shapes import real, string
+
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
     op.create_table(
         "sessions",
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("user_name", sa.String(length=100), nullable=False),
-        sa.Column("created_at", sa.Float(), nullable=False),
-        sa.Column("expires_at", sa.Float(), nullable=False),
+        string("id", 64),
+        string("user_name", 100),
+        real("created_at"),
+        real("expires_at"),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_sessions_user", "sessions", ["user_name"])

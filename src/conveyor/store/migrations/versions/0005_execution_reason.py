@@ -1,32 +1,23 @@
-"""an execution's reason, and the history of its status, stop mode and superseded-by
-
-Revision ID: 0005
-Revises: 0004
-"""
+"""an execution's reason, and the history of its status, stop mode and superseded-by"""
 import sqlalchemy as sa
 from alembic import op
 
+from conveyor.store.migrations.shapes import serial, status_change, string
+
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
     with op.batch_alter_table("executions") as batch_op:
-        batch_op.add_column(sa.Column("reason", sa.String(length=40), nullable=True))
+        batch_op.add_column(string("reason", 40, null=True))
     op.create_table(
         "execution_history",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("execution_id", sa.String(length=64), nullable=False),
-        sa.Column("stop_mode", sa.String(length=20), nullable=True),
-        sa.Column("superseded_by", sa.String(length=64), nullable=True),
-        sa.Column("from_status", sa.String(length=20), nullable=True),
-        sa.Column("to_status", sa.String(length=20), nullable=False),
-        sa.Column("reason", sa.String(length=40), nullable=True),
-        sa.Column("message", sa.Text(), nullable=True),
-        sa.Column("actor", sa.String(length=200), nullable=True),
-        sa.Column("at", sa.Float(), nullable=False),
+        serial(),
+        string("execution_id", 64),
+        string("stop_mode", 20, null=True),
+        string("superseded_by", 64, null=True),
+        *status_change(),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_execution_history_execution", "execution_history", ["execution_id"])
