@@ -209,7 +209,11 @@ def test_two_sources_finishing_at_the_same_moment_both_keep_their_revision(
             _, action = pipeline.find_action(name)
             barrier.wait()
             eng._after_success(
-                ex, pipeline, "Source", action, ActionResult(variables={"CommitId": name * 4})
+                ex,
+                pipeline,
+                "Source",
+                action,
+                ActionResult(variables={"CommitId": name * 4}, revision={"CommitId": name * 4}),
             )
 
         threads = [threading.Thread(target=finish, args=(n,)) for n in ("app", "tests")]
