@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.actions.build import Build
-from conveyor.engine.services import Services
+from conveyor.testing.fakes import FakePlatform
 from tests.integration.test_build_action import context
 
 pytestmark = pytest.mark.integration
@@ -24,17 +24,16 @@ artifacts:
 """
 
 
-class FakeRegistryPlatform:
-    """The platform's registry side only (a fake: no registry runs): hosts and digests."""
+class FakeRegistryPlatform(FakePlatform):
+    """conveyor.testing's fake platform with registry 'test' at 127.0.0.1:5999, noting what
+    the action resolves (a fake: no registry runs)."""
 
     def __init__(self) -> None:
+        super().__init__(registries={"test": "127.0.0.1:5999"})
         self.resolved: list[str] = []
 
-    def registry_host(self, name: str) -> str:
-        return {"test": "127.0.0.1:5999"}[name]
-
-    def resolve_digest(self, ref: str) -> str:
-        self.resolved.append(ref)
+    def resolve_digest(self, image_ref: str) -> str:
+        self.resolved.append(image_ref)
         return "sha256:" + "b" * 64
 
 
@@ -47,9 +46,7 @@ def test_the_buildspec_pushes_where_publishes_says_without_env(tmp_path: Path) -
     config = {"publishes": {"environment": "test", "repository": "shop", "tag": "v7"}}
     ctx, _ = context(tmp_path, config, {"app": app}, ("bundle",))
     platform = FakeRegistryPlatform()
-    ctx = dataclasses.replace(
-        ctx, services=Services(settings=ctx.services.settings, platform=platform)
-    )
+    ctx = dataclasses.replace(ctx, services=dataclasses.replace(ctx.services, platform=platform))
     result = Build().run(ctx)
     assert result.succeeded, result.message
     pushed = (tmp_path / "out" / "bundle" / "out" / "pushed.txt").read_text().strip()

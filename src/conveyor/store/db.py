@@ -995,7 +995,7 @@ class Store(UserQueries, StatsQueries):
             .join(t.executions, t.executions.c.id == a.c.execution_id)
             .where(
                 a.c.input_digest == input_digest,
-                a.c.status == "Succeeded",
+                a.c.status == ActionStatus.SUCCEEDED.value,
                 a.c.stage == stage,
                 a.c.action == action,
                 t.executions.c.pipeline == pipeline,
