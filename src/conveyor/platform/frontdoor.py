@@ -221,6 +221,15 @@ def main(argv: list[str] | None = None) -> int:
 # -- the controller (used by the platform and the podman deploy driver) --------------------
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object written by the proxy or its controller; {} if absent or half-written."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
 @dataclass(frozen=True)
 class FrontDoor:
     environment: str
@@ -254,18 +263,10 @@ class FrontDoor:
         )
 
     def read_config(self) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads(self.config_file.read_text())
-            return data
-        except (OSError, ValueError):
-            return {}
+        return _read_json(self.config_file)
 
     def read_state(self) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads(self.state_file.read_text())
-            return data
-        except (OSError, ValueError):
-            return {}
+        return _read_json(self.state_file)
 
     def running(self) -> bool:
         return self.daemon.pid() is not None
