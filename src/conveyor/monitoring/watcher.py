@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
@@ -49,14 +49,7 @@ class Reading:
     alerted: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "environment": self.environment,
-            "url": self.url,
-            "healthy": self.healthy,
-            "detail": self.detail,
-            "changed": self.changed,
-            "alerted": self.alerted,
-        }
+        return asdict(self)
 
 
 def _detail(s: Sample) -> str:
