@@ -93,9 +93,9 @@ class _InFlight:
     timed_out_at: float | None = None
 
 
-@dataclass(frozen=True)
-class _Job:
-    """An action handed to a worker: its attempt row, in-flight record and plan view."""
+@dataclass
+class _Work:
+    """An attempt of an action as a worker holds it."""
 
     ex: ExecutionRecord
     pipeline: Pipeline
@@ -103,26 +103,26 @@ class _Job:
     action: Any
     row: AttemptRecord
     fl: _InFlight
-    resumed: bool
-    current: dict[str, dict[str, pl.AttemptView]]
 
     def started(
         self,
     ) -> tuple[ExecutionRecord, Pipeline, str, Any, AttemptRecord, _InFlight]:
-        """What `_Done` records of it: execution, pipeline, stage, action, row, in-flight."""
+        """Execution, pipeline, stage, action, attempt row, in-flight record."""
         return self.ex, self.pipeline, self.stage, self.action, self.row, self.fl
 
 
 @dataclass
-class _Done:
+class _Job(_Work):
+    """An action handed to a worker, with whether it resumes and the plan's view."""
+
+    resumed: bool
+    current: dict[str, dict[str, pl.AttemptView]]
+
+
+@dataclass
+class _Done(_Work):
     """A finished action, handed by its worker to the engine loop to record."""
 
-    ex: ExecutionRecord
-    pipeline: Pipeline
-    stage: str
-    action: Any
-    row: AttemptRecord
-    fl: _InFlight
     status: ActionStatus | None  # None: parked (an approval still waiting), nothing to record
     result: ActionResult
     artifacts: dict[str, str] = field(default_factory=dict)
