@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import Unavailable
-from conveyor.platform.daemon import Daemon, port_free, port_owner
+from conveyor.platform.daemon import Daemon, require_free_port
 
 # -- the proxy process ---------------------------------------------------------------------
 
@@ -276,13 +276,13 @@ class FrontDoor:
         daemon = self.daemon
         if daemon.pid() is not None:
             return False
-        if not port_free(self.host, self.port, wait=2.0):
-            owner = port_owner(self.port)
-            raise Unavailable(
-                f"environment '{self.environment}': its port {self.address} is already taken"
-                f"{' by ' + owner if owner else ' by another process'}; stop that process or "
-                f"set another `port` for environment '{self.environment}' in the pipeline file"
-            )
+        require_free_port(
+            self.host,
+            self.port,
+            f"environment '{self.environment}': its port {self.address}",
+            f"stop that process or set another `port` for environment '{self.environment}' "
+            "in the pipeline file",
+        )
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.config_file.exists():
             self._write_config({"generation": 0, "upstream": None, "release": None})
