@@ -181,12 +181,7 @@ class Watcher:
 
 
 def daemon(settings: Settings) -> Daemon:
-    return Daemon(
-        name="watcher",
-        run_dir=settings.state_dir / "run",
-        log_dir=settings.state_dir / "logs" / "platform",
-        marker=f"{MARKER} {settings.state_dir}",
-    )
+    return Daemon.of_platform(settings.state_dir, "watcher", f"{MARKER} {settings.state_dir}")
 
 
 def start_daemon(settings: Settings, interval: float) -> bool:

@@ -40,6 +40,16 @@ class Daemon:
     def log_file(self) -> Path:
         return self.log_dir / f"{self.name}.log"
 
+    @classmethod
+    def of_platform(cls, state_dir: Path, name: str, marker: str) -> Daemon:
+        """A daemon of the local platform: pid under state_dir/run, log under logs/platform."""
+        return cls(
+            name=name,
+            run_dir=state_dir / "run",
+            log_dir=state_dir / "logs" / "platform",
+            marker=marker,
+        )
+
     def pid(self) -> int | None:
         """The daemon's pid if it is running, else None."""
         try:

@@ -255,11 +255,8 @@ class FrontDoor:
 
     @property
     def daemon(self) -> Daemon:
-        return Daemon(
-            name=f"frontdoor-{self.environment}",
-            run_dir=self.state_dir / "run",
-            log_dir=self.state_dir / "logs" / "platform",
-            marker=str(self.config_file),
+        return Daemon.of_platform(
+            self.state_dir, f"frontdoor-{self.environment}", str(self.config_file)
         )
 
     def read_config(self) -> dict[str, Any]:

@@ -40,12 +40,7 @@ class RegistryServer:
 
     @property
     def daemon(self) -> Daemon:
-        return Daemon(
-            name=f"registry-{self.name}",
-            run_dir=self.state_dir / "run",
-            log_dir=self.state_dir / "logs" / "platform",
-            marker=str(self.config_file),
-        )
+        return Daemon.of_platform(self.state_dir, f"registry-{self.name}", str(self.config_file))
 
     def config(self) -> str:
         return (
