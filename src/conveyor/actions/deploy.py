@@ -64,6 +64,7 @@ from conveyor.errors import ActionFailed, ConfigError, NotFound, ValidationFaile
 from conveyor.model import provenance
 from conveyor.model.pipeline import Environment
 from conveyor.ports import Registry
+from conveyor.spec.pipeline_file import environment_definition
 
 DEFAULT_TIMEOUT = 120
 
@@ -229,29 +230,6 @@ def _pin(text: str, log: Any, registry: Registry) -> ImageRef:
     if ref.digest is None:
         log(f"{ref} resolved to {digest}\n")
     return ref.with_digest(digest)
-
-
-def environment_definition(env: Environment) -> dict[str, Any]:
-    """The environment as the pipeline file wrote it (recorded with each deployment).
-
-    `conveyor rollback` deploys with the definition recorded at the deployment it rolls
-    back to (its context, namespace, kubeconfig), not whichever pipeline ran last.
-    """
-    return {
-        k: v
-        for k, v in {
-            "registry": env.registry,
-            "repository": env.repository,
-            "driver": env.driver,
-            "port": env.port,
-            "url": env.url,
-            "namespace": env.namespace,
-            "context": env.context,
-            "cluster": env.cluster,
-            "settings": dict(env.settings) or None,
-        }.items()
-        if v not in (None, "")
-    }
 
 
 def kubernetes_release(env: Environment, mset: ManifestSet, log: Any) -> list[ManifestObject]:

@@ -187,14 +187,19 @@ class RegistryClient:
 
     # -- manifests -------------------------------------------------------------------------
 
-    def manifest(self, ref: ImageRef | str) -> Manifest:
-        """The manifest (or index) `ref` names, with the digest the registry serves it under."""
-        r = ImageRef.parse(ref) if isinstance(ref, str) else ref
+    def _manifest_request(self, method: str, r: ImageRef) -> httpx.Response:
+        """`method` on `r`'s manifest; a manifest the registry does not have -> NotFound."""
         resp = self._request(
-            "GET", r.host, f"{r.repository}/manifests/{r.reference}", {"Accept": MANIFEST_ACCEPT}
+            method, r.host, f"{r.repository}/manifests/{r.reference}", {"Accept": MANIFEST_ACCEPT}
         )
         if resp.status_code == 404:
             raise NotFound(_not_found(r, resp))
+        return resp
+
+    def manifest(self, ref: ImageRef | str) -> Manifest:
+        """The manifest (or index) `ref` names, with the digest the registry serves it under."""
+        r = ImageRef.parse(ref) if isinstance(ref, str) else ref
+        resp = self._manifest_request("GET", r)
         if resp.status_code != 200:
             raise ConveyorError(
                 f"registry {r.host}: GET manifest of {r} answered "
@@ -215,11 +220,7 @@ class RegistryClient:
     def resolve(self, ref: ImageRef | str) -> str:
         """The digest the registry serves for a tag (or verifies that a pinned digest exists)."""
         r = ImageRef.parse(ref) if isinstance(ref, str) else ref
-        resp = self._request(
-            "HEAD", r.host, f"{r.repository}/manifests/{r.reference}", {"Accept": MANIFEST_ACCEPT}
-        )
-        if resp.status_code == 404:
-            raise NotFound(_not_found(r, resp))
+        resp = self._manifest_request("HEAD", r)
         digest = resp.headers.get("Docker-Content-Digest")
         if resp.status_code == 200 and digest:
             return str(digest)

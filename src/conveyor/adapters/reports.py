@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,33 +25,24 @@ class UnsupportedReportFormat(Exception):
     """A format CodeBuild knows that Conveyor does not summarise."""
 
 
-@dataclass
-class _Counts:
-    total: int = 0
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    errors: int = 0
-    duration: float = 0.0
-    failures: list[dict[str, str]] = field(default_factory=list)
-
-    def add(
-        self, status: str, suite: str, name: str, message: str = "", seconds: float = 0.0
-    ) -> None:
-        self.total += 1
-        self.duration += seconds
-        if status == "passed":
-            self.passed += 1
-        elif status == "skipped":
-            self.skipped += 1
+def _count(
+    c: Report, status: str, suite: str, name: str, message: str = "", seconds: float = 0.0
+) -> None:
+    """Count one test case of `status` into the group's summary."""
+    c.total += 1
+    c.duration_seconds += seconds
+    if status == "passed":
+        c.passed += 1
+    elif status == "skipped":
+        c.skipped += 1
+    else:
+        if status == "error":
+            c.errors += 1
         else:
-            if status == "error":
-                self.errors += 1
-            else:
-                self.failed += 1
-            self.failures.append(
-                {"suite": suite, "name": name, "message": _first_lines(message), "status": status}
-            )
+            c.failed += 1
+        c.failures.append(
+            {"suite": suite, "name": name, "message": _first_lines(message), "status": status}
+        )
 
 
 def _first_lines(text: str, limit: int = 500) -> str:
@@ -83,7 +73,7 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _junit(path: Path, c: _Counts) -> None:
+def _junit(path: Path, c: Report) -> None:
     root = _xml(path)
     if _local(root.tag) not in ("testsuites", "testsuite"):
         raise ReportFileError(
@@ -109,10 +99,10 @@ def _junit(path: Path, c: _Counts) -> None:
                     break
                 if tag == "skipped":
                     status = "skipped"
-            c.add(status, sname, full, message, _seconds(case.get("time")))
+            _count(c, status, sname, full, message, _seconds(case.get("time")))
 
 
-def _cucumber(path: Path, c: _Counts) -> None:
+def _cucumber(path: Path, c: Report) -> None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -154,10 +144,10 @@ def _cucumber(path: Path, c: _Counts) -> None:
                 status = "skipped"
             else:
                 status = "passed"
-            c.add(status, fname, str(el.get("name", "")), message, nanos / 1e9)
+            _count(c, status, fname, str(el.get("name", "")), message, nanos / 1e9)
 
 
-def _nunit(path: Path, c: _Counts) -> None:
+def _nunit(path: Path, c: Report) -> None:
     root = _xml(path)
     for case in root.iter("test-case"):
         suite = case.get("classname") or case.get("fullname", "").rsplit(".", 1)[0]
@@ -176,10 +166,10 @@ def _nunit(path: Path, c: _Counts) -> None:
             status = "error"
         else:
             status = "passed"
-        c.add(status, suite, name, message, _seconds(case.get("duration") or case.get("time")))
+        _count(c, status, suite, name, message, _seconds(case.get("duration") or case.get("time")))
 
 
-def _testng(path: Path, c: _Counts) -> None:
+def _testng(path: Path, c: Report) -> None:
     root = _xml(path)
     for cls in root.iter("class"):
         for m in cls.iter("test-method"):
@@ -193,7 +183,8 @@ def _testng(path: Path, c: _Counts) -> None:
                 if msg_el is not None
                 else m.findtext("./exception/full-stacktrace", "")
             )
-            c.add(
+            _count(
+                c,
                 status,
                 cls.get("name", ""),
                 m.get("name", ""),
@@ -202,7 +193,7 @@ def _testng(path: Path, c: _Counts) -> None:
             )
 
 
-def _trx(path: Path, c: _Counts) -> None:
+def _trx(path: Path, c: Report) -> None:
     root = _xml(path)
     for r in root.iter():
         if _local(r.tag) != "UnitTestResult":
@@ -225,10 +216,10 @@ def _trx(path: Path, c: _Counts) -> None:
             seconds = int(h) * 3600 + int(m) * 60 + float(s)
         except ValueError:
             seconds = 0.0
-        c.add(status, "", r.get("testName", ""), message, seconds)
+        _count(c, status, "", r.get("testName", ""), message, seconds)
 
 
-PARSERS: dict[str, Callable[[Path, _Counts], None]] = {
+PARSERS: dict[str, Callable[[Path, Report], None]] = {
     "JUNITXML": _junit,
     "CUCUMBERJSON": _cucumber,
     "NUNITXML": _nunit,
@@ -256,23 +247,12 @@ def parse_report(
     parser = PARSERS.get(fmt)
     if parser is None:
         raise UnsupportedReportFormat(f"report group {group}: unknown report format {fmt!r}")
-    counts = _Counts()
+    report = Report(name=group, format=fmt, files=[display(f) for f in files])
     problems: list[str] = []
     for f in files:
         try:
-            parser(f, counts)
+            parser(f, report)
         except ReportFileError as e:
             problems.append(f"report group {group}: {str(e).replace(str(f), display(f), 1)}")
-    report = Report(
-        name=group,
-        format=fmt,
-        total=counts.total,
-        passed=counts.passed,
-        failed=counts.failed,
-        skipped=counts.skipped,
-        errors=counts.errors,
-        duration_seconds=round(counts.duration, 3),
-        failures=counts.failures,
-        files=[display(f) for f in files],
-    )
+    report.duration_seconds = round(report.duration_seconds, 3)
     return report, problems

@@ -94,8 +94,8 @@ class _InFlight:
 
 
 @dataclass
-class _Done:
-    """A finished action, handed by its worker to the engine loop to record."""
+class _Work:
+    """An attempt of an action as a worker holds it."""
 
     ex: ExecutionRecord
     pipeline: Pipeline
@@ -103,6 +103,26 @@ class _Done:
     action: Any
     row: AttemptRecord
     fl: _InFlight
+
+    def started(
+        self,
+    ) -> tuple[ExecutionRecord, Pipeline, str, Any, AttemptRecord, _InFlight]:
+        """Execution, pipeline, stage, action, attempt row, in-flight record."""
+        return self.ex, self.pipeline, self.stage, self.action, self.row, self.fl
+
+
+@dataclass
+class _Job(_Work):
+    """An action handed to a worker, with whether it resumes and the plan's view."""
+
+    resumed: bool
+    current: dict[str, dict[str, pl.AttemptView]]
+
+
+@dataclass
+class _Done(_Work):
+    """A finished action, handed by its worker to the engine loop to record."""
+
     status: ActionStatus | None  # None: parked (an approval still waiting), nothing to record
     result: ActionResult
     artifacts: dict[str, str] = field(default_factory=dict)
@@ -887,25 +907,12 @@ class Engine:
                 _state(ex, self._attempts(ex.id), self._known.get(ex.id), pipeline),
             )
         self.quiet.discard(ex.id)
-        self.pool.submit(
-            lambda: self._execute(
-                ex, pipeline, stage_name, action, row, fl, resumed, banner, current
-            )
-        )
+        job = _Job(ex, pipeline, stage_name, action, row, fl, resumed, current)
+        self.pool.submit(lambda: self._execute(job, banner))
 
-    def _execute(
-        self,
-        ex: ExecutionRecord,
-        pipeline: Pipeline,
-        stage_name: str,
-        action: Any,
-        row: AttemptRecord,
-        fl: _InFlight,
-        resumed: bool,
-        banner: bool,
-        current: dict[str, dict[str, pl.AttemptView]],
-    ) -> None:
+    def _execute(self, job: _Job, banner: bool) -> None:
         """Run one action on a worker; the engine loop records the outcome (`_record_done`)."""
+        ex, pipeline, stage_name, action, row, fl = job.started()
         logf = FileLog(
             Path(row.log_path)
             if row.log_path
@@ -923,9 +930,7 @@ class Engine:
                 logf.write(f"[conveyor] resumed by engine {self.worker}\n")
             cls = self.registry.get(action.type)
             digests: dict[str, str] = {}
-            ctx = self._context(
-                ex, pipeline, stage_name, action, row, fl, logf, workdir, resumed, current, digests
-            )
+            ctx = self._context(job, logf, workdir, digests)
             key, hit = self._reuse(ex, pipeline, stage_name, action, cls, ctx, digests)
             if hit is not None:
                 result, artifacts = hit.result, hit.artifacts
@@ -1114,21 +1119,12 @@ class Engine:
         return commit
 
     def _context(
-        self,
-        ex: ExecutionRecord,
-        pipeline: Pipeline,
-        stage_name: str,
-        action: Any,
-        row: AttemptRecord,
-        fl: _InFlight,
-        logf: FileLog,
-        workdir: Path,
-        resumed: bool,
-        current: dict[str, dict[str, pl.AttemptView]],
-        digests: dict[str, str] | None = None,
+        self, job: _Job, logf: FileLog, workdir: Path, digests: dict[str, str] | None = None
     ) -> ActionContext:
-        """What the action sees; `current` is the plan's view of the attempts that count.
+        """What the action sees; `job.current` is the plan's view of the attempts that count.
         `digests` receives the input artifacts' digests (input name -> digest)."""
+        ex, pipeline, stage_name, action, row, fl = job.started()
+        current = job.current
         scope: dict[str, dict[str, str]] = {
             PIPELINE_NS: dict(ex.variables or {}),
             SYSTEM_NS: {"PipelineExecutionId": ex.id, "PipelineName": ex.pipeline},
@@ -1153,7 +1149,7 @@ class Engine:
                 scope[ns] = {k: str(v) for k, v in (a_row.variables or {}).items()}
             produced.update(a_row.artifacts or {})
         config = resolve(dict(action.config), scope)
-        if workdir.exists() and not resumed:
+        if workdir.exists() and not job.resumed:
             shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True, exist_ok=True)
         inputs: dict[str, Path] = {}

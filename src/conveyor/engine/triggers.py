@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from conveyor.adapters import git
 from conveyor.engine.engine import pipeline_of
 from conveyor.errors import ConveyorError
+from conveyor.model.pipeline import Action, Pipeline, Trigger
 from conveyor.model.triggers import matches
 
 log = logging.getLogger("conveyor.triggers")
@@ -17,6 +19,31 @@ log = logging.getLogger("conveyor.triggers")
 
 def _source_repo(config: dict[str, Any]) -> str:
     return str(config.get("repository", ""))
+
+
+def _triggers(app: Any) -> Iterator[tuple[Pipeline, Trigger, Action]]:
+    """Every stored pipeline's triggers, each with the source action it watches."""
+    for row in app.store.pipeline_records():
+        p = pipeline_of(row.definition, row.name)
+        for t in p.triggers:
+            try:
+                _, action = p.find_action(t.source_action)
+            except KeyError:
+                continue
+            yield p, t, action
+
+
+def _start(app: Any, pipeline: str, actor: str, trigger: dict[str, Any], commit: str) -> str:
+    """Start `pipeline` at `commit` of the trigger's source action; the execution's id."""
+    eng = app.engine()
+    ex_id: str = eng.start(
+        pipeline,
+        actor=actor,
+        trigger=trigger,
+        revisions={trigger["source"]: {"CommitId": commit}},
+    )
+    eng.shutdown(wait=False)
+    return ex_id
 
 
 def start_matching(
@@ -30,37 +57,28 @@ def start_matching(
     repo_path = git.repos_dir(app.settings.state_dir) / f"{repository}.git"
     files = git.changed_files(repo_path, old, new) if repo_path.exists() else []
     started = []
-    for row in app.store.pipeline_records():
-        p = pipeline_of(row.definition, row.name)
-        for t in p.triggers:
-            try:
-                _, action = p.find_action(t.source_action)
-            except KeyError:
-                continue
-            if _source_repo(dict(action.config)) not in (repository, str(repo_path)):
-                continue
-            if action.config.get("branch", "main") != branch and tag is None:
-                continue
-            if not matches(t, branch=branch, tag=tag, files=files):
-                continue
-            eng = app.engine()
-            ex_id = eng.start(
-                p.name,
-                actor=f"git push to {repository}",
-                trigger={
-                    "type": "Push",
-                    "source": t.source_action,
-                    "repository": repository,
-                    "ref": ref,
-                    "old": old,
-                    "new": new,
-                    "files": files[:50],
-                },
-                revisions={t.source_action: {"CommitId": new}},
-            )
-            eng.shutdown(wait=False)
-            started.append((ex_id, p.name))
-            break
+    done: set[str] = set()
+    for p, t, action in _triggers(app):
+        if p.name in done:
+            continue
+        if _source_repo(dict(action.config)) not in (repository, str(repo_path)):
+            continue
+        if action.config.get("branch", "main") != branch and tag is None:
+            continue
+        if not matches(t, branch=branch, tag=tag, files=files):
+            continue
+        trigger = {
+            "type": "Push",
+            "source": t.source_action,
+            "repository": repository,
+            "ref": ref,
+            "old": old,
+            "new": new,
+            "files": files[:50],
+        }
+        ex_id = _start(app, p.name, f"git push to {repository}", trigger, new)
+        started.append((ex_id, p.name))
+        done.add(p.name)  # one execution a pipeline per push
     return started
 
 
@@ -75,44 +93,32 @@ class Poller:
     def poll_once(self) -> list[tuple[str, str]]:
         started: list[tuple[str, str]] = []
         cache = git.GitCache(self.app.settings.state_dir)
-        for row in self.app.store.pipeline_records():
-            p = pipeline_of(row.definition, row.name)
-            for t in p.triggers:
-                try:
-                    _, action = p.find_action(t.source_action)
-                except KeyError:
-                    continue
-                repository = _source_repo(dict(action.config))
-                if "/" not in repository and ":" not in repository:
-                    continue  # local repos trigger through their hook
-                branch = str(action.config.get("branch", "main"))
-                try:
-                    url = git.resolve_url(repository, self.app.settings.state_dir)
-                    mirror = cache.fetch(url, branch)
-                except ConveyorError as e:
-                    log.warning("poll %s: %s", repository, e.message)
-                    continue
-                head = git.commit_of(Path(mirror), f"refs/heads/{branch}")
-                key = (p.name, t.source_action)
-                old = self.last.get(key)
-                self.last[key] = head or ""
-                if head and old is not None and head != old:
-                    files = git.changed_files(Path(mirror), old, head)
-                    if matches(t, branch=branch, tag=None, files=files):
-                        eng = self.app.engine()
-                        ex = eng.start(
-                            p.name,
-                            actor=f"poll of {repository}",
-                            trigger={
-                                "type": "Poll",
-                                "source": t.source_action,
-                                "old": old,
-                                "new": head,
-                            },
-                            revisions={t.source_action: {"CommitId": head}},
-                        )
-                        eng.shutdown(wait=False)
-                        started.append((ex, p.name))
+        for p, t, action in _triggers(self.app):
+            repository = _source_repo(dict(action.config))
+            if "/" not in repository and ":" not in repository:
+                continue  # local repos trigger through their hook
+            branch = str(action.config.get("branch", "main"))
+            try:
+                url = git.resolve_url(repository, self.app.settings.state_dir)
+                mirror = cache.fetch(url, branch)
+            except ConveyorError as e:
+                log.warning("poll %s: %s", repository, e.message)
+                continue
+            head = git.commit_of(Path(mirror), f"refs/heads/{branch}")
+            key = (p.name, t.source_action)
+            old = self.last.get(key)
+            self.last[key] = head or ""
+            if head and old is not None and head != old:
+                files = git.changed_files(Path(mirror), old, head)
+                if matches(t, branch=branch, tag=None, files=files):
+                    trigger = {
+                        "type": "Poll",
+                        "source": t.source_action,
+                        "old": old,
+                        "new": head,
+                    }
+                    ex = _start(self.app, p.name, f"poll of {repository}", trigger, head)
+                    started.append((ex, p.name))
         return started
 
     def run(self, stop: threading.Event) -> None:

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
@@ -49,14 +49,7 @@ class Reading:
     alerted: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "environment": self.environment,
-            "url": self.url,
-            "healthy": self.healthy,
-            "detail": self.detail,
-            "changed": self.changed,
-            "alerted": self.alerted,
-        }
+        return asdict(self)
 
 
 def _detail(s: Sample) -> str:
@@ -188,12 +181,7 @@ class Watcher:
 
 
 def daemon(settings: Settings) -> Daemon:
-    return Daemon(
-        name="watcher",
-        run_dir=settings.state_dir / "run",
-        log_dir=settings.state_dir / "logs" / "platform",
-        marker=f"{MARKER} {settings.state_dir}",
-    )
+    return Daemon.of_platform(settings.state_dir, "watcher", f"{MARKER} {settings.state_dir}")
 
 
 def start_daemon(settings: Settings, interval: float) -> bool:

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor.errors import Unavailable
+
 # children started by this process, so that stopping one also reaps it (no zombie)
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -37,6 +39,16 @@ class Daemon:
     @property
     def log_file(self) -> Path:
         return self.log_dir / f"{self.name}.log"
+
+    @classmethod
+    def of_platform(cls, state_dir: Path, name: str, marker: str) -> Daemon:
+        """A daemon of the local platform: pid under state_dir/run, log under logs/platform."""
+        return cls(
+            name=name,
+            run_dir=state_dir / "run",
+            log_dir=state_dir / "logs" / "platform",
+            marker=marker,
+        )
 
     def pid(self) -> int | None:
         """The daemon's pid if it is running, else None."""
@@ -143,6 +155,16 @@ def port_free(host: str, port: int, wait: float = 0.0) -> bool:
         if time.monotonic() >= end:
             return False
         time.sleep(0.05)
+
+
+def require_free_port(host: str, port: int, taken: str, remedy: str) -> None:
+    """Raise Unavailable `<taken> is already taken by <owner>; <remedy>` if host:port is in use."""
+    if not port_free(host, port, wait=2.0):
+        owner = port_owner(port)
+        raise Unavailable(
+            f"{taken} is already taken{' by ' + owner if owner else ' by another process'}; "
+            f"{remedy}"
+        )
 
 
 def free_port(host: str = "127.0.0.1") -> int:

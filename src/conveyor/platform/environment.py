@@ -192,16 +192,8 @@ class PodmanEnvironment:
                 log(f"waiting for readiness: {probe.describe()} (timeout {timeout:.0f}s)")
                 ready, answer = self._wait_ready(runtime, probe, container, timeout, cancel)
                 if not ready:
-                    keeps = (
-                        f"release {previous['release']} ({previous['image']}) keeps serving"
-                        if previous
-                        else "nothing was serving before"
-                    )
-                    raise ActionFailed(
-                        f"environment '{self.name}': release {release} ({image}) did not become "
-                        f"ready within {timeout:.0f}s; last answer of {probe.describe()}: "
-                        f"{answer}; {keeps}"
-                    )
+                    what = f"release {release} ({image})"
+                    raise self._not_ready(what, timeout, f"{probe.describe()}: {answer}", previous)
                 ready_s = time.monotonic() - t0
                 log(
                     f"release {release} is ready ({answer}); switching {door.address} to "
@@ -227,17 +219,7 @@ class PodmanEnvironment:
             self._write_current(record)
             serving_s = time.monotonic() - t0
             if previous:
-                drained = door.drain(
-                    previous["upstream"], float(self.environment.settings.get("drainSeconds", 30))
-                )
-                if not drained:
-                    log(
-                        f"connections to release {previous['release']} still open after the "
-                        "drain period: closing them"
-                    )
-                for pod in previous.get("pods", []):
-                    runtime.remove_pod(pod)
-                log(f"removed release {previous['release']}")
+                self._retire(runtime, door, previous, log)
         return {
             "environment": self.name,
             "driver": "podman",
@@ -256,6 +238,36 @@ class PodmanEnvironment:
             "started_at": started,
             "finished_at": time.time(),
         }
+
+    def _not_ready(
+        self, what: str, timeout: float, last: str, previous: dict[str, Any] | None
+    ) -> ActionFailed:
+        """A release that never answered its probe; the previous one (if any) keeps serving."""
+        keeps = (
+            f"release {previous['release']} ({previous['image']}) keeps serving"
+            if previous
+            else "nothing was serving before"
+        )
+        return ActionFailed(
+            f"environment '{self.name}': {what} did not become "
+            f"ready within {timeout:.0f}s; last answer of {last}; {keeps}"
+        )
+
+    def _retire(
+        self, runtime: ContainerRuntime, door: FrontDoor, previous: dict[str, Any], log: Log
+    ) -> None:
+        """Drain the release that served before the switch, then remove its pods."""
+        drained = door.drain(
+            previous["upstream"], float(self.environment.settings.get("drainSeconds", 30))
+        )
+        if not drained:
+            log(
+                f"connections to release {previous['release']} still open after the "
+                "drain period: closing them"
+            )
+        for pod in previous.get("pods", []):
+            runtime.remove_pod(pod)
+        log(f"removed release {previous['release']}")
 
     @staticmethod
     def _switch_back(door: FrontDoor, previous: dict[str, Any] | None, log: Log) -> None:

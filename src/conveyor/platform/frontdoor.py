@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import Unavailable
-from conveyor.platform.daemon import Daemon, port_free, port_owner
+from conveyor.platform.daemon import Daemon, require_free_port
 
 # -- the proxy process ---------------------------------------------------------------------
 
@@ -221,6 +221,15 @@ def main(argv: list[str] | None = None) -> int:
 # -- the controller (used by the platform and the podman deploy driver) --------------------
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object written by the proxy or its controller; {} if absent or half-written."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
 @dataclass(frozen=True)
 class FrontDoor:
     environment: str
@@ -246,26 +255,15 @@ class FrontDoor:
 
     @property
     def daemon(self) -> Daemon:
-        return Daemon(
-            name=f"frontdoor-{self.environment}",
-            run_dir=self.state_dir / "run",
-            log_dir=self.state_dir / "logs" / "platform",
-            marker=str(self.config_file),
+        return Daemon.of_platform(
+            self.state_dir, f"frontdoor-{self.environment}", str(self.config_file)
         )
 
     def read_config(self) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads(self.config_file.read_text())
-            return data
-        except (OSError, ValueError):
-            return {}
+        return _read_json(self.config_file)
 
     def read_state(self) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads(self.state_file.read_text())
-            return data
-        except (OSError, ValueError):
-            return {}
+        return _read_json(self.state_file)
 
     def running(self) -> bool:
         return self.daemon.pid() is not None
@@ -275,13 +273,13 @@ class FrontDoor:
         daemon = self.daemon
         if daemon.pid() is not None:
             return False
-        if not port_free(self.host, self.port, wait=2.0):
-            owner = port_owner(self.port)
-            raise Unavailable(
-                f"environment '{self.environment}': its port {self.address} is already taken"
-                f"{' by ' + owner if owner else ' by another process'}; stop that process or "
-                f"set another `port` for environment '{self.environment}' in the pipeline file"
-            )
+        require_free_port(
+            self.host,
+            self.port,
+            f"environment '{self.environment}': its port {self.address}",
+            f"stop that process or set another `port` for environment '{self.environment}' "
+            "in the pipeline file",
+        )
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.config_file.exists():
             self._write_config({"generation": 0, "upstream": None, "release": None})

@@ -36,7 +36,7 @@ import re
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +64,7 @@ class Part:
     detail: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "address": self.address,
-            "healthy": self.healthy,
-            "detail": self.detail,
-        }
+        return asdict(self)
 
 
 class LocalPlatform:

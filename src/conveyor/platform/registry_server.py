@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import Unavailable, missing_tool
-from conveyor.platform.daemon import Daemon, port_free, port_owner
+from conveyor.platform.daemon import Daemon, port_free, require_free_port
 
 BINARY = "docker-registry"
 
@@ -40,12 +40,7 @@ class RegistryServer:
 
     @property
     def daemon(self) -> Daemon:
-        return Daemon(
-            name=f"registry-{self.name}",
-            run_dir=self.state_dir / "run",
-            log_dir=self.state_dir / "logs" / "platform",
-            marker=str(self.config_file),
-        )
+        return Daemon.of_platform(self.state_dir, f"registry-{self.name}", str(self.config_file))
 
     def config(self) -> str:
         return (
@@ -74,13 +69,13 @@ class RegistryServer:
         binary = shutil.which(BINARY)
         if not binary:
             raise missing_tool(BINARY, "docker-registry")
-        if not port_free(self.host, self.port, wait=2.0):
-            owner = port_owner(self.port)
-            raise Unavailable(
-                f"cannot start registry '{self.name}': port {self.address} is already taken"
-                f"{' by ' + owner if owner else ' by another process'}; stop that process, "
-                f"or give Conveyor another port (CONVEYOR_REGISTRY_{self.name.upper()}_PORT)"
-            )
+        require_free_port(
+            self.host,
+            self.port,
+            f"cannot start registry '{self.name}': port {self.address}",
+            "stop that process, or give Conveyor another port "
+            f"(CONVEYOR_REGISTRY_{self.name.upper()}_PORT)",
+        )
         self.storage.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.config())
         daemon = self.daemon

@@ -303,21 +303,7 @@ artifacts:
 """
 
 
-def pipeline(app: AppInfo, tests: TestsInfo | None, name: str, ports: Ports) -> str:
-    e2e_repo = f"{name}-e2e"
-    e2e_source = (
-        f"""\
-      - name: SourceTests
-        type: source.git
-        outputs: [e2e_src]
-        namespace: SourceE2E
-        config: {{repository: {e2e_repo}, branch: main}}
-"""
-        if tests
-        else ""
-    )
-    e2e_stage = (
-        """\
+_E2E_STAGE = """\
   - name: EndToEndTests
     actions:
       - name: RunEndToEndTests
@@ -332,9 +318,22 @@ def pipeline(app: AppInfo, tests: TestsInfo | None, name: str, ports: Ports) -> 
             BASE_URL: "#{DeployTest.URL}"
             EXPECTED_COMMIT: "#{SourceApp.CommitId}"
 """
-        if tests
-        else ""
-    )
+
+
+def _e2e_source(e2e_repo: str) -> str:
+    """The source action reading the end-to-end suite's repository."""
+    return f"""\
+      - name: SourceTests
+        type: source.git
+        outputs: [e2e_src]
+        namespace: SourceE2E
+        config: {{repository: {e2e_repo}, branch: main}}
+"""
+
+
+def pipeline(app: AppInfo, tests: TestsInfo | None, name: str, ports: Ports) -> str:
+    e2e_source = _e2e_source(f"{name}-e2e") if tests else ""
+    e2e_stage = _E2E_STAGE if tests else ""
     evidence = "the unit and end-to-end reports" if tests else "the unit-test report"
     return f"""\
 # {name}: {app.kind} app built, unit-tested, deployed to test{", checked end to end" if tests else ""},

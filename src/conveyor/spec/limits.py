@@ -43,9 +43,7 @@ def _line_col(text: str, pos: int) -> tuple[int, int]:
     return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
 
-def check_text(text: str, label: str, offset: int = 0) -> None:
-    """Size and control characters, common to every text format."""
-    size = len(text.encode("utf-8", errors="surrogatepass"))
+def _check_size(size: int, label: str) -> None:
     if size > MAX_BYTES:
         raise _fail(
             label,
@@ -53,6 +51,12 @@ def check_text(text: str, label: str, offset: int = 0) -> None:
             f"file is {size:,} bytes, more than the limit of {MAX_BYTES:,}: "
             "split it or remove what is not configuration",
         )
+
+
+def check_text(text: str, label: str, offset: int = 0) -> None:
+    """Size and control characters, common to every text format."""
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    _check_size(size, label)
     m = _CONTROL.search(text)
     if m:
         line, col = _line_col(text, m.start())
@@ -185,13 +189,7 @@ def check_json(text: str, label: str) -> None:
 def check_file(path: Path, label: str) -> None:
     """Refuse a file over MAX_BYTES before reading it."""
     size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise _fail(
-            label,
-            None,
-            f"file is {size:,} bytes, more than the limit of {MAX_BYTES:,}: "
-            "split it or remove what is not configuration",
-        )
+    _check_size(size, label)
 
 
 def parse_failure(label: str, e: BaseException, offset: int = 0) -> ValidationFailed:

@@ -238,24 +238,7 @@ def from_model(p: m.Pipeline) -> dict[str, Any]:
             for x in p.variables
         ]
     if p.environments:
-        doc["environments"] = {
-            n: {
-                k: v
-                for k, v in {
-                    "registry": e.registry,
-                    "repository": e.repository,
-                    "driver": e.driver,
-                    "port": e.port,
-                    "url": e.url,
-                    "namespace": e.namespace,
-                    "context": e.context,
-                    "cluster": e.cluster,
-                    "settings": dict(e.settings) or None,
-                }.items()
-                if v not in (None, "")
-            }
-            for n, e in p.environments.items()
-        }
+        doc["environments"] = {n: environment_definition(e) for n, e in p.environments.items()}
     if p.triggers:
         trig = []
         for t in p.triggers:
@@ -409,3 +392,26 @@ def pipeline_warnings(path: str | Path, pipeline: m.Pipeline) -> list[Problem]:
     _, lines = load(path)
     found = command_warnings(pipeline) + manifest_warnings(path, pipeline)
     return [lines.problem(f.path, f.message) for f in found]
+
+
+def environment_definition(env: m.Environment) -> dict[str, Any]:
+    """The environment as the pipeline file wrote it (recorded with each deployment).
+
+    `conveyor rollback` deploys with the definition recorded at the deployment it rolls
+    back to (its context, namespace, kubeconfig), not whichever pipeline ran last.
+    """
+    return {
+        k: v
+        for k, v in {
+            "registry": env.registry,
+            "repository": env.repository,
+            "driver": env.driver,
+            "port": env.port,
+            "url": env.url,
+            "namespace": env.namespace,
+            "context": env.context,
+            "cluster": env.cluster,
+            "settings": dict(env.settings) or None,
+        }.items()
+        if v not in (None, "")
+    }
