@@ -89,8 +89,11 @@ def test_image_that_is_not_a_reference_is_refused_before_sed(src: Path, tmp_path
     assert not marker.exists()
 
 
-def _fake_kubectl_bin(tmp: Path, *, service: bool, namespace_exists: bool = True) -> Path:
-    """A FAKE kubectl (a cluster cannot run here): answers the deploy buildspec's calls."""
+def _fake_kubectl_bin(
+    tmp: Path, *, service: bool, namespace_exists: bool = True, refuse: bool = False
+) -> Path:
+    """A FAKE kubectl (a cluster cannot run here): answers the deploy buildspec's calls and
+    notes each in calls.log; `refuse`: the API server refuses the manifests' dry run."""
     bindir = tmp / "fake-bin"
     bindir.mkdir(exist_ok=True)
     svc = (
@@ -100,9 +103,15 @@ def _fake_kubectl_bin(tmp: Path, *, service: bool, namespace_exists: bool = True
     )
     (bindir / "kubectl").write_text(
         "#!/bin/sh\n"
+        f'echo "$*" >> {tmp / "calls.log"}\n'
         'case "$*" in\n'
         f'  *"serviceaccount default"*) exit {0 if namespace_exists else 1} ;;\n'
-        '  *"-o json"*) echo \'{"kind":"List","items":[{"kind":"Deployment",'
+        + (
+            '  *"--dry-run=server"*) echo \'The Deployment "webapp" is invalid\' >&2; exit 1 ;;\n'
+            if refuse
+            else ""
+        )
+        + '  *"-o json"*) echo \'{"kind":"List","items":[{"kind":"Deployment",'
         f'"metadata":{{"name":"webapp"}}}}{svc}]}}\' ;;\n'
         '  *"-o name"*) echo deployment.apps/webapp ;;\n'
         "esac\n"
@@ -169,3 +178,23 @@ def test_missing_namespace_fails_with_the_create_command(src: Path, tmp_path: Pa
     assert r.returncode != 0
     assert "kubectl create namespace webapp-test" in r.stderr
     assert "conveyor aws prepare-cluster" in r.stderr
+
+
+def test_a_manifest_the_cluster_refuses_changes_nothing(src: Path, tmp_path: Path) -> None:
+    """The server-side dry run comes first: refused, the deploy fails before any real apply."""
+    r = _run_phases(src, _fake_kubectl_bin(tmp_path, service=True, refuse=True), {})
+    assert r.returncode != 0
+    assert "refused the manifests (server-side dry run): nothing was applied" in r.stderr
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    applies = [c for c in calls if c.startswith("apply")]
+    assert applies == [applies[0]] and "--dry-run=server" in applies[0]
+
+
+def test_the_dry_run_precedes_the_apply(src: Path, tmp_path: Path) -> None:
+    """Accepted, the same manifests are dry-run on the server, then applied."""
+    r = _run_phases(src, _fake_kubectl_bin(tmp_path, service=True), {})
+    assert r.returncode == 0, r.stderr
+    applies = [
+        c for c in (tmp_path / "calls.log").read_text().splitlines() if c.startswith("apply")
+    ]
+    assert [("--dry-run=server" in c) for c in applies] == [True, False]

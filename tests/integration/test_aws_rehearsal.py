@@ -50,6 +50,7 @@ def test_rehearsal_of_the_example_runs_green_and_the_data_flows(tmp_path: Path) 
     calls = out[out.index("Recorded fake calls") :]
     for call in (
         "kubectl get -n webapp-test serviceaccount default",
+        "kubectl apply --dry-run=server -n webapp-test -f",
         "kubectl apply -n webapp-test -f",
         "kubectl port-forward -n webapp-test svc/webapp :80",
         "crane copy 127.0.0.1:",

@@ -147,6 +147,10 @@ def deploy_buildspec() -> str:
         '"$f" > "${RENDERED}/$(basename "$f")"; done',
         'grep -rqF "$IMAGE" "$RENDERED" || { echo "no image line for ${IMAGE_NAME} in '
         '${MANIFESTS}: nothing pinned" >&2; exit 1; }',
+        # the API server checks every object (schema, admission, quota) before anything
+        # changes: a rejected manifest fails here with the cluster running what it ran
+        'kubectl apply --dry-run=server -n "$K8S_NAMESPACE" -f "$RENDERED"/ || { echo "the '
+        'cluster refused the manifests (server-side dry run): nothing was applied" >&2; exit 1; }',
         'kubectl apply -n "$K8S_NAMESPACE" -f "$RENDERED"/',
         'for d in $(kubectl get -n "$K8S_NAMESPACE" -f "$RENDERED"/ -o name | grep '
         '"^deployment"); do '

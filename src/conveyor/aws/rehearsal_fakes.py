@@ -210,6 +210,8 @@ def kubectl(argv: list[str], state: dict[str, Any]) -> int:
         return 0
     if verb == "apply":
         path = _opt(argv, "-f", "--filename") or ""
+        if "--dry-run=server" in argv:
+            return _dry_run(path)
         return _apply(state, env, path)
     if verb == "get" and _opt(argv, "-f", "--filename"):
         objects = _objects(_opt(argv, "-f", "--filename") or "")
@@ -257,6 +259,24 @@ def _environment(state: dict[str, Any], env: dict[str, Any]) -> Any:
         settings={"drainSeconds": 1},
     )
     return PodmanEnvironment(_platform(state), e)
+
+
+def _dry_run(path: str) -> int:
+    """`kubectl apply --dry-run=server`: the manifests parsed and checked the way the local
+    Kubernetes driver checks them (the API server's own checks cannot run here); nothing
+    is deployed."""
+    from conveyor.adapters.manifests import load_manifests
+    from conveyor.errors import ConveyorError
+
+    root = Path(path)
+    try:
+        mset = load_manifests(root if root.is_dir() else root.parent, ".")
+    except ConveyorError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 1
+    for d in mset.documents:
+        print(f"{_PLURAL.get(d.kind, d.kind.lower())}/{d.name} configured (server dry run)")
+    return 0
 
 
 def _apply(state: dict[str, Any], env: dict[str, Any], path: str) -> int:
