@@ -22,9 +22,6 @@ def test_model_imports_no_io_modules() -> None:
 
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "conveyor"
-# the user table's SQL in server/auth.py is moving into the store (issue 15, point 4); until
-# then it is the one server module that reads the store's tables, and only the service calls it
-STORE_SQL_PENDING = {"server/auth.py"}
 
 
 def _runtime_imports(path: Path) -> list[tuple[int, str]]:
@@ -54,13 +51,25 @@ def test_entry_points_reach_the_engine_and_store_only_through_the_service() -> N
             rel = f"{area}/{path.name}"
             for line, module in _runtime_imports(path):
                 banned = ("conveyor.store", "conveyor.engine", *also_banned)
-                if rel in STORE_SQL_PENDING and module.startswith("conveyor.store"):
-                    continue
                 if rel == "cli/server.py" and module == "conveyor.server.app":
                     continue  # `conveyor server` serves the app
                 if any(module == b or module.startswith(b + ".") for b in banned):
                     bad.append(f"{rel}:{line}: imports {module}")
     assert not bad, "go through conveyor.service instead:\n" + "\n".join(bad)
+
+
+def test_the_service_imports_no_entry_point() -> None:
+    """service/ imports neither conveyor.server nor conveyor.cli, not even lazily: the layers
+    point one way (entry points -> service -> engine/store)."""
+    bad = []
+    for path in sorted((SRC / "service").glob("*.py")):
+        for line, module in _runtime_imports(path):
+            if any(
+                module == b or module.startswith(b + ".")
+                for b in ("conveyor.server", "conveyor.cli")
+            ):
+                bad.append(f"service/{path.name}:{line}: imports {module}")
+    assert not bad, "\n".join(bad)
 
 
 def test_dashboard_pages_call_the_service_not_the_api() -> None:

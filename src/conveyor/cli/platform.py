@@ -92,12 +92,12 @@ def _server_daemon(settings: Any) -> Any:
 def _start_server(settings: Any) -> tuple[bool, str | None]:
     """Start `conveyor server` (API, dashboard and an engine) as a daemon unless it runs.
     Returns (started, the admin token when this first start created the admin)."""
-    from conveyor.service.users import ensure_admin
+    from conveyor.service.users import ensure_admin_in
 
     d = _server_daemon(settings)
     if d.pid() is not None:
         return False, None
-    token = ensure_admin(settings)
+    token = ensure_admin_in(settings)
     env = {
         **os.environ,
         "CONVEYOR_HOME": str(settings.state_dir),

@@ -20,11 +20,11 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.errors import AuthError, NotFound
-from conveyor.server.auth import User, bearer_token, require
+from conveyor.server.auth import bearer_token
 from conveyor.server.context import Context, ctx_of
 from conveyor.service import commands, queries
 from conveyor.service import evidence as ev
-from conveyor.service.users import ROLES
+from conveyor.service.users import ROLES, User, require
 
 router = APIRouter(prefix="/api/v1")
 SESSION_COOKIE = "conveyor_session"

@@ -31,12 +31,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor.errors import AuthError, ConveyorError
 from conveyor.server import api, pages
-from conveyor.server.auth import Signer, Users, ensure_admin, session_key
+from conveyor.server.auth import Signer, session_key
 from conveyor.server.context import Context
 from conveyor.server.failures import Failures
 from conveyor.server.headers import CSP, SecurityHeaders, script_hash
 from conveyor.server.scrape import metrics_refusal
 from conveyor.service import commands
+from conveyor.service.users import Users, ensure_admin
 from conveyor.settings import Settings
 
 if TYPE_CHECKING:  # types only: the server reaches the engine and store through the service

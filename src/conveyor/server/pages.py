@@ -20,10 +20,10 @@ from fastapi.templating import Jinja2Templates
 
 from conveyor.errors import AuthError, Forbidden, NotFound
 from conveyor.server.api import MAX_INT, SESSION_COOKIE
-from conveyor.server.auth import SESSION_SECONDS, Session, User, require
 from conveyor.server.context import Context, ctx_of
 from conveyor.server.headers import http_link, local_path
 from conveyor.service import commands, queries
+from conveyor.service.users import SESSION_SECONDS, Session, User, require
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF = "conveyor_login_csrf"

@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigError, Conflict, NotFound
+from conveyor.service.users import User, Users, require
 
 if TYPE_CHECKING:
     from conveyor.engine.engine import Engine
     from conveyor.engine.rollback import RollbackPlan
     from conveyor.model.pipeline import Pipeline
-    from conveyor.server.auth import User
     from conveyor.service.queries import PipelineCache
     from conveyor.settings import Settings
     from conveyor.store.artifacts import ArtifactStore
@@ -165,7 +165,6 @@ def decide_approval(
     """
     from conveyor.engine import gate
     from conveyor.errors import Problem, ValidationFailed
-    from conveyor.server.auth import require
     from conveyor.service.queries import approval_config, is_author, latest_approval
 
     require(user, "approver", "deciding an approval")
@@ -228,8 +227,6 @@ def add_user(
     store: Store, name: str, role: str, email: str | None, *, replace: bool, actor: str
 ) -> str:
     """Create a user (or give one a new token with `replace`), audited; returns the token."""
-    from conveyor.server.auth import Users
-
     token = Users(store).add(name, role, email, replace=replace)
     store.audit(actor, "user.create", name, {"role": role, "email": email, "replace": replace})
     return token
