@@ -27,6 +27,7 @@ import click
 import httpx
 
 from conveyor.errors import ConfigError, ConveyorError
+from conveyor.model.status import ActionStatus, StageStatus
 
 IGNORE = shutil.ignore_patterns(
     "node_modules",
@@ -281,7 +282,7 @@ def _report(app: Any, ex_id: str, say: Any) -> dict[str, Any]:
         dur = s["duration_seconds"]
         say(f"{s['name']:28} {s['status'] or '—':11} {dur if dur is None else round(dur, 1)!s:>8}")
         for a in s["actions"]:
-            if a["status"] == "Failed":
+            if a["status"] == ActionStatus.FAILED:
                 say(f"  {a['name']}: {a['reason']}: {a['message']}")
     envs = app.store.current_deployments()
     for name in sorted(envs):
@@ -353,7 +354,7 @@ def _break_run(
     code = follow(app, ex_id, as_json=False, quiet=False, approver=Approver(app, approve))
     run = _report(app, ex_id, say)
     summary["runs"].append(run)
-    failed = [s for s in run["stages"] if s["status"] == "Failed"]
+    failed = [s for s in run["stages"] if s["status"] == StageStatus.FAILED]
     stage_ok = code == 1 and failed and failed[0]["name"] == "RunSeleniumTest"
     for a in app.store.attempts_for(ex_id):
         for r in a["reports"] or []:

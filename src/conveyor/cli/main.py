@@ -23,6 +23,7 @@ from conveyor.cli._common import parse_pairs as parse_pairs  # cli/buildspec.py 
 from conveyor.cli._common import reader as _reader
 from conveyor.cli._common import user as _user
 from conveyor.errors import ConfigError, ConveyorError, Unavailable, ValidationFailed
+from conveyor.model.status import ActionStatus, ApprovalStatus, ExecutionStatus
 
 # The other areas' commands, imported only when one runs: `conveyor --help` lists them from
 # this table without importing anything. A new command is one line here:
@@ -284,7 +285,7 @@ def follow(
             desc = describe(app, ex_id)
             view.update(desc)
             for a in app.store.approvals_for(ex_id):
-                if a["status"] == "Pending" and a["attempt_id"] not in announced:
+                if a["status"] == ApprovalStatus.PENDING and a["attempt_id"] not in announced:
                     announced.add(a["attempt_id"])
                     if not as_json and approver is None:
                         view.note(approval_hint(app, ex_id))
@@ -330,7 +331,7 @@ def follow(
         emit_json(desc)
     else:
         view.summary(desc)
-    return 0 if desc["status"] == "Succeeded" else 1
+    return 0 if desc["status"] == ExecutionStatus.SUCCEEDED else 1
 
 
 def approval_hint(app: Any, ex_id: str) -> str:
@@ -341,16 +342,19 @@ def approval_hint(app: Any, ex_id: str) -> str:
     )
 
 
-FAILED_EXECUTION = ("Failed", "Stopped")  # `status EXECUTION` exits 1 for these
+FAILED_EXECUTION = (
+    ExecutionStatus.FAILED,
+    ExecutionStatus.STOPPED,
+)  # `status EXECUTION` exits 1 for these
 
 STATUS_STYLE = {
-    "Succeeded": "green",
-    "Failed": "red",
-    "InProgress": "cyan",
-    "Stopping": "yellow",
-    "Stopped": "yellow",
-    "Abandoned": "yellow",
-    "Superseded": "magenta",
+    ActionStatus.SUCCEEDED: "green",
+    ActionStatus.FAILED: "red",
+    ActionStatus.IN_PROGRESS: "cyan",
+    ExecutionStatus.STOPPING: "yellow",
+    ExecutionStatus.STOPPED: "yellow",
+    ActionStatus.ABANDONED: "yellow",
+    ExecutionStatus.SUPERSEDED: "magenta",
     None: "dim",
 }
 
@@ -416,7 +420,7 @@ class LiveView:
                     )
                     msg = (
                         f": {a['reason']}: {a['message']}"
-                        if a["status"] in ("Failed", "Abandoned")
+                        if a["status"] in (ActionStatus.FAILED, ActionStatus.ABANDONED)
                         else ""
                     )
                     click.echo(f"{key}: {a['status']}{extra}{msg}")
@@ -705,7 +709,7 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
 
             def done(att_id: str = a["id"]) -> bool:
                 return all(
-                    x["status"] != "InProgress"
+                    x["status"] != ActionStatus.IN_PROGRESS
                     for x in app.store.attempts_for(ex["id"])
                     if x["id"] == att_id
                 )

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.errors import AuthError, NotFound
+from conveyor.model.status import ActionStatus, ExecutionStatus
 from conveyor.server.auth import bearer_token
 from conveyor.server.context import Context, ctx_of
 from conveyor.service import commands, queries
@@ -30,9 +31,7 @@ router = APIRouter(prefix="/api/v1")
 SESSION_COOKIE = "conveyor_session"
 MAX_INT = 2**31 - 1  # ids, attempts and offsets fit a 32-bit column; larger is a 422
 MAX_PATH = 1024  # a longer file path inside an attempt or artifact is refused (404)
-Status = Literal[
-    "InProgress", "Stopping", "Stopped", "Succeeded", "Superseded", "Failed", "Cancelled"
-]
+Status = ExecutionStatus
 
 
 def authenticate(request: Request, *, allow_cookie: bool) -> User:
@@ -326,7 +325,7 @@ def stream_log(
 
     def events() -> Iterator[str]:
         yield "retry: 2000\n\n"
-        for chunk in queries.follow_log(path, lambda: status() != "InProgress"):
+        for chunk in queries.follow_log(path, lambda: status() != ActionStatus.IN_PROGRESS):
             for line in chunk.splitlines():
                 yield f"data: {line}\n\n"
         yield f"event: end\ndata: {status()}\n\n"

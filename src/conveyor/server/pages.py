@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from conveyor.errors import AuthError, Forbidden, NotFound
+from conveyor.model.status import ACTIVE_EXECUTION, ActionStatus, ApprovalStatus, ExecutionStatus
 from conveyor.server.api import MAX_INT, SESSION_COOKIE
 from conveyor.server.context import Context, ctx_of
 from conveyor.server.headers import http_link, local_path
@@ -56,24 +57,29 @@ def _short(value: str | None, n: int = 12) -> str:
 
 
 def _status_label(status: str | None) -> str:
-    return {None: "Not started", "InProgress": "In progress"}.get(status, status or "Not started")
+    if status == ActionStatus.IN_PROGRESS:
+        return "In progress"
+    return status or "Not started"
+
+
+_ICONS: dict[str, str] = {
+    ActionStatus.SUCCEEDED: "✓",
+    ActionStatus.FAILED: "✗",
+    ActionStatus.IN_PROGRESS: "⟳",
+    ExecutionStatus.STOPPING: "⟳",
+    ExecutionStatus.STOPPED: "■",
+    ActionStatus.ABANDONED: "■",
+    ExecutionStatus.SUPERSEDED: "↷",
+    ExecutionStatus.CANCELLED: "■",
+    ApprovalStatus.PENDING: "…",
+    ApprovalStatus.APPROVED: "✓",
+    ApprovalStatus.REJECTED: "✗",
+    ApprovalStatus.EXPIRED: "✗",
+}
 
 
 def _status_icon(status: str | None) -> str:
-    return {
-        "Succeeded": "✓",
-        "Failed": "✗",
-        "InProgress": "⟳",
-        "Stopping": "⟳",
-        "Stopped": "■",
-        "Abandoned": "■",
-        "Superseded": "↷",
-        "Cancelled": "■",
-        "Pending": "…",
-        "Approved": "✓",
-        "Rejected": "✗",
-        "Expired": "✗",
-    }.get(status or "", "○")
+    return _ICONS.get(status or "", "○")
 
 
 templates.env.filters.update(
@@ -253,7 +259,7 @@ def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, 
     if ex is not None:
         rows = ctx.store.approvals_for(ex["id"])
         approval = rows[-1] if rows else None
-    live = current is not None and current["status"] in ("InProgress", "Stopping")
+    live = current is not None and current["status"] in ACTIVE_EXECUTION
     interval = 1500 if live else (0 if execution else 5000)
     query = urlencode({"execution": execution} if execution else {})
     return {
@@ -463,7 +469,7 @@ def approval_page(request: Request, ex_id: str) -> Response:
     evidence = queries.approval_evidence(ctx.store, ctx.artifacts, ctx.settings, ctx.cache, ex_id)
     ex = ctx.store.get_execution(ex_id)
     author = queries.is_author(user.name, user.email, ex)
-    can_decide = user.can("approver") and evidence["approval"]["status"] == "Pending"
+    can_decide = user.can("approver") and evidence["approval"]["status"] == ApprovalStatus.PENDING
     can_approve = can_decide and not (author and not evidence["self_approval"])
     superseded_by = ex["superseded_by"]
     return render(
@@ -494,7 +500,11 @@ def approval_decide(
     ctx = ctx_of(request)
     row = ctx.decide(ex_id, user, decision == "approve", comment, digest or None)
     ex = ctx.store.get_execution(ex_id)
-    word = "Approved" if row["status"] == "Approved" else "Rejected"
+    word = (
+        ApprovalStatus.APPROVED
+        if row["status"] == ApprovalStatus.APPROVED
+        else ApprovalStatus.REJECTED
+    ).value
     return _back(
         f"/pipelines/{ex['pipeline']}?execution={ex['id']}", f"{word} execution {ex['id']}."
     )

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigError, Conflict, NotFound
+from conveyor.model.status import ACTIVE_EXECUTION, ApprovalStatus, ExecutionStatus
 from conveyor.service.users import User, Users, require
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.db import Row, Store
 
-STOPPABLE = ("InProgress", "Stopping")
-RETRYABLE = ("Failed", "Stopped")
+STOPPABLE = ACTIVE_EXECUTION
+RETRYABLE = (ExecutionStatus.FAILED, ExecutionStatus.STOPPED)
 
 
 # ---- opening the store -------------------------------------------------------------------------
@@ -170,7 +171,7 @@ def decide_approval(
     require(user, "approver", "deciding an approval")
     ex = store.get_execution(ex_id)
     row = latest_approval(store, ex["id"])
-    if row["status"] != "Pending":
+    if row["status"] != ApprovalStatus.PENDING:
         raise Conflict(
             f"the approval of execution {ex['id']} is no longer pending: {row['status']}"
             f" by {row['decided_by'] or 'the engine'}"

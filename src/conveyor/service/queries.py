@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFound
+from conveyor.model.status import (
+    ACTIVE_EXECUTION,
+    TERMINAL_EXECUTION,
+    ActionStatus,
+    ApprovalStatus,
+    ExecutionStatus,
+)
 
 if TYPE_CHECKING:  # the CLI reads these views: it must not pay for the engine and SQLAlchemy
     from conveyor.model import planner as pl
@@ -26,8 +33,8 @@ if TYPE_CHECKING:  # the CLI reads these views: it must not pay for the engine a
 
     Reads = Store | SqliteReader
 
-TERMINAL = ("Succeeded", "Failed", "Stopped", "Superseded", "Cancelled")
-STATUSES = ("InProgress", "Stopping", "Stopped", "Succeeded", "Superseded", "Failed", "Cancelled")
+TERMINAL = tuple(s.value for s in ExecutionStatus if s in TERMINAL_EXECUTION)
+STATUSES = tuple(s.value for s in ExecutionStatus)
 
 
 def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") -> Pipeline:
@@ -129,7 +136,6 @@ def _stored(d: Mapping[str, Any]) -> Pipeline:
 def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
     """An execution row and its attempt rows as the planner's state."""
     from conveyor.model import planner as pl
-    from conveyor.model.status import ActionStatus
 
     return pl.ExecutionState(
         attempts=tuple(
@@ -306,7 +312,7 @@ def execution_detail(
             )
         starts = [a["started_at"] for a in actions if a["started_at"]]
         ends = [a["ended_at"] for a in actions if a["ended_at"]]
-        running = st is not None and st.value in ("InProgress", "Stopping")
+        running = st is not None and st.value in ACTIVE_EXECUTION
         stages.append(
             {
                 "name": stage.name,
@@ -469,7 +475,7 @@ def latest_approval(store: Reads, ex_id: str) -> Row:
     rows = store.approvals_for(ex_id)
     if not rows:
         raise NotFound(f"execution {ex_id} has no approval (it has not reached an approval action)")
-    pending = [a for a in rows if a["status"] == "Pending"]
+    pending = [a for a in rows if a["status"] == ApprovalStatus.PENDING]
     return pending[-1] if pending else rows[-1]
 
 
@@ -540,7 +546,7 @@ def waiting_for(store: Reads, desc: Mapping[str, Any]) -> dict[str, Any] | None:
     digest, expires}`, or why nothing can start `{type: blocked, message}` (a disabled
     transition, a busy stage); None when it waits for nothing."""
     for a in store.approvals_for(desc["id"]):
-        if a["status"] == "Pending":
+        if a["status"] == ApprovalStatus.PENDING:
             _, stage, action, _ = a["attempt_id"].split("/")
             return {
                 "type": "approval",
