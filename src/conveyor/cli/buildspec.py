@@ -285,18 +285,13 @@ def _platform_env(
 def _pipeline_with(settings: Settings, environment: str, ref: str | None) -> Pipeline:
     """The pipeline `--pipeline` names (registered name or file), else the only registered
     pipeline that has the environment."""
-    from conveyor.service.commands import open_store
-    from conveyor.service.queries import pipeline_of
+    from conveyor.service.queries import pipeline_of, stored_pipelines
     from conveyor.spec.pipeline_file import load_pipeline
 
     if ref and Path(ref).is_file():
         pipeline = load_pipeline(Path(ref))
     else:
-        store = open_store(settings)
-        try:
-            rows = store.list_pipelines()
-        finally:
-            store.close()
+        rows = stored_pipelines(settings)
         known = {r["name"]: pipeline_of(r["definition"], r["name"]) for r in rows}
         if ref:
             if ref not in known:

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.errors import ConveyorError, Unavailable
+from conveyor.service import queries
 from conveyor.settings import Settings
 
 
@@ -223,8 +224,8 @@ def env_list(as_json: bool) -> None:
     """Each environment: the digest it serves, its URL, when and from which execution."""
     try:
         store = _store()
-        current = store.current_deployments()
-        health = store.health()
+        current = queries.current_deployments(store)
+        health = queries.health(store)
     except ConveyorError as exc:
         _fail(exc)
     rows = [_deployment_row(d) for _, d in sorted(current.items())]
@@ -409,11 +410,11 @@ def _environment_for_diff(
     pipeline: Any = None
     if pipeline_file is None or need_current:
         store = _store()
-        current = store.current_deployments().get(name)
+        current = queries.current_deployments(store).get(name)
         if pipeline_file is None:
             mine = [
                 r
-                for r in store.list_pipelines()
+                for r in queries.pipelines(store)
                 if name in (r["definition"].get("environments") or {})
             ]
             if current is not None:

@@ -122,14 +122,14 @@ def me(user: Reader) -> dict[str, Any]:
 def list_pipelines(request: Request, user: Reader) -> dict[str, Any]:
     """Every pipeline, with its latest execution."""
     ctx = ctx_of(request)
-    return {"items": [queries.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]}
+    return {"items": [queries.pipeline_summary(ctx.store, r) for r in queries.pipelines(ctx.store)]}
 
 
 @router.get("/pipelines/{name}", tags=["pipelines"])
 def get_pipeline(request: Request, name: str, user: Reader) -> dict[str, Any]:
     """A pipeline: stages, actions, transitions, environments, variables."""
     ctx = ctx_of(request)
-    return queries.pipeline_detail(ctx.store, ctx.cache, ctx.store.get_pipeline(name))
+    return queries.pipeline_detail(ctx.store, ctx.cache, queries.pipeline_row(ctx.store, name))
 
 
 @router.post("/pipelines/{name}/executions", status_code=201, tags=["executions"])
@@ -147,7 +147,7 @@ def start_execution(
         actor=user.name,
         audit={"pipeline": name},
     )
-    return queries.execution_summary(ctx.store.get_execution(ex_id))
+    return queries.execution_summary(queries.execution(ctx.store, ex_id))
 
 
 @router.post("/pipelines/{name}/transitions/{stage}/disable", tags=["transitions"])
@@ -177,7 +177,7 @@ def _set_transition(
         "pipeline": name,
         "stage": stage,
         **queries.transition_view(
-            {r["stage"]: r for r in ctx.store.transitions_for(name)}.get(stage)
+            {r["stage"]: r for r in queries.transitions(ctx.store, name)}.get(stage)
         ),
     }
 
@@ -194,10 +194,10 @@ def list_executions(
 ) -> dict[str, Any]:
     """Executions, newest first; filter by pipeline and status; page with limit/offset."""
     ctx = ctx_of(request)
-    rows = ctx.store.list_executions(pipeline, status, limit=limit, offset=offset, light=True)
+    rows = queries.executions(ctx.store, pipeline, status, limit=limit, offset=offset, light=True)
     return {
         "items": [queries.execution_summary(r) for r in rows],
-        "total": ctx.store.count_executions(pipeline, status),
+        "total": queries.execution_count(ctx.store, pipeline, status),
         "limit": limit,
         "offset": offset,
     }
@@ -207,15 +207,15 @@ def list_executions(
 def get_execution(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     """An execution with its stages and actions (status, reason, message, times, variables)."""
     ctx = ctx_of(request)
-    return queries.execution_detail(ctx.store, ctx.cache, ctx.store.get_execution(ex_id))
+    return queries.execution_detail(ctx.store, ctx.cache, queries.execution(ctx.store, ex_id))
 
 
 @router.get("/executions/{ex_id}/history", tags=["executions"])
 def get_history(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     """Every status change of the execution's actions, in order (who, when, why)."""
     ctx = ctx_of(request)
-    ex = ctx.store.get_execution(ex_id)
-    return {"items": ctx.store.history_for(ex["id"])}
+    ex = queries.execution(ctx.store, ex_id)
+    return {"items": queries.history(ctx.store, ex["id"])}
 
 
 def request_change(
@@ -270,14 +270,14 @@ def get_request(
     request: Request, req_id: Annotated[int, FastAPIPath(ge=1, le=MAX_INT)], user: Reader
 ) -> dict[str, Any]:
     """A stop/abandon/retry request and what the engine did with it."""
-    return ctx_of(request).store.get_request(req_id)
+    return queries.change_request(ctx_of(request).store, req_id)
 
 
 # ---- logs ---------------------------------------------------------------------------------------
 def _log_file(
     ctx: Context, ex_id: str, stage: str, action: str, attempt: int | None
 ) -> tuple[dict[str, Any], Path]:
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
     if not row["log_path"]:
         raise NotFound(f"{stage}/{action} attempt {row['attempt']} has no log yet")
@@ -373,9 +373,9 @@ def _inside(root: Path, rel: str) -> Path:
 def list_artifacts(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     """The execution's output artifacts (with their files) and test reports, per action attempt."""
     ctx = ctx_of(request)
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     arts, reps = [], []
-    for a in ctx.store.attempts_for(ex["id"]):
+    for a in queries.attempts(ctx.store, ex["id"]):
         for name, digest in (a["artifacts"] or {}).items():
             try:
                 files = ctx.artifacts.manifest(digest)
@@ -426,7 +426,7 @@ def get_attempt_file(
 ) -> FileResponse:
     """A file of an action attempt's working directory (its report files, screenshots)."""
     ctx = ctx_of(request)
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
     root = ctx.settings.state_dir / "work" / ex["id"] / f"{stage}.{action}.{row['attempt']}"
     return serve_file(_inside(root, rel), rel)
@@ -449,11 +449,9 @@ def get_artifact(request: Request, digest: str, user: Reader) -> dict[str, Any]:
 @router.get("/artifacts/{digest}/files/{rel:path}", tags=["artifacts"])
 def get_artifact_file(request: Request, digest: str, rel: str, user: Reader) -> FileResponse:
     """One file of an artifact, with its content type (an HTML report, a screenshot)."""
-    store = ctx_of(request).artifacts
-    for f in store.manifest(digest):
-        if f["path"] == rel and "blob" in f:
-            blob = str(f["blob"])
-            return serve_file(store.blobs / blob[:2] / blob, rel)
+    path = queries.artifact_file(ctx_of(request).artifacts, digest, rel)
+    if path is not None:
+        return serve_file(path, rel)
     raise NotFound(f"artifact {digest} has no file '{rel[:100]}'")
 
 
@@ -483,7 +481,7 @@ def environment_history(
     request: Request, name: str, user: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, Any]:
     """An environment's deployment history, newest first."""
-    rows = ctx_of(request).store.deployments(name, limit=limit)
+    rows = queries.deployments(ctx_of(request).store, name, limit=limit)
     if not rows:
         known = [e["name"] for e in queries.environments(ctx_of(request).store)]
         raise NotFound(
@@ -555,4 +553,4 @@ def audit_log(
 ) -> dict[str, Any]:
     """Every change, newest first: who, what, on what, when (admin)."""
     require(user, "admin", "reading the audit log")
-    return {"items": ctx_of(request).store.audit_log(limit)}
+    return {"items": queries.audit_log(ctx_of(request).store, limit)}

@@ -261,4 +261,4 @@ def serve(
             engine_thread.join(timeout=10)
         if engine is not None:
             engine.shutdown(wait=False)
-        built.store.close()
+        commands.close_store(built.store)

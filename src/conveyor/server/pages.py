@@ -132,7 +132,8 @@ def render(request: Request, name: str, status_code: int = 200, **data: Any) -> 
         data.setdefault("csrf", "")
     data.setdefault("msg", request.query_params.get("msg", ""))
     data.setdefault(
-        "pending_count", len(ctx_of(request).store.pending_approvals()) if data["user"] else 0
+        "pending_count",
+        len(queries.pending_approvals(ctx_of(request).store)) if data["user"] else 0,
     )
     resp = templates.TemplateResponse(request, name, data, status_code=status_code)
     resp.headers["Cache-Control"] = "no-store"
@@ -230,7 +231,7 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 def home(request: Request) -> Response:
     _session(request)
     ctx = ctx_of(request)
-    pipelines = [queries.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]
+    pipelines = [queries.pipeline_summary(ctx.store, r) for r in queries.pipelines(ctx.store)]
     return render(
         request,
         "home.html",
@@ -242,22 +243,22 @@ def home(request: Request) -> Response:
 
 
 def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, Any]:
-    row = ctx.store.get_pipeline(name)
+    row = queries.pipeline_row(ctx.store, name)
     detail = queries.pipeline_detail(ctx.store, ctx.cache, row)
     ex = None
     if execution:
-        ex = ctx.store.get_execution(execution)
+        ex = queries.execution(ctx.store, execution)
         if ex["pipeline"] != name:
             raise NotFound(
                 f"execution {execution} belongs to pipeline '{ex['pipeline']}', not '{name}'"
             )
     else:
-        latest = ctx.store.list_executions(name, limit=1)
+        latest = queries.executions(ctx.store, name, limit=1)
         ex = latest[0] if latest else None
     current = queries.execution_detail(ctx.store, ctx.cache, ex) if ex else None
     approval = None
     if ex is not None:
-        rows = ctx.store.approvals_for(ex["id"])
+        rows = queries.approvals(ctx.store, ex["id"])
         approval = rows[-1] if rows else None
     live = current is not None and current["status"] in ACTIVE_EXECUTION
     interval = 1500 if live else (0 if execution else 5000)
@@ -278,7 +279,8 @@ def pipeline_page(request: Request, name: str, execution: str | None = None) -> 
     ctx = ctx_of(request)
     data = _pipeline_data(ctx, name, execution)
     recent = [
-        queries.execution_summary(e) for e in ctx.store.list_executions(name, limit=25, light=True)
+        queries.execution_summary(e)
+        for e in queries.executions(ctx.store, name, limit=25, light=True)
     ]
     return render(request, "pipeline.html", title=name, recent=recent, nav="pipelines", **data)
 
@@ -339,7 +341,7 @@ def request_form(
     _one_of(kind, "request", ("stop", "abandon", "retry"))
     require(user, "operator", f"{kind} of an execution")
     ctx = ctx_of(request)
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     payload: dict[str, Any] = (
         {"reason": "from the dashboard"} if kind != "retry" else {"failed_only": False}
     )
@@ -362,10 +364,10 @@ def executions_page(
         status = ""
     per = 50
     page = max(1, min(page, MAX_INT // per))
-    rows = ctx.store.list_executions(
-        pipeline or None, status or None, limit=per, offset=(page - 1) * per, light=True
+    rows = queries.executions(
+        ctx.store, pipeline or None, status or None, limit=per, offset=(page - 1) * per, light=True
     )
-    total = ctx.store.count_executions(pipeline or None, status or None)
+    total = queries.execution_count(ctx.store, pipeline or None, status or None)
     return render(
         request,
         "executions.html",
@@ -378,14 +380,14 @@ def executions_page(
         status=status,
         pipeline=pipeline,
         statuses=queries.STATUSES,
-        pipelines=ctx.store.pipeline_names(),
+        pipelines=queries.pipeline_names(ctx.store),
     )
 
 
 @router.get("/executions/{ex_id}")
 def execution_page(request: Request, ex_id: str) -> Response:
     _session(request)
-    ex = ctx_of(request).store.get_execution(ex_id)
+    ex = queries.execution(ctx_of(request).store, ex_id)
     return RedirectResponse(f"/pipelines/{ex['pipeline']}?execution={ex['id']}", status_code=303)
 
 
@@ -399,7 +401,7 @@ def log_page(
 ) -> Response:
     _session(request)
     ctx = ctx_of(request)
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
     path = Path(row["log_path"]) if row["log_path"] else None
     text = path.read_text(encoding="utf-8", errors="replace") if path and path.exists() else ""
@@ -424,7 +426,9 @@ def environments_page(request: Request) -> Response:
     ctx = ctx_of(request)
     envs = queries.environments(ctx.store)
     history = {
-        e["name"]: [queries.deployment_view(d) for d in ctx.store.deployments(e["name"], limit=10)]
+        e["name"]: [
+            queries.deployment_view(d) for d in queries.deployments(ctx.store, e["name"], limit=10)
+        ]
         for e in envs
     }
     return render(
@@ -467,7 +471,7 @@ def approval_page(request: Request, ex_id: str) -> Response:
     user, _ = _session(request)
     ctx = ctx_of(request)
     evidence = queries.approval_evidence(ctx.store, ctx.artifacts, ctx.settings, ctx.cache, ex_id)
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     author = queries.is_author(user.name, user.email, ex)
     can_decide = user.can("approver") and evidence["approval"]["status"] == ApprovalStatus.PENDING
     can_approve = can_decide and not (author and not evidence["self_approval"])
@@ -499,7 +503,7 @@ def approval_decide(
     _one_of(decision, "decision", ("approve", "reject"))
     ctx = ctx_of(request)
     row = ctx.decide(ex_id, user, decision == "approve", comment, digest or None)
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     word = (
         ApprovalStatus.APPROVED
         if row["status"] == ApprovalStatus.APPROVED
@@ -519,6 +523,6 @@ def audit_page(request: Request) -> Response:
         request,
         "audit.html",
         title="Audit log",
-        items=ctx_of(request).store.audit_log(300),
+        items=queries.audit_log(ctx_of(request).store, 300),
         nav="audit",
     )

@@ -75,6 +75,21 @@ def apply_pipeline(
     store.audit(actor, "pipeline.apply", pipeline.name, {"file": path})
 
 
+def save_pipeline(store: Store, pipeline: Pipeline, doc: Mapping[str, Any], path: str) -> None:
+    """Store a pipeline's definition as `conveyor run` and the demo do (not audited, as before)."""
+    store.save_pipeline(pipeline.name, doc, path)
+
+
+def ask(store: Store, ex_id: str, kind: str, payload: Mapping[str, Any], actor: str) -> int:
+    """Queue a request for the engine on execution `ex_id` without checking preconditions
+    (Ctrl-C in `conveyor run` abandons its own execution); returns the request id."""
+    return store.add_request(ex_id, kind, dict(payload), actor=actor)
+
+
+def close_store(store: Store) -> None:
+    store.close()
+
+
 def start_execution(
     engine: Engine,
     name: str,

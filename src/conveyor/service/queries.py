@@ -624,3 +624,107 @@ def approval_evidence(
     cfg = approval_config(pipeline, row["attempt_id"])
     out["self_approval"] = bool(cfg.get("selfApproval", True))
     return out
+
+
+# ---- the store's reads, for the entry points (they call no store method themselves) ----------
+
+
+def pipelines(store: Reads) -> list[Row]:
+    return store.list_pipelines()
+
+
+def pipeline_row(store: Reads, name: str) -> Row:
+    return store.get_pipeline(name)
+
+
+def pipeline_names(store: Store) -> list[str]:
+    return store.pipeline_names()
+
+
+def execution(store: Reads, ex_id: str) -> Row:
+    """The execution `ex_id` (a full id or a unique prefix); NotFound otherwise."""
+    return store.get_execution(ex_id)
+
+
+def executions(
+    store: Reads, pipeline: str | None = None, status: str | None = None, **page: Any
+) -> list[Row]:
+    return store.list_executions(pipeline, status, **page)
+
+
+def execution_count(store: Store, pipeline: str | None, status: str | None) -> int:
+    return store.count_executions(pipeline, status)
+
+
+def attempts(store: Reads, ex_id: str) -> list[Row]:
+    return store.attempts_for(ex_id)
+
+
+def approvals(store: Reads, ex_id: str) -> list[Row]:
+    return store.approvals_for(ex_id)
+
+
+def pending_approvals(store: Store) -> list[Row]:
+    return store.pending_approvals()
+
+
+def history(store: Store, ex_id: str) -> list[Row]:
+    return store.history_for(ex_id)
+
+
+def transitions(store: Reads, pipeline: str) -> list[Row]:
+    return store.transitions_for(pipeline)
+
+
+def change_request(store: Store, req_id: int) -> Row:
+    return store.get_request(req_id)
+
+
+def deployments(store: Store, environment: str, limit: int) -> list[Row]:
+    return store.deployments(environment, limit=limit)
+
+
+def audit_log(store: Store, limit: int) -> list[Row]:
+    return store.audit_log(limit)
+
+
+def artifact_file(artifacts: ArtifactStore, digest: str, rel: str) -> Path | None:
+    """Where the file `rel` of the artifact `digest` is kept; None when it has no such file."""
+    for f in artifacts.manifest(digest):
+        if f["path"] == rel and "blob" in f:
+            blob = str(f["blob"])
+            return artifacts.blobs / blob[:2] / blob
+    return None
+
+
+def live_engines(store: Reads, max_age: float) -> list[Row]:
+    """The engine loops whose lease is younger than `max_age` seconds."""
+    return store.live_engines(max_age)
+
+
+def pending_requests(store: Store, ex_id: str) -> list[Any]:
+    return list(store.pending_requests(ex_id))
+
+
+def active_executions(store: Store) -> list[Any]:
+    return list(store.active_executions())
+
+
+def current_deployments(store: Store) -> dict[str, Row]:
+    """Each environment's current deployment, by environment name."""
+    return store.current_deployments()
+
+
+def health(store: Store) -> dict[str, Row]:
+    return store.health()
+
+
+def stored_pipelines(settings: Settings) -> list[Row]:
+    """The stored pipelines, read through a store opened and closed for this one read."""
+    from conveyor.service.commands import open_store
+
+    store = open_store(settings)
+    try:
+        return store.list_pipelines()
+    finally:
+        store.close()
