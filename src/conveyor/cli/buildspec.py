@@ -29,6 +29,7 @@ from conveyor.buildspec.container import wants_container
 from conveyor.buildspec.result import BuildResult
 from conveyor.buildspec.run import run_buildspec
 from conveyor.buildspec.spec import load_buildspec
+from conveyor.cli._common import json_option
 from conveyor.errors import ConfigError, ConveyorError, NotFound, Unavailable, ValidationFailed
 from conveyor.model.pipeline import Pipeline
 from conveyor.settings import Settings
@@ -41,7 +42,7 @@ def buildspec_group() -> None:
 
 @buildspec_group.command("validate")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+@json_option("Print the problems as JSON.")
 def validate_cmd(file: Path, as_json: bool) -> None:
     """Check FILE; print every problem as FILE:LINE: message (exit 0 valid, 2 invalid)."""
     try:

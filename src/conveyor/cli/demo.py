@@ -26,6 +26,7 @@ from typing import Any
 import click
 import httpx
 
+from conveyor.cli._common import json_option
 from conveyor.errors import ConfigError, ConveyorError
 from conveyor.model.status import ActionStatus, StageStatus
 from conveyor.service import commands, queries
@@ -122,7 +123,7 @@ def _auto_approve_default() -> bool:
     is_flag=True,
     help="then push a commit that breaks a feature: the pipeline must stop at the Selenium stage",
 )
-@click.option("--json", "as_json", is_flag=True, help="print a JSON summary at the end")
+@json_option("print a JSON summary at the end")
 def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
     """Run the seed pipeline end to end on the example app (what `make demo` runs)."""
     from conveyor.cli._common import app as _app

@@ -18,7 +18,7 @@ import click
 
 from conveyor import __version__
 from conveyor.cli._common import app as _app
-from conveyor.cli._common import console, emit_json, load_file
+from conveyor.cli._common import console, emit_json, json_option, load_file
 from conveyor.cli._common import parse_pairs as parse_pairs  # cli/buildspec.py imports it here
 from conveyor.cli._common import reader as _reader
 from conveyor.cli._common import user as _user
@@ -454,7 +454,7 @@ class LiveView:
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--var", "variables", multiple=True, help="NAME=VALUE, overrides a pipeline variable")
-@click.option("--json", "as_json", is_flag=True, help="print the final execution as JSON")
+@json_option("print the final execution as JSON")
 @click.option(
     "--detach",
     is_flag=True,
