@@ -424,23 +424,16 @@ def attempt_row(store: Reads, ex_id: str, stage: str, action: str, attempt: int 
     )
 
 
+_DEPLOYMENT_FIELDS = "id environment pipeline execution_id kind image digest commit url actor at"
+
+
+def pick(row: Row, fields: str) -> dict[str, Any]:
+    """The named fields of a row (space-separated), as a JSON-able dict."""
+    return {k: row[k] for k in fields.split()}
+
+
 def deployment_view(d: Row) -> dict[str, Any]:
-    return {
-        k: d[k]
-        for k in (
-            "id",
-            "environment",
-            "pipeline",
-            "execution_id",
-            "kind",
-            "image",
-            "digest",
-            "commit",
-            "url",
-            "actor",
-            "at",
-        )
-    }
+    return pick(d, _DEPLOYMENT_FIELDS)
 
 
 def environments(store: Store) -> list[dict[str, Any]]:
