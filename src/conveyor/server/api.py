@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -274,6 +275,28 @@ def get_request(
 
 
 # ---- logs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttemptRef:
+    """An action attempt named by a URL: execution, stage, action and (optional) attempt."""
+
+    ex_id: str
+    stage: str
+    action: str
+    attempt: int | None
+
+
+def _attempt_ref(
+    ex_id: str,
+    stage: str,
+    action: str,
+    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+) -> AttemptRef:
+    return AttemptRef(ex_id, stage, action, attempt)
+
+
+Attempt = Annotated[AttemptRef, Depends(_attempt_ref)]
+
+
 def _log_file(
     ctx: Context, ex_id: str, stage: str, action: str, attempt: int | None
 ) -> tuple[dict[str, Any], Path]:
@@ -289,32 +312,19 @@ def _log_file(
     tags=["logs"],
     response_class=PlainTextResponse,
 )
-def get_log(
-    request: Request,
-    ex_id: str,
-    stage: str,
-    action: str,
-    user: Reader,
-    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-) -> Response:
+def get_log(request: Request, ref: Attempt, user: Reader) -> Response:
     """An action attempt's log so far (the latest attempt unless `attempt` is given)."""
-    _, path = _log_file(ctx_of(request), ex_id, stage, action, attempt)
+    _, path = _log_file(ctx_of(request), ref.ex_id, ref.stage, ref.action, ref.attempt)
     text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
     return PlainTextResponse(text)
 
 
 @router.get("/executions/{ex_id}/actions/{stage}/{action}/log/stream", tags=["logs"])
-def stream_log(
-    request: Request,
-    ex_id: str,
-    stage: str,
-    action: str,
-    user: Reader,
-    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-) -> StreamingResponse:
+def stream_log(request: Request, ref: Attempt, user: Reader) -> StreamingResponse:
     """The log as server-sent events: one `data:` event per line, live, then `event: end`."""
     ctx = ctx_of(request)
-    row, path = _log_file(ctx, ex_id, stage, action, attempt)
+    stage, action = ref.stage, ref.action
+    row, path = _log_file(ctx, ref.ex_id, stage, action, ref.attempt)
 
     def status() -> str:
         return str(
@@ -415,20 +425,13 @@ def list_reports(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
 
 
 @router.get("/executions/{ex_id}/actions/{stage}/{action}/files/{rel:path}", tags=["artifacts"])
-def get_attempt_file(
-    request: Request,
-    ex_id: str,
-    stage: str,
-    action: str,
-    rel: str,
-    user: Reader,
-    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-) -> FileResponse:
+def get_attempt_file(request: Request, ref: Attempt, rel: str, user: Reader) -> FileResponse:
     """A file of an action attempt's working directory (its report files, screenshots)."""
     ctx = ctx_of(request)
-    ex = queries.execution(ctx.store, ex_id)
-    row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
-    root = ctx.settings.state_dir / "work" / ex["id"] / f"{stage}.{action}.{row['attempt']}"
+    ex = queries.execution(ctx.store, ref.ex_id)
+    row = queries.attempt_row(ctx.store, ex["id"], ref.stage, ref.action, ref.attempt)
+    step = f"{ref.stage}.{ref.action}.{row['attempt']}"
+    root = ctx.settings.state_dir / "work" / ex["id"] / step
     return serve_file(_inside(root, rel), rel)
 
 
