@@ -22,9 +22,6 @@ def test_model_imports_no_io_modules() -> None:
 
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "conveyor"
-# the user table's SQL in server/auth.py is moving into the store (issue 15, point 4); until
-# then it is the one server module that reads the store's tables, and only the service calls it
-STORE_SQL_PENDING = {"server/auth.py"}
 
 
 def _runtime_imports(path: Path) -> list[tuple[int, str]]:
@@ -54,13 +51,25 @@ def test_entry_points_reach_the_engine_and_store_only_through_the_service() -> N
             rel = f"{area}/{path.name}"
             for line, module in _runtime_imports(path):
                 banned = ("conveyor.store", "conveyor.engine", *also_banned)
-                if rel in STORE_SQL_PENDING and module.startswith("conveyor.store"):
-                    continue
                 if rel == "cli/server.py" and module == "conveyor.server.app":
                     continue  # `conveyor server` serves the app
                 if any(module == b or module.startswith(b + ".") for b in banned):
                     bad.append(f"{rel}:{line}: imports {module}")
     assert not bad, "go through conveyor.service instead:\n" + "\n".join(bad)
+
+
+def test_the_service_imports_no_entry_point() -> None:
+    """service/ imports neither conveyor.server nor conveyor.cli, not even lazily: the layers
+    point one way (entry points -> service -> engine/store)."""
+    bad = []
+    for path in sorted((SRC / "service").glob("*.py")):
+        for line, module in _runtime_imports(path):
+            if any(
+                module == b or module.startswith(b + ".")
+                for b in ("conveyor.server", "conveyor.cli")
+            ):
+                bad.append(f"service/{path.name}:{line}: imports {module}")
+    assert not bad, "\n".join(bad)
 
 
 def test_dashboard_pages_call_the_service_not_the_api() -> None:
@@ -86,3 +95,41 @@ def test_the_layer_test_sees_a_forbidden_import(tmp_path: Path) -> None:
     assert [m for _, m in _runtime_imports(f) if m.startswith("conveyor.")] == [
         "conveyor.engine.engine"
     ]
+
+
+def _store_member_uses(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of each use of a store's member in `path`: `x.store.m` or `store.m`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Attribute):
+            continue
+        v = node.value
+        if (isinstance(v, ast.Attribute) and v.attr == "store") or (
+            isinstance(v, ast.Name) and v.id == "store"
+        ):
+            found.append((node.lineno, ast.unparse(node)))
+    return sorted(found)
+
+
+# Handing the store itself to a service function (`queries.describe(app.store, ...)`) is not a
+# use: the service is the one that calls its methods. No entry-point module needs more.
+STORE_USES_ALLOWED: dict[str, str] = {}  # "area/module.py": the reason it must
+
+
+def test_entry_points_use_the_store_only_through_the_service() -> None:
+    """cli/ and server/ call no method of a store (`app.store.get_execution(...)`), beyond the
+    allowed uses listed above; the service does it for them."""
+    over = []
+    for area in ("cli", "server"):
+        for path in sorted((SRC / area).glob("*.py")):
+            rel = f"{area}/{path.name}"
+            if rel not in STORE_USES_ALLOWED:
+                over += [f"{rel}:{line}: {text}" for line, text in _store_member_uses(path)]
+    assert not over, "go through conveyor.service instead:\n" + "\n".join(over)
+
+
+def test_the_store_scan_sees_a_store_call(tmp_path: Path) -> None:
+    """The store scan finds `app.store.m(...)` and `store.m`, and not `f(app.store)`."""
+    f = tmp_path / "m.py"
+    f.write_text("app.store.get_execution(1)\nstore.blobs\nf(app.store)\n")
+    assert [t for _, t in _store_member_uses(f)] == ["app.store.get_execution", "store.blobs"]

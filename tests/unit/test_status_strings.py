@@ -9,12 +9,12 @@ import conveyor
 from conveyor.model.status import ActionStatus, ApprovalStatus, ExecutionStatus, StageStatus
 
 SRC = Path(conveyor.__file__).parent
-# not yet converted: the entry points (moving into conveyor/service), and AWS's own API values
-PENDING = ("cli", "server", "aws")
+# not converted: AWS's own API values (CloudFormation and CodePipeline spell them, not us)
+PENDING = ("aws",)
 
 
 def test_no_status_literal_outside_the_status_module() -> None:
-    """No module of the engine, actions, monitoring or store spells a status as a string."""
+    """No module (engine, actions, monitoring, store, service, cli, server) spells a status as a string."""
     names = {
         s.value for e in (ActionStatus, ApprovalStatus, ExecutionStatus, StageStatus) for s in e
     }

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
@@ -20,6 +20,8 @@ from conveyor.errors import ConfigError
 # Off a terminal (a pipe, a file), tables are as wide as their content: full ids, digests and
 # URLs for `grep` and `cut`, never cut to 80 columns with an ellipsis.
 PIPE_WIDTH = 100_000
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def app() -> Any:
@@ -94,3 +96,15 @@ def load_file(path: str, registry: Any = None) -> tuple[Any, dict[str, Any]]:
     pipeline = load_pipeline(path, registry.catalogue())
     doc, _ = load(path)
     return pipeline, doc
+
+
+def json_option(help: str = "print as JSON") -> Callable[[F], F]:
+    """The `--json` flag every command that prints state takes (as `as_json`)."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def ranged_option(
+    flag: str, default: float, kind: click.ParamType[Any, Any], help: str
+) -> Callable[[F], F]:
+    """A numeric option with its default shown and its range checked by click."""
+    return click.option(flag, default=default, show_default=True, type=kind, help=help)

@@ -29,6 +29,7 @@ from conveyor.buildspec.container import wants_container
 from conveyor.buildspec.result import BuildResult
 from conveyor.buildspec.run import run_buildspec
 from conveyor.buildspec.spec import load_buildspec
+from conveyor.cli._common import json_option
 from conveyor.errors import ConfigError, ConveyorError, NotFound, Unavailable, ValidationFailed
 from conveyor.model.pipeline import Pipeline
 from conveyor.settings import Settings
@@ -41,7 +42,7 @@ def buildspec_group() -> None:
 
 @buildspec_group.command("validate")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+@json_option("Print the problems as JSON.")
 def validate_cmd(file: Path, as_json: bool) -> None:
     """Check FILE; print every problem as FILE:LINE: message (exit 0 valid, 2 invalid)."""
     try:
@@ -285,18 +286,13 @@ def _platform_env(
 def _pipeline_with(settings: Settings, environment: str, ref: str | None) -> Pipeline:
     """The pipeline `--pipeline` names (registered name or file), else the only registered
     pipeline that has the environment."""
-    from conveyor.service.commands import open_store
-    from conveyor.service.queries import pipeline_of
+    from conveyor.service.queries import pipeline_of, stored_pipelines
     from conveyor.spec.pipeline_file import load_pipeline
 
     if ref and Path(ref).is_file():
         pipeline = load_pipeline(Path(ref))
     else:
-        store = open_store(settings)
-        try:
-            rows = store.list_pipelines()
-        finally:
-            store.close()
+        rows = stored_pipelines(settings)
         known = {r["name"]: pipeline_of(r["definition"], r["name"]) for r in rows}
         if ref:
             if ref not in known:

@@ -26,7 +26,10 @@ from typing import Any
 import click
 import httpx
 
+from conveyor.cli._common import json_option
 from conveyor.errors import ConfigError, ConveyorError
+from conveyor.model.status import ActionStatus, StageStatus
+from conveyor.service import commands, queries
 
 IGNORE = shutil.ignore_patterns(
     "node_modules",
@@ -120,7 +123,7 @@ def _auto_approve_default() -> bool:
     is_flag=True,
     help="then push a commit that breaks a feature: the pipeline must stop at the Selenium stage",
 )
-@click.option("--json", "as_json", is_flag=True, help="print a JSON summary at the end")
+@json_option("print a JSON summary at the end")
 def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
     """Run the seed pipeline end to end on the example app (what `make demo` runs)."""
     from conveyor.cli._common import app as _app
@@ -154,7 +157,7 @@ def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
             )
     pipeline_file = ex_dir / "pipeline.yaml"
     pipeline, doc = load_file(str(pipeline_file), app.registry)
-    app.store.save_pipeline(pipeline.name, doc, str(pipeline_file))
+    commands.save_pipeline(app.store, pipeline, doc, str(pipeline_file))
     say(f"pipeline {pipeline.name}: {len(pipeline.stages)} stages from {pipeline_file}")
 
     summary: dict[str, Any] = {"pipeline": pipeline.name, "runs": []}
@@ -176,7 +179,7 @@ def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
         )
         eng.shutdown(wait=False)
         say(f"nothing new to push: started execution {ex_id} by hand")
-    prod_before = (app.store.current_deployments().get("prod") or {}).get("digest")
+    prod_before = (queries.current_deployments(app.store).get("prod") or {}).get("digest")
     code = follow(app, ex_id, as_json=False, quiet=as_json, approver=Approver(app, approve))
     summary["runs"].append(_report(app, ex_id, say))
     ok = code == 0
@@ -261,7 +264,7 @@ class Approver:
 
 def _evidence_text(app: Any, ex_id: str, approval: dict[str, Any]) -> str:
     lines = [f"approval needed for execution {ex_id}: image {approval['digest']}"]
-    for a in app.store.attempts_for(ex_id):
+    for a in queries.attempts(app.store, ex_id):
         for r in a["reports"] or []:
             lines.append(
                 f"  {a['action']}: report {r['name']}: {r['passed']}/{r['total']} passed, "
@@ -281,9 +284,9 @@ def _report(app: Any, ex_id: str, say: Any) -> dict[str, Any]:
         dur = s["duration_seconds"]
         say(f"{s['name']:28} {s['status'] or '—':11} {dur if dur is None else round(dur, 1)!s:>8}")
         for a in s["actions"]:
-            if a["status"] == "Failed":
+            if a["status"] == ActionStatus.FAILED:
                 say(f"  {a['name']}: {a['reason']}: {a['message']}")
-    envs = app.store.current_deployments()
+    envs = queries.current_deployments(app.store)
     for name in sorted(envs):
         d = envs[name]
         say(f"{name:6} {d['digest']}  commit {str(d['commit'] or '')[:12]}  {d['url'] or ''}")
@@ -307,7 +310,7 @@ def _report(app: Any, ex_id: str, say: Any) -> dict[str, Any]:
 
 
 def _check_serving(app: Any, pipeline: Any, say: Any) -> bool:
-    envs = app.store.current_deployments()
+    envs = queries.current_deployments(app.store)
     ok = True
     for name in ("test", "prod"):
         d = envs.get(name)
@@ -334,7 +337,7 @@ def _break_run(
     say(
         "\n--break-e2e: pushing a commit that breaks the task filter (the unit tests do not see it)"
     )
-    prod = app.store.current_deployments().get("prod") or {}
+    prod = queries.current_deployments(app.store).get("prod") or {}
     broken = app.settings.state_dir / "demo" / "webapp-broken-src"
     if broken.exists():
         shutil.rmtree(broken)
@@ -353,9 +356,9 @@ def _break_run(
     code = follow(app, ex_id, as_json=False, quiet=False, approver=Approver(app, approve))
     run = _report(app, ex_id, say)
     summary["runs"].append(run)
-    failed = [s for s in run["stages"] if s["status"] == "Failed"]
+    failed = [s for s in run["stages"] if s["status"] == StageStatus.FAILED]
     stage_ok = code == 1 and failed and failed[0]["name"] == "RunSeleniumTest"
-    for a in app.store.attempts_for(ex_id):
+    for a in queries.attempts(app.store, ex_id):
         for r in a["reports"] or []:
             for f in r.get("failures", []):
                 say(f"  failed test: {f.get('name')}: {str(f.get('message', ''))[:160]}")
@@ -370,7 +373,7 @@ def _break_run(
         )
         for shot in shots:
             say(f"  screenshot: {shot}")
-    now = app.store.current_deployments().get("prod") or {}
+    now = queries.current_deployments(app.store).get("prod") or {}
     prod_kept = now.get("digest") == prod.get("digest")
     say(f"prod still serves {now.get('digest')}: {'yes' if prod_kept else 'NO'}")
     return bool(stage_ok and prod_kept and _check_serving(app, pipeline, say))

@@ -8,11 +8,12 @@ import sys
 
 import click
 
+from conveyor.cli._common import json_option
 from conveyor.errors import Unavailable
 
 
 @click.command("doctor")
-@click.option("--json", "as_json", is_flag=True, help="print the checks as JSON")
+@json_option("print the checks as JSON")
 def doctor_cmd(as_json: bool) -> None:
     """Check the tools Conveyor and the example need, and say how to fix what is missing."""
     from conveyor.platform.doctor import as_json as checks_json

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from conveyor.cli._common import ranged_option
 from conveyor.errors import ConfigError
 
 
@@ -30,19 +31,11 @@ from conveyor.errors import ConfigError
 @click.option("--name", help="the pipeline, image repository and git repositories' name")
 @click.option("--project", help="the angular.json project, when the workspace has several")
 @click.option("--apply", "apply", is_flag=True, help="also apply the JUnit reporter set-up")
-@click.option(
-    "--test-port",
-    default=8081,
-    show_default=True,
-    type=click.IntRange(1, 65535),
-    help="the test environment's port on this machine",
+@ranged_option(
+    "--test-port", 8081, click.IntRange(1, 65535), "the test environment's port on this machine"
 )
-@click.option(
-    "--prod-port",
-    default=8080,
-    show_default=True,
-    type=click.IntRange(1, 65535),
-    help="the prod environment's port on this machine",
+@ranged_option(
+    "--prod-port", 8080, click.IntRange(1, 65535), "the prod environment's port on this machine"
 )
 @click.option("--force", is_flag=True, help="overwrite existing files")
 def init(

@@ -18,11 +18,13 @@ import click
 
 from conveyor import __version__
 from conveyor.cli._common import app as _app
-from conveyor.cli._common import console, emit_json, load_file
+from conveyor.cli._common import console, emit_json, json_option, load_file
 from conveyor.cli._common import parse_pairs as parse_pairs  # cli/buildspec.py imports it here
 from conveyor.cli._common import reader as _reader
 from conveyor.cli._common import user as _user
 from conveyor.errors import ConfigError, ConveyorError, Unavailable, ValidationFailed
+from conveyor.model.status import ActionStatus, ApprovalStatus, ExecutionStatus
+from conveyor.service import commands, queries
 
 # The other areas' commands, imported only when one runs: `conveyor --help` lists them from
 # this table without importing anything. A new command is one line here:
@@ -198,7 +200,6 @@ def pipeline_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def pipeline_apply(file: str, as_json: bool) -> None:
     """Create or update a pipeline from FILE without running it."""
-    from conveyor.service import commands
 
     app = _app()
     pipeline, doc = load_file(file, app.registry)
@@ -224,7 +225,7 @@ def pipeline_list(as_json: bool) -> None:
     app = _reader()
     rows = [
         {"name": r["name"], "source": r["source_path"], "updatedAt": r["updated_at"]}
-        for r in app.store.list_pipelines()
+        for r in queries.pipelines(app.store)
     ]
     if as_json:
         emit_json(rows)
@@ -270,7 +271,7 @@ def follow(
     stop = threading.Event()
     engine = None
     thread = None
-    if not app.store.live_engines(app.settings.lease_seconds):
+    if not queries.live_engines(app.store, app.settings.lease_seconds):
         engine = app.engine()
         thread = threading.Thread(target=engine.run, args=(stop,), daemon=True, name="engine")
         thread.start()
@@ -280,11 +281,11 @@ def follow(
         while True:
             # read pending requests before the status: a request handled in between has
             # already moved the status on, so "terminal and nothing pending" is never stale
-            pending = app.store.pending_requests(ex_id)
+            pending = queries.pending_requests(app.store, ex_id)
             desc = describe(app, ex_id)
             view.update(desc)
-            for a in app.store.approvals_for(ex_id):
-                if a["status"] == "Pending" and a["attempt_id"] not in announced:
+            for a in queries.approvals(app.store, ex_id):
+                if a["status"] == ApprovalStatus.PENDING and a["attempt_id"] not in announced:
                     announced.add(a["attempt_id"])
                     if not as_json and approver is None:
                         view.note(approval_hint(app, ex_id))
@@ -310,12 +311,10 @@ def follow(
         view.note(
             f"interrupted: abandoning execution {ex_id} (Ctrl-C again to leave it to recovery)"
         )
-        app.store.add_request(
-            ex_id, "abandon", {"reason": "Ctrl-C in `conveyor run`"}, actor=_user()
-        )
+        commands.ask(app.store, ex_id, "abandon", {"reason": "Ctrl-C in `conveyor run`"}, _user())
         deadline = time.time() + 15
         while time.time() < deadline:
-            if app.store.get_execution(ex_id)["status"] in terminal:
+            if queries.execution(app.store, ex_id)["status"] in terminal:
                 break
             time.sleep(0.2)
     finally:
@@ -330,7 +329,7 @@ def follow(
         emit_json(desc)
     else:
         view.summary(desc)
-    return 0 if desc["status"] == "Succeeded" else 1
+    return 0 if desc["status"] == ExecutionStatus.SUCCEEDED else 1
 
 
 def approval_hint(app: Any, ex_id: str) -> str:
@@ -341,16 +340,19 @@ def approval_hint(app: Any, ex_id: str) -> str:
     )
 
 
-FAILED_EXECUTION = ("Failed", "Stopped")  # `status EXECUTION` exits 1 for these
+FAILED_EXECUTION = (
+    ExecutionStatus.FAILED,
+    ExecutionStatus.STOPPED,
+)  # `status EXECUTION` exits 1 for these
 
 STATUS_STYLE = {
-    "Succeeded": "green",
-    "Failed": "red",
-    "InProgress": "cyan",
-    "Stopping": "yellow",
-    "Stopped": "yellow",
-    "Abandoned": "yellow",
-    "Superseded": "magenta",
+    ActionStatus.SUCCEEDED: "green",
+    ActionStatus.FAILED: "red",
+    ActionStatus.IN_PROGRESS: "cyan",
+    ExecutionStatus.STOPPING: "yellow",
+    ExecutionStatus.STOPPED: "yellow",
+    ActionStatus.ABANDONED: "yellow",
+    ExecutionStatus.SUPERSEDED: "magenta",
     None: "dim",
 }
 
@@ -416,7 +418,7 @@ class LiveView:
                     )
                     msg = (
                         f": {a['reason']}: {a['message']}"
-                        if a["status"] in ("Failed", "Abandoned")
+                        if a["status"] in (ActionStatus.FAILED, ActionStatus.ABANDONED)
                         else ""
                     )
                     click.echo(f"{key}: {a['status']}{extra}{msg}")
@@ -452,7 +454,7 @@ class LiveView:
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--var", "variables", multiple=True, help="NAME=VALUE, overrides a pipeline variable")
-@click.option("--json", "as_json", is_flag=True, help="print the final execution as JSON")
+@json_option("print the final execution as JSON")
 @click.option(
     "--detach",
     is_flag=True,
@@ -467,7 +469,7 @@ def run(file: str, variables: tuple[str, ...], as_json: bool, detach: bool, no_r
         return
     app = _app()
     pipeline, doc = load_file(file, app.registry)
-    app.store.save_pipeline(pipeline.name, doc, str(Path(file).resolve()))
+    commands.save_pipeline(app.store, pipeline, doc, str(Path(file).resolve()))
     eng = app.engine(install_hooks=not detach)
     ex_id = eng.start(
         pipeline.name,
@@ -547,7 +549,7 @@ def status(execution: str | None, as_json: bool) -> None:
         except ConveyorError as e:
             parts = [{"name": "platform", "healthy": False, "detail": e.message}]
     parts.append(_server_part(app.settings))
-    engines = app.store.live_engines(app.settings.lease_seconds)
+    engines = queries.live_engines(app.store, app.settings.lease_seconds)
     if as_json:
         emit_json(
             {
@@ -612,7 +614,7 @@ def _server_part(settings: Any) -> dict[str, Any]:
 def history(pipeline: str | None, status_: str | None, limit: int, as_json: bool) -> None:
     """List executions, newest first."""
     app = _reader()
-    rows = app.store.list_executions(pipeline=pipeline, status=status_, limit=limit, light=True)
+    rows = queries.executions(app.store, pipeline=pipeline, status=status_, limit=limit, light=True)
     from conveyor.service.queries import execution_summary
 
     out = [execution_summary(r) for r in rows]
@@ -649,8 +651,8 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
     from conveyor.service.queries import follow_log as tail
 
     app = _reader()
-    ex = app.store.get_execution(execution)
-    attempts = app.store.attempts_for(ex["id"])
+    ex = queries.execution(app.store, execution)
+    attempts = queries.attempts(app.store, ex["id"])
 
     def ran(rows: list[Any]) -> list[Any]:
         return [a for a in rows if action in (a["action"], f"{a['stage']}/{a['action']}")]
@@ -665,8 +667,8 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
     terminal = {s.value for s in TERMINAL_EXECUTION}
     while action in declared and follow_ and not ran(attempts) and ex["status"] not in terminal:
         time.sleep(0.2)
-        ex = app.store.get_execution(ex["id"])
-        attempts = app.store.attempts_for(ex["id"])
+        ex = queries.execution(app.store, ex["id"])
+        attempts = queries.attempts(app.store, ex["id"])
     if action:
         chosen = ran(attempts)
         if not chosen:
@@ -705,8 +707,8 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
 
             def done(att_id: str = a["id"]) -> bool:
                 return all(
-                    x["status"] != "InProgress"
-                    for x in app.store.attempts_for(ex["id"])
+                    x["status"] != ActionStatus.IN_PROGRESS
+                    for x in queries.attempts(app.store, ex["id"])
                     if x["id"] == att_id
                 )
 
@@ -724,17 +726,16 @@ def _request(
     wait: bool = True,
     quiet: bool = False,
 ) -> None:
-    from conveyor.service import commands
 
     app = _app()
     req, ex_id = commands.request_change(app.store, execution, kind, payload, _user())
-    if wait and not app.store.live_engines(app.settings.lease_seconds):
+    if wait and not queries.live_engines(app.store, app.settings.lease_seconds):
         eng = app.engine()
         eng.step()
         eng.shutdown(wait=False)
     outcome = None
     for _ in range(100 if wait else 0):
-        r = app.store.get_request(req)
+        r = queries.change_request(app.store, req)
         if r["handled_at"]:
             outcome = r["outcome"]
             break
@@ -780,7 +781,7 @@ def retry(
     _request("retry", execution, payload, as_json, wait=detach, quiet=not detach)
     if not detach:
         app = _app()
-        sys.exit(follow(app, app.store.get_execution(execution)["id"], as_json=as_json))
+        sys.exit(follow(app, queries.execution(app.store, execution)["id"], as_json=as_json))
 
 
 @cli.group()
@@ -814,7 +815,7 @@ def list_transitions(pipeline: str | None, as_json: bool) -> None:
 
     app = _reader()
     name = one_pipeline(app.store, pipeline)
-    rows = app.store.transitions_for(name)
+    rows = queries.transitions(app.store, name)
     if as_json:
         emit_json(rows)
     else:
@@ -827,7 +828,6 @@ def list_transitions(pipeline: str | None, as_json: bool) -> None:
 def _set_transition(
     stage: str, pipeline: str | None, enabled: bool, reason: str, as_json: bool
 ) -> None:
-    from conveyor.service import commands
     from conveyor.service.queries import PipelineCache, one_pipeline
 
     app = _app()
@@ -865,7 +865,7 @@ def repo_create(name: str, as_json: bool) -> None:
         click.echo(f"{path}\n  git remote add conveyor {path} && git push conveyor main")
         from conveyor.cli.init import next_after_create
 
-        hint = next_after_create(name, [r["definition"] for r in app.store.list_pipelines()])
+        hint = next_after_create(name, [r["definition"] for r in queries.pipelines(app.store)])
         if hint:
             click.echo(hint)
 
@@ -906,7 +906,7 @@ def background_engine(app: Any) -> Path | None:
     """Start `conveyor engine --until-idle` detached unless an engine runs; returns its log."""
     import subprocess
 
-    if app.store.live_engines(app.settings.lease_seconds):
+    if queries.live_engines(app.store, app.settings.lease_seconds):
         return None
     log: Path = app.settings.state_dir / "logs" / "engine.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -935,7 +935,7 @@ def engine(until_idle: bool, poll: float | None) -> None:
     app = _app()
 
     def idle(eng: Any) -> bool:
-        return until_idle and not app.store.active_executions() and not eng.inflight
+        return until_idle and not queries.active_executions(app.store) and not eng.inflight
 
     run_engine(app, threading.Event(), until=idle, poll=poll)
 

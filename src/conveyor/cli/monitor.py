@@ -19,6 +19,7 @@ import threading
 import click
 
 from conveyor.cli._common import app as _app
+from conveyor.cli._common import json_option, ranged_option
 from conveyor.cli._common import user as _user
 
 
@@ -34,7 +35,7 @@ from conveyor.cli._common import user as _user
 )
 @click.option("--reason", default="", help="why (recorded in the trigger and the alert)")
 @click.option("--detach", is_flag=True, help="start the rollback and return (an engine runs it)")
-@click.option("--json", "as_json", is_flag=True, help="print the rollback execution as JSON")
+@json_option("print the rollback execution as JSON")
 def rollback(environment: str, to: str | None, reason: str, detach: bool, as_json: bool) -> None:
     """Roll ENVIRONMENT back: redeploy a previous digest with its own manifests (no rebuild)."""
     from conveyor.cli._common import emit_json
@@ -60,13 +61,7 @@ def rollback(environment: str, to: str | None, reason: str, detach: bool, as_jso
 
 
 @click.command("metrics")
-@click.option(
-    "--days",
-    default=30,
-    show_default=True,
-    type=click.IntRange(1, 3650),
-    help="the window, in days up to today",
-)
+@ranged_option("--days", 30, click.IntRange(1, 3650), "the window, in days up to today")
 @click.option(
     "--environment",
     default="prod",
@@ -74,7 +69,7 @@ def rollback(environment: str, to: str | None, reason: str, detach: bool, as_jso
     help="the environment whose deployments count",
 )
 @click.option("--prometheus", is_flag=True, help="print the Prometheus text of /metrics instead")
-@click.option("--json", "as_json", is_flag=True, help="print the measures with their series")
+@json_option("print the measures with their series")
 def metrics(days: int, environment: str, prometheus: bool, as_json: bool) -> None:
     """The four DORA measures: deployment frequency, lead time, change failure rate, restore."""
     app = _app()
@@ -150,17 +145,13 @@ def monitor_group() -> None:
 
 
 @monitor_group.command("watch")
-@click.option(
-    "--interval",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0.1),
-    help="seconds between two rounds of health checks",
+@ranged_option(
+    "--interval", 30.0, click.FloatRange(min=0.1), "seconds between two rounds of health checks"
 )
 @click.option("--once", is_flag=True, help="check every environment once, print, and exit")
 @click.option("--home", default=None, hidden=True, help="the state dir (set by `conveyor up`)")
 @click.option("--webhook", default=None, help="alert webhook for pipelines without one")
-@click.option("--json", "as_json", is_flag=True, help="with --once: print the readings as JSON")
+@json_option("with --once: print the readings as JSON")
 def watch(
     interval: float, once: bool, home: str | None, webhook: str | None, as_json: bool
 ) -> None:

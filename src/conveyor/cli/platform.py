@@ -24,7 +24,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from conveyor.cli._common import json_option, ranged_option
 from conveyor.errors import ConveyorError, Unavailable
+from conveyor.service import queries
 from conveyor.settings import Settings
 
 
@@ -92,12 +94,12 @@ def _server_daemon(settings: Any) -> Any:
 def _start_server(settings: Any) -> tuple[bool, str | None]:
     """Start `conveyor server` (API, dashboard and an engine) as a daemon unless it runs.
     Returns (started, the admin token when this first start created the admin)."""
-    from conveyor.service.users import ensure_admin
+    from conveyor.service.users import ensure_admin_in
 
     d = _server_daemon(settings)
     if d.pid() is not None:
         return False, None
-    token = ensure_admin(settings)
+    token = ensure_admin_in(settings)
     env = {
         **os.environ,
         "CONVEYOR_HOME": str(settings.state_dir),
@@ -110,15 +112,14 @@ def _start_server(settings: Any) -> tuple[bool, str | None]:
 
 
 @click.command("up")
-@click.option(
+@ranged_option(
     "--watch-interval",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="seconds between health checks of the deployed environments (0: no watcher)",
+    30.0,
+    click.FloatRange(min=0),
+    "seconds between health checks of the deployed environments (0: no watcher)",
 )
 @click.option("--no-server", is_flag=True, help="do not start the dashboard/API server")
-@click.option("--json", "as_json", is_flag=True, help="print the parts as JSON")
+@json_option("print the parts as JSON")
 def up(watch_interval: float, no_server: bool, as_json: bool) -> None:
     """Start the local platform: registries test/prod, the dashboard/API server with its engine,
     the health watcher (dead parts are restarted)."""
@@ -164,7 +165,7 @@ def up(watch_interval: float, no_server: bool, as_json: bool) -> None:
 
 @click.command("down")
 @click.option("--keep", is_flag=True, help="stop the release pods but keep them (default: remove)")
-@click.option("--json", "as_json", is_flag=True, help="print what was stopped as JSON")
+@json_option("print what was stopped as JSON")
 def down(keep: bool, as_json: bool) -> None:
     """Stop the local platform: registries, front doors; remove the release pods it created
     (--keep: stop them only). Data is kept."""
@@ -194,7 +195,7 @@ def platform_group() -> None:
 
 
 @platform_group.command("status")
-@click.option("--json", "as_json", is_flag=True, help="print the parts as JSON")
+@json_option("print the parts as JSON")
 def platform_status(as_json: bool) -> None:
     """Each part of the local platform with its address and health (exit 3 if one is down)."""
     parts = _platform().status()
@@ -218,13 +219,13 @@ def env_group() -> None:
 
 
 @env_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="print as JSON")
+@json_option()
 def env_list(as_json: bool) -> None:
     """Each environment: the digest it serves, its URL, when and from which execution."""
     try:
         store = _store()
-        current = store.current_deployments()
-        health = store.health()
+        current = queries.current_deployments(store)
+        health = queries.health(store)
     except ConveyorError as exc:
         _fail(exc)
     rows = [_deployment_row(d) for _, d in sorted(current.items())]
@@ -274,7 +275,7 @@ def env_list(as_json: bool) -> None:
 @env_group.command("history")
 @click.argument("environment")
 @click.option("--limit", default=50, show_default=True, help="how many deployments")
-@click.option("--json", "as_json", is_flag=True, help="print as JSON")
+@json_option()
 def env_history(environment: str, limit: int, as_json: bool) -> None:
     """The deployments of ENVIRONMENT, newest first."""
     try:
@@ -323,7 +324,7 @@ def env_history(environment: str, limit: int, as_json: bool) -> None:
     default=None,
     help="the image to deploy (default: the image ENVIRONMENT runs now)",
 )
-@click.option("--json", "as_json", is_flag=True, help="print the changes as JSON")
+@json_option("print the changes as JSON")
 def env_diff(
     environment: str,
     pipeline_file: str | None,
@@ -409,11 +410,11 @@ def _environment_for_diff(
     pipeline: Any = None
     if pipeline_file is None or need_current:
         store = _store()
-        current = store.current_deployments().get(name)
+        current = queries.current_deployments(store).get(name)
         if pipeline_file is None:
             mine = [
                 r
-                for r in store.list_pipelines()
+                for r in queries.pipelines(store)
                 if name in (r["definition"].get("environments") or {})
             ]
             if current is not None:

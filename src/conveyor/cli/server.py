@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from conveyor.cli._common import app as _app
-from conveyor.service import users
+from conveyor.service import queries, users
 from conveyor.service.users import ROLES
 
 
@@ -175,7 +175,7 @@ def audit_cmd(as_json: bool, limit: int) -> None:
         detail = json.dumps(r["detail"], separators=(",", ":")) if r["detail"] else ""
         return f"{_ts(r['at'])}  {r['actor']:<18} {r['action']:<20} {r['target'] or '-'}  {detail}"
 
-    _print_rows(_app().store.audit_log(limit), as_json, "the audit log is empty", line)
+    _print_rows(queries.audit_log(_app().store, limit), as_json, "the audit log is empty", line)
 
 
 def _print_rows(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,19 +21,18 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.errors import AuthError, NotFound
-from conveyor.server.auth import User, bearer_token, require
+from conveyor.model.status import ActionStatus, ExecutionStatus
+from conveyor.server.auth import bearer_token
 from conveyor.server.context import Context, ctx_of
 from conveyor.service import commands, queries
 from conveyor.service import evidence as ev
-from conveyor.service.users import ROLES
+from conveyor.service.users import ROLES, User, require
 
 router = APIRouter(prefix="/api/v1")
 SESSION_COOKIE = "conveyor_session"
 MAX_INT = 2**31 - 1  # ids, attempts and offsets fit a 32-bit column; larger is a 422
 MAX_PATH = 1024  # a longer file path inside an attempt or artifact is refused (404)
-Status = Literal[
-    "InProgress", "Stopping", "Stopped", "Succeeded", "Superseded", "Failed", "Cancelled"
-]
+Status = ExecutionStatus
 
 
 def authenticate(request: Request, *, allow_cookie: bool) -> User:
@@ -123,14 +123,14 @@ def me(user: Reader) -> dict[str, Any]:
 def list_pipelines(request: Request, user: Reader) -> dict[str, Any]:
     """Every pipeline, with its latest execution."""
     ctx = ctx_of(request)
-    return {"items": [queries.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]}
+    return {"items": [queries.pipeline_summary(ctx.store, r) for r in queries.pipelines(ctx.store)]}
 
 
 @router.get("/pipelines/{name}", tags=["pipelines"])
 def get_pipeline(request: Request, name: str, user: Reader) -> dict[str, Any]:
     """A pipeline: stages, actions, transitions, environments, variables."""
     ctx = ctx_of(request)
-    return queries.pipeline_detail(ctx.store, ctx.cache, ctx.store.get_pipeline(name))
+    return queries.pipeline_detail(ctx.store, ctx.cache, queries.pipeline_row(ctx.store, name))
 
 
 @router.post("/pipelines/{name}/executions", status_code=201, tags=["executions"])
@@ -148,7 +148,7 @@ def start_execution(
         actor=user.name,
         audit={"pipeline": name},
     )
-    return queries.execution_summary(ctx.store.get_execution(ex_id))
+    return queries.execution_summary(queries.execution(ctx.store, ex_id))
 
 
 @router.post("/pipelines/{name}/transitions/{stage}/disable", tags=["transitions"])
@@ -178,7 +178,7 @@ def _set_transition(
         "pipeline": name,
         "stage": stage,
         **queries.transition_view(
-            {r["stage"]: r for r in ctx.store.transitions_for(name)}.get(stage)
+            {r["stage"]: r for r in queries.transitions(ctx.store, name)}.get(stage)
         ),
     }
 
@@ -195,10 +195,10 @@ def list_executions(
 ) -> dict[str, Any]:
     """Executions, newest first; filter by pipeline and status; page with limit/offset."""
     ctx = ctx_of(request)
-    rows = ctx.store.list_executions(pipeline, status, limit=limit, offset=offset, light=True)
+    rows = queries.executions(ctx.store, pipeline, status, limit=limit, offset=offset, light=True)
     return {
         "items": [queries.execution_summary(r) for r in rows],
-        "total": ctx.store.count_executions(pipeline, status),
+        "total": queries.execution_count(ctx.store, pipeline, status),
         "limit": limit,
         "offset": offset,
     }
@@ -208,15 +208,15 @@ def list_executions(
 def get_execution(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     """An execution with its stages and actions (status, reason, message, times, variables)."""
     ctx = ctx_of(request)
-    return queries.execution_detail(ctx.store, ctx.cache, ctx.store.get_execution(ex_id))
+    return queries.execution_detail(ctx.store, ctx.cache, queries.execution(ctx.store, ex_id))
 
 
 @router.get("/executions/{ex_id}/history", tags=["executions"])
 def get_history(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     """Every status change of the execution's actions, in order (who, when, why)."""
     ctx = ctx_of(request)
-    ex = ctx.store.get_execution(ex_id)
-    return {"items": ctx.store.history_for(ex["id"])}
+    ex = queries.execution(ctx.store, ex_id)
+    return {"items": queries.history(ctx.store, ex["id"])}
 
 
 def request_change(
@@ -271,14 +271,36 @@ def get_request(
     request: Request, req_id: Annotated[int, FastAPIPath(ge=1, le=MAX_INT)], user: Reader
 ) -> dict[str, Any]:
     """A stop/abandon/retry request and what the engine did with it."""
-    return ctx_of(request).store.get_request(req_id)
+    return queries.change_request(ctx_of(request).store, req_id)
 
 
 # ---- logs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttemptRef:
+    """An action attempt named by a URL: execution, stage, action and (optional) attempt."""
+
+    ex_id: str
+    stage: str
+    action: str
+    attempt: int | None
+
+
+def _attempt_ref(
+    ex_id: str,
+    stage: str,
+    action: str,
+    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+) -> AttemptRef:
+    return AttemptRef(ex_id, stage, action, attempt)
+
+
+Attempt = Annotated[AttemptRef, Depends(_attempt_ref)]
+
+
 def _log_file(
     ctx: Context, ex_id: str, stage: str, action: str, attempt: int | None
 ) -> tuple[dict[str, Any], Path]:
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
     if not row["log_path"]:
         raise NotFound(f"{stage}/{action} attempt {row['attempt']} has no log yet")
@@ -290,32 +312,19 @@ def _log_file(
     tags=["logs"],
     response_class=PlainTextResponse,
 )
-def get_log(
-    request: Request,
-    ex_id: str,
-    stage: str,
-    action: str,
-    user: Reader,
-    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-) -> Response:
+def get_log(request: Request, ref: Attempt, user: Reader) -> Response:
     """An action attempt's log so far (the latest attempt unless `attempt` is given)."""
-    _, path = _log_file(ctx_of(request), ex_id, stage, action, attempt)
+    _, path = _log_file(ctx_of(request), ref.ex_id, ref.stage, ref.action, ref.attempt)
     text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
     return PlainTextResponse(text)
 
 
 @router.get("/executions/{ex_id}/actions/{stage}/{action}/log/stream", tags=["logs"])
-def stream_log(
-    request: Request,
-    ex_id: str,
-    stage: str,
-    action: str,
-    user: Reader,
-    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-) -> StreamingResponse:
+def stream_log(request: Request, ref: Attempt, user: Reader) -> StreamingResponse:
     """The log as server-sent events: one `data:` event per line, live, then `event: end`."""
     ctx = ctx_of(request)
-    row, path = _log_file(ctx, ex_id, stage, action, attempt)
+    stage, action = ref.stage, ref.action
+    row, path = _log_file(ctx, ref.ex_id, stage, action, ref.attempt)
 
     def status() -> str:
         return str(
@@ -326,7 +335,7 @@ def stream_log(
 
     def events() -> Iterator[str]:
         yield "retry: 2000\n\n"
-        for chunk in queries.follow_log(path, lambda: status() != "InProgress"):
+        for chunk in queries.follow_log(path, lambda: status() != ActionStatus.IN_PROGRESS):
             for line in chunk.splitlines():
                 yield f"data: {line}\n\n"
         yield f"event: end\ndata: {status()}\n\n"
@@ -374,9 +383,9 @@ def _inside(root: Path, rel: str) -> Path:
 def list_artifacts(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     """The execution's output artifacts (with their files) and test reports, per action attempt."""
     ctx = ctx_of(request)
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     arts, reps = [], []
-    for a in ctx.store.attempts_for(ex["id"]):
+    for a in queries.attempts(ctx.store, ex["id"]):
         for name, digest in (a["artifacts"] or {}).items():
             try:
                 files = ctx.artifacts.manifest(digest)
@@ -416,20 +425,13 @@ def list_reports(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
 
 
 @router.get("/executions/{ex_id}/actions/{stage}/{action}/files/{rel:path}", tags=["artifacts"])
-def get_attempt_file(
-    request: Request,
-    ex_id: str,
-    stage: str,
-    action: str,
-    rel: str,
-    user: Reader,
-    attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-) -> FileResponse:
+def get_attempt_file(request: Request, ref: Attempt, rel: str, user: Reader) -> FileResponse:
     """A file of an action attempt's working directory (its report files, screenshots)."""
     ctx = ctx_of(request)
-    ex = ctx.store.get_execution(ex_id)
-    row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
-    root = ctx.settings.state_dir / "work" / ex["id"] / f"{stage}.{action}.{row['attempt']}"
+    ex = queries.execution(ctx.store, ref.ex_id)
+    row = queries.attempt_row(ctx.store, ex["id"], ref.stage, ref.action, ref.attempt)
+    step = f"{ref.stage}.{ref.action}.{row['attempt']}"
+    root = ctx.settings.state_dir / "work" / ex["id"] / step
     return serve_file(_inside(root, rel), rel)
 
 
@@ -450,11 +452,9 @@ def get_artifact(request: Request, digest: str, user: Reader) -> dict[str, Any]:
 @router.get("/artifacts/{digest}/files/{rel:path}", tags=["artifacts"])
 def get_artifact_file(request: Request, digest: str, rel: str, user: Reader) -> FileResponse:
     """One file of an artifact, with its content type (an HTML report, a screenshot)."""
-    store = ctx_of(request).artifacts
-    for f in store.manifest(digest):
-        if f["path"] == rel and "blob" in f:
-            blob = str(f["blob"])
-            return serve_file(store.blobs / blob[:2] / blob, rel)
+    path = queries.artifact_file(ctx_of(request).artifacts, digest, rel)
+    if path is not None:
+        return serve_file(path, rel)
     raise NotFound(f"artifact {digest} has no file '{rel[:100]}'")
 
 
@@ -484,7 +484,7 @@ def environment_history(
     request: Request, name: str, user: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, Any]:
     """An environment's deployment history, newest first."""
-    rows = ctx_of(request).store.deployments(name, limit=limit)
+    rows = queries.deployments(ctx_of(request).store, name, limit=limit)
     if not rows:
         known = [e["name"] for e in queries.environments(ctx_of(request).store)]
         raise NotFound(
@@ -556,4 +556,4 @@ def audit_log(
 ) -> dict[str, Any]:
     """Every change, newest first: who, what, on what, when (admin)."""
     require(user, "admin", "reading the audit log")
-    return {"items": ctx_of(request).store.audit_log(limit)}
+    return {"items": queries.audit_log(ctx_of(request).store, limit)}

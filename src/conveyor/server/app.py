@@ -31,12 +31,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor.errors import AuthError, ConveyorError
 from conveyor.server import api, pages
-from conveyor.server.auth import Signer, Users, ensure_admin, session_key
+from conveyor.server.auth import Signer, session_key
 from conveyor.server.context import Context
 from conveyor.server.failures import Failures
 from conveyor.server.headers import CSP, SecurityHeaders, script_hash
 from conveyor.server.scrape import metrics_refusal
 from conveyor.service import commands
+from conveyor.service.users import Users, ensure_admin
 from conveyor.settings import Settings
 
 if TYPE_CHECKING:  # types only: the server reaches the engine and store through the service
@@ -107,6 +108,19 @@ def create_app(
         description="Pipelines, executions, approvals and environments of Conveyor.",
     )
     app.state.ctx = ctx
+    _add_error_handlers(app)
+    app.add_middleware(Failures, render=_plain_answer)
+    app.add_middleware(SecurityHeaders)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    _add_plain_routes(app, ctx)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """ConveyorError, invalid requests and HTTP errors as JSON (API) or a page (browser)."""
 
     @app.exception_handler(ConveyorError)
     async def conveyor_error(request: Request, exc: ConveyorError) -> Response:
@@ -145,20 +159,20 @@ def create_app(
             error_body(code, message), status_code=exc.status_code, headers=exc.headers
         )
 
-    def answer(request: Request, status: int, code: str, message: str) -> Response:
-        if not _wants_json(request):
-            try:
-                return pages.error_page(request, status, code, message)
-            except Exception:  # noqa: BLE001 - the page itself failed (store down): plain text
-                log.exception("the error page failed on %s", request.url.path)
-                return PlainTextResponse(f"{status} {code}: {message}", status_code=status)
-        return JSONResponse(error_body(code, message), status_code=status)
 
-    app.add_middleware(Failures, render=answer)
-    app.add_middleware(SecurityHeaders)
-    app.include_router(api.router)
-    app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+def _plain_answer(request: Request, status: int, code: str, message: str) -> Response:
+    """The failure middleware's answer: the page, or plain text when the page fails."""
+    if not _wants_json(request):
+        try:
+            return pages.error_page(request, status, code, message)
+        except Exception:  # noqa: BLE001 - the page itself failed (store down): plain text
+            log.exception("the error page failed on %s", request.url.path)
+            return PlainTextResponse(f"{status} {code}: {message}", status_code=status)
+    return JSONResponse(error_body(code, message), status_code=status)
+
+
+def _add_plain_routes(app: FastAPI, ctx: Context) -> None:
+    """/metrics, the Swagger page and /healthz."""
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
@@ -181,8 +195,6 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
-
-    return app
 
 
 def serve(
@@ -249,4 +261,4 @@ def serve(
             engine_thread.join(timeout=10)
         if engine is not None:
             engine.shutdown(wait=False)
-        built.store.close()
+        commands.close_store(built.store)

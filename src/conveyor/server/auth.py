@@ -24,156 +24,21 @@ can read the state dir can change the database anyway.
 from __future__ import annotations
 
 import base64
-import getpass
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from conveyor.errors import AuthError, ConfigError, Conflict, Forbidden, NotFound
-from conveyor.service.users import ROLES
-from conveyor.store.db import Store
+from conveyor.errors import AuthError
+from conveyor.service.users import SESSION_SECONDS, Session, User, Users, ensure_admin
 
-SESSION_SECONDS = 12 * 3600
-TOKEN_PREFIX = "cvy_"
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    role: str
-    email: str | None = None
-
-    def can(self, role: str) -> bool:
-        return rank(self.role) >= rank(role)
-
-
-def rank(role: str) -> int:
-    if role not in ROLES:
-        raise ConfigError(f"unknown role '{role}' (roles: {', '.join(ROLES)})")
-    return ROLES.index(role)
-
-
-def require(user: User, role: str, doing: str) -> None:
-    """Raise Forbidden unless the user has at least `role`."""
-    if not user.can(role):
-        raise Forbidden(
-            f"{doing} needs the {role} role; '{user.name}' is {user.role}"
-            " (an admin can change it with `conveyor user add NAME --role ROLE`)"
-        )
-
-
-def local_user() -> User:
-    """The CLI's identity: the local OS user, with admin rights (they own the state dir)."""
-    try:
-        login = getpass.getuser()
-    except (OSError, KeyError):
-        login = str(os.getuid())
-    return User(f"local:{login}", "admin")
-
-
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class Users:
-    """The users table: made here, read on every request."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def add(self, name: str, role: str, email: str | None = None, *, replace: bool = False) -> str:
-        """Create a user (or give an existing one a new token with `replace`); return the token."""
-        rank(role)
-        if not name or len(name) > 100 or any(c.isspace() for c in name):
-            raise ConfigError(f"'{name}' is not a valid user name (1-100 characters, no spaces)")
-        token = new_token()
-        self.store.save_user(
-            name,
-            replace=replace,
-            role=role,
-            token_hash=hash_token(token),
-            email=email or None,
-            disabled=False,
-        )
-        return token
-
-    def list(self) -> list[dict[str, Any]]:
-        return [
-            dict(
-                name=u.name,
-                role=u.role,
-                email=u.email,
-                created_at=u.created_at,
-                disabled=u.disabled,
-            )
-            for u in self.store.list_users()
-        ]
-
-    def count(self) -> int:
-        return int(self.store.has_users())
-
-    def get(self, name: str) -> User:
-        r = self.store.get_user(name)
-        if r is None or r.disabled:
-            raise NotFound(f"no user '{name}' (see `conveyor user list`)")
-        return User(r.name, r.role, r.email)
-
-    def by_token(self, token: str) -> tuple[User, str] | None:
-        """The user a token belongs to, and the token's hash; None for an unknown token."""
-        h = hash_token(token)
-        r = self.store.user_by_token_hash(h)
-        if r is None or r.disabled:
-            return None
-        return User(r.name, r.role, r.email), h
-
-    def session_user(self, s: Session) -> User | None:
-        """The user of a signed session, if the session is still open in the store (not
-        logged out, not expired) and the user's token is the one it was opened with."""
-        r = self.store.session_user(_sid_hash(s.sid), s.user, time.time())
-        if r is None or r.disabled:
-            return None
-        if not hmac.compare_digest(r.token_hash[:16], s.token_hash_prefix):
-            return None
-        return User(r.name, r.role, r.email)
-
-    def open_session(self, s: Session) -> None:
-        """Record a new dashboard session (and forget expired ones)."""
-        self.store.open_session(_sid_hash(s.sid), s.user, s.issued + SESSION_SECONDS)
-
-    def close_session(self, s: Session) -> None:
-        """Revoke a session: its cookie is refused from now on, wherever it was copied."""
-        self.store.close_session(_sid_hash(s.sid))
-
-    def disable(self, name: str) -> None:
-        if not self.store.disable_user(name):
-            raise NotFound(f"no user '{name}'")
-
-
-def _sid_hash(sid: str) -> str:
-    return hashlib.sha256(sid.encode()).hexdigest()
-
-
-def ensure_admin(store: Store, name: str = "admin") -> str | None:
-    """On first start (no users at all), create an admin and return its token; else None."""
-    users = Users(store)
-    if users.count():
-        return None
-    try:
-        token = users.add(name, "admin")
-    except Conflict:
-        return None  # another process made it first
-    store.audit("system", "user.create", name, {"role": "admin", "reason": "first start"})
-    return token
+# the user record, roles and the user table live in conveyor.service.users; these names stay
+# importable from here for the tests and benches that already use them
+__all__ = ["SESSION_SECONDS", "Session", "Signer", "User", "Users", "bearer_token", "ensure_admin"]
+__all__ += ["session_key"]
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -206,14 +71,6 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-@dataclass(frozen=True)
-class Session:
-    user: str
-    token_hash_prefix: str
-    sid: str
-    issued: float
 
 
 class Signer:

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from conveyor.server.auth import Signer, User, Users
+from conveyor.server.auth import Signer
 from conveyor.service import commands
 from conveyor.service.queries import PipelineCache
+from conveyor.service.users import User, Users
 from conveyor.settings import Settings
 
 if TYPE_CHECKING:  # types only: the server reaches the engine and store through the service

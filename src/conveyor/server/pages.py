@@ -19,11 +19,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from conveyor.errors import AuthError, Forbidden, NotFound
+from conveyor.model.status import ACTIVE_EXECUTION, ActionStatus, ApprovalStatus, ExecutionStatus
 from conveyor.server.api import MAX_INT, SESSION_COOKIE
-from conveyor.server.auth import SESSION_SECONDS, Session, User, require
 from conveyor.server.context import Context, ctx_of
 from conveyor.server.headers import http_link, local_path
 from conveyor.service import commands, queries
+from conveyor.service.users import SESSION_SECONDS, Session, User, require
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF = "conveyor_login_csrf"
@@ -56,24 +57,29 @@ def _short(value: str | None, n: int = 12) -> str:
 
 
 def _status_label(status: str | None) -> str:
-    return {None: "Not started", "InProgress": "In progress"}.get(status, status or "Not started")
+    if status == ActionStatus.IN_PROGRESS:
+        return "In progress"
+    return status or "Not started"
+
+
+_ICONS: dict[str, str] = {
+    ActionStatus.SUCCEEDED: "✓",
+    ActionStatus.FAILED: "✗",
+    ActionStatus.IN_PROGRESS: "⟳",
+    ExecutionStatus.STOPPING: "⟳",
+    ExecutionStatus.STOPPED: "■",
+    ActionStatus.ABANDONED: "■",
+    ExecutionStatus.SUPERSEDED: "↷",
+    ExecutionStatus.CANCELLED: "■",
+    ApprovalStatus.PENDING: "…",
+    ApprovalStatus.APPROVED: "✓",
+    ApprovalStatus.REJECTED: "✗",
+    ApprovalStatus.EXPIRED: "✗",
+}
 
 
 def _status_icon(status: str | None) -> str:
-    return {
-        "Succeeded": "✓",
-        "Failed": "✗",
-        "InProgress": "⟳",
-        "Stopping": "⟳",
-        "Stopped": "■",
-        "Abandoned": "■",
-        "Superseded": "↷",
-        "Cancelled": "■",
-        "Pending": "…",
-        "Approved": "✓",
-        "Rejected": "✗",
-        "Expired": "✗",
-    }.get(status or "", "○")
+    return _ICONS.get(status or "", "○")
 
 
 templates.env.filters.update(
@@ -126,7 +132,8 @@ def render(request: Request, name: str, status_code: int = 200, **data: Any) -> 
         data.setdefault("csrf", "")
     data.setdefault("msg", request.query_params.get("msg", ""))
     data.setdefault(
-        "pending_count", len(ctx_of(request).store.pending_approvals()) if data["user"] else 0
+        "pending_count",
+        len(queries.pending_approvals(ctx_of(request).store)) if data["user"] else 0,
     )
     resp = templates.TemplateResponse(request, name, data, status_code=status_code)
     resp.headers["Cache-Control"] = "no-store"
@@ -224,7 +231,7 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 def home(request: Request) -> Response:
     _session(request)
     ctx = ctx_of(request)
-    pipelines = [queries.pipeline_summary(ctx.store, r) for r in ctx.store.list_pipelines()]
+    pipelines = [queries.pipeline_summary(ctx.store, r) for r in queries.pipelines(ctx.store)]
     return render(
         request,
         "home.html",
@@ -236,24 +243,24 @@ def home(request: Request) -> Response:
 
 
 def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, Any]:
-    row = ctx.store.get_pipeline(name)
+    row = queries.pipeline_row(ctx.store, name)
     detail = queries.pipeline_detail(ctx.store, ctx.cache, row)
     ex = None
     if execution:
-        ex = ctx.store.get_execution(execution)
+        ex = queries.execution(ctx.store, execution)
         if ex["pipeline"] != name:
             raise NotFound(
                 f"execution {execution} belongs to pipeline '{ex['pipeline']}', not '{name}'"
             )
     else:
-        latest = ctx.store.list_executions(name, limit=1)
+        latest = queries.executions(ctx.store, name, limit=1)
         ex = latest[0] if latest else None
     current = queries.execution_detail(ctx.store, ctx.cache, ex) if ex else None
     approval = None
     if ex is not None:
-        rows = ctx.store.approvals_for(ex["id"])
+        rows = queries.approvals(ctx.store, ex["id"])
         approval = rows[-1] if rows else None
-    live = current is not None and current["status"] in ("InProgress", "Stopping")
+    live = current is not None and current["status"] in ACTIVE_EXECUTION
     interval = 1500 if live else (0 if execution else 5000)
     query = urlencode({"execution": execution} if execution else {})
     return {
@@ -272,7 +279,8 @@ def pipeline_page(request: Request, name: str, execution: str | None = None) -> 
     ctx = ctx_of(request)
     data = _pipeline_data(ctx, name, execution)
     recent = [
-        queries.execution_summary(e) for e in ctx.store.list_executions(name, limit=25, light=True)
+        queries.execution_summary(e)
+        for e in queries.executions(ctx.store, name, limit=25, light=True)
     ]
     return render(request, "pipeline.html", title=name, recent=recent, nav="pipelines", **data)
 
@@ -333,7 +341,7 @@ def request_form(
     _one_of(kind, "request", ("stop", "abandon", "retry"))
     require(user, "operator", f"{kind} of an execution")
     ctx = ctx_of(request)
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     payload: dict[str, Any] = (
         {"reason": "from the dashboard"} if kind != "retry" else {"failed_only": False}
     )
@@ -356,10 +364,10 @@ def executions_page(
         status = ""
     per = 50
     page = max(1, min(page, MAX_INT // per))
-    rows = ctx.store.list_executions(
-        pipeline or None, status or None, limit=per, offset=(page - 1) * per, light=True
+    rows = queries.executions(
+        ctx.store, pipeline or None, status or None, limit=per, offset=(page - 1) * per, light=True
     )
-    total = ctx.store.count_executions(pipeline or None, status or None)
+    total = queries.execution_count(ctx.store, pipeline or None, status or None)
     return render(
         request,
         "executions.html",
@@ -372,14 +380,14 @@ def executions_page(
         status=status,
         pipeline=pipeline,
         statuses=queries.STATUSES,
-        pipelines=ctx.store.pipeline_names(),
+        pipelines=queries.pipeline_names(ctx.store),
     )
 
 
 @router.get("/executions/{ex_id}")
 def execution_page(request: Request, ex_id: str) -> Response:
     _session(request)
-    ex = ctx_of(request).store.get_execution(ex_id)
+    ex = queries.execution(ctx_of(request).store, ex_id)
     return RedirectResponse(f"/pipelines/{ex['pipeline']}?execution={ex['id']}", status_code=303)
 
 
@@ -393,7 +401,7 @@ def log_page(
 ) -> Response:
     _session(request)
     ctx = ctx_of(request)
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
     path = Path(row["log_path"]) if row["log_path"] else None
     text = path.read_text(encoding="utf-8", errors="replace") if path and path.exists() else ""
@@ -418,7 +426,9 @@ def environments_page(request: Request) -> Response:
     ctx = ctx_of(request)
     envs = queries.environments(ctx.store)
     history = {
-        e["name"]: [queries.deployment_view(d) for d in ctx.store.deployments(e["name"], limit=10)]
+        e["name"]: [
+            queries.deployment_view(d) for d in queries.deployments(ctx.store, e["name"], limit=10)
+        ]
         for e in envs
     }
     return render(
@@ -461,9 +471,9 @@ def approval_page(request: Request, ex_id: str) -> Response:
     user, _ = _session(request)
     ctx = ctx_of(request)
     evidence = queries.approval_evidence(ctx.store, ctx.artifacts, ctx.settings, ctx.cache, ex_id)
-    ex = ctx.store.get_execution(ex_id)
+    ex = queries.execution(ctx.store, ex_id)
     author = queries.is_author(user.name, user.email, ex)
-    can_decide = user.can("approver") and evidence["approval"]["status"] == "Pending"
+    can_decide = user.can("approver") and evidence["approval"]["status"] == ApprovalStatus.PENDING
     can_approve = can_decide and not (author and not evidence["self_approval"])
     superseded_by = ex["superseded_by"]
     return render(
@@ -493,8 +503,12 @@ def approval_decide(
     _one_of(decision, "decision", ("approve", "reject"))
     ctx = ctx_of(request)
     row = ctx.decide(ex_id, user, decision == "approve", comment, digest or None)
-    ex = ctx.store.get_execution(ex_id)
-    word = "Approved" if row["status"] == "Approved" else "Rejected"
+    ex = queries.execution(ctx.store, ex_id)
+    word = (
+        ApprovalStatus.APPROVED
+        if row["status"] == ApprovalStatus.APPROVED
+        else ApprovalStatus.REJECTED
+    ).value
     return _back(
         f"/pipelines/{ex['pipeline']}?execution={ex['id']}", f"{word} execution {ex['id']}."
     )
@@ -509,6 +523,6 @@ def audit_page(request: Request) -> Response:
         request,
         "audit.html",
         title="Audit log",
-        items=ctx_of(request).store.audit_log(300),
+        items=queries.audit_log(ctx_of(request).store, 300),
         nav="audit",
     )

@@ -19,19 +19,20 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigError, Conflict, NotFound
+from conveyor.model.status import ACTIVE_EXECUTION, ApprovalStatus, ExecutionStatus
+from conveyor.service.users import User, Users, require
 
 if TYPE_CHECKING:
     from conveyor.engine.engine import Engine
     from conveyor.engine.rollback import RollbackPlan
     from conveyor.model.pipeline import Pipeline
-    from conveyor.server.auth import User
     from conveyor.service.queries import PipelineCache
     from conveyor.settings import Settings
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.db import Row, Store
 
-STOPPABLE = ("InProgress", "Stopping")
-RETRYABLE = ("Failed", "Stopped")
+STOPPABLE = ACTIVE_EXECUTION
+RETRYABLE = (ExecutionStatus.FAILED, ExecutionStatus.STOPPED)
 
 
 # ---- opening the store -------------------------------------------------------------------------
@@ -72,6 +73,21 @@ def apply_pipeline(
     """Create or update a pipeline from its file (audited)."""
     store.save_pipeline(pipeline.name, doc, path)
     store.audit(actor, "pipeline.apply", pipeline.name, {"file": path})
+
+
+def save_pipeline(store: Store, pipeline: Pipeline, doc: Mapping[str, Any], path: str) -> None:
+    """Store a pipeline's definition as `conveyor run` and the demo do (not audited, as before)."""
+    store.save_pipeline(pipeline.name, doc, path)
+
+
+def ask(store: Store, ex_id: str, kind: str, payload: Mapping[str, Any], actor: str) -> int:
+    """Queue a request for the engine on execution `ex_id` without checking preconditions
+    (Ctrl-C in `conveyor run` abandons its own execution); returns the request id."""
+    return store.add_request(ex_id, kind, dict(payload), actor=actor)
+
+
+def close_store(store: Store) -> None:
+    store.close()
 
 
 def start_execution(
@@ -165,13 +181,12 @@ def decide_approval(
     """
     from conveyor.engine import gate
     from conveyor.errors import Problem, ValidationFailed
-    from conveyor.server.auth import require
     from conveyor.service.queries import approval_config, is_author, latest_approval
 
     require(user, "approver", "deciding an approval")
     ex = store.get_execution(ex_id)
     row = latest_approval(store, ex["id"])
-    if row["status"] != "Pending":
+    if row["status"] != ApprovalStatus.PENDING:
         raise Conflict(
             f"the approval of execution {ex['id']} is no longer pending: {row['status']}"
             f" by {row['decided_by'] or 'the engine'}"
@@ -228,8 +243,6 @@ def add_user(
     store: Store, name: str, role: str, email: str | None, *, replace: bool, actor: str
 ) -> str:
     """Create a user (or give one a new token with `replace`), audited; returns the token."""
-    from conveyor.server.auth import Users
-
     token = Users(store).add(name, role, email, replace=replace)
     store.audit(actor, "user.create", name, {"role": role, "email": email, "replace": replace})
     return token

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from conveyor.adapters import git
 from conveyor.errors import ConveyorError
 from conveyor.model.pipeline import Pipeline
+from conveyor.service.queries import pick
 from conveyor.settings import Settings
 
 if TYPE_CHECKING:
@@ -157,23 +158,14 @@ def gather(
     }
 
 
+_APPROVAL_FIELDS = (
+    "attempt_id execution_id status summary external_link digest expires_at decided_by"
+    " comment decided_at created_at"
+)
+
+
 def approval_view(a: Row) -> dict[str, Any]:
-    return {
-        k: a[k]
-        for k in (
-            "attempt_id",
-            "execution_id",
-            "status",
-            "summary",
-            "external_link",
-            "digest",
-            "expires_at",
-            "decided_by",
-            "comment",
-            "decided_at",
-            "created_at",
-        )
-    }
+    return pick(a, _APPROVAL_FIELDS)
 
 
 def _dedupe(items: list[dict[str, str]]) -> list[dict[str, str]]:

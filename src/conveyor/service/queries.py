@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import NotFound
+from conveyor.model.status import (
+    ACTIVE_EXECUTION,
+    TERMINAL_EXECUTION,
+    ActionStatus,
+    ApprovalStatus,
+    ExecutionStatus,
+)
 
 if TYPE_CHECKING:  # the CLI reads these views: it must not pay for the engine and SQLAlchemy
     from conveyor.model import planner as pl
@@ -26,8 +33,8 @@ if TYPE_CHECKING:  # the CLI reads these views: it must not pay for the engine a
 
     Reads = Store | SqliteReader
 
-TERMINAL = ("Succeeded", "Failed", "Stopped", "Superseded", "Cancelled")
-STATUSES = ("InProgress", "Stopping", "Stopped", "Succeeded", "Superseded", "Failed", "Cancelled")
+TERMINAL = tuple(s.value for s in ExecutionStatus if s in TERMINAL_EXECUTION)
+STATUSES = tuple(s.value for s in ExecutionStatus)
 
 
 def pipeline_of(definition: Mapping[str, Any], name: str = "<stored pipeline>") -> Pipeline:
@@ -129,7 +136,6 @@ def _stored(d: Mapping[str, Any]) -> Pipeline:
 def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
     """An execution row and its attempt rows as the planner's state."""
     from conveyor.model import planner as pl
-    from conveyor.model.status import ActionStatus
 
     return pl.ExecutionState(
         attempts=tuple(
@@ -306,7 +312,7 @@ def execution_detail(
             )
         starts = [a["started_at"] for a in actions if a["started_at"]]
         ends = [a["ended_at"] for a in actions if a["ended_at"]]
-        running = st is not None and st.value in ("InProgress", "Stopping")
+        running = st is not None and st.value in ACTIVE_EXECUTION
         stages.append(
             {
                 "name": stage.name,
@@ -418,23 +424,16 @@ def attempt_row(store: Reads, ex_id: str, stage: str, action: str, attempt: int 
     )
 
 
+_DEPLOYMENT_FIELDS = "id environment pipeline execution_id kind image digest commit url actor at"
+
+
+def pick(row: Row, fields: str) -> dict[str, Any]:
+    """The named fields of a row (space-separated), as a JSON-able dict."""
+    return {k: row[k] for k in fields.split()}
+
+
 def deployment_view(d: Row) -> dict[str, Any]:
-    return {
-        k: d[k]
-        for k in (
-            "id",
-            "environment",
-            "pipeline",
-            "execution_id",
-            "kind",
-            "image",
-            "digest",
-            "commit",
-            "url",
-            "actor",
-            "at",
-        )
-    }
+    return pick(d, _DEPLOYMENT_FIELDS)
 
 
 def environments(store: Store) -> list[dict[str, Any]]:
@@ -469,7 +468,7 @@ def latest_approval(store: Reads, ex_id: str) -> Row:
     rows = store.approvals_for(ex_id)
     if not rows:
         raise NotFound(f"execution {ex_id} has no approval (it has not reached an approval action)")
-    pending = [a for a in rows if a["status"] == "Pending"]
+    pending = [a for a in rows if a["status"] == ApprovalStatus.PENDING]
     return pending[-1] if pending else rows[-1]
 
 
@@ -540,7 +539,7 @@ def waiting_for(store: Reads, desc: Mapping[str, Any]) -> dict[str, Any] | None:
     digest, expires}`, or why nothing can start `{type: blocked, message}` (a disabled
     transition, a busy stage); None when it waits for nothing."""
     for a in store.approvals_for(desc["id"]):
-        if a["status"] == "Pending":
+        if a["status"] == ApprovalStatus.PENDING:
             _, stage, action, _ = a["attempt_id"].split("/")
             return {
                 "type": "approval",
@@ -618,3 +617,107 @@ def approval_evidence(
     cfg = approval_config(pipeline, row["attempt_id"])
     out["self_approval"] = bool(cfg.get("selfApproval", True))
     return out
+
+
+# ---- the store's reads, for the entry points (they call no store method themselves) ----------
+
+
+def pipelines(store: Reads) -> list[Row]:
+    return store.list_pipelines()
+
+
+def pipeline_row(store: Reads, name: str) -> Row:
+    return store.get_pipeline(name)
+
+
+def pipeline_names(store: Store) -> list[str]:
+    return store.pipeline_names()
+
+
+def execution(store: Reads, ex_id: str) -> Row:
+    """The execution `ex_id` (a full id or a unique prefix); NotFound otherwise."""
+    return store.get_execution(ex_id)
+
+
+def executions(
+    store: Reads, pipeline: str | None = None, status: str | None = None, **page: Any
+) -> list[Row]:
+    return store.list_executions(pipeline, status, **page)
+
+
+def execution_count(store: Store, pipeline: str | None, status: str | None) -> int:
+    return store.count_executions(pipeline, status)
+
+
+def attempts(store: Reads, ex_id: str) -> list[Row]:
+    return store.attempts_for(ex_id)
+
+
+def approvals(store: Reads, ex_id: str) -> list[Row]:
+    return store.approvals_for(ex_id)
+
+
+def pending_approvals(store: Store) -> list[Row]:
+    return store.pending_approvals()
+
+
+def history(store: Store, ex_id: str) -> list[Row]:
+    return store.history_for(ex_id)
+
+
+def transitions(store: Reads, pipeline: str) -> list[Row]:
+    return store.transitions_for(pipeline)
+
+
+def change_request(store: Store, req_id: int) -> Row:
+    return store.get_request(req_id)
+
+
+def deployments(store: Store, environment: str, limit: int) -> list[Row]:
+    return store.deployments(environment, limit=limit)
+
+
+def audit_log(store: Store, limit: int) -> list[Row]:
+    return store.audit_log(limit)
+
+
+def artifact_file(artifacts: ArtifactStore, digest: str, rel: str) -> Path | None:
+    """Where the file `rel` of the artifact `digest` is kept; None when it has no such file."""
+    for f in artifacts.manifest(digest):
+        if f["path"] == rel and "blob" in f:
+            blob = str(f["blob"])
+            return artifacts.blobs / blob[:2] / blob
+    return None
+
+
+def live_engines(store: Reads, max_age: float) -> list[Row]:
+    """The engine loops whose lease is younger than `max_age` seconds."""
+    return store.live_engines(max_age)
+
+
+def pending_requests(store: Store, ex_id: str) -> list[Any]:
+    return list(store.pending_requests(ex_id))
+
+
+def active_executions(store: Store) -> list[Any]:
+    return list(store.active_executions())
+
+
+def current_deployments(store: Store) -> dict[str, Row]:
+    """Each environment's current deployment, by environment name."""
+    return store.current_deployments()
+
+
+def health(store: Store) -> dict[str, Row]:
+    return store.health()
+
+
+def stored_pipelines(settings: Settings) -> list[Row]:
+    """The stored pipelines, read through a store opened and closed for this one read."""
+    from conveyor.service.commands import open_store
+
+    store = open_store(settings)
+    try:
+        return store.list_pipelines()
+    finally:
+        store.close()
