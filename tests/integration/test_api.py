@@ -401,6 +401,25 @@ def test_path_traversal_is_refused(env: Env, waiting: str, rel: str) -> None:
         assert c.get(f"/api/v1/artifacts/{digest}/files/{rel}").status_code == 404
 
 
+def test_only_report_files_of_an_attempt_are_served(env: Env, waiting: str) -> None:
+    """A file of the attempt's working directory that no report names (its sources, whatever
+    the build wrote) is a 404 for a viewer; the report's own file is served."""
+    row = [a for a in env.store.attempts_for(waiting) if a["action"] == "UnitTestsAndImage"][-1]
+    named = {str(f) for r in row["reports"] for f in r.get("files") or []}
+    work = env.settings.state_dir / "work" / waiting / f"Build.UnitTestsAndImage.{row['attempt']}"
+    others = [
+        p.relative_to(work).as_posix()
+        for p in work.rglob("*")
+        if p.is_file() and p.relative_to(work).as_posix() not in named
+    ]
+    assert named and others
+    base = f"/api/v1/executions/{waiting}/actions/Build/UnitTestsAndImage/files/"
+    with env.client("viewer") as c:
+        assert c.get(base + sorted(named)[0]).status_code == 200
+        for rel in others[:5]:
+            error(c.get(base + rel), 404, "not_found")
+
+
 # ---- environments -------------------------------------------------------------------------------
 def test_environments_and_their_history(env: Env) -> None:
     """Environments show what runs now; the history lists deployments, newest first."""

@@ -426,10 +426,14 @@ def list_reports(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
 
 @router.get("/executions/{ex_id}/actions/{stage}/{action}/files/{rel:path}", tags=["artifacts"])
 def get_attempt_file(request: Request, ref: Attempt, rel: str, user: Reader) -> FileResponse:
-    """A file of an action attempt's working directory (its report files, screenshots)."""
+    """One of the files an action attempt's reports name (a JUnit file, a screenshot). The rest
+    of its working directory (sources, a `.env`, what a build wrote) is never served: only
+    declared report files and output artifacts are evidence."""
     ctx = ctx_of(request)
     ex = queries.execution(ctx.store, ref.ex_id)
     row = queries.attempt_row(ctx.store, ex["id"], ref.stage, ref.action, ref.attempt)
+    if rel not in queries.report_files(row):
+        raise NotFound(f"no report file '{rel[:100]}' in {ref.stage}/{ref.action}")
     step = f"{ref.stage}.{ref.action}.{row['attempt']}"
     root = ctx.settings.state_dir / "work" / ex["id"] / step
     return serve_file(_inside(root, rel), rel)

@@ -408,6 +408,11 @@ def pipeline_detail(store: Reads, cache: PipelineCache, row: Row) -> dict[str, A
     return out
 
 
+def report_files(attempt: Row) -> set[str]:
+    """The files an attempt's reports name (relative to its working directory)."""
+    return {str(f) for r in attempt.get("reports") or [] for f in r.get("files") or []}
+
+
 def attempt_row(store: Reads, ex_id: str, stage: str, action: str, attempt: int | None) -> Row:
     """One attempt of an action (the latest when `attempt` is None)."""
     rows = [a for a in store.attempts_for(ex_id) if a["stage"] == stage and a["action"] == action]
