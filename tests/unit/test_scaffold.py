@@ -223,6 +223,36 @@ def test_an_unknown_test_builder_is_refused(karma_app: Path) -> None:
         detect_app(karma_app)
 
 
+def test_angular_with_angular_builders_jest_runs_ng_test_with_jest_junit(karma_app: Path) -> None:
+    """An Angular app on @angular-builders/jest:run: `ng test` passes --ci and the jest-junit
+    reporter through (checked against a real Angular 17 app), JEST_JUNIT_* name the report."""
+    write_json(
+        karma_app / "angular.json",
+        ng_workspace({"demo": ng_project("demo", "@angular-builders/jest:run")}),
+    )
+    app = detect_app(karma_app)
+    assert (app.angular_major, app.runner) == (17, "jest")
+    spec = project.plan(karma_app).files[karma_app / "buildspec.yml"]
+    assert "npx ng test --ci --reporters=default --reporters=jest-junit" in spec
+    assert 'JEST_JUNIT_OUTPUT_DIR: "reports"' in spec
+    assert 'JEST_JUNIT_OUTPUT_NAME: "unit-junit.xml"' in spec
+
+
+def test_angular_experimental_jest_builder_is_refused_with_the_replacement(
+    karma_app: Path,
+) -> None:
+    """Angular 17's experimental devkit Jest builder rejects --reporters ("Unknown arguments:
+    ci, reporters") and ignores jest.config: refused, naming @angular-builders/jest:run."""
+    write_json(
+        karma_app / "angular.json",
+        ng_workspace({"demo": ng_project("demo", "@angular-devkit/build-angular:jest")}),
+    )
+    with pytest.raises(
+        ConfigError, match="cannot write a JUnit report: use '@angular-builders/jest:run'"
+    ):
+        detect_app(karma_app)
+
+
 def test_generated_files_are_valid_buildspecs_manifests_and_pipeline(
     karma_app: Path, selenium_tests: Path
 ) -> None:

@@ -25,12 +25,14 @@ PROJECTS_KEY = '"projects"'
 _BUILDERS = {
     "@angular-devkit/build-angular:karma": "karma",
     "@angular/build:karma": "karma",
-    "@angular-devkit/build-angular:jest": "jest",
     "@angular-builders/jest:run": "jest",
     "@angular-devkit/build-angular:web-test-runner": "",
     "@angular/build:unit-test": "vitest",
     "@analogjs/vitest-angular:test": "vitest",
 }
+# Angular 17's experimental Jest builder: its schema refuses `--reporters` (additionalProperties
+# false) and it runs Jest with its own empty config, so no JUnit report can come out of it
+_EXPERIMENTAL_JEST = "@angular-devkit/build-angular:jest"
 # builders that write the browser files to <outputPath>/browser (esbuild `application`)
 _APPLICATION_BUILDERS = (
     "@angular-devkit/build-angular:application",
@@ -219,6 +221,12 @@ def _runner(test: Any, deps: dict[str, str], ng_file: Path, project: str) -> str
             "`test` target: add one (ng generate config karma, or the unit-test builder)"
         )
     builder = str(test.get("builder", ""))
+    if builder == _EXPERIMENTAL_JEST:
+        raise ConfigError(
+            f"{ng_file}:{_line_of(ng_file, builder)}: test builder '{builder}' of project "
+            f"'{project}' takes no Jest options and ignores jest.config, so it cannot write "
+            "a JUnit report: use '@angular-builders/jest:run' (npm i -D @angular-builders/jest)"
+        )
     runner = _BUILDERS.get(builder)
     if builder == "@angular/build:unit-test":
         opts = test.get("options") if isinstance(test.get("options"), dict) else {}
