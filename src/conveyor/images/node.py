@@ -93,4 +93,7 @@ class NodeFromNpm:
                 if not name or name.startswith("/") or ".." in Path(name).parts:
                     continue
                 member.name = name
-                tar.extract(member, target, filter="data")
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 (Debian 12 has 3.11.2)
+                    tar.extract(member, target, filter="data")
+                elif member.isfile() or member.isdir():  # older: plain files and dirs only
+                    tar.extract(member, target)
