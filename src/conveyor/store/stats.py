@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -14,8 +14,8 @@ from conveyor.store.records import StoreCounts
 
 
 class StatsQueries:
-    def tx(self) -> AbstractContextManager[Connection]:  # pragma: no cover - Store's
-        raise NotImplementedError
+    # the Store's transaction, which this mixin's queries run in (declared, not defined here)
+    tx: Callable[[], AbstractContextManager[Connection]]
 
     def counts(self) -> StoreCounts:
         """Everything the metrics collector reads, in one transaction."""

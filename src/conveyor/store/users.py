@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -16,8 +17,8 @@ from conveyor.store.records import UserRecord
 class UserQueries:
     """Users (a role and the SHA-256 of their token) and open dashboard sessions."""
 
-    def tx(self) -> AbstractContextManager[Connection]:  # pragma: no cover - Store's
-        raise NotImplementedError
+    # the Store's transaction, which this mixin's queries run in (declared, not defined here)
+    tx: Callable[[], AbstractContextManager[Connection]]
 
     def save_user(self, name: str, *, replace: bool, **values: Any) -> None:
         """Create a user, or (with `replace`) overwrite an existing one's role, token, email."""
