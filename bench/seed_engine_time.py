@@ -26,17 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SLEEP = 0.2
 
-
-def busy_time(intervals: list[tuple[float, float]]) -> float:
-    total, end = 0.0, None
-    for s, e in sorted(intervals):
-        if end is None or s > end:
-            total += e - s
-            end = e
-        elif e > end:
-            total += e - end
-            end = e
-    return total
+from bench.demo_pipeline import busy_time  # noqa: E402 - the same measure of busy time
 
 
 def seed_shape() -> dict[str, Any]:
