@@ -43,3 +43,20 @@ def run_cli(*args: str) -> Any:
     from conveyor.cli.main import cli
 
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def platform_settings(root: Path) -> Any:
+    """Settings for a private local platform under `root`: a SQLite store, a fast engine
+    (short lease, heartbeat and poll) and both registries on free loopback ports."""
+    from conveyor.platform.daemon import free_port
+    from conveyor.settings import Settings
+
+    ports = {"test": free_port(), "prod": free_port()}
+    return Settings(
+        state_dir=root / "state",
+        database_url=f"sqlite:///{root / 'state/c.db'}",
+        lease_seconds=3.0,
+        heartbeat_seconds=0.5,
+        poll_seconds=0.05,
+        extra={f"registry_{k}_port": str(v) for k, v in ports.items()},
+    )

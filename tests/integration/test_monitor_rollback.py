@@ -38,6 +38,7 @@ from conveyor.platform.environment import PodmanEnvironment
 from conveyor.platform.local import LocalPlatform
 from conveyor.settings import Settings
 from tests.conftest import drive
+from tests.integration.conftest import platform_settings
 from tests.integration.testimages import BUSYBOX, action_context, pipeline_with, write_manifests
 
 pytestmark = pytest.mark.integration
@@ -164,15 +165,7 @@ def git(repo: Path, *args: str) -> str:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Registries, v1/v2/v3 in the prod registry, a git repo with the manifests, a webhook."""
     tmp = tmp_path_factory.mktemp("rollback")
-    ports = {"test": free_port(), "prod": free_port()}
-    settings = Settings(
-        state_dir=tmp / "state",
-        database_url=f"sqlite:///{tmp / 'state/c.db'}",
-        lease_seconds=3.0,
-        heartbeat_seconds=0.5,
-        poll_seconds=0.05,
-        extra={f"registry_{k}_port": str(v) for k, v in ports.items()},
-    )
+    settings = platform_settings(tmp)
     platform = LocalPlatform(settings)
     platform.up()
     runtime = ContainerRuntime(platform.container_env())
@@ -195,7 +188,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "images": images,
         "repo": repo,
         "hook": hook,
-        "ports": ports,
+        "ports": {k: settings.extra[f"registry_{k}_port"] for k in ("test", "prod")},
     }
     hook.close()
     platform.down()

@@ -19,9 +19,9 @@ from conveyor.platform.daemon import free_port
 from conveyor.platform.environment import PodmanEnvironment
 from conveyor.platform.local import LocalPlatform
 from conveyor.service import evidence
-from conveyor.settings import Settings
 from conveyor.store.artifacts import ArtifactStore
 from tests.conftest import drive, run_pipeline
+from tests.integration.conftest import platform_settings
 from tests.integration.testimages import BUSYBOX, write_manifests
 
 pytestmark = pytest.mark.integration
@@ -99,15 +99,7 @@ def git(repo: Path, *args: str) -> None:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    ports = {"test": free_port(), "prod": free_port()}
-    settings = Settings(
-        state_dir=tmp_path / "state",
-        database_url=f"sqlite:///{tmp_path / 'state/c.db'}",
-        lease_seconds=3.0,
-        heartbeat_seconds=0.5,
-        poll_seconds=0.05,
-        extra={f"registry_{k}_port": str(v) for k, v in ports.items()},
-    )
+    settings = platform_settings(tmp_path)
     platform = LocalPlatform(settings)
     platform.up()
     repo = tmp_path / "app"
