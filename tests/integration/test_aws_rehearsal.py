@@ -22,7 +22,8 @@ def test_rehearsal_of_the_example_runs_green_and_the_data_flows(tmp_path: Path) 
     """Every generated buildspec passes in order; the test URL is non-empty and the Selenium suite
     reaches it through port-forward; manifests are pinned by digest; the promote copies the
     tested digest; the monitor probes prod; the approval's CustomData names the digest; every
-    fake call is printed."""
+    fake call is printed; the web base image is pushed to its repository's stand-in registry
+    and the image build pulls it from there (BASE_IMAGE)."""
     for tool in ("podman", "skopeo", "chromium", "chromedriver", "node", "docker-registry"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed")
@@ -39,6 +40,7 @@ def test_rehearsal_of_the_example_runs_green_and_the_data_flows(tmp_path: Path) 
     assert checks and all(c.startswith("[ok]") for c in checks), "\n".join(checks)
     for name in (
         "the build exports ImageURI and ImageDigest",
+        "the image builds FROM the base image's ECR copy (BASE_IMAGE)",
         "DeployToEKS exports a non-empty URL: URL=http://webapp.webapp-test.svc.cluster.local:80",
         "DeployToEKS applies manifests pinned by digest",
         "RunTestSeleniumonEc2 (the Selenium suite) reaches the test URL",

@@ -313,3 +313,61 @@ def test_app_image_from_web_is_reproducible(web: str, tmp_path: Path, env: dict[
     finally:
         for n in names:
             podman(env, "rmi", "-f", n, check=False)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real local registry (Debian's docker-registry, plain HTTP on loopback): its host."""
+    from tests.integration.testimages import started_platform
+
+    for platform in started_platform(tmp_path_factory.mktemp("push")):
+        yield platform.registry_host("test")
+
+
+def test_push_copies_the_recipe_tag_and_is_idempotent(
+    web: str, registry: str, state: Path, env: dict[str, str]
+) -> None:
+    """`conveyor images push web --to HOST/REPO` copies web at its recipe's tag; the registry
+    serves that digest; a second push gives the same digest (what `aws rehearse` and an
+    operator filling the stack's ECR repository do)."""
+    from conveyor.adapters.registry import RegistryClient
+
+    repo = f"{registry}/seed-webapp-base-web"
+    done = conveyor("images", "push", "web", "--to", repo, "--json", env=env, state=state)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pushed = json.loads(done.stdout)
+    assert pushed["source"] == web
+    assert pushed["destination"] == f"{repo}:{WEB.content_hash()}"
+    assert pushed["digest"].startswith("sha256:")
+    with RegistryClient() as client:
+        assert client.resolve(pushed["destination"]) == pushed["digest"]
+    again = conveyor("images", "push", "web", "--to", repo, "--json", env=env, state=state)
+    assert again.returncode == 0 and json.loads(again.stdout)["digest"] == pushed["digest"]
+
+
+def test_push_refuses_a_bad_repository_and_a_missing_image(
+    tmp_path: Path, registry: str, env: dict[str, str]
+) -> None:
+    """A repository with a scheme or a tag is a usage error saying the form (exit 2); an image
+    not built here names the command that builds it (Unavailable, exit 3), nothing pushed."""
+    from conveyor.images.push import push_image
+
+    for bad in ("https://example.com/web", f"{registry}/web:1", "Upper/Case"):
+        done = conveyor("images", "push", "web", "--to", bad, env=env, state=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "HOST[:PORT]/PATH without a scheme or tag" in done.stderr
+        assert "Traceback" not in done.stderr
+    recipe = tiny_recipe(tmp_path / f"never-{RUN}", "")
+    with pytest.raises(Unavailable, match=f"conveyor images build {recipe.name}` first"):
+        push_image(recipe, f"{registry}/never", env)
+
+
+def test_build_with_a_missing_base_names_the_command(web: str, env: dict[str, str]) -> None:
+    """A build whose `publishes.base` image is not built here fails before podman tries to pull
+    it, naming `conveyor images build NAME`."""
+    from conveyor.actions.build import _check_base
+    from conveyor.errors import ActionError
+
+    _check_base(WEB.tag(), env)  # built by the `web` fixture's module: no error
+    with pytest.raises(ActionError, match="run `conveyor images build web`"):
+        _check_base(f"localhost/conveyor/web:missing{RUN}", env)

@@ -461,3 +461,40 @@ def test_native_eks_deploy_keeps_codebuild_where_its_url_is_read() -> None:
     }
     assert providers["DeployToEKS"] == providers["DeployToEKSNamespaceProd"] == "CodeBuild"
     assert any("RunTestSeleniumonEc2" in w and "stays a CodeBuild" in w for w in synthesis.warnings)
+
+
+def test_publishes_base_builds_from_an_ecr_copy_of_the_recipe_tag() -> None:
+    """`publishes.base: web` gives the image's project BASE_IMAGE = the stack's base repository
+    at the recipe's hash, pull rights on that repository only, an immutable repository, its URI
+    as an output, and a warning saying how to fill it; without `base` none of it."""
+    from conveyor.images.recipe import WEB
+
+    t = synthesize(load_pipeline(LOCAL_SEED), {"test": "eks", "prod": "eks"})
+    res = t.template["Resources"]
+    repo = res["WebBaseRepository"]["Properties"]
+    assert repo["ImageTagMutability"] == "IMMUTABLE"
+    assert t.template["Parameters"]["WebBaseRepositoryName"]["Default"] == "seed-webapp-base-web"
+    assert t.template["Outputs"]["WebBaseRepositoryUri"]["Value"] == {
+        "Fn::GetAtt": ["WebBaseRepository", "RepositoryUri"]
+    }
+    project = res["AngularBuildAndCreateDockerImageProject"]["Properties"]
+    env = {
+        v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"] if "Name" in v
+    }
+    assert env["BASE_IMAGE"] == {
+        "Fn::Sub": "${WebBaseRepository.RepositoryUri}:" + WEB.content_hash()
+    }
+    role = res[project["ServiceRole"]["Fn::GetAtt"][0]]
+    pull = [s for s in _statements(role) if s.get("Sid") == "EcrPullBase"]
+    assert pull and pull[0]["Resource"] == {"Fn::GetAtt": ["WebBaseRepository", "Arn"]}
+    assert not any("ecr:PutImage" in s["Action"] for s in pull)
+    assert any("conveyor images push web --to" in w for w in t.warnings)
+    # the other projects and a pipeline without `base` get nothing of it
+    others = [
+        v["Properties"]
+        for k, v in _of_type(t.template, "AWS::CodeBuild::Project").items()
+        if k != "AngularBuildAndCreateDockerImageProject"
+    ]
+    assert others and all("BASE_IMAGE" not in json.dumps(p["Environment"]) for p in others)
+    plain = synthesize(load_pipeline(SEED)).template
+    assert "WebBaseRepository" not in plain["Resources"]

@@ -174,3 +174,23 @@ def test_pipeline_apply_names_the_repositories_to_create_then_the_pushes_in_orde
     assert "(starts a run)" in pushes[1]
     assert next_after_create("shop", [doc]) is None
     assert "conveyor pipeline apply" in (next_after_create("other", [doc]) or "")
+
+
+def test_publishes_base_gives_the_recipe_tag_and_an_unknown_base_names_the_known(
+    tmp_path: Path,
+) -> None:
+    """`publishes.base: web` -> BASE_IMAGE = the web recipe's own tag (a changed recipe is a
+    changed build input); none without it; `base: nginx` is refused at its line, listing the
+    known images."""
+    from conveyor.actions.build import base_env
+    from conveyor.images.recipe import WEB
+
+    with_base = Publishes(environment="test", repository="shop", base="web")
+    assert base_env(with_base) == {"BASE_IMAGE": WEB.tag()}
+    assert base_env(Publishes(repository="shop")) == base_env(None) == {}
+    f = write(tmp_path)
+    f.write_text(f.read_text().replace('tag: "#{SourceApp.CommitId}"}', "base: nginx}"))
+    with pytest.raises(ValidationFailed) as e:
+        load_pipeline(f, ActionRegistry().catalogue())
+    assert "pipeline.yaml:22: action 'Build': config 'publishes.base'" in str(e.value)
+    assert "unknown base image 'nginx' (known: build, web)" in str(e.value)

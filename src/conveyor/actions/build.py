@@ -7,7 +7,7 @@ Config (all optional):
     env: {NAME: value}              # project-level variables (override the buildspec's)
     image: 127.0.0.1:5001/builder   # run the commands in this image with podman
     environment: {image: IMAGE}     # the same (CodeBuild's spelling); `host`: on this machine
-    publishes: {environment: test, repository: webapp, tag: latest}
+    publishes: {environment: test, repository: webapp, tag: latest, base: web}
 
 Inputs: the primary input is CODEBUILD_SRC_DIR, the others CODEBUILD_SRC_DIR_<name>.
 Outputs: the first output artifact receives the buildspec's primary artifact, the others
@@ -16,6 +16,9 @@ output variables; reports are parsed and copied under `<workdir>/reports/`.
 With `publishes`, after a successful build the pushed image's digest is resolved and the
 action outputs ImageURI (repository@sha256:...), ImageDigest and ImageTag, and writes
 `imageDetail.json` into the primary output, like CodePipeline's ECR source action.
+`publishes.base` names the Conveyor base image (`conveyor images list`) the Containerfile builds
+FROM: the buildspec gets `BASE_IMAGE`, here `localhost/conveyor/NAME:<recipe hash>`, on AWS the
+same tag in the stack's ECR repository for it (`conveyor images push NAME --to ...`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
+from conveyor.adapters import process
 from conveyor.adapters.tools import tool_path
 from conveyor.buildspec.container import wants_container
 from conveyor.buildspec.result import PRIMARY, BuildResult
@@ -56,6 +60,43 @@ class Publishes(BaseModel):
     environment: str | None = None
     repository: str
     tag: str = "latest"
+    # the Conveyor base image the Containerfile builds FROM (BASE_IMAGE for the buildspec)
+    base: str | None = None
+
+    @field_validator("base")
+    @classmethod
+    def _known_base(cls, v: str | None) -> str | None:
+        from conveyor.images.recipe import RECIPES
+
+        if v is not None and v not in RECIPES:
+            raise ValueError(
+                f"unknown base image {v!r} (known: {', '.join(sorted(RECIPES))}); "
+                "see `conveyor images list`"
+            )
+        return v
+
+
+def _check_base(base: str | None, podman_env: Mapping[str, str]) -> None:
+    """A missing base image names the command that builds it (podman would try to pull it)."""
+    if base is None:
+        return
+    done = process.call(["podman", "image", "exists", base], env={**os.environ, **podman_env})
+    if done.returncode == 1:
+        name = base.rsplit("/", 1)[-1].split(":")[0]
+        raise ActionError(
+            f"publishes.base: the base image {base} is not built here: run "
+            f"`conveyor images build {name}` (`conveyor up` builds it too)"
+        )
+
+
+def base_env(pub: Publishes | None) -> dict[str, str]:
+    """BASE_IMAGE: the recipe's own tag of `publishes.base` (so a changed recipe is a changed
+    input of the build, and the image built is the one the recipe describes)."""
+    if pub is None or pub.base is None:
+        return {}
+    from conveyor.images.recipe import lookup
+
+    return {"BASE_IMAGE": lookup(pub.base).tag()}
 
 
 class BuildEnvironment(BaseModel):
@@ -108,6 +149,8 @@ class Build(BaseAction):
             revision=revision,
             on_host=not wants_container(_image(cfg)),
         )
+        env.update(base_env(cfg.publishes))
+        _check_base(env.get("BASE_IMAGE"), platform.container_env())
         env.update(cfg.env)
         if cfg.publishes is not None:
             # the publish contract: the buildspec pushes $REPOSITORY_URI:$IMAGE_TAG
@@ -212,6 +255,7 @@ class Build(BaseAction):
             revision=_revision(ctx, primary),
             on_host=not image,
         )
+        env.update(base_env(cfg.publishes))
         env.update(cfg.env)
         return {"buildspec": buildspec, "env": env, "image": image}
 

@@ -156,6 +156,27 @@ def build(sx: Synthesizer, s: Stage, a: Action, cfg: dict[str, Any]) -> str:
                     "Resource": "*",
                 },
             ]
+        base = pub.get("base")
+        if isinstance(base, str) and base and repo is not None:
+            from conveyor.images.recipe import lookup
+
+            # the Containerfile's BASE: the recipe's own tag in the stack's repository for it
+            base_repo = sx.base_repository(base)
+            env["BASE_IMAGE"] = {
+                "Fn::Sub": f"${{{base_repo}.RepositoryUri}}:{lookup(base).content_hash()}"
+            }
+            statements.append(
+                {
+                    "Sid": "EcrPullBase",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                    ],
+                    "Resource": {"Fn::GetAtt": [base_repo, "Arn"]},
+                }
+            )
     reached = sx.reached_environment(a)
     if reached is not None:
         # a test suite reading a deploy's URL: a browser at the image's paths (installed by

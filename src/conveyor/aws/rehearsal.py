@@ -207,6 +207,7 @@ class _Run:
         self.platform: Any = None
         self.envs: list[Any] = []
         self.sources: dict[str, Path] = {}
+        self.base_images: dict[str, str] = {}  # base repository logical id -> pushed image
 
     # -- set-up
 
@@ -260,6 +261,7 @@ class _Run:
                     f"namespace {values.params[ns_param]} (environment '{name}') -> local podman "
                     f"environment {local.name} on http://127.0.0.1:{local.port}"
                 )
+        self.base_images = self._base_repositories(repo_uris, values)
         self.values = _Values(self.template, repo_uris)
         self.namespaces = namespaces
         calls = self.workdir / "fake-calls.jsonl"
@@ -287,6 +289,28 @@ class _Run:
         self.result.substitutions.append(
             f"aws, kubectl and crane are recording fakes ({bindir}), first on PATH"
         )
+
+    def _base_repositories(self, repo_uris: dict[str, str], values: _Values) -> dict[str, str]:
+        """Each base image's ECR repository -> the first environment's local registry, filled
+        as the operator would: `conveyor images push NAME --to URI` (real skopeo, real image)."""
+        from conveyor.images.push import push_image
+        from conveyor.images.recipe import lookup
+
+        pushed: dict[str, str] = {}
+        first = next(iter(self.pipeline.environments.values()), None)
+        for lid, res in self.template["Resources"].items():
+            base = res.get("Metadata", {}).get("Conveyor", {}).get("baseImage")
+            if not base or first is None:
+                continue
+            uri = f"{self.platform.environment_registry(first)}/{values.ref(lid)}"
+            repo_uris[lid] = uri
+            done = push_image(lookup(base), uri, self.platform.container_env())
+            pushed[lid] = done.destination
+            self.result.substitutions.append(
+                f"{lid} (ECR) -> {uri}; `conveyor images push {base} --to` it: {done.digest}"
+            )
+            self.say(f"base image {done.source} pushed to {done.destination} ({done.digest})")
+        return pushed
 
     def stop(self) -> None:
         applied = self.workdir / "applied"
@@ -531,6 +555,16 @@ class _Run:
                 f"ImageURI={uri or '(empty)'} ImageDigest={digest or '(empty)'}",
             )
         )
+        for base in self.base_images.values():
+            # podman had to pull it: the pushed name exists only in the registry
+            used = [s for s in self.result.steps if s.env.get("BASE_IMAGE") == base]
+            add(
+                Check(
+                    "the image builds FROM the base image's ECR copy (BASE_IMAGE)",
+                    bool(used) and all(s.succeeded for s in used),
+                    f"BASE_IMAGE={base} in {', '.join(s.action for s in used) or 'no build'}",
+                )
+            )
         return digest
 
     def _check_deploys(self, digest: str) -> list[Step]:

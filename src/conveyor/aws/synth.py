@@ -302,6 +302,21 @@ class Synthesizer:
             for _, a in self.p.all_actions()
         )
         immutable = promoted_to or e.name == "prod" or e.settings.get("immutableTags") is True
+        self.ecr_repository(
+            lid,
+            name,
+            f"ECR repository of environment '{e.name}'",
+            immutable,
+            200 if immutable else 50,
+        )
+        self.repos[env_name] = lid
+        return lid
+
+    def ecr_repository(
+        self, lid: str, name: Any, description: str, immutable: bool, keep: int
+    ) -> None:
+        """An ECR repository resource (scanned on push, kept on stack deletion, untagged images
+        expired after 14 days, the newest `keep` kept) and its URI as an output."""
         lifecycle = {
             "rules": [
                 {
@@ -321,7 +336,7 @@ class Synthesizer:
                     "selection": {
                         "tagStatus": "any",
                         "countType": "imageCountMoreThan",
-                        "countNumber": 200 if immutable else 50,
+                        "countNumber": keep,
                     },
                     "action": {"type": "expire"},
                 },
@@ -343,10 +358,37 @@ class Synthesizer:
         if not immutable:
             skip_check(self.resources[lid], "CKV_AWS_51", TEST_TAGS_MUTABLE)
         self.outputs[f"{lid}Uri"] = {
-            "Description": f"ECR repository of environment '{e.name}'",
+            "Description": description,
             "Value": {"Fn::GetAtt": [lid, "RepositoryUri"]},
         }
-        self.repos[env_name] = lid
+
+    def base_repository(self, base: str) -> str:
+        """The ECR repository of a Conveyor base image (`publishes.base`): one per stack, tags
+        immutable (each tag is a recipe's hash), filled by `conveyor images push BASE --to`."""
+        lid = logical_id(base) + "BaseRepository"
+        if lid in self.resources:
+            return lid
+        default = re.sub(r"[^a-z0-9._/-]", "-", f"{self.p.name.lower()}-base-{base}")
+        name = self.param(
+            f"{lid}Name",
+            f"ECR repository of Conveyor's '{base}' base image (conveyor images push {base})",
+            default,
+            MinLength=2,
+            MaxLength=256,
+            AllowedPattern="^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$",
+        )
+        self.ecr_repository(
+            lid,
+            name,
+            f"ECR repository of the '{base}' base image: conveyor images push {base} --to <this>",
+            True,
+            10,
+        )
+        self.resources[lid]["Metadata"]["Conveyor"] = {"baseImage": base}
+        self.warnings.append(
+            f"builds run FROM Conveyor's '{base}' image: after `aws deploy`, push it once with "
+            f"`conveyor images push {base} --to <stack output {lid}Uri>`"
+        )
         return lid
 
     def check_refs(self, a: Action) -> None:

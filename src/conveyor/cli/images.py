@@ -82,3 +82,28 @@ def list_cmd(as_json: bool) -> None:
     for s in rows:
         state = "present" if s.present else f"missing (build: {s.build_command})"
         click.echo(f"{s.name:<6} {s.tag}  {state}\n       {s.description}")
+
+
+@images_group.command("push")
+@click.argument("name", metavar="NAME")
+@click.option(
+    "--to",
+    "repository",
+    required=True,
+    metavar="REPOSITORY",
+    help="HOST[:PORT]/PATH, e.g. the stack's output WebBaseRepositoryUri",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def push_cmd(name: str, repository: str, as_json: bool) -> None:
+    """Copy the image NAME, at its recipe's tag, to REPOSITORY (on AWS: the ECR repository a
+    build's `publishes.base` builds FROM; the login comes from the AWS CLI's credentials)."""
+    from conveyor.images.push import push_image
+    from conveyor.images.recipe import lookup
+
+    recipe = lookup(name)
+    _, env = _context()
+    pushed = push_image(recipe, repository, env)
+    if as_json:
+        click.echo(json.dumps(pushed.as_dict(), indent=2))
+        return
+    click.echo(f"{pushed.source} -> {pushed.destination}  {pushed.digest}")
