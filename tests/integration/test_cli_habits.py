@@ -278,6 +278,32 @@ def test_env_list_off_a_terminal_prints_full_digests_and_urls(home: Any) -> None
     assert "…" not in res.output
 
 
+def test_env_history_prints_each_deployment_with_the_digest_it_replaced(home: Any) -> None:
+    """`conveyor env history ENV` is one row a deployment: kind, digest, previous, execution."""
+    app, engine = home
+    ex = engine.start("broken")
+    finished(app, ex)
+    assert run("env", "history", "prod").output == "no deployment to 'prod' yet\n"
+    old, new = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    app.store.record_deployment(
+        environment="prod",
+        pipeline="broken",
+        execution_id=ex,
+        kind="rollback",
+        digest=new,
+        commit="c" * 40,
+        actor="alice",
+        details={"previous_digest": old},
+    )
+    res = run("env", "history", "prod")
+    assert res.exit_code == 0, res.output
+    header, _, row = (
+        [w for w in line.split() if w not in "┃│"] for line in res.output.splitlines()
+    )
+    assert header == ["when", "kind", "digest", "previous", "execution", "commit", "by"]
+    assert row[2:] == ["rollback", new, old, ex, "c" * 40, "alice"], res.output
+
+
 def test_cli_refuses_to_disable_the_first_stage_as_the_api_does(home: Any) -> None:
     """`transitions disable FIRST` exits 2 with the API's "first stage" error; nothing is written."""
     app, _ = home

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from conveyor.adapters.containers import ContainerRuntime
 from conveyor.errors import Unavailable
 from conveyor.model.pipeline import Environment, Pipeline
-from conveyor.platform.daemon import free_port
+from conveyor.platform.daemon import Daemon, free_port
 from conveyor.platform.local import LocalPlatform
 from conveyor.settings import Settings
 
@@ -88,6 +89,28 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
                 p.up()
         finally:
             p.down()
+
+
+def test_a_daemon_that_exits_at_start_is_unavailable_with_its_log(tmp_path: Path) -> None:
+    """A daemon that dies before it is ready fails the wait with the end of its log."""
+    daemon = Daemon.of_platform(tmp_path, "dies", "conveyor-test-dies")
+    daemon.start([sys.executable, "-c", "print('conveyor-test-dies: bad config'); exit(1)"])
+    with pytest.raises(Unavailable, match="'dies' exited right after starting") as err:
+        daemon.wait_ready(lambda: False, 10, "daemon 'dies'", "listen")
+    assert "bad config" in str(err.value)
+
+
+def test_a_daemon_never_ready_is_unavailable_after_the_wait(tmp_path: Path) -> None:
+    """A daemon that runs but never becomes ready fails the wait, saying what it did not do."""
+    daemon = Daemon.of_platform(tmp_path, "sleeps", "conveyor-test-sleeps")
+    daemon.start([sys.executable, "-c", "import time; time.sleep(30)  # conveyor-test-sleeps"])
+    try:
+        with pytest.raises(
+            Unavailable, match=r"'sleeps' did not answer within 0s; see .*sleeps\.log"
+        ):
+            daemon.wait_ready(lambda: False, 0.2, "daemon 'sleeps'", "answer")
+    finally:
+        assert daemon.stop()
 
 
 def test_a_missing_registry_binary_names_the_debian_package(

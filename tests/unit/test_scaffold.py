@@ -202,6 +202,15 @@ def test_a_dir_that_is_not_an_app_is_refused(tmp_path: Path) -> None:
         detect_app(tmp_path)
 
 
+def test_a_broken_package_json_is_one_config_error_with_its_line(tmp_path: Path) -> None:
+    """A package.json that is not JSON fails detection naming the file, line and the fix."""
+    (tmp_path / "package.json").write_text('{\n  "name": "app",\n  "scripts": {,}\n}\n')
+    with pytest.raises(
+        ConfigError, match=r"package.json:3: not valid JSON at column 15 .*init again"
+    ):
+        detect_app(tmp_path)
+
+
 def test_a_workspace_with_several_projects_needs_project(karma_app: Path) -> None:
     """Two application projects and no --project: the names and the flag; --project picks."""
     write_json(

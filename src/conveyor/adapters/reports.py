@@ -8,12 +8,12 @@ naming the file and, for XML and JSON, the line and column. Code-coverage format
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from conveyor.adapters.jsonfile import read_json
 from conveyor.model.report import Report
 
 
@@ -103,14 +103,7 @@ def _junit(path: Path, c: Report) -> None:
 
 
 def _cucumber(path: Path, c: Report) -> None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ReportFileError(
-            f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReportFileError(f"{path}: cannot read: {e}") from None
+    data = read_json(path, ReportFileError)
     if not isinstance(data, list):
         raise ReportFileError(f"{path}: not a Cucumber JSON report (expected a list of features)")
     for feature in data:

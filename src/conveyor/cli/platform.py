@@ -18,13 +18,14 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from conveyor.cli._common import json_option, ranged_option
+from conveyor.cli._common import emit_json, json_option, ranged_option
 from conveyor.errors import ConveyorError, Unavailable
 from conveyor.service import queries
 from conveyor.settings import Settings
@@ -241,35 +242,12 @@ def env_list(as_json: bool) -> None:
             if h
             else None
         )
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        click.echo("no deployment yet")
-        return
-    table = Table(show_edge=False)
-    for col in ("environment", "health", "digest", "url", "deployed", "execution", "commit", "by"):
-        table.add_column(col)
-    for r in rows:
-        h = r["health"]
-        state = (
-            "-"
-            if not h
-            else "ok"
-            if h["healthy"]
-            else (f"UNHEALTHY since {_when(h['since'])}: {h['detail']}")
-        )
-        table.add_row(
-            r["environment"],
-            state,
-            _cut(r["digest"] or "-", 19),
-            r["url"] or "-",
-            _when(r["at"]),
-            r["execution_id"] or "-",
-            _cut(r["commit"] or "-", 10),
-            r["actor"] or "-",
-        )
-    _console().print(table)
+    _print_deployments(
+        rows,
+        as_json,
+        ("environment", "health", "digest", "url", "deployed", "execution", "commit", "by"),
+        "no deployment yet",
+    )
 
 
 @env_group.command("history")
@@ -282,26 +260,12 @@ def env_history(environment: str, limit: int, as_json: bool) -> None:
         rows = [_deployment_row(d) for d in _store().deployments(environment, limit=limit)]
     except ConveyorError as exc:
         _fail(exc)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        click.echo(f"no deployment to '{environment}' yet")
-        return
-    table = Table(show_edge=False)
-    for col in ("when", "kind", "digest", "previous", "execution", "commit", "by"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            _when(r["at"]),
-            r["kind"],
-            _cut(r["digest"] or "-", 19),
-            _cut(r["previous_digest"] or "-", 19),
-            r["execution_id"] or "-",
-            _cut(r["commit"] or "-", 10),
-            r["actor"] or "-",
-        )
-    _console().print(table)
+    _print_deployments(
+        rows,
+        as_json,
+        ("when", "kind", "digest", "previous", "execution", "commit", "by"),
+        f"no deployment to '{environment}' yet",
+    )
 
 
 @env_group.command("diff")
@@ -449,6 +413,50 @@ def _deployment_row(d: dict[str, Any]) -> dict[str, Any]:
         "actor": d.get("actor"),
         "at": d.get("at"),
     }
+
+
+def _health_cell(r: dict[str, Any]) -> str:
+    h = r["health"]
+    if not h:
+        return "-"
+    return "ok" if h["healthy"] else f"UNHEALTHY since {_when(h['since'])}: {h['detail']}"
+
+
+# how each column of `env list` and `env history` shows a `_deployment_row`
+_DEPLOYMENT_CELLS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "environment": lambda r: str(r["environment"]),
+    "health": _health_cell,
+    "when": lambda r: _when(r["at"]),
+    "deployed": lambda r: _when(r["at"]),
+    "kind": lambda r: str(r["kind"]),
+    "digest": lambda r: _cut(r["digest"] or "-", 19),
+    "previous": lambda r: _cut(r["previous_digest"] or "-", 19),
+    "url": lambda r: str(r["url"] or "-"),
+    "execution": lambda r: str(r["execution_id"] or "-"),
+    "commit": lambda r: _cut(r["commit"] or "-", 10),
+    "by": lambda r: str(r["actor"] or "-"),
+}
+
+
+def _print_deployments(
+    rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str], empty: str
+) -> None:
+    """Deployment rows as JSON, or as a table of `columns`, or the `empty` line."""
+    if as_json:
+        emit_json(rows)
+    elif not rows:
+        click.echo(empty)
+    else:
+        _console().print(_deployments_table(rows, columns))
+
+
+def _deployments_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> Table:
+    table = Table(show_edge=False)
+    for col in columns:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(_DEPLOYMENT_CELLS[col](r) for col in columns))
+    return table
 
 
 def register(cli: click.Group) -> None:

@@ -15,11 +15,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import Unavailable
+from conveyor.timing import poll_until
 
 # children started by this process, so that stopping one also reaps it (no zombie)
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -109,6 +110,26 @@ class Daemon:
         _reap(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+    def wait_ready(self, ready: Callable[[], bool], wait: float, what: str, doing: str) -> None:
+        """Wait up to `wait` seconds for `ready()` after `start`; Unavailable if the daemon
+        exits first (with its log's tail) or time runs out. `what` names the daemon in the
+        message ("registry 'local'") and `doing` says what it did not do ("listen on ...")."""
+
+        def state() -> str:
+            if self.exited() is not None:
+                return "exited"
+            return "ready" if ready() else ""
+
+        last = poll_until(state, bool, deadline=time.monotonic() + wait, interval=0.05)
+        if last == "ready":
+            return
+        if last == "exited":
+            raise Unavailable(
+                f"{what} exited right after starting; "
+                f"its log ({self.log_file}) ends with:\n{self.log_tail()}"
+            )
+        raise Unavailable(f"{what} did not {doing} within {wait:.0f}s; see {self.log_file}")
 
     def log_tail(self, lines: int = 8) -> str:
         try:

@@ -297,20 +297,13 @@ class FrontDoor:
                 str(self.state_file),
             ]
         )
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            if daemon.exited() is not None:
-                raise Unavailable(
-                    f"the front door of '{self.environment}' exited at start; "
-                    f"{daemon.log_file} ends with:\n{daemon.log_tail()}"
-                )
-            if self.state_file.exists() and self.health()[0]:
-                return True
-            time.sleep(0.05)
-        raise Unavailable(
-            f"the front door of '{self.environment}' did not listen on "
-            f"{self.address} within {wait:.0f}s; see {daemon.log_file}"
+        daemon.wait_ready(
+            lambda: self.state_file.exists() and self.health()[0],
+            wait,
+            f"the front door of '{self.environment}'",
+            f"listen on {self.address}",
         )
+        return True
 
     def health(self) -> tuple[bool, str]:
         if self.daemon.pid() is None:

@@ -9,11 +9,10 @@ the response size) goes to `state_dir/logs/platform/registry-<name>.log`.
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.errors import Unavailable, missing_tool
+from conveyor.errors import missing_tool
 from conveyor.platform.daemon import Daemon, port_free, require_free_port
 
 BINARY = "docker-registry"
@@ -80,21 +79,13 @@ class RegistryServer:
         self.config_file.write_text(self.config())
         daemon = self.daemon
         daemon.start([binary, "serve", str(self.config_file)])
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            if daemon.exited() is not None:
-                raise Unavailable(
-                    f"registry '{self.name}' exited right after starting; "
-                    f"its log ({daemon.log_file}) ends with:\n{daemon.log_tail()}"
-                )
-            ok, _ = self.health()
-            if ok:
-                return True
-            time.sleep(0.05)
-        raise Unavailable(
-            f"registry '{self.name}' did not answer GET http://{self.address}/v2/ "
-            f"within {wait:.0f}s; see {daemon.log_file}"
+        daemon.wait_ready(
+            lambda: self.health()[0],
+            wait,
+            f"registry '{self.name}'",
+            f"answer GET http://{self.address}/v2/",
         )
+        return True
 
     def stop(self) -> bool:
         return self.daemon.stop()

@@ -9,13 +9,13 @@ here, with the reason. Anything else is a ConfigError (exit 2) that says what wa
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.adapters.jsonfile import read_json
 from conveyor.errors import ConfigError
 
 RUNNERS = ("karma", "jest", "vitest")
@@ -74,14 +74,7 @@ class TestsInfo:
 
 
 def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"{path}:{e.lineno}: not valid JSON ({e.msg}); fix the file and run init again"
-        ) from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
+    data = read_json(path, ConfigError, "; fix the file and run init again")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: expected a JSON object")
     return data
