@@ -288,15 +288,6 @@ class Synthesizer:
             return None
         lid = logical_id(e.name) + "Repository"
         base = (e.repository or self.p.name).lower()
-        default = re.sub(r"[^a-z0-9._/-]", "-", f"{base}-{e.name.lower()}")
-        name = self.param(
-            f"{lid}Name",
-            f"ECR repository of environment '{e.name}'",
-            default,
-            MinLength=2,
-            MaxLength=256,
-            AllowedPattern="^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$",
-        )
         promoted_to = any(
             a.type == "image.promote" and a.config.get("to") == e.name
             for _, a in self.p.all_actions()
@@ -304,7 +295,7 @@ class Synthesizer:
         immutable = promoted_to or e.name == "prod" or e.settings.get("immutableTags") is True
         self.ecr_repository(
             lid,
-            name,
+            f"{base}-{e.name.lower()}",
             f"ECR repository of environment '{e.name}'",
             immutable,
             200 if immutable else 50,
@@ -313,10 +304,19 @@ class Synthesizer:
         return lid
 
     def ecr_repository(
-        self, lid: str, name: Any, description: str, immutable: bool, keep: int
+        self, lid: str, default: str, description: str, immutable: bool, keep: int
     ) -> None:
         """An ECR repository resource (scanned on push, kept on stack deletion, untagged images
-        expired after 14 days, the newest `keep` kept) and its URI as an output."""
+        expired after 14 days, the newest `keep` kept), its name a parameter (default
+        `default`, made a valid name) and its URI an output."""
+        name = self.param(
+            f"{lid}Name",
+            description,
+            re.sub(r"[^a-z0-9._/-]", "-", default),
+            MinLength=2,
+            MaxLength=256,
+            AllowedPattern="^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$",
+        )
         lifecycle = {
             "rules": [
                 {
@@ -368,19 +368,10 @@ class Synthesizer:
         lid = logical_id(base) + "BaseRepository"
         if lid in self.resources:
             return lid
-        default = re.sub(r"[^a-z0-9._/-]", "-", f"{self.p.name.lower()}-base-{base}")
-        name = self.param(
-            f"{lid}Name",
-            f"ECR repository of Conveyor's '{base}' base image (conveyor images push {base})",
-            default,
-            MinLength=2,
-            MaxLength=256,
-            AllowedPattern="^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$",
-        )
         self.ecr_repository(
             lid,
-            name,
-            f"ECR repository of the '{base}' base image: conveyor images push {base} --to <this>",
+            f"{self.p.name.lower()}-base-{base}",
+            f"ECR repository of the '{base}' base image (fill it: conveyor images push {base} --to URI)",
             True,
             10,
         )

@@ -86,17 +86,12 @@ def list_cmd(as_json: bool) -> None:
 
 @images_group.command("push")
 @click.argument("name", metavar="NAME")
-@click.option(
-    "--to",
-    "repository",
-    required=True,
-    metavar="REPOSITORY",
-    help="HOST[:PORT]/PATH, e.g. the stack's output WebBaseRepositoryUri",
-)
+@click.option("--to", "repository", required=True, metavar="REPO", help="HOST[:PORT]/PATH")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def push_cmd(name: str, repository: str, as_json: bool) -> None:
-    """Copy the image NAME, at its recipe's tag, to REPOSITORY (on AWS: the ECR repository a
-    build's `publishes.base` builds FROM; the login comes from the AWS CLI's credentials)."""
+    """Copy the image NAME, at its recipe's tag, to REPO (on AWS: the stack's output
+    WebBaseRepositoryUri, the ECR repository a build's `publishes.base` builds FROM; the login
+    comes from the AWS CLI's credentials)."""
     from conveyor.images.push import push_image
     from conveyor.images.recipe import lookup
 
