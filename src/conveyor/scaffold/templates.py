@@ -76,8 +76,8 @@ def buildspec(app: AppInfo) -> str:
 #                      `publishes` (e.g. 127.0.0.1:5001/{app.name}); on CodeBuild, the ECR URI
 #   IMAGE_TAG          the tag to push: set from `publishes.tag` (default: the commit)
 #   CONTAINER_RUNTIME  podman (Conveyor, locally) or docker (default, CodeBuild)
-#   BASE_IMAGE         the serving image (default: {WEB_BASE}, Conveyor's local
-#                      nginx image; on AWS a copy of it in ECR)
+#   BASE_IMAGE         the serving image: set from `publishes.base` (Conveyor's local
+#                      nginx image {WEB_BASE} at its recipe's tag; on AWS its ECR copy)
 #   APP_VERSION        the version /healthz reports (default: package.json's)
 #   CHROME_BIN         Karma's browser (default: chromium on PATH)
 version: 0.2
@@ -379,7 +379,8 @@ stages:
         timeout: 20m
         config:
           buildspec: buildspec.yml
-          publishes: {{environment: test, repository: {name}, tag: "#{{SourceApp.CommitId}}"}}
+          # base: the Containerfile's BASE is Conveyor's `web` image (on AWS its ECR copy)
+          publishes: {{environment: test, repository: {name}, tag: "#{{SourceApp.CommitId}}", base: web}}
   - name: DeployTest
     actions:
       - name: DeployTest
