@@ -57,29 +57,42 @@ class ValidationFailed(ConfigError):
 
 
 class NotFound(ConveyorError):
+    """What was named does not exist: an execution, an approval, a file, an image."""
+
     exit_code = 2
     http_status = 404
     code = "not_found"
 
 
 class Conflict(ConveyorError):
+    """The request contradicts the current state: stopping a finished execution, deciding
+    an approval twice."""
+
     exit_code = 2
     http_status = 409
     code = "conflict"
 
 
 class AuthError(ConveyorError):
+    """No valid credentials: no session, an unknown token, a wrong password."""
+
     exit_code = 2
     http_status = 401
     code = "unauthorized"
 
 
 class Forbidden(AuthError):
+    """Known, but not allowed: a role without the right, an author approving their own change
+    under `selfApproval: false`, a stale form."""
+
     http_status = 403
     code = "forbidden"
 
 
 class Unavailable(ConveyorError):
+    """A component the command needs is missing or down; the message names the package to
+    install or the command that starts it."""
+
     exit_code = 3
     http_status = 503
     code = "unavailable"
