@@ -542,7 +542,7 @@ class Engine:
             self._known.pop(ex.id, None)
             self.quiet.discard(ex.id)
             if "status" in values:
-                done = self.store.get_execution(ex.id)
+                done = self.store.execution(ex.id)
                 for hook in self.hooks.on_execution_done:
                     _safe_hook(hook, self, done, pipeline)
 
@@ -560,7 +560,7 @@ class Engine:
             (a.stage for a in reversed(attempts) if a.status == ActionStatus.FAILED), None
         )
         if failed and self.hooks.on_stage_failed:
-            ending = {**self.store.get_execution(ex.id), **values}
+            ending = dataclasses.replace(self.store.execution(ex.id), **values)
             for h in self.hooks.on_stage_failed:
                 _safe_hook(h, self, ending, pipeline, failed)
 
@@ -819,9 +819,7 @@ class Engine:
     def _worker_alive(self, worker: str | None) -> bool:
         if not worker:
             return False
-        return any(
-            e["worker"] == worker for e in self.store.live_engines(self.settings.lease_seconds)
-        )
+        return any(e.worker == worker for e in self.store.live_engines(self.settings.lease_seconds))
 
     def _kill(self, attempt: AttemptRecord) -> None:
         if attempt.pgid:

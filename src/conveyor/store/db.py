@@ -14,11 +14,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -59,13 +59,18 @@ from conveyor.store.columns import (
 )
 from conveyor.store.records import (
     ApprovalRecord,
+    AttemptMoveRecord,
     AttemptRecord,
+    AuditRecord,
     DeploymentRecord,
+    EngineRecord,
     ExecutionMoveRecord,
     ExecutionRecord,
     HealthRecord,
     PipelineRecord,
+    Record,
     RequestRecord,
+    TransitionRecord,
 )
 from conveyor.store.schema_version import head_revision
 from conveyor.store.sqlite_reader import alive
@@ -73,6 +78,7 @@ from conveyor.store.stats import StatsQueries
 from conveyor.store.users import UserQueries
 
 Row = dict[str, Any]
+R = TypeVar("R", bound=Record)
 ACTIVE = tuple(sorted(s.value for s in ACTIVE_EXECUTION))
 # the execution columns `change_execution` writes unguarded, beside the guarded three
 FACTS = frozenset({"waiting", "message", "ended_at", "stage_epochs"})
@@ -253,10 +259,10 @@ class Store(UserQueries, StatsQueries):
         except OperationalError as e:
             raise Unavailable(f"database {_safe(self.url)} failed: {_first_line(e)}") from None
 
-    def _all(self, query: Any) -> list[Row]:
-        """Every row of a query, as dicts, in one short transaction."""
+    def _all(self, cls: type[R], query: Any) -> list[R]:
+        """Every row of a query, as records of `cls`, in one short transaction."""
         with self.tx() as c:
-            return [_row(r) for r in c.execute(query)]
+            return [cls.of(r) for r in c.execute(query)]
 
     # ---- pipelines -------------------------------------------------------------------------
     def save_pipeline(
@@ -281,9 +287,6 @@ class Store(UserQueries, StatsQueries):
                     )
                 )
 
-    def get_pipeline(self, name: str) -> Row:
-        return self.pipeline_record(name).as_row()
-
     def pipeline_record(self, name: str) -> PipelineRecord:
         with self.tx() as c:
             r = c.execute(select(t.pipelines).where(t.pipelines.c.name == name)).first()
@@ -299,16 +302,9 @@ class Store(UserQueries, StatsQueries):
                 r[0] for r in c.execute(select(t.pipelines.c.name).order_by(t.pipelines.c.name))
             ]
 
-    def list_pipelines(self) -> list[Row]:
-        return [p.as_row() for p in self.pipeline_records()]
-
     def pipeline_records(self) -> list[PipelineRecord]:
         """Every saved pipeline, by name."""
-        with self.tx() as c:
-            return [
-                PipelineRecord.of(r)
-                for r in c.execute(select(t.pipelines).order_by(t.pipelines.c.name))
-            ]
+        return self._all(PipelineRecord, select(t.pipelines).order_by(t.pipelines.c.name))
 
     # ---- executions ------------------------------------------------------------------------
     def create_execution(
@@ -367,7 +363,8 @@ class Store(UserQueries, StatsQueries):
             return [t.executions]
         return [c for c in t.executions.c if c.name != "definition"]
 
-    def get_execution(self, ex_id: str, *, light: bool = False) -> Row:
+    def execution(self, ex_id: str, *, light: bool = False) -> ExecutionRecord:
+        """The execution `ex_id` (an id prefix of 4+ characters works too); NotFound otherwise."""
         cols = self._execution_cols(light)
         with self.tx() as c:
             r = execution_by_id(
@@ -377,7 +374,7 @@ class Store(UserQueries, StatsQueries):
                     c.execute(select(*cols).where(t.executions.c.id.like(pattern)).limit(2))
                 ),
             )
-            return self._with_revisions(c, [_row(r)])[0]
+            return self._executions(c, [r])[0]
 
     def list_executions(
         self,
@@ -386,7 +383,7 @@ class Store(UserQueries, StatsQueries):
         limit: int = 50,
         offset: int = 0,
         light: bool = False,
-    ) -> list[Row]:
+    ) -> list[ExecutionRecord]:
         cols = [t.executions] if not light else [t.executions.c[n] for n in LIGHT_EXECUTION]
         q = select(*cols).order_by(t.executions.c.created_at.desc(), t.executions.c.seq.desc())
         if pipeline:
@@ -394,9 +391,7 @@ class Store(UserQueries, StatsQueries):
         if status:
             q = q.where(t.executions.c.status == status)
         with self.tx() as c:
-            return self._with_revisions(
-                c, [_row(r) for r in c.execute(q.limit(limit).offset(offset))]
-            )
+            return self._executions(c, c.execute(q.limit(limit).offset(offset)))
 
     def count_executions(self, pipeline: str | None = None, status: str | None = None) -> int:
         q = select(func.count()).select_from(t.executions)
@@ -406,10 +401,6 @@ class Store(UserQueries, StatsQueries):
             q = q.where(t.executions.c.status == status)
         with self.tx() as c:
             return int(c.execute(q).scalar_one())
-
-    def execution(self, ex_id: str, *, light: bool = False) -> ExecutionRecord:
-        """`get_execution` as a record (an id prefix of 4+ characters works too)."""
-        return ExecutionRecord.of(self.get_execution(ex_id, light=light))
 
     def active_executions(
         self, pipeline: str | None = None, *, light: bool = False
@@ -422,8 +413,7 @@ class Store(UserQueries, StatsQueries):
         if pipeline:
             q = q.where(t.executions.c.pipeline == pipeline)
         with self.tx() as c:
-            rows = self._with_revisions(c, [_row(r) for r in c.execute(q)])
-        return [ExecutionRecord.of(r) for r in rows]
+            return self._executions(c, c.execute(q))
 
     def record_revision(
         self, ex_id: str, action: str, revision: Mapping[str, Any], *, position: int = 0
@@ -456,6 +446,11 @@ class Store(UserQueries, StatsQueries):
             if r is not None:
                 (merged,) = self._with_revisions(c, [_row(r)])
                 c.execute(update(ex).where(ex.c.id == ex_id).values(revisions=merged["revisions"]))
+
+    @classmethod
+    def _executions(cls, c: Connection, found: Iterable[Any]) -> list[ExecutionRecord]:
+        """Execution rows as records, their `revisions` with what each source recorded."""
+        return [ExecutionRecord.of(r) for r in cls._with_revisions(c, [_row(r) for r in found])]
 
     @staticmethod
     def _with_revisions(c: Connection, rows: list[Row]) -> list[Row]:
@@ -637,8 +632,9 @@ class Store(UserQueries, StatsQueries):
     def execution_history_for(self, ex_id: str) -> list[ExecutionMoveRecord]:
         """The moves of an execution's status, stop mode and superseded-by, oldest first."""
         h = t.execution_history
-        q = select(h).where(h.c.execution_id == ex_id).order_by(h.c.id)
-        return [ExecutionMoveRecord.of(r) for r in self._all(q)]
+        return self._all(
+            ExecutionMoveRecord, select(h).where(h.c.execution_id == ex_id).order_by(h.c.id)
+        )
 
     # ---- leases and engines ------------------------------------------------------------------
     def claim(self, ex_id: str, worker: str, ttl: float) -> bool:
@@ -711,10 +707,12 @@ class Store(UserQueries, StatsQueries):
         with self.tx() as c:
             c.execute(t.engines.delete().where(t.engines.c.worker == worker))
 
-    def live_engines(self, max_age: float) -> list[Row]:
+    def live_engines(self, max_age: float) -> list[EngineRecord]:
         """Engines with a recent heartbeat; on this host, only those whose process still runs."""
         return alive(
-            self._all(select(t.engines).where(t.engines.c.heartbeat > time.time() - max_age))
+            self._all(
+                EngineRecord, select(t.engines).where(t.engines.c.heartbeat > time.time() - max_age)
+            )
         )
 
     # ---- attempts --------------------------------------------------------------------------
@@ -941,28 +939,22 @@ class Store(UserQueries, StatsQueries):
             [{"att_id": k, "att_pgid": v} for k, v in pgids.items()],
         )
 
-    def attempts_for(self, ex_id: str) -> list[Row]:
+    def attempts_for(self, ex_id: str, *, light: bool = False) -> list[AttemptRecord]:
+        """An execution's attempts, in the order they started. `light`: without their JSON
+        payloads (left empty), what planning needs, cheap to load."""
+        cols = [t.attempts.c[n] for n in self.LIGHT] if light else [t.attempts]
         return self._all(
-            select(t.attempts)
+            AttemptRecord,
+            select(*cols)
             .where(t.attempts.c.execution_id == ex_id)
-            .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
+            .order_by(t.attempts.c.started_at, t.attempts.c.attempt),
         )
 
     LIGHT = LIGHT_ATTEMPT
 
     def attempts_light(self, ex_id: str) -> list[AttemptRecord]:
-        """The attempts without their JSON payloads (left empty): what planning needs, cheap
-        to load."""
-        cols = [t.attempts.c[n] for n in self.LIGHT]
-        with self.tx() as c:
-            return [
-                AttemptRecord.of(r)
-                for r in c.execute(
-                    select(*cols)
-                    .where(t.attempts.c.execution_id == ex_id)
-                    .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
-                )
-            ]
+        """`attempts_for(ex_id, light=True)`."""
+        return self.attempts_for(ex_id, light=True)
 
     def history_count(self, ex_id: str) -> int:
         """How many status moves an execution's attempts made: a cheap version of its state."""
@@ -978,19 +970,17 @@ class Store(UserQueries, StatsQueries):
     def attempts_by_id(self, ids: Sequence[str]) -> dict[str, AttemptRecord]:
         if not ids:
             return {}
-        with self.tx() as c:
-            return {
-                r.id: AttemptRecord.of(r)
-                for r in c.execute(select(t.attempts).where(t.attempts.c.id.in_(list(ids))))
-            }
+        found = self._all(AttemptRecord, select(t.attempts).where(t.attempts.c.id.in_(list(ids))))
+        return {a.id: a for a in found}
 
     def reusable_attempts(
         self, pipeline: str, stage: str, action: str, input_digest: str, limit: int = 3
-    ) -> list[Row]:
+    ) -> list[AttemptRecord]:
         """Succeeded attempts of this pipeline's action whose inputs hashed to `input_digest`,
         newest first (engine/reuse.py): never another pipeline's, never a failed one."""
         a = t.attempts
         return self._all(
+            AttemptRecord,
             select(a)
             .join(t.executions, t.executions.c.id == a.c.execution_id)
             .where(
@@ -1001,12 +991,14 @@ class Store(UserQueries, StatsQueries):
                 t.executions.c.pipeline == pipeline,
             )
             .order_by(a.c.ended_at.desc())
-            .limit(limit)
+            .limit(limit),
         )
 
-    def history_for(self, ex_id: str) -> list[Row]:
+    def history_for(self, ex_id: str) -> list[AttemptMoveRecord]:
+        """The moves of an execution's attempts, oldest first."""
         return self._all(
-            select(t.history).where(t.history.c.execution_id == ex_id).order_by(t.history.c.id)
+            AttemptMoveRecord,
+            select(t.history).where(t.history.c.execution_id == ex_id).order_by(t.history.c.id),
         )
 
     # ---- requests --------------------------------------------------------------------------
@@ -1033,14 +1025,12 @@ class Store(UserQueries, StatsQueries):
 
     def pending_requests(self, ex_id: str) -> list[RequestRecord]:
         """An execution's requests not handled yet, oldest first."""
-        return [
-            RequestRecord.of(r)
-            for r in self._all(
-                select(t.requests)
-                .where(and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None)))
-                .order_by(t.requests.c.id)
-            )
-        ]
+        return self._all(
+            RequestRecord,
+            select(t.requests)
+            .where(and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None)))
+            .order_by(t.requests.c.id),
+        )
 
     def handle_request(self, req_id: int, outcome: str) -> None:
         with self.tx() as c:
@@ -1050,12 +1040,12 @@ class Store(UserQueries, StatsQueries):
                 .values(handled_at=time.time(), outcome=outcome)
             )
 
-    def get_request(self, req_id: int) -> Row:
+    def get_request(self, req_id: int) -> RequestRecord:
         with self.tx() as c:
             r = c.execute(select(t.requests).where(t.requests.c.id == req_id)).first()
         if r is None:
             raise NotFound(f"no request {req_id}")
-        return _row(r)
+        return RequestRecord.of(r)
 
     # ---- transitions -----------------------------------------------------------------------
     def set_transition(
@@ -1078,8 +1068,10 @@ class Store(UserQueries, StatsQueries):
                 )
             )
 
-    def transitions_for(self, pipeline: str) -> list[Row]:
-        return self._all(select(t.transitions).where(t.transitions.c.pipeline == pipeline))
+    def transitions_for(self, pipeline: str) -> list[TransitionRecord]:
+        return self._all(
+            TransitionRecord, select(t.transitions).where(t.transitions.c.pipeline == pipeline)
+        )
 
     def disabled_transitions_all(self) -> dict[str, dict[str, str]]:
         """Every pipeline's disabled transitions: pipeline -> stage -> reason (one query)."""
@@ -1095,9 +1087,7 @@ class Store(UserQueries, StatsQueries):
 
     def disabled_transitions(self, pipeline: str) -> dict[str, str]:
         return {
-            r["stage"]: r["reason"] or "disabled"
-            for r in self.transitions_for(pipeline)
-            if not r["enabled"]
+            r.stage: r.reason or "disabled" for r in self.transitions_for(pipeline) if not r.enabled
         }
 
     # ---- approvals -------------------------------------------------------------------------
@@ -1132,35 +1122,26 @@ class Store(UserQueries, StatsQueries):
             c.execute(insert(t.approvals).values(**row))
         return ApprovalRecord.of(row)
 
-    def approvals_for(self, ex_id: str) -> list[Row]:
-        return [a.as_row() for a in self.approval_records(ex_id)]
-
     def approval_records(self, ex_id: str) -> list[ApprovalRecord]:
         """An execution's approvals, oldest first."""
-        with self.tx() as c:
-            return [
-                ApprovalRecord.of(r)
-                for r in c.execute(
-                    select(t.approvals)
-                    .where(t.approvals.c.execution_id == ex_id)
-                    .order_by(t.approvals.c.created_at)
-                )
-            ]
-
-    def get_approval(self, att_id: str) -> Row | None:
-        found = self.approval(att_id)
-        return found.as_row() if found else None
+        return self._all(
+            ApprovalRecord,
+            select(t.approvals)
+            .where(t.approvals.c.execution_id == ex_id)
+            .order_by(t.approvals.c.created_at),
+        )
 
     def approval(self, att_id: str) -> ApprovalRecord | None:
         with self.tx() as c:
             r = c.execute(select(t.approvals).where(t.approvals.c.attempt_id == att_id)).first()
         return ApprovalRecord.of(r) if r else None
 
-    def pending_approvals(self) -> list[Row]:
+    def pending_approvals(self) -> list[ApprovalRecord]:
         return self._all(
+            ApprovalRecord,
             select(t.approvals)
             .where(t.approvals.c.status == ApprovalStatus.PENDING.value)
-            .order_by(t.approvals.c.created_at)
+            .order_by(t.approvals.c.created_at),
         )
 
     def ready_approvals(self, now: float) -> list[str]:
@@ -1187,7 +1168,7 @@ class Store(UserQueries, StatsQueries):
             )
         ]
 
-    def decide_approval(self, att_id: str, status: str, *, by: str, comment: str) -> Row:
+    def decide_approval(self, att_id: str, status: str, *, by: str, comment: str) -> ApprovalRecord:
         """Pending -> Approved/Rejected/Expired/Superseded, once. A second decision is a Conflict."""
         with self.tx() as c:
             res = c.execute(
@@ -1208,7 +1189,7 @@ class Store(UserQueries, StatsQueries):
                 f"this approval was already decided: {r.status} by {r.decided_by or 'the engine'}"
                 + (f" ({r.comment})" if r.comment else "")
             )
-        return _row(r)
+        return ApprovalRecord.of(r)
 
     # ---- deployments and health ---------------------------------------------------------------
     def record_deployment(self, **values: Any) -> None:
@@ -1217,9 +1198,6 @@ class Store(UserQueries, StatsQueries):
         with self.tx() as c:
             c.execute(insert(t.deployments).values(**values))
 
-    def deployments(self, environment: str | None = None, limit: int = 100) -> list[Row]:
-        return [d.as_row() for d in self.deployment_records(environment, limit)]
-
     def deployment_records(
         self, environment: str | None = None, limit: int = 100
     ) -> list[DeploymentRecord]:
@@ -1227,11 +1205,7 @@ class Store(UserQueries, StatsQueries):
         q = select(t.deployments).order_by(t.deployments.c.at.desc(), t.deployments.c.id.desc())
         if environment:
             q = q.where(t.deployments.c.environment == environment)
-        with self.tx() as c:
-            return [DeploymentRecord.of(r) for r in c.execute(q.limit(limit))]
-
-    def current_deployments(self) -> dict[str, Row]:
-        return {k: d.as_row() for k, d in self.current_deployment_records().items()}
+        return self._all(DeploymentRecord, q.limit(limit))
 
     def current_deployment_records(self) -> dict[str, DeploymentRecord]:
         """What each environment serves: its newest deployment."""
@@ -1269,12 +1243,8 @@ class Store(UserQueries, StatsQueries):
             )
             return changed
 
-    def health(self) -> dict[str, Row]:
-        return {k: h.as_row() for k, h in self.health_records().items()}
-
     def health_records(self) -> dict[str, HealthRecord]:
-        with self.tx() as c:
-            return {r.environment: HealthRecord.of(r) for r in c.execute(select(t.health))}
+        return {h.environment: h for h in self._all(HealthRecord, select(t.health))}
 
     # ---- artifacts and audit ---------------------------------------------------------------------
     def record_artifact(self, digest: str, files: int, size: int) -> None:
@@ -1308,12 +1278,9 @@ class Store(UserQueries, StatsQueries):
                 )
             )
 
-    def audit_log(self, limit: int = 200) -> list[Row]:
-        with self.tx() as c:
-            return [
-                _row(r)
-                for r in c.execute(select(t.audit).order_by(t.audit.c.id.desc()).limit(limit))
-            ]
+    def audit_log(self, limit: int = 200) -> list[AuditRecord]:
+        """The newest entries of the audit log first."""
+        return self._all(AuditRecord, select(t.audit).order_by(t.audit.c.id.desc()).limit(limit))
 
 
 def _first_line(e: SQLAlchemyError) -> str:
