@@ -68,6 +68,7 @@ from conveyor.settings import Settings
 from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
 from conveyor.store.db import Row, Store
+from conveyor.store.planner_state import attempt_view, execution_state, stage_epochs
 from conveyor.store.records import (
     ApprovalRecord,
     AttemptRecord,
@@ -150,7 +151,7 @@ class _Known:
     def add(self, row: AttemptRecord) -> None:
         self.index[row.id] = len(self.listed)
         self.listed.append(row)
-        self._seen(_view(row))
+        self._seen(attempt_view(row))
 
     def update(self, att_id: str, values: Row) -> bool:
         """Apply a move this engine made; False when the attempt is not known here."""
@@ -158,7 +159,7 @@ class _Known:
         if i is None:
             return False
         self.listed[i] = dataclasses.replace(self.listed[i], **values)
-        self._seen(_view(self.listed[i]), i)
+        self._seen(attempt_view(self.listed[i]), i)
         return True
 
     def _seen(self, v: pl.AttemptView, i: int | None = None) -> None:
@@ -175,10 +176,7 @@ class _Known:
     def state(self, pipeline: Pipeline, ex: ExecutionRecord) -> pl.ExecutionState:
         """The execution's state with its per-stage views brought up to date: only the stages
         whose attempts moved since the last call are looked at again."""
-        epochs = {
-            k: pl.StageEpoch(v["epoch"], v["failed_only"])
-            for k, v in (ex.stage_epochs or {}).items()
-        }
+        epochs = stage_epochs(ex)
         stopping = bool(ex.stop_mode)
         basis = (id(pipeline), tuple(sorted(epochs.items())), stopping)
         if basis != self.basis:
@@ -199,10 +197,6 @@ class _Known:
             current=self.current,
             statuses=[self.statuses.get(s.name) for s in pipeline.stages],
         )
-
-
-def _view(a: AttemptRecord) -> pl.AttemptView:
-    return pl.AttemptView(a.stage, a.action, a.attempt, a.epoch, ActionStatus(a.status))
 
 
 class _Pool:
@@ -281,18 +275,8 @@ def _state(
     if known is not None and known.listed is attempts:
         if pipeline is not None:
             return known.state(pipeline, ex)
-        views = tuple(known.views)
-    else:
-        views = tuple(_view(a) for a in attempts)
-    return pl.ExecutionState(
-        attempts=views,
-        stage_epochs={
-            k: pl.StageEpoch(v["epoch"], v["failed_only"])
-            for k, v in (ex.stage_epochs or {}).items()
-        },
-        stop_requested=bool(ex.stop_mode),
-        superseded=bool(ex.superseded_by),
-    )
+        return execution_state(ex, known.views)
+    return execution_state(ex, map(attempt_view, attempts))
 
 
 class Engine:

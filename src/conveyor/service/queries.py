@@ -18,7 +18,6 @@ from conveyor.errors import NotFound
 from conveyor.model.status import (
     ACTIVE_EXECUTION,
     TERMINAL_EXECUTION,
-    ActionStatus,
     ApprovalStatus,
     ExecutionStatus,
 )
@@ -148,20 +147,9 @@ def _stored(d: Mapping[str, Any]) -> Pipeline:
 
 def state_of(ex: ExecutionRecord, attempts: Sequence[AttemptRecord]) -> pl.ExecutionState:
     """An execution and its attempts as the planner's state."""
-    from conveyor.model import planner as pl
+    from conveyor.store.planner_state import attempt_view, execution_state
 
-    return pl.ExecutionState(
-        attempts=tuple(
-            pl.AttemptView(a.stage, a.action, a.attempt, a.epoch, ActionStatus(a.status))
-            for a in attempts
-        ),
-        stage_epochs={
-            k: pl.StageEpoch(v["epoch"], v["failed_only"])
-            for k, v in (ex.stage_epochs or {}).items()
-        },
-        stop_requested=bool(ex.stop_mode),
-        superseded=bool(ex.superseded_by),
-    )
+    return execution_state(ex, map(attempt_view, attempts))
 
 
 class PipelineCache:

@@ -9,11 +9,9 @@ to `history`. Two writers racing: exactly one wins, the other gets `Conflict`.
 from __future__ import annotations
 
 import os
-import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from enum import StrEnum
@@ -55,7 +53,6 @@ from conveyor.store.columns import (
     LIGHT_ATTEMPT,
     LIGHT_EXECUTION,
     execution_by_id,
-    started_execution,
 )
 from conveyor.store.records import (
     ApprovalRecord,
@@ -74,6 +71,7 @@ from conveyor.store.records import (
 )
 from conveyor.store.schema_version import head_revision
 from conveyor.store.sqlite_reader import alive
+from conveyor.store.starts import ExecutionStarts
 from conveyor.store.stats import StatsQueries
 from conveyor.store.users import UserQueries
 
@@ -201,7 +199,7 @@ def _row(r: Any) -> Row:
     return dict(r._mapping)
 
 
-class Store(UserQueries, StatsQueries):
+class Store(UserQueries, StatsQueries, ExecutionStarts):
     def __init__(
         self,
         url: str,
@@ -307,54 +305,24 @@ class Store(UserQueries, StatsQueries):
         return self._all(PipelineRecord, select(t.pipelines).order_by(t.pipelines.c.name))
 
     # ---- executions ------------------------------------------------------------------------
-    def create_execution(
-        self,
-        pipeline: str,
-        definition: Mapping[str, Any],
-        *,
-        variables: Mapping[str, str],
-        trigger: Mapping[str, Any],
-        revisions: Mapping[str, Any] | None = None,
-        kind: str = "standard",
-        actor: str | None = None,
-    ) -> str:
-        check_execution_transition(None, ExecutionStatus.IN_PROGRESS)
-        for _ in range(20):
-            ex_id = uuid.uuid4().hex[:12]
-            now = time.time()
-            try:
-                with self.tx() as c:
-                    if self.engine.dialect.name == "postgresql":
-                        # numbers are per pipeline: concurrent starts of one pipeline take turns
-                        c.execute(
-                            text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": pipeline}
-                        )
-                    seq = (
-                        c.execute(
-                            select(func.coalesce(func.max(t.executions.c.seq), 0)).where(
-                                t.executions.c.pipeline == pipeline
-                            )
-                        ).scalar_one()
-                        + 1
+    _raced = (IntegrityError,)
+
+    def _insert_started(self, pipeline: str, row: Row, move: Row) -> None:
+        """`create_execution`'s insert, numbered next in its pipeline."""
+        with self.tx() as c:
+            if self.engine.dialect.name == "postgresql":
+                # numbers are per pipeline: concurrent starts of one pipeline take turns
+                c.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": pipeline})
+            seq = (
+                c.execute(
+                    select(func.coalesce(func.max(t.executions.c.seq), 0)).where(
+                        t.executions.c.pipeline == pipeline
                     )
-                    row, move = started_execution(
-                        ex_id,
-                        pipeline,
-                        definition,
-                        variables=variables,
-                        trigger=trigger,
-                        revisions=revisions,
-                        kind=kind,
-                        actor=actor,
-                        now=now,
-                    )
-                    c.execute(insert(t.executions).values({**row, "seq": seq}))
-                    c.execute(insert(t.execution_history).values(move))
-                return ex_id
-            except IntegrityError:
-                time.sleep(random.uniform(0, 0.02))  # two starts raced for one number: next one
-                continue
-        raise Conflict(f"could not allocate an execution number for pipeline '{pipeline}'")
+                ).scalar_one()
+                + 1
+            )
+            c.execute(insert(t.executions).values({**row, "seq": seq}))
+            c.execute(insert(t.execution_history).values(move))
 
     @staticmethod
     def _execution_cols(light: bool) -> list[Any]:
