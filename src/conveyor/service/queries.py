@@ -26,21 +26,9 @@ if TYPE_CHECKING:  # the CLI reads these views: it must not pay for the engine a
     from conveyor.model import planner as pl
     from conveyor.model.pipeline import Pipeline
     from conveyor.settings import Settings
+    from conveyor.store import records as rec
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.db import Store
-    from conveyor.store.records import (
-        ApprovalRecord,
-        AttemptMoveRecord,
-        AttemptRecord,
-        AuditRecord,
-        DeploymentRecord,
-        EngineRecord,
-        ExecutionRecord,
-        HealthRecord,
-        PipelineRecord,
-        RequestRecord,
-        TransitionRecord,
-    )
     from conveyor.store.sqlite_reader import SqliteReader
 
     Reads = Store | SqliteReader
@@ -145,7 +133,7 @@ def _stored(d: Mapping[str, Any]) -> Pipeline:
     )
 
 
-def state_of(ex: ExecutionRecord, attempts: Sequence[AttemptRecord]) -> pl.ExecutionState:
+def state_of(ex: rec.ExecutionRecord, attempts: Sequence[rec.AttemptRecord]) -> pl.ExecutionState:
     """An execution and its attempts as the planner's state."""
     from conveyor.store.planner_state import attempt_view, execution_state
 
@@ -171,11 +159,11 @@ class PipelineCache:
             self._items.move_to_end(key)
         return p
 
-    def of_execution(self, ex: ExecutionRecord) -> Pipeline:
+    def of_execution(self, ex: rec.ExecutionRecord) -> Pipeline:
         """An execution's pipeline (a full read: a light one has no definition)."""
         return self.get(f"x:{ex.id}", ex.definition or {}, ex.pipeline)
 
-    def of_pipeline(self, row: PipelineRecord) -> Pipeline:
+    def of_pipeline(self, row: rec.PipelineRecord) -> Pipeline:
         return self.get(f"p:{row.name}:{row.updated_at}", row.definition, row.name)
 
 
@@ -200,7 +188,7 @@ def source_summary(revisions: Mapping[str, Any] | None) -> dict[str, Any] | None
     return None
 
 
-def execution_summary(ex: ExecutionRecord) -> dict[str, Any]:
+def execution_summary(ex: rec.ExecutionRecord) -> dict[str, Any]:
     return {
         "id": ex.id,
         "pipeline": ex.pipeline,
@@ -222,7 +210,7 @@ def _action_view(
     ex_id: str,
     stage: str,
     action: Any,
-    row: AttemptRecord | None,
+    row: rec.AttemptRecord | None,
     tries: int,
     full_reports: bool = False,
 ) -> dict[str, Any]:
@@ -277,8 +265,8 @@ def _action_view(
 def execution_detail(
     store: Reads,
     cache: PipelineCache,
-    ex: ExecutionRecord,
-    attempts: Sequence[AttemptRecord] | None = None,
+    ex: rec.ExecutionRecord,
+    attempts: Sequence[rec.AttemptRecord] | None = None,
     *,
     full_reports: bool = False,
 ) -> dict[str, Any]:
@@ -344,7 +332,7 @@ def execution_detail(
     return out
 
 
-def transition_view(row: TransitionRecord | None) -> dict[str, Any]:
+def transition_view(row: rec.TransitionRecord | None) -> dict[str, Any]:
     if row is None:
         return {"enabled": True, "reason": "", "actor": None, "at": None}
     return {
@@ -355,7 +343,7 @@ def transition_view(row: TransitionRecord | None) -> dict[str, Any]:
     }
 
 
-def pipeline_summary(store: Reads, row: PipelineRecord) -> dict[str, Any]:
+def pipeline_summary(store: Reads, row: rec.PipelineRecord) -> dict[str, Any]:
     latest = store.list_executions(row.name, limit=1, light=True)
     return {
         "name": row.name,
@@ -366,7 +354,7 @@ def pipeline_summary(store: Reads, row: PipelineRecord) -> dict[str, Any]:
     }
 
 
-def pipeline_detail(store: Reads, cache: PipelineCache, row: PipelineRecord) -> dict[str, Any]:
+def pipeline_detail(store: Reads, cache: PipelineCache, row: rec.PipelineRecord) -> dict[str, Any]:
     p = cache.of_pipeline(row)
     transitions = {r.stage: r for r in store.transitions_for(row.name)}
     out = pipeline_summary(store, row)
@@ -411,14 +399,14 @@ def pipeline_detail(store: Reads, cache: PipelineCache, row: PipelineRecord) -> 
     return out
 
 
-def report_files(attempt: AttemptRecord) -> set[str]:
+def report_files(attempt: rec.AttemptRecord) -> set[str]:
     """The files an attempt's reports name (relative to its working directory)."""
     return {str(f) for r in attempt.reports or [] for f in r.get("files") or []}
 
 
 def attempt_row(
     store: Reads, ex_id: str, stage: str, action: str, attempt: int | None
-) -> AttemptRecord:
+) -> rec.AttemptRecord:
     """One attempt of an action (the latest when `attempt` is None)."""
     rows = [a for a in store.attempts_for(ex_id) if a.stage == stage and a.action == action]
     if not rows:
@@ -442,11 +430,11 @@ def pick(record: Any, fields: str) -> dict[str, Any]:
     return {k: getattr(record, k) for k in fields.split()}
 
 
-def deployment_view(d: DeploymentRecord) -> dict[str, Any]:
+def deployment_view(d: rec.DeploymentRecord) -> dict[str, Any]:
     return pick(d, _DEPLOYMENT_FIELDS)
 
 
-def health_view(h: HealthRecord) -> dict[str, Any]:
+def health_view(h: rec.HealthRecord) -> dict[str, Any]:
     """An environment's health as the API, the dashboard and `env list --json` show it."""
     return {
         "healthy": bool(h.healthy),
@@ -476,7 +464,7 @@ def environments(store: Store) -> list[dict[str, Any]]:
 
 
 # ---- approvals ---------------------------------------------------------------------------------
-def latest_approval(store: Reads, ex_id: str) -> ApprovalRecord:
+def latest_approval(store: Reads, ex_id: str) -> rec.ApprovalRecord:
     """The execution's pending approval, else its most recent one."""
     rows = store.approval_records(ex_id)
     if not rows:
@@ -494,7 +482,7 @@ def approval_config(pipeline: Pipeline, attempt_id: str) -> dict[str, Any]:
         return {}
 
 
-def authors(ex: ExecutionRecord) -> set[str]:
+def authors(ex: rec.ExecutionRecord) -> set[str]:
     """Who wrote the change: the sources' author emails and the user who started it."""
     out = {
         str(r["AuthorEmail"]).lower()
@@ -506,7 +494,7 @@ def authors(ex: ExecutionRecord) -> set[str]:
     return out
 
 
-def is_author(name: str, email: str | None, ex: ExecutionRecord) -> bool:
+def is_author(name: str, email: str | None, ex: rec.ExecutionRecord) -> bool:
     """Whether the user `name` (with `email`) wrote the change of execution `ex`."""
     who = authors(ex)
     return name.lower() in who or bool(email and email.lower() in who)
@@ -585,7 +573,7 @@ def latest_per_pipeline(store: Reads) -> list[dict[str, Any]]:
     return latest
 
 
-def rollback_of(store: Reads, ex_id: str) -> ExecutionRecord | None:
+def rollback_of(store: Reads, ex_id: str) -> rec.ExecutionRecord | None:
     """The rollback execution started because `ex_id` failed, if any."""
     for r in store.list_executions(limit=10, light=True):
         if r.kind == "rollback" and (r.trigger or {}).get("of") == ex_id:
@@ -639,11 +627,11 @@ def approval_evidence(
 # ---- the store's reads, for the entry points (they call no store method themselves) ----------
 
 
-def pipelines(store: Reads) -> list[PipelineRecord]:
+def pipelines(store: Reads) -> list[rec.PipelineRecord]:
     return store.pipeline_records()
 
 
-def pipeline_row(store: Reads, name: str) -> PipelineRecord:
+def pipeline_row(store: Reads, name: str) -> rec.PipelineRecord:
     return store.pipeline_record(name)
 
 
@@ -651,14 +639,14 @@ def pipeline_names(store: Store) -> list[str]:
     return store.pipeline_names()
 
 
-def execution(store: Reads, ex_id: str) -> ExecutionRecord:
+def execution(store: Reads, ex_id: str) -> rec.ExecutionRecord:
     """The execution `ex_id` (a full id or a unique prefix); NotFound otherwise."""
     return store.execution(ex_id)
 
 
 def executions(
     store: Reads, pipeline: str | None = None, status: str | None = None, **page: Any
-) -> list[ExecutionRecord]:
+) -> list[rec.ExecutionRecord]:
     return store.list_executions(pipeline, status, **page)
 
 
@@ -666,35 +654,35 @@ def execution_count(store: Store, pipeline: str | None, status: str | None) -> i
     return store.count_executions(pipeline, status)
 
 
-def attempts(store: Reads, ex_id: str) -> list[AttemptRecord]:
+def attempts(store: Reads, ex_id: str) -> list[rec.AttemptRecord]:
     return store.attempts_for(ex_id)
 
 
-def approvals(store: Reads, ex_id: str) -> list[ApprovalRecord]:
+def approvals(store: Reads, ex_id: str) -> list[rec.ApprovalRecord]:
     return store.approval_records(ex_id)
 
 
-def pending_approvals(store: Store) -> list[ApprovalRecord]:
+def pending_approvals(store: Store) -> list[rec.ApprovalRecord]:
     return store.pending_approvals()
 
 
-def history(store: Store, ex_id: str) -> list[AttemptMoveRecord]:
+def history(store: Store, ex_id: str) -> list[rec.AttemptMoveRecord]:
     return store.history_for(ex_id)
 
 
-def transitions(store: Reads, pipeline: str) -> list[TransitionRecord]:
+def transitions(store: Reads, pipeline: str) -> list[rec.TransitionRecord]:
     return store.transitions_for(pipeline)
 
 
-def change_request(store: Store, req_id: int) -> RequestRecord:
+def change_request(store: Store, req_id: int) -> rec.RequestRecord:
     return store.get_request(req_id)
 
 
-def deployments(store: Store, environment: str | None, limit: int) -> list[DeploymentRecord]:
+def deployments(store: Store, environment: str | None, limit: int) -> list[rec.DeploymentRecord]:
     return store.deployment_records(environment, limit=limit)
 
 
-def audit_log(store: Store, limit: int) -> list[AuditRecord]:
+def audit_log(store: Store, limit: int) -> list[rec.AuditRecord]:
     return store.audit_log(limit)
 
 
@@ -707,7 +695,7 @@ def artifact_file(artifacts: ArtifactStore, digest: str, rel: str) -> Path | Non
     return None
 
 
-def live_engines(store: Reads, max_age: float) -> list[EngineRecord]:
+def live_engines(store: Reads, max_age: float) -> list[rec.EngineRecord]:
     """The engine loops whose lease is younger than `max_age` seconds."""
     return store.live_engines(max_age)
 
@@ -720,16 +708,16 @@ def active_executions(store: Store) -> list[Any]:
     return list(store.active_executions())
 
 
-def current_deployments(store: Store) -> dict[str, DeploymentRecord]:
+def current_deployments(store: Store) -> dict[str, rec.DeploymentRecord]:
     """Each environment's current deployment, by environment name."""
     return store.current_deployment_records()
 
 
-def health(store: Store) -> dict[str, HealthRecord]:
+def health(store: Store) -> dict[str, rec.HealthRecord]:
     return store.health_records()
 
 
-def stored_pipelines(settings: Settings) -> list[PipelineRecord]:
+def stored_pipelines(settings: Settings) -> list[rec.PipelineRecord]:
     """The stored pipelines, read through a store opened and closed for this one read."""
     from conveyor.service.commands import open_store
 

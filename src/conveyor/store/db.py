@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     and_,
     bindparam,
     create_engine,
@@ -70,7 +71,7 @@ from conveyor.store.records import (
     TransitionRecord,
 )
 from conveyor.store.schema_version import head_revision
-from conveyor.store.sqlite_reader import alive
+from conveyor.store.sqlite_reader import ExecutionLists, alive, execution_filter
 from conveyor.store.starts import ExecutionStarts
 from conveyor.store.stats import StatsQueries
 from conveyor.store.users import UserQueries
@@ -199,7 +200,7 @@ def _row(r: Any) -> Row:
     return dict(r._mapping)
 
 
-class Store(UserQueries, StatsQueries, ExecutionStarts):
+class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
     def __init__(
         self,
         url: str,
@@ -257,6 +258,17 @@ class Store(UserQueries, StatsQueries, ExecutionStarts):
         except OperationalError as e:
             raise Unavailable(f"database {_safe(self.url)} failed: {_first_line(e)}") from None
 
+    @staticmethod
+    def _put(
+        c: Connection, table: Table, keys: Mapping[str, Any], values: Mapping[str, Any]
+    ) -> None:
+        """Write the row of `table` that `keys` name: update it when it exists, else insert it."""
+        where = and_(*(table.c[k] == v for k, v in keys.items()))
+        if c.execute(select(*(table.c[k] for k in keys)).where(where)).first():
+            c.execute(update(table).where(where).values(**values))
+        else:
+            c.execute(insert(table).values(**keys, **values))
+
     def _all(self, cls: type[R], query: Any) -> list[R]:
         """Every row of a query, as records of `cls`, in one short transaction."""
         with self.tx() as c:
@@ -266,24 +278,9 @@ class Store(UserQueries, StatsQueries, ExecutionStarts):
     def save_pipeline(
         self, name: str, definition: Mapping[str, Any], source_path: str | None
     ) -> None:
-        now = time.time()
+        values = {"definition": dict(definition), "source_path": source_path}
         with self.tx() as c:
-            exists = c.execute(select(t.pipelines.c.name).where(t.pipelines.c.name == name)).first()
-            if exists:
-                c.execute(
-                    update(t.pipelines)
-                    .where(t.pipelines.c.name == name)
-                    .values(definition=dict(definition), source_path=source_path, updated_at=now)
-                )
-            else:
-                c.execute(
-                    insert(t.pipelines).values(
-                        name=name,
-                        definition=dict(definition),
-                        source_path=source_path,
-                        updated_at=now,
-                    )
-                )
+            self._put(c, t.pipelines, {"name": name}, {**values, "updated_at": time.time()})
 
     def pipeline_record(self, name: str) -> PipelineRecord:
         with self.tx() as c:
@@ -344,29 +341,22 @@ class Store(UserQueries, StatsQueries, ExecutionStarts):
             )
             return self._executions(c, [r])[0]
 
-    def list_executions(
-        self,
-        pipeline: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        light: bool = False,
+    def _executions_page(
+        self, where: Mapping[str, str], limit: int, offset: int, light: bool
     ) -> list[ExecutionRecord]:
-        cols = [t.executions] if not light else [t.executions.c[n] for n in LIGHT_EXECUTION]
-        q = select(*cols).order_by(t.executions.c.created_at.desc(), t.executions.c.seq.desc())
-        if pipeline:
-            q = q.where(t.executions.c.pipeline == pipeline)
-        if status:
-            q = q.where(t.executions.c.status == status)
+        ex = t.executions
+        q = (
+            select(*([ex] if not light else [ex.c[n] for n in LIGHT_EXECUTION]))
+            .where(*(ex.c[k] == v for k, v in where.items()))
+            .order_by(ex.c.created_at.desc(), ex.c.seq.desc())
+        )
         with self.tx() as c:
             return self._executions(c, c.execute(q.limit(limit).offset(offset)))
 
     def count_executions(self, pipeline: str | None = None, status: str | None = None) -> int:
+        where = execution_filter(pipeline, status)
         q = select(func.count()).select_from(t.executions)
-        if pipeline:
-            q = q.where(t.executions.c.pipeline == pipeline)
-        if status:
-            q = q.where(t.executions.c.status == status)
+        q = q.where(*(t.executions.c[k] == v for k, v in where.items()))
         with self.tx() as c:
             return int(c.execute(q).scalar_one())
 
@@ -1019,22 +1009,10 @@ class Store(UserQueries, StatsQueries, ExecutionStarts):
     def set_transition(
         self, pipeline: str, stage: str, enabled: bool, reason: str, actor: str | None
     ) -> None:
+        keys = {"pipeline": pipeline, "stage": stage}
+        values = {"enabled": enabled, "reason": reason, "actor": actor, "at": time.time()}
         with self.tx() as c:
-            c.execute(
-                t.transitions.delete().where(
-                    and_(t.transitions.c.pipeline == pipeline, t.transitions.c.stage == stage)
-                )
-            )
-            c.execute(
-                insert(t.transitions).values(
-                    pipeline=pipeline,
-                    stage=stage,
-                    enabled=enabled,
-                    reason=reason,
-                    actor=actor,
-                    at=time.time(),
-                )
-            )
+            self._put(c, t.transitions, keys, values)
 
     def transitions_for(self, pipeline: str) -> list[TransitionRecord]:
         return self._all(
@@ -1185,31 +1163,16 @@ class Store(UserQueries, StatsQueries, ExecutionStarts):
     def set_health(self, environment: str, healthy: bool, detail: str) -> bool:
         """Record a health reading; True when the health changed (or is new)."""
         now = time.time()
+        h = t.health
         with self.tx() as c:
-            r = c.execute(select(t.health).where(t.health.c.environment == environment)).first()
-            if r is None:
-                c.execute(
-                    insert(t.health).values(
-                        environment=environment,
-                        healthy=healthy,
-                        detail=detail,
-                        since=now,
-                        checked_at=now,
-                    )
-                )
-                return True
-            changed = bool(r.healthy) != healthy
-            c.execute(
-                update(t.health)
-                .where(t.health.c.environment == environment)
-                .values(
-                    healthy=healthy,
-                    detail=detail,
-                    checked_at=now,
-                    since=now if changed else r.since,
-                )
-            )
-            return changed
+            r = c.execute(
+                select(h.c.healthy, h.c.since).where(h.c.environment == environment)
+            ).first()
+            changed = r is None or bool(r.healthy) != healthy
+            reading = {"healthy": healthy, "detail": detail, "checked_at": now}
+            since = now if r is None or changed else r.since
+            self._put(c, h, {"environment": environment}, {**reading, "since": since})
+        return changed
 
     def health_records(self) -> dict[str, HealthRecord]:
         return {h.environment: h for h in self._all(HealthRecord, select(t.health))}

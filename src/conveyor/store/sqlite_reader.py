@@ -14,6 +14,7 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,7 +64,32 @@ def open_reader(url: str) -> SqliteReader | None:
     return reader
 
 
-class SqliteReader:
+class ExecutionLists:
+    """The list of executions, once for `Store` and `SqliteReader`: each answers one page of a
+    filter its own way (`_executions_page`)."""
+
+    # one page of the executions whose columns hold `where`'s values, newest first; `light`:
+    # only `LIGHT_EXECUTION`'s columns (declared here, defined by each store)
+    _executions_page: Callable[[Mapping[str, str], int, int, bool], list[ExecutionRecord]]
+
+    def list_executions(
+        self,
+        pipeline: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        light: bool = False,
+    ) -> list[ExecutionRecord]:
+        """Executions newest first, a page at a time: of one pipeline, with one status, or all."""
+        return self._executions_page(execution_filter(pipeline, status), limit, offset, light)
+
+
+def execution_filter(pipeline: str | None, status: str | None) -> dict[str, str]:
+    """The columns a list of executions is filtered on (pipeline, status): those given."""
+    return {k: v for k, v in (("pipeline", pipeline), ("status", status)) if v}
+
+
+class SqliteReader(ExecutionLists):
     """The read methods of `Store` that the CLI's read commands call, on one connection."""
 
     def __init__(self, path: Path) -> None:
@@ -113,28 +139,16 @@ class SqliteReader:
     def _execution_columns(self) -> list[str]:
         return [r["name"] for r in self._rows("", "PRAGMA table_info(executions)")]
 
-    def list_executions(
-        self,
-        pipeline: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        light: bool = False,
+    def _executions_page(
+        self, where: Mapping[str, str], limit: int, offset: int, light: bool
     ) -> list[ExecutionRecord]:
         cols = ", ".join(LIGHT_EXECUTION) if light else "*"
-        where, params = [], []
-        if pipeline:
-            where.append("pipeline = ?")
-            params.append(pipeline)
-        if status:
-            where.append("status = ?")
-            params.append(status)
         sql = (
             f"SELECT {cols} FROM executions"  # noqa: S608 - fixed column names and clauses
-            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + (f" WHERE {' AND '.join(f'{k} = ?' for k in where)}" if where else "")
             + " ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?"
         )
-        return self._all(ExecutionRecord, sql, (*params, limit, offset))
+        return self._all(ExecutionRecord, sql, (*where.values(), limit, offset))
 
     def live_engines(self, max_age: float) -> list[EngineRecord]:
         """Engines with a recent heartbeat; on this host, only those whose process still runs."""
