@@ -67,6 +67,7 @@ from conveyor.ports import Services
 from conveyor.settings import Settings
 from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
+from conveyor.store.columns import LIGHT_ATTEMPT
 from conveyor.store.db import Row, Store
 from conveyor.store.planner_state import attempt_view, execution_state, stage_epochs
 from conveyor.store.records import (
@@ -657,7 +658,7 @@ class Engine:
                 f.abandon = True
                 f.cancel.set()
             held = {f.attempt_id for f in mine}
-            for a in self.store.attempts_light(ex.id):
+            for a in self.store.attempts_for(ex.id, light=True):
                 if a.status == ActionStatus.IN_PROGRESS and a.id not in held:
                     self._kill(a)
                     self._try_transition(
@@ -681,7 +682,7 @@ class Engine:
                 f"execution {ex.id} is {ex.status}: only a Failed or Stopped execution "
                 "can be retried"
             )
-        attempts = self.store.attempts_light(ex.id)
+        attempts = self.store.attempts_for(ex.id, light=True)
         state = _state(ex, attempts, self._known.get(ex.id))
         statuses = pl.stage_statuses(pipeline, state)
         stage_name = req.payload.get("stage")
@@ -1233,7 +1234,7 @@ class Engine:
             moves = self.store.history_count(ex_id)
             if k is None or k.moves != moves:
                 k = _Known(moves)
-                for r in self.store.attempts_light(ex_id):
+                for r in self.store.attempts_for(ex_id, light=True):
                     k.add(r)
                 self._known[ex_id] = k
             k.checked = time.monotonic()
@@ -1268,7 +1269,7 @@ def _execution_message(
 
 
 def _light(row: Row) -> Row:
-    return {k: v for k, v in row.items() if k in Store.LIGHT}
+    return {k: v for k, v in row.items() if k in LIGHT_ATTEMPT}
 
 
 def _append_log(attempt: AttemptRecord, text: str) -> None:

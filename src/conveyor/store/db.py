@@ -258,16 +258,22 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
         except OperationalError as e:
             raise Unavailable(f"database {_safe(self.url)} failed: {_first_line(e)}") from None
 
-    @staticmethod
+    @classmethod
     def _put(
-        c: Connection, table: Table, keys: Mapping[str, Any], values: Mapping[str, Any]
+        cls, c: Connection, table: Table, keys: Mapping[str, Any], values: Mapping[str, Any]
     ) -> None:
         """Write the row of `table` that `keys` name: update it when it exists, else insert it."""
-        where = and_(*(table.c[k] == v for k, v in keys.items()))
-        if c.execute(select(*(table.c[k] for k in keys)).where(where)).first():
-            c.execute(update(table).where(where).values(**values))
+        where = [table.c[k] == v for k, v in keys.items()]
+        if c.execute(select(*(table.c[k] for k in keys)).where(*where)).first():
+            cls._set_where(c, table, *where, **values)
         else:
             c.execute(insert(table).values(**keys, **values))
+
+    @staticmethod
+    def _set_where(c: Connection, table: Table, *conditions: Any, **values: Any) -> int:
+        """Update the rows of `table` that meet every condition; how many changed (for a
+        compare-and-set, 0: another writer got there first)."""
+        return int(c.execute(update(table).where(and_(*conditions)).values(**values)).rowcount)
 
     def _all(self, cls: type[R], query: Any) -> list[R]:
         """Every row of a query, as records of `cls`, in one short transaction."""
@@ -403,7 +409,7 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
             ).first()
             if r is not None:
                 (merged,) = self._with_revisions(c, [_row(r)])
-                c.execute(update(ex).where(ex.c.id == ex_id).values(revisions=merged["revisions"]))
+                self._set_where(c, ex, ex.c.id == ex_id, revisions=merged["revisions"])
 
     @classmethod
     def _executions(cls, c: Connection, found: Iterable[Any]) -> list[ExecutionRecord]:
@@ -546,7 +552,7 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
         with self.tx() as c:
             if not guarded:
                 if facts:
-                    c.execute(update(ex).where(ex.c.id == ex_id).values(**facts))
+                    self._set_where(c, ex, ex.c.id == ex_id, **facts)
                 return
             r = c.execute(
                 select(ex.c.status, ex.c.stop_mode, ex.c.superseded_by).where(ex.c.id == ex_id)
@@ -562,14 +568,10 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
                     raise Conflict(f"execution {ex_id}: {e}") from None
             if all(getattr(r, k) == v for k, v in guarded.items()):
                 if facts:
-                    c.execute(update(ex).where(ex.c.id == ex_id).values(**facts))
+                    self._set_where(c, ex, ex.c.id == ex_id, **facts)
                 return
-            res = c.execute(
-                update(ex)
-                .where(and_(ex.c.id == ex_id, ex.c.status == cur.value))
-                .values(reason=str(reason), **guarded, **facts)
-            )
-            if res.rowcount != 1:
+            values = {"reason": str(reason), **guarded, **facts}
+            if self._set_where(c, ex, ex.c.id == ex_id, ex.c.status == cur.value, **values) != 1:
                 raise Conflict(f"execution {ex_id}: changed concurrently")
             c.execute(
                 insert(t.execution_history).values(
@@ -597,22 +599,13 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
     # ---- leases and engines ------------------------------------------------------------------
     def claim(self, ex_id: str, worker: str, ttl: float) -> bool:
         now = time.time()
+        ex = t.executions
+        free = or_(ex.c.lease_owner.is_(None), ex.c.lease_owner == worker, ex.c.lease_expires < now)
         with self.tx() as c:
-            res = c.execute(
-                update(t.executions)
-                .where(
-                    and_(
-                        t.executions.c.id == ex_id,
-                        or_(
-                            t.executions.c.lease_owner.is_(None),
-                            t.executions.c.lease_owner == worker,
-                            t.executions.c.lease_expires < now,
-                        ),
-                    )
-                )
-                .values(lease_owner=worker, lease_expires=now + ttl)
+            taken = self._set_where(
+                c, ex, ex.c.id == ex_id, free, lease_owner=worker, lease_expires=now + ttl
             )
-            return bool(res.rowcount)
+        return bool(taken)
 
     def previous_owner(self, ex_id: str) -> tuple[str | None, float | None]:
         with self.tx() as c:
@@ -627,26 +620,17 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
         """Extend the worker's leases that have run past 40 % of their time (a lease is
         written every ~ttl/2, not at every heartbeat: 1,000 waiting executions stay cheap)."""
         now = time.time()
+        ex = t.executions
         with self.tx() as c:
-            c.execute(
-                update(t.executions)
-                .where(
-                    and_(
-                        t.executions.c.lease_owner == worker,
-                        t.executions.c.lease_expires < now + ttl * 0.6,
-                    )
-                )
-                .values(lease_expires=now + ttl)
-            )
-            c.execute(update(t.engines).where(t.engines.c.worker == worker).values(heartbeat=now))
+            due = ex.c.lease_expires < now + ttl * 0.6
+            self._set_where(c, ex, ex.c.lease_owner == worker, due, lease_expires=now + ttl)
+            self._set_where(c, t.engines, t.engines.c.worker == worker, heartbeat=now)
 
     def release(self, ex_id: str, worker: str) -> None:
+        ex = t.executions
         with self.tx() as c:
-            c.execute(
-                update(t.executions)
-                .where(and_(t.executions.c.id == ex_id, t.executions.c.lease_owner == worker))
-                .values(lease_owner=None, lease_expires=None)
-            )
+            mine = (ex.c.id == ex_id, ex.c.lease_owner == worker)
+            self._set_where(c, ex, *mine, lease_owner=None, lease_expires=None)
 
     def register_engine(self, worker: str) -> None:
         now = time.time()
@@ -833,17 +817,13 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
             c.execute(insert(t.history), history)
         return out
 
-    @staticmethod
+    @classmethod
     def _compare_and_set(
-        c: Connection, att_id: str, cur: ActionStatus, values: Mapping[str, Any]
+        cls, c: Connection, att_id: str, cur: ActionStatus, values: Mapping[str, Any]
     ) -> bool:
         """Write an attempt's move only if it still has the status read; False if it lost."""
-        res = c.execute(
-            update(t.attempts)
-            .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
-            .values(**values)
-        )
-        return res.rowcount == 1
+        a = t.attempts
+        return cls._set_where(c, a, a.c.id == att_id, a.c.status == cur.value, **values) == 1
 
     def transition(
         self,
@@ -881,7 +861,7 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
     def note_attempt(self, att_id: str, **values: Any) -> None:
         """Non-status facts about a running attempt (its process group, its details so far)."""
         with self.tx() as c:
-            c.execute(update(t.attempts).where(t.attempts.c.id == att_id).values(**values))
+            self._set_where(c, t.attempts, t.attempts.c.id == att_id, **values)
 
     def note_pgids(self, pgids: Mapping[str, int]) -> None:
         """The process groups of running attempts, in one transaction."""
@@ -900,19 +880,13 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
     def attempts_for(self, ex_id: str, *, light: bool = False) -> list[AttemptRecord]:
         """An execution's attempts, in the order they started. `light`: without their JSON
         payloads (left empty), what planning needs, cheap to load."""
-        cols = [t.attempts.c[n] for n in self.LIGHT] if light else [t.attempts]
+        cols = [t.attempts.c[n] for n in LIGHT_ATTEMPT] if light else [t.attempts]
         return self._all(
             AttemptRecord,
             select(*cols)
             .where(t.attempts.c.execution_id == ex_id)
             .order_by(t.attempts.c.started_at, t.attempts.c.attempt),
         )
-
-    LIGHT = LIGHT_ATTEMPT
-
-    def attempts_light(self, ex_id: str) -> list[AttemptRecord]:
-        """`attempts_for(ex_id, light=True)`."""
-        return self.attempts_for(ex_id, light=True)
 
     def history_count(self, ex_id: str) -> int:
         """How many status moves an execution's attempts made: a cheap version of its state."""
@@ -991,12 +965,9 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
         )
 
     def handle_request(self, req_id: int, outcome: str) -> None:
+        r = t.requests
         with self.tx() as c:
-            c.execute(
-                update(t.requests)
-                .where(t.requests.c.id == req_id)
-                .values(handled_at=time.time(), outcome=outcome)
-            )
+            self._set_where(c, r, r.c.id == req_id, handled_at=time.time(), outcome=outcome)
 
     def get_request(self, req_id: int) -> RequestRecord:
         with self.tx() as c:
@@ -1116,21 +1087,15 @@ class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
 
     def decide_approval(self, att_id: str, status: str, *, by: str, comment: str) -> ApprovalRecord:
         """Pending -> Approved/Rejected/Expired/Superseded, once. A second decision is a Conflict."""
+        a = t.approvals
+        decision = {"status": status, "decided_by": by, "comment": comment}
         with self.tx() as c:
-            res = c.execute(
-                update(t.approvals)
-                .where(
-                    and_(
-                        t.approvals.c.attempt_id == att_id,
-                        t.approvals.c.status == ApprovalStatus.PENDING.value,
-                    )
-                )
-                .values(status=status, decided_by=by, comment=comment, decided_at=time.time())
-            )
-            r = c.execute(select(t.approvals).where(t.approvals.c.attempt_id == att_id)).first()
+            pending = (a.c.attempt_id == att_id, a.c.status == ApprovalStatus.PENDING.value)
+            won = self._set_where(c, a, *pending, **decision, decided_at=time.time())
+            r = c.execute(select(a).where(a.c.attempt_id == att_id)).first()
         if r is None:
             raise NotFound(f"no approval for {att_id}")
-        if res.rowcount != 1:
+        if won != 1:
             raise Conflict(
                 f"this approval was already decided: {r.status} by {r.decided_by or 'the engine'}"
                 + (f" ({r.comment})" if r.comment else "")
