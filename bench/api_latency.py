@@ -219,7 +219,7 @@ def latency(db_url: str, label: str, suggested_indexes: bool) -> dict[str, Any]:
                     c.execute(text(ddl))
         token = ensure_admin(store)
         assert token
-        latest = store.list_executions("bench", limit=1)[0]["id"]
+        latest = store.list_executions("bench", limit=1)[0].id
         app = create_app(settings, store)
         routes = {
             "api_execution_list": "/api/v1/executions?limit=50",
@@ -315,7 +315,7 @@ def approval_to_next_action() -> dict[str, Any]:
                 for _ in range(APPROVALS):
                     ex = c.post("/api/v1/pipelines/gate/executions").json()["id"]
                     while not [
-                        a for a in built.store.approvals_for(ex) if a["status"] == "Pending"
+                        a for a in built.store.approval_records(ex) if a.status == "Pending"
                     ]:
                         time.sleep(0.01)
                     time.sleep(
@@ -326,9 +326,9 @@ def approval_to_next_action() -> dict[str, Any]:
                     http.append(time.time() - t0)
                     assert r.status_code == 200, r.text
                     while True:
-                        nxt = [a for a in built.store.attempts_for(ex) if a["stage"] == "Prod"]
+                        nxt = [a for a in built.store.attempts_for(ex) if a.stage == "Prod"]
                         if nxt:
-                            to_next.append(nxt[0]["started_at"] - t0)
+                            to_next.append(nxt[0].started_at - t0)
                             break
                         time.sleep(0.005)
         finally:

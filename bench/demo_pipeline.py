@@ -55,7 +55,7 @@ def run(label: str, npm_cache: str | None) -> dict[str, Any]:
             from conveyor.store.db import Store
 
             store = Store(f"sqlite:///{Path(d) / 'home' / 'conveyor.db'}")
-            row = store.get_execution(ex)
+            row = store.execution(ex)
             atts = store.attempts_for(ex)
             store.close()
         finally:
@@ -67,9 +67,9 @@ def run(label: str, npm_cache: str | None) -> dict[str, Any]:
             )
         if res.returncode != 0:
             raise SystemExit(f"{label}: demo failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-    execution = row["ended_at"] - row["created_at"]
-    busy = busy_time([(a["started_at"], a["ended_at"]) for a in atts])
-    approval = sum(a["ended_at"] - a["started_at"] for a in atts if a["type"] == "approval")
+    execution = row.ended_at - row.created_at
+    busy = busy_time([(a.started_at, a.ended_at) for a in atts])
+    approval = sum(a.ended_at - a.started_at for a in atts if a.type == "approval")
     stages = {s["name"]: round(s["seconds"], 2) for s in summary["runs"][0]["stages"]}
     return {
         "label": label,

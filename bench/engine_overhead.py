@@ -105,7 +105,7 @@ def run_once(
             prof.disable()
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
-        status = app.store.get_execution(ex)["status"]
+        status = app.store.execution(ex).status
         eng.shutdown()
         app.store.close()
         assert status == "Succeeded", status

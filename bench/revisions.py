@@ -6,7 +6,7 @@ column under its lock):
 
   - record_revision: p50/p95 per call;
   - list_executions(limit=50, light=True), the history list that merges the rows: p50/p95;
-  - get_execution(light=True): p50/p95.
+  - execution(light=True): p50/p95.
 
 Run: `.venv/bin/python bench/revisions.py [N]` (default 2,000 executions).
 """
@@ -51,15 +51,15 @@ def main() -> None:
             t0 = time.perf_counter()
             rows = store.list_executions(limit=50, light=True)
             lists.append(time.perf_counter() - t0)
-            assert all(set(r["revisions"]) == {"app", "tests"} for r in rows)
+            assert all(set(r.revisions) == {"app", "tests"} for r in rows)
             t0 = time.perf_counter()
-            store.get_execution(ids[i % n], light=True)
+            store.execution(ids[i % n], light=True)
             gets.append(time.perf_counter() - t0)
         store.close()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, SQLite, N={n}")
     print(f"record_revision           {_pcts(record)}")
     print(f"list_executions(50,light) {_pcts(lists)}")
-    print(f"get_execution(light)      {_pcts(gets)}")
+    print(f"execution(light)          {_pcts(gets)}")
 
 
 if __name__ == "__main__":

@@ -58,12 +58,12 @@ def run_once(home: Path, doc: dict[str, Any]) -> dict[str, float]:
     ex = eng.start(p.name)
     eng.run(stop, until=lambda: app.store.active_fingerprint()[0] == 0)
     eng.shutdown()
-    row = app.store.get_execution(ex)
+    row = app.store.execution(ex)
     atts = app.store.attempts_for(ex)
     app.store.close()
-    assert row["status"] == "Succeeded", row["message"]
-    wall = row["ended_at"] - row["created_at"]
-    busy = busy_time([(a["started_at"], a["ended_at"]) for a in atts])
+    assert row.status == "Succeeded", row.message
+    wall = row.ended_at - row.created_at
+    busy = busy_time([(a.started_at, a.ended_at) for a in atts])
     return {"wall_s": wall, "tools_s": busy, "engine_s": wall - busy, "actions": len(atts)}
 
 

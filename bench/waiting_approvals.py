@@ -101,7 +101,7 @@ def run(db_url: str | None, n: int, window: float, db: str) -> dict[str, object]
             rss, threads = rss_mb(), threading.active_count()
             other = eng.start("other")
             other_s = wait(
-                lambda: app.store.get_execution(other, light=True)["status"] == "Succeeded", 300
+                lambda: app.store.execution(other, light=True).status == "Succeeded", 300
             )
             t1 = time.perf_counter()
             for ex in ids:

@@ -124,7 +124,7 @@ def run_pipeline(
     drive(
         app,
         eng,
-        until or (lambda a: a.store.get_execution(ex)["status"] not in ("InProgress", "Stopping")),
+        until or (lambda a: a.store.execution(ex).status not in ("InProgress", "Stopping")),
         timeout,
     )
     return ex

@@ -27,6 +27,7 @@ from conveyor.adapters.reports import parse_report
 from conveyor.server.app import create_app
 from conveyor.server.auth import Users, ensure_admin
 from conveyor.settings import Settings
+from conveyor.store.records import ApprovalRecord
 
 # a 2x2 red PNG
 PNG = base64.b64decode(
@@ -282,7 +283,7 @@ class Env:
         return str(r.json()["id"])
 
     def status(self, ex_id: str) -> str:
-        return str(self.store.get_execution(ex_id)["status"])
+        return str(self.store.execution(ex_id).status)
 
     def wait_status(self, ex_id: str, *statuses: str, timeout: float = 60) -> str:
         return str(
@@ -293,12 +294,15 @@ class Env:
             )
         )
 
-    def wait_approval(self, ex_id: str, timeout: float = 60) -> dict[str, Any]:
+    def wait_approval(self, ex_id: str, timeout: float = 60) -> ApprovalRecord:
         def pending() -> Any:
-            rows = [a for a in self.store.approvals_for(ex_id) if a["status"] == "Pending"]
+            rows = [a for a in self.store.approval_records(ex_id) if a.status == "Pending"]
             return rows[-1] if rows else None
 
-        return dict(wait_for(f"execution {ex_id} to reach its approval", pending, timeout))
+        found: ApprovalRecord = wait_for(
+            f"execution {ex_id} to reach its approval", pending, timeout
+        )
+        return found
 
 
 @contextmanager

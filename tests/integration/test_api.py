@@ -148,7 +148,7 @@ def test_wrong_role_is_403_and_changes_nothing(
         msg = error(c.request(method, path.replace("{ex}", waiting), json=body), 403, "forbidden")
     assert f"is {role}" in msg and "role" in msg
     assert counts(env) == before
-    assert env.store.approvals_for(waiting)[-1]["status"] == "Pending"
+    assert env.store.approval_records(waiting)[-1].status == "Pending"
 
 
 def test_me_names_the_user(env: Env) -> None:
@@ -263,21 +263,21 @@ def test_stop_abandon_are_requests_the_engine_acts_on(env: Env) -> None:
     ex = env.start("slow")
     wait_for(
         "the slow action to run",
-        lambda: any(a["status"] == "InProgress" for a in env.store.attempts_for(ex)),
+        lambda: any(a.status == "InProgress" for a in env.store.attempts_for(ex)),
     )
     with env.client("operator") as c:
         r = c.post(f"/api/v1/executions/{ex}/abandon", json={"reason": "wrong branch"})
         assert r.status_code == 202, r.text
         req = r.json()["request_id"]
-        assert env.store.get_request(req)["kind"] == "abandon"
+        assert env.store.get_request(req).kind == "abandon"
         assert env.wait_status(ex, "Stopped") == "Stopped"
         handled = c.get(f"/api/v1/requests/{req}").json()
         assert handled["outcome"].startswith("stopping") and handled["actor"] == "operator"
         assert "nothing to stop" in error(c.post(f"/api/v1/executions/{ex}/stop"), 409, "conflict")
         error(c.post("/api/v1/executions/ffffffffffff/stop"), 404, "not_found")
         error(c.get("/api/v1/requests/999999"), 404, "not_found")
-    work = [a for a in env.store.attempts_for(ex) if a["action"] == "Work"][0]
-    assert work["status"] == "Abandoned"
+    work = [a for a in env.store.attempts_for(ex) if a.action == "Work"][0]
+    assert work.status == "Abandoned"
 
 
 def test_retry_of_an_execution_that_did_not_fail_is_a_conflict(env: Env, waiting: str) -> None:
@@ -295,7 +295,7 @@ def test_retry_of_a_failed_execution(env: Env) -> None:
     with env.client("operator") as c:
         r = c.post(f"/api/v1/executions/{ex}/retry", json={"stage": "Run"})
         assert r.status_code == 202, r.text
-    wait_for("a second attempt", lambda: any(a["attempt"] == 2 for a in env.store.attempts_for(ex)))
+    wait_for("a second attempt", lambda: any(a.attempt == 2 for a in env.store.attempts_for(ex)))
     env.wait_status(ex, "Failed")
     slow = env.start("slow")
     with env.client("operator") as c:
@@ -333,7 +333,7 @@ def test_live_log_follows_a_running_action(env: Env) -> None:
     ex = env.start("slow")
     wait_for(
         "the slow action to run",
-        lambda: any(a["status"] == "InProgress" for a in env.store.attempts_for(ex)),
+        lambda: any(a.status == "InProgress" for a in env.store.attempts_for(ex)),
     )
     got: list[str] = []
     with (
@@ -397,16 +397,16 @@ def test_path_traversal_is_refused(env: Env, waiting: str, rel: str) -> None:
         r = c.get(f"/api/v1/executions/{waiting}/actions/Build/UnitTestsAndImage/files/{rel}")
         assert r.status_code == 404, r.text
         assert "SQLite" not in r.text and "root:" not in r.text
-        digest = env.store.attempts_for(waiting)[0]["artifacts"]["app_src"]
+        digest = env.store.attempts_for(waiting)[0].artifacts["app_src"]
         assert c.get(f"/api/v1/artifacts/{digest}/files/{rel}").status_code == 404
 
 
 def test_only_report_files_of_an_attempt_are_served(env: Env, waiting: str) -> None:
     """A file of the attempt's working directory that no report names (its sources, whatever
     the build wrote) is a 404 for a viewer; the report's own file is served."""
-    row = [a for a in env.store.attempts_for(waiting) if a["action"] == "UnitTestsAndImage"][-1]
-    named = {str(f) for r in row["reports"] for f in r.get("files") or []}
-    work = env.settings.state_dir / "work" / waiting / f"Build.UnitTestsAndImage.{row['attempt']}"
+    row = [a for a in env.store.attempts_for(waiting) if a.action == "UnitTestsAndImage"][-1]
+    named = {str(f) for r in row.reports for f in r.get("files") or []}
+    work = env.settings.state_dir / "work" / waiting / f"Build.UnitTestsAndImage.{row.attempt}"
     others = [
         p.relative_to(work).as_posix()
         for p in work.rglob("*")
@@ -524,16 +524,15 @@ def test_approve_is_bound_to_the_digest(env: Env) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "Approved" and r.json()["decided_by"] == "approver"
     assert env.wait_status(ex, "Succeeded") == "Succeeded"
-    gate = [a for a in env.store.attempts_for(ex) if a["type"] == "approval"][0]
-    assert gate["variables"] == {
+    gate = [a for a in env.store.attempts_for(ex) if a.type == "approval"][0]
+    assert gate.variables == {
         "ApprovedBy": "approver",
         "Comment": "e2e looks fine",
         "Decision": "Approved",
     }
     last = env.store.audit_log(5)
     assert any(
-        a["action"] == "approval.approve" and a["target"] == ex and a["actor"] == "approver"
-        for a in last
+        a.action == "approval.approve" and a.target == ex and a.actor == "approver" for a in last
     )
 
 
@@ -564,12 +563,10 @@ def test_two_approvers_at_once_exactly_one_wins(env: Env) -> None:
     winner = next(k for k, v in results.items() if v.status_code == 200)
     loser = next(v for v in results.values() if v.status_code == 409)
     assert winner in error(loser, 409, "conflict")  # the loser is told who decided first
-    row = env.store.approvals_for(ex)[-1]
-    assert row["decided_by"] == winner and row["comment"] == winner
+    row = env.store.approval_records(ex)[-1]
+    assert row.decided_by == winner and row.comment == winner
     decisions = [
-        a
-        for a in env.store.audit_log(50)
-        if a["target"] == ex and a["action"].startswith("approval.")
+        a for a in env.store.audit_log(50) if a.target == ex and a.action.startswith("approval.")
     ]
     assert len(decisions) == 1
     env.wait_status(ex, "Succeeded" if winner == "approver" else "Failed")
@@ -586,7 +583,7 @@ def test_self_approval_false_stops_the_author(env: Env) -> None:
             "forbidden",
         )
         assert "selfApproval" in msg
-    assert env.store.approvals_for(ex)[-1]["status"] == "Pending"
+    assert env.store.approval_records(ex)[-1].status == "Pending"
     with env.client("approver") as c:
         assert (
             c.post(f"/api/v1/approvals/{ex}/approve", json={"digest": IMAGE_DIGEST}).status_code
@@ -605,8 +602,8 @@ def test_reject_fails_the_execution(env: Env) -> None:
         )
         assert r.status_code == 200 and r.json()["status"] == "Rejected"
     env.wait_status(ex, "Failed")
-    gate = [a for a in env.store.attempts_for(ex) if a["type"] == "approval"][0]
-    assert gate["reason"] == "Rejected" and "not yet" in gate["message"]
+    gate = [a for a in env.store.attempts_for(ex) if a.type == "approval"][0]
+    assert gate.reason == "Rejected" and "not yet" in gate.message
     with env.client("approver") as c:
         assert "Rejected" in error(
             c.post(f"/api/v1/approvals/{ex}/approve", json={"digest": IMAGE_DIGEST}),
@@ -649,7 +646,7 @@ def test_disabled_transition_holds_executions_until_enabled(env: Env) -> None:
         }
         r = c.post("/api/v1/pipelines/broken/transitions/After/enable")
         assert r.status_code == 200 and r.json()["enabled"] is True
-    actions = [a["action"] for a in env.store.audit_log(10) if a["target"] == "broken/After"]
+    actions = [a.action for a in env.store.audit_log(10) if a.target == "broken/After"]
     assert actions[:2] == ["transition.enable", "transition.disable"]
 
 
@@ -664,7 +661,7 @@ def test_disabled_transition_stops_the_engine_before_the_stage(env: Env, tmp_pat
         ex = env.start("gated")
         wait_for(
             "the execution to wait at the transition",
-            lambda: "freeze until Monday" in (env.store.get_execution(ex)["waiting"] or ""),
+            lambda: "freeze until Monday" in (env.store.execution(ex).waiting or ""),
         )
         assert env.status(ex) == "InProgress"
         c.post("/api/v1/pipelines/gated/transitions/After/enable")
@@ -818,7 +815,7 @@ def test_an_unexpected_error_is_a_clean_500_on_a_connection_that_stays_open(
     def broken() -> Any:
         raise OSError(f"[Errno 5] Input/output error: '{secret_path}'")
 
-    monkeypatch.setattr(env.store, "list_pipelines", broken)
+    monkeypatch.setattr(env.store, "pipeline_records", broken)
     host, port = env.url.removeprefix("http://").split(":")
     head = "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n"
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -875,7 +872,7 @@ def test_a_session_cookie_saved_before_logout_is_refused_after(env: Env) -> None
         assert r.status_code == 303 and r.headers["location"].startswith("/login")
     assert other.get("/api/v1/me").json()["name"] == "viewer"
     other.close()
-    assert any(a["action"] == "session.end" for a in env.store.audit_log(20))
+    assert any(a.action == "session.end" for a in env.store.audit_log(20))
 
 
 # ---- /metrics access ----------------------------------------------------------------------------

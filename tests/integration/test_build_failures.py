@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from conveyor.store.records import AttemptRecord
 from tests.conftest import REPO, run_pipeline
 
 pytestmark = pytest.mark.integration
@@ -62,15 +63,15 @@ stages:
 """
 
 
-def run_build(app: Any, tmp_path: Path, patch: Callable[[Path], None]) -> dict[str, Any]:
+def run_build(app: Any, tmp_path: Path, patch: Callable[[Path], None]) -> AttemptRecord:
     ex = run_pipeline(app, build_pipeline(app_repo(tmp_path, patch)), tmp_path, timeout=600)
-    row = app.store.get_execution(ex)
-    assert row["status"] == "Failed"
-    atts = {a["action"]: a for a in app.store.attempts_for(ex)}
+    row = app.store.execution(ex)
+    assert row.status == "Failed"
+    atts = {a.action: a for a in app.store.attempts_for(ex)}
     assert "never" not in atts
     build = atts["AngularBuildAndCreateDockerImage"]
-    assert build["status"] == "Failed" and "\n" not in build["message"]
-    assert Path(build["log_path"]).stat().st_size > 0
+    assert build.status == "Failed" and "\n" not in build.message
+    assert Path(build.log_path).stat().st_size > 0
     return build
 
 
@@ -82,9 +83,9 @@ def test_typescript_error_fails_the_build(app: Any, tmp_path: Path) -> None:
         f.write_text(f.read_text() + "\nexport const broken: number = 'not a number';\n")
 
     build = run_build(app, tmp_path, patch)
-    assert build["reason"] == "ActionFailed"
-    assert "TS2322: Type 'string' is not assignable to type 'number'" in build["message"]
-    assert "TS2322" in Path(build["log_path"]).read_text()
+    assert build.reason == "ActionFailed"
+    assert "TS2322: Type 'string' is not assignable to type 'number'" in build.message
+    assert "TS2322" in Path(build.log_path).read_text()
 
 
 def test_failing_unit_test_fails_the_build_naming_the_test(app: Any, tmp_path: Path) -> None:
@@ -95,8 +96,8 @@ def test_failing_unit_test_fails_the_build_naming_the_test(app: Any, tmp_path: P
         f.write_text(f.read_text().replace("toHaveLength(3)", "toHaveLength(4)", 1))
 
     build = run_build(app, tmp_path, patch)
-    assert "tests failed in report 'unit-tests'" in build["message"]
-    report = [r for r in build["reports"] if r["name"] == "unit-tests"][0]
+    assert "tests failed in report 'unit-tests'" in build.message
+    report = [r for r in build.reports if r["name"] == "unit-tests"][0]
     assert report["failed"] == 1 and report["total"] > 10
     assert "expected" in report["failures"][0]["message"].lower()
 
@@ -104,6 +105,6 @@ def test_failing_unit_test_fails_the_build_naming_the_test(app: Any, tmp_path: P
 def test_push_to_a_registry_that_is_down_fails_the_build(app: Any, tmp_path: Path) -> None:
     """The image builds, the push to a registry nobody listens on fails, and no image is published."""
     build = run_build(app, tmp_path, lambda w: None)
-    assert "POST_BUILD" in build["message"] or "push" in build["message"].lower()
-    assert "ImageURI" not in (build["variables"] or {})
-    assert "127.0.0.1:1" in Path(build["log_path"]).read_text()
+    assert "POST_BUILD" in build.message or "push" in build.message.lower()
+    assert "ImageURI" not in (build.variables or {})
+    assert "127.0.0.1:1" in Path(build.log_path).read_text()

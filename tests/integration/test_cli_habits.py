@@ -76,9 +76,9 @@ run = run_cli
 def finished(app: Any, ex: str) -> str:
     wait_for(
         "the execution to end",
-        lambda: app.store.get_execution(ex)["status"] not in ("InProgress", "Stopping"),
+        lambda: app.store.execution(ex).status not in ("InProgress", "Stopping"),
     )
-    return str(app.store.get_execution(ex)["status"])
+    return str(app.store.execution(ex).status)
 
 
 def test_status_of_a_failed_or_stopped_execution_exits_1(home: Any) -> None:
@@ -109,7 +109,7 @@ def test_status_json_shows_the_pending_approval(home: Any) -> None:
     res = run("status", ex, "--json")
     assert res.exit_code == 0, res.output
     waiting = json.loads(res.stdout)["waiting"]
-    expires = app.store.approvals_for(ex)[0]["expires_at"]
+    expires = app.store.approval_records(ex)[0].expires_at
     assert waiting["type"] == "approval"
     assert (waiting["stage"], waiting["action"], waiting["digest"]) == (
         "Approval",
@@ -204,8 +204,8 @@ def test_the_monitor_reports_the_bake_it_was_given(home: Any, healthy_url: str) 
     ex = engine.start("bake")
     assert finished(app, ex) == "Succeeded"
     (attempt,) = app.store.attempts_for(ex)
-    assert attempt["message"].startswith("web healthy for 2 s:"), attempt["message"]
-    assert attempt["details"]["monitor"]["rounds"] == 3
+    assert attempt.message.startswith("web healthy for 2 s:"), attempt.message
+    assert attempt.details["monitor"]["rounds"] == 3
 
 
 def _release_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str) -> tuple[Any, str]:

@@ -78,9 +78,7 @@ def test_users_approve_reject_and_audit(home: Any) -> None:
     ok = run("approve", ex, "--comment", "ship it", "--as", "alice")
     assert ok.exit_code == 0, ok.output
     assert f"approved execution {ex} (image sha256:77) as alice" in ok.stdout
-    wait_for(
-        "the execution to succeed", lambda: app.store.get_execution(ex)["status"] == "Succeeded"
-    )
+    wait_for("the execution to succeed", lambda: app.store.execution(ex).status == "Succeeded")
     again = run("reject", ex, "--comment", "too late")
     assert again.exit_code == 2 and "no longer pending" in again.output
 
@@ -89,7 +87,7 @@ def test_users_approve_reject_and_audit(home: Any) -> None:
     r = run("reject", ex2, "--comment", "not today", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["status"] == "Rejected"
     assert json.loads(r.stdout)["decided_by"].startswith("local:")
-    wait_for("the execution to fail", lambda: app.store.get_execution(ex2)["status"] == "Failed")
+    wait_for("the execution to fail", lambda: app.store.execution(ex2).status == "Failed")
 
     audit = json.loads(run("audit", "--json").stdout)
     actions = [(a["action"], a["target"]) for a in audit]

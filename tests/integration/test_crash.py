@@ -74,20 +74,20 @@ stages:
     run = conveyor(home, "run", str(f))
     s = store(home)
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
-    ex = s.list_executions(limit=1)[0]["id"]
+    ex = s.list_executions(limit=1)[0].id
     sleeper = int(pidfile.read_text())
     os.killpg(run.pid, signal.SIGKILL)  # the engine and everything in its session die
     run.wait()
     # the action's own process group survives the engine (start_new_session): an orphan
     os.kill(sleeper, 0)
-    assert s.attempts_for(ex)[0]["status"] == "InProgress"
+    assert s.attempts_for(ex)[0].status == "InProgress"
 
     eng = conveyor(home, "engine", "--until-idle")
     out, _ = eng.communicate(timeout=60)
-    row = s.get_execution(ex)
+    row = s.execution(ex)
     att = s.attempts_for(ex)[0]
-    assert row["status"] == "Failed", out
-    assert att["reason"] == "EngineCrashed" and f"conveyor retry {ex}" in att["message"]
+    assert row.status == "Failed", out
+    assert att.reason == "EngineCrashed" and f"conveyor retry {ex}" in att.message
     wait_for(lambda: not pid_alive(sleeper), 10)
 
     res = subprocess.run(
@@ -98,8 +98,8 @@ stages:
         timeout=60,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    assert s.get_execution(ex)["status"] == "Succeeded"
-    assert [h["to_status"] for h in s.history_for(ex)] == [
+    assert s.execution(ex).status == "Succeeded"
+    assert [h.to_status for h in s.history_for(ex)] == [
         "InProgress",
         "Failed",
         "InProgress",
@@ -122,16 +122,16 @@ stages:
     run = conveyor(home, "run", str(f))
     s = store(home)
     wait_for(lambda: s.pending_approvals())
-    ex = s.pending_approvals()[0]["execution_id"]
+    ex = s.pending_approvals()[0].execution_id
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     eng = conveyor(home, "engine", "--until-idle")
     time.sleep(3)  # past the 2 s lease: the new engine has taken over the wait
-    assert s.attempts_for(ex)[0]["status"] == "InProgress"
+    assert s.attempts_for(ex)[0].status == "InProgress"
     from conveyor.engine.gate import decide
 
     decide(s, ex, approve=True, by="tester", comment="looks good")
     out, _ = eng.communicate(timeout=60)
-    assert s.get_execution(ex)["status"] == "Succeeded", out
+    assert s.execution(ex).status == "Succeeded", out
     gate = s.attempts_for(ex)[0]
-    assert gate["variables"]["ApprovedBy"] == "tester"
+    assert gate.variables["ApprovedBy"] == "tester"

@@ -192,9 +192,9 @@ def test_sign_in_watch_review_approve_and_finish(env: Env, browser: WebDriver) -
     )
     assert action_status(browser, "Promote") == "Succeeded"
     shot(browser, "06-pipeline-succeeded")
-    gate = env.store.approvals_for(ex)[-1]
-    assert gate["status"] == "Approved" and gate["decided_by"] == "approver"
-    assert gate["comment"] == "e2e failure is a known flaky test; ship it"
+    gate = env.store.approval_records(ex)[-1]
+    assert gate.status == "Approved" and gate.decided_by == "approver"
+    assert gate.comment == "e2e failure is a known flaky test; ship it"
 
     browser.find_element(By.PARTIAL_LINK_TEXT, "Logs").click()
     wait(
@@ -234,7 +234,7 @@ def test_viewer_cannot_approve_and_sees_supersession(env: Env, browser: WebDrive
         IMAGE_DIGEST,
     )
     assert status == 403
-    assert env.store.approvals_for(ex)[-1]["status"] == "Pending"
+    assert env.store.approval_records(ex)[-1].status == "Pending"
 
     newer = env.start("webapp")
     env.wait_approval(newer)
@@ -281,8 +281,8 @@ def test_an_injected_javascript_link_cannot_approve(env: Env, browser: WebDriver
     related.find_element(By.XPATH, ".//*[contains(text(), 'Related link')]").click()
 
     def csp_refusals(d: WebDriver) -> list[dict[str, Any]]:
-        gate = env.store.approvals_for(ex)[-1]
-        assert gate["status"] == "Pending", f"the injected link decided the approval: {gate}"
+        gate = env.store.approval_records(ex)[-1]
+        assert gate.status == "Pending", f"the injected link decided the approval: {gate}"
         return [e for e in console(d) if "Content Security Policy" in e["message"]]
 
     # a javascript: link forced back into the page (another bug, an extension): the CSP
@@ -303,8 +303,8 @@ def test_an_injected_javascript_link_cannot_approve(env: Env, browser: WebDriver
     assert browser.current_url == f"{env.url}/executions/{ex}/approval"
     assert related.find_elements(By.TAG_NAME, "a") == []  # shown as text, not as a link
     assert "javascript:(function()" in related.text
-    gate = env.store.approvals_for(ex)[-1]
-    assert gate["status"] == "Pending" and gate["decided_by"] is None
+    gate = env.store.approval_records(ex)[-1]
+    assert gate.status == "Pending" and gate.decided_by is None
 
     with env.client("operator") as c:
         good = c.post("/api/v1/pipelines/linked/executions").json()["id"]

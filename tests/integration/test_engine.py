@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
+from conveyor.store.records import AttemptRecord
 from tests.conftest import drive, run_pipeline, write_pipeline
 
 pytestmark = pytest.mark.integration
 
 
-def attempts(app: Any, ex: str) -> dict[str, dict[str, Any]]:
-    return {a["action"]: a for a in app.store.attempts_for(ex)}
+def attempts(app: Any, ex: str) -> dict[str, AttemptRecord]:
+    return {a.action: a for a in app.store.attempts_for(ex)}
 
 
 def test_parallel_actions_run_concurrently_and_pass_artifacts_and_variables(
@@ -41,16 +42,13 @@ stages:
         tmp_path,
         variables={"GREETING": "bonjour"},
     )
-    ex_row = app.store.get_execution(ex)
-    assert ex_row["status"] == "Succeeded", ex_row["message"]
+    ex_row = app.store.execution(ex)
+    assert ex_row.status == "Succeeded", ex_row.message
     a = attempts(app, ex)
-    assert (
-        a["left"]["started_at"] < a["right"]["ended_at"]
-        and a["right"]["started_at"] < a["left"]["ended_at"]
-    )
-    assert a["read"]["started_at"] >= max(a["left"]["ended_at"], a["right"]["ended_at"])
-    assert a["left"]["variables"] == {"N": "7"}
-    assert a["left"]["artifacts"]["out"].startswith("sha256:")
+    assert a["left"].started_at < a["right"].ended_at and a["right"].started_at < a["left"].ended_at
+    assert a["read"].started_at >= max(a["left"].ended_at, a["right"].ended_at)
+    assert a["left"].variables == {"N": "7"}
+    assert a["left"].artifacts["out"].startswith("sha256:")
 
 
 def test_failure_is_recorded_with_reason_and_log(app: Any, tmp_path: Path) -> None:
@@ -67,14 +65,14 @@ stages:
 """,
         tmp_path,
     )
-    row = app.store.get_execution(ex)
-    assert row["status"] == "Failed"
+    row = app.store.execution(ex)
+    assert row.status == "Failed"
     a = attempts(app, ex)
-    assert a["bad"]["reason"] == "ActionFailed" and "status 3" in a["bad"]["message"]
+    assert a["bad"].reason == "ActionFailed" and "status 3" in a["bad"].message
     assert "never" not in a
-    assert "about to fail" in Path(a["bad"]["log_path"]).read_text()
+    assert "about to fail" in Path(a["bad"].log_path).read_text()
     hist = app.store.history_for(ex)
-    assert [(h["from_status"], h["to_status"]) for h in hist] == [
+    assert [(h.from_status, h.to_status) for h in hist] == [
         (None, "InProgress"),
         ("InProgress", "Failed"),
     ]
@@ -93,8 +91,8 @@ stages:
         tmp_path,
     )
     a = attempts(app, ex)["src"]
-    assert a["reason"] == "ToolError"
-    assert "no repository 'nosuchrepo'" in a["message"] and "conveyor repo create" in a["message"]
+    assert a.reason == "ToolError"
+    assert "no repository 'nosuchrepo'" in a.message and "conveyor repo create" in a.message
 
 
 def test_timeout_kills_the_command(app: Any, tmp_path: Path) -> None:
@@ -111,8 +109,8 @@ stages:
         timeout=25,
     )
     a = attempts(app, ex)["sleepy"]
-    assert a["status"] == "Failed" and a["reason"] == "Timeout"
-    assert a["ended_at"] - a["started_at"] < 20
+    assert a.status == "Failed" and a.reason == "Timeout"
+    assert a.ended_at - a.started_at < 20
 
 
 def _start(
@@ -134,7 +132,7 @@ def _start(
 
 
 def _status(app: Any, ex: str) -> str:
-    return str(app.store.get_execution(ex)["status"])
+    return str(app.store.execution(ex).status)
 
 
 def test_stop_lets_in_flight_actions_finish(app: Any, tmp_path: Path) -> None:
@@ -162,7 +160,7 @@ stages:
     drive(app, eng, until)
     a = attempts(app, ex)
     assert _status(app, ex) == "Stopped"
-    assert a["first"]["status"] == "Succeeded" and "second" not in a
+    assert a["first"].status == "Succeeded" and "second" not in a
 
 
 def test_abandon_kills_in_flight_actions(app: Any, tmp_path: Path) -> None:
@@ -187,7 +185,7 @@ stages:
 
     drive(app, eng, until, timeout=30)
     a = attempts(app, ex)["long"]
-    assert a["status"] == "Abandoned" and a["ended_at"] - a["started_at"] < 20
+    assert a.status == "Abandoned" and a.ended_at - a.started_at < 20
     assert _status(app, ex) == "Stopped"
 
 
@@ -220,7 +218,7 @@ stages:
     )
     assert _status(app, ex) == "Succeeded"
     rows = app.store.attempts_for(ex)
-    assert sorted((r["action"], r["attempt"]) for r in rows) == [
+    assert sorted((r.action, r.attempt) for r in rows) == [
         ("flaky", 1),
         ("flaky", 2),
         ("ok", 1),
@@ -255,7 +253,7 @@ stages:
         timeout=30,
     )
     assert _status(app, ex) == "Succeeded"
-    assert sorted((r["action"], r["attempt"]) for r in app.store.attempts_for(ex)) == [
+    assert sorted((r.action, r.attempt) for r in app.store.attempts_for(ex)) == [
         ("flaky", 1),
         ("flaky", 2),
         ("ok", 1),
@@ -274,7 +272,7 @@ def test_retry_of_a_succeeded_execution_is_refused(app: Any, tmp_path: Path) -> 
     eng = app.engine()
     eng.step()
     eng.shutdown()
-    assert app.store.get_request(req)["outcome"].startswith("refused")
+    assert app.store.get_request(req).outcome.startswith("refused")
     assert len(app.store.attempts_for(ex)) == 1
 
 
@@ -293,9 +291,9 @@ stages:
 """,
     )
     app.store.set_transition("frozen", "B", False, "release freeze", "tester")
-    drive(app, eng, lambda a: bool(a.store.get_execution(ex)["waiting"]))
-    row = app.store.get_execution(ex)
-    assert row["status"] == "InProgress" and "release freeze" in row["waiting"]
+    drive(app, eng, lambda a: bool(a.store.execution(ex).waiting))
+    row = app.store.execution(ex)
+    assert row.status == "InProgress" and "release freeze" in row.waiting
     assert "b" not in attempts(app, ex)
     app.store.set_transition("frozen", "B", True, "", "tester")
     drive(app, app.engine(), lambda a: _status(a, ex) != "InProgress")
@@ -344,11 +342,11 @@ def test_queued_mode_runs_every_execution_in_order(app: Any, tmp_path: Path) -> 
     """QUEUED: all three succeed and each stage serves them in the order they came."""
     ids = _three(app, tmp_path, "QUEUED")
     assert [_status(app, i) for i in ids] == ["Succeeded"] * 3
-    starts = [attempts(app, i)["b"]["started_at"] for i in ids]
+    starts = [attempts(app, i)["b"].started_at for i in ids]
     assert starts == sorted(starts)
     # one execution per stage at a time
     for x, y in zip(ids, ids[1:], strict=False):
-        assert attempts(app, y)["a"]["started_at"] >= attempts(app, x)["a"]["ended_at"]
+        assert attempts(app, y)["a"].started_at >= attempts(app, x)["a"].ended_at
 
 
 def test_parallel_mode_runs_executions_side_by_side(app: Any, tmp_path: Path) -> None:
@@ -356,7 +354,7 @@ def test_parallel_mode_runs_executions_side_by_side(app: Any, tmp_path: Path) ->
     ids = _three(app, tmp_path, "PARALLEL")
     assert [_status(app, i) for i in ids] == ["Succeeded"] * 3
     a0, a1 = attempts(app, ids[0])["a"], attempts(app, ids[1])["a"]
-    assert a1["started_at"] < a0["ended_at"]
+    assert a1.started_at < a0.ended_at
 
 
 def test_unknown_variable_override_is_refused(app: Any, tmp_path: Path) -> None:
@@ -401,9 +399,5 @@ stages:
     drive(app, eng, until)
     gate = attempts(app, ex)["approve"]
     assert _status(app, ex) == "Failed"
-    assert (
-        gate["reason"] == "Rejected"
-        and "carol" in gate["message"]
-        and "broken filter" in gate["message"]
-    )
+    assert gate.reason == "Rejected" and "carol" in gate.message and "broken filter" in gate.message
     assert "deploy" not in attempts(app, ex)

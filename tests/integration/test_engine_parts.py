@@ -15,7 +15,7 @@ import pytest
 
 from conveyor.engine.engine import Engine
 from conveyor.model.pipeline import Pipeline
-from conveyor.store.db import Row
+from conveyor.store.records import ExecutionRecord
 from tests.conftest import drive, write_pipeline
 
 pytestmark = pytest.mark.integration
@@ -41,13 +41,13 @@ def test_a_failed_stage_hook_runs_before_anyone_sees_the_execution_failed(
     app.store.save_pipeline(p.name, load(path)[0], str(path))
     seen: list[tuple[str, str, str]] = []
 
-    def record(engine: Engine, ex: Row, pipeline: Pipeline, stage: str) -> None:
-        seen.append((engine.store.get_execution(ex["id"])["status"], ex["status"], stage))
+    def record(engine: Engine, ex: ExecutionRecord, pipeline: Pipeline, stage: str) -> None:
+        seen.append((engine.store.execution(ex.id).status, ex.status, stage))
 
     eng = app.engine()
     eng.hooks.on_stage_failed.append(record)
     ex = eng.start(p.name)
-    drive(app, eng, lambda a: a.store.get_execution(ex)["status"] == "Failed")
+    drive(app, eng, lambda a: a.store.execution(ex).status == "Failed")
     assert seen == [("InProgress", "Failed", "A")]
 
 

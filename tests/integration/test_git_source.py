@@ -101,15 +101,15 @@ def test_push_starts_the_pipeline_and_records_both_revisions(tmp_path: Path) -> 
     s = Store(f"sqlite:///{home / 'conveyor.db'}")
     end = time.time() + 60
     while time.time() < end and (
-        not s.list_executions() or s.list_executions()[0]["status"] == "InProgress"
+        not s.list_executions() or s.list_executions()[0].status == "InProgress"
     ):
         time.sleep(0.2)
     ex = s.list_executions()[0]
-    assert ex["status"] == "Succeeded", ex["message"]
-    assert ex["trigger"]["type"] == "Push" and ex["trigger"]["new"] == app_commit
-    assert ex["revisions"]["App"]["CommitId"] == app_commit
-    assert ex["revisions"]["Tests"]["CommitId"] == tests_commit
-    assert ex["revisions"]["App"]["CommitMessage"] == "first"
+    assert ex.status == "Succeeded", ex.message
+    assert ex.trigger["type"] == "Push" and ex.trigger["new"] == app_commit
+    assert ex.revisions["App"]["CommitId"] == app_commit
+    assert ex.revisions["Tests"]["CommitId"] == tests_commit
+    assert ex.revisions["App"]["CommitMessage"] == "first"
 
     # a push touching only docs does not match the file-path filter
     commit(work, {"README.md": "docs"}, "docs only")
@@ -155,7 +155,7 @@ def test_git_url_that_does_not_exist(app: Any, tmp_path: Path) -> None:
         tmp_path,
     )
     a = app.store.attempts_for(ex)[0]
-    assert a["reason"] == "ToolError" and "does not exist" in a["message"]
+    assert a.reason == "ToolError" and "does not exist" in a.message
 
 
 def test_poller_starts_the_pipeline_when_a_remote_branch_moves(app: Any, tmp_path: Path) -> None:
@@ -186,5 +186,5 @@ def test_poller_starts_the_pipeline_when_a_remote_branch_moves(app: Any, tmp_pat
     sh("git", "push", "-q", "origin", "HEAD:main", cwd=work)
     started = poller.poll_once()
     assert [name for _, name in started] == ["polled"]
-    ex = app.store.get_execution(started[0][0])
-    assert ex["trigger"]["type"] == "Poll" and ex["trigger"]["new"] == new
+    ex = app.store.execution(started[0][0])
+    assert ex.trigger["type"] == "Poll" and ex.trigger["new"] == new

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from conveyor.store.records import AttemptRecord
 from tests.conftest import CORPUS, drive
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ def _corpus() -> None:
         pytest.skip(f"corpus not found at {CORPUS} (set CONVEYOR_CORPUS)")
 
 
-def _run_imported(app: Any) -> tuple[str, dict[str, dict[str, Any]]]:
+def _run_imported(app: Any) -> tuple[str, dict[str, AttemptRecord]]:
     from conveyor.spec.codepipeline import load_codepipeline
     from conveyor.spec.pipeline_file import from_model
 
@@ -45,8 +46,8 @@ def _run_imported(app: Any) -> tuple[str, dict[str, dict[str, Any]]]:
     app.store.save_pipeline(pipeline.name, from_model(pipeline), str(GET_PIPELINE))
     eng = app.engine()
     ex = eng.start(pipeline.name)
-    drive(app, eng, lambda a: a.store.get_execution(ex)["status"] not in ("InProgress", "Stopping"))
-    return ex, {a["action"]: a for a in app.store.attempts_for(ex)}
+    drive(app, eng, lambda a: a.store.execution(ex).status not in ("InProgress", "Stopping"))
+    return ex, {a.action: a for a in app.store.attempts_for(ex)}
 
 
 def test_s3_source_from_a_directory_then_codedeploy_runs_on_aws_only(app: Any) -> None:
@@ -56,13 +57,13 @@ def test_s3_source_from_a_directory_then_codedeploy_runs_on_aws_only(app: Any) -
     (local / "appspec.yml").write_text("version: 0.0\nos: linux\n")
     (local / "scripts" / "start.sh").write_text("echo start\n")
     ex, attempts = _run_imported(app)
-    assert attempts["Source"]["status"] == "Succeeded", attempts["Source"]["message"]
-    assert attempts["Source"]["variables"]["ObjectKey"] == KEY
+    assert attempts["Source"].status == "Succeeded", attempts["Source"].message
+    assert attempts["Source"].variables["ObjectKey"] == KEY
     deploy = attempts["CodePipelineDemoFleet"]
-    assert deploy["status"] == "Failed"
-    assert deploy["message"].startswith("runs on AWS only: action 'CodePipelineDemoFleet'")
-    assert "AWS/Deploy/CodeDeploy" in deploy["message"]
-    assert app.store.get_execution(ex)["status"] == "Failed"
+    assert deploy.status == "Failed"
+    assert deploy.message.startswith("runs on AWS only: action 'CodePipelineDemoFleet'")
+    assert "AWS/Deploy/CodeDeploy" in deploy.message
+    assert app.store.execution(ex).status == "Failed"
 
 
 def _free_port() -> int:
@@ -118,11 +119,11 @@ def test_s3_source_from_an_s3_compatible_url_extracts_the_zip(app: Any, fake_s3:
     s3.put_object(Bucket=BUCKET, Key=KEY, Body=buf.getvalue())
     _, attempts = _run_imported(app)
     src = attempts["Source"]
-    assert src["status"] == "Succeeded", src["message"]
-    digest = src["artifacts"]["MyApp"]
+    assert src.status == "Succeeded", src.message
+    digest = src.artifacts["MyApp"]
     out = app.settings.state_dir / "check"
     from conveyor.store.artifacts import ArtifactStore
 
     ArtifactStore(app.settings.state_dir / "artifacts").get(digest, out)
     assert (out / "scripts" / "start.sh").read_text() == "echo start\n"
-    assert attempts["CodePipelineDemoFleet"]["message"].startswith("runs on AWS only")
+    assert attempts["CodePipelineDemoFleet"].message.startswith("runs on AWS only")

@@ -37,6 +37,7 @@ from conveyor.platform.daemon import free_port
 from conveyor.platform.environment import PodmanEnvironment
 from conveyor.platform.local import LocalPlatform
 from conveyor.settings import Settings
+from conveyor.store.records import ExecutionRecord
 from tests.conftest import drive
 from tests.integration.conftest import platform_settings
 from tests.integration.testimages import BUSYBOX, action_context, pipeline_with, write_manifests
@@ -230,15 +231,13 @@ def run(app: App, text: str, tmp: Path, until: Any = None, **variables: str) -> 
     name = save(app, text, tmp)
     eng = app.engine()
     ex = eng.start(name, variables=variables)
-    done = until or (
-        lambda a: a.store.get_execution(ex)["status"] not in ("InProgress", "Stopping")
-    )
+    done = until or (lambda a: a.store.execution(ex).status not in ("InProgress", "Stopping"))
     drive(app, eng, done, timeout=180)
     return ex
 
 
-def rollbacks(app: App) -> list[dict[str, Any]]:
-    return [e for e in app.store.list_executions("shop", limit=100) if e["kind"] == "rollback"]
+def rollbacks(app: App) -> list[ExecutionRecord]:
+    return [e for e in app.store.list_executions("shop", limit=100) if e.kind == "rollback"]
 
 
 def served(url: str) -> str:
@@ -251,9 +250,9 @@ def test_a_release_that_turns_unhealthy_is_rolled_back_with_the_history_complete
     """v2 breaks after going live: the monitor fails, a rollback execution restores v1."""
     app, env, images, tmp = scene["app"], scene["env"], scene["images"], scene["tmp"]
     ex1 = run(app, scene["text"], tmp, IMAGE=images["v1"], BAKE="2s")
-    assert app.store.get_execution(ex1)["status"] == "Succeeded"
+    assert app.store.execution(ex1).status == "Succeeded"
     assert served(scene["url"]) == "v1"
-    v1_commit = app.store.get_execution(ex1)["revisions"]["App"]["CommitId"]
+    v1_commit = app.store.execution(ex1).revisions["App"]["CommitId"]
 
     (scene["repo"] / "VERSION").write_text("2\n")
     git(scene["repo"], "add", ".")
@@ -261,36 +260,36 @@ def test_a_release_that_turns_unhealthy_is_rolled_back_with_the_history_complete
 
     def rolled_back(a: App) -> bool:
         rbs = rollbacks(a)
-        return bool(rbs) and rbs[0]["status"] not in ("InProgress", "Stopping")
+        return bool(rbs) and rbs[0].status not in ("InProgress", "Stopping")
 
     ex2 = run(app, scene["text"], tmp, until=rolled_back, IMAGE=images["v2"], BAKE="40s")
 
-    failed = app.store.get_execution(ex2)
-    assert failed["status"] == "Failed"
-    bake = next(a for a in app.store.attempts_for(ex2) if a["action"] == "Bake")
-    assert (bake["status"], bake["reason"]) == ("Failed", "ActionFailed")
-    assert "availability" in bake["message"] and "< 0.99" in bake["message"]
-    assert "HTTP 404" in bake["message"]
-    assert bake["details"]["monitor"]["verdict"] == "breach"
-    assert bake["details"]["monitor"]["rounds"] < bake["details"]["monitor"]["plannedRounds"]
+    failed = app.store.execution(ex2)
+    assert failed.status == "Failed"
+    bake = next(a for a in app.store.attempts_for(ex2) if a.action == "Bake")
+    assert (bake.status, bake.reason) == ("Failed", "ActionFailed")
+    assert "availability" in bake.message and "< 0.99" in bake.message
+    assert "HTTP 404" in bake.message
+    assert bake.details["monitor"]["verdict"] == "breach"
+    assert bake.details["monitor"]["rounds"] < bake.details["monitor"]["plannedRounds"]
 
     (rb,) = rollbacks(app)
-    assert rb["status"] == "Succeeded"
-    assert rb["trigger"]["type"] == "Rollback"
-    assert (rb["trigger"]["of"], rb["trigger"]["to"]) == (ex2, ex1)
-    assert rb["revisions"]["App"]["CommitId"] == v1_commit
-    (att,) = app.store.attempts_for(rb["id"])
-    assert (att["stage"], att["action"], att["type"]) == ("Prod", "DeployToProd", "deploy.rollback")
+    assert rb.status == "Succeeded"
+    assert rb.trigger["type"] == "Rollback"
+    assert (rb.trigger["of"], rb.trigger["to"]) == (ex2, ex1)
+    assert rb.revisions["App"]["CommitId"] == v1_commit
+    (att,) = app.store.attempts_for(rb.id)
+    assert (att.stage, att.action, att.type) == ("Prod", "DeployToProd", "deploy.rollback")
 
     assert served(scene["url"]) == "v1"
-    history = list(reversed(app.store.deployments(env)))
-    assert [(d["kind"], d["digest"], d["execution_id"]) for d in history] == [
+    history = list(reversed(app.store.deployment_records(env)))
+    assert [(d.kind, d.digest, d.execution_id) for d in history] == [
         ("deploy", images["v1"].split("@")[1], ex1),
         ("deploy", images["v2"].split("@")[1], ex2),
-        ("rollback", images["v1"].split("@")[1], rb["id"]),
+        ("rollback", images["v1"].split("@")[1], rb.id),
     ]
-    assert history[2]["commit"] == v1_commit
-    assert history[2]["image"] == images["v1"]
+    assert history[2].commit == v1_commit
+    assert history[2].image == images["v1"]
 
     scene["hook"].wait_for(2)  # alerts are sent in the background
     events = scene["hook"].events()
@@ -320,7 +319,7 @@ def test_manual_rollback_to_the_previous_version_and_to_a_named_digest(
     app, env, images, tmp = scene["app"], scene["env"], scene["images"], scene["tmp"]
     ex1 = run(app, scene["text"], tmp, IMAGE=images["v1"], BAKE="1s")
     ex3 = run(app, scene["text"], tmp, IMAGE=images["v3"], BAKE="1s")
-    assert [app.store.get_execution(e)["status"] for e in (ex1, ex3)] == ["Succeeded"] * 2
+    assert [app.store.execution(e).status for e in (ex1, ex3)] == ["Succeeded"] * 2
     assert served(scene["url"]) == "v3"
     settings = scene["settings"]
     monkeypatch.setenv("CONVEYOR_HOME", str(settings.state_dir))
@@ -341,7 +340,7 @@ def test_manual_rollback_to_the_previous_version_and_to_a_named_digest(
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["trigger"]["to"] == ex3
     assert served(scene["url"]) == "v3"
-    kinds = [(d["kind"], d["digest"]) for d in reversed(app.store.deployments(env))]
+    kinds = [(d.kind, d.digest) for d in reversed(app.store.deployment_records(env))]
     assert kinds[-2:] == [("rollback", images["v1"].split("@")[1]), ("rollback", v3_digest)]
 
     res = runner.invoke(cli, ["rollback", env, "--to", "sha256:" + "0" * 20])
@@ -363,12 +362,12 @@ def test_the_watcher_alerts_once_when_prod_turns_unhealthy_and_once_when_it_reco
     assert reading().healthy
     assert scene["hook"].events(env) == []
     runtime = ContainerRuntime(scene["platform"].container_env())
-    pod = app.store.current_deployments()[env]["details"]["pods"][0]
+    pod = app.store.current_deployment_records()[env].details["pods"][0]
     runtime.stop_pod(pod)
     down = reading()
     assert not down.healthy and down.changed and down.alerted
     assert not reading().changed  # still down: no second alert
-    assert app.store.health()[env]["healthy"] is False
+    assert app.store.health_records()[env].healthy is False
     runtime.start_pod(pod)
     deadline = time.monotonic() + 30
     up = reading()
@@ -511,7 +510,7 @@ def test_up_starts_the_watcher_daemon_env_list_shows_health_and_down_stops_it(
         assert "health watcher (every 0.5 s)" in json.loads(res.stdout)["started"]
         assert daemon(settings).pid() is not None
         deadline = time.monotonic() + 30
-        while "web" not in store.health() and time.monotonic() < deadline:
+        while "web" not in store.health_records() and time.monotonic() < deadline:
             time.sleep(0.2)
         res = runner.invoke(cli, ["env", "list", "--json"])
         (row,) = json.loads(res.stdout)
@@ -553,12 +552,12 @@ def test_conveyor_run_that_fails_its_monitor_still_finishes_the_rollback(
     ex2 = json.loads(res.stdout)["id"]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        rbs = [r for r in rollbacks(app) if r["trigger"]["of"] == ex2]
-        if rbs and rbs[0]["status"] not in ("InProgress", "Stopping"):
+        rbs = [r for r in rollbacks(app) if r.trigger["of"] == ex2]
+        if rbs and rbs[0].status not in ("InProgress", "Stopping"):
             break
         time.sleep(0.2)
-    (rb,) = [r for r in rollbacks(app) if r["trigger"]["of"] == ex2]
-    assert rb["status"] == "Succeeded", rb["message"]
-    assert rb["trigger"]["to"] == ex1
+    (rb,) = [r for r in rollbacks(app) if r.trigger["of"] == ex2]
+    assert rb.status == "Succeeded", rb.message
+    assert rb.trigger["to"] == ex1
     assert served(scene["url"]) == "v1"
-    assert [d["kind"] for d in app.store.deployments(env)][:1] == ["rollback"]
+    assert [d.kind for d in app.store.deployment_records(env)][:1] == ["rollback"]

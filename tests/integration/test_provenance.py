@@ -123,9 +123,9 @@ def test_env_list_and_api_name_the_app_commit_whichever_source_finishes_first(
     app.registry.register("source.tests", fast if tests_finish == "first" else slow)
     app.registry.register("test.fakedeploy", FakeDeploy)
     ex = run_pipeline(app, PIPELINE, tmp_path)
-    row = app.store.get_execution(ex)
-    assert row["status"] == "Succeeded", row["message"]
-    assert set(row["revisions"]) == {"CodeCommitDMF", "CodeCommitTestSelenium"}
+    row = app.store.execution(ex)
+    assert row.status == "Succeeded", row.message
+    assert set(row.revisions) == {"CodeCommitDMF", "CodeCommitTestSelenium"}
 
     monkeypatch.setenv("CONVEYOR_HOME", str(state))
     out = CliRunner().invoke(cli, ["env", "list", "--json"])

@@ -20,6 +20,7 @@ from conveyor.platform.environment import PodmanEnvironment
 from conveyor.platform.local import LocalPlatform
 from conveyor.service import evidence
 from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.records import AttemptRecord
 from tests.conftest import drive, run_pipeline
 from tests.integration.conftest import platform_settings
 from tests.integration.testimages import BUSYBOX, write_manifests
@@ -152,17 +153,17 @@ def _start_until_gate(w: dict[str, Any], tmp: Path, **trigger: Any) -> str:
     ex = eng.start(p.name, trigger={"type": "test", **trigger})
 
     def at_gate(a: Any) -> bool:
-        row = a.store.get_execution(ex)
-        if row["status"] not in ("InProgress", "Stopping"):
-            raise AssertionError(f"execution {ex} ended: {row['status']}: {row['message']}")
-        return any(r["status"] == "Pending" for r in a.store.approvals_for(ex))
+        row = a.store.execution(ex)
+        if row.status not in ("InProgress", "Stopping"):
+            raise AssertionError(f"execution {ex} ended: {row.status}: {row.message}")
+        return any(r.status == "Pending" for r in a.store.approval_records(ex))
 
     drive(app, eng, at_gate, timeout=240)
     return ex
 
 
-def _build(app: Any, ex: str) -> dict[str, Any]:
-    return next(a for a in app.store.attempts_for(ex) if a["action"] == "Build")
+def _build(app: Any, ex: str) -> AttemptRecord:
+    return next(a for a in app.store.attempts_for(ex) if a.action == "Build")
 
 
 def test_the_same_commit_twice_builds_once_deploys_the_same_digest_and_keeps_evidence(
@@ -173,35 +174,35 @@ def test_the_same_commit_twice_builds_once_deploys_the_same_digest_and_keeps_evi
     first = _start_until_gate(world, tmp_path)
     second = _start_until_gate(world, tmp_path)
     b1, b2 = _build(app, first), _build(app, second)
-    assert b1["message"].startswith("build succeeded"), b1["message"]
-    assert "reused" not in b1["details"]
-    assert b2["status"] == "Succeeded"
-    assert b2["message"] == f"reused from execution {first}, attempt {b1['id']}"
-    assert b2["details"]["reused_from"] == {
+    assert b1.message.startswith("build succeeded"), b1.message
+    assert "reused" not in b1.details
+    assert b2.status == "Succeeded"
+    assert b2.message == f"reused from execution {first}, attempt {b1.id}"
+    assert b2.details["reused_from"] == {
         "execution": first,
-        "attempt": b1["id"],
+        "attempt": b1.id,
         "number": 1,
     }
-    assert b2["input_digest"] == b1["input_digest"] and b2["input_digest"].startswith("sha256:")
-    assert "podman" not in Path(b2["log_path"]).read_text()  # nothing was built again
-    assert b2["variables"]["ImageDigest"] == b1["variables"]["ImageDigest"]
-    deployed = [d["digest"] for d in app.store.deployments(world["env"])]
-    assert deployed == [b1["variables"]["ImageDigest"]] * 2
+    assert b2.input_digest == b1.input_digest and b2.input_digest.startswith("sha256:")
+    assert "podman" not in Path(b2.log_path).read_text()  # nothing was built again
+    assert b2.variables["ImageDigest"] == b1.variables["ImageDigest"]
+    deployed = [d.digest for d in app.store.deployment_records(world["env"])]
+    assert deployed == [b1.variables["ImageDigest"]] * 2
     # the approval of run 2 shows the unit tests the reused build ran
     from conveyor.engine.engine import pipeline_of
 
-    ex2 = app.store.get_execution(second)
-    gate = next(r for r in app.store.approvals_for(second) if r["status"] == "Pending")
+    ex2 = app.store.execution(second)
+    gate = next(r for r in app.store.approval_records(second) if r.status == "Pending")
     ev = evidence.gather(
         app.store,
         ArtifactStore(world["settings"].state_dir / "artifacts"),
         world["settings"],
-        pipeline_of(ex2["definition"]),
+        pipeline_of(ex2.definition),
         ex2,
         gate,
     )
     assert ev["tests"]["unit"]["total"] == 2 and ev["tests"]["unit"]["passed"] == 2
-    assert gate["digest"] == b1["variables"]["ImageDigest"]
+    assert gate.digest == b1.variables["ImageDigest"]
     # the API and `--json` name the attempt reused
     from conveyor.service.queries import PipelineCache, execution_detail
 
@@ -212,13 +213,13 @@ def test_the_same_commit_twice_builds_once_deploys_the_same_digest_and_keeps_evi
     (world["tests"] / "check.txt").write_text("two checks\n")
     git(world["tests"], "commit", "-q", "-am", "tests v2")
     third = _start_until_gate(world, tmp_path)
-    assert _build(app, third)["details"]["reused_from"]["execution"] == first
-    e2e = next(a for a in app.store.attempts_for(third) if a["action"] == "E2E")
-    assert "two checks" in Path(e2e["log_path"]).read_text()
+    assert _build(app, third).details["reused_from"]["execution"] == first
+    e2e = next(a for a in app.store.attempts_for(third) if a.action == "E2E")
+    assert "two checks" in Path(e2e.log_path).read_text()
     # --no-reuse: a real build again
     fourth = _start_until_gate(world, tmp_path, reuse=False)
     b4 = _build(app, fourth)
-    assert b4["message"].startswith("build succeeded") and "reused_from" not in b4["details"]
+    assert b4.message.startswith("build succeeded") and "reused_from" not in b4.details
 
 
 SHELL = """\
@@ -240,30 +241,30 @@ def test_a_damaged_earlier_output_is_not_reused_and_a_failure_never_is(
 ) -> None:
     """A corrupted reused artifact is discarded with a warning; a failed attempt is never reused."""
     failed = run_pipeline(app, SHELL.format(last="false"), tmp_path)
-    assert app.store.get_execution(failed)["status"] == "Failed"
+    assert app.store.execution(failed).status == "Failed"
     again = run_pipeline(app, SHELL.format(last="false"), tmp_path)
     a = app.store.attempts_for(again)[0]
-    assert a["status"] == "Failed" and "reused" not in a["message"]  # ran (and failed) for real
+    assert a.status == "Failed" and "reused" not in a.message  # ran (and failed) for real
 
     first = run_pipeline(app, SHELL.format(last="true"), tmp_path)
     second = run_pipeline(app, SHELL.format(last="true"), tmp_path)
     a1, a2 = app.store.attempts_for(first)[0], app.store.attempts_for(second)[0]
-    assert a2["message"].startswith(f"reused from execution {first}")
-    assert a2["artifacts"] == a1["artifacts"] and a2["variables"] == {"N": "1"}
+    assert a2.message.startswith(f"reused from execution {first}")
+    assert a2.artifacts == a1.artifacts and a2.variables == {"N": "1"}
 
     # damage the stored output: the next run warns and makes it again
     store = ArtifactStore(app.settings.state_dir / "artifacts")
-    entry = store.manifest(a1["artifacts"]["out"])[0]
+    entry = store.manifest(a1.artifacts["out"])[0]
     blob = store.blobs / str(entry["blob"])[:2] / str(entry["blob"])
     blob.chmod(0o644)
     blob.write_text("tampered\n")
     third = run_pipeline(app, SHELL.format(last="true"), tmp_path)
     a3 = app.store.attempts_for(third)[0]
-    assert a3["status"] == "Succeeded" and "reused" not in a3["message"]
-    log = Path(a3["log_path"]).read_text()
-    assert f"warning: not reusing {a1['id']}" in log and "corrupted made.txt" in log
-    assert a3["artifacts"] == a1["artifacts"]  # the same content, made again...
-    assert reuse.verify_artifact(store, a3["artifacts"]["out"]) is None  # ...and whole again
+    assert a3.status == "Succeeded" and "reused" not in a3.message
+    log = Path(a3.log_path).read_text()
+    assert f"warning: not reusing {a1.id}" in log and "corrupted made.txt" in log
+    assert a3.artifacts == a1.artifacts  # the same content, made again...
+    assert reuse.verify_artifact(store, a3.artifacts["out"]) is None  # ...and whole again
 
 
 def test_conveyor_run_json_names_the_reused_attempt_and_no_reuse_runs_it_again(
@@ -308,7 +309,7 @@ def test_the_dashboard_links_a_reused_action_to_the_execution_it_came_from(
 
     first = run_pipeline(app, SHELL.format(last="true"), tmp_path)
     second = run_pipeline(app, SHELL.format(last="true"), tmp_path)
-    detail = execution_detail(app.store, PipelineCache(), app.store.get_execution(second))
+    detail = execution_detail(app.store, PipelineCache(), app.store.execution(second))
     html = templates.get_template("_stages.html").render(
         current=detail, stages=detail["stages"], interval=0
     )

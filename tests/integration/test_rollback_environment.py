@@ -66,7 +66,7 @@ def test_a_rollback_targets_the_environment_of_the_restored_deployment(
         store.save_pipeline("web", {"name": "web", "environments": {"prod": NEW_ENV}}, None)
         plan = plan_rollback(store, "prod", to=old)
         rb = start_rollback(store, plan, failed_execution=None, reason="test", actor="me")
-        definition = store.get_execution(rb)["definition"]
+        definition = store.execution(rb).definition
         assert definition["environments"]["prod"] == OLD_ENV
         config = definition["stages"][0]["actions"][0]["config"]
         assert config["replaces"] == ["Service/webapp", "Service/extra"]

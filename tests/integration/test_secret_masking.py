@@ -189,13 +189,13 @@ def _check_api(home: Path, ex: str) -> None:
         from conveyor.service.evidence import gather
         from conveyor.store.artifacts import ArtifactStore
 
-        ex_row = store.get_execution(ex)
+        ex_row = store.execution(ex)
         store.create_approval(
             f"{ex}/Approve/Gate/1", ex, token="t", summary="", digest=None, expires_at=2e9
         )
-        approval = store.get_approval(f"{ex}/Approve/Gate/1")
+        approval = store.approval(f"{ex}/Approve/Gate/1")
         assert approval is not None
-        pipeline = pipeline_of(ex_row["definition"], "secrets")
+        pipeline = pipeline_of(ex_row.definition, "secrets")
         evidence = gather(
             store, ArtifactStore(home / "artifacts"), settings, pipeline, ex_row, approval
         )

@@ -34,18 +34,18 @@ def test_reader_rows_equal_the_store_rows(tmp_path: Path) -> None:
     store.register_engine("w")
     reader = open_reader(url)
     assert reader is not None
-    assert reader.list_pipelines() == store.list_pipelines()
+    assert reader.pipeline_records() == store.pipeline_records()
     assert reader.pipeline_names() == store.pipeline_names()
-    assert reader.get_pipeline("p") == store.get_pipeline("p")
+    assert reader.pipeline_record("p") == store.pipeline_record("p")
     for light in (False, True):
         assert reader.list_executions(light=light) == store.list_executions(light=light)
-        assert reader.get_execution(ex[:6], light=light) == store.get_execution(ex[:6], light=light)
+        assert reader.execution(ex[:6], light=light) == store.execution(ex[:6], light=light)
     assert reader.list_executions("p", "InProgress", limit=1) == store.list_executions(
         "p", "InProgress", limit=1
     )
     assert reader.attempts_for(ex) == store.attempts_for(ex)
     assert reader.transitions_for("p") == store.transitions_for("p")
-    assert reader.approvals_for(ex) == store.approvals_for(ex)
+    assert reader.approval_records(ex) == store.approval_records(ex)
     assert reader.live_engines(60) == store.live_engines(60)
 
 

@@ -97,7 +97,7 @@ def test_run_detach_imports_neither_sqlalchemy_nor_the_engine(tmp_path: Path) ->
     ).stdout.splitlines()
     ex_id = json.loads("\n".join(out[:-1]))["executionId"]
     assert json.loads(out[-1]) == []
-    assert store.get_execution(ex_id)["status"] == "InProgress"
+    assert store.execution(ex_id).status == "InProgress"
     store.close()
 
 

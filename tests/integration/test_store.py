@@ -21,7 +21,7 @@ def test_migrations_are_idempotent(db_url: str) -> None:
     ex = s.create_execution("p", {"name": "p"}, variables={}, trigger={})
     s.close()
     s2 = Store(db_url)
-    assert s2.get_execution(ex)["seq"] == 1
+    assert s2.execution(ex).seq == 1
     s2.close()
 
 
@@ -50,7 +50,7 @@ def test_only_one_of_two_racing_transitions_wins(db_url: str) -> None:
     for t in ts:
         t.join()
     assert sorted(results) == ["conflict", "won"]
-    assert len([h for h in s.history_for(ex) if h["from_status"] == "InProgress"]) == 1
+    assert len([h for h in s.history_for(ex) if h.from_status == "InProgress"]) == 1
     s.close()
 
 
@@ -87,7 +87,7 @@ def test_two_approvers_exactly_one_wins(db_url: str) -> None:
         t.join()
     winners = [o for o in outcomes if not o.startswith("conflict")]
     assert len(winners) == 1
-    assert s.get_approval(att.id)["decided_by"] == winners[0]
+    assert s.approval(att.id).decided_by == winners[0]
     assert any("already decided" in o for o in outcomes)
     s.close()
 
@@ -106,7 +106,7 @@ def test_execution_numbers_are_unique_under_concurrent_starts(db_url: str) -> No
         t.start()
     for t in ts:
         t.join()
-    assert sorted(s.get_execution(i)["seq"] for i in ids) == list(range(1, 9))
+    assert sorted(s.execution(i).seq for i in ids) == list(range(1, 9))
     s.close()
 
 
@@ -138,7 +138,7 @@ stages:
 """,
         tmp_path,
     )
-    assert app.store.get_execution(ex)["status"] == "Succeeded"
+    assert app.store.execution(ex).status == "Succeeded"
     app.store.close()
 
 
@@ -221,7 +221,7 @@ def test_two_sources_finishing_at_the_same_moment_both_keep_their_revision(
             th.start()
         for th in threads:
             th.join()
-        revs = app.store.get_execution(ex_id)["revisions"]
+        revs = app.store.execution(ex_id).revisions
         with app.store.tx() as c:  # the column itself, as readers that bypass the store see it
             column = c.execute(
                 select(t.executions.c.revisions).where(t.executions.c.id == ex_id)
@@ -244,8 +244,8 @@ def test_the_headline_source_is_the_trigger_else_the_first_declared(db_url: str)
     for ex in (pushed, manual):
         s.record_revision(ex, "tests", {"CommitId": "t" * 40}, position=1)
         s.record_revision(ex, "app", {"CommitId": "a" * 40}, position=0)
-    assert source_summary(s.get_execution(pushed)["revisions"])["action"] == "tests"
-    assert source_summary(s.get_execution(manual)["revisions"])["action"] == "app"
-    assert [r["id"] for r in s.list_executions(light=True)] == [manual, pushed]
-    assert list(s.list_executions(light=True)[0]["revisions"]) == ["app", "tests"]
+    assert source_summary(s.execution(pushed).revisions)["action"] == "tests"
+    assert source_summary(s.execution(manual).revisions)["action"] == "app"
+    assert [r.id for r in s.list_executions(light=True)] == [manual, pushed]
+    assert list(s.list_executions(light=True)[0].revisions) == ["app", "tests"]
     s.close()

@@ -120,7 +120,7 @@ def test_migration_0005_adds_the_reason_and_keeps_the_rows(db_url: str) -> None:
     assert "execution_history" not in insp.get_table_names()
     engine.dispose()
     s = Store(db_url)  # and the store brings it back to the head
-    assert s.get_execution("old1")["status"] == "Succeeded"
+    assert s.execution("old1").status == "Succeeded"
     s.close()
 
 
@@ -151,8 +151,8 @@ def test_an_execution_change_is_guarded_and_kept_in_its_history(db_url: str) -> 
         ("Stopped", "InProgress", None, "Retried", "engine"),
         ("InProgress", "Succeeded", None, "Derived", "engine"),
     ]
-    row = s.get_execution(ex)
-    assert (row["status"], row["reason"], row["waiting"]) == (
+    row = s.execution(ex)
+    assert (row.status, row.reason, row.waiting) == (
         "Succeeded",
         "Derived",
         "a transition is disabled",
@@ -199,11 +199,11 @@ stages:
         if not asked and a.store.attempts_for(ex):
             a.store.add_request(ex, "stop", {"reason": "freeze"}, actor="ann")
             asked.append(True)
-        return bool(a.store.get_execution(ex)["status"] == "Stopped")
+        return bool(a.store.execution(ex).status == "Stopped")
 
     drive(app, eng, stopped)
     app.store.add_request(ex, "retry", {}, actor="bob")
-    drive(app, app.engine(), lambda a: a.store.get_execution(ex)["status"] == "Succeeded")
+    drive(app, app.engine(), lambda a: a.store.execution(ex).status == "Succeeded")
     moves = [
         (h.from_status, h.to_status, h.stop_mode, h.reason, h.actor)
         for h in app.store.execution_history_for(ex)

@@ -49,8 +49,8 @@ stages:
 """,
         tmp_path,
     )
-    row = app.store.get_execution(ex)
-    assert row["status"] == "Succeeded", row["message"]
-    assert row["revisions"]["Fetch"]["CommitId"] == "c0ffee"
-    [dep] = app.store.deployments("staging")
-    assert (dep["execution_id"], dep["digest"], dep["kind"]) == (ex, DIGEST, "deploy")
+    row = app.store.execution(ex)
+    assert row.status == "Succeeded", row.message
+    assert row.revisions["Fetch"]["CommitId"] == "c0ffee"
+    [dep] = app.store.deployment_records("staging")
+    assert (dep.execution_id, dep.digest, dep.kind) == (ex, DIGEST, "deploy")

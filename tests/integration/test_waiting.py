@@ -87,14 +87,14 @@ def test_500_waiting_approvals_leave_the_engine_free(db_url: str, tmp_path: Path
         )
         ex = eng.start(other)
         _wait(
-            lambda: store.get_execution(ex)["status"] != "InProgress",
+            lambda: store.execution(ex).status != "InProgress",
             120,
             f"pipeline '{other}' did not run while {WAITING} approvals waited",
         )
-        assert store.get_execution(ex)["status"] == "Succeeded"
+        assert store.execution(ex).status == "Succeeded"
         # the waits are rows, not threads: the engine runs at most its pool beside them
         assert threading.active_count() - threads_before < 40
-        assert all(store.attempts_for(w)[0]["status"] == "InProgress" for w in waiting[:20]), (
+        assert all(store.attempts_for(w)[0].status == "InProgress" for w in waiting[:20]), (
             "a waiting approval ended by itself"
         )
 
@@ -102,14 +102,14 @@ def test_500_waiting_approvals_leave_the_engine_free(db_url: str, tmp_path: Path
         store.add_request(waiting[1], "abandon", {}, actor="bob")
         _wait(
             lambda: (
-                store.get_execution(waiting[0])["status"] == "Succeeded"
-                and store.get_execution(waiting[1])["status"] == "Stopped"
+                store.execution(waiting[0]).status == "Succeeded"
+                and store.execution(waiting[1]).status == "Stopped"
             ),
             120,
             "a decision or an abandon did not end its wait",
         )
-        assert store.attempts_for(waiting[0])[0]["variables"]["ApprovedBy"] == "alice"
-        assert store.attempts_for(waiting[1])[0]["status"] == "Abandoned"
+        assert store.attempts_for(waiting[0])[0].variables["ApprovedBy"] == "alice"
+        assert store.attempts_for(waiting[1])[0].status == "Abandoned"
     finally:
         stop.set()
         loop.join(30)
@@ -124,18 +124,18 @@ def test_500_waiting_approvals_leave_the_engine_free(db_url: str, tmp_path: Path
     loop2.start()
     try:
         _wait(
-            lambda: store.attempts_for(waiting[2])[0]["worker"] == eng2.worker,
+            lambda: store.attempts_for(waiting[2])[0].worker == eng2.worker,
             120,
             "the new engine did not take the waiting approval over",
         )
-        assert store.attempts_for(waiting[2])[0]["status"] == "InProgress"
+        assert store.attempts_for(waiting[2])[0].status == "InProgress"
         decide(store, waiting[2], approve=False, by="carol", comment="not today")
         _wait(
-            lambda: store.get_execution(waiting[2])["status"] == "Failed",
+            lambda: store.execution(waiting[2]).status == "Failed",
             120,
             "a decision after a takeover did not end the wait",
         )
-        assert store.attempts_for(waiting[2])[0]["reason"] == "Rejected"
+        assert store.attempts_for(waiting[2])[0].reason == "Rejected"
     finally:
         stop2.set()
         loop2.join(30)

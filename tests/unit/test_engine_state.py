@@ -60,7 +60,7 @@ def test_the_kept_state_matches_a_full_walk_after_each_move() -> None:
         else:
             ex = dataclasses.replace(ex, stop_mode=arg)
         kept = k.state(PIPELINE, ex)
-        full = state_of(dataclasses.asdict(ex), [dataclasses.asdict(a) for a in k.listed])
+        full = state_of(ex, k.listed)
         assert pl.current_attempts(PIPELINE, kept) == pl.current_attempts(PIPELINE, full)
         assert pl.stage_statuses(PIPELINE, kept) == pl.stage_statuses(PIPELINE, full)
         assert pl.execution_status(PIPELINE, kept) == pl.execution_status(PIPELINE, full)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from conveyor.engine.rollback import should_roll_back
 from conveyor.model.pipeline import Action, OnFailure, Pipeline, Stage
+from conveyor.store.records import AttemptRecord
 
 
 def pipeline(on_failure: str | None = None) -> Pipeline:
@@ -27,15 +26,18 @@ def attempt(
     reason: str = "ActionFailed",
     stage: str = "Prod",
     message: str = "boom",
-) -> dict[str, Any]:
-    return {
-        "stage": stage,
-        "action": action,
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-    }
+) -> AttemptRecord:
+    return AttemptRecord(
+        id=f"x/{stage}/{action}/1",
+        execution_id="x",
+        stage=stage,
+        action=action,
+        attempt=1,
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+    )
 
 
 def test_a_monitor_breach_rolls_back_without_an_on_failure_rule() -> None:

@@ -293,7 +293,7 @@ def _pipeline_with(settings: Settings, environment: str, ref: str | None) -> Pip
         pipeline = load_pipeline(Path(ref))
     else:
         rows = stored_pipelines(settings)
-        known = {r["name"]: pipeline_of(r["definition"], r["name"]) for r in rows}
+        known = {r.name: pipeline_of(r.definition, r.name) for r in rows}
         if ref:
             if ref not in known:
                 raise NotFound(

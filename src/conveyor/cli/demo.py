@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -30,6 +30,9 @@ from conveyor.cli._common import json_option
 from conveyor.errors import ConfigError, ConveyorError
 from conveyor.model.status import ActionStatus, StageStatus
 from conveyor.service import commands, queries
+
+if TYPE_CHECKING:
+    from conveyor.store.records import ApprovalRecord
 
 IGNORE = shutil.ignore_patterns(
     "node_modules",
@@ -179,7 +182,7 @@ def demo(approve: bool | None, break_e2e: bool, as_json: bool) -> None:
         )
         eng.shutdown(wait=False)
         say(f"nothing new to push: started execution {ex_id} by hand")
-    prod_before = (queries.current_deployments(app.store).get("prod") or {}).get("digest")
+    prod_before = _prod_digest(app)
     code = follow(app, ex_id, as_json=False, quiet=as_json, approver=Approver(app, approve))
     summary["runs"].append(_report(app, ex_id, say))
     ok = code == 0
@@ -204,9 +207,9 @@ class Approver:
     def __init__(self, app: Any, auto: bool) -> None:
         self.app = app
         self.auto = auto
-        self.pending: dict[str, Any] | None = None
+        self.pending: ApprovalRecord | None = None
 
-    def decide(self, row: dict[str, Any], *, approve: bool, by: str, comment: str) -> None:
+    def decide(self, row: ApprovalRecord, *, approve: bool, by: str, comment: str) -> None:
         """Decide the approval `row` as `by` (the demo's own identity, with the admin role)."""
         from conveyor.service.commands import decide_approval
         from conveyor.service.queries import PipelineCache
@@ -215,15 +218,15 @@ class Approver:
         decide_approval(
             self.app.store,
             PipelineCache(),
-            row["execution_id"],
+            row.execution_id,
             acting_as(by, "admin"),
             approve=approve,
             comment=comment,
-            digest=row["digest"],
+            digest=row.digest,
             require_digest=False,
         )
 
-    def on_approval(self, row: dict[str, Any]) -> str:
+    def on_approval(self, row: ApprovalRecord) -> str:
         if self.auto:
             self.decide(
                 row,
@@ -231,11 +234,11 @@ class Approver:
                 by="conveyor demo --approve",
                 comment="approved automatically by the demo",
             )
-            return f"approval: approved automatically (image {row['digest']})"
+            return f"approval: approved automatically (image {row.digest})"
         self.pending = row
         return (
-            _evidence_text(self.app, row["execution_id"], row)
-            + f"\n  decide on {self.app.settings.server_url}/executions/{row['execution_id']}/approval"
+            _evidence_text(self.app, row.execution_id, row)
+            + f"\n  decide on {self.app.settings.server_url}/executions/{row.execution_id}/approval"
             + "\n  or type  y + Enter  to approve,  n + Enter  to reject"
         )
 
@@ -262,12 +265,12 @@ class Approver:
         return f"approval: {'approved' if yes else 'rejected'}"
 
 
-def _evidence_text(app: Any, ex_id: str, approval: dict[str, Any]) -> str:
-    lines = [f"approval needed for execution {ex_id}: image {approval['digest']}"]
+def _evidence_text(app: Any, ex_id: str, approval: ApprovalRecord) -> str:
+    lines = [f"approval needed for execution {ex_id}: image {approval.digest}"]
     for a in queries.attempts(app.store, ex_id):
-        for r in a["reports"] or []:
+        for r in a.reports or []:
             lines.append(
-                f"  {a['action']}: report {r['name']}: {r['passed']}/{r['total']} passed, "
+                f"  {a.action}: report {r['name']}: {r['passed']}/{r['total']} passed, "
                 f"{r['failed']} failed, {r['skipped']} skipped"
             )
     lines.append(f"  also: `conveyor approve {ex_id} --comment ...` from another terminal")
@@ -289,7 +292,7 @@ def _report(app: Any, ex_id: str, say: Any) -> dict[str, Any]:
     envs = queries.current_deployments(app.store)
     for name in sorted(envs):
         d = envs[name]
-        say(f"{name:6} {d['digest']}  commit {str(d['commit'] or '')[:12]}  {d['url'] or ''}")
+        say(f"{name:6} {d.digest}  commit {str(d.commit or '')[:12]}  {d.url or ''}")
     return {
         "execution": ex_id,
         "status": desc["status"],
@@ -303,10 +306,15 @@ def _report(app: Any, ex_id: str, say: Any) -> dict[str, Any]:
             for s in desc["stages"]
         ],
         "environments": {
-            k: {"digest": v["digest"], "url": v["url"], "commit": v["commit"]}
-            for k, v in envs.items()
+            k: {"digest": v.digest, "url": v.url, "commit": v.commit} for k, v in envs.items()
         },
     }
+
+
+def _prod_digest(app: Any) -> str | None:
+    """The image digest prod serves now (None before its first deployment)."""
+    prod = queries.current_deployments(app.store).get("prod")
+    return prod.digest if prod else None
 
 
 def _check_serving(app: Any, pipeline: Any, say: Any) -> bool:
@@ -314,9 +322,9 @@ def _check_serving(app: Any, pipeline: Any, say: Any) -> bool:
     ok = True
     for name in ("test", "prod"):
         d = envs.get(name)
-        if not d or not d.get("url"):
+        if not d or not d.url:
             continue
-        url = str(d["url"]).rstrip("/")
+        url = d.url.rstrip("/")
         try:
             r = httpx.get(url + "/", timeout=5)
             h = httpx.get(url + "/healthz", timeout=5)
@@ -337,7 +345,7 @@ def _break_run(
     say(
         "\n--break-e2e: pushing a commit that breaks the task filter (the unit tests do not see it)"
     )
-    prod = queries.current_deployments(app.store).get("prod") or {}
+    prod = _prod_digest(app)
     broken = app.settings.state_dir / "demo" / "webapp-broken-src"
     if broken.exists():
         shutil.rmtree(broken)
@@ -359,23 +367,23 @@ def _break_run(
     failed = [s for s in run["stages"] if s["status"] == StageStatus.FAILED]
     stage_ok = code == 1 and failed and failed[0]["name"] == "RunSeleniumTest"
     for a in queries.attempts(app.store, ex_id):
-        for r in a["reports"] or []:
+        for r in a.reports or []:
             for f in r.get("failures", []):
                 say(f"  failed test: {f.get('name')}: {str(f.get('message', ''))[:160]}")
         shots = (
             sorted(
-                (Path(a["log_path"]).parent.parent.parent / "work").glob(
-                    f"{ex_id}/{a['stage']}.{a['action']}.{a['attempt']}/out/**/screenshots/FAILED-*.png"
+                (Path(a.log_path).parent.parent.parent / "work").glob(
+                    f"{ex_id}/{a.stage}.{a.action}.{a.attempt}/out/**/screenshots/FAILED-*.png"
                 )
             )
-            if a["log_path"]
+            if a.log_path
             else []
         )
         for shot in shots:
             say(f"  screenshot: {shot}")
-    now = queries.current_deployments(app.store).get("prod") or {}
-    prod_kept = now.get("digest") == prod.get("digest")
-    say(f"prod still serves {now.get('digest')}: {'yes' if prod_kept else 'NO'}")
+    now = _prod_digest(app)
+    prod_kept = now == prod
+    say(f"prod still serves {now}: {'yes' if prod_kept else 'NO'}")
     return bool(stage_ok and prod_kept and _check_serving(app, pipeline, say))
 
 

@@ -224,7 +224,7 @@ def pipeline_list(as_json: bool) -> None:
     """List pipelines."""
     app = _reader()
     rows = [
-        {"name": r["name"], "source": r["source_path"], "updatedAt": r["updated_at"]}
+        {"name": r.name, "source": r.source_path, "updatedAt": r.updated_at}
         for r in queries.pipelines(app.store)
     ]
     if as_json:
@@ -285,8 +285,8 @@ def follow(
             desc = describe(app, ex_id)
             view.update(desc)
             for a in queries.approvals(app.store, ex_id):
-                if a["status"] == ApprovalStatus.PENDING and a["attempt_id"] not in announced:
-                    announced.add(a["attempt_id"])
+                if a.status == ApprovalStatus.PENDING and a.attempt_id not in announced:
+                    announced.add(a.attempt_id)
                     if not as_json and approver is None:
                         view.note(approval_hint(app, ex_id))
                     if approver is not None:
@@ -297,12 +297,10 @@ def follow(
                     view.note(said, force=True)
             if desc["status"] in terminal and not pending:
                 rollback = rollback_of(app.store, ex_id)
-                if rollback and rollback["status"] not in terminal:
-                    if rollback["id"] not in announced:
-                        announced.add(rollback["id"])
-                        view.note(
-                            f"rollback execution {rollback['id']} started after {ex_id} failed"
-                        )
+                if rollback and rollback.status not in terminal:
+                    if rollback.id not in announced:
+                        announced.add(rollback.id)
+                        view.note(f"rollback execution {rollback.id} started after {ex_id} failed")
                     time.sleep(0.25)
                     continue
                 break
@@ -314,7 +312,7 @@ def follow(
         commands.ask(app.store, ex_id, "abandon", {"reason": "Ctrl-C in `conveyor run`"}, _user())
         deadline = time.time() + 15
         while time.time() < deadline:
-            if queries.execution(app.store, ex_id)["status"] in terminal:
+            if queries.execution(app.store, ex_id).status in terminal:
                 break
             time.sleep(0.2)
     finally:
@@ -555,7 +553,7 @@ def status(execution: str | None, as_json: bool) -> None:
             {
                 "pipelines": latest,
                 "parts": parts,
-                "engines": engines,
+                "engines": [e.as_row() for e in engines],
                 "stateDir": str(app.settings.state_dir),
             }
         )
@@ -652,29 +650,29 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
 
     app = _reader()
     ex = queries.execution(app.store, execution)
-    attempts = queries.attempts(app.store, ex["id"])
+    attempts = queries.attempts(app.store, ex.id)
 
     def ran(rows: list[Any]) -> list[Any]:
-        return [a for a in rows if action in (a["action"], f"{a['stage']}/{a['action']}")]
+        return [a for a in rows if action in (a.action, f"{a.stage}/{a.action}")]
 
     # --follow on an action of the pipeline that has not started yet (a detached run): wait
     declared = {
         n
-        for st in (ex["definition"] or {}).get("stages", [])
+        for st in (ex.definition or {}).get("stages", [])
         for a in st.get("actions", [])
         for n in (a.get("name"), f"{st.get('name')}/{a.get('name')}")
     }
     terminal = {s.value for s in TERMINAL_EXECUTION}
-    while action in declared and follow_ and not ran(attempts) and ex["status"] not in terminal:
+    while action in declared and follow_ and not ran(attempts) and ex.status not in terminal:
         time.sleep(0.2)
-        ex = queries.execution(app.store, ex["id"])
-        attempts = queries.attempts(app.store, ex["id"])
+        ex = queries.execution(app.store, ex.id)
+        attempts = queries.attempts(app.store, ex.id)
     if action:
         chosen = ran(attempts)
         if not chosen:
-            names = sorted({a["action"] for a in attempts})
+            names = sorted({a.action for a in attempts})
             raise ConfigError(
-                f"execution {ex['id']} has no action '{action}' that ran (ran: {', '.join(names) or 'none'})"
+                f"execution {ex.id} has no action '{action}' that ran (ran: {', '.join(names) or 'none'})"
             )
         chosen = [chosen[-1]]
     else:
@@ -683,12 +681,12 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
         emit_json(
             [
                 {
-                    "stage": a["stage"],
-                    "action": a["action"],
-                    "attempt": a["attempt"],
-                    "status": a["status"],
-                    "log": Path(a["log_path"]).read_text(errors="replace")
-                    if a["log_path"] and Path(a["log_path"]).exists()
+                    "stage": a.stage,
+                    "action": a.action,
+                    "attempt": a.attempt,
+                    "status": a.status,
+                    "log": Path(a.log_path).read_text(errors="replace")
+                    if a.log_path and Path(a.log_path).exists()
                     else "",
                 }
                 for a in chosen
@@ -697,19 +695,17 @@ def logs(execution: str, action: str | None, follow_: bool, as_json: bool) -> No
         return
     for a in chosen:
         if len(chosen) > 1:
-            click.echo(
-                f"==> {a['stage']}/{a['action']} (attempt {a['attempt']}, {a['status']}) <=="
-            )
-        if not a["log_path"]:
+            click.echo(f"==> {a.stage}/{a.action} (attempt {a.attempt}, {a.status}) <==")
+        if not a.log_path:
             continue
-        path = Path(a["log_path"])
+        path = Path(a.log_path)
         if follow_:
 
-            def done(att_id: str = a["id"]) -> bool:
+            def done(att_id: str = a.id) -> bool:
                 return all(
-                    x["status"] != ActionStatus.IN_PROGRESS
-                    for x in queries.attempts(app.store, ex["id"])
-                    if x["id"] == att_id
+                    x.status != ActionStatus.IN_PROGRESS
+                    for x in queries.attempts(app.store, ex.id)
+                    if x.id == att_id
                 )
 
             for line in tail(path, done):
@@ -736,8 +732,8 @@ def _request(
     outcome = None
     for _ in range(100 if wait else 0):
         r = queries.change_request(app.store, req)
-        if r["handled_at"]:
-            outcome = r["outcome"]
+        if r.handled_at:
+            outcome = r.outcome
             break
         time.sleep(0.1)
     if quiet:
@@ -781,7 +777,7 @@ def retry(
     _request("retry", execution, payload, as_json, wait=detach, quiet=not detach)
     if not detach:
         app = _app()
-        sys.exit(follow(app, queries.execution(app.store, execution)["id"], as_json=as_json))
+        sys.exit(follow(app, queries.execution(app.store, execution).id, as_json=as_json))
 
 
 @cli.group()
@@ -817,12 +813,10 @@ def list_transitions(pipeline: str | None, as_json: bool) -> None:
     name = one_pipeline(app.store, pipeline)
     rows = queries.transitions(app.store, name)
     if as_json:
-        emit_json(rows)
+        emit_json([r.as_row() for r in rows])
     else:
         for r in rows:
-            click.echo(
-                f"{r['stage']}: {'enabled' if r['enabled'] else 'DISABLED'} {r['reason'] or ''}"
-            )
+            click.echo(f"{r.stage}: {'enabled' if r.enabled else 'DISABLED'} {r.reason or ''}")
 
 
 def _set_transition(
@@ -865,7 +859,7 @@ def repo_create(name: str, as_json: bool) -> None:
         click.echo(f"{path}\n  git remote add conveyor {path} && git push conveyor main")
         from conveyor.cli.init import next_after_create
 
-        hint = next_after_create(name, [r["definition"] for r in queries.pipelines(app.store)])
+        hint = next_after_create(name, [r.definition for r in queries.pipelines(app.store)])
         if hint:
             click.echo(hint)
 

@@ -229,19 +229,10 @@ def env_list(as_json: bool) -> None:
         health = queries.health(store)
     except ConveyorError as exc:
         _fail(exc)
-    rows = [_deployment_row(d) for _, d in sorted(current.items())]
+    rows = [_deployment_row(d.as_row()) for _, d in sorted(current.items())]
     for r in rows:
         h = health.get(r["environment"])
-        r["health"] = (
-            {
-                "healthy": bool(h["healthy"]),
-                "detail": h["detail"],
-                "since": h["since"],
-                "checked_at": h["checked_at"],
-            }
-            if h
-            else None
-        )
+        r["health"] = queries.health_view(h) if h else None
     _print_deployments(
         rows,
         as_json,
@@ -257,7 +248,8 @@ def env_list(as_json: bool) -> None:
 def env_history(environment: str, limit: int, as_json: bool) -> None:
     """The deployments of ENVIRONMENT, newest first."""
     try:
-        rows = [_deployment_row(d) for d in _store().deployments(environment, limit=limit)]
+        found = queries.deployments(_store(), environment, limit)
+        rows = [_deployment_row(d.as_row()) for d in found]
     except ConveyorError as exc:
         _fail(exc)
     _print_deployments(
@@ -374,17 +366,18 @@ def _environment_for_diff(
     pipeline: Any = None
     if pipeline_file is None or need_current:
         store = _store()
-        current = queries.current_deployments(store).get(name)
+        found = queries.current_deployments(store).get(name)
+        current = found.as_row() if found else None
         if pipeline_file is None:
             mine = [
                 r
                 for r in queries.pipelines(store)
-                if name in (r["definition"].get("environments") or {})
+                if name in (r.definition.get("environments") or {})
             ]
             if current is not None:
-                mine.sort(key=lambda r: r["name"] != current.get("pipeline"))
+                mine.sort(key=lambda r: r.name != current.get("pipeline"))
             if mine:
-                pipeline = pipeline_of(mine[0]["definition"], mine[0]["name"])
+                pipeline = pipeline_of(mine[0].definition, mine[0].name)
     if pipeline_file is not None:
         pipeline = load_pipeline(pipeline_file)
     if pipeline is None or name not in pipeline.environments:

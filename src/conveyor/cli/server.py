@@ -74,26 +74,15 @@ def _decide(
     if as_json:
         click.echo(
             json.dumps(
-                {
-                    k: row[k]
-                    for k in (
-                        "execution_id",
-                        "attempt_id",
-                        "status",
-                        "digest",
-                        "decided_by",
-                        "comment",
-                        "decided_at",
-                    )
-                },
+                queries.pick(
+                    row, "execution_id attempt_id status digest decided_by comment decided_at"
+                ),
                 indent=2,
             )
         )
         return
-    bound = f" (image {row['digest']})" if row["digest"] else ""
-    click.echo(
-        f"{row['status'].lower()} execution {row['execution_id']}{bound} as {row['decided_by']}"
-    )
+    bound = f" (image {row.digest})" if row.digest else ""
+    click.echo(f"{row.status.lower()} execution {row.execution_id}{bound} as {row.decided_by}")
 
 
 @click.command("approve")
@@ -175,7 +164,8 @@ def audit_cmd(as_json: bool, limit: int) -> None:
         detail = json.dumps(r["detail"], separators=(",", ":")) if r["detail"] else ""
         return f"{_ts(r['at'])}  {r['actor']:<18} {r['action']:<20} {r['target'] or '-'}  {detail}"
 
-    _print_rows(queries.audit_log(_app().store, limit), as_json, "the audit log is empty", line)
+    rows = [r.as_row() for r in queries.audit_log(_app().store, limit)]
+    _print_rows(rows, as_json, "the audit log is empty", line)
 
 
 def _print_rows(

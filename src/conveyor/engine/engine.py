@@ -67,7 +67,9 @@ from conveyor.ports import Services
 from conveyor.settings import Settings
 from conveyor.spec.pipeline_file import parse
 from conveyor.spec.yamlfile import Lines
+from conveyor.store.columns import LIGHT_ATTEMPT
 from conveyor.store.db import Row, Store
+from conveyor.store.planner_state import attempt_view, execution_state, stage_epochs
 from conveyor.store.records import (
     ApprovalRecord,
     AttemptRecord,
@@ -150,7 +152,7 @@ class _Known:
     def add(self, row: AttemptRecord) -> None:
         self.index[row.id] = len(self.listed)
         self.listed.append(row)
-        self._seen(_view(row))
+        self._seen(attempt_view(row))
 
     def update(self, att_id: str, values: Row) -> bool:
         """Apply a move this engine made; False when the attempt is not known here."""
@@ -158,7 +160,7 @@ class _Known:
         if i is None:
             return False
         self.listed[i] = dataclasses.replace(self.listed[i], **values)
-        self._seen(_view(self.listed[i]), i)
+        self._seen(attempt_view(self.listed[i]), i)
         return True
 
     def _seen(self, v: pl.AttemptView, i: int | None = None) -> None:
@@ -175,10 +177,7 @@ class _Known:
     def state(self, pipeline: Pipeline, ex: ExecutionRecord) -> pl.ExecutionState:
         """The execution's state with its per-stage views brought up to date: only the stages
         whose attempts moved since the last call are looked at again."""
-        epochs = {
-            k: pl.StageEpoch(v["epoch"], v["failed_only"])
-            for k, v in (ex.stage_epochs or {}).items()
-        }
+        epochs = stage_epochs(ex)
         stopping = bool(ex.stop_mode)
         basis = (id(pipeline), tuple(sorted(epochs.items())), stopping)
         if basis != self.basis:
@@ -199,10 +198,6 @@ class _Known:
             current=self.current,
             statuses=[self.statuses.get(s.name) for s in pipeline.stages],
         )
-
-
-def _view(a: AttemptRecord) -> pl.AttemptView:
-    return pl.AttemptView(a.stage, a.action, a.attempt, a.epoch, ActionStatus(a.status))
 
 
 class _Pool:
@@ -281,18 +276,8 @@ def _state(
     if known is not None and known.listed is attempts:
         if pipeline is not None:
             return known.state(pipeline, ex)
-        views = tuple(known.views)
-    else:
-        views = tuple(_view(a) for a in attempts)
-    return pl.ExecutionState(
-        attempts=views,
-        stage_epochs={
-            k: pl.StageEpoch(v["epoch"], v["failed_only"])
-            for k, v in (ex.stage_epochs or {}).items()
-        },
-        stop_requested=bool(ex.stop_mode),
-        superseded=bool(ex.superseded_by),
-    )
+        return execution_state(ex, known.views)
+    return execution_state(ex, map(attempt_view, attempts))
 
 
 class Engine:
@@ -542,7 +527,7 @@ class Engine:
             self._known.pop(ex.id, None)
             self.quiet.discard(ex.id)
             if "status" in values:
-                done = self.store.get_execution(ex.id)
+                done = self.store.execution(ex.id)
                 for hook in self.hooks.on_execution_done:
                     _safe_hook(hook, self, done, pipeline)
 
@@ -560,7 +545,7 @@ class Engine:
             (a.stage for a in reversed(attempts) if a.status == ActionStatus.FAILED), None
         )
         if failed and self.hooks.on_stage_failed:
-            ending = {**self.store.get_execution(ex.id), **values}
+            ending = dataclasses.replace(self.store.execution(ex.id), **values)
             for h in self.hooks.on_stage_failed:
                 _safe_hook(h, self, ending, pipeline, failed)
 
@@ -673,7 +658,7 @@ class Engine:
                 f.abandon = True
                 f.cancel.set()
             held = {f.attempt_id for f in mine}
-            for a in self.store.attempts_light(ex.id):
+            for a in self.store.attempts_for(ex.id, light=True):
                 if a.status == ActionStatus.IN_PROGRESS and a.id not in held:
                     self._kill(a)
                     self._try_transition(
@@ -697,7 +682,7 @@ class Engine:
                 f"execution {ex.id} is {ex.status}: only a Failed or Stopped execution "
                 "can be retried"
             )
-        attempts = self.store.attempts_light(ex.id)
+        attempts = self.store.attempts_for(ex.id, light=True)
         state = _state(ex, attempts, self._known.get(ex.id))
         statuses = pl.stage_statuses(pipeline, state)
         stage_name = req.payload.get("stage")
@@ -819,9 +804,7 @@ class Engine:
     def _worker_alive(self, worker: str | None) -> bool:
         if not worker:
             return False
-        return any(
-            e["worker"] == worker for e in self.store.live_engines(self.settings.lease_seconds)
-        )
+        return any(e.worker == worker for e in self.store.live_engines(self.settings.lease_seconds))
 
     def _kill(self, attempt: AttemptRecord) -> None:
         if attempt.pgid:
@@ -1251,7 +1234,7 @@ class Engine:
             moves = self.store.history_count(ex_id)
             if k is None or k.moves != moves:
                 k = _Known(moves)
-                for r in self.store.attempts_light(ex_id):
+                for r in self.store.attempts_for(ex_id, light=True):
                     k.add(r)
                 self._known[ex_id] = k
             k.checked = time.monotonic()
@@ -1286,7 +1269,7 @@ def _execution_message(
 
 
 def _light(row: Row) -> Row:
-    return {k: v for k, v in row.items() if k in Store.LIGHT}
+    return {k: v for k, v in row.items() if k in LIGHT_ATTEMPT}
 
 
 def _append_log(attempt: AttemptRecord, text: str) -> None:

@@ -16,7 +16,6 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from conveyor.errors import Conflict, Forbidden, NotFound
 from conveyor.model.status import ApprovalStatus
@@ -106,7 +105,7 @@ def decide(
     digest: str | None = None,
     author: str | None = None,
     self_approval: bool = True,
-) -> dict[str, Any]:
+) -> ApprovalRecord:
     """Approve or reject the pending approval of an execution. Exactly one decision wins."""
     done = store.approval_records(execution_id)
     pending = [a for a in done if a.status == ApprovalStatus.PENDING]

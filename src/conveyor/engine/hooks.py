@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from conveyor.engine.engine import Engine
     from conveyor.model.pipeline import Pipeline
-    from conveyor.store.db import Row
+    from conveyor.store.records import ApprovalRecord, ExecutionRecord
 
 
 @dataclass
@@ -23,10 +23,12 @@ class Hooks:
 
     # a failed execution's failing stage: before the execution's Failed status is written, so
     # whoever sees it Failed also sees what the hook started (a rollback execution)
-    on_stage_failed: list[Callable[[Engine, Row, Pipeline, str], None]] = field(
+    on_stage_failed: list[Callable[[Engine, ExecutionRecord, Pipeline, str], None]] = field(
         default_factory=list
     )
-    on_execution_done: list[Callable[[Engine, Row, Pipeline], None]] = field(default_factory=list)
-    on_approval_needed: list[Callable[[Engine, Row, Pipeline, Row], None]] = field(
+    on_execution_done: list[Callable[[Engine, ExecutionRecord, Pipeline], None]] = field(
         default_factory=list
     )
+    on_approval_needed: list[
+        Callable[[Engine, ExecutionRecord, Pipeline, ApprovalRecord], None]
+    ] = field(default_factory=list)

@@ -33,6 +33,7 @@ from conveyor.errors import ConveyorError
 from conveyor.model.pipeline import Action, Pipeline, reusable_type
 from conveyor.model.report import Report
 from conveyor.store.artifacts import ArtifactStore
+from conveyor.store.records import AttemptRecord
 
 Row = dict[str, Any]
 VERSION = 1  # bump when what goes into the digest changes: older digests then never match
@@ -87,7 +88,7 @@ def input_digest(
 
 
 def find(
-    candidates: list[Row],
+    candidates: list[AttemptRecord],
     artifacts: ArtifactStore,
     state_dir: Path,
     workdir: Path,
@@ -99,44 +100,44 @@ def find(
         problem = _problem(cand, artifacts, image_present)
         if problem:
             warn(
-                f"[conveyor] warning: not reusing {cand['id']}: {problem}; "
+                f"[conveyor] warning: not reusing {cand.id}: {problem}; "
                 "running the action for real\n"
             )
             continue
-        origin = (cand.get("details") or {}).get("reused_from") or {
-            "execution": cand["execution_id"],
-            "attempt": cand["id"],
-            "number": cand["attempt"],
+        origin = (cand.details or {}).get("reused_from") or {
+            "execution": cand.execution_id,
+            "attempt": cand.id,
+            "number": cand.attempt,
         }
         _copy_report_files(cand, state_dir, workdir)
         fields = {f.name for f in dataclasses.fields(Report)}
         reports = [
             Report(**{k: v for k, v in r.items() if k in fields})
-            for r in (cand.get("reports") or [])
+            for r in (cand.reports or [])
             if isinstance(r, dict) and "name" in r and "format" in r
         ]
-        details = {**(cand.get("details") or {}), "reused_from": origin}
+        details = {**(cand.details or {}), "reused_from": origin}
         message = f"reused from execution {origin['execution']}, attempt {origin['attempt']}"
         result = ActionResult(
             True,
             "Reused",
             message,
-            dict(cand.get("variables") or {}),
+            dict(cand.variables or {}),
             reports,
             details,
         )
-        return Reused(result, dict(cand.get("artifacts") or {}), origin)
+        return Reused(result, dict(cand.artifacts or {}), origin)
     return None
 
 
 def _problem(
-    cand: Row, artifacts: ArtifactStore, image_present: Callable[[str], bool]
+    cand: AttemptRecord, artifacts: ArtifactStore, image_present: Callable[[str], bool]
 ) -> str | None:
-    for name, digest in (cand.get("artifacts") or {}).items():
+    for name, digest in (cand.artifacts or {}).items():
         bad = verify_artifact(artifacts, str(digest))
         if bad:
             return f"its output artifact '{name}' ({digest}) {bad}"
-    image = ((cand.get("details") or {}).get("image") or {}).get("ImageURI")
+    image = ((cand.details or {}).get("image") or {}).get("ImageURI")
     if image:
         try:
             if not image_present(str(image)):
@@ -178,16 +179,16 @@ def verify_artifact(store: ArtifactStore, digest: str) -> str | None:
     return None
 
 
-def workdir_of(state_dir: Path, attempt: Row) -> Path:
-    name = f"{attempt['stage']}.{attempt['action']}.{attempt['attempt']}"
-    return state_dir / "work" / str(attempt["execution_id"]) / name
+def workdir_of(state_dir: Path, attempt: AttemptRecord) -> Path:
+    name = f"{attempt.stage}.{attempt.action}.{attempt.attempt}"
+    return state_dir / "work" / str(attempt.execution_id) / name
 
 
-def _copy_report_files(cand: Row, state_dir: Path, workdir: Path) -> None:
+def _copy_report_files(cand: AttemptRecord, state_dir: Path, workdir: Path) -> None:
     """The reports' files (JUnit XML, screenshots) next to the new attempt, as the evidence
     reads them relative to the attempt's workdir."""
     old = workdir_of(state_dir, cand)
-    for r in cand.get("reports") or []:
+    for r in cand.reports or []:
         for rel in (r.get("files") or []) if isinstance(r, dict) else []:
             src, dest = old / str(rel), workdir / str(rel)
             if ".." in Path(str(rel)).parts or not src.is_file():

@@ -60,7 +60,8 @@ from conveyor.errors import ConfigError, ConveyorError, NotFound
 from conveyor.model.pipeline import Pipeline
 from conveyor.model.status import ActionStatus, ExecutionStatus
 from conveyor.monitoring import alerts
-from conveyor.store.db import Row, Store
+from conveyor.store.db import Store
+from conveyor.store.records import AttemptRecord, DeploymentRecord, ExecutionRecord
 
 if TYPE_CHECKING:
     from conveyor.engine.engine import Engine
@@ -78,19 +79,19 @@ class RollbackPlan:
     pipeline: str
     stage: str
     action: str
-    current: Row  # the deployment serving now
-    target: Row  # the deployment to restore
+    current: DeploymentRecord  # the deployment serving now
+    target: DeploymentRecord  # the deployment to restore
     artifacts: dict[str, str]
     deploy_config: dict[str, Any]
 
     @property
     def to_execution(self) -> str:
-        return str(self.target["execution_id"])
+        return str(self.target.execution_id)
 
     def describe(self) -> str:
         return (
-            f"{self.environment}: {_short(self.current.get('digest'))} -> "
-            f"{_short(self.target.get('digest'))} (from execution {self.to_execution})"
+            f"{self.environment}: {_short(self.current.digest)} -> "
+            f"{_short(self.target.digest)} (from execution {self.to_execution})"
         )
 
 
@@ -108,7 +109,7 @@ def plan_rollback(
     (`sha256:...`, or its first 12+ hex digits) that was deployed there before. Neither: the
     last good deployment before the current one with another digest.
     """
-    deps = store.deployments(environment, limit=10000)  # newest first
+    deps = store.deployment_records(environment, limit=10000)  # newest first
     if not deps:
         raise NotFound(
             f"nothing was ever deployed to environment '{environment}': nothing to "
@@ -122,7 +123,7 @@ def plan_rollback(
             return "?"
         if ex_id not in statuses:
             try:
-                statuses[ex_id] = store.get_execution(ex_id)["status"]
+                statuses[ex_id] = store.execution(ex_id, light=True).status
             except NotFound:
                 statuses[ex_id] = "?"
         return statuses[ex_id]
@@ -130,14 +131,14 @@ def plan_rollback(
     if to:
         target = _match(deps, to)
         if target is None:
-            known = ", ".join(f"{d['execution_id']} ({_short(d['digest'])})" for d in deps[:8])
+            known = ", ".join(f"{d.execution_id} ({_short(d.digest)})" for d in deps[:8])
             raise NotFound(
                 f"'{to}' is neither an execution nor a digest deployed to "
                 f"'{environment}' (recent: {known})"
             )
     else:
         if failed_execution:
-            mine = [i for i, d in enumerate(deps) if d["execution_id"] == failed_execution]
+            mine = [i for i, d in enumerate(deps) if d.execution_id == failed_execution]
             if not mine:
                 raise NotFound(
                     f"execution {failed_execution} deployed nothing to "
@@ -145,9 +146,9 @@ def plan_rollback(
                 )
             older = deps[max(mine) + 1 :]
         else:
-            older = [d for d in deps[1:] if d["digest"] != current["digest"]]
+            older = [d for d in deps[1:] if d.digest != current.digest]
         target = next(
-            (d for d in older if status(d["execution_id"]) == ExecutionStatus.SUCCEEDED), None
+            (d for d in older if status(d.execution_id) == ExecutionStatus.SUCCEEDED), None
         )
         if target is None:
             raise NotFound(
@@ -155,19 +156,19 @@ def plan_rollback(
                 "succeeded execution to roll back to; deploy a fixed version, or "
                 "pick one with `conveyor rollback ENV --to EXECUTION|DIGEST`"
             )
-    details = target.get("details") or {}
-    stage = details.get("stage") or (current.get("details") or {}).get("stage")
-    action = details.get("action") or (current.get("details") or {}).get("action")
-    if not stage or not action or not target.get("image"):
+    details = target.details or {}
+    stage = details.get("stage") or (current.details or {}).get("stage")
+    action = details.get("action") or (current.details or {}).get("action")
+    if not stage or not action or not target.image:
         raise ConfigError(
-            f"the deployment of execution {target['execution_id']} to "
+            f"the deployment of execution {target.execution_id} to "
             f"'{environment}' does not say which stage/action/image made it; it "
             "cannot be redeployed automatically"
         )
     artifacts, config = _manifests_of(store, target)
     return RollbackPlan(
         environment,
-        str(target["pipeline"]),
+        str(target.pipeline),
         str(stage),
         str(action),
         current,
@@ -177,50 +178,49 @@ def plan_rollback(
     )
 
 
-def _match(deps: list[Row], to: str) -> Row | None:
+def _match(deps: list[DeploymentRecord], to: str) -> DeploymentRecord | None:
     text = to.strip()
     hexpart = text.split(":", 1)[1] if text.startswith("sha256:") else text
     for d in deps:
-        if d["execution_id"] and (
-            d["execution_id"] == text
-            or (len(text) >= 4 and str(d["execution_id"]).startswith(text))
+        if d.execution_id and (
+            d.execution_id == text or (len(text) >= 4 and str(d.execution_id).startswith(text))
         ):
             return d
     if len(hexpart) >= 12:
         for d in deps:
-            digest = str(d.get("digest") or "")
+            digest = str(d.digest or "")
             if digest.split(":", 1)[-1].startswith(hexpart):
                 return d
     return None
 
 
-def _manifests_of(store: Store, dep: Row) -> tuple[dict[str, str], dict[str, Any]]:
+def _manifests_of(store: Store, dep: DeploymentRecord) -> tuple[dict[str, str], dict[str, Any]]:
     """The input artifacts (by digest) and deploy config that produced a deployment."""
-    details = dep.get("details") or {}
+    details = dep.details or {}
     if details.get("artifacts"):  # a rollback deployment carries them
         return dict(details["artifacts"]), dict(details.get("deploy_config") or {})
     from conveyor.engine.engine import pipeline_of
 
-    ex = store.get_execution(str(dep["execution_id"]))
-    pipeline = pipeline_of(ex["definition"], ex["pipeline"])
+    ex = store.execution(str(dep.execution_id))
+    pipeline = pipeline_of(ex.definition or {}, ex.pipeline)
     try:
         action = pipeline.stage(details["stage"]).action(details["action"])
     except KeyError:
         raise ConfigError(
-            f"execution {ex['id']} has no action {details.get('stage')}/"
+            f"execution {ex.id} has no action {details.get('stage')}/"
             f"{details.get('action')} any more"
         ) from None
-    latest: dict[tuple[str, str], Row] = {}
-    for a in store.attempts_for(ex["id"]):
-        if a["status"] == ActionStatus.SUCCEEDED:
-            latest[(a["stage"], a["action"])] = a
+    latest: dict[tuple[str, str], AttemptRecord] = {}
+    for a in store.attempts_for(ex.id):
+        if a.status == ActionStatus.SUCCEEDED:
+            latest[(a.stage, a.action)] = a
     produced: dict[str, str] = {}
     for a in latest.values():
-        produced.update(a["artifacts"] or {})
+        produced.update(a.artifacts or {})
     missing = [n for n in action.inputs if n not in produced]
     if missing:
         raise NotFound(
-            f"execution {ex['id']}: the artifact(s) {', '.join(missing)} its deploy "
+            f"execution {ex.id}: the artifact(s) {', '.join(missing)} its deploy "
             "read are not recorded; it cannot be redeployed"
         )
     config = {
@@ -234,18 +234,20 @@ def _manifests_of(store: Store, dep: Row) -> tuple[dict[str, str], dict[str, Any
 # ---- starting a rollback execution ---------------------------------------------------------
 
 
-def environment_at(target: Row, source: Row, current_def: dict[str, Any]) -> dict[str, Any]:
+def environment_at(
+    target: DeploymentRecord, source: ExecutionRecord, current_def: dict[str, Any]
+) -> dict[str, Any]:
     """The environment as it was when TARGET was deployed: its context, namespace, kubeconfig.
 
     In order: the definition recorded with the deployment (since deployments record it),
     the definition of the execution that made it, then the pipeline's current one (only
     for an environment neither knows).
     """
-    name = str(target["environment"])
-    recorded = (target.get("details") or {}).get("environment_definition")
+    name = str(target.environment)
+    recorded = (target.details or {}).get("environment_definition")
     if isinstance(recorded, dict) and recorded:
         return dict(recorded)
-    for definition in (source.get("definition") or {}, current_def):
+    for definition in (source.definition or {}, current_def):
         env = dict(definition.get("environments") or {}).get(name)
         if env:
             return dict(env)
@@ -256,12 +258,12 @@ def start_rollback(
     store: Store, plan: RollbackPlan, *, failed_execution: str | None, reason: str, actor: str
 ) -> str:
     """Create the rollback execution (kind rollback); a running engine picks it up."""
-    pipeline_row = store.get_pipeline(plan.pipeline)
-    current_def = dict(pipeline_row["definition"])
-    source = store.get_execution(plan.to_execution)
+    pipeline_row = store.pipeline_record(plan.pipeline)
+    current_def = dict(pipeline_row.definition)
+    source = store.execution(plan.to_execution)
     env_def = environment_at(plan.target, source, current_def)
     config: dict[str, Any] = {
-        "image": plan.target["image"],
+        "image": plan.target.image,
         "artifacts": plan.artifacts,
         "to": plan.to_execution,
         "reason": reason,
@@ -269,7 +271,7 @@ def start_rollback(
     }
     if failed_execution:
         config["of"] = failed_execution
-    current = plan.current.get("details") or {}
+    current = plan.current.details or {}
     replaces = [
         r
         for r in current.get("applied") or []
@@ -293,12 +295,12 @@ def start_rollback(
         definition["settings"] = current_def["settings"]
     trigger = {
         "type": "Rollback",
-        "of": failed_execution or plan.current.get("execution_id"),
+        "of": failed_execution or plan.current.execution_id,
         "to": plan.to_execution,
         "environment": plan.environment,
-        "digest": plan.target.get("digest"),
-        "commit": plan.target.get("commit"),
-        "from_digest": plan.current.get("digest"),
+        "digest": plan.target.digest,
+        "commit": plan.target.commit,
+        "from_digest": plan.current.digest,
         "reason": reason,
         "by": actor,
         "automatic": failed_execution is not None,
@@ -308,7 +310,7 @@ def start_rollback(
         definition,
         variables={},
         trigger=trigger,
-        revisions=dict(source["revisions"] or {}),
+        revisions=dict(source.revisions or {}),
         kind="rollback",
         actor=actor,
     )
@@ -319,25 +321,25 @@ def start_rollback(
 # ---- the engine hooks ---------------------------------------------------------------------------
 
 
-def should_roll_back(pipeline: Pipeline, stage_name: str, attempts: list[Row]) -> str | None:
+def should_roll_back(
+    pipeline: Pipeline, stage_name: str, attempts: list[AttemptRecord]
+) -> str | None:
     """Why the failure of STAGE calls for a rollback (None: it does not)."""
     try:
         stage = pipeline.stage(stage_name)
     except KeyError:
         return None
-    failed = [
-        a for a in attempts if a["stage"] == stage_name and a["status"] == ActionStatus.FAILED
-    ]
+    failed = [a for a in attempts if a.stage == stage_name and a.status == ActionStatus.FAILED]
     if not failed:
         return None
     last = failed[-1]
-    monitors = [a for a in failed if a["type"] == "monitor" and a["reason"] == "ActionFailed"]
+    monitors = [a for a in failed if a.type == "monitor" and a.reason == "ActionFailed"]
     if monitors:
-        return f"{stage_name}/{monitors[-1]['action']} failed: {monitors[-1]['message']}"
+        return f"{stage_name}/{monitors[-1].action} failed: {monitors[-1].message}"
     if stage.on_failure is not None and stage.on_failure.result == "ROLLBACK":
         return (
-            f"{stage_name}/{last['action']} failed ({last['reason']}) in a stage with "
-            f"onFailure ROLLBACK: {last['message']}"
+            f"{stage_name}/{last.action} failed ({last.reason}) in a stage with "
+            f"onFailure ROLLBACK: {last.message}"
         )
     return None
 
@@ -356,56 +358,58 @@ class Rollbacks:
         hooks.on_stage_failed.append(self.on_stage_failed)
         hooks.on_execution_done.append(self.on_execution_done)
 
-    def on_stage_failed(self, engine: Engine, ex: Row, pipeline: Pipeline, stage_name: str) -> None:
-        if ex["kind"] == "rollback":
+    def on_stage_failed(
+        self, engine: Engine, ex: ExecutionRecord, pipeline: Pipeline, stage_name: str
+    ) -> None:
+        if ex.kind == "rollback":
             return  # a failed rollback is reported by on_execution_done; never roll one back
         store = engine.store
-        attempts = store.attempts_for(ex["id"])
+        attempts = store.attempts_for(ex.id)
         reason = should_roll_back(pipeline, stage_name, attempts)
         if reason is None:
             return
-        failed_at = max(
-            (a["ended_at"] or 0.0) for a in attempts if a["status"] == ActionStatus.FAILED
-        )
+        failed_at = max((a.ended_at or 0.0) for a in attempts if a.status == ActionStatus.FAILED)
         if _already_rolled_back(store, ex, failed_at):
             return
         envs = _environments_switched(store, ex, stage_name, attempts)
-        hook = alerts.webhook_of(ex["definition"])
+        hook = alerts.webhook_of(ex.definition)
         if not envs:
             self.notifier.send_later(
                 hook,
                 f":warning: {_where(ex)} failed: {reason}. It switched no "
                 "environment in that stage: nothing to roll back.",
                 "rollback-skipped",
-                {"execution": ex["id"], "reason": reason},
+                {"execution": ex.id, "reason": reason},
             )
             return
         for env in envs:
             self._start(store, ex, env, reason, hook)
         engine.wake()
 
-    def _start(self, store: Store, ex: Row, env: str, reason: str, hook: str | None) -> None:
+    def _start(
+        self, store: Store, ex: ExecutionRecord, env: str, reason: str, hook: str | None
+    ) -> None:
         """Start the rollback of ENV after EX failed, and say so (or why it cannot)."""
         where = _where(ex)
         try:
-            plan = plan_rollback(store, env, failed_execution=ex["id"])
+            plan = plan_rollback(store, env, failed_execution=ex.id)
             rb = start_rollback(
-                store, plan, failed_execution=ex["id"], reason=reason, actor="engine (rollback)"
+                store, plan, failed_execution=ex.id, reason=reason, actor="engine (rollback)"
             )
         except ConveyorError as exc:
-            log.error("no rollback of %s after %s: %s", env, ex["id"], exc.message)
+            log.error("no rollback of %s after %s: %s", env, ex.id, exc.message)
             self.notifier.send_later(
                 hook,
                 f":rotating_light: {where} failed in {env} ({reason}) and "
                 f"could NOT be rolled back: {exc.message}. {env} still "
                 "serves the failing version.",
                 "rollback-impossible",
-                {"execution": ex["id"], "environment": env, "error": exc.message},
+                {"execution": ex.id, "environment": env, "error": exc.message},
             )
             return
         log.warning(
             "execution %s failed (%s): rolling %s back in execution %s",
-            ex["id"],
+            ex.id,
             reason,
             plan.describe(),
             rb,
@@ -413,92 +417,92 @@ class Rollbacks:
         self.notifier.send_later(
             hook,
             f":rewind: {where} failed: {reason}. Rolling *{env}* back to "
-            f"{_short(plan.target['digest'])} (from execution "
+            f"{_short(plan.target.digest)} (from execution "
             f"`{plan.to_execution}`) in execution `{rb}`.",
             "rollback-started",
             {
                 "execution": rb,
-                "of": ex["id"],
+                "of": ex.id,
                 "to": plan.to_execution,
                 "environment": env,
-                "digest": plan.target.get("digest"),
-                "from_digest": plan.current.get("digest"),
+                "digest": plan.target.digest,
+                "from_digest": plan.current.digest,
                 "reason": reason,
             },
         )
 
-    def on_execution_done(self, engine: Engine, ex: Row, pipeline: Pipeline) -> None:
-        if ex["kind"] != "rollback":
+    def on_execution_done(self, engine: Engine, ex: ExecutionRecord, pipeline: Pipeline) -> None:
+        if ex.kind != "rollback":
             return
-        trig = ex["trigger"] or {}
+        trig = ex.trigger or {}
         facts = {
-            "execution": ex["id"],
+            "execution": ex.id,
             "of": trig.get("of"),
             "to": trig.get("to"),
             "environment": trig.get("environment") or "?",
             "digest": trig.get("digest"),
-            "status": ex["status"],
+            "status": ex.status,
             "from_digest": trig.get("from_digest"),
             "reason": trig.get("reason"),
         }
-        hook = alerts.webhook_of(ex["definition"])
+        hook = alerts.webhook_of(ex.definition)
         self.notifier.send_later(hook, _finished_text(ex, trig), "rollback-finished", facts)
 
 
-def _where(ex: Row) -> str:
-    return f"*{ex['pipeline']}* execution `{ex['id']}`"
+def _where(ex: ExecutionRecord) -> str:
+    return f"*{ex.pipeline}* execution `{ex.id}`"
 
 
 def _environments_switched(
-    store: Store, ex: Row, stage_name: str, attempts: list[Row]
+    store: Store, ex: ExecutionRecord, stage_name: str, attempts: list[AttemptRecord]
 ) -> list[str]:
     """The environments EX deployed to in STAGE, or that a monitor of STAGE watched."""
     envs: list[str] = []
-    for d in store.deployments(limit=10000):
-        details = d.get("details") or {}
+    for d in store.deployment_records(limit=10000):
+        details = d.details or {}
         if (
-            d["execution_id"] == ex["id"]
+            d.execution_id == ex.id
             and details.get("stage") == stage_name
-            and d["environment"] not in envs
+            and d.environment not in envs
         ):
-            envs.append(d["environment"])
+            envs.append(d.environment)
     for a in attempts:  # a monitor in its own stage: roll back what it watched
-        env = ((a.get("details") or {}).get("monitor") or {}).get("environment")
+        env = ((a.details or {}).get("monitor") or {}).get("environment")
         if (
-            a["stage"] == stage_name
-            and a["status"] == ActionStatus.FAILED
+            a.stage == stage_name
+            and a.status == ActionStatus.FAILED
             and env
             and env not in envs
-            and any(d["execution_id"] == ex["id"] for d in store.deployments(env))
+            and any(d.execution_id == ex.id for d in store.deployment_records(env))
         ):
             envs.append(env)
     return envs
 
 
-def _already_rolled_back(store: Store, ex: Row, failed_at: float) -> bool:
+def _already_rolled_back(store: Store, ex: ExecutionRecord, failed_at: float) -> bool:
     """A rollback of this failure was already started (the hook must not start two)."""
-    for other in store.list_executions(ex["pipeline"], limit=50, light=True):
+    for other in store.list_executions(ex.pipeline, limit=50, light=True):
         if (
-            other["kind"] == "rollback"
-            and (other["trigger"] or {}).get("of") == ex["id"]
-            and other["created_at"] >= failed_at
+            other.kind == "rollback"
+            and (other.trigger or {}).get("of") == ex.id
+            and other.created_at >= failed_at
         ):
             return True
     return False
 
 
-def _finished_text(ex: Row, trig: Mapping[str, Any]) -> str:
+def _finished_text(ex: ExecutionRecord, trig: Mapping[str, Any]) -> str:
     env = trig.get("environment") or "?"
-    took = f" in {ex['ended_at'] - ex['created_at']:.0f} s" if ex["ended_at"] else ""
-    if ex["status"] == ExecutionStatus.SUCCEEDED:
+    took = f" in {ex.ended_at - ex.created_at:.0f} s" if ex.ended_at else ""
+    if ex.status == ExecutionStatus.SUCCEEDED:
         return (
             f":white_check_mark: *{env}* rolled back{took}: it serves "
             f"{_short(trig.get('digest'))} again (execution `{trig.get('to')}`) instead of "
-            f"{_short(trig.get('from_digest'))}. Rollback execution `{ex['id']}`; cause: "
+            f"{_short(trig.get('from_digest'))}. Rollback execution `{ex.id}`; cause: "
             f"{trig.get('reason') or 'manual rollback'}."
         )
     return (
-        f":rotating_light: rollback of *{env}* {ex['status']}: {ex['message']}. {env} "
+        f":rotating_light: rollback of *{env}* {ex.status}: {ex.message}. {env} "
         f"still serves {_short(trig.get('from_digest'))} (the deploy driver keeps the "
-        f"serving release until the new one is ready). Execution `{ex['id']}`."
+        f"serving release until the new one is ready). Execution `{ex.id}`."
     )

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -60,19 +60,15 @@ def _detail(s: Sample) -> str:
     return s.error or "no answer"
 
 
+@dataclass
 class Watcher:
-    def __init__(
-        self,
-        app: Any,
-        interval: float = DEFAULT_INTERVAL,
-        *,
-        timeout: float = 5.0,
-        webhook: str | None = None,
-    ) -> None:
-        self.app = app
-        self.interval = interval
-        self.timeout = timeout
-        self.webhook = webhook
+    """Reads the health of each environment's current release every `interval` seconds (a
+    probe waits `timeout`); a change alerts the deploying pipeline's webhook, else `webhook`."""
+
+    app: Any
+    interval: float = DEFAULT_INTERVAL
+    timeout: float = field(default=5.0, kw_only=True)
+    webhook: str | None = field(default=None, kw_only=True)
 
     def _health_url(
         self, deployment: DeploymentRecord, definitions: dict[str, Mapping[str, Any]]

@@ -13,7 +13,7 @@ import mimetypes
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastAPIPath
@@ -27,6 +27,9 @@ from conveyor.server.context import Context, ctx_of
 from conveyor.service import commands, queries
 from conveyor.service import evidence as ev
 from conveyor.service.users import ROLES, User, require
+
+if TYPE_CHECKING:
+    from conveyor.store.records import AttemptRecord
 
 router = APIRouter(prefix="/api/v1")
 SESSION_COOKIE = "conveyor_session"
@@ -178,7 +181,7 @@ def _set_transition(
         "pipeline": name,
         "stage": stage,
         **queries.transition_view(
-            {r["stage"]: r for r in queries.transitions(ctx.store, name)}.get(stage)
+            {r.stage: r for r in queries.transitions(ctx.store, name)}.get(stage)
         ),
     }
 
@@ -216,7 +219,7 @@ def get_history(request: Request, ex_id: str, user: Reader) -> dict[str, Any]:
     """Every status change of the execution's actions, in order (who, when, why)."""
     ctx = ctx_of(request)
     ex = queries.execution(ctx.store, ex_id)
-    return {"items": queries.history(ctx.store, ex["id"])}
+    return {"items": [m.as_row() for m in queries.history(ctx.store, ex.id)]}
 
 
 def request_change(
@@ -271,7 +274,7 @@ def get_request(
     request: Request, req_id: Annotated[int, FastAPIPath(ge=1, le=MAX_INT)], user: Reader
 ) -> dict[str, Any]:
     """A stop/abandon/retry request and what the engine did with it."""
-    return queries.change_request(ctx_of(request).store, req_id)
+    return queries.change_request(ctx_of(request).store, req_id).as_row()
 
 
 # ---- logs ---------------------------------------------------------------------------------------
@@ -299,12 +302,12 @@ Attempt = Annotated[AttemptRef, Depends(_attempt_ref)]
 
 def _log_file(
     ctx: Context, ex_id: str, stage: str, action: str, attempt: int | None
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[AttemptRecord, Path]:
     ex = queries.execution(ctx.store, ex_id)
-    row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
-    if not row["log_path"]:
-        raise NotFound(f"{stage}/{action} attempt {row['attempt']} has no log yet")
-    return row, Path(row["log_path"])
+    row = queries.attempt_row(ctx.store, ex.id, stage, action, attempt)
+    if not row.log_path:
+        raise NotFound(f"{stage}/{action} attempt {row.attempt} has no log yet")
+    return row, Path(row.log_path)
 
 
 @router.get(
@@ -327,11 +330,7 @@ def stream_log(request: Request, ref: Attempt, user: Reader) -> StreamingRespons
     row, path = _log_file(ctx, ref.ex_id, stage, action, ref.attempt)
 
     def status() -> str:
-        return str(
-            queries.attempt_row(ctx.store, row["execution_id"], stage, action, row["attempt"])[
-                "status"
-            ]
-        )
+        return queries.attempt_row(ctx.store, row.execution_id, stage, action, row.attempt).status
 
     def events() -> Iterator[str]:
         yield "retry: 2000\n\n"
@@ -385,17 +384,17 @@ def list_artifacts(request: Request, ex_id: str, user: Reader) -> dict[str, Any]
     ctx = ctx_of(request)
     ex = queries.execution(ctx.store, ex_id)
     arts, reps = [], []
-    for a in queries.attempts(ctx.store, ex["id"]):
-        for name, digest in (a["artifacts"] or {}).items():
+    for a in queries.attempts(ctx.store, ex.id):
+        for name, digest in (a.artifacts or {}).items():
             try:
                 files = ctx.artifacts.manifest(digest)
             except NotFound:
                 files = []
             arts.append(
                 {
-                    "stage": a["stage"],
-                    "action": a["action"],
-                    "attempt": a["attempt"],
+                    "stage": a.stage,
+                    "action": a.action,
+                    "attempt": a.attempt,
                     "name": name,
                     "digest": digest,
                     "files": [
@@ -405,14 +404,14 @@ def list_artifacts(request: Request, ex_id: str, user: Reader) -> dict[str, Any]
                     ],
                 }
             )
-        for r in a["reports"] or []:
+        for r in a.reports or []:
             reps.append(
                 {
-                    "stage": a["stage"],
-                    "action": a["action"],
-                    "attempt": a["attempt"],
+                    "stage": a.stage,
+                    "action": a.action,
+                    "attempt": a.attempt,
                     **r,
-                    "file_urls": [ev.file_url(ex["id"], a, str(f)) for f in r.get("files") or []],
+                    "file_urls": [ev.file_url(ex.id, a, str(f)) for f in r.get("files") or []],
                 }
             )
     return {"artifacts": arts, "reports": reps}
@@ -431,11 +430,11 @@ def get_attempt_file(request: Request, ref: Attempt, rel: str, user: Reader) -> 
     declared report files and output artifacts are evidence."""
     ctx = ctx_of(request)
     ex = queries.execution(ctx.store, ref.ex_id)
-    row = queries.attempt_row(ctx.store, ex["id"], ref.stage, ref.action, ref.attempt)
+    row = queries.attempt_row(ctx.store, ex.id, ref.stage, ref.action, ref.attempt)
     if rel not in queries.report_files(row):
         raise NotFound(f"no report file '{rel[:100]}' in {ref.stage}/{ref.action}")
-    step = f"{ref.stage}.{ref.action}.{row['attempt']}"
-    root = ctx.settings.state_dir / "work" / ex["id"] / step
+    step = f"{ref.stage}.{ref.action}.{row.attempt}"
+    root = ctx.settings.state_dir / "work" / ex.id / step
     return serve_file(_inside(root, rel), rel)
 
 
@@ -560,4 +559,4 @@ def audit_log(
 ) -> dict[str, Any]:
     """Every change, newest first: who, what, on what, when (admin)."""
     require(user, "admin", "reading the audit log")
-    return {"items": queries.audit_log(ctx_of(request).store, limit)}
+    return {"items": [r.as_row() for r in queries.audit_log(ctx_of(request).store, limit)]}

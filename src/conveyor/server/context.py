@@ -18,7 +18,8 @@ from conveyor.settings import Settings
 if TYPE_CHECKING:  # types only: the server reaches the engine and store through the service
     from conveyor.engine.engine import Engine
     from conveyor.store.artifacts import ArtifactStore
-    from conveyor.store.db import Row, Store
+    from conveyor.store.db import Store
+    from conveyor.store.records import ApprovalRecord
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Context:
 
     def decide(
         self, ex_id: str, user: User, approve: bool, comment: str, digest: str | None
-    ) -> Row:
+    ) -> ApprovalRecord:
         """Approve or reject as `user` (`commands.decide_approval`), bound to the digest the
         page or API client showed; wakes this process's engine."""
         row = commands.decide_approval(

@@ -248,9 +248,9 @@ def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, 
     ex = None
     if execution:
         ex = queries.execution(ctx.store, execution)
-        if ex["pipeline"] != name:
+        if ex.pipeline != name:
             raise NotFound(
-                f"execution {execution} belongs to pipeline '{ex['pipeline']}', not '{name}'"
+                f"execution {execution} belongs to pipeline '{ex.pipeline}', not '{name}'"
             )
     else:
         latest = queries.executions(ctx.store, name, limit=1)
@@ -258,7 +258,7 @@ def _pipeline_data(ctx: Context, name: str, execution: str | None) -> dict[str, 
     current = queries.execution_detail(ctx.store, ctx.cache, ex) if ex else None
     approval = None
     if ex is not None:
-        rows = queries.approvals(ctx.store, ex["id"])
+        rows = queries.approvals(ctx.store, ex.id)
         approval = rows[-1] if rows else None
     live = current is not None and current["status"] in ACTIVE_EXECUTION
     interval = 1500 if live else (0 if execution else 5000)
@@ -345,11 +345,11 @@ def request_form(
     payload: dict[str, Any] = (
         {"reason": "from the dashboard"} if kind != "retry" else {"failed_only": False}
     )
-    commands.request_change(ctx.store, ex["id"], kind, payload, user.name)
+    commands.request_change(ctx.store, ex.id, kind, payload, user.name)
     ctx.wake()
     return _back(
-        f"/pipelines/{ex['pipeline']}?execution={ex['id']}",
-        f"Requested {kind} of execution {ex['id']}.",
+        f"/pipelines/{ex.pipeline}?execution={ex.id}",
+        f"Requested {kind} of execution {ex.id}.",
     )
 
 
@@ -388,7 +388,7 @@ def executions_page(
 def execution_page(request: Request, ex_id: str) -> Response:
     _session(request)
     ex = queries.execution(ctx_of(request).store, ex_id)
-    return RedirectResponse(f"/pipelines/{ex['pipeline']}?execution={ex['id']}", status_code=303)
+    return RedirectResponse(f"/pipelines/{ex.pipeline}?execution={ex.id}", status_code=303)
 
 
 @router.get("/executions/{ex_id}/logs/{stage}/{action}")
@@ -402,10 +402,10 @@ def log_page(
     _session(request)
     ctx = ctx_of(request)
     ex = queries.execution(ctx.store, ex_id)
-    row = queries.attempt_row(ctx.store, ex["id"], stage, action, attempt)
-    path = Path(row["log_path"]) if row["log_path"] else None
+    row = queries.attempt_row(ctx.store, ex.id, stage, action, attempt)
+    path = Path(row.log_path) if row.log_path else None
     text = path.read_text(encoding="utf-8", errors="replace") if path and path.exists() else ""
-    base = f"/api/v1/executions/{ex['id']}/actions/{stage}/{action}"
+    base = f"/api/v1/executions/{ex.id}/actions/{stage}/{action}"
     return render(
         request,
         "log.html",
@@ -413,8 +413,8 @@ def log_page(
         ex=queries.execution_summary(ex),
         attempt=row,
         text=text,
-        stream_url=f"{base}/log/stream?attempt={row['attempt']}",
-        raw_url=f"{base}/log?attempt={row['attempt']}",
+        stream_url=f"{base}/log/stream?attempt={row.attempt}",
+        raw_url=f"{base}/log?attempt={row.attempt}",
         nav="pipelines",
     )
 
@@ -475,11 +475,11 @@ def approval_page(request: Request, ex_id: str) -> Response:
     author = queries.is_author(user.name, user.email, ex)
     can_decide = user.can("approver") and evidence["approval"]["status"] == ApprovalStatus.PENDING
     can_approve = can_decide and not (author and not evidence["self_approval"])
-    superseded_by = ex["superseded_by"]
+    superseded_by = ex.superseded_by
     return render(
         request,
         "approval.html",
-        title=f"Approval for execution {ex['id']}",
+        title=f"Approval for execution {ex.id}",
         ev=evidence,
         can_decide=can_decide,
         can_approve=can_approve,
@@ -506,12 +506,10 @@ def approval_decide(
     ex = queries.execution(ctx.store, ex_id)
     word = (
         ApprovalStatus.APPROVED
-        if row["status"] == ApprovalStatus.APPROVED
+        if row.status == ApprovalStatus.APPROVED
         else ApprovalStatus.REJECTED
     ).value
-    return _back(
-        f"/pipelines/{ex['pipeline']}?execution={ex['id']}", f"{word} execution {ex['id']}."
-    )
+    return _back(f"/pipelines/{ex.pipeline}?execution={ex.id}", f"{word} execution {ex.id}.")
 
 
 # ---- audit --------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from conveyor.service.queries import PipelineCache
     from conveyor.settings import Settings
     from conveyor.store.artifacts import ArtifactStore
-    from conveyor.store.db import Row, Store
+    from conveyor.store.db import Store
+    from conveyor.store.records import ApprovalRecord
 
 STOPPABLE = ACTIVE_EXECUTION
 RETRYABLE = (ExecutionStatus.FAILED, ExecutionStatus.STOPPED)
@@ -101,7 +102,7 @@ def start_execution(
 ) -> str:
     """Start an execution of the stored pipeline `name`; audited when `audit` is given."""
     store = engine.store
-    store.get_pipeline(name)
+    store.pipeline_record(name)
     ex_id = engine.start(name, variables=dict(variables), trigger=dict(trigger), actor=actor)
     if audit is not None:
         store.audit(actor, "execution.start", ex_id, dict(audit))
@@ -115,17 +116,16 @@ def request_change(
     """Ask the engine to stop, abandon or retry an execution (a request row), and audit it;
     returns (request id, execution id). Stopping needs a running execution, retrying a
     Failed or Stopped one: anything else is a Conflict, whoever asks."""
-    ex = store.get_execution(ex_id)
-    if kind in ("stop", "abandon") and ex["status"] not in STOPPABLE:
-        raise Conflict(f"execution {ex['id']} is {ex['status']}: there is nothing to stop")
-    if kind == "retry" and ex["status"] not in RETRYABLE:
+    ex = store.execution(ex_id)
+    if kind in ("stop", "abandon") and ex.status not in STOPPABLE:
+        raise Conflict(f"execution {ex.id} is {ex.status}: there is nothing to stop")
+    if kind == "retry" and ex.status not in RETRYABLE:
         raise Conflict(
-            f"execution {ex['id']} is {ex['status']}: "
-            "only a Failed or Stopped execution can be retried"
+            f"execution {ex.id} is {ex.status}: only a Failed or Stopped execution can be retried"
         )
-    req = store.add_request(ex["id"], kind, dict(payload), actor=actor)
-    store.audit(actor, f"execution.{kind}", ex["id"], dict(payload))
-    return req, str(ex["id"])
+    req = store.add_request(ex.id, kind, dict(payload), actor=actor)
+    store.audit(actor, f"execution.{kind}", ex.id, dict(payload))
+    return req, ex.id
 
 
 def set_transition(
@@ -141,7 +141,7 @@ def set_transition(
     stage has no transition into it: changing it is refused."""
     from conveyor.model.validate import did_you_mean
 
-    p = cache.of_pipeline(store.get_pipeline(name))
+    p = cache.of_pipeline(store.pipeline_record(name))
     names = [s.name for s in p.stages]
     if stage not in names:
         raise NotFound(
@@ -172,7 +172,7 @@ def decide_approval(
     comment: str,
     digest: str | None,
     require_digest: bool,
-) -> Row:
+) -> ApprovalRecord:
     """Approve or reject an execution's pending approval as `user` and audit it. The decision
     is `engine.gate.decide`, a compare-and-set on the approval row: exactly one wins.
 
@@ -184,29 +184,28 @@ def decide_approval(
     from conveyor.service.queries import approval_config, is_author, latest_approval
 
     require(user, "approver", "deciding an approval")
-    ex = store.get_execution(ex_id)
-    row = latest_approval(store, ex["id"])
-    if row["status"] != ApprovalStatus.PENDING:
+    ex = store.execution(ex_id)
+    row = latest_approval(store, ex.id)
+    if row.status != ApprovalStatus.PENDING:
         raise Conflict(
-            f"the approval of execution {ex['id']} is no longer pending: {row['status']}"
-            f" by {row['decided_by'] or 'the engine'}"
-            + (f" ({row['comment']})" if row["comment"] else "")
+            f"the approval of execution {ex.id} is no longer pending: {row.status}"
+            f" by {row.decided_by or 'the engine'}" + (f" ({row.comment})" if row.comment else "")
         )
-    if require_digest and row["digest"] and not digest:
+    if require_digest and row.digest and not digest:
         raise ValidationFailed(
             [
                 Problem(
                     "request",
                     None,
-                    f"this approval is bound to image {row['digest']}: "
+                    f"this approval is bound to image {row.digest}: "
                     "send the digest you reviewed as 'digest'",
                 )
             ]
         )
-    cfg = approval_config(cache.of_execution(ex), row["attempt_id"])
+    cfg = approval_config(cache.of_execution(ex), row.attempt_id)
     decided = gate.decide(
         store,
-        ex["id"],
+        ex.id,
         approve=approve,
         by=user.name,
         comment=comment,
@@ -217,8 +216,8 @@ def decide_approval(
     store.audit(
         user.name,
         "approval.approve" if approve else "approval.reject",
-        ex["id"],
-        {"attempt": decided["attempt_id"], "digest": decided["digest"], "comment": comment},
+        ex.id,
+        {"attempt": decided.attempt_id, "digest": decided.digest, "comment": comment},
     )
     return decided
 

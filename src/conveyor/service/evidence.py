@@ -25,27 +25,28 @@ from conveyor.settings import Settings
 
 if TYPE_CHECKING:
     from conveyor.store.artifacts import ArtifactStore
-    from conveyor.store.db import Row, Store
+    from conveyor.store.db import Store
+    from conveyor.store.records import ApprovalRecord, AttemptRecord, ExecutionRecord
 
 E2E = re.compile(r"e2e|selenium|end.?to.?end|acceptance|browser|ui.?test", re.IGNORECASE)
 COUNTS = ("total", "passed", "failed", "skipped", "errors")
 MAX_FILES = 40
 
 
-def kind_of(report: Mapping[str, Any], attempt: Row) -> str:
+def kind_of(report: Mapping[str, Any], attempt: AttemptRecord) -> str:
     """'e2e' for a report of an end-to-end suite (by its name, action or stage), else 'unit'."""
     hay = " ".join(
-        str(x) for x in (report.get("name"), attempt["action"], attempt["stage"], attempt["type"])
+        str(x) for x in (report.get("name"), attempt.action, attempt.stage, attempt.type)
     )
     return "e2e" if E2E.search(hay) else "unit"
 
 
-def file_url(ex_id: str, attempt: Row, rel: str) -> str:
+def file_url(ex_id: str, attempt: AttemptRecord, rel: str) -> str:
     """A same-origin path; names from data are percent-encoded (no `?`, `#` or scheme)."""
-    where = f"{quote(str(attempt['stage']), safe='')}/{quote(str(attempt['action']), safe='')}"
+    where = f"{quote(str(attempt.stage), safe='')}/{quote(str(attempt.action), safe='')}"
     return (
         f"/api/v1/executions/{quote(ex_id, safe='')}/actions/{where}/files/"
-        f"{quote(rel, safe='/')}?attempt={int(attempt['attempt'])}"
+        f"{quote(rel, safe='/')}?attempt={int(attempt.attempt)}"
     )
 
 
@@ -53,16 +54,16 @@ def artifact_url(digest: str, rel: str) -> str:
     return f"/api/v1/artifacts/{quote(digest, safe=':')}/files/{quote(rel, safe='/')}"
 
 
-def latest_before(attempts: list[Row], before: float) -> list[Row]:
+def latest_before(attempts: list[AttemptRecord], before: float) -> list[AttemptRecord]:
     """The latest attempt of each action among those that ended before `before`."""
-    latest: dict[tuple[str, str], Row] = {}
+    latest: dict[tuple[str, str], AttemptRecord] = {}
     for a in attempts:
-        if a["ended_at"] is None or a["ended_at"] > before:
+        if a.ended_at is None or a.ended_at > before:
             continue
-        key = (a["stage"], a["action"])
-        if key not in latest or a["attempt"] > latest[key]["attempt"]:
+        key = (a.stage, a.action)
+        if key not in latest or a.attempt > latest[key].attempt:
             latest[key] = a
-    return sorted(latest.values(), key=lambda a: a["started_at"])
+    return sorted(latest.values(), key=lambda a: a.started_at)
 
 
 def target_environment(pipeline: Pipeline, approval_stage: str) -> str:
@@ -83,13 +84,13 @@ def gather(
     artifacts: ArtifactStore,
     settings: Settings,
     pipeline: Pipeline,
-    ex: Row,
-    approval: Row,
+    ex: ExecutionRecord,
+    approval: ApprovalRecord,
 ) -> dict[str, Any]:
-    attempts = store.attempts_for(ex["id"])
-    gate = next((a for a in attempts if a["id"] == approval["attempt_id"]), None)
-    stage = gate["stage"] if gate else approval["attempt_id"].split("/")[1]
-    before = approval["created_at"]
+    attempts = store.attempts_for(ex.id)
+    gate = next((a for a in attempts if a.id == approval.attempt_id), None)
+    stage = gate.stage if gate else approval.attempt_id.split("/")[1]
+    before = approval.created_at
     tests: dict[str, dict[str, float]] = {k: dict.fromkeys(COUNTS, 0) for k in ("unit", "e2e")}
     reports: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
@@ -97,23 +98,23 @@ def gather(
     html: list[dict[str, str]] = []
     for a in latest_before(attempts, before):
         kinds = set()
-        for r in a["reports"] or []:
+        for r in a.reports or []:
             kind = kind_of(r, a)
             kinds.add(kind)
             for k in COUNTS:
                 tests[kind][k] += int(r.get(k) or 0)
             files = [str(f) for f in r.get("files") or []]
             for f in files:
-                entry = {"name": f"{a['action']}: {f}", "url": file_url(ex["id"], a, f)}
+                entry = {"name": f"{a.action}: {f}", "url": file_url(ex.id, a, f)}
                 if f.lower().endswith(".png") and kind == "e2e":
                     screenshots.append(entry)
                 elif f.lower().endswith((".html", ".htm")):
                     html.append(entry)
             reports.append(
                 {
-                    "stage": a["stage"],
-                    "action": a["action"],
-                    "attempt": a["attempt"],
+                    "stage": a.stage,
+                    "action": a.action,
+                    "attempt": a.attempt,
                     "kind": kind,
                     **{k: r.get(k) for k in ("name", "format", *COUNTS, "duration_seconds")},
                     "failures": r.get("failures") or [],
@@ -124,14 +125,14 @@ def gather(
                     {
                         "kind": kind,
                         "report": r.get("name"),
-                        "action": a["action"],
+                        "action": a.action,
                         "suite": fc.get("suite", ""),
                         "name": fc.get("name", ""),
                         "message": fc.get("message", ""),
                     }
                 )
-        if "e2e" in kinds or E2E.search(f"{a['action']} {a['stage']}"):
-            for out_name, digest in (a["artifacts"] or {}).items():
+        if "e2e" in kinds or E2E.search(f"{a.action} {a.stage}"):
+            for out_name, digest in (a.artifacts or {}).items():
                 try:
                     manifest = artifacts.manifest(digest)
                 except ConveyorError:
@@ -147,7 +148,7 @@ def gather(
     return {
         "approval": approval_view(approval),
         "stage": stage,
-        "digest": approval["digest"],
+        "digest": approval.digest,
         "target_environment": env,
         "tests": {k: {c: int(v) for c, v in counts.items()} for k, counts in tests.items()},
         "reports": reports,
@@ -164,7 +165,7 @@ _APPROVAL_FIELDS = (
 )
 
 
-def approval_view(a: Row) -> dict[str, Any]:
+def approval_view(a: ApprovalRecord) -> dict[str, Any]:
     return pick(a, _APPROVAL_FIELDS)
 
 
@@ -201,24 +202,24 @@ def _repo_for(settings: Settings, pipeline: Pipeline, source_action: str) -> Pat
 
 
 def commits(
-    store: Store, settings: Settings, pipeline: Pipeline, ex: Row, env: str
+    store: Store, settings: Settings, pipeline: Pipeline, ex: ExecutionRecord, env: str
 ) -> dict[str, Any]:
     """The commits between what runs in `env` now and what this execution would deploy."""
-    deployed = store.deployments(env, limit=1)
-    old = deployed[0]["commit"] if deployed else None
+    deployed = store.deployment_records(env, limit=1)
+    old = deployed[0].commit if deployed else None
     result: dict[str, Any] = {
         "environment": env,
         "from": old,
         "to": None,
         "source": None,
         "list": [],
-        "deployed_at": deployed[0]["at"] if deployed else None,
-        "deployed_execution": deployed[0]["execution_id"] if deployed else None,
+        "deployed_at": deployed[0].at if deployed else None,
+        "deployed_execution": deployed[0].execution_id if deployed else None,
         "note": "",
     }
     sources = [
         (name, r)
-        for name, r in (ex["revisions"] or {}).items()
+        for name, r in (ex.revisions or {}).items()
         if isinstance(r, Mapping) and r.get("CommitId")
     ]
     if not sources:

@@ -1,7 +1,7 @@
 """The queries, once: the read models the CLI, the API and the pages share (pipelines,
 executions with their stages and actions, approvals, environments), and `pipeline_of` /
-`state_of`, which turn stored rows into the model. Plain JSON-able dicts built from store
-rows; statuses are derived with the model's pure functions, never invented here.
+`state_of`, which turn stored records into the model. Plain JSON-able dicts built from the
+store's records; statuses are derived with the model's pure functions, never invented here.
 
 It stays light: `conveyor status EXECUTION` reads through it on the stdlib SQLite reader,
 so nothing here imports the engine or SQLAlchemy at run time."""
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,6 @@ from conveyor.errors import NotFound
 from conveyor.model.status import (
     ACTIVE_EXECUTION,
     TERMINAL_EXECUTION,
-    ActionStatus,
     ApprovalStatus,
     ExecutionStatus,
 )
@@ -27,8 +26,9 @@ if TYPE_CHECKING:  # the CLI reads these views: it must not pay for the engine a
     from conveyor.model import planner as pl
     from conveyor.model.pipeline import Pipeline
     from conveyor.settings import Settings
+    from conveyor.store import records as rec
     from conveyor.store.artifacts import ArtifactStore
-    from conveyor.store.db import Row, Store
+    from conveyor.store.db import Store
     from conveyor.store.sqlite_reader import SqliteReader
 
     Reads = Store | SqliteReader
@@ -133,24 +133,11 @@ def _stored(d: Mapping[str, Any]) -> Pipeline:
     )
 
 
-def state_of(ex: Row, attempts: list[Row]) -> pl.ExecutionState:
-    """An execution row and its attempt rows as the planner's state."""
-    from conveyor.model import planner as pl
+def state_of(ex: rec.ExecutionRecord, attempts: Sequence[rec.AttemptRecord]) -> pl.ExecutionState:
+    """An execution and its attempts as the planner's state."""
+    from conveyor.store.planner_state import attempt_view, execution_state
 
-    return pl.ExecutionState(
-        attempts=tuple(
-            pl.AttemptView(
-                a["stage"], a["action"], a["attempt"], a["epoch"], ActionStatus(a["status"])
-            )
-            for a in attempts
-        ),
-        stage_epochs={
-            k: pl.StageEpoch(v["epoch"], v["failed_only"])
-            for k, v in (ex["stage_epochs"] or {}).items()
-        },
-        stop_requested=bool(ex["stop_mode"]),
-        superseded=bool(ex["superseded_by"]),
-    )
+    return execution_state(ex, map(attempt_view, attempts))
 
 
 class PipelineCache:
@@ -172,11 +159,12 @@ class PipelineCache:
             self._items.move_to_end(key)
         return p
 
-    def of_execution(self, ex: Row) -> Pipeline:
-        return self.get(f"x:{ex['id']}", ex["definition"], ex["pipeline"])
+    def of_execution(self, ex: rec.ExecutionRecord) -> Pipeline:
+        """An execution's pipeline (a full read: a light one has no definition)."""
+        return self.get(f"x:{ex.id}", ex.definition or {}, ex.pipeline)
 
-    def of_pipeline(self, row: Row) -> Pipeline:
-        return self.get(f"p:{row['name']}:{row['updated_at']}", row["definition"], row["name"])
+    def of_pipeline(self, row: rec.PipelineRecord) -> Pipeline:
+        return self.get(f"p:{row.name}:{row.updated_at}", row.definition, row.name)
 
 
 def duration(start: float | None, end: float | None) -> float | None:
@@ -200,26 +188,31 @@ def source_summary(revisions: Mapping[str, Any] | None) -> dict[str, Any] | None
     return None
 
 
-def execution_summary(ex: Row) -> dict[str, Any]:
+def execution_summary(ex: rec.ExecutionRecord) -> dict[str, Any]:
     return {
-        "id": ex["id"],
-        "pipeline": ex["pipeline"],
-        "seq": ex["seq"],
-        "kind": ex["kind"],
-        "status": ex["status"],
-        "message": ex["message"] or "",
-        "waiting": ex.get("waiting"),
-        "trigger": ex["trigger"],
-        "actor": ex["actor"],
-        "source": source_summary(ex["revisions"]),
-        "created_at": ex["created_at"],
-        "ended_at": ex["ended_at"],
-        "duration_seconds": duration(ex["created_at"], ex["ended_at"]),
+        "id": ex.id,
+        "pipeline": ex.pipeline,
+        "seq": ex.seq,
+        "kind": ex.kind,
+        "status": ex.status,
+        "message": ex.message or "",
+        "waiting": ex.waiting,
+        "trigger": ex.trigger,
+        "actor": ex.actor,
+        "source": source_summary(ex.revisions),
+        "created_at": ex.created_at,
+        "ended_at": ex.ended_at,
+        "duration_seconds": duration(ex.created_at, ex.ended_at),
     }
 
 
 def _action_view(
-    ex_id: str, stage: str, action: Any, row: Row | None, tries: int, full_reports: bool = False
+    ex_id: str,
+    stage: str,
+    action: Any,
+    row: rec.AttemptRecord | None,
+    tries: int,
+    full_reports: bool = False,
 ) -> dict[str, Any]:
     base = {
         "name": action.name,
@@ -247,33 +240,33 @@ def _action_view(
         }
     return {
         **base,
-        "status": row["status"],
-        "reason": row["reason"],
-        "message": row["message"] or "",
-        "attempt": row["attempt"],
+        "status": row.status,
+        "reason": row.reason,
+        "message": row.message or "",
+        "attempt": row.attempt,
         "attempts": tries,
-        "started_at": row["started_at"],
-        "ended_at": row["ended_at"],
-        "duration_seconds": duration(row["started_at"], row["ended_at"]),
-        "variables": row["variables"] or {},
-        "artifacts": row["artifacts"] or {},
+        "started_at": row.started_at,
+        "ended_at": row.ended_at,
+        "duration_seconds": duration(row.started_at, row.ended_at),
+        "variables": row.variables or {},
+        "artifacts": row.artifacts or {},
         "reports": [
             (r if full_reports else {k: v for k, v in r.items() if k != "failures"})
             | {"failed_cases": len(r.get("failures") or [])}
-            for r in (row["reports"] or [])
+            for r in (row.reports or [])
         ],
         "log_url": f"/api/v1/executions/{ex_id}/actions/{stage}/{action.name}/log"
-        f"?attempt={row['attempt']}",
+        f"?attempt={row.attempt}",
         # {execution, attempt, number}: the earlier attempt whose outputs this one reused
-        "reused_from": (row.get("details") or {}).get("reused_from"),
+        "reused_from": (row.details or {}).get("reused_from"),
     }
 
 
 def execution_detail(
     store: Reads,
     cache: PipelineCache,
-    ex: Row,
-    attempts: list[Row] | None = None,
+    ex: rec.ExecutionRecord,
+    attempts: Sequence[rec.AttemptRecord] | None = None,
     *,
     full_reports: bool = False,
 ) -> dict[str, Any]:
@@ -281,28 +274,26 @@ def execution_detail(
     API returns and what `conveyor run/status --json` print. `full_reports` keeps each report's
     failed cases (the API serves them on the reports route instead)."""
     pipeline = cache.of_execution(ex)
-    attempts = store.attempts_for(ex["id"]) if attempts is None else attempts
+    attempts = store.attempts_for(ex.id) if attempts is None else attempts
     state = state_of(ex, attempts)
     from conveyor.model import planner as pl
 
     current = pl.current_attempts(pipeline, state)
     statuses = pl.stage_statuses(pipeline, state)
-    rows = {a["id"]: a for a in attempts}
+    rows = {a.id: a for a in attempts}
     tries: dict[tuple[str, str], int] = {}
     for a in attempts:
-        tries[(a["stage"], a["action"])] = tries.get((a["stage"], a["action"]), 0) + 1
-    transitions = {r["stage"]: r for r in store.transitions_for(ex["pipeline"])}
+        tries[(a.stage, a.action)] = tries.get((a.stage, a.action), 0) + 1
+    transitions = {r.stage: r for r in store.transitions_for(ex.pipeline)}
     stages = []
     for stage, st in zip(pipeline.stages, statuses, strict=True):
         actions = []
         for action in stage.actions:
             view = current[stage.name].get(action.name)
-            row = (
-                rows.get(f"{ex['id']}/{stage.name}/{action.name}/{view.attempt}") if view else None
-            )
+            row = rows.get(f"{ex.id}/{stage.name}/{action.name}/{view.attempt}") if view else None
             actions.append(
                 _action_view(
-                    ex["id"],
+                    ex.id,
                     stage.name,
                     action,
                     row,
@@ -330,10 +321,10 @@ def execution_detail(
     out = execution_summary(ex)
     out.update(
         {
-            "revisions": ex["revisions"],
-            "variables": ex["variables"],
-            "stop_mode": ex["stop_mode"],
-            "superseded_by": ex["superseded_by"],
+            "revisions": ex.revisions,
+            "variables": ex.variables,
+            "stop_mode": ex.stop_mode,
+            "superseded_by": ex.superseded_by,
             "execution_mode": pipeline.execution_mode.value,
             "stages": stages,
         }
@@ -341,31 +332,31 @@ def execution_detail(
     return out
 
 
-def transition_view(row: Row | None) -> dict[str, Any]:
+def transition_view(row: rec.TransitionRecord | None) -> dict[str, Any]:
     if row is None:
         return {"enabled": True, "reason": "", "actor": None, "at": None}
     return {
-        "enabled": bool(row["enabled"]),
-        "reason": row["reason"] or "",
-        "actor": row["actor"],
-        "at": row["at"],
+        "enabled": bool(row.enabled),
+        "reason": row.reason or "",
+        "actor": row.actor,
+        "at": row.at,
     }
 
 
-def pipeline_summary(store: Reads, row: Row) -> dict[str, Any]:
-    latest = store.list_executions(row["name"], limit=1, light=True)
+def pipeline_summary(store: Reads, row: rec.PipelineRecord) -> dict[str, Any]:
+    latest = store.list_executions(row.name, limit=1, light=True)
     return {
-        "name": row["name"],
-        "source_path": row["source_path"],
-        "updated_at": row["updated_at"],
-        "stages": [s["name"] for s in row["definition"].get("stages", [])],
+        "name": row.name,
+        "source_path": row.source_path,
+        "updated_at": row.updated_at,
+        "stages": [s["name"] for s in row.definition.get("stages", [])],
         "latest_execution": execution_summary(latest[0]) if latest else None,
     }
 
 
-def pipeline_detail(store: Reads, cache: PipelineCache, row: Row) -> dict[str, Any]:
+def pipeline_detail(store: Reads, cache: PipelineCache, row: rec.PipelineRecord) -> dict[str, Any]:
     p = cache.of_pipeline(row)
-    transitions = {r["stage"]: r for r in store.transitions_for(row["name"])}
+    transitions = {r.stage: r for r in store.transitions_for(row.name)}
     out = pipeline_summary(store, row)
     out.update(
         {
@@ -408,43 +399,55 @@ def pipeline_detail(store: Reads, cache: PipelineCache, row: Row) -> dict[str, A
     return out
 
 
-def report_files(attempt: Row) -> set[str]:
+def report_files(attempt: rec.AttemptRecord) -> set[str]:
     """The files an attempt's reports name (relative to its working directory)."""
-    return {str(f) for r in attempt.get("reports") or [] for f in r.get("files") or []}
+    return {str(f) for r in attempt.reports or [] for f in r.get("files") or []}
 
 
-def attempt_row(store: Reads, ex_id: str, stage: str, action: str, attempt: int | None) -> Row:
+def attempt_row(
+    store: Reads, ex_id: str, stage: str, action: str, attempt: int | None
+) -> rec.AttemptRecord:
     """One attempt of an action (the latest when `attempt` is None)."""
-    rows = [a for a in store.attempts_for(ex_id) if a["stage"] == stage and a["action"] == action]
+    rows = [a for a in store.attempts_for(ex_id) if a.stage == stage and a.action == action]
     if not rows:
         raise NotFound(f"execution {ex_id} has no attempt of {stage}/{action}")
     if attempt is None:
-        return max(rows, key=lambda a: a["attempt"])
+        return max(rows, key=lambda a: a.attempt)
     for a in rows:
-        if a["attempt"] == attempt:
+        if a.attempt == attempt:
             return a
     raise NotFound(
         f"{stage}/{action} of execution {ex_id} has no attempt {attempt} "
-        f"(attempts: {', '.join(str(a['attempt']) for a in rows)})"
+        f"(attempts: {', '.join(str(a.attempt) for a in rows)})"
     )
 
 
 _DEPLOYMENT_FIELDS = "id environment pipeline execution_id kind image digest commit url actor at"
 
 
-def pick(row: Row, fields: str) -> dict[str, Any]:
-    """The named fields of a row (space-separated), as a JSON-able dict."""
-    return {k: row[k] for k in fields.split()}
+def pick(record: Any, fields: str) -> dict[str, Any]:
+    """The named fields of a record (space-separated), as a JSON-able dict."""
+    return {k: getattr(record, k) for k in fields.split()}
 
 
-def deployment_view(d: Row) -> dict[str, Any]:
+def deployment_view(d: rec.DeploymentRecord) -> dict[str, Any]:
     return pick(d, _DEPLOYMENT_FIELDS)
+
+
+def health_view(h: rec.HealthRecord) -> dict[str, Any]:
+    """An environment's health as the API, the dashboard and `env list --json` show it."""
+    return {
+        "healthy": bool(h.healthy),
+        "detail": h.detail,
+        "since": h.since,
+        "checked_at": h.checked_at,
+    }
 
 
 def environments(store: Store) -> list[dict[str, Any]]:
     """Each environment's current deployment (what runs, since when, from where) and health."""
-    current = store.current_deployments()
-    health = store.health()
+    current = store.current_deployment_records()
+    health = store.health_records()
     names = sorted(set(current) | set(health), key=lambda n: ({"test": 0, "prod": 1}.get(n, 2), n))
     out = []
     for n in names:
@@ -454,26 +457,19 @@ def environments(store: Store) -> list[dict[str, Any]]:
             {
                 "name": n,
                 "current": deployment_view(d) if d else None,
-                "health": {
-                    "healthy": bool(h["healthy"]),
-                    "detail": h["detail"],
-                    "since": h["since"],
-                    "checked_at": h["checked_at"],
-                }
-                if h
-                else None,
+                "health": health_view(h) if h else None,
             }
         )
     return out
 
 
 # ---- approvals ---------------------------------------------------------------------------------
-def latest_approval(store: Reads, ex_id: str) -> Row:
+def latest_approval(store: Reads, ex_id: str) -> rec.ApprovalRecord:
     """The execution's pending approval, else its most recent one."""
-    rows = store.approvals_for(ex_id)
+    rows = store.approval_records(ex_id)
     if not rows:
         raise NotFound(f"execution {ex_id} has no approval (it has not reached an approval action)")
-    pending = [a for a in rows if a["status"] == ApprovalStatus.PENDING]
+    pending = [a for a in rows if a.status == ApprovalStatus.PENDING]
     return pending[-1] if pending else rows[-1]
 
 
@@ -486,19 +482,19 @@ def approval_config(pipeline: Pipeline, attempt_id: str) -> dict[str, Any]:
         return {}
 
 
-def authors(ex: Row) -> set[str]:
+def authors(ex: rec.ExecutionRecord) -> set[str]:
     """Who wrote the change: the sources' author emails and the user who started it."""
     out = {
         str(r["AuthorEmail"]).lower()
-        for r in (ex["revisions"] or {}).values()
+        for r in (ex.revisions or {}).values()
         if isinstance(r, dict) and r.get("AuthorEmail")
     }
-    if ex["actor"]:
-        out.add(str(ex["actor"]).lower())
+    if ex.actor:
+        out.add(str(ex.actor).lower())
     return out
 
 
-def is_author(name: str, email: str | None, ex: Row) -> bool:
+def is_author(name: str, email: str | None, ex: rec.ExecutionRecord) -> bool:
     """Whether the user `name` (with `email`) wrote the change of execution `ex`."""
     who = authors(ex)
     return name.lower() in who or bool(email and email.lower() in who)
@@ -508,23 +504,23 @@ def pending_list(store: Store) -> list[dict[str, Any]]:
     """The approvals waiting for a decision, with their execution's pipeline and number."""
     out = []
     for a in store.pending_approvals():
-        parts = a["attempt_id"].split("/")
+        parts = a.attempt_id.split("/")
         try:
-            ex = store.get_execution(a["execution_id"])
+            ex = store.execution(a.execution_id)
         except NotFound:
             continue
         out.append(
             {
-                "execution_id": a["execution_id"],
-                "pipeline": ex["pipeline"],
-                "seq": ex["seq"],
+                "execution_id": a.execution_id,
+                "pipeline": ex.pipeline,
+                "seq": ex.seq,
                 "stage": parts[1] if len(parts) > 1 else "",
                 "action": parts[2] if len(parts) > 2 else "",
-                "status": a["status"],
-                "summary": a["summary"],
-                "digest": a["digest"],
-                "created_at": a["created_at"],
-                "expires_at": a["expires_at"],
+                "status": a.status,
+                "summary": a.summary,
+                "digest": a.digest,
+                "created_at": a.created_at,
+                "expires_at": a.expires_at,
             }
         )
     return out
@@ -534,7 +530,7 @@ def pending_list(store: Store) -> list[dict[str, Any]]:
 def describe(store: Reads, cache: PipelineCache, ex_id: str) -> dict[str, Any]:
     """An execution as `conveyor run/status` show it: the API's detail with every report's
     failed cases, and `waiting` as what it waits for (see `waiting_for`)."""
-    desc = execution_detail(store, cache, store.get_execution(ex_id), full_reports=True)
+    desc = execution_detail(store, cache, store.execution(ex_id), full_reports=True)
     desc["waiting"] = waiting_for(store, desc)
     return desc
 
@@ -543,15 +539,15 @@ def waiting_for(store: Reads, desc: Mapping[str, Any]) -> dict[str, Any] | None:
     """What the execution waits for: a pending approval `{type: approval, stage, action,
     digest, expires}`, or why nothing can start `{type: blocked, message}` (a disabled
     transition, a busy stage); None when it waits for nothing."""
-    for a in store.approvals_for(desc["id"]):
-        if a["status"] == ApprovalStatus.PENDING:
-            _, stage, action, _ = a["attempt_id"].split("/")
+    for a in store.approval_records(desc["id"]):
+        if a.status == ApprovalStatus.PENDING:
+            _, stage, action, _ = a.attempt_id.split("/")
             return {
                 "type": "approval",
                 "stage": stage,
                 "action": action,
-                "digest": a["digest"],
-                "expires": _iso(a["expires_at"]),
+                "digest": a.digest,
+                "expires": _iso(a.expires_at),
             }
     if desc["waiting"]:
         return {"type": "blocked", "message": desc["waiting"]}
@@ -565,19 +561,23 @@ def _iso(ts: float) -> str:
 
 
 def latest_per_pipeline(store: Reads) -> list[dict[str, Any]]:
-    """Each pipeline's name and its latest execution (light row), or None."""
+    """Each pipeline's name and its latest execution (a light row: `LIGHT_EXECUTION`'s
+    columns), or None."""
+    from conveyor.store.columns import LIGHT_EXECUTION
+
     latest = []
-    for p in store.list_pipelines():
-        rows = store.list_executions(pipeline=p["name"], limit=1, light=True)
-        latest.append({"pipeline": p["name"], "latest": rows[0] if rows else None})
+    for name in store.pipeline_names():
+        rows = store.list_executions(pipeline=name, limit=1, light=True)
+        light = pick(rows[0], " ".join(LIGHT_EXECUTION)) if rows else None
+        latest.append({"pipeline": name, "latest": light})
     return latest
 
 
-def rollback_of(store: Reads, ex_id: str) -> dict[str, Any] | None:
+def rollback_of(store: Reads, ex_id: str) -> rec.ExecutionRecord | None:
     """The rollback execution started because `ex_id` failed, if any."""
     for r in store.list_executions(limit=10, light=True):
-        if r["kind"] == "rollback" and (r["trigger"] or {}).get("of") == ex_id:
-            return dict(r)
+        if r.kind == "rollback" and (r.trigger or {}).get("of") == ex_id:
+            return r
     return None
 
 
@@ -586,7 +586,7 @@ def one_pipeline(store: Reads, pipeline: str | None) -> str:
     from conveyor.errors import ConfigError
 
     if pipeline:
-        store.get_pipeline(pipeline)
+        store.pipeline_record(pipeline)
         return pipeline
     names = store.pipeline_names()
     if len(names) != 1:
@@ -614,12 +614,12 @@ def approval_evidence(
     commits), its execution's summary and whether its author may approve it."""
     from conveyor.service import evidence
 
-    ex = store.get_execution(ex_id)
-    row = latest_approval(store, ex["id"])
+    ex = store.execution(ex_id)
+    row = latest_approval(store, ex.id)
     pipeline = cache.of_execution(ex)
     out = evidence.gather(store, artifacts, settings, pipeline, ex, row)
     out["execution"] = execution_summary(ex)
-    cfg = approval_config(pipeline, row["attempt_id"])
+    cfg = approval_config(pipeline, row.attempt_id)
     out["self_approval"] = bool(cfg.get("selfApproval", True))
     return out
 
@@ -627,26 +627,26 @@ def approval_evidence(
 # ---- the store's reads, for the entry points (they call no store method themselves) ----------
 
 
-def pipelines(store: Reads) -> list[Row]:
-    return store.list_pipelines()
+def pipelines(store: Reads) -> list[rec.PipelineRecord]:
+    return store.pipeline_records()
 
 
-def pipeline_row(store: Reads, name: str) -> Row:
-    return store.get_pipeline(name)
+def pipeline_row(store: Reads, name: str) -> rec.PipelineRecord:
+    return store.pipeline_record(name)
 
 
 def pipeline_names(store: Store) -> list[str]:
     return store.pipeline_names()
 
 
-def execution(store: Reads, ex_id: str) -> Row:
+def execution(store: Reads, ex_id: str) -> rec.ExecutionRecord:
     """The execution `ex_id` (a full id or a unique prefix); NotFound otherwise."""
-    return store.get_execution(ex_id)
+    return store.execution(ex_id)
 
 
 def executions(
     store: Reads, pipeline: str | None = None, status: str | None = None, **page: Any
-) -> list[Row]:
+) -> list[rec.ExecutionRecord]:
     return store.list_executions(pipeline, status, **page)
 
 
@@ -654,35 +654,35 @@ def execution_count(store: Store, pipeline: str | None, status: str | None) -> i
     return store.count_executions(pipeline, status)
 
 
-def attempts(store: Reads, ex_id: str) -> list[Row]:
+def attempts(store: Reads, ex_id: str) -> list[rec.AttemptRecord]:
     return store.attempts_for(ex_id)
 
 
-def approvals(store: Reads, ex_id: str) -> list[Row]:
-    return store.approvals_for(ex_id)
+def approvals(store: Reads, ex_id: str) -> list[rec.ApprovalRecord]:
+    return store.approval_records(ex_id)
 
 
-def pending_approvals(store: Store) -> list[Row]:
+def pending_approvals(store: Store) -> list[rec.ApprovalRecord]:
     return store.pending_approvals()
 
 
-def history(store: Store, ex_id: str) -> list[Row]:
+def history(store: Store, ex_id: str) -> list[rec.AttemptMoveRecord]:
     return store.history_for(ex_id)
 
 
-def transitions(store: Reads, pipeline: str) -> list[Row]:
+def transitions(store: Reads, pipeline: str) -> list[rec.TransitionRecord]:
     return store.transitions_for(pipeline)
 
 
-def change_request(store: Store, req_id: int) -> Row:
+def change_request(store: Store, req_id: int) -> rec.RequestRecord:
     return store.get_request(req_id)
 
 
-def deployments(store: Store, environment: str, limit: int) -> list[Row]:
-    return store.deployments(environment, limit=limit)
+def deployments(store: Store, environment: str | None, limit: int) -> list[rec.DeploymentRecord]:
+    return store.deployment_records(environment, limit=limit)
 
 
-def audit_log(store: Store, limit: int) -> list[Row]:
+def audit_log(store: Store, limit: int) -> list[rec.AuditRecord]:
     return store.audit_log(limit)
 
 
@@ -695,7 +695,7 @@ def artifact_file(artifacts: ArtifactStore, digest: str, rel: str) -> Path | Non
     return None
 
 
-def live_engines(store: Reads, max_age: float) -> list[Row]:
+def live_engines(store: Reads, max_age: float) -> list[rec.EngineRecord]:
     """The engine loops whose lease is younger than `max_age` seconds."""
     return store.live_engines(max_age)
 
@@ -708,21 +708,21 @@ def active_executions(store: Store) -> list[Any]:
     return list(store.active_executions())
 
 
-def current_deployments(store: Store) -> dict[str, Row]:
+def current_deployments(store: Store) -> dict[str, rec.DeploymentRecord]:
     """Each environment's current deployment, by environment name."""
-    return store.current_deployments()
+    return store.current_deployment_records()
 
 
-def health(store: Store) -> dict[str, Row]:
-    return store.health()
+def health(store: Store) -> dict[str, rec.HealthRecord]:
+    return store.health_records()
 
 
-def stored_pipelines(settings: Settings) -> list[Row]:
+def stored_pipelines(settings: Settings) -> list[rec.PipelineRecord]:
     """The stored pipelines, read through a store opened and closed for this one read."""
     from conveyor.service.commands import open_store
 
     store = open_store(settings)
     try:
-        return store.list_pipelines()
+        return store.pipeline_records()
     finally:
         store.close()

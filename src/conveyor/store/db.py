@@ -9,20 +9,19 @@ to `history`. Two writers racing: exactly one wins, the other gets `Conflict`.
 from __future__ import annotations
 
 import os
-import random
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     and_,
     bindparam,
     create_engine,
@@ -55,24 +54,30 @@ from conveyor.store.columns import (
     LIGHT_ATTEMPT,
     LIGHT_EXECUTION,
     execution_by_id,
-    started_execution,
 )
 from conveyor.store.records import (
     ApprovalRecord,
+    AttemptMoveRecord,
     AttemptRecord,
+    AuditRecord,
     DeploymentRecord,
+    EngineRecord,
     ExecutionMoveRecord,
     ExecutionRecord,
     HealthRecord,
     PipelineRecord,
+    Record,
     RequestRecord,
+    TransitionRecord,
 )
 from conveyor.store.schema_version import head_revision
-from conveyor.store.sqlite_reader import alive
+from conveyor.store.sqlite_reader import ExecutionLists, alive, execution_filter
+from conveyor.store.starts import ExecutionStarts
 from conveyor.store.stats import StatsQueries
 from conveyor.store.users import UserQueries
 
 Row = dict[str, Any]
+R = TypeVar("R", bound=Record)
 ACTIVE = tuple(sorted(s.value for s in ACTIVE_EXECUTION))
 # the execution columns `change_execution` writes unguarded, beside the guarded three
 FACTS = frozenset({"waiting", "message", "ended_at", "stage_epochs"})
@@ -195,7 +200,7 @@ def _row(r: Any) -> Row:
     return dict(r._mapping)
 
 
-class Store(UserQueries, StatsQueries):
+class Store(UserQueries, StatsQueries, ExecutionStarts, ExecutionLists):
     def __init__(
         self,
         url: str,
@@ -253,36 +258,35 @@ class Store(UserQueries, StatsQueries):
         except OperationalError as e:
             raise Unavailable(f"database {_safe(self.url)} failed: {_first_line(e)}") from None
 
-    def _all(self, query: Any) -> list[Row]:
-        """Every row of a query, as dicts, in one short transaction."""
+    @classmethod
+    def _put(
+        cls, c: Connection, table: Table, keys: Mapping[str, Any], values: Mapping[str, Any]
+    ) -> None:
+        """Write the row of `table` that `keys` name: update it when it exists, else insert it."""
+        where = [table.c[k] == v for k, v in keys.items()]
+        if c.execute(select(*(table.c[k] for k in keys)).where(*where)).first():
+            cls._set_where(c, table, *where, **values)
+        else:
+            c.execute(insert(table).values(**keys, **values))
+
+    @staticmethod
+    def _set_where(c: Connection, table: Table, *conditions: Any, **values: Any) -> int:
+        """Update the rows of `table` that meet every condition; how many changed (for a
+        compare-and-set, 0: another writer got there first)."""
+        return int(c.execute(update(table).where(and_(*conditions)).values(**values)).rowcount)
+
+    def _all(self, cls: type[R], query: Any) -> list[R]:
+        """Every row of a query, as records of `cls`, in one short transaction."""
         with self.tx() as c:
-            return [_row(r) for r in c.execute(query)]
+            return [cls.of(r) for r in c.execute(query)]
 
     # ---- pipelines -------------------------------------------------------------------------
     def save_pipeline(
         self, name: str, definition: Mapping[str, Any], source_path: str | None
     ) -> None:
-        now = time.time()
+        values = {"definition": dict(definition), "source_path": source_path}
         with self.tx() as c:
-            exists = c.execute(select(t.pipelines.c.name).where(t.pipelines.c.name == name)).first()
-            if exists:
-                c.execute(
-                    update(t.pipelines)
-                    .where(t.pipelines.c.name == name)
-                    .values(definition=dict(definition), source_path=source_path, updated_at=now)
-                )
-            else:
-                c.execute(
-                    insert(t.pipelines).values(
-                        name=name,
-                        definition=dict(definition),
-                        source_path=source_path,
-                        updated_at=now,
-                    )
-                )
-
-    def get_pipeline(self, name: str) -> Row:
-        return self.pipeline_record(name).as_row()
+            self._put(c, t.pipelines, {"name": name}, {**values, "updated_at": time.time()})
 
     def pipeline_record(self, name: str) -> PipelineRecord:
         with self.tx() as c:
@@ -299,66 +303,29 @@ class Store(UserQueries, StatsQueries):
                 r[0] for r in c.execute(select(t.pipelines.c.name).order_by(t.pipelines.c.name))
             ]
 
-    def list_pipelines(self) -> list[Row]:
-        return [p.as_row() for p in self.pipeline_records()]
-
     def pipeline_records(self) -> list[PipelineRecord]:
         """Every saved pipeline, by name."""
-        with self.tx() as c:
-            return [
-                PipelineRecord.of(r)
-                for r in c.execute(select(t.pipelines).order_by(t.pipelines.c.name))
-            ]
+        return self._all(PipelineRecord, select(t.pipelines).order_by(t.pipelines.c.name))
 
     # ---- executions ------------------------------------------------------------------------
-    def create_execution(
-        self,
-        pipeline: str,
-        definition: Mapping[str, Any],
-        *,
-        variables: Mapping[str, str],
-        trigger: Mapping[str, Any],
-        revisions: Mapping[str, Any] | None = None,
-        kind: str = "standard",
-        actor: str | None = None,
-    ) -> str:
-        check_execution_transition(None, ExecutionStatus.IN_PROGRESS)
-        for _ in range(20):
-            ex_id = uuid.uuid4().hex[:12]
-            now = time.time()
-            try:
-                with self.tx() as c:
-                    if self.engine.dialect.name == "postgresql":
-                        # numbers are per pipeline: concurrent starts of one pipeline take turns
-                        c.execute(
-                            text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": pipeline}
-                        )
-                    seq = (
-                        c.execute(
-                            select(func.coalesce(func.max(t.executions.c.seq), 0)).where(
-                                t.executions.c.pipeline == pipeline
-                            )
-                        ).scalar_one()
-                        + 1
+    _raced = (IntegrityError,)
+
+    def _insert_started(self, pipeline: str, row: Row, move: Row) -> None:
+        """`create_execution`'s insert, numbered next in its pipeline."""
+        with self.tx() as c:
+            if self.engine.dialect.name == "postgresql":
+                # numbers are per pipeline: concurrent starts of one pipeline take turns
+                c.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": pipeline})
+            seq = (
+                c.execute(
+                    select(func.coalesce(func.max(t.executions.c.seq), 0)).where(
+                        t.executions.c.pipeline == pipeline
                     )
-                    row, move = started_execution(
-                        ex_id,
-                        pipeline,
-                        definition,
-                        variables=variables,
-                        trigger=trigger,
-                        revisions=revisions,
-                        kind=kind,
-                        actor=actor,
-                        now=now,
-                    )
-                    c.execute(insert(t.executions).values({**row, "seq": seq}))
-                    c.execute(insert(t.execution_history).values(move))
-                return ex_id
-            except IntegrityError:
-                time.sleep(random.uniform(0, 0.02))  # two starts raced for one number: next one
-                continue
-        raise Conflict(f"could not allocate an execution number for pipeline '{pipeline}'")
+                ).scalar_one()
+                + 1
+            )
+            c.execute(insert(t.executions).values({**row, "seq": seq}))
+            c.execute(insert(t.execution_history).values(move))
 
     @staticmethod
     def _execution_cols(light: bool) -> list[Any]:
@@ -367,7 +334,8 @@ class Store(UserQueries, StatsQueries):
             return [t.executions]
         return [c for c in t.executions.c if c.name != "definition"]
 
-    def get_execution(self, ex_id: str, *, light: bool = False) -> Row:
+    def execution(self, ex_id: str, *, light: bool = False) -> ExecutionRecord:
+        """The execution `ex_id` (an id prefix of 4+ characters works too); NotFound otherwise."""
         cols = self._execution_cols(light)
         with self.tx() as c:
             r = execution_by_id(
@@ -377,39 +345,26 @@ class Store(UserQueries, StatsQueries):
                     c.execute(select(*cols).where(t.executions.c.id.like(pattern)).limit(2))
                 ),
             )
-            return self._with_revisions(c, [_row(r)])[0]
+            return self._executions(c, [r])[0]
 
-    def list_executions(
-        self,
-        pipeline: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        light: bool = False,
-    ) -> list[Row]:
-        cols = [t.executions] if not light else [t.executions.c[n] for n in LIGHT_EXECUTION]
-        q = select(*cols).order_by(t.executions.c.created_at.desc(), t.executions.c.seq.desc())
-        if pipeline:
-            q = q.where(t.executions.c.pipeline == pipeline)
-        if status:
-            q = q.where(t.executions.c.status == status)
+    def _executions_page(
+        self, where: Mapping[str, str], limit: int, offset: int, light: bool
+    ) -> list[ExecutionRecord]:
+        ex = t.executions
+        q = (
+            select(*([ex] if not light else [ex.c[n] for n in LIGHT_EXECUTION]))
+            .where(*(ex.c[k] == v for k, v in where.items()))
+            .order_by(ex.c.created_at.desc(), ex.c.seq.desc())
+        )
         with self.tx() as c:
-            return self._with_revisions(
-                c, [_row(r) for r in c.execute(q.limit(limit).offset(offset))]
-            )
+            return self._executions(c, c.execute(q.limit(limit).offset(offset)))
 
     def count_executions(self, pipeline: str | None = None, status: str | None = None) -> int:
+        where = execution_filter(pipeline, status)
         q = select(func.count()).select_from(t.executions)
-        if pipeline:
-            q = q.where(t.executions.c.pipeline == pipeline)
-        if status:
-            q = q.where(t.executions.c.status == status)
+        q = q.where(*(t.executions.c[k] == v for k, v in where.items()))
         with self.tx() as c:
             return int(c.execute(q).scalar_one())
-
-    def execution(self, ex_id: str, *, light: bool = False) -> ExecutionRecord:
-        """`get_execution` as a record (an id prefix of 4+ characters works too)."""
-        return ExecutionRecord.of(self.get_execution(ex_id, light=light))
 
     def active_executions(
         self, pipeline: str | None = None, *, light: bool = False
@@ -422,8 +377,7 @@ class Store(UserQueries, StatsQueries):
         if pipeline:
             q = q.where(t.executions.c.pipeline == pipeline)
         with self.tx() as c:
-            rows = self._with_revisions(c, [_row(r) for r in c.execute(q)])
-        return [ExecutionRecord.of(r) for r in rows]
+            return self._executions(c, c.execute(q))
 
     def record_revision(
         self, ex_id: str, action: str, revision: Mapping[str, Any], *, position: int = 0
@@ -455,7 +409,12 @@ class Store(UserQueries, StatsQueries):
             ).first()
             if r is not None:
                 (merged,) = self._with_revisions(c, [_row(r)])
-                c.execute(update(ex).where(ex.c.id == ex_id).values(revisions=merged["revisions"]))
+                self._set_where(c, ex, ex.c.id == ex_id, revisions=merged["revisions"])
+
+    @classmethod
+    def _executions(cls, c: Connection, found: Iterable[Any]) -> list[ExecutionRecord]:
+        """Execution rows as records, their `revisions` with what each source recorded."""
+        return [ExecutionRecord.of(r) for r in cls._with_revisions(c, [_row(r) for r in found])]
 
     @staticmethod
     def _with_revisions(c: Connection, rows: list[Row]) -> list[Row]:
@@ -593,7 +552,7 @@ class Store(UserQueries, StatsQueries):
         with self.tx() as c:
             if not guarded:
                 if facts:
-                    c.execute(update(ex).where(ex.c.id == ex_id).values(**facts))
+                    self._set_where(c, ex, ex.c.id == ex_id, **facts)
                 return
             r = c.execute(
                 select(ex.c.status, ex.c.stop_mode, ex.c.superseded_by).where(ex.c.id == ex_id)
@@ -609,14 +568,10 @@ class Store(UserQueries, StatsQueries):
                     raise Conflict(f"execution {ex_id}: {e}") from None
             if all(getattr(r, k) == v for k, v in guarded.items()):
                 if facts:
-                    c.execute(update(ex).where(ex.c.id == ex_id).values(**facts))
+                    self._set_where(c, ex, ex.c.id == ex_id, **facts)
                 return
-            res = c.execute(
-                update(ex)
-                .where(and_(ex.c.id == ex_id, ex.c.status == cur.value))
-                .values(reason=str(reason), **guarded, **facts)
-            )
-            if res.rowcount != 1:
+            values = {"reason": str(reason), **guarded, **facts}
+            if self._set_where(c, ex, ex.c.id == ex_id, ex.c.status == cur.value, **values) != 1:
                 raise Conflict(f"execution {ex_id}: changed concurrently")
             c.execute(
                 insert(t.execution_history).values(
@@ -637,28 +592,20 @@ class Store(UserQueries, StatsQueries):
     def execution_history_for(self, ex_id: str) -> list[ExecutionMoveRecord]:
         """The moves of an execution's status, stop mode and superseded-by, oldest first."""
         h = t.execution_history
-        q = select(h).where(h.c.execution_id == ex_id).order_by(h.c.id)
-        return [ExecutionMoveRecord.of(r) for r in self._all(q)]
+        return self._all(
+            ExecutionMoveRecord, select(h).where(h.c.execution_id == ex_id).order_by(h.c.id)
+        )
 
     # ---- leases and engines ------------------------------------------------------------------
     def claim(self, ex_id: str, worker: str, ttl: float) -> bool:
         now = time.time()
+        ex = t.executions
+        free = or_(ex.c.lease_owner.is_(None), ex.c.lease_owner == worker, ex.c.lease_expires < now)
         with self.tx() as c:
-            res = c.execute(
-                update(t.executions)
-                .where(
-                    and_(
-                        t.executions.c.id == ex_id,
-                        or_(
-                            t.executions.c.lease_owner.is_(None),
-                            t.executions.c.lease_owner == worker,
-                            t.executions.c.lease_expires < now,
-                        ),
-                    )
-                )
-                .values(lease_owner=worker, lease_expires=now + ttl)
+            taken = self._set_where(
+                c, ex, ex.c.id == ex_id, free, lease_owner=worker, lease_expires=now + ttl
             )
-            return bool(res.rowcount)
+        return bool(taken)
 
     def previous_owner(self, ex_id: str) -> tuple[str | None, float | None]:
         with self.tx() as c:
@@ -673,26 +620,17 @@ class Store(UserQueries, StatsQueries):
         """Extend the worker's leases that have run past 40 % of their time (a lease is
         written every ~ttl/2, not at every heartbeat: 1,000 waiting executions stay cheap)."""
         now = time.time()
+        ex = t.executions
         with self.tx() as c:
-            c.execute(
-                update(t.executions)
-                .where(
-                    and_(
-                        t.executions.c.lease_owner == worker,
-                        t.executions.c.lease_expires < now + ttl * 0.6,
-                    )
-                )
-                .values(lease_expires=now + ttl)
-            )
-            c.execute(update(t.engines).where(t.engines.c.worker == worker).values(heartbeat=now))
+            due = ex.c.lease_expires < now + ttl * 0.6
+            self._set_where(c, ex, ex.c.lease_owner == worker, due, lease_expires=now + ttl)
+            self._set_where(c, t.engines, t.engines.c.worker == worker, heartbeat=now)
 
     def release(self, ex_id: str, worker: str) -> None:
+        ex = t.executions
         with self.tx() as c:
-            c.execute(
-                update(t.executions)
-                .where(and_(t.executions.c.id == ex_id, t.executions.c.lease_owner == worker))
-                .values(lease_owner=None, lease_expires=None)
-            )
+            mine = (ex.c.id == ex_id, ex.c.lease_owner == worker)
+            self._set_where(c, ex, *mine, lease_owner=None, lease_expires=None)
 
     def register_engine(self, worker: str) -> None:
         now = time.time()
@@ -711,10 +649,12 @@ class Store(UserQueries, StatsQueries):
         with self.tx() as c:
             c.execute(t.engines.delete().where(t.engines.c.worker == worker))
 
-    def live_engines(self, max_age: float) -> list[Row]:
+    def live_engines(self, max_age: float) -> list[EngineRecord]:
         """Engines with a recent heartbeat; on this host, only those whose process still runs."""
         return alive(
-            self._all(select(t.engines).where(t.engines.c.heartbeat > time.time() - max_age))
+            self._all(
+                EngineRecord, select(t.engines).where(t.engines.c.heartbeat > time.time() - max_age)
+            )
         )
 
     # ---- attempts --------------------------------------------------------------------------
@@ -877,17 +817,13 @@ class Store(UserQueries, StatsQueries):
             c.execute(insert(t.history), history)
         return out
 
-    @staticmethod
+    @classmethod
     def _compare_and_set(
-        c: Connection, att_id: str, cur: ActionStatus, values: Mapping[str, Any]
+        cls, c: Connection, att_id: str, cur: ActionStatus, values: Mapping[str, Any]
     ) -> bool:
         """Write an attempt's move only if it still has the status read; False if it lost."""
-        res = c.execute(
-            update(t.attempts)
-            .where(and_(t.attempts.c.id == att_id, t.attempts.c.status == cur.value))
-            .values(**values)
-        )
-        return res.rowcount == 1
+        a = t.attempts
+        return cls._set_where(c, a, a.c.id == att_id, a.c.status == cur.value, **values) == 1
 
     def transition(
         self,
@@ -925,7 +861,7 @@ class Store(UserQueries, StatsQueries):
     def note_attempt(self, att_id: str, **values: Any) -> None:
         """Non-status facts about a running attempt (its process group, its details so far)."""
         with self.tx() as c:
-            c.execute(update(t.attempts).where(t.attempts.c.id == att_id).values(**values))
+            self._set_where(c, t.attempts, t.attempts.c.id == att_id, **values)
 
     def note_pgids(self, pgids: Mapping[str, int]) -> None:
         """The process groups of running attempts, in one transaction."""
@@ -941,28 +877,16 @@ class Store(UserQueries, StatsQueries):
             [{"att_id": k, "att_pgid": v} for k, v in pgids.items()],
         )
 
-    def attempts_for(self, ex_id: str) -> list[Row]:
+    def attempts_for(self, ex_id: str, *, light: bool = False) -> list[AttemptRecord]:
+        """An execution's attempts, in the order they started. `light`: without their JSON
+        payloads (left empty), what planning needs, cheap to load."""
+        cols = [t.attempts.c[n] for n in LIGHT_ATTEMPT] if light else [t.attempts]
         return self._all(
-            select(t.attempts)
+            AttemptRecord,
+            select(*cols)
             .where(t.attempts.c.execution_id == ex_id)
-            .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
+            .order_by(t.attempts.c.started_at, t.attempts.c.attempt),
         )
-
-    LIGHT = LIGHT_ATTEMPT
-
-    def attempts_light(self, ex_id: str) -> list[AttemptRecord]:
-        """The attempts without their JSON payloads (left empty): what planning needs, cheap
-        to load."""
-        cols = [t.attempts.c[n] for n in self.LIGHT]
-        with self.tx() as c:
-            return [
-                AttemptRecord.of(r)
-                for r in c.execute(
-                    select(*cols)
-                    .where(t.attempts.c.execution_id == ex_id)
-                    .order_by(t.attempts.c.started_at, t.attempts.c.attempt)
-                )
-            ]
 
     def history_count(self, ex_id: str) -> int:
         """How many status moves an execution's attempts made: a cheap version of its state."""
@@ -978,19 +902,17 @@ class Store(UserQueries, StatsQueries):
     def attempts_by_id(self, ids: Sequence[str]) -> dict[str, AttemptRecord]:
         if not ids:
             return {}
-        with self.tx() as c:
-            return {
-                r.id: AttemptRecord.of(r)
-                for r in c.execute(select(t.attempts).where(t.attempts.c.id.in_(list(ids))))
-            }
+        found = self._all(AttemptRecord, select(t.attempts).where(t.attempts.c.id.in_(list(ids))))
+        return {a.id: a for a in found}
 
     def reusable_attempts(
         self, pipeline: str, stage: str, action: str, input_digest: str, limit: int = 3
-    ) -> list[Row]:
+    ) -> list[AttemptRecord]:
         """Succeeded attempts of this pipeline's action whose inputs hashed to `input_digest`,
         newest first (engine/reuse.py): never another pipeline's, never a failed one."""
         a = t.attempts
         return self._all(
+            AttemptRecord,
             select(a)
             .join(t.executions, t.executions.c.id == a.c.execution_id)
             .where(
@@ -1001,12 +923,14 @@ class Store(UserQueries, StatsQueries):
                 t.executions.c.pipeline == pipeline,
             )
             .order_by(a.c.ended_at.desc())
-            .limit(limit)
+            .limit(limit),
         )
 
-    def history_for(self, ex_id: str) -> list[Row]:
+    def history_for(self, ex_id: str) -> list[AttemptMoveRecord]:
+        """The moves of an execution's attempts, oldest first."""
         return self._all(
-            select(t.history).where(t.history.c.execution_id == ex_id).order_by(t.history.c.id)
+            AttemptMoveRecord,
+            select(t.history).where(t.history.c.execution_id == ex_id).order_by(t.history.c.id),
         )
 
     # ---- requests --------------------------------------------------------------------------
@@ -1033,53 +957,38 @@ class Store(UserQueries, StatsQueries):
 
     def pending_requests(self, ex_id: str) -> list[RequestRecord]:
         """An execution's requests not handled yet, oldest first."""
-        return [
-            RequestRecord.of(r)
-            for r in self._all(
-                select(t.requests)
-                .where(and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None)))
-                .order_by(t.requests.c.id)
-            )
-        ]
+        return self._all(
+            RequestRecord,
+            select(t.requests)
+            .where(and_(t.requests.c.execution_id == ex_id, t.requests.c.handled_at.is_(None)))
+            .order_by(t.requests.c.id),
+        )
 
     def handle_request(self, req_id: int, outcome: str) -> None:
+        r = t.requests
         with self.tx() as c:
-            c.execute(
-                update(t.requests)
-                .where(t.requests.c.id == req_id)
-                .values(handled_at=time.time(), outcome=outcome)
-            )
+            self._set_where(c, r, r.c.id == req_id, handled_at=time.time(), outcome=outcome)
 
-    def get_request(self, req_id: int) -> Row:
+    def get_request(self, req_id: int) -> RequestRecord:
         with self.tx() as c:
             r = c.execute(select(t.requests).where(t.requests.c.id == req_id)).first()
         if r is None:
             raise NotFound(f"no request {req_id}")
-        return _row(r)
+        return RequestRecord.of(r)
 
     # ---- transitions -----------------------------------------------------------------------
     def set_transition(
         self, pipeline: str, stage: str, enabled: bool, reason: str, actor: str | None
     ) -> None:
+        keys = {"pipeline": pipeline, "stage": stage}
+        values = {"enabled": enabled, "reason": reason, "actor": actor, "at": time.time()}
         with self.tx() as c:
-            c.execute(
-                t.transitions.delete().where(
-                    and_(t.transitions.c.pipeline == pipeline, t.transitions.c.stage == stage)
-                )
-            )
-            c.execute(
-                insert(t.transitions).values(
-                    pipeline=pipeline,
-                    stage=stage,
-                    enabled=enabled,
-                    reason=reason,
-                    actor=actor,
-                    at=time.time(),
-                )
-            )
+            self._put(c, t.transitions, keys, values)
 
-    def transitions_for(self, pipeline: str) -> list[Row]:
-        return self._all(select(t.transitions).where(t.transitions.c.pipeline == pipeline))
+    def transitions_for(self, pipeline: str) -> list[TransitionRecord]:
+        return self._all(
+            TransitionRecord, select(t.transitions).where(t.transitions.c.pipeline == pipeline)
+        )
 
     def disabled_transitions_all(self) -> dict[str, dict[str, str]]:
         """Every pipeline's disabled transitions: pipeline -> stage -> reason (one query)."""
@@ -1095,9 +1004,7 @@ class Store(UserQueries, StatsQueries):
 
     def disabled_transitions(self, pipeline: str) -> dict[str, str]:
         return {
-            r["stage"]: r["reason"] or "disabled"
-            for r in self.transitions_for(pipeline)
-            if not r["enabled"]
+            r.stage: r.reason or "disabled" for r in self.transitions_for(pipeline) if not r.enabled
         }
 
     # ---- approvals -------------------------------------------------------------------------
@@ -1132,35 +1039,26 @@ class Store(UserQueries, StatsQueries):
             c.execute(insert(t.approvals).values(**row))
         return ApprovalRecord.of(row)
 
-    def approvals_for(self, ex_id: str) -> list[Row]:
-        return [a.as_row() for a in self.approval_records(ex_id)]
-
     def approval_records(self, ex_id: str) -> list[ApprovalRecord]:
         """An execution's approvals, oldest first."""
-        with self.tx() as c:
-            return [
-                ApprovalRecord.of(r)
-                for r in c.execute(
-                    select(t.approvals)
-                    .where(t.approvals.c.execution_id == ex_id)
-                    .order_by(t.approvals.c.created_at)
-                )
-            ]
-
-    def get_approval(self, att_id: str) -> Row | None:
-        found = self.approval(att_id)
-        return found.as_row() if found else None
+        return self._all(
+            ApprovalRecord,
+            select(t.approvals)
+            .where(t.approvals.c.execution_id == ex_id)
+            .order_by(t.approvals.c.created_at),
+        )
 
     def approval(self, att_id: str) -> ApprovalRecord | None:
         with self.tx() as c:
             r = c.execute(select(t.approvals).where(t.approvals.c.attempt_id == att_id)).first()
         return ApprovalRecord.of(r) if r else None
 
-    def pending_approvals(self) -> list[Row]:
+    def pending_approvals(self) -> list[ApprovalRecord]:
         return self._all(
+            ApprovalRecord,
             select(t.approvals)
             .where(t.approvals.c.status == ApprovalStatus.PENDING.value)
-            .order_by(t.approvals.c.created_at)
+            .order_by(t.approvals.c.created_at),
         )
 
     def ready_approvals(self, now: float) -> list[str]:
@@ -1187,28 +1085,22 @@ class Store(UserQueries, StatsQueries):
             )
         ]
 
-    def decide_approval(self, att_id: str, status: str, *, by: str, comment: str) -> Row:
+    def decide_approval(self, att_id: str, status: str, *, by: str, comment: str) -> ApprovalRecord:
         """Pending -> Approved/Rejected/Expired/Superseded, once. A second decision is a Conflict."""
+        a = t.approvals
+        decision = {"status": status, "decided_by": by, "comment": comment}
         with self.tx() as c:
-            res = c.execute(
-                update(t.approvals)
-                .where(
-                    and_(
-                        t.approvals.c.attempt_id == att_id,
-                        t.approvals.c.status == ApprovalStatus.PENDING.value,
-                    )
-                )
-                .values(status=status, decided_by=by, comment=comment, decided_at=time.time())
-            )
-            r = c.execute(select(t.approvals).where(t.approvals.c.attempt_id == att_id)).first()
+            pending = (a.c.attempt_id == att_id, a.c.status == ApprovalStatus.PENDING.value)
+            won = self._set_where(c, a, *pending, **decision, decided_at=time.time())
+            r = c.execute(select(a).where(a.c.attempt_id == att_id)).first()
         if r is None:
             raise NotFound(f"no approval for {att_id}")
-        if res.rowcount != 1:
+        if won != 1:
             raise Conflict(
                 f"this approval was already decided: {r.status} by {r.decided_by or 'the engine'}"
                 + (f" ({r.comment})" if r.comment else "")
             )
-        return _row(r)
+        return ApprovalRecord.of(r)
 
     # ---- deployments and health ---------------------------------------------------------------
     def record_deployment(self, **values: Any) -> None:
@@ -1217,9 +1109,6 @@ class Store(UserQueries, StatsQueries):
         with self.tx() as c:
             c.execute(insert(t.deployments).values(**values))
 
-    def deployments(self, environment: str | None = None, limit: int = 100) -> list[Row]:
-        return [d.as_row() for d in self.deployment_records(environment, limit)]
-
     def deployment_records(
         self, environment: str | None = None, limit: int = 100
     ) -> list[DeploymentRecord]:
@@ -1227,11 +1116,7 @@ class Store(UserQueries, StatsQueries):
         q = select(t.deployments).order_by(t.deployments.c.at.desc(), t.deployments.c.id.desc())
         if environment:
             q = q.where(t.deployments.c.environment == environment)
-        with self.tx() as c:
-            return [DeploymentRecord.of(r) for r in c.execute(q.limit(limit))]
-
-    def current_deployments(self) -> dict[str, Row]:
-        return {k: d.as_row() for k, d in self.current_deployment_records().items()}
+        return self._all(DeploymentRecord, q.limit(limit))
 
     def current_deployment_records(self) -> dict[str, DeploymentRecord]:
         """What each environment serves: its newest deployment."""
@@ -1243,38 +1128,19 @@ class Store(UserQueries, StatsQueries):
     def set_health(self, environment: str, healthy: bool, detail: str) -> bool:
         """Record a health reading; True when the health changed (or is new)."""
         now = time.time()
+        h = t.health
         with self.tx() as c:
-            r = c.execute(select(t.health).where(t.health.c.environment == environment)).first()
-            if r is None:
-                c.execute(
-                    insert(t.health).values(
-                        environment=environment,
-                        healthy=healthy,
-                        detail=detail,
-                        since=now,
-                        checked_at=now,
-                    )
-                )
-                return True
-            changed = bool(r.healthy) != healthy
-            c.execute(
-                update(t.health)
-                .where(t.health.c.environment == environment)
-                .values(
-                    healthy=healthy,
-                    detail=detail,
-                    checked_at=now,
-                    since=now if changed else r.since,
-                )
-            )
-            return changed
-
-    def health(self) -> dict[str, Row]:
-        return {k: h.as_row() for k, h in self.health_records().items()}
+            r = c.execute(
+                select(h.c.healthy, h.c.since).where(h.c.environment == environment)
+            ).first()
+            changed = r is None or bool(r.healthy) != healthy
+            reading = {"healthy": healthy, "detail": detail, "checked_at": now}
+            since = now if r is None or changed else r.since
+            self._put(c, h, {"environment": environment}, {**reading, "since": since})
+        return changed
 
     def health_records(self) -> dict[str, HealthRecord]:
-        with self.tx() as c:
-            return {r.environment: HealthRecord.of(r) for r in c.execute(select(t.health))}
+        return {h.environment: h for h in self._all(HealthRecord, select(t.health))}
 
     # ---- artifacts and audit ---------------------------------------------------------------------
     def record_artifact(self, digest: str, files: int, size: int) -> None:
@@ -1308,12 +1174,9 @@ class Store(UserQueries, StatsQueries):
                 )
             )
 
-    def audit_log(self, limit: int = 200) -> list[Row]:
-        with self.tx() as c:
-            return [
-                _row(r)
-                for r in c.execute(select(t.audit).order_by(t.audit.c.id.desc()).limit(limit))
-            ]
+    def audit_log(self, limit: int = 200) -> list[AuditRecord]:
+        """The newest entries of the audit log first."""
+        return self._all(AuditRecord, select(t.audit).order_by(t.audit.c.id.desc()).limit(limit))
 
 
 def _first_line(e: SQLAlchemyError) -> str:

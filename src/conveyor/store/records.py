@@ -3,7 +3,8 @@ standard-library reader can build them too).
 
 `Record.of(row)` takes any mapping of column -> value (a SQLAlchemy row's `_mapping`, a
 `sqlite3.Row` decoded to a dict): a column the query left out (a "light" read) keeps its
-default. `as_row()` gives the dict form the entry points still render.
+default. `as_row()` gives the dict form the entry points render as JSON (the fields in
+the table's column order, so the JSON reads as the row always did).
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ class AttemptRecord(Outcome):
     pgid: int | None = None
     worker: str | None = None
     log_path: str | None = None
+    input_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,18 +130,68 @@ class DeploymentRecord(Record):
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RequestRecord(Record):
     """Something asked of an execution (stop, abandon, retry), for the engine to act on."""
 
     id: int
     execution_id: str
     kind: str
-    created_at: float
     payload: Mapping[str, Any] = field(default_factory=dict)
     actor: str | None = None
+    created_at: float
     handled_at: float | None = None
     outcome: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptMoveRecord(Record):
+    """One guarded move of an attempt's status (a row of `history`)."""
+
+    id: int
+    attempt_id: str
+    execution_id: str
+    from_status: str | None = None
+    to_status: str
+    reason: str | None = ""
+    message: str | None = ""
+    actor: str | None = None
+    at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransitionRecord(Record):
+    """The inbound transition of a stage, set by hand (disabled with a reason, or enabled)."""
+
+    pipeline: str
+    stage: str
+    enabled: bool
+    reason: str | None = ""
+    actor: str | None = None
+    at: float
+
+
+@dataclass(frozen=True)
+class EngineRecord(Record):
+    """A running engine loop and its heartbeat."""
+
+    worker: str
+    pid: int
+    host: str
+    started_at: float
+    heartbeat: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRecord(Record):
+    """Who did what to which target, when (a row of the audit log)."""
+
+    id: int
+    actor: str
+    action: str
+    target: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    at: float
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,16 @@ already at the code's revision (`open_writer` returns None otherwise, and the ca
 from __future__ import annotations
 
 import json
-import random
 import sqlite3
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import Conflict, Unavailable
-from conveyor.store.columns import JSON_COLUMNS, Row, started_execution
+from conveyor.errors import Unavailable
+from conveyor.store.columns import JSON_COLUMNS, Row
 from conveyor.store.sqlite_reader import SqliteReader, open_reader
+from conveyor.store.starts import ExecutionStarts
 
 
 def open_writer(url: str) -> SqliteWriter | None:
@@ -52,7 +51,7 @@ def _insert(table: str, row: Row) -> tuple[str, tuple[Any, ...]]:
     return f"INSERT INTO {table} ({names}) VALUES ({marks})", values  # noqa: S608 - as above
 
 
-class SqliteWriter(SqliteReader):
+class SqliteWriter(SqliteReader, ExecutionStarts):
     """The reader's methods, and the two writes that start an execution."""
 
     def __init__(self, path: Path) -> None:
@@ -95,46 +94,19 @@ class SqliteWriter(SqliteReader):
             ]
         )
 
-    def create_execution(
-        self,
-        pipeline: str,
-        definition: Mapping[str, Any],
-        *,
-        variables: Mapping[str, str],
-        trigger: Mapping[str, Any],
-        revisions: Mapping[str, Any] | None = None,
-        kind: str = "standard",
-        actor: str | None = None,
-    ) -> str:
-        """Insert an InProgress execution numbered next in its pipeline (as
-        `Store.create_execution`); returns its id."""
-        for _ in range(20):
-            ex_id = uuid.uuid4().hex[:12]
-            row, move = started_execution(
-                ex_id,
-                pipeline,
-                definition,
-                variables=variables,
-                trigger=trigger,
-                revisions=revisions,
-                kind=kind,
-                actor=actor,
-                now=time.time(),
-            )
-            names, values = _encoded("executions", row)
-            numbered = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM executions WHERE pipeline = ?)"
-            try:
-                self._write(
-                    [
-                        (
-                            f"INSERT INTO executions ({names}, seq) "  # noqa: S608 - column names from columns.py
-                            f"VALUES ({', '.join('?' * len(values))}, {numbered})",
-                            (*values, pipeline),
-                        ),
-                        _insert("execution_history", move),
-                    ]
-                )
-                return ex_id
-            except sqlite3.IntegrityError:
-                time.sleep(random.uniform(0, 0.02))  # noqa: S311 - a back-off, not a secret
-        raise Conflict(f"could not allocate an execution number for pipeline '{pipeline}'")
+    _raced = (sqlite3.IntegrityError,)
+
+    def _insert_started(self, pipeline: str, row: Row, move: Row) -> None:
+        """`create_execution`'s insert, numbered next in its pipeline (as `Store`'s)."""
+        names, values = _encoded("executions", row)
+        numbered = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM executions WHERE pipeline = ?)"
+        self._write(
+            [
+                (
+                    f"INSERT INTO executions ({names}, seq) "  # noqa: S608 - column names from columns.py
+                    f"VALUES ({', '.join('?' * len(values))}, {numbered})",
+                    (*values, pipeline),
+                ),
+                _insert("execution_history", move),
+            ]
+        )
