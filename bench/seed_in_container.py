@@ -33,10 +33,11 @@ def copy_examples(dest: Path, image: str | None, ports: tuple[int, int]) -> None
     text = (src / "pipeline.yaml").read_text(encoding="utf-8")
     text = text.replace("    port: 8081\n", f"    port: {ports[0]}\n")
     text = text.replace("    port: 8080\n", f"    port: {ports[1]}\n")
-    env_line = f"          environment: {{image: {image or 'host'}}}\n"
-    text = text.replace(
-        "          buildspec: buildspec.yml\n", "          buildspec: buildspec.yml\n" + env_line
-    )
+    # the seed's own `environment:` lines (the build image) become this way's
+    seed_line = f"          environment: {{image: {IMAGE}}}\n"
+    if text.count(seed_line) != 2:
+        raise SystemExit(f"bench: the seed pipeline no longer has two lines {seed_line!r}")
+    text = text.replace(seed_line, f"          environment: {{image: {image or 'host'}}}\n")
     text = text.replace(
         "        namespace: Build\n", "        namespace: Build\n        reuse: false\n"
     )
