@@ -158,25 +158,7 @@ def build(sx: Synthesizer, s: Stage, a: Action, cfg: dict[str, Any]) -> str:
             ]
         base = pub.get("base")
         if isinstance(base, str) and base and repo is not None:
-            from conveyor.images.recipe import lookup
-
-            # the Containerfile's BASE: the recipe's own tag in the stack's repository for it
-            base_repo = sx.base_repository(base)
-            env["BASE_IMAGE"] = {
-                "Fn::Sub": f"${{{base_repo}.RepositoryUri}}:{lookup(base).content_hash()}"
-            }
-            statements.append(
-                {
-                    "Sid": "EcrPullBase",
-                    "Effect": "Allow",
-                    "Action": [
-                        "ecr:BatchCheckLayerAvailability",
-                        "ecr:BatchGetImage",
-                        "ecr:GetDownloadUrlForLayer",
-                    ],
-                    "Resource": {"Fn::GetAtt": [base_repo, "Arn"]},
-                }
-            )
+            statements.append(base_image(sx, base, env))
     reached = sx.reached_environment(a)
     if reached is not None:
         # a test suite reading a deploy's URL: a browser at the image's paths (installed by
@@ -213,3 +195,22 @@ def build(sx: Synthesizer, s: Stage, a: Action, cfg: dict[str, Any]) -> str:
         sx.kubectl_role(proj)
         sx.port_forward_access(a, reached)
     return proj
+
+
+def base_image(sx: Synthesizer, base: str, env: dict[str, Any]) -> dict[str, Any]:
+    """`publishes.base` on AWS: BASE_IMAGE (the Containerfile's BASE) is the recipe's own tag in
+    the stack's repository for that image; the project may pull from it, nothing more."""
+    from conveyor.images.recipe import lookup
+
+    repo = sx.base_repository(base)
+    env["BASE_IMAGE"] = {"Fn::Sub": f"${{{repo}.RepositoryUri}}:{lookup(base).content_hash()}"}
+    return {
+        "Sid": "EcrPullBase",
+        "Effect": "Allow",
+        "Action": [
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+        ],
+        "Resource": {"Fn::GetAtt": [repo, "Arn"]},
+    }
