@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -29,6 +29,9 @@ from conveyor.cli._common import emit_json, json_option, ranged_option
 from conveyor.errors import ConveyorError, Unavailable
 from conveyor.service import queries
 from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from conveyor.store.records import DeploymentRecord
 
 
 def _settings() -> Settings:
@@ -229,7 +232,7 @@ def env_list(as_json: bool) -> None:
         health = queries.health(store)
     except ConveyorError as exc:
         _fail(exc)
-    rows = [_deployment_row(d.as_row()) for _, d in sorted(current.items())]
+    rows = [_deployment_row(d) for _, d in sorted(current.items())]
     for r in rows:
         h = health.get(r["environment"])
         r["health"] = queries.health_view(h) if h else None
@@ -249,7 +252,7 @@ def env_history(environment: str, limit: int, as_json: bool) -> None:
     """The deployments of ENVIRONMENT, newest first."""
     try:
         found = queries.deployments(_store(), environment, limit)
-        rows = [_deployment_row(d.as_row()) for d in found]
+        rows = [_deployment_row(d) for d in found]
     except ConveyorError as exc:
         _fail(exc)
     _print_deployments(
@@ -302,7 +305,7 @@ def env_diff(
     env, action_config, current = _environment_for_diff(
         environment, pipeline_file, need_current=image is None
     )
-    image = image or (current or {}).get("image")
+    image = image or (current.image if current else None)
     if not image:
         raise ConfigError(
             f"nothing was deployed to '{environment}' yet: give the image to compare with "
@@ -355,19 +358,18 @@ def env_diff(
 
 def _environment_for_diff(
     name: str, pipeline_file: str | None, need_current: bool
-) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+) -> tuple[Any, dict[str, Any], DeploymentRecord | None]:
     """The environment's definition, the config of the action deploying to it, and what
     runs there now. The store is opened only when it is needed (no --file, or no --image)."""
     from conveyor.errors import NotFound
     from conveyor.service.queries import pipeline_of
     from conveyor.spec.pipeline_file import load_pipeline
 
-    current: dict[str, Any] | None = None
+    current: DeploymentRecord | None = None
     pipeline: Any = None
     if pipeline_file is None or need_current:
         store = _store()
-        found = queries.current_deployments(store).get(name)
-        current = found.as_row() if found else None
+        current = queries.current_deployments(store).get(name)
         if pipeline_file is None:
             mine = [
                 r
@@ -375,7 +377,7 @@ def _environment_for_diff(
                 if name in (r.definition.get("environments") or {})
             ]
             if current is not None:
-                mine.sort(key=lambda r: r.name != current.get("pipeline"))
+                mine.sort(key=lambda r: r.name != current.pipeline)
             if mine:
                 pipeline = pipeline_of(mine[0].definition, mine[0].name)
     if pipeline_file is not None:
@@ -391,20 +393,19 @@ def _environment_for_diff(
     return pipeline.environments[name], config, current
 
 
-def _deployment_row(d: dict[str, Any]) -> dict[str, Any]:
-    details = d.get("details") or {}
+def _deployment_row(d: DeploymentRecord) -> dict[str, Any]:
     return {
-        "environment": d.get("environment"),
-        "kind": d.get("kind") or "deploy",
-        "image": d.get("image"),
-        "digest": d.get("digest"),
-        "url": d.get("url"),
-        "previous_digest": details.get("previous_digest"),
-        "execution_id": d.get("execution_id"),
-        "pipeline": d.get("pipeline"),
-        "commit": d.get("commit"),
-        "actor": d.get("actor"),
-        "at": d.get("at"),
+        "environment": d.environment,
+        "kind": d.kind or "deploy",
+        "image": d.image,
+        "digest": d.digest,
+        "url": d.url,
+        "previous_digest": (d.details or {}).get("previous_digest"),
+        "execution_id": d.execution_id,
+        "pipeline": d.pipeline,
+        "commit": d.commit,
+        "actor": d.actor,
+        "at": d.at,
     }
 
 
