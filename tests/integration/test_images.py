@@ -368,6 +368,8 @@ def test_build_with_a_missing_base_names_the_command(web: str, env: dict[str, st
     from conveyor.actions.build import _check_base
     from conveyor.errors import ActionError
 
-    _check_base(WEB.tag(), env)  # built by the `web` fixture's module: no error
-    with pytest.raises(ActionError, match="run `conveyor images build web`"):
-        _check_base(f"localhost/conveyor/web:missing{RUN}", env)
+    _check_base("web", WEB.tag(), env)  # built by the `web` fixture: no error
+    missing = f"localhost/conveyor/web:missing{RUN}"
+    said = f"{missing} is not built here: run `conveyor images build web`"
+    with pytest.raises(ActionError, match=said):
+        _check_base("web", missing, env)

@@ -35,7 +35,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.actions.base import ActionConfig, ActionContext, ActionResult, BaseAction
-from conveyor.adapters import process
 from conveyor.adapters.tools import tool_path
 from conveyor.buildspec.container import wants_container
 from conveyor.buildspec.result import PRIMARY, BuildResult
@@ -76,15 +75,13 @@ class Publishes(BaseModel):
         return v
 
 
-def _check_base(base: str | None, podman_env: Mapping[str, str]) -> None:
+def _check_base(name: str, tag: str, podman_env: Mapping[str, str]) -> None:
     """A missing base image names the command that builds it (podman would try to pull it)."""
-    if base is None:
-        return
-    done = process.call(["podman", "image", "exists", base], env={**os.environ, **podman_env})
-    if done.returncode == 1:
-        name = base.rsplit("/", 1)[-1].split(":")[0]
+    from conveyor.images.builder import image_exists
+
+    if not image_exists(tag, podman_env):
         raise ActionError(
-            f"publishes.base: the base image {base} is not built here: run "
+            f"publishes.base: the base image {tag} is not built here: run "
             f"`conveyor images build {name}` (`conveyor up` builds it too)"
         )
 
@@ -150,7 +147,8 @@ class Build(BaseAction):
             on_host=not wants_container(_image(cfg)),
         )
         env.update(base_env(cfg.publishes))
-        _check_base(env.get("BASE_IMAGE"), platform.container_env())
+        if cfg.publishes is not None and cfg.publishes.base is not None:
+            _check_base(cfg.publishes.base, env["BASE_IMAGE"], platform.container_env())
         env.update(cfg.env)
         if cfg.publishes is not None:
             # the publish contract: the buildspec pushes $REPOSITORY_URI:$IMAGE_TAG

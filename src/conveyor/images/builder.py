@@ -68,6 +68,17 @@ def default_apt_cache(state_dir: Path) -> Path:
     return state_dir / "images" / "apt-cache"
 
 
+def image_exists(tag: str, env: Mapping[str, str], podman: str = "podman") -> bool:
+    """`podman image exists TAG` in podman's environment `env` (CONTAINERS_CONF...)."""
+    done = subprocess.run(
+        [podman, "image", "exists", tag],
+        env={**os.environ, **env},
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
 class ImageBuilder:
     """Builds recipes with mmdebstrap + podman; `env` is podman's (CONTAINERS_CONF...)."""
 
@@ -96,13 +107,7 @@ class ImageBuilder:
         return podman
 
     def exists(self, tag: str) -> bool:
-        done = subprocess.run(
-            [self._podman(), "image", "exists", tag],
-            env=self.env,
-            capture_output=True,
-            check=False,
-        )
-        return done.returncode == 0
+        return image_exists(tag, self.env, self._podman())
 
     def size(self, tag: str) -> int | None:
         done = subprocess.run(

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from conveyor.adapters.tool_errors import describe
 from conveyor.errors import ActionError, ConfigError, Unavailable
+from conveyor.images.builder import image_exists
 from conveyor.images.recipe import Recipe
 
 # host[:port]/path, lower case, no scheme, tag or digest (the tag is the recipe's)
@@ -36,7 +37,7 @@ _REPOSITORY = re.compile(
 ECR_HOST = re.compile(
     r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$"
 )
-LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+LOOPBACK = ("127.0.0.1", "localhost")
 
 # registry host -> "user:password" (an ECR token), for the auth file
 Login = Callable[[str], str]
@@ -100,10 +101,7 @@ def push_image(
         raise Unavailable("podman not found: it stores the images; apt-get install -y podman")
     source = recipe.tag()
     full_env = {**os.environ, **env}
-    present = subprocess.run(
-        [podman, "image", "exists", source], env=full_env, capture_output=True, check=False
-    )
-    if present.returncode != 0:
+    if not image_exists(source, env, podman):
         raise Unavailable(
             f"{source} is not built here: run `conveyor images build {recipe.name}` first"
         )
@@ -115,7 +113,7 @@ def push_image(
         if registries_conf is not None:
             argv += ["--registries-conf", str(registries_conf)]
         argv += ["copy", "--retry-times", "2", "--digestfile", f"{tmp}/digest"]
-        if host.split(":")[0] in LOOPBACK or host.startswith("[::1]"):
+        if host.split(":")[0] in LOOPBACK:
             argv.append("--dest-tls-verify=false")
         if login is not None:
             user, _, password = login(host).partition(":")
