@@ -448,3 +448,14 @@ def test_endpoint_comes_from_environment(fake_aws: Aws) -> None:
         fake_aws.client("cloudformation").meta.endpoint_url
         == os.environ["CONVEYOR_AWS_ENDPOINT_URL"]
     )
+
+
+def test_images_push_logs_in_to_ecr_with_a_token_from_boto3(fake_aws: Aws) -> None:
+    """`conveyor images push` to an ECR host asks ECR for a login token (through the same boto3
+    session as every other AWS call) and gets `user:password` for the private auth file."""
+    from conveyor.images.push import ECR_HOST, ecr_login
+
+    host = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    assert ECR_HOST.fullmatch(host) and not ECR_HOST.fullmatch("127.0.0.1:5001")
+    user, sep, password = ecr_login(host).partition(":")
+    assert (user, sep) == ("AWS", ":") and password

@@ -343,6 +343,17 @@ def test_push_copies_the_recipe_tag_and_is_idempotent(
         assert client.resolve(pushed["destination"]) == pushed["digest"]
     again = conveyor("images", "push", "web", "--to", repo, "--json", env=env, state=state)
     assert again.returncode == 0 and json.loads(again.stdout)["digest"] == pushed["digest"]
+    # with a login (what an ECR host gets): skopeo takes the private auth file
+    from conveyor.images.push import push_image
+
+    logins: list[str] = []
+
+    def login(host: str) -> str:
+        logins.append(host)
+        return "AWS:token"
+
+    assert push_image(WEB, repo, env, login=login).digest == pushed["digest"]
+    assert logins == [registry]
 
 
 def test_push_refuses_a_bad_repository_and_a_missing_image(
