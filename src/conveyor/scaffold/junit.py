@@ -204,14 +204,15 @@ def _lock(app: AppInfo, package_json: str) -> str:
         scratch = Path(tmp)
         (scratch / "package.json").write_text(package_json, encoding="utf-8")
         shutil.copy2(app.root / "package-lock.json", scratch / "package-lock.json")
-        res = subprocess.run(
-            [npm, "install", "--package-lock-only", "--no-audit", "--no-fund", "--prefer-offline"],
-            cwd=scratch,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        base = [npm, "install", "--package-lock-only", "--no-audit", "--no-fund"]
+        # cached metadata first; npm does not revalidate it when a version is missing
+        # (ETARGET), so a failure retries once with fresh metadata
+        for cmd in ([*base, "--prefer-offline"], base):
+            res = subprocess.run(
+                cmd, cwd=scratch, capture_output=True, text=True, timeout=600, check=False
+            )
+            if res.returncode == 0:
+                break
         if res.returncode != 0:
             last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise Unavailable(f"npm install --package-lock-only failed: {last}")

@@ -97,7 +97,9 @@ phases:
       nodejs: {app.node_major}
     commands:
       - node --version
-      - npm ci --no-audit --no-fund --prefer-offline
+      # --prefer-offline trusts cached package metadata, and npm does not revalidate it when a
+      # version is missing (ETARGET): a stale cache retries once with fresh metadata
+      - npm ci --no-audit --no-fund --prefer-offline || npm ci --no-audit --no-fund
   pre_build:
     commands:
       - IMAGE_TAG="${{IMAGE_TAG:-${{CODEBUILD_RESOLVED_SOURCE_VERSION:-latest}}}}"
