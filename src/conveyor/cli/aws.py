@@ -159,6 +159,16 @@ EKS_DEPLOY = click.option(
 )
 
 
+PIPELINE = click.option(
+    "--pipeline",
+    "pipeline",
+    required=True,
+    envvar="CONVEYOR_AWS_PIPELINE",
+    help="the CodePipeline name (or set CONVEYOR_AWS_PIPELINE)",
+)
+REGION = click.option("--region", help="default: the AWS CLI's configured region")
+
+
 @aws_group.command("synth")
 @click.argument("pipeline_file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", help="write the template here (default: stdout)")
@@ -200,7 +210,7 @@ def synth(
 @aws_group.command("deploy")
 @click.argument("pipeline_file", type=click.Path(dir_okay=False))
 @click.option("--stack-name", help="default: conveyor-<pipeline name>")
-@click.option("--region", help="default: the AWS CLI's configured region")
+@REGION
 @click.option(
     "--parameter",
     "parameters",
@@ -272,16 +282,6 @@ def deploy(
         click.echo(f"stack {stack}: no changes")
     else:
         click.echo(f"stack {stack}: {final}")
-
-
-PIPELINE = click.option(
-    "--pipeline",
-    "pipeline",
-    required=True,
-    envvar="CONVEYOR_AWS_PIPELINE",
-    help="the CodePipeline name (or set CONVEYOR_AWS_PIPELINE)",
-)
-REGION = click.option("--region", help="default: the AWS CLI's configured region")
 
 
 @aws_group.command("status")
