@@ -214,6 +214,11 @@ def _lock(app: AppInfo, package_json: str) -> str:
             if res.returncode == 0:
                 break
         if res.returncode != 0:
-            last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise Unavailable(f"npm install --package-lock-only failed: {last}")
+            lines = res.stderr.strip().splitlines() or ["(no output)"]
+            # npm's own reason (`npm error code ETARGET`, `npm error notarget ...`), not the
+            # closing "A complete log of this run can be found in ..."
+            said = [ln for ln in lines if ln.startswith("npm error") and "complete log" not in ln]
+            raise Unavailable(
+                "npm install --package-lock-only failed: " + "; ".join(said[:2] or lines[-1:])
+            )
         return (scratch / "package-lock.json").read_text(encoding="utf-8")
