@@ -98,7 +98,10 @@ mkdir -p "$ROOT/src"
 git clone --quiet --no-hardlinks "$REPO" "$ROOT/src/conveyor"
 git -C "$ROOT/src/conveyor" checkout --quiet --detach "$(git rev-parse HEAD)"
 if [ -d "$SHARED" ]; then
-  cp -a "$SHARED" "$ROOT/src/shared"
+  # "$SHARED/." copies the directory's contents, so a shared dir that is a symlink is copied too
+  # (plain `cp -a LINK` would put a link to a path that does not exist inside the root)
+  mkdir -p "$ROOT/src/shared"
+  cp -a "$SHARED/." "$ROOT/src/shared/"
   chmod -R a-w "$ROOT/src/shared"
 else
   say "no shared dir at $SHARED (FRESH_SHARED=DIR): the corpus tests will fail under CI=true"
