@@ -113,9 +113,18 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     env.pop("CONVEYOR_DATABASE_URL", None)
     env.pop("BASE_IMAGE", None)
     podman_env = {**env, **podman_env}
+    started: list[str] = []
     try:
-        yield {"env": env, "tmp": tmp_path, "home": home}
+        yield {"env": env, "tmp": tmp_path, "home": home, "started": started}
     finally:
+        # the execution waits at its approval, so the background engine `git push` started
+        # would wait with it (`engine --until-idle`): abandon it, and that engine exits
+        for ex_id in started:
+            subprocess.run(
+                [sys.executable, "-m", "conveyor", "stop", ex_id, "--abandon",
+                 "--reason", "test teardown"],
+                env=env, capture_output=True, timeout=120,
+            )  # fmt: skip
         subprocess.run(
             [sys.executable, "-m", "conveyor", "down"], env=env, capture_output=True, timeout=120
         )
@@ -214,6 +223,7 @@ def test_an_angular_cli_app_goes_from_init_to_a_green_build_test_deploy_and_sele
     pushed = sh(["git", "push", "-q", "conveyor", "main"], app, env)
     m = re.search(r"started demo execution (\S+)", pushed)
     assert m, pushed
+    world["started"].append(m.group(1))
     desc = wait_for(world, m.group(1))
     elapsed = time.monotonic() - started
     stages = {s["name"]: s["status"] for s in desc["stages"]}
