@@ -205,13 +205,13 @@ def _lock(app: AppInfo, package_json: str) -> str:
         (scratch / "package.json").write_text(package_json, encoding="utf-8")
         shutil.copy2(app.root / "package-lock.json", scratch / "package-lock.json")
         base = [npm, "install", "--package-lock-only", "--no-audit", "--no-fund"]
-        # cached metadata first; npm does not revalidate it when a version is missing
-        # (ETARGET), so a failure retries once with fresh metadata
+        # cached metadata first; npm does not revalidate it when a version is missing from it
+        # (ETARGET), so that failure, and only that one, retries once with fresh metadata
         for cmd in ([*base, "--prefer-offline"], base):
             res = subprocess.run(
                 cmd, cwd=scratch, capture_output=True, text=True, timeout=600, check=False
             )
-            if res.returncode == 0:
+            if res.returncode == 0 or "ETARGET" not in res.stderr:
                 break
         if res.returncode != 0:
             lines = res.stderr.strip().splitlines() or ["(no output)"]
